@@ -1,1 +1,151 @@
-fn main() {}
+//! The opsflow command line: `opsflow sfn run` / `opsflow sfn validate` run and check Amazon
+//! States Language files on the local engine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use opsflow_asl::{model, Clock, Engine, MockCase, StartOptions, Status};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "opsflow", version, about = "Run opsflow's Step Functions workflows locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The local Step Functions engine.
+    Sfn {
+        #[command(subcommand)]
+        command: Sfn,
+    },
+}
+
+#[derive(Subcommand)]
+enum Sfn {
+    /// Run a definition once and print {"status","output","error","cause"} as JSON.
+    Run {
+        /// The state machine definition (an .asl.json file).
+        #[arg(long)]
+        definition: PathBuf,
+        /// The execution input: JSON text, or @FILE to read it from a file.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// An AWS Step Functions Local mock configuration file.
+        #[arg(long, requires = "test_case")]
+        mock_config: Option<PathBuf>,
+        /// The test case of the mock configuration to use.
+        #[arg(long, requires = "mock_config")]
+        test_case: Option<String>,
+        /// The state machine's name (in ARNs and for the mock configuration); default: the file name.
+        #[arg(long)]
+        state_machine_name: Option<String>,
+        /// Also print the execution history (GetExecutionHistory events) under "events".
+        #[arg(long)]
+        history: bool,
+        /// virtual (default: waits and retry delays take no time) or real.
+        #[arg(long, default_value = "virtual", value_parser = ["virtual", "real"])]
+        clock: String,
+        /// With --clock real, how many times faster than real time the clock runs.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+    /// Validate definitions; prints every error with its state and field.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("opsflow: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Result<model::StateMachine, Vec<opsflow_asl::LoadError>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(model::parse(&text))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sfn { command: Sfn::Validate { files } } => {
+            let mut ok = true;
+            for f in &files {
+                match load(f)? {
+                    Ok(_) => println!("{}: valid", f.display()),
+                    Err(errors) => {
+                        ok = false;
+                        for e in errors {
+                            eprintln!("{}: {e}", f.display());
+                        }
+                    }
+                }
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Sfn { command: Sfn::Run { definition, input, mock_config, test_case, state_machine_name, history, clock, time_scale } } => {
+            let sm = match load(&definition)? {
+                Ok(sm) => Arc::new(sm),
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{}: {e}", definition.display());
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let input_text = match input.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read the input file {file}"))?,
+                None => input,
+            };
+            let input: Value = serde_json::from_str(&input_text).context("--input is not valid JSON")?;
+            let sm_name = state_machine_name.clone().unwrap_or_else(|| {
+                let stem = definition.file_name().and_then(|s| s.to_str()).unwrap_or("StateMachine");
+                stem.trim_end_matches(".json").trim_end_matches(".asl").to_string()
+            });
+            let clock = match clock.as_str() {
+                "real" if time_scale > 0.0 => Clock::Real { scale: time_scale },
+                "real" => bail!("--time-scale must be greater than 0"),
+                _ => Clock::Virtual,
+            };
+            let mut builder = Engine::builder().clock(clock);
+            if let (Some(file), Some(case)) = (mock_config, test_case) {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                // An explicit --state-machine-name must exist in the file; otherwise the
+                // file-name default is tried, then the file's only state machine.
+                let mock = match MockCase::parse(&text, Some(&sm_name), &case) {
+                    Ok(m) => m,
+                    Err(e) if state_machine_name.is_some() => bail!("{}: {e}", file.display()),
+                    Err(_) => MockCase::parse(&text, None, &case).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+                };
+                builder = builder.mock(mock);
+            }
+            let engine = builder.build();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let opts = StartOptions { state_machine_name: sm_name, record_history: history, ..StartOptions::default() };
+            let result = rt.block_on(engine.run(&sm, input, opts));
+            let mut out = json!({
+                "status": result.status.as_str(),
+                "output": result.output,
+                "error": result.error,
+                "cause": result.cause,
+            });
+            if history {
+                out["events"] = Value::Array(result.events.iter().map(|e| e.to_json()).collect());
+            }
+            println!("{out}");
+            Ok(if result.status == Status::Succeeded { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}

@@ -42,11 +42,20 @@ impl Vars {
 }
 
 /// What a path can read: the effective input, the context object and the variables.
+/// `context` is the context object without `Execution.Input`, which `execution_input` holds
+/// (so that a Map iteration's context does not copy the execution's whole input).
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub input: &'a Value,
     pub context: &'a Value,
     pub vars: &'a Vars,
+    pub execution_input: Option<&'a Value>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(input: &'a Value, context: &'a Value, vars: &'a Vars) -> Self {
+        Scope { input, context, vars, execution_input: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -200,7 +209,21 @@ impl Path {
     pub fn eval(&self, scope: &Scope) -> Option<Value> {
         match &self.root {
             Root::Input => self.select(scope.input),
-            Root::Context => self.select(scope.context),
+            Root::Context => match (scope.execution_input, &self.kind) {
+                (None, _) => self.select(scope.context),
+                (Some(exec_input), Kind::Simple(segs)) => match segs.as_slice() {
+                    [Seg::Key(a), Seg::Key(b), rest @ ..] if a == "Execution" && b == "Input" => walk(exec_input, rest).cloned(),
+                    [Seg::Key(a)] if a == "Execution" => {
+                        let mut e = scope.context.get("Execution")?.clone();
+                        e.as_object_mut()?.insert("Input".into(), exec_input.clone());
+                        Some(e)
+                    }
+                    [Seg::Key(a), ..] if a == "Execution" => self.select(scope.context),
+                    [] => Some(full_context(scope.context, exec_input)),
+                    _ => self.select(scope.context),
+                },
+                (Some(exec_input), Kind::Query { .. }) => self.select(&full_context(scope.context, exec_input)),
+            },
             Root::Var(name) => self.select(scope.vars.get(name)?),
         }
     }
@@ -228,6 +251,14 @@ impl Path {
             )),
         }
     }
+}
+
+fn full_context(context: &Value, exec_input: &Value) -> Value {
+    let mut c = context.clone();
+    if let Some(e) = c.get_mut("Execution").and_then(Value::as_object_mut) {
+        e.insert("Input".into(), exec_input.clone());
+    }
+    c
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {
@@ -417,7 +448,7 @@ mod tests {
     fn scope_eval(path: &str, input: &Value) -> Option<Value> {
         let vars = Vars::new();
         let ctx = json!({"Execution": {"Id": "arn:x"}});
-        Path::parse(path).unwrap().eval(&Scope { input, context: &ctx, vars: &vars })
+        Path::parse(path).unwrap().eval(&Scope::new(input, &ctx, &vars))
     }
 
     #[test]
@@ -451,7 +482,7 @@ mod tests {
         inner.set("n".into(), json!(1));
         let input = json!({});
         let ctx = json!({});
-        let scope = Scope { input: &input, context: &ctx, vars: &inner };
+        let scope = Scope::new(&input, &ctx, &inner);
         assert_eq!(Path::parse("$cfg.size").unwrap().eval(&scope), Some(json!(32)));
         assert_eq!(Path::parse("$n").unwrap().eval(&scope), Some(json!(1)));
         assert_eq!(Path::parse("$nope").unwrap().eval(&scope), None);
@@ -474,7 +505,7 @@ mod tests {
         let input = json!({"x": false});
         let vars = Vars::new();
         let ctx = json!({"Execution": {"Id": "id-1"}});
-        let out = t.eval(&Scope { input: &input, context: &ctx, vars: &vars }).unwrap();
+        let out = t.eval(&Scope::new(&input, &ctx, &vars)).unwrap();
         assert_eq!(out, json!({"a": 1, "n": {"v": false, "list": [{"w": "id-1"}, 2]}}));
         assert!(matches!(Template::compile(&json!({"a": [1, {"b": 2}]})).unwrap(), Template::Const(_)));
         assert!(Template::compile(&json!({"a.$": 3})).is_err());
@@ -486,7 +517,7 @@ mod tests {
         let t = Template::compile(&json!({"v.$": "$.missing"})).unwrap();
         let input = json!({});
         let vars = Vars::new();
-        let err = t.eval(&Scope { input: &input, context: &input, vars: &vars }).unwrap_err();
+        let err = t.eval(&Scope::new(&input, &input, &vars)).unwrap_err();
         assert_eq!(err.error, "States.Runtime");
         assert!(err.cause.contains("v.$"), "{}", err.cause);
     }

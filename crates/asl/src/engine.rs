@@ -1,0 +1,1275 @@
+//! The executor: runs a compiled [`StateMachine`] the way AWS Step Functions does (input and
+//! output processing, Retry and Catch, Parallel and Map concurrency, callbacks with task
+//! tokens, execution time limits) and records a history in AWS's shape.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{names, StatesError};
+use crate::history::{details, payload, Details, HistoryEvent};
+use crate::mock::MockCase;
+use crate::model::{Catcher, IoPath, Kind, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait};
+use crate::path::{set_at, truncate, type_name, Scope, Vars};
+use crate::time::{format_ms, parse_timestamp};
+
+/// The largest payload (input, output, result) AWS accepts: 256 KiB of UTF-8 JSON text.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// AWS runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency says.
+pub const INLINE_MAP_CONCURRENCY: usize = 40;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, StatesError>> + Send>>;
+
+/// What a Task handler receives.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    /// The Task's `Resource` (for `lambda:invoke`, the resolved function name is in `function`).
+    pub resource: String,
+    /// The Lambda function name, for Lambda resources.
+    pub function: Option<String>,
+    pub state_name: String,
+    /// The payload: the Lambda event, or the effective parameters of another resource.
+    pub payload: Value,
+    /// Set for `.waitForTaskToken` tasks.
+    pub task_token: Option<String>,
+    /// The engine's clock when the task was scheduled, ms since the Unix epoch.
+    pub now_ms: i64,
+}
+
+/// A Task implementation. For Lambda functions the error's `error` is the function's
+/// `errorType` and `cause` its `errorMessage`; the engine shapes the Cause as AWS does.
+pub trait TaskHandler: Send + Sync + 'static {
+    fn invoke(&self, req: TaskRequest) -> HandlerFuture;
+}
+
+impl<F, Fut> TaskHandler for F
+where
+    F: Fn(TaskRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, StatesError>> + Send + 'static,
+{
+    fn invoke(&self, req: TaskRequest) -> HandlerFuture {
+        Box::pin(self(req))
+    }
+}
+
+/// How time passes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clock {
+    /// Wait states and retry delays advance a virtual clock instantly and deterministically;
+    /// Task and callback time limits are still enforced in real time.
+    Virtual,
+    /// Real time, sped up by `scale` (1.0 is real time, 60.0 makes a minute take a second).
+    Real { scale: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
+            Status::Aborted => "ABORTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutionResult {
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub events: Vec<HistoryEvent>,
+    /// States entered (AWS's billed state transitions).
+    pub transitions: u64,
+    /// Task handler invocations (including retries; mocked responses count too).
+    pub task_invocations: u64,
+    /// Engine time from start to end, ms on the engine's clock.
+    pub engine_ms: i64,
+}
+
+/// Options of one execution.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub name: String,
+    pub state_machine_name: String,
+    /// Keep the history in the result (the live stream works either way).
+    pub record_history: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { name: uuid::Uuid::new_v4().to_string(), state_machine_name: "StateMachine".into(), record_history: true }
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Default)]
+pub struct EngineBuilder {
+    lambdas: HashMap<String, Arc<dyn TaskHandler>>,
+    resources: Vec<(String, Arc<dyn TaskHandler>)>,
+    mock: Option<MockCase>,
+    clock: Option<Clock>,
+    region: Option<String>,
+    account: Option<String>,
+}
+
+impl EngineBuilder {
+    /// Serves the Lambda function `name` (reached by a function ARN resource or `lambda:invoke`).
+    pub fn lambda(mut self, name: impl Into<String>, h: impl TaskHandler) -> Self {
+        self.lambdas.insert(name.into(), Arc::new(h));
+        self
+    }
+    /// Serves any other resource: an exact ARN, or a prefix ending in `:` or `*`
+    /// (e.g. `arn:aws:states:::aws-sdk:ec2:*`). `.sync` / `.waitForTaskToken` suffixes are stripped first.
+    pub fn resource(mut self, arn: impl Into<String>, h: impl TaskHandler) -> Self {
+        self.resources.push((arn.into(), Arc::new(h)));
+        self
+    }
+    pub fn mock(mut self, case: MockCase) -> Self {
+        self.mock = Some(case);
+        self
+    }
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.account = Some(account.into());
+        self
+    }
+    pub fn build(self) -> Engine {
+        let mut resources = self.resources;
+        resources.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+        Engine {
+            inner: Arc::new(Inner {
+                lambdas: self.lambdas,
+                resources,
+                mock: self.mock,
+                clock: self.clock.unwrap_or(Clock::Virtual),
+                region: self.region.unwrap_or_else(|| "us-east-1".into()),
+                account: self.account.unwrap_or_else(|| "123456789012".into()),
+            }),
+        }
+    }
+}
+
+struct Inner {
+    lambdas: HashMap<String, Arc<dyn TaskHandler>>,
+    resources: Vec<(String, Arc<dyn TaskHandler>)>,
+    mock: Option<MockCase>,
+    clock: Clock,
+    region: String,
+    account: String,
+}
+
+/// The local Step Functions engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// A running execution: its handle (callbacks, stop), its live event stream and its result.
+pub struct RunningExecution {
+    pub handle: ExecutionHandle,
+    pub events: mpsc::UnboundedReceiver<HistoryEvent>,
+    pub result: tokio::task::JoinHandle<ExecutionResult>,
+}
+
+enum TokenMsg {
+    Success(Value),
+    Failure(StatesError),
+    Heartbeat,
+}
+
+/// Errors of the callback API, named like the Step Functions API's exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("TaskDoesNotExist: no task is waiting for this token (it completed, timed out or never existed)")]
+    TaskDoesNotExist,
+    #[error("InvalidOutput: {0}")]
+    InvalidOutput(String),
+}
+
+/// Talks to a running execution: `SendTaskSuccess`, `SendTaskFailure`, `SendTaskHeartbeat`, `StopExecution`.
+#[derive(Clone)]
+pub struct ExecutionHandle {
+    exec: Arc<Exec>,
+}
+
+impl ExecutionHandle {
+    fn send(&self, token: &str, msg: TokenMsg) -> Result<(), CallbackError> {
+        let tokens = self.exec.tokens.lock().unwrap();
+        let tx = tokens.get(token).ok_or(CallbackError::TaskDoesNotExist)?;
+        tx.send(msg).map_err(|_| CallbackError::TaskDoesNotExist)
+    }
+    pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), CallbackError> {
+        if json_len(&output) > MAX_PAYLOAD_BYTES {
+            return Err(CallbackError::InvalidOutput("the output is larger than 256 KiB".into()));
+        }
+        self.send(token, TokenMsg::Success(output))
+    }
+    pub fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<(), CallbackError> {
+        self.send(token, TokenMsg::Failure(StatesError::new(error, cause)))
+    }
+    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError> {
+        self.send(token, TokenMsg::Heartbeat)
+    }
+    /// Stops (aborts) the execution, like `StopExecution`.
+    pub fn stop(&self, error: Option<&str>, cause: Option<&str>) {
+        *self.exec.stop_reason.lock().unwrap() = Some((error.map(String::from), cause.map(String::from)));
+        let _ = self.exec.abort.send(true);
+    }
+    /// Tokens of the callback tasks waiting right now.
+    pub fn waiting_tokens(&self) -> Vec<String> {
+        self.exec.tokens.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+struct Exec {
+    engine: Arc<Inner>,
+    record: bool,
+    history: Mutex<Vec<HistoryEvent>>,
+    next_id: AtomicU64,
+    sink: mpsc::UnboundedSender<HistoryEvent>,
+    start_ms: i64,
+    started: Instant,
+    deadline_ms: Option<i64>,
+    exec_input: Value,
+    transitions: AtomicU64,
+    invocations: AtomicU64,
+    mock_counts: Mutex<HashMap<Arc<str>, u32>>,
+    tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenMsg>>>,
+    abort: watch::Sender<bool>,
+    aborted: AtomicBool,
+    stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
+    rng: Mutex<u64>,
+}
+
+/// Why a path stopped without output.
+#[derive(Debug)]
+enum Stop {
+    Failed(StatesError),
+    TimedOut,
+    Aborted,
+}
+
+impl From<StatesError> for Stop {
+    fn from(e: StatesError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// One thread of execution: the top level, a Parallel branch or a Map iteration.
+#[derive(Clone)]
+struct PathCtx {
+    vars: Vars,
+    now_ms: i64,
+    last_event: u64,
+    /// The context object without Execution.Input.
+    context: Value,
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Starts an execution on the current Tokio runtime.
+    pub fn start(&self, sm: Arc<StateMachine>, input: Value, opts: StartOptions) -> RunningExecution {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx);
+        let handle = ExecutionHandle { exec: exec.clone() };
+        let result = tokio::spawn(async move { run_execution(exec, sm, opts).await });
+        RunningExecution { handle, events: rx, result }
+    }
+
+    /// Runs an execution to its end on the current task.
+    pub async fn run(&self, sm: &Arc<StateMachine>, input: Value, opts: StartOptions) -> ExecutionResult {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx);
+        run_execution(exec, sm.clone(), opts).await
+    }
+
+    fn new_exec(&self, opts: &StartOptions, input: Value, timeout: Option<u64>, sink: mpsc::UnboundedSender<HistoryEvent>) -> Arc<Exec> {
+        let start_ms = chrono::Utc::now().timestamp_millis();
+        let seed = opts.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) | 1;
+        Arc::new(Exec {
+            engine: self.inner.clone(),
+            record: opts.record_history,
+            history: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            sink,
+            start_ms,
+            started: Instant::now(),
+            deadline_ms: timeout.map(|t| start_ms + t as i64 * 1000),
+            exec_input: input,
+            transitions: AtomicU64::new(0),
+            invocations: AtomicU64::new(0),
+            mock_counts: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            abort: watch::channel(false).0,
+            aborted: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
+            rng: Mutex::new(seed),
+        })
+    }
+}
+
+async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOptions) -> ExecutionResult {
+    let e = &exec.engine;
+    let sm_arn = format!("arn:aws:states:{}:{}:stateMachine:{}", e.region, e.account, opts.state_machine_name);
+    let exec_arn = format!("arn:aws:states:{}:{}:execution:{}:{}", e.region, e.account, opts.state_machine_name, opts.name);
+    let role = format!("arn:aws:iam::{}:role/StepFunctionsLocal", e.account);
+    let context = json!({
+        "Execution": {"Id": exec_arn, "Name": opts.name, "RoleArn": role, "StartTime": format_ms(exec.start_ms), "RedriveCount": 0},
+        "StateMachine": {"Id": sm_arn, "Name": opts.state_machine_name},
+        "State": {"Name": "", "EnteredTime": "", "RetryCount": 0},
+    });
+    let mut pc = PathCtx { vars: Vars::new(), now_ms: exec.start_ms, last_event: 0, context };
+    let input = exec.exec_input.clone();
+    let mut started = payload("input", &input);
+    started.push(("roleArn", Value::String(role)));
+    started.push(("stateMachineArn", Value::String(sm_arn)));
+    exec.emit(&mut pc, "ExecutionStarted", details("executionStartedEventDetails", started));
+
+    let outcome = if json_len(&input) > MAX_PAYLOAD_BYTES {
+        Err(Stop::Failed(StatesError::new(names::DATA_LIMIT_EXCEEDED, "The execution input exceeds the maximum size of 262144 bytes")))
+    } else {
+        let mut abort_rx = exec.abort.subscribe();
+        let fut = run_machine(&exec, &sm, input, &mut pc);
+        let real_deadline = match (exec.engine.clock, sm.timeout_seconds) {
+            (Clock::Real { scale }, Some(t)) => Some(Duration::from_secs_f64(t as f64 / scale)),
+            _ => None,
+        };
+        tokio::select! {
+            r = fut => r,
+            _ = abort_rx.wait_for(|a| *a) => Err(Stop::Aborted),
+            _ = sleep_opt(real_deadline) => Err(Stop::TimedOut),
+        }
+    };
+    let now = exec.now(&pc);
+    pc.now_ms = now.max(pc.now_ms);
+    let (status, output, error, cause) = match outcome {
+        Ok(out) => {
+            exec.emit(&mut pc, "ExecutionSucceeded", details("executionSucceededEventDetails", payload("output", &out)));
+            (Status::Succeeded, Some(out), None, None)
+        }
+        Err(Stop::Failed(err)) => {
+            exec.emit(&mut pc, "ExecutionFailed", details("executionFailedEventDetails", vec![("error", json!(err.error)), ("cause", json!(err.cause))]));
+            (Status::Failed, None, Some(err.error), Some(err.cause))
+        }
+        Err(Stop::TimedOut) => {
+            if let Some(d) = exec.deadline_ms {
+                pc.now_ms = pc.now_ms.max(d);
+            }
+            let cause = "The execution ran longer than the state machine's TimeoutSeconds".to_string();
+            exec.emit(&mut pc, "ExecutionTimedOut", details("executionTimedOutEventDetails", vec![("error", json!(names::TIMEOUT)), ("cause", json!(cause))]));
+            (Status::TimedOut, None, Some(names::TIMEOUT.to_string()), Some(cause))
+        }
+        Err(Stop::Aborted) => {
+            let (error, cause) = exec.stop_reason.lock().unwrap().clone().unwrap_or((None, None));
+            exec.emit(&mut pc, "ExecutionAborted", details("executionAbortedEventDetails", vec![("error", json!(error)), ("cause", json!(cause))]));
+            (Status::Aborted, None, error, cause)
+        }
+    };
+    exec.tokens.lock().unwrap().clear();
+    let events = std::mem::take(&mut *exec.history.lock().unwrap());
+    ExecutionResult {
+        status,
+        output,
+        error,
+        cause,
+        events,
+        transitions: exec.transitions.load(Ordering::Relaxed),
+        task_invocations: exec.invocations.load(Ordering::Relaxed),
+        engine_ms: pc.now_ms - exec.start_ms,
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs the states of one machine from StartAt to an end.
+fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: &'a mut PathCtx) -> BoxFut<'a, Result<Value, Stop>> {
+    Box::pin(async move {
+        let mut idx = sm.start_at;
+        let mut current = input;
+        loop {
+            if exec.aborted.load(Ordering::Relaxed) || *exec.abort.borrow() {
+                return Err(Stop::Aborted);
+            }
+            let st = &sm.states[idx];
+            exec.check_deadline(pc)?;
+            exec.transitions.fetch_add(1, Ordering::Relaxed);
+            let entered_ms = exec.now(pc);
+            pc.now_ms = entered_ms;
+            exec.emit(pc, entered_type(&st.kind), Details::StateEntered { name: st.name.clone(), input: current.clone() });
+            if st.uses_context {
+                let s = &mut pc.context["State"];
+                s["Name"] = Value::String(st.name.to_string());
+                s["EnteredTime"] = Value::String(format_ms(entered_ms));
+                s["RetryCount"] = json!(0);
+            }
+            match run_state(exec, st, &current, pc).await {
+                Ok((output, next)) => {
+                    if json_len(&output) > MAX_PAYLOAD_BYTES {
+                        return Err(Stop::Failed(StatesError::new(
+                            names::DATA_LIMIT_EXCEEDED,
+                            format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", st.name),
+                        )));
+                    }
+                    if !matches!(st.kind, Kind::Fail(_)) {
+                        exec.emit(pc, exited_type(&st.kind), Details::StateExited { name: st.name.clone(), output: output.clone() });
+                    }
+                    match next {
+                        Some(n) => {
+                            idx = n;
+                            current = output;
+                        }
+                        None => return Ok(output),
+                    }
+                }
+                Err(Stop::Failed(err)) => {
+                    let catcher = if is_catchable(&err.error) { st.catch.iter().find(|c| c.error_equals.iter().any(|p| error_matches(p, &err.error))) } else { None };
+                    let Some(c) = catcher else { return Err(Stop::Failed(err)) };
+                    current = apply_catch(exec, st, c, &current, err, pc)?;
+                    idx = c.next;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    })
+}
+
+fn apply_catch(exec: &Exec, st: &State, c: &Catcher, raw_input: &Value, err: StatesError, pc: &mut PathCtx) -> Result<Value, Stop> {
+    let error_output = json!({"Error": err.error, "Cause": err.cause});
+    if let Some(assign) = &c.assign {
+        assign_vars(exec, assign, &error_output, pc)?;
+    }
+    apply_result_path(&c.result_path, raw_input.clone(), error_output, &st.name).map_err(Stop::Failed)
+}
+
+fn entered_type(k: &Kind) -> &'static str {
+    match k {
+        Kind::Pass { .. } => "PassStateEntered",
+        Kind::Task(_) => "TaskStateEntered",
+        Kind::Choice { .. } => "ChoiceStateEntered",
+        Kind::Wait(_) => "WaitStateEntered",
+        Kind::Succeed => "SucceedStateEntered",
+        Kind::Fail(_) => "FailStateEntered",
+        Kind::Parallel { .. } => "ParallelStateEntered",
+        Kind::Map(_) => "MapStateEntered",
+    }
+}
+
+fn exited_type(k: &Kind) -> &'static str {
+    match k {
+        Kind::Pass { .. } => "PassStateExited",
+        Kind::Task(_) => "TaskStateExited",
+        Kind::Choice { .. } => "ChoiceStateExited",
+        Kind::Wait(_) => "WaitStateExited",
+        Kind::Succeed => "SucceedStateExited",
+        Kind::Fail(_) => "FailStateExited",
+        Kind::Parallel { .. } => "ParallelStateExited",
+        Kind::Map(_) => "MapStateExited",
+    }
+}
+
+/// Error names that neither Retry nor Catch can handle (AWS: "States.Runtime isn't retriable
+/// and will always cause the execution to fail").
+fn is_catchable(error: &str) -> bool {
+    error != names::RUNTIME
+}
+
+/// Does the `ErrorEquals` entry `pattern` match `error`? States.ALL matches everything but the
+/// terminal States.DataLimitExceeded; States.TaskFailed matches everything but States.Timeout.
+pub fn error_matches(pattern: &str, error: &str) -> bool {
+    if pattern == error {
+        return true;
+    }
+    match pattern {
+        names::ALL => error != names::DATA_LIMIT_EXCEEDED && error != names::RUNTIME,
+        names::TASK_FAILED => error != names::TIMEOUT && error != names::DATA_LIMIT_EXCEEDED && error != names::RUNTIME,
+        _ => false,
+    }
+}
+
+fn apply_result_path(rp: &ResultPath, raw_input: Value, result: Value, state: &str) -> Result<Value, StatesError> {
+    match rp {
+        ResultPath::Replace => Ok(result),
+        ResultPath::Discard => Ok(raw_input),
+        ResultPath::At(segs) => {
+            let shown = truncate(&raw_input.to_string(), 256);
+            set_at(raw_input, segs, result).map_err(|why| {
+                StatesError::new(names::RESULT_PATH_MATCH_FAILURE, format!("Unable to apply ResultPath of state '{state}' to input '{shown}': {why}"))
+            })
+        }
+    }
+}
+
+fn apply_io_path(p: &IoPath, v: &Value, exec: &Exec, pc: &PathCtx, field: &str) -> Result<Value, StatesError> {
+    match p {
+        IoPath::Whole => Ok(v.clone()),
+        IoPath::Discard => Ok(Value::Object(Map::new())),
+        IoPath::Select(path) => {
+            let scope = exec.scope(v, pc);
+            path.eval(&scope).ok_or_else(|| {
+                StatesError::runtime(format!("Invalid path '{}' : the {field} could not be found in the input '{}'", path.text(), truncate(&v.to_string(), 256)))
+            })
+        }
+    }
+}
+
+fn assign_vars(exec: &Exec, t: &crate::path::Template, dollar: &Value, pc: &mut PathCtx) -> Result<(), StatesError> {
+    let scope = exec.scope(dollar, pc);
+    let values = t.eval(&scope)?;
+    if let Value::Object(m) = values {
+        for (k, v) in m {
+            pc.vars.set(k, v);
+        }
+    }
+    Ok(())
+}
+
+/// Runs one state; Ok((output, next)) where next None means the machine ends here.
+async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) -> Result<(Value, Option<usize>), Stop> {
+    let next = match st.transition {
+        Transition::Next(n) => Some(n),
+        _ => None,
+    };
+    match &st.kind {
+        Kind::Pass { result } => {
+            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let eff = match &st.parameters {
+                Some(t) => t.eval(&exec.scope(&eff, pc))?,
+                None => eff,
+            };
+            let res = result.clone().unwrap_or(eff);
+            if let Some(a) = &st.assign {
+                assign_vars(exec, a, &res, pc)?;
+            }
+            let out = apply_result_path(&st.result_path, raw.clone(), res, &st.name)?;
+            Ok((apply_io_path(&st.output_path, &out, exec, pc, "OutputPath")?, next))
+        }
+        Kind::Succeed => {
+            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, None))
+        }
+        Kind::Fail(f) => {
+            let scope = exec.scope(raw, pc);
+            let get = |x: &Option<StrOrPath>, field: &str| -> Result<Option<String>, StatesError> {
+                Ok(match x {
+                    None => None,
+                    Some(StrOrPath::Str(s)) => Some(s.clone()),
+                    Some(StrOrPath::Path(p)) => match p.eval_required(&scope, field)? {
+                        Value::String(s) => Some(s),
+                        other => return Err(StatesError::runtime(format!("The value of {field} '{}' must be a string, not {}", p.text(), type_name(&other)))),
+                    },
+                    Some(StrOrPath::Intrinsic(i)) => match i.eval(&scope)? {
+                        Value::String(s) => Some(s),
+                        other => Some(other.to_string()),
+                    },
+                })
+            };
+            let error = get(&f.error, "ErrorPath")?;
+            let cause = get(&f.cause, "CausePath")?;
+            Err(Stop::Failed(StatesError { error: error.unwrap_or_default(), cause: cause.unwrap_or_default() }))
+        }
+        Kind::Choice { choices, default } => {
+            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let mut chosen = None;
+            {
+                let scope = exec.scope(&eff, pc);
+                for c in choices {
+                    if c.rule.eval(&scope)? {
+                        chosen = Some(c);
+                        break;
+                    }
+                }
+            }
+            if let Some(a) = &st.assign {
+                assign_vars(exec, a, &eff, pc)?;
+            }
+            let next = match (chosen, default) {
+                (Some(c), _) => {
+                    if let Some(a) = &c.assign {
+                        assign_vars(exec, a, &eff, pc)?;
+                    }
+                    c.next
+                }
+                (None, Some(d)) => *d,
+                (None, None) => {
+                    return Err(Stop::Failed(StatesError::new(names::NO_CHOICE_MATCHED, format!("No Matches! (state '{}': no choice rule matched and there is no Default)", st.name))))
+                }
+            };
+            Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, Some(next)))
+        }
+        Kind::Wait(w) => {
+            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let now = exec.now(pc);
+            let until_ms = match w {
+                Wait::Seconds(s) => now + *s as i64 * 1000,
+                Wait::Timestamp(t) => t.timestamp_millis(),
+                Wait::SecondsPath(p) => {
+                    let v = p.eval_required(&exec.scope(&eff, pc), "SecondsPath")?;
+                    match v.as_i64() {
+                        Some(s) if s >= 0 => now + s * 1000,
+                        _ => {
+                            return Err(Stop::Failed(StatesError::runtime(format!(
+                                "The SecondsPath parameter does not reference a valid non-negative integer value: {v}"
+                            ))))
+                        }
+                    }
+                }
+                Wait::TimestampPath(p) => {
+                    let v = p.eval_required(&exec.scope(&eff, pc), "TimestampPath")?;
+                    match v.as_str().and_then(parse_timestamp) {
+                        Some(t) => t.timestamp_millis(),
+                        None => return Err(Stop::Failed(StatesError::runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {v}")))),
+                    }
+                }
+            };
+            exec.sleep_until(pc, until_ms).await?;
+            if let Some(a) = &st.assign {
+                assign_vars(exec, a, &eff, pc)?;
+            }
+            Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, next))
+        }
+        Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_) => {
+            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let result = with_retry(exec, st, &eff, pc).await?;
+            let result = match &st.result_selector {
+                Some(t) => t.eval(&exec.scope(&result, pc))?,
+                None => result,
+            };
+            if let Some(a) = &st.assign {
+                assign_vars(exec, a, &result, pc)?;
+            }
+            let out = apply_result_path(&st.result_path, raw.clone(), result, &st.name)?;
+            Ok((apply_io_path(&st.output_path, &out, exec, pc, "OutputPath")?, next))
+        }
+    }
+}
+
+/// Runs a Task, Parallel or Map body under the state's retriers.
+async fn with_retry(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
+    let mut attempts = vec![0u32; st.retry.len()];
+    let mut retry_count = 0u32;
+    loop {
+        let r = match &st.kind {
+            Kind::Task(_) => run_task(exec, st, eff, pc).await,
+            Kind::Parallel { branches } => run_parallel(exec, st, branches, eff, pc).await,
+            Kind::Map(m) => run_map(exec, st, m, eff, pc).await,
+            _ => unreachable!("only Task, Parallel and Map retry"),
+        };
+        let err = match r {
+            Err(Stop::Failed(e)) if is_catchable(&e.error) => e,
+            other => return other,
+        };
+        let Some(i) = st.retry.iter().position(|r| r.error_equals.iter().any(|p| error_matches(p, &err.error))) else {
+            return Err(Stop::Failed(err));
+        };
+        let r: &Retrier = &st.retry[i];
+        if attempts[i] >= r.max_attempts {
+            return Err(Stop::Failed(err));
+        }
+        let mut delay = r.interval_seconds * r.backoff_rate.powi(attempts[i] as i32);
+        if let Some(max) = r.max_delay_seconds {
+            delay = delay.min(max);
+        }
+        if r.jitter_full {
+            delay *= exec.random_unit();
+        }
+        attempts[i] += 1;
+        retry_count += 1;
+        let until = exec.now(pc) + (delay * 1000.0) as i64;
+        exec.sleep_until(pc, until).await?;
+        if st.uses_context {
+            pc.context["State"]["RetryCount"] = json!(retry_count);
+        }
+    }
+}
+
+/// How a Task resource is served.
+enum Target {
+    /// `arn:aws:lambda:...:function:NAME` (result is the function's output).
+    LambdaArn(String),
+    /// `arn:aws:states:::lambda:invoke` (result is the Invoke API response).
+    LambdaInvoke,
+    Other,
+}
+
+fn split_resource(resource: &str) -> (&str, bool) {
+    if let Some(base) = resource.strip_suffix(".waitForTaskToken") {
+        return (base, true);
+    }
+    if let Some(i) = resource.find(".sync") {
+        return (&resource[..i], false);
+    }
+    (resource, false)
+}
+
+/// The function name in a FunctionName: a name, `name:alias`, `123:function:name` or an ARN.
+pub fn function_name(f: &str) -> &str {
+    if let Some(i) = f.find("function:") {
+        let rest = &f[i + "function:".len()..];
+        return rest.split(':').next().unwrap_or(rest);
+    }
+    f.split(':').next().unwrap_or(f)
+}
+
+/// `resourceType` / `resource` of the Task events: `arn:aws:states:::lambda:invoke` → (lambda, invoke).
+fn resource_parts(resource: &str) -> (String, String) {
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
+        if let Some(i) = rest.rfind(':') {
+            return (rest[..i].to_string(), rest[i + 1..].to_string());
+        }
+        return (rest.to_string(), String::new());
+    }
+    let parts: Vec<&str> = resource.split(':').collect();
+    (parts.get(2).copied().unwrap_or("").to_string(), parts[3.min(parts.len())..].join(":"))
+}
+
+async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
+    let Kind::Task(task) = &st.kind else { unreachable!() };
+    let (base, wait_token) = split_resource(&task.resource);
+    let token = wait_token.then(|| format!("{}-{}", uuid::Uuid::new_v4().simple(), exec.next_id.load(Ordering::Relaxed)));
+    if let Some(t) = &token {
+        pc.context["Task"] = json!({"Token": t});
+    }
+    let params = match &st.parameters {
+        Some(t) => t.eval(&exec.scope(eff, pc)),
+        None => Ok(eff.clone()),
+    };
+    if token.is_some() {
+        if let Some(m) = pc.context.as_object_mut() {
+            m.remove("Task");
+        }
+    }
+    let params = params?;
+    if json_len(&params) > MAX_PAYLOAD_BYTES {
+        return Err(Stop::Failed(StatesError::new(names::DATA_LIMIT_EXCEEDED, format!("The input of state '{}' after Parameters exceeds 262144 bytes", st.name))));
+    }
+    let timeout = match &task.timeout {
+        None => None,
+        Some(s) => Some(exec.seconds(s, eff, pc, "TimeoutSecondsPath")?),
+    };
+    let heartbeat = match &task.heartbeat {
+        None => None,
+        Some(s) => Some(exec.seconds(s, eff, pc, "HeartbeatSecondsPath")?),
+    };
+    let target = if base.starts_with("arn:aws:lambda:") && base.contains(":function:") {
+        Target::LambdaArn(function_name(base).to_string())
+    } else if base == "arn:aws:states:::lambda:invoke" {
+        Target::LambdaInvoke
+    } else {
+        Target::Other
+    };
+    let (rtype, rname) = resource_parts(&task.resource);
+    let lambda_events = matches!(target, Target::LambdaArn(_));
+    if lambda_events {
+        let mut d = vec![("resource", json!(task.resource))];
+        d.extend(payload("input", &params));
+        if let Some(t) = timeout {
+            d.push(("timeoutInSeconds", json!(t)));
+        }
+        exec.emit(pc, "LambdaFunctionScheduled", details("lambdaFunctionScheduledEventDetails", d));
+        exec.emit(pc, "LambdaFunctionStarted", Details::None);
+    } else {
+        let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname)), ("region", json!(exec.engine.region))];
+        d.push(("parameters", Value::String(params.to_string())));
+        if let Some(t) = timeout {
+            d.push(("timeoutInSeconds", json!(t)));
+        }
+        if let Some(h) = heartbeat {
+            d.push(("heartbeatInSeconds", json!(h)));
+        }
+        exec.emit(pc, "TaskScheduled", details("taskScheduledEventDetails", d));
+        exec.emit(pc, "TaskStarted", details("taskStartedEventDetails", vec![("resourceType", json!(rtype)), ("resource", json!(rname))]));
+    }
+    exec.invocations.fetch_add(1, Ordering::Relaxed);
+
+    let outcome = invoke(exec, st, &target, base, params, token.clone(), timeout, heartbeat, pc).await;
+    let now = exec.now(pc);
+    pc.now_ms = pc.now_ms.max(now);
+    match outcome {
+        Ok(v) => {
+            if lambda_events {
+                exec.emit(pc, "LambdaFunctionSucceeded", details("lambdaFunctionSucceededEventDetails", payload("output", &v)));
+            } else {
+                let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname))];
+                d.extend(payload("output", &v));
+                exec.emit(pc, "TaskSucceeded", details("taskSucceededEventDetails", d));
+            }
+            if json_len(&v) > MAX_PAYLOAD_BYTES {
+                return Err(Stop::Failed(StatesError::new(names::DATA_LIMIT_EXCEEDED, format!("The result of state '{}' exceeds 262144 bytes", st.name))));
+            }
+            Ok(v)
+        }
+        Err(Stop::Failed(e)) => {
+            let timed_out = e.error == names::TIMEOUT || e.error == names::HEARTBEAT_TIMEOUT;
+            let (ty, key) = match (lambda_events, timed_out) {
+                (true, true) => ("LambdaFunctionTimedOut", "lambdaFunctionTimedOutEventDetails"),
+                (true, false) => ("LambdaFunctionFailed", "lambdaFunctionFailedEventDetails"),
+                (false, true) => ("TaskTimedOut", "taskTimedOutEventDetails"),
+                (false, false) => ("TaskFailed", "taskFailedEventDetails"),
+            };
+            let mut d = vec![("error", json!(e.error)), ("cause", json!(e.cause))];
+            if !lambda_events {
+                d.insert(0, ("resource", json!(rname)));
+                d.insert(0, ("resourceType", json!(rtype)));
+            }
+            exec.emit(pc, ty, details(key, d));
+            Err(Stop::Failed(e))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn invoke(
+    exec: &Arc<Exec>,
+    st: &State,
+    target: &Target,
+    base: &str,
+    params: Value,
+    token: Option<String>,
+    timeout: Option<u64>,
+    heartbeat: Option<u64>,
+    pc: &mut PathCtx,
+) -> Result<Value, Stop> {
+    let clock = exec.engine.clock;
+    let real = |secs: u64| match clock {
+        Clock::Real { scale } => Duration::from_secs_f64(secs as f64 / scale),
+        Clock::Virtual => Duration::from_secs(secs),
+    };
+    let timed_out = |pc: &mut PathCtx, secs: u64, error: &str| {
+        if clock == Clock::Virtual {
+            pc.now_ms += secs as i64 * 1000;
+        }
+        Stop::Failed(StatesError::new(error, format!("The task '{}' did not finish within {secs} seconds", st.name)))
+    };
+    // A mocked response replaces the handler (and, for callbacks, the callback).
+    if let Some(mock) = &exec.engine.mock {
+        if mock.has(&st.name) {
+            let n = {
+                let mut counts = exec.mock_counts.lock().unwrap();
+                let c = counts.entry(st.name.clone()).or_insert(0);
+                *c += 1;
+                *c - 1
+            };
+            return mock.respond(&st.name, n).map_err(Stop::Failed);
+        }
+    }
+    let (handler, function, payload_in) = match target {
+        Target::LambdaArn(f) => (exec.engine.lambdas.get(f).cloned(), Some(f.clone()), params.clone()),
+        Target::LambdaInvoke => {
+            let Some(fname) = params.get("FunctionName").and_then(Value::as_str) else {
+                return Err(Stop::Failed(StatesError::runtime(format!("The Parameters of state '{}' must contain 'FunctionName' for arn:aws:states:::lambda:invoke", st.name))));
+            };
+            let f = function_name(fname).to_string();
+            (exec.engine.lambdas.get(&f).cloned(), Some(f), params.get("Payload").cloned().unwrap_or(Value::Null))
+        }
+        Target::Other => {
+            let h = exec.engine.resources.iter().find(|(k, _)| {
+                k == base || (k.ends_with('*') && base.starts_with(&k[..k.len() - 1])) || (k.ends_with(':') && base.starts_with(k.as_str()))
+            });
+            (h.map(|(_, h)| h.clone()), None, params.clone())
+        }
+    };
+    let Some(handler) = handler else {
+        return Err(Stop::Failed(match function {
+            Some(f) => StatesError::new(
+                "Lambda.ResourceNotFoundException",
+                format!("Function not found: arn:aws:lambda:{}:{}:function:{f} (no handler is registered for it in the local engine)", exec.engine.region, exec.engine.account),
+            ),
+            None => StatesError::runtime(format!("No handler is registered for the resource '{}' of state '{}'; register one with EngineBuilder::resource or mock the state", st_resource(st), st.name)),
+        }));
+    };
+    let is_lambda = function.is_some();
+    let req = TaskRequest { resource: st_resource(st).to_string(), function, state_name: st.name.to_string(), payload: payload_in, task_token: token.clone(), now_ms: exec.now(pc) };
+
+    // Callback registration happens before the handler runs, so an instant callback is not lost.
+    let mut rx = token.as_ref().map(|t| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        exec.tokens.lock().unwrap().insert(t.clone(), tx);
+        rx
+    });
+    let mut abort_rx = exec.abort.subscribe();
+    let call = handler.invoke(req);
+    let handler_result = tokio::select! {
+        r = call => Some(r),
+        _ = sleep_opt(if token.is_none() { timeout.map(real) } else { None }) => None,
+        _ = abort_rx.wait_for(|a| *a) => return Err(Stop::Aborted),
+    };
+    let shape_lambda_error = |e: StatesError| -> StatesError {
+        if is_lambda {
+            let cause = json!({"errorMessage": e.cause, "errorType": e.error}).to_string();
+            StatesError::new(e.error, cause)
+        } else {
+            e
+        }
+    };
+    let value = match handler_result {
+        None => return Err(timed_out(pc, timeout.unwrap_or(0), names::TIMEOUT)),
+        Some(Err(e)) => {
+            if let Some(t) = &token {
+                exec.tokens.lock().unwrap().remove(t);
+            }
+            return Err(Stop::Failed(shape_lambda_error(e)));
+        }
+        Some(Ok(v)) => v,
+    };
+    let Some(rx) = rx.as_mut() else {
+        return Ok(match target {
+            Target::LambdaInvoke => lambda_invoke_response(value),
+            _ => value,
+        });
+    };
+    // .waitForTaskToken: the handler's own output is ignored; wait for the callback.
+    let token = token.unwrap();
+    let (rtype, rname) = resource_parts(st_resource(st));
+    exec.emit(pc, "TaskSubmitted", details("taskSubmittedEventDetails", {
+        let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname))];
+        d.extend(payload("output", &value));
+        d
+    }));
+    let started = Instant::now();
+    let total = timeout.map(real);
+    let result = loop {
+        let remaining = total.map(|t| t.saturating_sub(started.elapsed()));
+        let hb = heartbeat.map(real);
+        let (wait, which) = match (remaining, hb) {
+            (Some(r), Some(h)) if h < r => (Some(h), names::HEARTBEAT_TIMEOUT),
+            (Some(r), _) => (Some(r), names::TIMEOUT),
+            (None, Some(h)) => (Some(h), names::HEARTBEAT_TIMEOUT),
+            (None, None) => (None, names::TIMEOUT),
+        };
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(TokenMsg::Success(v)) => break Ok(v),
+                Some(TokenMsg::Failure(e)) => break Err(Stop::Failed(e)),
+                Some(TokenMsg::Heartbeat) => continue,
+                None => break Err(Stop::Aborted),
+            },
+            _ = sleep_opt(wait) => {
+                let secs = if which == names::TIMEOUT { timeout.unwrap_or(0) } else { heartbeat.unwrap_or(0) };
+                break Err(timed_out(pc, secs, which));
+            }
+            _ = abort_rx.wait_for(|a| *a) => break Err(Stop::Aborted),
+        }
+    };
+    exec.tokens.lock().unwrap().remove(&token);
+    result
+}
+
+fn st_resource(st: &State) -> &str {
+    match &st.kind {
+        Kind::Task(t) => &t.resource,
+        _ => "",
+    }
+}
+
+/// The Lambda Invoke API response as the `lambda:invoke` integration returns it.
+fn lambda_invoke_response(payload: Value) -> Value {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    json!({
+        "ExecutedVersion": "$LATEST",
+        "Payload": payload,
+        "SdkHttpMetadata": {
+            "AllHttpHeaders": {
+                "X-Amz-Executed-Version": ["$LATEST"],
+                "x-amzn-Remapped-Content-Length": ["0"],
+                "Connection": ["keep-alive"],
+                "x-amzn-RequestId": [request_id],
+                "Content-Type": ["application/json"]
+            },
+            "HttpHeaders": {
+                "Connection": "keep-alive",
+                "Content-Type": "application/json",
+                "X-Amz-Executed-Version": "$LATEST",
+                "x-amzn-Remapped-Content-Length": "0",
+                "x-amzn-RequestId": request_id
+            },
+            "HttpStatusCode": 200
+        },
+        "SdkResponseMetadata": {"RequestId": request_id},
+        "StatusCode": 200
+    })
+}
+
+fn child_ctx(pc: &PathCtx) -> PathCtx {
+    PathCtx { vars: Vars::child(Arc::new(pc.vars.clone())), now_ms: pc.now_ms, last_event: pc.last_event, context: pc.context.clone() }
+}
+
+async fn run_parallel(exec: &Arc<Exec>, st: &State, branches: &[Arc<StateMachine>], eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
+    let input = match &st.parameters {
+        Some(t) => t.eval(&exec.scope(eff, pc))?,
+        None => eff.clone(),
+    };
+    exec.emit(pc, "ParallelStateStarted", Details::None);
+    let mut running: FuturesUnordered<_> = branches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut child = child_ctx(pc);
+            let input = input.clone();
+            async move {
+                let r = run_machine(exec, b, input, &mut child).await;
+                (i, r, child.now_ms)
+            }
+        })
+        .collect();
+    let mut results = vec![Value::Null; branches.len()];
+    let mut end = pc.now_ms;
+    while let Some((i, r, t)) = running.next().await {
+        end = end.max(t);
+        match r {
+            Ok(v) => results[i] = v,
+            Err(stop) => {
+                drop(running);
+                pc.now_ms = end;
+                if let Stop::Failed(e) = &stop {
+                    exec.emit(pc, "ParallelStateFailed", details("parallelStateFailedEventDetails", vec![("error", json!(e.error)), ("cause", json!(e.cause))]));
+                }
+                return Err(stop);
+            }
+        }
+    }
+    pc.now_ms = end;
+    exec.emit(pc, "ParallelStateSucceeded", Details::None);
+    Ok(Value::Array(results))
+}
+
+async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
+    let items = match &m.items_path {
+        None => eff.clone(),
+        Some(p) => p.eval_required(&exec.scope(eff, pc), "ItemsPath")?,
+    };
+    let Value::Array(items) = items else {
+        return Err(Stop::Failed(StatesError::runtime(format!(
+            "Map state '{}': the ItemsPath '{}' must select an array, but selected {}",
+            st.name,
+            m.items_path.as_ref().map_or("$", |p| p.text()),
+            type_name(&items)
+        ))));
+    };
+    let max = match &m.max_concurrency {
+        None => 0,
+        Some(s) => exec.seconds(s, eff, pc, "MaxConcurrencyPath")?,
+    };
+    let limit = if max == 0 { INLINE_MAP_CONCURRENCY } else { (max as usize).min(INLINE_MAP_CONCURRENCY) };
+    let tolerated_count = match &m.tolerated_failure_count {
+        None => 0,
+        Some(s) => exec.seconds(s, eff, pc, "ToleratedFailureCountPath")?,
+    };
+    let tolerated_pct = match &m.tolerated_failure_percentage {
+        None => 0.0,
+        Some(Percentage::Fixed(p)) => *p,
+        Some(Percentage::Path(p)) => match p.eval_required(&exec.scope(eff, pc), "ToleratedFailurePercentagePath")?.as_f64() {
+            Some(x) if (0.0..=100.0).contains(&x) => x,
+            _ => return Err(Stop::Failed(StatesError::runtime("ToleratedFailurePercentagePath must select a number between 0 and 100"))),
+        },
+    };
+    let n = items.len();
+    exec.emit(pc, "MapStateStarted", details("mapStateStartedEventDetails", vec![("length", json!(n))]));
+
+    // Item inputs are built up front: ItemSelector sees the state's effective input as `$`
+    // and the item in $$.Map.Item.
+    let mut inputs = Vec::with_capacity(n);
+    match &m.item_selector {
+        None => inputs = items,
+        Some(t) => {
+            let mut ctx = pc.context.clone();
+            for (i, item) in items.into_iter().enumerate() {
+                ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
+                let scope = Scope { input: eff, context: &ctx, vars: &pc.vars, execution_input: Some(&exec.exec_input) };
+                inputs.push(t.eval(&scope)?);
+            }
+        }
+    }
+    let processor = &m.processor;
+    let base = child_ctx(pc);
+    let mut queue = inputs.into_iter().enumerate();
+    let mut running = FuturesUnordered::new();
+    let start_one = |i: usize, input: Value| {
+        let mut child = base.clone();
+        async move {
+            let name = &st.name;
+            exec.emit(&mut child, "MapIterationStarted", details("mapIterationStartedEventDetails", vec![("name", json!(&**name)), ("index", json!(i))]));
+            let r = run_machine(exec, processor, input, &mut child).await;
+            match &r {
+                Ok(_) => exec.emit(&mut child, "MapIterationSucceeded", details("mapIterationSucceededEventDetails", vec![("name", json!(&**name)), ("index", json!(i))])),
+                Err(Stop::Failed(_)) => exec.emit(&mut child, "MapIterationFailed", details("mapIterationFailedEventDetails", vec![("name", json!(&**name)), ("index", json!(i))])),
+                Err(_) => exec.emit(&mut child, "MapIterationAborted", details("mapIterationAbortedEventDetails", vec![("name", json!(&**name)), ("index", json!(i))])),
+            }
+            (i, r, child.now_ms)
+        }
+    };
+    for (i, input) in queue.by_ref().take(limit) {
+        running.push(start_one(i, input));
+    }
+    let mut results = vec![Value::Null; n];
+    let mut failures = 0u64;
+    let mut end = pc.now_ms;
+    let tolerates = tolerated_count > 0 || tolerated_pct > 0.0;
+    while let Some((i, r, t)) = running.next().await {
+        end = end.max(t);
+        match r {
+            Ok(v) => results[i] = v,
+            Err(Stop::Failed(e)) => {
+                failures += 1;
+                let over = failures > tolerated_count && (n == 0 || (failures as f64 * 100.0 / n as f64) > tolerated_pct);
+                if !tolerates || over {
+                    drop(running);
+                    pc.now_ms = end;
+                    let err = if tolerates {
+                        StatesError::new(names::EXCEED_TOLERATED_FAILURE_THRESHOLD, format!("The number of failed items ({failures}) exceeded the tolerated failure threshold of Map state '{}'", st.name))
+                    } else {
+                        e
+                    };
+                    exec.emit(pc, "MapStateFailed", details("mapStateFailedEventDetails", vec![("error", json!(err.error)), ("cause", json!(err.cause))]));
+                    return Err(Stop::Failed(err));
+                }
+                results[i] = json!({"Error": e.error, "Cause": e.cause});
+            }
+            Err(other) => {
+                drop(running);
+                pc.now_ms = end;
+                return Err(other);
+            }
+        }
+        if let Some((i, input)) = queue.next() {
+            running.push(start_one(i, input));
+        }
+    }
+    pc.now_ms = end;
+    exec.emit(pc, "MapStateSucceeded", Details::None);
+    Ok(Value::Array(results))
+}
+
+impl Exec {
+    fn scope<'a>(&'a self, input: &'a Value, pc: &'a PathCtx) -> Scope<'a> {
+        Scope { input, context: &pc.context, vars: &pc.vars, execution_input: Some(&self.exec_input) }
+    }
+
+    fn emit(&self, pc: &mut PathCtx, event_type: &'static str, details: Details) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ev = HistoryEvent { id, previous_event_id: pc.last_event, timestamp_ms: pc.now_ms, event_type, details };
+        pc.last_event = id;
+        if !self.sink.is_closed() {
+            let _ = self.sink.send(ev.clone());
+        }
+        if self.record {
+            self.history.lock().unwrap().push(ev);
+        }
+    }
+
+    fn now(&self, pc: &PathCtx) -> i64 {
+        match self.engine.clock {
+            Clock::Virtual => pc.now_ms,
+            Clock::Real { scale } => self.start_ms + (self.started.elapsed().as_secs_f64() * scale * 1000.0) as i64,
+        }
+    }
+
+    fn check_deadline(&self, pc: &mut PathCtx) -> Result<(), Stop> {
+        match self.deadline_ms {
+            Some(d) if self.now(pc) >= d => {
+                pc.now_ms = d;
+                Err(Stop::TimedOut)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until `until_ms` on the engine's clock (a Wait state, a retry delay).
+    async fn sleep_until(&self, pc: &mut PathCtx, until_ms: i64) -> Result<(), Stop> {
+        let target = match self.deadline_ms {
+            Some(d) if until_ms >= d => d,
+            _ => until_ms,
+        };
+        match self.engine.clock {
+            Clock::Virtual => pc.now_ms = pc.now_ms.max(target),
+            Clock::Real { scale } => {
+                let now = self.now(pc);
+                if target > now {
+                    let d = Duration::from_secs_f64((target - now) as f64 / 1000.0 / scale);
+                    let mut abort_rx = self.abort.subscribe();
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {},
+                        _ = abort_rx.wait_for(|a| *a) => return Err(Stop::Aborted),
+                    }
+                }
+                pc.now_ms = self.now(pc).max(target);
+            }
+        }
+        if self.deadline_ms.is_some_and(|d| until_ms >= d) {
+            return Err(Stop::TimedOut);
+        }
+        Ok(())
+    }
+
+    fn seconds(&self, s: &Seconds, eff: &Value, pc: &PathCtx, field: &str) -> Result<u64, StatesError> {
+        match s {
+            Seconds::Fixed(n) => Ok(*n),
+            Seconds::Path(p) => {
+                let v = p.eval_required(&self.scope(eff, pc), field)?;
+                v.as_u64().ok_or_else(|| StatesError::runtime(format!("The value selected by {field} '{}' must be a non-negative integer, not {v}", p.text())))
+            }
+        }
+    }
+
+    /// A deterministic uniform number in [0, 1) for FULL jitter (xorshift64*, seeded by the execution name).
+    fn random_unit(&self) -> f64 {
+        let mut s = self.rng.lock().unwrap();
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        let x = s.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The length of `v` as compact JSON text, without building the text.
+pub fn json_len(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}

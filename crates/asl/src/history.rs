@@ -1,0 +1,97 @@
+//! Execution history in the shape of AWS `GetExecutionHistory`: `timestamp`, `type`, `id`,
+//! `previousEventId` and one `<kind>EventDetails` object whose `input`/`output`/`parameters`
+//! are JSON text, as AWS returns them.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::time::format_ms;
+
+#[derive(Debug, Clone)]
+pub struct HistoryEvent {
+    pub id: u64,
+    pub previous_event_id: u64,
+    /// Milliseconds since the Unix epoch, on the engine's clock (virtual or real).
+    pub timestamp_ms: i64,
+    /// `PassStateEntered`, `TaskScheduled`, `ExecutionSucceeded`, ...
+    pub event_type: &'static str,
+    pub details: Details,
+}
+
+#[derive(Debug, Clone)]
+pub enum Details {
+    None,
+    /// `stateEnteredEventDetails`
+    StateEntered { name: Arc<str>, input: Value },
+    /// `stateExitedEventDetails`
+    StateExited { name: Arc<str>, output: Value },
+    /// Any other `<key>EventDetails` object, values already in AWS's shape.
+    Other { key: &'static str, details: Map<String, Value> },
+}
+
+impl HistoryEvent {
+    /// The state name, for state and iteration events.
+    pub fn state_name(&self) -> Option<&str> {
+        match &self.details {
+            Details::StateEntered { name, .. } | Details::StateExited { name, .. } => Some(name),
+            Details::Other { details, .. } => details.get("name").and_then(Value::as_str),
+            Details::None => None,
+        }
+    }
+
+    /// The `error` of a failure event.
+    pub fn error(&self) -> Option<&str> {
+        match &self.details {
+            Details::Other { details, .. } => details.get("error").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
+    /// The event as AWS's API returns it (timestamps as ISO-8601 text, like the AWS CLI prints).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("timestamp".into(), Value::String(format_ms(self.timestamp_ms)));
+        m.insert("type".into(), Value::String(self.event_type.into()));
+        m.insert("id".into(), json!(self.id));
+        m.insert("previousEventId".into(), json!(self.previous_event_id));
+        match &self.details {
+            Details::None => {}
+            Details::StateEntered { name, input } => {
+                m.insert(
+                    "stateEnteredEventDetails".into(),
+                    json!({"name": &**name, "input": input.to_string(), "inputDetails": {"truncated": false}}),
+                );
+            }
+            Details::StateExited { name, output } => {
+                m.insert(
+                    "stateExitedEventDetails".into(),
+                    json!({"name": &**name, "output": output.to_string(), "outputDetails": {"truncated": false}}),
+                );
+            }
+            Details::Other { key, details } => {
+                m.insert((*key).into(), Value::Object(details.clone()));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// Builds an `Other` details map from pairs.
+pub(crate) fn details(key: &'static str, pairs: Vec<(&'static str, Value)>) -> Details {
+    let mut m = Map::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        m.insert(k.into(), v);
+    }
+    Details::Other { key, details: m }
+}
+
+/// `{"input": "<json text>", "inputDetails": {"truncated": false}}` style pair for a payload.
+pub(crate) fn payload(field: &'static str, v: &Value) -> Vec<(&'static str, Value)> {
+    let details_key = match field {
+        "input" => "inputDetails",
+        "output" => "outputDetails",
+        _ => "parametersDetails",
+    };
+    vec![(field, Value::String(v.to_string())), (details_key, json!({"truncated": false}))]
+}
