@@ -48,6 +48,9 @@ enum Sfn {
         /// Also print the execution history (GetExecutionHistory events) under "events".
         #[arg(long)]
         history: bool,
+        /// Print each history event to stderr as it happens, with its time since the start.
+        #[arg(long)]
+        trace: bool,
         /// virtual (default: waits and retry delays take no time) or real.
         #[arg(long, default_value = "virtual", value_parser = ["virtual", "real"])]
         clock: String,
@@ -80,7 +83,9 @@ fn load(path: &PathBuf) -> anyhow::Result<Result<model::StateMachine, Vec<opsflo
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Sfn { command: Sfn::Validate { files } } => {
+        Command::Sfn {
+            command: Sfn::Validate { files },
+        } => {
             let mut ok = true;
             for f in &files {
                 match load(f)? {
@@ -95,7 +100,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
-        Command::Sfn { command: Sfn::Run { definition, input, mock_config, test_case, state_machine_name, history, clock, time_scale } } => {
+        Command::Sfn {
+            command:
+                Sfn::Run {
+                    definition,
+                    input,
+                    mock_config,
+                    test_case,
+                    state_machine_name,
+                    history,
+                    trace,
+                    clock,
+                    time_scale,
+                },
+        } => {
             let sm = match load(&definition)? {
                 Ok(sm) => Arc::new(sm),
                 Err(errors) => {
@@ -133,8 +151,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let engine = builder.build();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let opts = StartOptions { state_machine_name: sm_name, record_history: history, ..StartOptions::default() };
-            let result = rt.block_on(engine.run(&sm, input, opts));
+            let opts = StartOptions {
+                state_machine_name: sm_name,
+                record_history: history,
+                ..StartOptions::default()
+            };
+            let result = rt.block_on(async {
+                if !trace {
+                    return Ok(engine.run(&sm, input, opts).await);
+                }
+                let mut running = engine.start(sm.clone(), input, opts);
+                let mut first = None;
+                let result = loop {
+                    tokio::select! {
+                        Some(ev) = running.events.recv() => print_trace(&ev, &mut first),
+                        r = &mut running.result => break r,
+                    }
+                };
+                while let Ok(ev) = running.events.try_recv() {
+                    print_trace(&ev, &mut first);
+                }
+                result.map_err(|e| anyhow::anyhow!("the execution task panicked: {e}"))
+            });
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => bail!(e),
+            };
             let mut out = json!({
                 "status": result.status.as_str(),
                 "output": result.output,
@@ -145,7 +187,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out["events"] = Value::Array(result.events.iter().map(|e| e.to_json()).collect());
             }
             println!("{out}");
-            Ok(if result.status == Status::Succeeded { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if result.status == Status::Succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
+}
+
+/// One line per event: engine time since the start, event type, state name, error.
+fn print_trace(ev: &opsflow_asl::HistoryEvent, first: &mut Option<i64>) {
+    let t0 = *first.get_or_insert(ev.timestamp_ms);
+    let mut line = format!("{:>9.3}s  {:<28}", (ev.timestamp_ms - t0) as f64 / 1000.0, ev.event_type);
+    if let Some(name) = ev.state_name() {
+        line.push_str(name);
+    }
+    if let Some(err) = ev.error() {
+        line.push_str(&format!("  error={err}"));
+    }
+    eprintln!("{}", line.trim_end());
 }

@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{names, StatesError};
 use crate::history::{details, payload, Details, HistoryEvent};
 use crate::mock::MockCase;
-use crate::model::{Catcher, IoPath, Kind, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait};
+use crate::model::{
+    Catcher, IoPath, Kind, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait,
+};
 use crate::path::{set_at, truncate, type_name, Scope, Vars};
 use crate::time::{format_ms, parse_timestamp};
 
@@ -115,7 +117,11 @@ pub struct StartOptions {
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { name: uuid::Uuid::new_v4().to_string(), state_machine_name: "StateMachine".into(), record_history: true }
+        StartOptions {
+            name: uuid::Uuid::new_v4().to_string(),
+            state_machine_name: "StateMachine".into(),
+            record_history: true,
+        }
     }
 }
 
@@ -301,7 +307,11 @@ impl Engine {
         let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx);
         let handle = ExecutionHandle { exec: exec.clone() };
         let result = tokio::spawn(async move { run_execution(exec, sm, opts).await });
-        RunningExecution { handle, events: rx, result }
+        RunningExecution {
+            handle,
+            events: rx,
+            result,
+        }
     }
 
     /// Runs an execution to its end on the current task.
@@ -313,7 +323,11 @@ impl Engine {
 
     fn new_exec(&self, opts: &StartOptions, input: Value, timeout: Option<u64>, sink: mpsc::UnboundedSender<HistoryEvent>) -> Arc<Exec> {
         let start_ms = chrono::Utc::now().timestamp_millis();
-        let seed = opts.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)) | 1;
+        let seed = opts
+            .name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+            | 1;
         Arc::new(Exec {
             engine: self.inner.clone(),
             record: opts.record_history,
@@ -339,14 +353,22 @@ impl Engine {
 async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOptions) -> ExecutionResult {
     let e = &exec.engine;
     let sm_arn = format!("arn:aws:states:{}:{}:stateMachine:{}", e.region, e.account, opts.state_machine_name);
-    let exec_arn = format!("arn:aws:states:{}:{}:execution:{}:{}", e.region, e.account, opts.state_machine_name, opts.name);
+    let exec_arn = format!(
+        "arn:aws:states:{}:{}:execution:{}:{}",
+        e.region, e.account, opts.state_machine_name, opts.name
+    );
     let role = format!("arn:aws:iam::{}:role/StepFunctionsLocal", e.account);
     let context = json!({
         "Execution": {"Id": exec_arn, "Name": opts.name, "RoleArn": role, "StartTime": format_ms(exec.start_ms), "RedriveCount": 0},
         "StateMachine": {"Id": sm_arn, "Name": opts.state_machine_name},
         "State": {"Name": "", "EnteredTime": "", "RetryCount": 0},
     });
-    let mut pc = PathCtx { vars: Vars::new(), now_ms: exec.start_ms, last_event: 0, context };
+    let mut pc = PathCtx {
+        vars: Vars::new(),
+        now_ms: exec.start_ms,
+        last_event: 0,
+        context,
+    };
     let input = exec.exec_input.clone();
     let mut started = payload("input", &input);
     started.push(("roleArn", Value::String(role)));
@@ -354,7 +376,10 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
     exec.emit(&mut pc, "ExecutionStarted", details("executionStartedEventDetails", started));
 
     let outcome = if json_len(&input) > MAX_PAYLOAD_BYTES {
-        Err(Stop::Failed(StatesError::new(names::DATA_LIMIT_EXCEEDED, "The execution input exceeds the maximum size of 262144 bytes")))
+        Err(Stop::Failed(StatesError::new(
+            names::DATA_LIMIT_EXCEEDED,
+            "The execution input exceeds the maximum size of 262144 bytes",
+        )))
     } else {
         let mut abort_rx = exec.abort.subscribe();
         let fut = run_machine(&exec, &sm, input, &mut pc);
@@ -372,11 +397,22 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
     pc.now_ms = now.max(pc.now_ms);
     let (status, output, error, cause) = match outcome {
         Ok(out) => {
-            exec.emit(&mut pc, "ExecutionSucceeded", details("executionSucceededEventDetails", payload("output", &out)));
+            exec.emit(
+                &mut pc,
+                "ExecutionSucceeded",
+                details("executionSucceededEventDetails", payload("output", &out)),
+            );
             (Status::Succeeded, Some(out), None, None)
         }
         Err(Stop::Failed(err)) => {
-            exec.emit(&mut pc, "ExecutionFailed", details("executionFailedEventDetails", vec![("error", json!(err.error)), ("cause", json!(err.cause))]));
+            exec.emit(
+                &mut pc,
+                "ExecutionFailed",
+                details(
+                    "executionFailedEventDetails",
+                    vec![("error", json!(err.error)), ("cause", json!(err.cause))],
+                ),
+            );
             (Status::Failed, None, Some(err.error), Some(err.cause))
         }
         Err(Stop::TimedOut) => {
@@ -384,12 +420,26 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
                 pc.now_ms = pc.now_ms.max(d);
             }
             let cause = "The execution ran longer than the state machine's TimeoutSeconds".to_string();
-            exec.emit(&mut pc, "ExecutionTimedOut", details("executionTimedOutEventDetails", vec![("error", json!(names::TIMEOUT)), ("cause", json!(cause))]));
+            exec.emit(
+                &mut pc,
+                "ExecutionTimedOut",
+                details(
+                    "executionTimedOutEventDetails",
+                    vec![("error", json!(names::TIMEOUT)), ("cause", json!(cause))],
+                ),
+            );
             (Status::TimedOut, None, Some(names::TIMEOUT.to_string()), Some(cause))
         }
         Err(Stop::Aborted) => {
             let (error, cause) = exec.stop_reason.lock().unwrap().clone().unwrap_or((None, None));
-            exec.emit(&mut pc, "ExecutionAborted", details("executionAbortedEventDetails", vec![("error", json!(error)), ("cause", json!(cause))]));
+            exec.emit(
+                &mut pc,
+                "ExecutionAborted",
+                details(
+                    "executionAbortedEventDetails",
+                    vec![("error", json!(error)), ("cause", json!(cause))],
+                ),
+            );
             (Status::Aborted, None, error, cause)
         }
     };
@@ -430,7 +480,14 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
             exec.transitions.fetch_add(1, Ordering::Relaxed);
             let entered_ms = exec.now(pc);
             pc.now_ms = entered_ms;
-            exec.emit(pc, entered_type(&st.kind), Details::StateEntered { name: st.name.clone(), input: current.clone() });
+            exec.emit(
+                pc,
+                entered_type(&st.kind),
+                Details::StateEntered {
+                    name: st.name.clone(),
+                    input: current.clone(),
+                },
+            );
             if st.uses_context {
                 let s = &mut pc.context["State"];
                 s["Name"] = Value::String(st.name.to_string());
@@ -442,11 +499,21 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                     if json_len(&output) > MAX_PAYLOAD_BYTES {
                         return Err(Stop::Failed(StatesError::new(
                             names::DATA_LIMIT_EXCEEDED,
-                            format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", st.name),
+                            format!(
+                                "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                                st.name
+                            ),
                         )));
                     }
                     if !matches!(st.kind, Kind::Fail(_)) {
-                        exec.emit(pc, exited_type(&st.kind), Details::StateExited { name: st.name.clone(), output: output.clone() });
+                        exec.emit(
+                            pc,
+                            exited_type(&st.kind),
+                            Details::StateExited {
+                                name: st.name.clone(),
+                                output: output.clone(),
+                            },
+                        );
                     }
                     match next {
                         Some(n) => {
@@ -457,7 +524,13 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                     }
                 }
                 Err(Stop::Failed(err)) => {
-                    let catcher = if is_catchable(&err.error) { st.catch.iter().find(|c| c.error_equals.iter().any(|p| error_matches(p, &err.error))) } else { None };
+                    let catcher = if is_catchable(&err.error) {
+                        st.catch
+                            .iter()
+                            .find(|c| c.error_equals.iter().any(|p| error_matches(p, &err.error)))
+                    } else {
+                        None
+                    };
                     let Some(c) = catcher else { return Err(Stop::Failed(err)) };
                     current = apply_catch(exec, st, c, &current, err, pc)?;
                     idx = c.next;
@@ -528,7 +601,10 @@ fn apply_result_path(rp: &ResultPath, raw_input: Value, result: Value, state: &s
         ResultPath::At(segs) => {
             let shown = truncate(&raw_input.to_string(), 256);
             set_at(raw_input, segs, result).map_err(|why| {
-                StatesError::new(names::RESULT_PATH_MATCH_FAILURE, format!("Unable to apply ResultPath of state '{state}' to input '{shown}': {why}"))
+                StatesError::new(
+                    names::RESULT_PATH_MATCH_FAILURE,
+                    format!("Unable to apply ResultPath of state '{state}' to input '{shown}': {why}"),
+                )
             })
         }
     }
@@ -541,7 +617,11 @@ fn apply_io_path(p: &IoPath, v: &Value, exec: &Exec, pc: &PathCtx, field: &str) 
         IoPath::Select(path) => {
             let scope = exec.scope(v, pc);
             path.eval(&scope).ok_or_else(|| {
-                StatesError::runtime(format!("Invalid path '{}' : the {field} could not be found in the input '{}'", path.text(), truncate(&v.to_string(), 256)))
+                StatesError::runtime(format!(
+                    "Invalid path '{}' : the {field} could not be found in the input '{}'",
+                    path.text(),
+                    truncate(&v.to_string(), 256)
+                ))
             })
         }
     }
@@ -590,7 +670,13 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                     Some(StrOrPath::Str(s)) => Some(s.clone()),
                     Some(StrOrPath::Path(p)) => match p.eval_required(&scope, field)? {
                         Value::String(s) => Some(s),
-                        other => return Err(StatesError::runtime(format!("The value of {field} '{}' must be a string, not {}", p.text(), type_name(&other)))),
+                        other => {
+                            return Err(StatesError::runtime(format!(
+                                "The value of {field} '{}' must be a string, not {}",
+                                p.text(),
+                                type_name(&other)
+                            )))
+                        }
                     },
                     Some(StrOrPath::Intrinsic(i)) => match i.eval(&scope)? {
                         Value::String(s) => Some(s),
@@ -600,7 +686,10 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
             };
             let error = get(&f.error, "ErrorPath")?;
             let cause = get(&f.cause, "CausePath")?;
-            Err(Stop::Failed(StatesError { error: error.unwrap_or_default(), cause: cause.unwrap_or_default() }))
+            Err(Stop::Failed(StatesError {
+                error: error.unwrap_or_default(),
+                cause: cause.unwrap_or_default(),
+            }))
         }
         Kind::Choice { choices, default } => {
             let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
@@ -626,7 +715,10 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                 }
                 (None, Some(d)) => *d,
                 (None, None) => {
-                    return Err(Stop::Failed(StatesError::new(names::NO_CHOICE_MATCHED, format!("No Matches! (state '{}': no choice rule matched and there is no Default)", st.name))))
+                    return Err(Stop::Failed(StatesError::new(
+                        names::NO_CHOICE_MATCHED,
+                        format!("No Matches! (state '{}': no choice rule matched and there is no Default)", st.name),
+                    )))
                 }
             };
             Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, Some(next)))
@@ -652,7 +744,11 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                     let v = p.eval_required(&exec.scope(&eff, pc), "TimestampPath")?;
                     match v.as_str().and_then(parse_timestamp) {
                         Some(t) => t.timestamp_millis(),
-                        None => return Err(Stop::Failed(StatesError::runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {v}")))),
+                        None => {
+                            return Err(Stop::Failed(StatesError::runtime(format!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {v}"
+                        ))))
+                        }
                     }
                 }
             };
@@ -693,7 +789,11 @@ async fn with_retry(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx)
             Err(Stop::Failed(e)) if is_catchable(&e.error) => e,
             other => return other,
         };
-        let Some(i) = st.retry.iter().position(|r| r.error_equals.iter().any(|p| error_matches(p, &err.error))) else {
+        let Some(i) = st
+            .retry
+            .iter()
+            .position(|r| r.error_equals.iter().any(|p| error_matches(p, &err.error)))
+        else {
             return Err(Stop::Failed(err));
         };
         let r: &Retrier = &st.retry[i];
@@ -754,7 +854,10 @@ fn resource_parts(resource: &str) -> (String, String) {
         return (rest.to_string(), String::new());
     }
     let parts: Vec<&str> = resource.split(':').collect();
-    (parts.get(2).copied().unwrap_or("").to_string(), parts[3.min(parts.len())..].join(":"))
+    (
+        parts.get(2).copied().unwrap_or("").to_string(),
+        parts[3.min(parts.len())..].join(":"),
+    )
 }
 
 async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
@@ -775,7 +878,10 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
     }
     let params = params?;
     if json_len(&params) > MAX_PAYLOAD_BYTES {
-        return Err(Stop::Failed(StatesError::new(names::DATA_LIMIT_EXCEEDED, format!("The input of state '{}' after Parameters exceeds 262144 bytes", st.name))));
+        return Err(Stop::Failed(StatesError::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!("The input of state '{}' after Parameters exceeds 262144 bytes", st.name),
+        )));
     }
     let timeout = match &task.timeout {
         None => None,
@@ -803,7 +909,11 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
         exec.emit(pc, "LambdaFunctionScheduled", details("lambdaFunctionScheduledEventDetails", d));
         exec.emit(pc, "LambdaFunctionStarted", Details::None);
     } else {
-        let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname)), ("region", json!(exec.engine.region))];
+        let mut d = vec![
+            ("resourceType", json!(rtype)),
+            ("resource", json!(rname)),
+            ("region", json!(exec.engine.region)),
+        ];
         d.push(("parameters", Value::String(params.to_string())));
         if let Some(t) = timeout {
             d.push(("timeoutInSeconds", json!(t)));
@@ -812,7 +922,14 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
             d.push(("heartbeatInSeconds", json!(h)));
         }
         exec.emit(pc, "TaskScheduled", details("taskScheduledEventDetails", d));
-        exec.emit(pc, "TaskStarted", details("taskStartedEventDetails", vec![("resourceType", json!(rtype)), ("resource", json!(rname))]));
+        exec.emit(
+            pc,
+            "TaskStarted",
+            details(
+                "taskStartedEventDetails",
+                vec![("resourceType", json!(rtype)), ("resource", json!(rname))],
+            ),
+        );
     }
     exec.invocations.fetch_add(1, Ordering::Relaxed);
 
@@ -822,14 +939,21 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
     match outcome {
         Ok(v) => {
             if lambda_events {
-                exec.emit(pc, "LambdaFunctionSucceeded", details("lambdaFunctionSucceededEventDetails", payload("output", &v)));
+                exec.emit(
+                    pc,
+                    "LambdaFunctionSucceeded",
+                    details("lambdaFunctionSucceededEventDetails", payload("output", &v)),
+                );
             } else {
                 let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname))];
                 d.extend(payload("output", &v));
                 exec.emit(pc, "TaskSucceeded", details("taskSucceededEventDetails", d));
             }
             if json_len(&v) > MAX_PAYLOAD_BYTES {
-                return Err(Stop::Failed(StatesError::new(names::DATA_LIMIT_EXCEEDED, format!("The result of state '{}' exceeds 262144 bytes", st.name))));
+                return Err(Stop::Failed(StatesError::new(
+                    names::DATA_LIMIT_EXCEEDED,
+                    format!("The result of state '{}' exceeds 262144 bytes", st.name),
+                )));
             }
             Ok(v)
         }
@@ -874,7 +998,10 @@ async fn invoke(
         if clock == Clock::Virtual {
             pc.now_ms += secs as i64 * 1000;
         }
-        Stop::Failed(StatesError::new(error, format!("The task '{}' did not finish within {secs} seconds", st.name)))
+        Stop::Failed(StatesError::new(
+            error,
+            format!("The task '{}' did not finish within {secs} seconds", st.name),
+        ))
     };
     // A mocked response replaces the handler (and, for callbacks, the callback).
     if let Some(mock) = &exec.engine.mock {
@@ -892,10 +1019,17 @@ async fn invoke(
         Target::LambdaArn(f) => (exec.engine.lambdas.get(f).cloned(), Some(f.clone()), params.clone()),
         Target::LambdaInvoke => {
             let Some(fname) = params.get("FunctionName").and_then(Value::as_str) else {
-                return Err(Stop::Failed(StatesError::runtime(format!("The Parameters of state '{}' must contain 'FunctionName' for arn:aws:states:::lambda:invoke", st.name))));
+                return Err(Stop::Failed(StatesError::runtime(format!(
+                    "The Parameters of state '{}' must contain 'FunctionName' for arn:aws:states:::lambda:invoke",
+                    st.name
+                ))));
             };
             let f = function_name(fname).to_string();
-            (exec.engine.lambdas.get(&f).cloned(), Some(f), params.get("Payload").cloned().unwrap_or(Value::Null))
+            (
+                exec.engine.lambdas.get(&f).cloned(),
+                Some(f),
+                params.get("Payload").cloned().unwrap_or(Value::Null),
+            )
         }
         Target::Other => {
             let h = exec.engine.resources.iter().find(|(k, _)| {
@@ -908,13 +1042,27 @@ async fn invoke(
         return Err(Stop::Failed(match function {
             Some(f) => StatesError::new(
                 "Lambda.ResourceNotFoundException",
-                format!("Function not found: arn:aws:lambda:{}:{}:function:{f} (no handler is registered for it in the local engine)", exec.engine.region, exec.engine.account),
+                format!(
+                    "Function not found: arn:aws:lambda:{}:{}:function:{f} (no handler is registered for it in the local engine)",
+                    exec.engine.region, exec.engine.account
+                ),
             ),
-            None => StatesError::runtime(format!("No handler is registered for the resource '{}' of state '{}'; register one with EngineBuilder::resource or mock the state", st_resource(st), st.name)),
+            None => StatesError::runtime(format!(
+                "No handler is registered for the resource '{}' of state '{}'; register one with EngineBuilder::resource or mock the state",
+                st_resource(st),
+                st.name
+            )),
         }));
     };
     let is_lambda = function.is_some();
-    let req = TaskRequest { resource: st_resource(st).to_string(), function, state_name: st.name.to_string(), payload: payload_in, task_token: token.clone(), now_ms: exec.now(pc) };
+    let req = TaskRequest {
+        resource: st_resource(st).to_string(),
+        function,
+        state_name: st.name.to_string(),
+        payload: payload_in,
+        task_token: token.clone(),
+        now_ms: exec.now(pc),
+    };
 
     // Callback registration happens before the handler runs, so an instant callback is not lost.
     let mut rx = token.as_ref().map(|t| {
@@ -956,11 +1104,15 @@ async fn invoke(
     // .waitForTaskToken: the handler's own output is ignored; wait for the callback.
     let token = token.unwrap();
     let (rtype, rname) = resource_parts(st_resource(st));
-    exec.emit(pc, "TaskSubmitted", details("taskSubmittedEventDetails", {
-        let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname))];
-        d.extend(payload("output", &value));
-        d
-    }));
+    exec.emit(
+        pc,
+        "TaskSubmitted",
+        details("taskSubmittedEventDetails", {
+            let mut d = vec![("resourceType", json!(rtype)), ("resource", json!(rname))];
+            d.extend(payload("output", &value));
+            d
+        }),
+    );
     let started = Instant::now();
     let total = timeout.map(real);
     let result = loop {
@@ -1026,7 +1178,12 @@ fn lambda_invoke_response(payload: Value) -> Value {
 }
 
 fn child_ctx(pc: &PathCtx) -> PathCtx {
-    PathCtx { vars: Vars::child(Arc::new(pc.vars.clone())), now_ms: pc.now_ms, last_event: pc.last_event, context: pc.context.clone() }
+    PathCtx {
+        vars: Vars::child(Arc::new(pc.vars.clone())),
+        now_ms: pc.now_ms,
+        last_event: pc.last_event,
+        context: pc.context.clone(),
+    }
 }
 
 async fn run_parallel(exec: &Arc<Exec>, st: &State, branches: &[Arc<StateMachine>], eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
@@ -1057,7 +1214,14 @@ async fn run_parallel(exec: &Arc<Exec>, st: &State, branches: &[Arc<StateMachine
                 drop(running);
                 pc.now_ms = end;
                 if let Stop::Failed(e) = &stop {
-                    exec.emit(pc, "ParallelStateFailed", details("parallelStateFailedEventDetails", vec![("error", json!(e.error)), ("cause", json!(e.cause))]));
+                    exec.emit(
+                        pc,
+                        "ParallelStateFailed",
+                        details(
+                            "parallelStateFailedEventDetails",
+                            vec![("error", json!(e.error)), ("cause", json!(e.cause))],
+                        ),
+                    );
                 }
                 return Err(stop);
             }
@@ -1085,7 +1249,11 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
         None => 0,
         Some(s) => exec.seconds(s, eff, pc, "MaxConcurrencyPath")?,
     };
-    let limit = if max == 0 { INLINE_MAP_CONCURRENCY } else { (max as usize).min(INLINE_MAP_CONCURRENCY) };
+    let limit = if max == 0 {
+        INLINE_MAP_CONCURRENCY
+    } else {
+        (max as usize).min(INLINE_MAP_CONCURRENCY)
+    };
     let tolerated_count = match &m.tolerated_failure_count {
         None => 0,
         Some(s) => exec.seconds(s, eff, pc, "ToleratedFailureCountPath")?,
@@ -1095,11 +1263,19 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
         Some(Percentage::Fixed(p)) => *p,
         Some(Percentage::Path(p)) => match p.eval_required(&exec.scope(eff, pc), "ToleratedFailurePercentagePath")?.as_f64() {
             Some(x) if (0.0..=100.0).contains(&x) => x,
-            _ => return Err(Stop::Failed(StatesError::runtime("ToleratedFailurePercentagePath must select a number between 0 and 100"))),
+            _ => {
+                return Err(Stop::Failed(StatesError::runtime(
+                    "ToleratedFailurePercentagePath must select a number between 0 and 100",
+                )))
+            }
         },
     };
     let n = items.len();
-    exec.emit(pc, "MapStateStarted", details("mapStateStartedEventDetails", vec![("length", json!(n))]));
+    exec.emit(
+        pc,
+        "MapStateStarted",
+        details("mapStateStartedEventDetails", vec![("length", json!(n))]),
+    );
 
     // Item inputs are built up front: ItemSelector sees the state's effective input as `$`
     // and the item in $$.Map.Item.
@@ -1110,7 +1286,12 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
             let mut ctx = pc.context.clone();
             for (i, item) in items.into_iter().enumerate() {
                 ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
-                let scope = Scope { input: eff, context: &ctx, vars: &pc.vars, execution_input: Some(&exec.exec_input) };
+                let scope = Scope {
+                    input: eff,
+                    context: &ctx,
+                    vars: &pc.vars,
+                    execution_input: Some(&exec.exec_input),
+                };
                 inputs.push(t.eval(&scope)?);
             }
         }
@@ -1123,12 +1304,40 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
         let mut child = base.clone();
         async move {
             let name = &st.name;
-            exec.emit(&mut child, "MapIterationStarted", details("mapIterationStartedEventDetails", vec![("name", json!(&**name)), ("index", json!(i))]));
+            exec.emit(
+                &mut child,
+                "MapIterationStarted",
+                details(
+                    "mapIterationStartedEventDetails",
+                    vec![("name", json!(&**name)), ("index", json!(i))],
+                ),
+            );
             let r = run_machine(exec, processor, input, &mut child).await;
             match &r {
-                Ok(_) => exec.emit(&mut child, "MapIterationSucceeded", details("mapIterationSucceededEventDetails", vec![("name", json!(&**name)), ("index", json!(i))])),
-                Err(Stop::Failed(_)) => exec.emit(&mut child, "MapIterationFailed", details("mapIterationFailedEventDetails", vec![("name", json!(&**name)), ("index", json!(i))])),
-                Err(_) => exec.emit(&mut child, "MapIterationAborted", details("mapIterationAbortedEventDetails", vec![("name", json!(&**name)), ("index", json!(i))])),
+                Ok(_) => exec.emit(
+                    &mut child,
+                    "MapIterationSucceeded",
+                    details(
+                        "mapIterationSucceededEventDetails",
+                        vec![("name", json!(&**name)), ("index", json!(i))],
+                    ),
+                ),
+                Err(Stop::Failed(_)) => exec.emit(
+                    &mut child,
+                    "MapIterationFailed",
+                    details(
+                        "mapIterationFailedEventDetails",
+                        vec![("name", json!(&**name)), ("index", json!(i))],
+                    ),
+                ),
+                Err(_) => exec.emit(
+                    &mut child,
+                    "MapIterationAborted",
+                    details(
+                        "mapIterationAbortedEventDetails",
+                        vec![("name", json!(&**name)), ("index", json!(i))],
+                    ),
+                ),
             }
             (i, r, child.now_ms)
         }
@@ -1151,11 +1360,24 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
                     drop(running);
                     pc.now_ms = end;
                     let err = if tolerates {
-                        StatesError::new(names::EXCEED_TOLERATED_FAILURE_THRESHOLD, format!("The number of failed items ({failures}) exceeded the tolerated failure threshold of Map state '{}'", st.name))
+                        StatesError::new(
+                            names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                            format!(
+                                "The number of failed items ({failures}) exceeded the tolerated failure threshold of Map state '{}'",
+                                st.name
+                            ),
+                        )
                     } else {
                         e
                     };
-                    exec.emit(pc, "MapStateFailed", details("mapStateFailedEventDetails", vec![("error", json!(err.error)), ("cause", json!(err.cause))]));
+                    exec.emit(
+                        pc,
+                        "MapStateFailed",
+                        details(
+                            "mapStateFailedEventDetails",
+                            vec![("error", json!(err.error)), ("cause", json!(err.cause))],
+                        ),
+                    );
                     return Err(Stop::Failed(err));
                 }
                 results[i] = json!({"Error": e.error, "Cause": e.cause});
@@ -1177,12 +1399,23 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
 
 impl Exec {
     fn scope<'a>(&'a self, input: &'a Value, pc: &'a PathCtx) -> Scope<'a> {
-        Scope { input, context: &pc.context, vars: &pc.vars, execution_input: Some(&self.exec_input) }
+        Scope {
+            input,
+            context: &pc.context,
+            vars: &pc.vars,
+            execution_input: Some(&self.exec_input),
+        }
     }
 
     fn emit(&self, pc: &mut PathCtx, event_type: &'static str, details: Details) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ev = HistoryEvent { id, previous_event_id: pc.last_event, timestamp_ms: pc.now_ms, event_type, details };
+        let ev = HistoryEvent {
+            id,
+            previous_event_id: pc.last_event,
+            timestamp_ms: pc.now_ms,
+            event_type,
+            details,
+        };
         pc.last_event = id;
         if !self.sink.is_closed() {
             let _ = self.sink.send(ev.clone());
@@ -1241,7 +1474,12 @@ impl Exec {
             Seconds::Fixed(n) => Ok(*n),
             Seconds::Path(p) => {
                 let v = p.eval_required(&self.scope(eff, pc), field)?;
-                v.as_u64().ok_or_else(|| StatesError::runtime(format!("The value selected by {field} '{}' must be a non-negative integer, not {v}", p.text())))
+                v.as_u64().ok_or_else(|| {
+                    StatesError::runtime(format!(
+                        "The value selected by {field} '{}' must be a non-negative integer, not {v}",
+                        p.text()
+                    ))
+                })
             }
         }
     }

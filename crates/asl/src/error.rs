@@ -20,7 +20,11 @@ pub enum LoadError {
 
 impl LoadError {
     pub fn invalid(location: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        LoadError::Invalid { location: location.into(), field: field.into(), message: message.into() }
+        LoadError::Invalid {
+            location: location.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -35,7 +39,10 @@ pub struct StatesError {
 
 impl StatesError {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        StatesError { error: error.into(), cause: cause.into() }
+        StatesError {
+            error: error.into(),
+            cause: cause.into(),
+        }
     }
     /// `States.Runtime`: not retried and not caught by `States.ALL`.
     pub fn runtime(cause: impl Into<String>) -> Self {

@@ -23,11 +23,20 @@ pub struct HistoryEvent {
 pub enum Details {
     None,
     /// `stateEnteredEventDetails`
-    StateEntered { name: Arc<str>, input: Value },
+    StateEntered {
+        name: Arc<str>,
+        input: Value,
+    },
     /// `stateExitedEventDetails`
-    StateExited { name: Arc<str>, output: Value },
+    StateExited {
+        name: Arc<str>,
+        output: Value,
+    },
     /// Any other `<key>EventDetails` object, values already in AWS's shape.
-    Other { key: &'static str, details: Map<String, Value> },
+    Other {
+        key: &'static str,
+        details: Map<String, Value>,
+    },
 }
 
 impl HistoryEvent {

@@ -14,6 +14,9 @@ impl Intrinsic {
         Ok(Intrinsic { text: text.to_string() })
     }
     pub fn eval(&self, _scope: &Scope) -> Result<Value, StatesError> {
-        Err(StatesError::new("States.IntrinsicFailure", format!("not implemented: {}", self.text)))
+        Err(StatesError::new(
+            "States.IntrinsicFailure",
+            format!("not implemented: {}", self.text),
+        ))
     }
 }

@@ -11,7 +11,10 @@ pub mod model;
 pub mod path;
 pub mod time;
 
-pub use engine::{CallbackError, Clock, Engine, EngineBuilder, ExecutionHandle, ExecutionResult, RunningExecution, StartOptions, Status, TaskHandler, TaskRequest};
+pub use engine::{
+    CallbackError, Clock, Engine, EngineBuilder, ExecutionHandle, ExecutionResult, RunningExecution, StartOptions, Status, TaskHandler,
+    TaskRequest,
+};
 pub use error::{LoadError, StatesError};
 pub use history::HistoryEvent;
 pub use mock::MockCase;

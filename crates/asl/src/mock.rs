@@ -16,11 +16,14 @@ enum Response {
     Throw(StatesError),
 }
 
+/// The responses of one mocked state: (first invocation, last invocation, response).
+type Ranges = Vec<(u32, u32, Response)>;
+
 /// The mocked states of one test case.
 #[derive(Debug, Clone, Default)]
 pub struct MockCase {
     /// state name -> (first invocation, last invocation, response), in file order.
-    states: HashMap<String, (String, Vec<(u32, u32, Response)>)>,
+    states: HashMap<String, (String, Ranges)>,
 }
 
 impl MockCase {
@@ -29,29 +32,62 @@ impl MockCase {
     pub fn parse(text: &str, state_machine: Option<&str>, test_case: &str) -> Result<MockCase, LoadError> {
         let v: Value = serde_json::from_str(text).map_err(|e| LoadError::Json(e.to_string()))?;
         let bad = |field: &str, msg: String| LoadError::invalid("mock config", field, msg);
-        let machines = v.get("StateMachines").and_then(Value::as_object).ok_or_else(|| bad("StateMachines", "is required and must be an object".into()))?;
+        let machines = v
+            .get("StateMachines")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("StateMachines", "is required and must be an object".into()))?;
         let (sm_name, sm) = match state_machine {
-            Some(n) => (n.to_string(), machines.get(n).ok_or_else(|| bad("StateMachines", format!("has no state machine named '{n}' (it has: {})", keys(machines))))?),
+            Some(n) => (
+                n.to_string(),
+                machines.get(n).ok_or_else(|| {
+                    bad(
+                        "StateMachines",
+                        format!("has no state machine named '{n}' (it has: {})", keys(machines)),
+                    )
+                })?,
+            ),
             None if machines.len() == 1 => {
                 let (k, v) = machines.iter().next().unwrap();
                 (k.clone(), v)
             }
-            None => return Err(bad("StateMachines", format!("holds several state machines ({}); name one with --state-machine-name", keys(machines)))),
+            None => {
+                return Err(bad(
+                    "StateMachines",
+                    format!(
+                        "holds several state machines ({}); name one with --state-machine-name",
+                        keys(machines)
+                    ),
+                ))
+            }
         };
-        let cases = sm.get("TestCases").and_then(Value::as_object).ok_or_else(|| bad(&format!("StateMachines.{sm_name}.TestCases"), "is required and must be an object".into()))?;
-        let case = cases
-            .get(test_case)
+        let cases = sm.get("TestCases").and_then(Value::as_object).ok_or_else(|| {
+            bad(
+                &format!("StateMachines.{sm_name}.TestCases"),
+                "is required and must be an object".into(),
+            )
+        })?;
+        let case = cases.get(test_case).and_then(Value::as_object).ok_or_else(|| {
+            bad(
+                &format!("StateMachines.{sm_name}.TestCases"),
+                format!("has no test case named '{test_case}' (it has: {})", keys(cases)),
+            )
+        })?;
+        let responses = v
+            .get("MockedResponses")
             .and_then(Value::as_object)
-            .ok_or_else(|| bad(&format!("StateMachines.{sm_name}.TestCases"), format!("has no test case named '{test_case}' (it has: {})", keys(cases))))?;
-        let responses = v.get("MockedResponses").and_then(Value::as_object).ok_or_else(|| bad("MockedResponses", "is required and must be an object".into()))?;
+            .ok_or_else(|| bad("MockedResponses", "is required and must be an object".into()))?;
         let mut states = HashMap::new();
         for (state, resp_name) in case {
             let field = format!("StateMachines.{sm_name}.TestCases.{test_case}.{state}");
-            let resp_name = resp_name.as_str().ok_or_else(|| bad(&field, "must name a mocked response".into()))?;
-            let resp = responses
-                .get(resp_name)
-                .and_then(Value::as_object)
-                .ok_or_else(|| bad(&field, format!("names the mocked response '{resp_name}', which is not in MockedResponses")))?;
+            let resp_name = resp_name
+                .as_str()
+                .ok_or_else(|| bad(&field, "must name a mocked response".into()))?;
+            let resp = responses.get(resp_name).and_then(Value::as_object).ok_or_else(|| {
+                bad(
+                    &field,
+                    format!("names the mocked response '{resp_name}', which is not in MockedResponses"),
+                )
+            })?;
             let mut list = Vec::new();
             for (range, r) in resp {
                 let rf = format!("MockedResponses.{resp_name}.{range}");
@@ -60,7 +96,10 @@ impl MockCase {
                     None => (range.trim().parse::<u32>(), range.trim().parse::<u32>()),
                 };
                 let (Ok(a), Ok(b)) = (a, b) else {
-                    return Err(bad(&rf, "the key must be an invocation index like \"0\" or a range like \"1-3\"".into()));
+                    return Err(bad(
+                        &rf,
+                        "the key must be an invocation index like \"0\" or a range like \"1-3\"".into(),
+                    ));
                 };
                 if a > b {
                     return Err(bad(&rf, "the range must not end before it starts".into()));
@@ -68,7 +107,10 @@ impl MockCase {
                 let response = match (r.get("Return"), r.get("Throw")) {
                     (Some(v), None) => Response::Return(v.clone()),
                     (None, Some(t)) => {
-                        let error = t.get("Error").and_then(Value::as_str).ok_or_else(|| bad(&format!("{rf}.Throw.Error"), "is required and must be a string".into()))?;
+                        let error = t
+                            .get("Error")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| bad(&format!("{rf}.Throw.Error"), "is required and must be a string".into()))?;
                         let cause = t.get("Cause").and_then(Value::as_str).unwrap_or("");
                         Response::Throw(StatesError::new(error, cause))
                     }
@@ -91,7 +133,9 @@ impl MockCase {
         match list.iter().find(|(a, b, _)| (*a..=*b).contains(&n)) {
             Some((_, _, Response::Return(v))) => Ok(v.clone()),
             Some((_, _, Response::Throw(e))) => Err(e.clone()),
-            None => Err(StatesError::runtime(format!("The mocked response '{name}' of state '{state}' has no entry for invocation {n}"))),
+            None => Err(StatesError::runtime(format!(
+                "The mocked response '{name}' of state '{state}' has no entry for invocation {n}"
+            ))),
         }
     }
 }

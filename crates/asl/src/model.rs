@@ -65,13 +65,20 @@ pub enum Transition {
 
 #[derive(Debug)]
 pub enum Kind {
-    Pass { result: Option<Value> },
+    Pass {
+        result: Option<Value>,
+    },
     Task(Box<Task>),
-    Choice { choices: Vec<ChoiceBranch>, default: Option<usize> },
+    Choice {
+        choices: Vec<ChoiceBranch>,
+        default: Option<usize>,
+    },
     Wait(Wait),
     Succeed,
     Fail(Fail),
-    Parallel { branches: Vec<Arc<StateMachine>> },
+    Parallel {
+        branches: Vec<Arc<StateMachine>>,
+    },
     Map(Box<MapState>),
 }
 
@@ -173,13 +180,17 @@ pub fn parse(text: &str) -> Result<StateMachine, Vec<LoadError>> {
 }
 
 pub fn parse_value(v: &Value) -> Result<StateMachine, Vec<LoadError>> {
-    let mut p = Parser { errors: Vec::new(), names: HashSet::new() };
+    let mut p = Parser {
+        errors: Vec::new(),
+        names: HashSet::new(),
+    };
     let sm = p.machine(v, "top level", true);
     match sm {
         Some(sm) if p.errors.is_empty() => Ok(sm),
         _ => {
             if p.errors.is_empty() {
-                p.errors.push(LoadError::invalid("top level", "States", "the definition could not be read"));
+                p.errors
+                    .push(LoadError::invalid("top level", "States", "the definition could not be read"));
             }
             Err(p.errors)
         }
@@ -195,25 +206,86 @@ const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 
 fn allowed_fields(ty: &str) -> &'static [&'static str] {
     match ty {
-        "Pass" => &["InputPath", "OutputPath", "Parameters", "ResultPath", "Result", "Next", "End", "Assign"],
+        "Pass" => &[
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultPath",
+            "Result",
+            "Next",
+            "End",
+            "Assign",
+        ],
         "Task" => &[
-            "Resource", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Next", "End", "Retry",
-            "Catch", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Credentials",
+            "Resource",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Next",
+            "End",
+            "Retry",
+            "Catch",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
             "Assign",
         ],
         "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
-        "Wait" => &["InputPath", "OutputPath", "Seconds", "SecondsPath", "Timestamp", "TimestampPath", "Next", "End", "Assign"],
+        "Wait" => &[
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "SecondsPath",
+            "Timestamp",
+            "TimestampPath",
+            "Next",
+            "End",
+            "Assign",
+        ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
-            "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Branches", "Next", "End", "Retry",
-            "Catch", "Assign",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Branches",
+            "Next",
+            "End",
+            "Retry",
+            "Catch",
+            "Assign",
         ],
         "Map" => &[
-            "InputPath", "OutputPath", "ItemsPath", "ItemSelector", "Parameters", "Iterator", "ItemProcessor",
-            "MaxConcurrency", "MaxConcurrencyPath", "ResultPath", "ResultSelector", "Retry", "Catch", "Next", "End",
-            "ToleratedFailureCount", "ToleratedFailureCountPath", "ToleratedFailurePercentage",
-            "ToleratedFailurePercentagePath", "ItemReader", "ItemBatcher", "ResultWriter", "Label", "Assign",
+            "InputPath",
+            "OutputPath",
+            "ItemsPath",
+            "ItemSelector",
+            "Parameters",
+            "Iterator",
+            "ItemProcessor",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ResultPath",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Next",
+            "End",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "Label",
+            "Assign",
         ],
         _ => &[],
     }
@@ -246,7 +318,11 @@ impl Parser {
         }
         if let Some(q) = obj.get("QueryLanguage") {
             if q != "JSONPath" {
-                self.err(location, "QueryLanguage", format!("{q} is not supported by this engine yet; use \"JSONPath\""));
+                self.err(
+                    location,
+                    "QueryLanguage",
+                    format!("{q} is not supported by this engine yet; use \"JSONPath\""),
+                );
             }
         }
         let timeout_seconds = match obj.get("TimeoutSeconds") {
@@ -310,10 +386,19 @@ impl Parser {
         }
         for (i, st) in out.iter().enumerate() {
             if !seen[i] {
-                self.err(&loc(&st.name), "Type", format!("the state is not reachable from StartAt ('{}')", out[start_at].name));
+                self.err(
+                    &loc(&st.name),
+                    "Type",
+                    format!("the state is not reachable from StartAt ('{}')", out[start_at].name),
+                );
             }
         }
-        Some(StateMachine { start_at, states: out, timeout_seconds, comment: obj.get("Comment").and_then(Value::as_str).map(String::from) })
+        Some(StateMachine {
+            start_at,
+            states: out,
+            timeout_seconds,
+            comment: obj.get("Comment").and_then(Value::as_str).map(String::from),
+        })
     }
 
     fn next(&mut self, l: &str, field: &str, v: Option<&Value>, index: &HashMap<&str, usize>) -> Option<usize> {
@@ -400,7 +485,11 @@ impl Parser {
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && name.len() <= 80;
                 if !ok {
-                    self.err(l, &format!("{field}.{k}"), "a variable name must start with a letter or '_' and hold only letters, digits and '_' (at most 80)");
+                    self.err(
+                        l,
+                        &format!("{field}.{k}"),
+                        "a variable name must start with a letter or '_' and hold only letters, digits and '_' (at most 80)",
+                    );
                 } else if name == "states" {
                     self.err(l, &format!("{field}.{k}"), "'states' is a reserved variable name");
                 }
@@ -440,7 +529,11 @@ impl Parser {
 
     fn error_equals(&mut self, l: &str, field: &str, v: Option<&Value>) -> Vec<String> {
         let Some(arr) = v.and_then(Value::as_array) else {
-            self.err(l, &format!("{field}.ErrorEquals"), "is required and must be a non-empty array of error names");
+            self.err(
+                l,
+                &format!("{field}.ErrorEquals"),
+                "is required and must be a non-empty array of error names",
+            );
             return vec![];
         };
         if arr.is_empty() {
@@ -470,7 +563,17 @@ impl Parser {
                 continue;
             };
             for k in o.keys() {
-                if !["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"].contains(&k.as_str()) {
+                if ![
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
+                ]
+                .contains(&k.as_str())
+                {
                     self.err(l, &format!("{f}.{k}"), "this field is not supported in a retrier");
                 }
             }
@@ -527,7 +630,14 @@ impl Parser {
                     false
                 }
             };
-            out.push(Retrier { error_equals, interval_seconds, max_attempts, backoff_rate, max_delay_seconds, jitter_full });
+            out.push(Retrier {
+                error_equals,
+                interval_seconds,
+                max_attempts,
+                backoff_rate,
+                max_delay_seconds,
+                jitter_full,
+            });
         }
         out
     }
@@ -558,7 +668,12 @@ impl Parser {
             let result_path = self.result_path(l, &format!("{f}.ResultPath"), o.get("ResultPath"));
             let assign = self.assign(l, &format!("{f}.Assign"), o.get("Assign"));
             if let Some(next) = next {
-                out.push(Catcher { error_equals, next, result_path, assign });
+                out.push(Catcher {
+                    error_equals,
+                    next,
+                    result_path,
+                    assign,
+                });
             }
         }
         out
@@ -605,7 +720,11 @@ impl Parser {
             self.err(l, "Name", "state names must be at most 80 characters long");
         }
         if !self.names.insert(name.to_string()) {
-            self.err(l, "Name", "state names must be unique within the whole state machine, including Parallel branches and Map processors");
+            self.err(
+                l,
+                "Name",
+                "state names must be unique within the whole state machine, including Parallel branches and Map processors",
+            );
         }
         let Some(obj) = v.as_object() else {
             self.err(l, "Type", "a state must be a JSON object");
@@ -617,7 +736,11 @@ impl Parser {
         };
         let allowed = allowed_fields(ty);
         if allowed.is_empty() {
-            self.err(l, "Type", format!("'{ty}' is not a state type (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)"));
+            self.err(
+                l,
+                "Type",
+                format!("'{ty}' is not a state type (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)"),
+            );
             return None;
         }
         for k in obj.keys() {
@@ -627,7 +750,11 @@ impl Parser {
         }
         if let Some(q) = obj.get("QueryLanguage") {
             if q != "JSONPath" {
-                self.err(l, "QueryLanguage", format!("{q} is not supported by this engine yet; use \"JSONPath\""));
+                self.err(
+                    l,
+                    "QueryLanguage",
+                    format!("{q} is not supported by this engine yet; use \"JSONPath\""),
+                );
             }
         }
         let transition = match ty {
@@ -655,16 +782,25 @@ impl Parser {
         let input_path = self.io_path(l, "InputPath", obj.get("InputPath"));
         let output_path = self.io_path(l, "OutputPath", obj.get("OutputPath"));
         let result_path = self.result_path(l, "ResultPath", obj.get("ResultPath"));
-        let parameters = if ty == "Map" { None } else { self.template(l, "Parameters", obj.get("Parameters")) };
+        let parameters = if ty == "Map" {
+            None
+        } else {
+            self.template(l, "Parameters", obj.get("Parameters"))
+        };
         let result_selector = self.template(l, "ResultSelector", obj.get("ResultSelector"));
         let assign = self.assign(l, "Assign", obj.get("Assign"));
         let retry = self.retriers(l, obj.get("Retry"));
         let catch = self.catchers(l, obj.get("Catch"), index);
 
         let kind = match ty {
-            "Pass" => Kind::Pass { result: obj.get("Result").cloned() },
+            "Pass" => Kind::Pass {
+                result: obj.get("Result").cloned(),
+            },
             "Succeed" => Kind::Succeed,
-            "Fail" => Kind::Fail(Fail { error: self.str_or_path(l, obj, "Error"), cause: self.str_or_path(l, obj, "Cause") }),
+            "Fail" => Kind::Fail(Fail {
+                error: self.str_or_path(l, obj, "Error"),
+                cause: self.str_or_path(l, obj, "Cause"),
+            }),
             "Task" => {
                 let resource = match obj.get("Resource").and_then(Value::as_str) {
                     Some(r) if r.starts_with("arn:") => r.to_string(),
@@ -684,7 +820,11 @@ impl Parser {
                         self.err(l, "HeartbeatSeconds", "must be smaller than TimeoutSeconds");
                     }
                 }
-                Kind::Task(Box::new(Task { resource, timeout, heartbeat }))
+                Kind::Task(Box::new(Task {
+                    resource,
+                    timeout,
+                    heartbeat,
+                }))
             }
             "Choice" => {
                 let mut choices = Vec::new();
@@ -710,9 +850,16 @@ impl Parser {
                 Kind::Choice { choices, default }
             }
             "Wait" => {
-                let set: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"].into_iter().filter(|k| obj.contains_key(*k)).collect();
+                let set: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"]
+                    .into_iter()
+                    .filter(|k| obj.contains_key(*k))
+                    .collect();
                 if set.len() != 1 {
-                    self.err(l, "Seconds", "exactly one of 'Seconds', 'Timestamp', 'SecondsPath' or 'TimestampPath' must be set");
+                    self.err(
+                        l,
+                        "Seconds",
+                        "exactly one of 'Seconds', 'Timestamp', 'SecondsPath' or 'TimestampPath' must be set",
+                    );
                     return None;
                 }
                 let v = &obj[set[0]];
@@ -758,7 +905,11 @@ impl Parser {
                     (Some(p), None) => {
                         if let Some(mode) = p.get("ProcessorConfig").and_then(|c| c.get("Mode")) {
                             if mode != "INLINE" {
-                                self.err(l, "ItemProcessor.ProcessorConfig.Mode", format!("{mode} is not supported by this engine; only INLINE"));
+                                self.err(
+                                    l,
+                                    "ItemProcessor.ProcessorConfig.Mode",
+                                    format!("{mode} is not supported by this engine; only INLINE"),
+                                );
                             }
                         }
                         self.machine(p, &format!("{l} > ItemProcessor"), false)
@@ -799,9 +950,14 @@ impl Parser {
                 };
                 let max_concurrency = self.seconds(l, obj, "MaxConcurrency", 0);
                 let tolerated_failure_count = self.seconds(l, obj, "ToleratedFailureCount", 0);
-                let tolerated_failure_percentage = match (obj.get("ToleratedFailurePercentage"), obj.get("ToleratedFailurePercentagePath")) {
+                let tolerated_failure_percentage = match (obj.get("ToleratedFailurePercentage"), obj.get("ToleratedFailurePercentagePath"))
+                {
                     (Some(_), Some(_)) => {
-                        self.err(l, "ToleratedFailurePercentage", "'ToleratedFailurePercentage' and 'ToleratedFailurePercentagePath' cannot both be set");
+                        self.err(
+                            l,
+                            "ToleratedFailurePercentage",
+                            "'ToleratedFailurePercentage' and 'ToleratedFailurePercentagePath' cannot both be set",
+                        );
                         None
                     }
                     (Some(v), None) => match v.as_f64() {
@@ -821,12 +977,32 @@ impl Parser {
                     (None, None) => None,
                 };
                 let processor = processor?;
-                Kind::Map(Box::new(MapState { processor: Arc::new(processor), items_path, item_selector, max_concurrency, tolerated_failure_count, tolerated_failure_percentage }))
+                Kind::Map(Box::new(MapState {
+                    processor: Arc::new(processor),
+                    items_path,
+                    item_selector,
+                    max_concurrency,
+                    tolerated_failure_count,
+                    tolerated_failure_percentage,
+                }))
             }
             _ => unreachable!(),
         };
         let uses_context = v.to_string().contains("$$");
-        Some(State { name: Arc::from(name), kind, input_path, output_path, result_path, parameters, result_selector, assign, transition, retry, catch, uses_context })
+        Some(State {
+            name: Arc::from(name),
+            kind,
+            input_path,
+            output_path,
+            result_path,
+            parameters,
+            result_selector,
+            assign,
+            transition,
+            retry,
+            catch,
+            uses_context,
+        })
     }
 }
 
@@ -852,7 +1028,10 @@ mod tests {
     #[test]
     fn unknown_next_names_state_and_field() {
         let e = errors(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}));
-        assert_eq!(e, vec!["State 'A': field 'Next': names the state 'B', which does not exist in this scope"]);
+        assert_eq!(
+            e,
+            vec!["State 'A': field 'Next': names the state 'B', which does not exist in this scope"]
+        );
     }
 
     #[test]
@@ -868,7 +1047,10 @@ mod tests {
                   "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}],
                   "Catch": [{"ErrorEquals": ["States.ALL", "X"], "Next": "F"}]},
             "F": {"Type": "Fail"}}}));
-        assert!(e.iter().any(|m| m.contains("Retry[0].ErrorEquals") && m.contains("last retrier")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("Retry[0].ErrorEquals") && m.contains("last retrier")),
+            "{e:?}"
+        );
         assert!(e.iter().any(|m| m.contains("Catch[0].ErrorEquals") && m.contains("alone")), "{e:?}");
     }
 
@@ -891,15 +1073,19 @@ mod tests {
 
     #[test]
     fn nested_states_are_checked_and_names_are_global() {
-        let e = errors(json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
-            {"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "Nope"}}}]}}}));
+        let e = errors(
+            json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "Nope"}}}]}}}),
+        );
         assert!(e.iter().any(|m| m.contains("unique")), "{e:?}");
         assert!(e.iter().any(|m| m.contains("'Nope'")), "{e:?}");
     }
 
     #[test]
     fn heartbeat_must_be_below_timeout() {
-        let e = errors(json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": true}}}));
+        let e = errors(
+            json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": true}}}),
+        );
         assert_eq!(e, vec!["State 'T': field 'HeartbeatSeconds': must be smaller than TimeoutSeconds"]);
     }
 }

@@ -25,7 +25,10 @@ impl Vars {
     }
     /// A child scope (Map iteration, Parallel branch) that sees a snapshot of `self`.
     pub fn child(parent: Arc<Vars>) -> Self {
-        Vars { local: Map::new(), parent: Some(parent) }
+        Vars {
+            local: Map::new(),
+            parent: Some(parent),
+        }
     }
     pub fn get(&self, name: &str) -> Option<&Value> {
         match self.local.get(name) {
@@ -54,7 +57,12 @@ pub struct Scope<'a> {
 
 impl<'a> Scope<'a> {
     pub fn new(input: &'a Value, context: &'a Value, vars: &'a Vars) -> Self {
-        Scope { input, context, vars, execution_input: None }
+        Scope {
+            input,
+            context,
+            vars,
+            execution_input: None,
+        }
     }
 }
 
@@ -111,7 +119,12 @@ fn parse_simple(rest: &str) -> Option<Vec<Seg>> {
             b'.' => {
                 let start = i + 1;
                 let mut j = start;
-                while j < b.len() && !matches!(b[j], b'.' | b'[' | b'*' | b'?' | b'(' | b')' | b'@' | b',' | b' ' | b'\'' | b'"' | b']') {
+                while j < b.len()
+                    && !matches!(
+                        b[j],
+                        b'.' | b'[' | b'*' | b'?' | b'(' | b')' | b'@' | b',' | b' ' | b'\'' | b'"' | b']'
+                    )
+                {
                     j += 1;
                 }
                 if j == start {
@@ -123,7 +136,8 @@ fn parse_simple(rest: &str) -> Option<Vec<Seg>> {
             b'[' => {
                 let close = rest[i..].find(']')? + i;
                 let inner = rest[i + 1..close].trim();
-                if (inner.starts_with('\'') && inner.ends_with('\'') || inner.starts_with('"') && inner.ends_with('"')) && inner.len() >= 2 {
+                if (inner.starts_with('\'') && inner.ends_with('\'') || inner.starts_with('"') && inner.ends_with('"')) && inner.len() >= 2
+                {
                     let name = &inner[1..inner.len() - 1];
                     if name.contains(['\'', '"', '\\']) {
                         return None;
@@ -165,12 +179,18 @@ impl Path {
         let kind = match parse_simple(rest) {
             Some(segs) => Kind::Simple(segs),
             None => {
-                let query = JsonPath::parse(&format!("${rest}"))
-                    .map_err(|e| format!("'{text}' is not a valid JSONPath: {e}"))?;
-                Kind::Query { query: Box::new(query), definite: is_definite(rest) }
+                let query = JsonPath::parse(&format!("${rest}")).map_err(|e| format!("'{text}' is not a valid JSONPath: {e}"))?;
+                Kind::Query {
+                    query: Box::new(query),
+                    definite: is_definite(rest),
+                }
             }
         };
-        Ok(Path { text: text.to_string(), root, kind })
+        Ok(Path {
+            text: text.to_string(),
+            root,
+            kind,
+        })
     }
 
     pub fn text(&self) -> &str {
@@ -374,9 +394,15 @@ impl Template {
                             return Err((where_, "the value of a field whose name ends in '.$' must be a string holding a path or an intrinsic function call".into()));
                         };
                         let t = if s.starts_with("States.") {
-                            Template::Intrinsic { field: k.clone(), call: Box::new(Intrinsic::parse(s).map_err(|e| (where_.clone(), e))?) }
+                            Template::Intrinsic {
+                                field: k.clone(),
+                                call: Box::new(Intrinsic::parse(s).map_err(|e| (where_.clone(), e))?),
+                            }
                         } else if s.starts_with('$') {
-                            Template::Path { field: k.clone(), path: Path::parse(s).map_err(|e| (where_.clone(), e))? }
+                            Template::Path {
+                                field: k.clone(),
+                                path: Path::parse(s).map_err(|e| (where_.clone(), e))?,
+                            }
                         } else {
                             return Err((where_, format!("'{s}' is neither a JSONPath nor an intrinsic function call")));
                         };
@@ -494,7 +520,10 @@ mod tests {
             Kind::Simple(s) => s,
             _ => unreachable!(),
         };
-        assert_eq!(set_at(json!({"x": 1}), &segs, json!(7)).unwrap(), json!({"x": 1, "a": {"b": {"c": 7}}}));
+        assert_eq!(
+            set_at(json!({"x": 1}), &segs, json!(7)).unwrap(),
+            json!({"x": 1, "a": {"b": {"c": 7}}})
+        );
         assert!(set_at(json!("text"), &segs, json!(7)).is_err());
         assert_eq!(set_at(json!({"a": 1}), &[], json!(7)).unwrap(), json!(7));
     }
@@ -507,7 +536,10 @@ mod tests {
         let ctx = json!({"Execution": {"Id": "id-1"}});
         let out = t.eval(&Scope::new(&input, &ctx, &vars)).unwrap();
         assert_eq!(out, json!({"a": 1, "n": {"v": false, "list": [{"w": "id-1"}, 2]}}));
-        assert!(matches!(Template::compile(&json!({"a": [1, {"b": 2}]})).unwrap(), Template::Const(_)));
+        assert!(matches!(
+            Template::compile(&json!({"a": [1, {"b": 2}]})).unwrap(),
+            Template::Const(_)
+        ));
         assert!(Template::compile(&json!({"a.$": 3})).is_err());
         assert!(Template::compile(&json!({"a.$": "nope"})).is_err());
     }

@@ -12,5 +12,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 
 /// Formats like the context object's `StartTime` / `EnteredTime`: `2026-11-23T06:37:48.123Z`.
 pub fn format_ms(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }

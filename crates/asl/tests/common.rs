@@ -9,7 +9,17 @@ pub fn machine(def: Value) -> Arc<opsflow_asl::StateMachine> {
 }
 
 pub async fn run_with(engine: &Engine, def: Value, input: Value) -> ExecutionResult {
-    engine.run(&machine(def), input, StartOptions { name: "test-exec".into(), state_machine_name: "Test".into(), record_history: true }).await
+    engine
+        .run(
+            &machine(def),
+            input,
+            StartOptions {
+                name: "test-exec".into(),
+                state_machine_name: "Test".into(),
+                record_history: true,
+            },
+        )
+        .await
 }
 
 pub async fn run(def: Value, input: Value) -> ExecutionResult {

@@ -50,10 +50,18 @@ async fn output_path_null_gives_an_empty_object() {
 
 #[tokio::test]
 async fn result_path_merges_into_the_raw_input_creating_parents() {
-    let r = run(pass(json!({"Result": {"x": 1}, "ResultPath": "$.deep.er.result"})), json!({"keep": true})).await;
+    let r = run(
+        pass(json!({"Result": {"x": 1}, "ResultPath": "$.deep.er.result"})),
+        json!({"keep": true}),
+    )
+    .await;
     assert_eq!(r.output, Some(json!({"keep": true, "deep": {"er": {"result": {"x": 1}}}})));
     // ResultPath null keeps the raw input (not the InputPath-filtered one).
-    let r = run(pass(json!({"InputPath": "$.a", "Result": 5, "ResultPath": null})), json!({"a": 1, "b": 2})).await;
+    let r = run(
+        pass(json!({"InputPath": "$.a", "Result": 5, "ResultPath": null})),
+        json!({"a": 1, "b": 2}),
+    )
+    .await;
     assert_eq!(r.output, Some(json!({"a": 1, "b": 2})));
     // ResultPath "$.x" on the raw input, even though InputPath narrowed the effective input.
     let r = run(pass(json!({"InputPath": "$.a", "ResultPath": "$.copy"})), json!({"a": 1})).await;
@@ -74,7 +82,10 @@ async fn parameters_build_the_effective_input_from_input_and_context() {
         json!({"a": 7}),
     )
     .await;
-    assert_eq!(r.output, Some(json!({"fixed": "v", "from": 7, "nested": {"exec": "test-exec", "list": [{"i": 7}]}, "state": "P", "in": 7})));
+    assert_eq!(
+        r.output,
+        Some(json!({"fixed": "v", "from": 7, "nested": {"exec": "test-exec", "list": [{"i": 7}]}, "state": "P", "in": 7}))
+    );
 }
 
 #[tokio::test]
@@ -106,10 +117,12 @@ async fn output_larger_than_256_kib_is_data_limit_exceeded_and_not_caught_by_sta
         "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "big"}, "End": true,
               "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]},
         "Caught": {"Type": "Succeed"}}});
-    let engine = opsflow_asl::Engine::builder().lambda("big", move |_req| {
-        let big = big.clone();
-        async move { Ok(json!(big)) }
-    }).build();
+    let engine = opsflow_asl::Engine::builder()
+        .lambda("big", move |_req| {
+            let big = big.clone();
+            async move { Ok(json!(big)) }
+        })
+        .build();
     let r = run_with(&engine, def, json!({})).await;
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.error.as_deref(), Some("States.DataLimitExceeded"));

@@ -16,7 +16,10 @@ async fn map_keeps_item_order_and_exposes_item_index_and_value() {
         "ResultPath": "$.out", "End": true}}});
     let r = run(def, json!({"items": ["a", "b", "c"], "tag": 1})).await;
     assert_eq!(r.status, Status::Succeeded);
-    assert_eq!(r.output.unwrap()["out"], json!([{"v": "a", "i": 0, "tag": 1}, {"v": "b", "i": 1, "tag": 1}, {"v": "c", "i": 2, "tag": 1}]));
+    assert_eq!(
+        r.output.unwrap()["out"],
+        json!([{"v": "a", "i": 0, "tag": 1}, {"v": "b", "i": 1, "tag": 1}, {"v": "c", "i": 2, "tag": 1}])
+    );
     assert_eq!(r.transitions, 4);
 }
 

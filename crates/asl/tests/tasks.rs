@@ -8,7 +8,9 @@ use opsflow_asl::{Engine, MockCase, StartOptions, StatesError, Status, TaskReque
 use serde_json::{json, Value};
 
 fn echo_engine() -> Engine {
-    Engine::builder().lambda("echo", |req: TaskRequest| async move { Ok(json!({"echo": req.payload})) }).build()
+    Engine::builder()
+        .lambda("echo", |req: TaskRequest| async move { Ok(json!({"echo": req.payload})) })
+        .build()
 }
 
 #[tokio::test]
@@ -32,7 +34,15 @@ async fn a_function_arn_resource_returns_the_output_and_logs_lambda_events() {
     assert_eq!(r.output, Some(json!({"echo": {"x": 1}})));
     assert_eq!(
         types(&r),
-        vec!["ExecutionStarted", "TaskStateEntered", "LambdaFunctionScheduled", "LambdaFunctionStarted", "LambdaFunctionSucceeded", "TaskStateExited", "ExecutionSucceeded"]
+        vec![
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
     );
     // Ids are consecutive and each event points at the one before it.
     for (i, e) in r.events.iter().enumerate() {
@@ -99,7 +109,10 @@ async fn wait_for_task_token_resumes_on_send_task_success() {
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.output, Some(json!({"answer": 42})));
     // The token is spent.
-    assert_eq!(running.handle.send_task_success(&token, json!({})), Err(opsflow_asl::CallbackError::TaskDoesNotExist));
+    assert_eq!(
+        running.handle.send_task_success(&token, json!({})),
+        Err(opsflow_asl::CallbackError::TaskDoesNotExist)
+    );
     // The live stream saw the same events as the history.
     let mut streamed = Vec::new();
     while let Ok(e) = running.events.try_recv() {
@@ -116,13 +129,20 @@ async fn wait_for_task_token_fails_on_send_task_failure() {
     let token = tokens.recv().await.unwrap();
     running.handle.send_task_failure(&token, "Rejected", "no").unwrap();
     let r = running.result.await.unwrap();
-    assert_eq!((r.status, r.error.as_deref(), r.cause.as_deref()), (Status::Failed, Some("Rejected"), Some("no")));
+    assert_eq!(
+        (r.status, r.error.as_deref(), r.cause.as_deref()),
+        (Status::Failed, Some("Rejected"), Some("no"))
+    );
 }
 
 #[tokio::test]
 async fn heartbeats_keep_a_callback_alive_and_their_absence_times_it_out() {
     let (engine, mut tokens) = token_engine();
-    let running = engine.start(machine(callback_def(json!({"HeartbeatSeconds": 1, "TimeoutSeconds": 10}))), json!({}), StartOptions::default());
+    let running = engine.start(
+        machine(callback_def(json!({"HeartbeatSeconds": 1, "TimeoutSeconds": 10}))),
+        json!({}),
+        StartOptions::default(),
+    );
     let token = tokens.recv().await.unwrap();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -132,7 +152,11 @@ async fn heartbeats_keep_a_callback_alive_and_their_absence_times_it_out() {
     assert_eq!(running.result.await.unwrap().status, Status::Succeeded);
 
     let (engine, mut tokens) = token_engine();
-    let running = engine.start(machine(callback_def(json!({"HeartbeatSeconds": 1}))), json!({}), StartOptions::default());
+    let running = engine.start(
+        machine(callback_def(json!({"HeartbeatSeconds": 1}))),
+        json!({}),
+        StartOptions::default(),
+    );
     let _token = tokens.recv().await.unwrap();
     let r = running.result.await.unwrap();
     assert_eq!(r.error.as_deref(), Some("States.HeartbeatTimeout"));
@@ -185,7 +209,10 @@ async fn real_clock_waits_in_scaled_real_time() {
     let r = run_with(&engine, def, json!({})).await;
     let elapsed = t.elapsed();
     assert_eq!(r.status, Status::Succeeded);
-    assert!(elapsed >= Duration::from_millis(190) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(190) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
 }
 
 const MOCKS: &str = r#"{
@@ -204,13 +231,23 @@ async fn mocked_responses_replace_handlers_by_invocation_index() {
     let def = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
         "Parameters": {"FunctionName": "nobody"}, "Retry": [{"ErrorEquals": ["Lambda.ServiceException"], "MaxAttempts": 3}],
         "OutputPath": "$.Payload", "End": true}}});
-    let engine = Engine::builder().mock(MockCase::parse(MOCKS, Some("Test"), "HappyPath").unwrap()).build();
-    assert_eq!(run_with(&engine, def.clone(), json!({})).await.output, Some(json!({"mocked": true})));
-    let engine = Engine::builder().mock(MockCase::parse(MOCKS, Some("Test"), "RetryPath").unwrap()).build();
+    let engine = Engine::builder()
+        .mock(MockCase::parse(MOCKS, Some("Test"), "HappyPath").unwrap())
+        .build();
+    assert_eq!(
+        run_with(&engine, def.clone(), json!({})).await.output,
+        Some(json!({"mocked": true}))
+    );
+    let engine = Engine::builder()
+        .mock(MockCase::parse(MOCKS, Some("Test"), "RetryPath").unwrap())
+        .build();
     let r = run_with(&engine, def, json!({})).await;
     assert_eq!(r.output, Some(json!("third time")));
     assert_eq!(r.task_invocations, 3);
-    assert!(MockCase::parse(MOCKS, Some("Test"), "Nope").unwrap_err().to_string().contains("has no test case named 'Nope'"));
+    assert!(MockCase::parse(MOCKS, Some("Test"), "Nope")
+        .unwrap_err()
+        .to_string()
+        .contains("has no test case named 'Nope'"));
 }
 
 #[tokio::test]

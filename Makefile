@@ -1,0 +1,33 @@
+# opsflow — the two commands a newcomer needs:
+#   make demo   run the demo on the local engine
+#   make test   run the whole test suite (lint, unit, integration, CLI)
+# Everything they need is installed under the repository (npm packages in bench/als).
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test lint build bench bench-deps clean
+
+build:
+	$(CARGO) build --release --bin opsflow
+
+demo: build
+	./scripts/demo.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: lint
+	$(CARGO) test --workspace
+	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json
+
+# aws-local-stepfunctions, for the side-by-side figures of the engine benchmark.
+bench-deps:
+	cd bench/als && npm ci --no-audit --no-fund
+
+bench: bench-deps
+	$(CARGO) bench -p opsflow-asl --bench engine
+
+clean:
+	$(CARGO) clean
