@@ -19,7 +19,10 @@ fn router() -> serde_json::Value {
 
 #[tokio::test]
 async fn choice_routes_by_rule_order_and_default() {
-    assert_eq!(run(router(), json!({"in": {"v": 11}})).await.output, Some(json!({"size": "big", "seen": 11, "in": 11})));
+    assert_eq!(
+        run(router(), json!({"in": {"v": 11}})).await.output,
+        Some(json!({"size": "big", "seen": 11, "in": 11}))
+    );
     assert_eq!(run(router(), json!({"in": {"v": 3}})).await.output, Some(json!("small")));
     // 0 is falsy but still a number: it reaches Default only because of the Not rule.
     assert_eq!(run(router(), json!({"in": {"v": 0}})).await.output, Some(json!("other")));
