@@ -2,6 +2,7 @@
 //! output processing, Retry and Catch, Parallel and Map concurrency, callbacks with task
 //! tokens, execution time limits) and records a history in AWS's shape.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -316,7 +317,9 @@ impl Engine {
 
     /// Runs an execution to its end on the current task.
     pub async fn run(&self, sm: &Arc<StateMachine>, input: Value, opts: StartOptions) -> ExecutionResult {
-        let (tx, _rx) = mpsc::unbounded_channel();
+        // Nobody watches this execution live: a closed channel makes emitting skip the copy.
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
         let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx);
         run_execution(exec, sm.clone(), opts).await
     }
@@ -546,7 +549,7 @@ fn apply_catch(exec: &Exec, st: &State, c: &Catcher, raw_input: &Value, err: Sta
     if let Some(assign) = &c.assign {
         assign_vars(exec, assign, &error_output, pc)?;
     }
-    apply_result_path(&c.result_path, raw_input.clone(), error_output, &st.name).map_err(Stop::Failed)
+    apply_result_path(&c.result_path, raw_input, error_output, &st.name).map_err(Stop::Failed)
 }
 
 fn entered_type(k: &Kind) -> &'static str {
@@ -594,19 +597,35 @@ pub fn error_matches(pattern: &str, error: &str) -> bool {
     }
 }
 
-fn apply_result_path(rp: &ResultPath, raw_input: Value, result: Value, state: &str) -> Result<Value, StatesError> {
+fn apply_result_path(rp: &ResultPath, raw_input: &Value, result: Value, state: &str) -> Result<Value, StatesError> {
     match rp {
         ResultPath::Replace => Ok(result),
-        ResultPath::Discard => Ok(raw_input),
+        ResultPath::Discard => Ok(raw_input.clone()),
         ResultPath::At(segs) => {
             let shown = truncate(&raw_input.to_string(), 256);
-            set_at(raw_input, segs, result).map_err(|why| {
+            set_at(raw_input.clone(), segs, result).map_err(|why| {
                 StatesError::new(
                     names::RESULT_PATH_MATCH_FAILURE,
                     format!("Unable to apply ResultPath of state '{state}' to input '{shown}': {why}"),
                 )
             })
         }
+    }
+}
+
+/// InputPath: borrows the input when it is used whole.
+fn apply_input_path<'v>(p: &IoPath, v: &'v Value, exec: &Exec, pc: &PathCtx) -> Result<Cow<'v, Value>, StatesError> {
+    match p {
+        IoPath::Whole => Ok(Cow::Borrowed(v)),
+        _ => apply_io_path(p, v, exec, pc, "InputPath").map(Cow::Owned),
+    }
+}
+
+/// OutputPath: moves the value when it is used whole.
+fn apply_output_path(p: &IoPath, v: Value, exec: &Exec, pc: &PathCtx) -> Result<Value, StatesError> {
+    match p {
+        IoPath::Whole => Ok(v),
+        _ => apply_io_path(p, &v, exec, pc, "OutputPath"),
     }
 }
 
@@ -646,21 +665,21 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
     };
     match &st.kind {
         Kind::Pass { result } => {
-            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
             let eff = match &st.parameters {
                 Some(t) => t.eval(&exec.scope(&eff, pc))?,
-                None => eff,
+                None => eff.into_owned(),
             };
             let res = result.clone().unwrap_or(eff);
             if let Some(a) = &st.assign {
                 assign_vars(exec, a, &res, pc)?;
             }
-            let out = apply_result_path(&st.result_path, raw.clone(), res, &st.name)?;
-            Ok((apply_io_path(&st.output_path, &out, exec, pc, "OutputPath")?, next))
+            let out = apply_result_path(&st.result_path, raw, res, &st.name)?;
+            Ok((apply_output_path(&st.output_path, out, exec, pc)?, next))
         }
         Kind::Succeed => {
-            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
-            Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, None))
+            let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
+            Ok((apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?, None))
         }
         Kind::Fail(f) => {
             let scope = exec.scope(raw, pc);
@@ -692,7 +711,7 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
             }))
         }
         Kind::Choice { choices, default } => {
-            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
             let mut chosen = None;
             {
                 let scope = exec.scope(&eff, pc);
@@ -721,10 +740,10 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                     )))
                 }
             };
-            Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, Some(next)))
+            Ok((apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?, Some(next)))
         }
         Kind::Wait(w) => {
-            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
             let now = exec.now(pc);
             let until_ms = match w {
                 Wait::Seconds(s) => now + *s as i64 * 1000,
@@ -756,10 +775,10 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
             if let Some(a) = &st.assign {
                 assign_vars(exec, a, &eff, pc)?;
             }
-            Ok((apply_io_path(&st.output_path, &eff, exec, pc, "OutputPath")?, next))
+            Ok((apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?, next))
         }
         Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_) => {
-            let eff = apply_io_path(&st.input_path, raw, exec, pc, "InputPath")?;
+            let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
             let result = with_retry(exec, st, &eff, pc).await?;
             let result = match &st.result_selector {
                 Some(t) => t.eval(&exec.scope(&result, pc))?,
@@ -768,8 +787,8 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
             if let Some(a) = &st.assign {
                 assign_vars(exec, a, &result, pc)?;
             }
-            let out = apply_result_path(&st.result_path, raw.clone(), result, &st.name)?;
-            Ok((apply_io_path(&st.output_path, &out, exec, pc, "OutputPath")?, next))
+            let out = apply_result_path(&st.result_path, raw, result, &st.name)?;
+            Ok((apply_output_path(&st.output_path, out, exec, pc)?, next))
         }
     }
 }
@@ -914,7 +933,7 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
             ("resource", json!(rname)),
             ("region", json!(exec.engine.region)),
         ];
-        d.push(("parameters", Value::String(params.to_string())));
+        d.push(("parameters", params.clone()));
         if let Some(t) = timeout {
             d.push(("timeoutInSeconds", json!(t)));
         }

@@ -33,10 +33,9 @@ pub enum Details {
         output: Value,
     },
     /// Any other `<key>EventDetails` object, values already in AWS's shape.
-    Other {
-        key: &'static str,
-        details: Map<String, Value>,
-    },
+    /// Payload fields (`input`, `output`, `parameters`) hold JSON values, turned into JSON
+    /// text (with `<field>Details`) only by [`HistoryEvent::to_json`].
+    Other { key: &'static str, fields: Vec<(&'static str, Value)> },
 }
 
 impl HistoryEvent {
@@ -44,7 +43,7 @@ impl HistoryEvent {
     pub fn state_name(&self) -> Option<&str> {
         match &self.details {
             Details::StateEntered { name, .. } | Details::StateExited { name, .. } => Some(name),
-            Details::Other { details, .. } => details.get("name").and_then(Value::as_str),
+            Details::Other { fields, .. } => field(fields, "name"),
             Details::None => None,
         }
     }
@@ -52,7 +51,7 @@ impl HistoryEvent {
     /// The `error` of a failure event.
     pub fn error(&self) -> Option<&str> {
         match &self.details {
-            Details::Other { details, .. } => details.get("error").and_then(Value::as_str),
+            Details::Other { fields, .. } => field(fields, "error"),
             _ => None,
         }
     }
@@ -78,29 +77,36 @@ impl HistoryEvent {
                     json!({"name": &**name, "output": output.to_string(), "outputDetails": {"truncated": false}}),
                 );
             }
-            Details::Other { key, details } => {
-                m.insert((*key).into(), Value::Object(details.clone()));
+            Details::Other { key, fields } => {
+                let mut d = Map::new();
+                for (k, v) in fields {
+                    match *k {
+                        "input" | "output" | "parameters" => {
+                            d.insert((*k).into(), Value::String(v.to_string()));
+                            d.insert(format!("{k}Details"), json!({"truncated": false}));
+                        }
+                        _ => {
+                            d.insert((*k).into(), v.clone());
+                        }
+                    }
+                }
+                m.insert((*key).into(), Value::Object(d));
             }
         }
         Value::Object(m)
     }
 }
 
-/// Builds an `Other` details map from pairs.
-pub(crate) fn details(key: &'static str, pairs: Vec<(&'static str, Value)>) -> Details {
-    let mut m = Map::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        m.insert(k.into(), v);
-    }
-    Details::Other { key, details: m }
+fn field<'a>(fields: &'a [(&'static str, Value)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| *k == name).and_then(|(_, v)| v.as_str())
 }
 
-/// `{"input": "<json text>", "inputDetails": {"truncated": false}}` style pair for a payload.
+/// Builds `Other` details from pairs.
+pub(crate) fn details(key: &'static str, fields: Vec<(&'static str, Value)>) -> Details {
+    Details::Other { key, fields }
+}
+
+/// A payload field (`input`, `output`, `parameters`): kept as a value until printed.
 pub(crate) fn payload(field: &'static str, v: &Value) -> Vec<(&'static str, Value)> {
-    let details_key = match field {
-        "input" => "inputDetails",
-        "output" => "outputDetails",
-        _ => "parametersDetails",
-    };
-    vec![(field, Value::String(v.to_string())), (details_key, json!({"truncated": false}))]
+    vec![(field, v.clone())]
 }
