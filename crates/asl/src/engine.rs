@@ -293,8 +293,8 @@ struct PathCtx {
     vars: Vars,
     now_ms: i64,
     last_event: u64,
-    /// The context object without Execution.Input.
-    context: Value,
+    /// The context object without Execution.Input, shared between paths until one changes it.
+    context: Arc<Value>,
 }
 
 impl Engine {
@@ -370,7 +370,7 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
         vars: Vars::new(),
         now_ms: exec.start_ms,
         last_event: 0,
-        context,
+        context: Arc::new(context),
     };
     let input = exec.exec_input.clone();
     let mut started = payload("input", &input);
@@ -471,7 +471,7 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs the states of one machine from StartAt to an end.
 fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: &'a mut PathCtx) -> BoxFut<'a, Result<Value, Stop>> {
-    Box::pin(async move {
+    let fut = async move {
         let mut idx = sm.start_at;
         let mut current = input;
         loop {
@@ -492,7 +492,7 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                 },
             );
             if st.uses_context {
-                let s = &mut pc.context["State"];
+                let s = &mut Arc::make_mut(&mut pc.context)["State"];
                 s["Name"] = Value::String(st.name.to_string());
                 s["EnteredTime"] = Value::String(format_ms(entered_ms));
                 s["RetryCount"] = json!(0);
@@ -541,7 +541,8 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                 Err(other) => return Err(other),
             }
         }
-    })
+    };
+    Box::pin(fut)
 }
 
 fn apply_catch(exec: &Exec, st: &State, c: &Catcher, raw_input: &Value, err: StatesError, pc: &mut PathCtx) -> Result<Value, Stop> {
@@ -831,7 +832,7 @@ async fn with_retry(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx)
         let until = exec.now(pc) + (delay * 1000.0) as i64;
         exec.sleep_until(pc, until).await?;
         if st.uses_context {
-            pc.context["State"]["RetryCount"] = json!(retry_count);
+            Arc::make_mut(&mut pc.context)["State"]["RetryCount"] = json!(retry_count);
         }
     }
 }
@@ -884,14 +885,14 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
     let (base, wait_token) = split_resource(&task.resource);
     let token = wait_token.then(|| format!("{}-{}", uuid::Uuid::new_v4().simple(), exec.next_id.load(Ordering::Relaxed)));
     if let Some(t) = &token {
-        pc.context["Task"] = json!({"Token": t});
+        Arc::make_mut(&mut pc.context)["Task"] = json!({"Token": t});
     }
     let params = match &st.parameters {
         Some(t) => t.eval(&exec.scope(eff, pc)),
         None => Ok(eff.clone()),
     };
     if token.is_some() {
-        if let Some(m) = pc.context.as_object_mut() {
+        if let Some(m) = Arc::make_mut(&mut pc.context).as_object_mut() {
             m.remove("Task");
         }
     }
@@ -1035,7 +1036,7 @@ async fn invoke(
         }
     }
     let (handler, function, payload_in) = match target {
-        Target::LambdaArn(f) => (exec.engine.lambdas.get(f).cloned(), Some(f.clone()), params.clone()),
+        Target::LambdaArn(f) => (exec.engine.lambdas.get(f).cloned(), Some(f.clone()), params),
         Target::LambdaInvoke => {
             let Some(fname) = params.get("FunctionName").and_then(Value::as_str) else {
                 return Err(Stop::Failed(StatesError::runtime(format!(
@@ -1044,17 +1045,17 @@ async fn invoke(
                 ))));
             };
             let f = function_name(fname).to_string();
-            (
-                exec.engine.lambdas.get(&f).cloned(),
-                Some(f),
-                params.get("Payload").cloned().unwrap_or(Value::Null),
-            )
+            let payload = match params {
+                Value::Object(mut m) => m.remove("Payload").unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            (exec.engine.lambdas.get(&f).cloned(), Some(f), payload)
         }
         Target::Other => {
             let h = exec.engine.resources.iter().find(|(k, _)| {
                 k == base || (k.ends_with('*') && base.starts_with(&k[..k.len() - 1])) || (k.ends_with(':') && base.starts_with(k.as_str()))
             });
-            (h.map(|(_, h)| h.clone()), None, params.clone())
+            (h.map(|(_, h)| h.clone()), None, params)
         }
     };
     let Some(handler) = handler else {
@@ -1302,7 +1303,7 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
     match &m.item_selector {
         None => inputs = items,
         Some(t) => {
-            let mut ctx = pc.context.clone();
+            let mut ctx = (*pc.context).clone();
             for (i, item) in items.into_iter().enumerate() {
                 ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
                 let scope = Scope {
