@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{names, StatesError};
 use crate::history::{details, payload, Details, HistoryEvent};
 use crate::mock::MockCase;
-use crate::model::{
-    Catcher, IoPath, Kind, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait,
-};
+use crate::model::{IoPath, Kind, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait};
 use crate::path::{set_at, truncate, type_name, Scope, Vars};
 use crate::time::{format_ms, parse_timestamp};
 
@@ -268,7 +266,6 @@ struct Exec {
     mock_counts: Mutex<HashMap<Arc<str>, u32>>,
     tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenMsg>>>,
     abort: watch::Sender<bool>,
-    aborted: AtomicBool,
     stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
     rng: Mutex<u64>,
 }
@@ -346,7 +343,6 @@ impl Engine {
             mock_counts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             abort: watch::channel(false).0,
-            aborted: AtomicBool::new(false),
             stop_reason: Mutex::new(None),
             rng: Mutex::new(seed),
         })
@@ -375,8 +371,9 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
     let input = exec.exec_input.clone();
     let mut started = payload("input", &input);
     started.push(("roleArn", Value::String(role)));
-    started.push(("stateMachineArn", Value::String(sm_arn)));
     exec.emit(&mut pc, "ExecutionStarted", details("executionStartedEventDetails", started));
+    // In AWS histories the first state's event does not point back at ExecutionStarted.
+    pc.last_event = 0;
 
     let outcome = if json_len(&input) > MAX_PAYLOAD_BYTES {
         Err(Stop::Failed(StatesError::new(
@@ -408,40 +405,28 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
             (Status::Succeeded, Some(out), None, None)
         }
         Err(Stop::Failed(err)) => {
+            let (error, cause) = (non_empty(err.error), non_empty(err.cause));
             exec.emit(
                 &mut pc,
                 "ExecutionFailed",
-                details(
-                    "executionFailedEventDetails",
-                    vec![("error", json!(err.error)), ("cause", json!(err.cause))],
-                ),
+                details("executionFailedEventDetails", present(&error, &cause)),
             );
-            (Status::Failed, None, Some(err.error), Some(err.cause))
+            (Status::Failed, None, error, cause)
         }
         Err(Stop::TimedOut) => {
             if let Some(d) = exec.deadline_ms {
                 pc.now_ms = pc.now_ms.max(d);
             }
-            let cause = "The execution ran longer than the state machine's TimeoutSeconds".to_string();
-            exec.emit(
-                &mut pc,
-                "ExecutionTimedOut",
-                details(
-                    "executionTimedOutEventDetails",
-                    vec![("error", json!(names::TIMEOUT)), ("cause", json!(cause))],
-                ),
-            );
-            (Status::TimedOut, None, Some(names::TIMEOUT.to_string()), Some(cause))
+            // AWS records no error or cause for an execution that timed out.
+            exec.emit(&mut pc, "ExecutionTimedOut", Details::None);
+            (Status::TimedOut, None, Some(names::TIMEOUT.to_string()), None)
         }
         Err(Stop::Aborted) => {
             let (error, cause) = exec.stop_reason.lock().unwrap().clone().unwrap_or((None, None));
             exec.emit(
                 &mut pc,
                 "ExecutionAborted",
-                details(
-                    "executionAbortedEventDetails",
-                    vec![("error", json!(error)), ("cause", json!(cause))],
-                ),
+                details("executionAbortedEventDetails", present(&error, &cause)),
             );
             (Status::Aborted, None, error, cause)
         }
@@ -460,6 +445,22 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
     }
 }
 
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// `error` / `cause` detail fields, each only when it has a value (as the API omits them).
+fn present(error: &Option<String>, cause: &Option<String>) -> Vec<(&'static str, Value)> {
+    let mut d = Vec::new();
+    if let Some(e) = error {
+        d.push(("error", json!(e)));
+    }
+    if let Some(c) = cause {
+        d.push(("cause", json!(c)));
+    }
+    d
+}
+
 async fn sleep_opt(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
@@ -469,13 +470,23 @@ async fn sleep_opt(d: Option<Duration>) {
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a state produced: its output, where to go next (None: the machine ends) and the
+/// variables it assigns, which take effect when it exits.
+struct StepOut {
+    output: Value,
+    next: Option<usize>,
+    assigned: Option<Map<String, Value>>,
+}
+
+const RUNTIME_PREFIX: &str = "An error occurred while executing the state";
+
 /// Runs the states of one machine from StartAt to an end.
 fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: &'a mut PathCtx) -> BoxFut<'a, Result<Value, Stop>> {
-    let fut = async move {
+    Box::pin(async move {
         let mut idx = sm.start_at;
         let mut current = input;
         loop {
-            if exec.aborted.load(Ordering::Relaxed) || *exec.abort.borrow() {
+            if *exec.abort.borrow() {
                 return Err(Stop::Aborted);
             }
             let st = &sm.states[idx];
@@ -491,42 +502,36 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                     input: current.clone(),
                 },
             );
+            let entered_id = pc.last_event;
             if st.uses_context {
+                let retries = matches!(st.kind, Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_));
                 let s = &mut Arc::make_mut(&mut pc.context)["State"];
-                s["Name"] = Value::String(st.name.to_string());
-                s["EnteredTime"] = Value::String(format_ms(entered_ms));
-                s["RetryCount"] = json!(0);
+                *s = json!({"Name": &*st.name, "EnteredTime": format_ms(entered_ms)});
+                if retries {
+                    s["RetryCount"] = json!(0);
+                }
             }
-            match run_state(exec, st, &current, pc).await {
-                Ok((output, next)) => {
-                    if json_len(&output) > MAX_PAYLOAD_BYTES {
-                        return Err(Stop::Failed(StatesError::new(
-                            names::DATA_LIMIT_EXCEEDED,
-                            format!(
-                                "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                                st.name
-                            ),
-                        )));
-                    }
-                    if !matches!(st.kind, Kind::Fail(_)) {
-                        exec.emit(
-                            pc,
-                            exited_type(&st.kind),
-                            Details::StateExited {
-                                name: st.name.clone(),
-                                output: output.clone(),
-                            },
+            let step = run_state(exec, st, &current, pc).await.and_then(|out| {
+                if json_len(&out.output) > MAX_PAYLOAD_BYTES {
+                    return Err(Stop::Failed(StatesError::new(
+                        names::DATA_LIMIT_EXCEEDED,
+                        format!(
+                            "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                            st.name
+                        ),
+                    )));
+                }
+                Ok(out)
+            });
+            let step = match step {
+                Ok(step) => step,
+                Err(Stop::Failed(mut err)) => {
+                    if err.error == names::RUNTIME && !err.cause.starts_with(RUNTIME_PREFIX) {
+                        err.cause = format!(
+                            "{RUNTIME_PREFIX} '{}' (entered at the event id #{entered_id}). {}",
+                            st.name, err.cause
                         );
                     }
-                    match next {
-                        Some(n) => {
-                            idx = n;
-                            current = output;
-                        }
-                        None => return Ok(output),
-                    }
-                }
-                Err(Stop::Failed(err)) => {
                     let catcher = if is_catchable(&err.error) {
                         st.catch
                             .iter()
@@ -535,22 +540,45 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                         None
                     };
                     let Some(c) = catcher else { return Err(Stop::Failed(err)) };
-                    current = apply_catch(exec, st, c, &current, err, pc)?;
-                    idx = c.next;
+                    let error_output = json!({"Error": err.error, "Cause": err.cause});
+                    let assigned = match &c.assign {
+                        Some(a) => Some(eval_assign(exec, a, &error_output, pc)?),
+                        None => None,
+                    };
+                    let output = apply_result_path(&c.result_path, &current, error_output)?;
+                    StepOut {
+                        output,
+                        next: Some(c.next),
+                        assigned,
+                    }
                 }
                 Err(other) => return Err(other),
+            };
+            if !matches!(st.kind, Kind::Fail(_)) {
+                exec.emit(
+                    pc,
+                    exited_type(&st.kind),
+                    Details::StateExited {
+                        name: st.name.clone(),
+                        output: step.output.clone(),
+                        assigned: step.assigned.clone(),
+                    },
+                );
+            }
+            if let Some(vars) = step.assigned {
+                for (k, v) in vars {
+                    pc.vars.set(k, v);
+                }
+            }
+            match step.next {
+                Some(n) => {
+                    idx = n;
+                    current = step.output;
+                }
+                None => return Ok(step.output),
             }
         }
-    };
-    Box::pin(fut)
-}
-
-fn apply_catch(exec: &Exec, st: &State, c: &Catcher, raw_input: &Value, err: StatesError, pc: &mut PathCtx) -> Result<Value, Stop> {
-    let error_output = json!({"Error": err.error, "Cause": err.cause});
-    if let Some(assign) = &c.assign {
-        assign_vars(exec, assign, &error_output, pc)?;
-    }
-    apply_result_path(&c.result_path, raw_input, error_output, &st.name).map_err(Stop::Failed)
+    })
 }
 
 fn entered_type(k: &Kind) -> &'static str {
@@ -585,32 +613,25 @@ fn is_catchable(error: &str) -> bool {
     error != names::RUNTIME
 }
 
-/// Does the `ErrorEquals` entry `pattern` match `error`? States.ALL matches everything but the
-/// terminal States.DataLimitExceeded; States.TaskFailed matches everything but States.Timeout.
+/// Does the `ErrorEquals` entry `pattern` match `error`? States.ALL matches every error but
+/// States.Runtime; States.TaskFailed matches every error but States.Timeout. The AWS docs call
+/// States.DataLimitExceeded terminal, but executions recorded on AWS show a States.ALL catcher
+/// catching it, so it is matched like any other error.
 pub fn error_matches(pattern: &str, error: &str) -> bool {
-    if pattern == error {
-        return true;
+    if error == names::RUNTIME {
+        return false;
     }
-    match pattern {
-        names::ALL => error != names::DATA_LIMIT_EXCEEDED && error != names::RUNTIME,
-        names::TASK_FAILED => error != names::TIMEOUT && error != names::DATA_LIMIT_EXCEEDED && error != names::RUNTIME,
-        _ => false,
-    }
+    pattern == error || pattern == names::ALL || (pattern == names::TASK_FAILED && error != names::TIMEOUT)
 }
 
-fn apply_result_path(rp: &ResultPath, raw_input: &Value, result: Value, state: &str) -> Result<Value, StatesError> {
+fn apply_result_path(rp: &ResultPath, raw_input: &Value, result: Value) -> Result<Value, StatesError> {
     match rp {
         ResultPath::Replace => Ok(result),
         ResultPath::Discard => Ok(raw_input.clone()),
-        ResultPath::At(segs) => {
-            let shown = truncate(&raw_input.to_string(), 256);
-            set_at(raw_input.clone(), segs, result).map_err(|why| {
-                StatesError::new(
-                    names::RESULT_PATH_MATCH_FAILURE,
-                    format!("Unable to apply ResultPath of state '{state}' to input '{shown}': {why}"),
-                )
-            })
-        }
+        ResultPath::At { segs, text } => set_at(raw_input.clone(), segs, result).map_err(|_| {
+            let shown = Value::String(truncate(&raw_input.to_string(), 256));
+            StatesError::runtime(format!("Unable to apply ReferencePath {text} to input {shown}"))
+        }),
     }
 }
 
@@ -618,7 +639,7 @@ fn apply_result_path(rp: &ResultPath, raw_input: &Value, result: Value, state: &
 fn apply_input_path<'v>(p: &IoPath, v: &'v Value, exec: &Exec, pc: &PathCtx) -> Result<Cow<'v, Value>, StatesError> {
     match p {
         IoPath::Whole => Ok(Cow::Borrowed(v)),
-        _ => apply_io_path(p, v, exec, pc, "InputPath").map(Cow::Owned),
+        _ => apply_io_path(p, v, exec, pc).map(Cow::Owned),
     }
 }
 
@@ -626,11 +647,11 @@ fn apply_input_path<'v>(p: &IoPath, v: &'v Value, exec: &Exec, pc: &PathCtx) -> 
 fn apply_output_path(p: &IoPath, v: Value, exec: &Exec, pc: &PathCtx) -> Result<Value, StatesError> {
     match p {
         IoPath::Whole => Ok(v),
-        _ => apply_io_path(p, &v, exec, pc, "OutputPath"),
+        _ => apply_io_path(p, &v, exec, pc),
     }
 }
 
-fn apply_io_path(p: &IoPath, v: &Value, exec: &Exec, pc: &PathCtx, field: &str) -> Result<Value, StatesError> {
+fn apply_io_path(p: &IoPath, v: &Value, exec: &Exec, pc: &PathCtx) -> Result<Value, StatesError> {
     match p {
         IoPath::Whole => Ok(v.clone()),
         IoPath::Discard => Ok(Value::Object(Map::new())),
@@ -638,28 +659,30 @@ fn apply_io_path(p: &IoPath, v: &Value, exec: &Exec, pc: &PathCtx, field: &str) 
             let scope = exec.scope(v, pc);
             path.eval(&scope).ok_or_else(|| {
                 StatesError::runtime(format!(
-                    "Invalid path '{}' : the {field} could not be found in the input '{}'",
+                    "Invalid path '{}' : No results for path: {}",
                     path.text(),
-                    truncate(&v.to_string(), 256)
+                    path.bracket_text()
                 ))
             })
         }
     }
 }
 
-fn assign_vars(exec: &Exec, t: &crate::path::Template, dollar: &Value, pc: &mut PathCtx) -> Result<(), StatesError> {
-    let scope = exec.scope(dollar, pc);
-    let values = t.eval(&scope)?;
-    if let Value::Object(m) = values {
-        for (k, v) in m {
-            pc.vars.set(k, v);
-        }
+/// Evaluates an Assign block against `$` = `dollar` and the variables as they were when the
+/// state was entered; the caller applies the values when the state exits.
+fn eval_assign(exec: &Exec, t: &crate::path::Template, dollar: &Value, pc: &PathCtx) -> Result<Map<String, Value>, StatesError> {
+    match t.eval(&exec.scope(dollar, pc))? {
+        Value::Object(m) => Ok(m),
+        _ => Ok(Map::new()),
     }
-    Ok(())
 }
 
-/// Runs one state; Ok((output, next)) where next None means the machine ends here.
-async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) -> Result<(Value, Option<usize>), Stop> {
+fn opt_assign(exec: &Exec, st: &State, dollar: &Value, pc: &PathCtx) -> Result<Option<Map<String, Value>>, StatesError> {
+    st.assign.as_ref().map(|a| eval_assign(exec, a, dollar, pc)).transpose()
+}
+
+/// Runs one state (without its Catch, which the caller applies).
+async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) -> Result<StepOut, Stop> {
     let next = match st.transition {
         Transition::Next(n) => Some(n),
         _ => None,
@@ -672,15 +695,21 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                 None => eff.into_owned(),
             };
             let res = result.clone().unwrap_or(eff);
-            if let Some(a) = &st.assign {
-                assign_vars(exec, a, &res, pc)?;
-            }
-            let out = apply_result_path(&st.result_path, raw, res, &st.name)?;
-            Ok((apply_output_path(&st.output_path, out, exec, pc)?, next))
+            let assigned = opt_assign(exec, st, &res, pc)?;
+            let out = apply_result_path(&st.result_path, raw, res)?;
+            Ok(StepOut {
+                output: apply_output_path(&st.output_path, out, exec, pc)?,
+                next,
+                assigned,
+            })
         }
         Kind::Succeed => {
             let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
-            Ok((apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?, None))
+            Ok(StepOut {
+                output: apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?,
+                next: None,
+                assigned: None,
+            })
         }
         Kind::Fail(f) => {
             let scope = exec.scope(raw, pc);
@@ -692,7 +721,7 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                         Value::String(s) => Some(s),
                         other => {
                             return Err(StatesError::runtime(format!(
-                                "The value of {field} '{}' must be a string, not {}",
+                                "The {field} '{}' must select a string, but selected {}",
                                 p.text(),
                                 type_name(&other)
                             )))
@@ -723,25 +752,28 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                     }
                 }
             }
-            if let Some(a) = &st.assign {
-                assign_vars(exec, a, &eff, pc)?;
-            }
+            let mut assigned = opt_assign(exec, st, &eff, pc)?;
             let next = match (chosen, default) {
                 (Some(c), _) => {
                     if let Some(a) = &c.assign {
-                        assign_vars(exec, a, &eff, pc)?;
+                        let rule_vars = eval_assign(exec, a, &eff, pc)?;
+                        assigned.get_or_insert_with(Map::new).extend(rule_vars);
                     }
                     c.next
                 }
                 (None, Some(d)) => *d,
+                // AWS reports this as States.Runtime (recorded on AWS), not States.NoChoiceMatched.
                 (None, None) => {
-                    return Err(Stop::Failed(StatesError::new(
-                        names::NO_CHOICE_MATCHED,
-                        format!("No Matches! (state '{}': no choice rule matched and there is no Default)", st.name),
+                    return Err(Stop::Failed(StatesError::runtime(
+                        "Failed to transition out of the state. The state does not point to a next state.",
                     )))
                 }
             };
-            Ok((apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?, Some(next)))
+            Ok(StepOut {
+                output: apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?,
+                next: Some(next),
+                assigned,
+            })
         }
         Kind::Wait(w) => {
             let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
@@ -750,52 +782,87 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                 Wait::Seconds(s) => now + *s as i64 * 1000,
                 Wait::Timestamp(t) => t.timestamp_millis(),
                 Wait::SecondsPath(p) => {
-                    let v = p.eval_required(&exec.scope(&eff, pc), "SecondsPath")?;
-                    match v.as_i64() {
-                        Some(s) if s >= 0 => now + s * 1000,
+                    let Some(v) = p.eval(&exec.scope(&eff, pc)) else {
+                        return Err(Stop::Failed(StatesError::runtime(format!(
+                            "The SecondsPath parameter does not reference an input value: {}",
+                            p.text()
+                        ))));
+                    };
+                    match (v.as_i64(), v.as_f64()) {
+                        (Some(s), _) if s >= 0 => now + s * 1000,
+                        (Some(_), _) => {
+                            return Err(Stop::Failed(StatesError::runtime(format!(
+                                "The SecondsPath parameter references a negative value: {} == {v}",
+                                p.text()
+                            ))))
+                        }
                         _ => {
                             return Err(Stop::Failed(StatesError::runtime(format!(
-                                "The SecondsPath parameter does not reference a valid non-negative integer value: {v}"
+                                "The SecondsPath parameter cannot be parsed as a long value: {} == {v}",
+                                p.text()
                             ))))
                         }
                     }
                 }
                 Wait::TimestampPath(p) => {
-                    let v = p.eval_required(&exec.scope(&eff, pc), "TimestampPath")?;
-                    match v.as_str().and_then(parse_timestamp) {
+                    let v = p.eval(&exec.scope(&eff, pc));
+                    match v.as_ref().and_then(Value::as_str).and_then(parse_timestamp) {
                         Some(t) => t.timestamp_millis(),
                         None => {
                             return Err(Stop::Failed(StatesError::runtime(format!(
-                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {v}"
-                        ))))
+                                "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                                p.text(),
+                                v.map_or("null".to_string(), |v| v.to_string())
+                            ))))
                         }
                     }
                 }
             };
             exec.sleep_until(pc, until_ms).await?;
-            if let Some(a) = &st.assign {
-                assign_vars(exec, a, &eff, pc)?;
-            }
-            Ok((apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?, next))
+            let assigned = opt_assign(exec, st, &eff, pc)?;
+            Ok(StepOut {
+                output: apply_output_path(&st.output_path, eff.into_owned(), exec, pc)?,
+                next,
+                assigned,
+            })
         }
         Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_) => {
             let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
             let result = with_retry(exec, st, &eff, pc).await?;
+            // Assign sees the raw result, before ResultSelector (as AWS evaluates it).
+            let assigned = opt_assign(exec, st, &result, pc)?;
             let result = match &st.result_selector {
                 Some(t) => t.eval(&exec.scope(&result, pc))?,
                 None => result,
             };
-            if let Some(a) = &st.assign {
-                assign_vars(exec, a, &result, pc)?;
-            }
-            let out = apply_result_path(&st.result_path, raw, result, &st.name)?;
-            Ok((apply_output_path(&st.output_path, out, exec, pc)?, next))
+            let out = apply_result_path(&st.result_path, raw, result)?;
+            Ok(StepOut {
+                output: apply_output_path(&st.output_path, out, exec, pc)?,
+                next,
+                assigned,
+            })
         }
     }
 }
 
-/// Runs a Task, Parallel or Map body under the state's retriers.
+/// Runs a Task, Parallel or Map body under the state's retriers. A Parallel or Map state
+/// that finally fails logs `ParallelStateFailed` / `MapStateFailed` once (not for States.Runtime).
 async fn with_retry(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
+    let r = retry_loop(exec, st, eff, pc).await;
+    if let Err(Stop::Failed(e)) = &r {
+        let failed = match st.kind {
+            Kind::Parallel { .. } => Some("ParallelStateFailed"),
+            Kind::Map(_) => Some("MapStateFailed"),
+            _ => None,
+        };
+        if let (Some(ty), true) = (failed, e.error != names::RUNTIME) {
+            exec.emit(pc, ty, Details::None);
+        }
+    }
+    r
+}
+
+async fn retry_loop(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
     let mut attempts = vec![0u32; st.retry.len()];
     let mut retry_count = 0u32;
     loop {
@@ -956,6 +1023,17 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
     let outcome = invoke(exec, st, &target, base, params, token.clone(), timeout, heartbeat, pc).await;
     let now = exec.now(pc);
     pc.now_ms = pc.now_ms.max(now);
+    // A result over the payload limit fails the task (States.ALL can catch it, as on AWS).
+    let outcome = outcome.and_then(|v| {
+        if json_len(&v) > MAX_PAYLOAD_BYTES {
+            let what = if lambda_events { task.resource.as_str() } else { rtype.as_str() };
+            return Err(Stop::Failed(StatesError::new(
+                names::DATA_LIMIT_EXCEEDED,
+                format!("The state/task '{what}' returned a result with a size exceeding the maximum number of bytes service limit."),
+            )));
+        }
+        Ok(v)
+    });
     match outcome {
         Ok(v) => {
             if lambda_events {
@@ -969,23 +1047,20 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
                 d.extend(payload("output", &v));
                 exec.emit(pc, "TaskSucceeded", details("taskSucceededEventDetails", d));
             }
-            if json_len(&v) > MAX_PAYLOAD_BYTES {
-                return Err(Stop::Failed(StatesError::new(
-                    names::DATA_LIMIT_EXCEEDED,
-                    format!("The result of state '{}' exceeds 262144 bytes", st.name),
-                )));
-            }
             Ok(v)
         }
         Err(Stop::Failed(e)) => {
-            let timed_out = e.error == names::TIMEOUT || e.error == names::HEARTBEAT_TIMEOUT;
+            let timed_out = e.error == names::TIMEOUT;
             let (ty, key) = match (lambda_events, timed_out) {
                 (true, true) => ("LambdaFunctionTimedOut", "lambdaFunctionTimedOutEventDetails"),
                 (true, false) => ("LambdaFunctionFailed", "lambdaFunctionFailedEventDetails"),
                 (false, true) => ("TaskTimedOut", "taskTimedOutEventDetails"),
                 (false, false) => ("TaskFailed", "taskFailedEventDetails"),
             };
-            let mut d = vec![("error", json!(e.error)), ("cause", json!(e.cause))];
+            let mut d = vec![("error", json!(e.error))];
+            if !e.cause.is_empty() {
+                d.push(("cause", json!(e.cause)));
+            }
             if !lambda_events {
                 d.insert(0, ("resource", json!(rname)));
                 d.insert(0, ("resourceType", json!(rtype)));
@@ -1014,14 +1089,13 @@ async fn invoke(
         Clock::Real { scale } => Duration::from_secs_f64(secs as f64 / scale),
         Clock::Virtual => Duration::from_secs(secs),
     };
-    let timed_out = |pc: &mut PathCtx, secs: u64, error: &str| {
+    // A task that runs past TimeoutSeconds, or a callback without a heartbeat for
+    // HeartbeatSeconds, fails with States.Timeout and no cause (recorded on AWS).
+    let timed_out = |pc: &mut PathCtx, secs: u64| {
         if clock == Clock::Virtual {
             pc.now_ms += secs as i64 * 1000;
         }
-        Stop::Failed(StatesError::new(
-            error,
-            format!("The task '{}' did not finish within {secs} seconds", st.name),
-        ))
+        Stop::Failed(StatesError::new(names::TIMEOUT, ""))
     };
     // A mocked response replaces the handler (and, for callbacks, the callback).
     if let Some(mock) = &exec.engine.mock {
@@ -1106,7 +1180,7 @@ async fn invoke(
         }
     };
     let value = match handler_result {
-        None => return Err(timed_out(pc, timeout.unwrap_or(0), names::TIMEOUT)),
+        None => return Err(timed_out(pc, timeout.unwrap_or(0))),
         Some(Err(e)) => {
             if let Some(t) = &token {
                 exec.tokens.lock().unwrap().remove(t);
@@ -1138,11 +1212,11 @@ async fn invoke(
     let result = loop {
         let remaining = total.map(|t| t.saturating_sub(started.elapsed()));
         let hb = heartbeat.map(real);
-        let (wait, which) = match (remaining, hb) {
-            (Some(r), Some(h)) if h < r => (Some(h), names::HEARTBEAT_TIMEOUT),
-            (Some(r), _) => (Some(r), names::TIMEOUT),
-            (None, Some(h)) => (Some(h), names::HEARTBEAT_TIMEOUT),
-            (None, None) => (None, names::TIMEOUT),
+        let (wait, secs) = match (remaining, hb) {
+            (Some(r), Some(h)) if h < r => (Some(h), heartbeat),
+            (Some(r), _) => (Some(r), timeout),
+            (None, Some(h)) => (Some(h), heartbeat),
+            (None, None) => (None, timeout),
         };
         tokio::select! {
             m = rx.recv() => match m {
@@ -1151,10 +1225,7 @@ async fn invoke(
                 Some(TokenMsg::Heartbeat) => continue,
                 None => break Err(Stop::Aborted),
             },
-            _ = sleep_opt(wait) => {
-                let secs = if which == names::TIMEOUT { timeout.unwrap_or(0) } else { heartbeat.unwrap_or(0) };
-                break Err(timed_out(pc, secs, which));
-            }
+            _ = sleep_opt(wait) => break Err(timed_out(pc, secs.unwrap_or(0))),
             _ = abort_rx.wait_for(|a| *a) => break Err(Stop::Aborted),
         }
     };
@@ -1220,34 +1291,24 @@ async fn run_parallel(exec: &Arc<Exec>, st: &State, branches: &[Arc<StateMachine
             let input = input.clone();
             async move {
                 let r = run_machine(exec, b, input, &mut child).await;
-                (i, r, child.now_ms)
+                (i, r, child.now_ms, child.last_event)
             }
         })
         .collect();
     let mut results = vec![Value::Null; branches.len()];
-    let mut end = pc.now_ms;
-    while let Some((i, r, t)) = running.next().await {
-        end = end.max(t);
+    let (mut end, mut last) = (pc.now_ms, pc.last_event);
+    while let Some((i, r, t, ev)) = running.next().await {
+        (end, last) = (end.max(t), last.max(ev));
         match r {
             Ok(v) => results[i] = v,
             Err(stop) => {
                 drop(running);
-                pc.now_ms = end;
-                if let Stop::Failed(e) = &stop {
-                    exec.emit(
-                        pc,
-                        "ParallelStateFailed",
-                        details(
-                            "parallelStateFailedEventDetails",
-                            vec![("error", json!(e.error)), ("cause", json!(e.cause))],
-                        ),
-                    );
-                }
+                (pc.now_ms, pc.last_event) = (end, last);
                 return Err(stop);
             }
         }
     }
-    pc.now_ms = end;
+    (pc.now_ms, pc.last_event) = (end, last);
     exec.emit(pc, "ParallelStateSucceeded", Details::None);
     Ok(Value::Array(results))
 }
@@ -1259,8 +1320,7 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
     };
     let Value::Array(items) = items else {
         return Err(Stop::Failed(StatesError::runtime(format!(
-            "Map state '{}': the ItemsPath '{}' must select an array, but selected {}",
-            st.name,
+            "Map state input must be an array, but the ItemsPath '{}' selected {}",
             m.items_path.as_ref().map_or("$", |p| p.text()),
             type_name(&items)
         ))));
@@ -1318,101 +1378,81 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
     }
     let processor = &m.processor;
     let base = child_ctx(pc);
+    let name = &st.name;
+    let iteration = |key: &'static str, i: usize| details(key, vec![("name", json!(&**name)), ("index", json!(i))]);
     let mut queue = inputs.into_iter().enumerate();
     let mut running = FuturesUnordered::new();
+    // Iterations started and not finished: logged as aborted when the Map fails.
+    let mut in_flight = std::collections::BTreeSet::new();
     let start_one = |i: usize, input: Value| {
         let mut child = base.clone();
         async move {
-            let name = &st.name;
-            exec.emit(
-                &mut child,
-                "MapIterationStarted",
-                details(
-                    "mapIterationStartedEventDetails",
-                    vec![("name", json!(&**name)), ("index", json!(i))],
-                ),
-            );
+            exec.emit(&mut child, "MapIterationStarted", iteration("mapIterationStartedEventDetails", i));
             let r = run_machine(exec, processor, input, &mut child).await;
             match &r {
                 Ok(_) => exec.emit(
                     &mut child,
                     "MapIterationSucceeded",
-                    details(
-                        "mapIterationSucceededEventDetails",
-                        vec![("name", json!(&**name)), ("index", json!(i))],
-                    ),
+                    iteration("mapIterationSucceededEventDetails", i),
                 ),
-                Err(Stop::Failed(_)) => exec.emit(
-                    &mut child,
-                    "MapIterationFailed",
-                    details(
-                        "mapIterationFailedEventDetails",
-                        vec![("name", json!(&**name)), ("index", json!(i))],
-                    ),
-                ),
-                Err(_) => exec.emit(
-                    &mut child,
-                    "MapIterationAborted",
-                    details(
-                        "mapIterationAbortedEventDetails",
-                        vec![("name", json!(&**name)), ("index", json!(i))],
-                    ),
-                ),
+                Err(Stop::Failed(e)) if e.error != names::RUNTIME => {
+                    exec.emit(&mut child, "MapIterationFailed", iteration("mapIterationFailedEventDetails", i))
+                }
+                _ => {}
             }
-            (i, r, child.now_ms)
+            (i, r, child.now_ms, child.last_event)
         }
     };
     for (i, input) in queue.by_ref().take(limit) {
+        in_flight.insert(i);
         running.push(start_one(i, input));
     }
     let mut results = vec![Value::Null; n];
     let mut failures = 0u64;
-    let mut end = pc.now_ms;
+    let (mut end, mut last) = (pc.now_ms, pc.last_event);
     let tolerates = tolerated_count > 0 || tolerated_pct > 0.0;
-    while let Some((i, r, t)) = running.next().await {
-        end = end.max(t);
-        match r {
-            Ok(v) => results[i] = v,
-            Err(Stop::Failed(e)) => {
+    while let Some((i, r, t, ev)) = running.next().await {
+        in_flight.remove(&i);
+        (end, last) = (end.max(t), last.max(ev));
+        let stop = match r {
+            Ok(v) => {
+                results[i] = v;
+                None
+            }
+            Err(Stop::Failed(e)) if e.error != names::RUNTIME => {
                 failures += 1;
-                let over = failures > tolerated_count && (n == 0 || (failures as f64 * 100.0 / n as f64) > tolerated_pct);
-                if !tolerates || over {
-                    drop(running);
-                    pc.now_ms = end;
-                    let err = if tolerates {
-                        StatesError::new(
-                            names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                            format!(
-                                "The number of failed items ({failures}) exceeded the tolerated failure threshold of Map state '{}'",
-                                st.name
-                            ),
-                        )
-                    } else {
-                        e
-                    };
-                    exec.emit(
-                        pc,
-                        "MapStateFailed",
-                        details(
-                            "mapStateFailedEventDetails",
-                            vec![("error", json!(err.error)), ("cause", json!(err.cause))],
+                let over = failures > tolerated_count && (failures as f64 * 100.0 / n as f64) > tolerated_pct;
+                if !tolerates {
+                    Some(Stop::Failed(e))
+                } else if over {
+                    Some(Stop::Failed(StatesError::new(
+                        names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                        format!(
+                            "The specified tolerated failure threshold was exceeded: {failures} of {n} items of Map state '{}' failed",
+                            st.name
                         ),
-                    );
-                    return Err(Stop::Failed(err));
+                    )))
+                } else {
+                    results[i] = json!({"Error": e.error, "Cause": e.cause});
+                    None
                 }
-                results[i] = json!({"Error": e.error, "Cause": e.cause});
             }
-            Err(other) => {
-                drop(running);
-                pc.now_ms = end;
-                return Err(other);
+            Err(other) => Some(other),
+        };
+        if let Some(stop) = stop {
+            drop(running);
+            (pc.now_ms, pc.last_event) = (end, last);
+            for j in in_flight {
+                exec.emit(pc, "MapIterationAborted", iteration("mapIterationAbortedEventDetails", j));
             }
+            return Err(stop);
         }
         if let Some((i, input)) = queue.next() {
+            in_flight.insert(i);
             running.push(start_one(i, input));
         }
     }
-    pc.now_ms = end;
+    (pc.now_ms, pc.last_event) = (end, last);
     exec.emit(pc, "MapStateSucceeded", Details::None);
     Ok(Value::Array(results))
 }

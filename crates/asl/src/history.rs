@@ -28,14 +28,18 @@ pub enum Details {
         input: Value,
     },
     /// `stateExitedEventDetails`
+    /// `stateExitedEventDetails`, with `assignedVariables` when the state assigned any.
     StateExited {
         name: Arc<str>,
         output: Value,
+        assigned: Option<Map<String, Value>>,
     },
-    /// Any other `<key>EventDetails` object, values already in AWS's shape.
     /// Payload fields (`input`, `output`, `parameters`) hold JSON values, turned into JSON
     /// text (with `<field>Details`) only by [`HistoryEvent::to_json`].
-    Other { key: &'static str, fields: Vec<(&'static str, Value)> },
+    Other {
+        key: &'static str,
+        fields: Vec<(&'static str, Value)>,
+    },
 }
 
 impl HistoryEvent {
@@ -71,11 +75,14 @@ impl HistoryEvent {
                     json!({"name": &**name, "input": input.to_string(), "inputDetails": {"truncated": false}}),
                 );
             }
-            Details::StateExited { name, output } => {
-                m.insert(
-                    "stateExitedEventDetails".into(),
-                    json!({"name": &**name, "output": output.to_string(), "outputDetails": {"truncated": false}}),
-                );
+            Details::StateExited { name, output, assigned } => {
+                let mut d = json!({"name": &**name, "output": output.to_string(), "outputDetails": {"truncated": false}});
+                if let Some(vars) = assigned {
+                    let texts: Map<String, Value> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect();
+                    d["assignedVariables"] = Value::Object(texts);
+                    d["assignedVariablesDetails"] = json!({"truncated": false});
+                }
+                m.insert("stateExitedEventDetails".into(), d);
             }
             Details::Other { key, fields } => {
                 let mut d = Map::new();

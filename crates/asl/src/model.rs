@@ -52,7 +52,7 @@ pub enum IoPath {
 pub enum ResultPath {
     Replace,
     Discard,
-    At(Vec<Seg>),
+    At { segs: Vec<Seg>, text: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +367,16 @@ impl Parser {
             return None;
         }
         let start_at = start_at?;
+        if !out
+            .iter()
+            .any(|st| matches!(st.kind, Kind::Succeed | Kind::Fail(_)) || st.transition == Transition::End)
+        {
+            self.err(
+                location,
+                "States",
+                "the workflow has no terminal state (a Succeed or Fail state, or one with End: true)",
+            );
+        }
         // Reachability from StartAt.
         let mut seen = vec![false; out.len()];
         let mut stack = vec![start_at];
@@ -443,7 +453,10 @@ impl Parser {
             Some(Value::String(s)) => match Path::parse(s) {
                 Ok(p) => match p.reference_segments() {
                     Some([]) => ResultPath::Replace,
-                    Some(segs) => ResultPath::At(segs.to_vec()),
+                    Some(segs) => ResultPath::At {
+                        segs: segs.to_vec(),
+                        text: s.clone(),
+                    },
                     None => {
                         self.err(l, field, format!("'{s}' is not a reference path: it must select a single node of the input ($.a.b, $['a'], $.a[0]), without wildcards, filters, $$ or variables"));
                         ResultPath::Replace
@@ -692,10 +705,30 @@ impl Parser {
                 None
             }
             (None, Some(Value::String(s))) => {
+                // AWS: a reference path, or one of seven intrinsic functions.
+                const ALLOWED: [&str; 7] = [
+                    "States.Format(",
+                    "States.JsonToString(",
+                    "States.ArrayGetItem(",
+                    "States.Base64Encode(",
+                    "States.Base64Decode(",
+                    "States.Hash(",
+                    "States.UUID(",
+                ];
                 let r = if s.starts_with("States.") {
-                    crate::intrinsics::Intrinsic::parse(s).map(|i| StrOrPath::Intrinsic(Box::new(i)))
+                    if ALLOWED.iter().any(|f| s.starts_with(f)) {
+                        crate::intrinsics::Intrinsic::parse(s).map(|i| StrOrPath::Intrinsic(Box::new(i)))
+                    } else {
+                        Err(format!("only States.Format, JsonToString, ArrayGetItem, Base64Encode, Base64Decode, Hash and UUID may be used here, not '{s}'"))
+                    }
                 } else {
-                    Path::parse(s).map(StrOrPath::Path)
+                    Path::parse(s).and_then(|p| {
+                        if p.is_reference() {
+                            Ok(StrOrPath::Path(p))
+                        } else {
+                            Err(format!("'{s}' must be a reference path (no wildcards, filters or slices)"))
+                        }
+                    })
                 };
                 match r {
                     Ok(x) => Some(x),
@@ -950,6 +983,11 @@ impl Parser {
                 };
                 let max_concurrency = self.seconds(l, obj, "MaxConcurrency", 0);
                 let tolerated_failure_count = self.seconds(l, obj, "ToleratedFailureCount", 0);
+                for f in ["ToleratedFailureCountPath", "ToleratedFailurePercentagePath"] {
+                    if obj.get(f).and_then(Value::as_str).is_some_and(|p| p.starts_with("$$")) {
+                        self.err(l, f, "must be a reference path into the state input, not the context object");
+                    }
+                }
                 let tolerated_failure_percentage = match (obj.get("ToleratedFailurePercentage"), obj.get("ToleratedFailurePercentagePath"))
                 {
                     (Some(_), Some(_)) => {

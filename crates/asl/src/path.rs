@@ -196,6 +196,23 @@ impl Path {
     pub fn text(&self) -> &str {
         &self.text
     }
+
+    /// The path in bracket notation as AWS (Jayway JsonPath) prints it: `$['a']['b'][0]`.
+    pub fn bracket_text(&self) -> String {
+        match &self.kind {
+            Kind::Simple(segs) if self.root == Root::Input => {
+                let mut out = String::from("$");
+                for s in segs {
+                    match s {
+                        Seg::Key(k) => out.push_str(&format!("['{k}']")),
+                        Seg::Index(i) => out.push_str(&format!("[{i}]")),
+                    }
+                }
+                out
+            }
+            _ => self.text.clone(),
+        }
+    }
     pub fn root(&self) -> &Root {
         &self.root
     }
@@ -205,6 +222,10 @@ impl Path {
             (Root::Input, Kind::Simple(s)) => Some(s),
             _ => None,
         }
+    }
+    /// A reference path selects one node: no wildcards, filters, slices or unions.
+    pub fn is_reference(&self) -> bool {
+        matches!(self.kind, Kind::Simple(_))
     }
     pub fn is_root(&self) -> bool {
         matches!((&self.root, &self.kind), (Root::Input, Kind::Simple(s)) if s.is_empty())

@@ -69,10 +69,16 @@ async fn result_path_merges_into_the_raw_input_creating_parents() {
 }
 
 #[tokio::test]
-async fn result_path_into_a_scalar_input_fails() {
+async fn result_path_into_a_scalar_input_fails_with_states_runtime() {
     let r = run(pass(json!({"Result": 1, "ResultPath": "$.x"})), json!("text")).await;
     assert_eq!(r.status, Status::Failed);
-    assert_eq!(r.error.as_deref(), Some("States.ResultPathMatchFailure"));
+    assert_eq!(r.error.as_deref(), Some("States.Runtime"));
+    assert_eq!(
+        r.cause.as_deref(),
+        Some(
+            r#"An error occurred while executing the state 'P' (entered at the event id #2). Unable to apply ReferencePath $.x to input "\"text\"""#
+        )
+    );
 }
 
 #[tokio::test]
@@ -110,8 +116,10 @@ async fn an_undefined_variable_fails_the_execution() {
     assert_eq!(r.error.as_deref(), Some("States.Runtime"));
 }
 
+/// A task result over 256 KiB fails the task with States.DataLimitExceeded, which a States.ALL
+/// catcher catches (recorded on AWS, although the docs call the error terminal).
 #[tokio::test]
-async fn output_larger_than_256_kib_is_data_limit_exceeded_and_not_caught_by_states_all() {
+async fn a_result_larger_than_256_kib_is_data_limit_exceeded() {
     let big = "x".repeat(300 * 1024);
     let def = json!({"StartAt": "T", "States": {
         "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "big"}, "End": true,
@@ -123,7 +131,21 @@ async fn output_larger_than_256_kib_is_data_limit_exceeded_and_not_caught_by_sta
             async move { Ok(json!(big)) }
         })
         .build();
-    let r = run_with(&engine, def, json!({})).await;
-    assert_eq!(r.status, Status::Failed);
-    assert_eq!(r.error.as_deref(), Some("States.DataLimitExceeded"));
+    let r = run_with(&engine, def.clone(), json!({})).await;
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(r.output.as_ref().unwrap()["Error"], "States.DataLimitExceeded");
+    assert!(
+        types(&r).contains(&"TaskFailed") && !types(&r).contains(&"TaskSucceeded"),
+        "{:?}",
+        types(&r)
+    );
+    let mut uncaught = def;
+    uncaught["States"]["T"].as_object_mut().unwrap().remove("Catch");
+    uncaught["States"].as_object_mut().unwrap().remove("Caught");
+    let r = run_with(&engine, uncaught, json!({})).await;
+    assert_eq!((r.status, r.error.as_deref()), (Status::Failed, Some("States.DataLimitExceeded")));
+    assert_eq!(
+        r.cause.as_deref(),
+        Some("The state/task 'lambda' returned a result with a size exceeding the maximum number of bytes service limit.")
+    );
 }

@@ -44,10 +44,11 @@ async fn a_function_arn_resource_returns_the_output_and_logs_lambda_events() {
             "ExecutionSucceeded"
         ]
     );
-    // Ids are consecutive and each event points at the one before it.
+    // Ids are consecutive and each event points at the one before it, except the first
+    // state's, which points at 0 as in AWS histories.
     for (i, e) in r.events.iter().enumerate() {
         assert_eq!(e.id, i as u64 + 1);
-        assert_eq!(e.previous_event_id, i as u64);
+        assert_eq!(e.previous_event_id, if i == 1 { 0 } else { i as u64 });
     }
     let entered = r.events[1].to_json();
     assert_eq!(entered["stateEnteredEventDetails"]["input"], "{\"x\":1}");
@@ -159,7 +160,8 @@ async fn heartbeats_keep_a_callback_alive_and_their_absence_times_it_out() {
     );
     let _token = tokens.recv().await.unwrap();
     let r = running.result.await.unwrap();
-    assert_eq!(r.error.as_deref(), Some("States.HeartbeatTimeout"));
+    // AWS reports a missed heartbeat as States.Timeout with no cause (recorded on AWS).
+    assert_eq!((r.error.as_deref(), r.cause.as_deref()), (Some("States.Timeout"), None));
     assert!(types(&r).contains(&"TaskTimedOut"));
 }
 
