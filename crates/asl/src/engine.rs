@@ -25,6 +25,7 @@ use crate::time::{format_ms, parse_timestamp};
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// AWS runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency says.
 pub const INLINE_MAP_CONCURRENCY: usize = 40;
+const HISTORY_CHUNK: usize = 1024;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, StatesError>> + Send>>;
 
@@ -254,7 +255,8 @@ impl ExecutionHandle {
 struct Exec {
     engine: Arc<Inner>,
     record: bool,
-    history: Mutex<Vec<HistoryEvent>>,
+    /// Recorded events in fixed-size chunks, so a long history is never copied to grow.
+    history: Mutex<Vec<Vec<HistoryEvent>>>,
     next_id: AtomicU64,
     sink: mpsc::UnboundedSender<HistoryEvent>,
     start_ms: i64,
@@ -432,7 +434,9 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
         }
     };
     exec.tokens.lock().unwrap().clear();
-    let events = std::mem::take(&mut *exec.history.lock().unwrap());
+    let chunks = std::mem::take(&mut *exec.history.lock().unwrap());
+    let mut events = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+    chunks.into_iter().for_each(|c| events.extend(c));
     ExecutionResult {
         status,
         output,
@@ -484,7 +488,8 @@ const RUNTIME_PREFIX: &str = "An error occurred while executing the state";
 fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: &'a mut PathCtx) -> BoxFut<'a, Result<Value, Stop>> {
     Box::pin(async move {
         let mut idx = sm.start_at;
-        let mut current = input;
+        // The current value is shared with the history events that show it.
+        let mut current = Arc::new(input);
         loop {
             if *exec.abort.borrow() {
                 return Err(Stop::Aborted);
@@ -554,14 +559,15 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                 }
                 Err(other) => return Err(other),
             };
+            let output = Arc::new(step.output);
             if !matches!(st.kind, Kind::Fail(_)) {
                 exec.emit(
                     pc,
                     exited_type(&st.kind),
                     Details::StateExited {
                         name: st.name.clone(),
-                        output: step.output.clone(),
-                        assigned: step.assigned.clone(),
+                        output: output.clone(),
+                        assigned: step.assigned.clone().map(Box::new),
                     },
                 );
             }
@@ -573,9 +579,9 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
             match step.next {
                 Some(n) => {
                     idx = n;
-                    current = step.output;
+                    current = output;
                 }
-                None => return Ok(step.output),
+                None => return Ok(Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone())),
             }
         }
     })
@@ -1481,7 +1487,15 @@ impl Exec {
             let _ = self.sink.send(ev.clone());
         }
         if self.record {
-            self.history.lock().unwrap().push(ev);
+            let mut chunks = self.history.lock().unwrap();
+            match chunks.last_mut() {
+                Some(c) if c.len() < HISTORY_CHUNK => c.push(ev),
+                _ => {
+                    let mut c = Vec::with_capacity(HISTORY_CHUNK);
+                    c.push(ev);
+                    chunks.push(c);
+                }
+            }
         }
     }
 

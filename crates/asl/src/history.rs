@@ -25,14 +25,14 @@ pub enum Details {
     /// `stateEnteredEventDetails`
     StateEntered {
         name: Arc<str>,
-        input: Value,
+        input: Arc<Value>,
     },
     /// `stateExitedEventDetails`
     /// `stateExitedEventDetails`, with `assignedVariables` when the state assigned any.
     StateExited {
         name: Arc<str>,
-        output: Value,
-        assigned: Option<Map<String, Value>>,
+        output: Arc<Value>,
+        assigned: Option<Box<Map<String, Value>>>,
     },
     /// Payload fields (`input`, `output`, `parameters`) hold JSON values, turned into JSON
     /// text (with `<field>Details`) only by [`HistoryEvent::to_json`].
