@@ -102,9 +102,9 @@ fn bad_usage_exits_2() {
     );
 }
 
-#[test]
-fn mock_config_test_cases_drive_task_states() {
-    let o = opsflow(&[
+/// Runs the example workflow with one test case of its mock configuration.
+fn volume_resize(case: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "sfn",
         "run",
         "--definition",
@@ -114,29 +114,26 @@ fn mock_config_test_cases_drive_task_states() {
         "--mock-config",
         "examples/volume-resize.mock.json",
         "--test-case",
-        "HappyPath",
-    ]);
+        case,
+    ];
+    args.extend_from_slice(extra);
+    opsflow(&args)
+}
+
+#[test]
+fn mock_config_test_cases_drive_task_states() {
+    let o = volume_resize("HappyPath", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
     assert_eq!(
         stdout_json(&o)["output"],
         json!({"volumeId": "vol-0abc", "sizeGiB": 32, "state": "optimizing", "backoffs": 3})
     );
-    let o = opsflow(&[
-        "sfn",
-        "run",
-        "--definition",
-        "examples/volume-resize.asl.json",
-        "--input",
-        r#"{"volumeId":"vol-0abc","sizeGiB":32}"#,
-        "--mock-config",
-        "examples/volume-resize.mock.json",
-        "--test-case",
-        "NeverFinishes",
-        "--state-machine-name",
-        "volume-resize",
-    ]);
+    let o = volume_resize("NeverFinishes", &["--state-machine-name", "volume-resize"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout_json(&o)["error"], "VolumeResizeFailed");
+    let o = volume_resize("HappyPath", &["--state-machine-name", "unknown"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no state machine named 'unknown'"));
 }
 
 #[test]

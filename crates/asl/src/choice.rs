@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Number, Value};
 
 use crate::error::StatesError;
-use crate::path::{Path, Root, Scope, Seg};
+use crate::path::{walk, Path, Root, Scope, Seg};
 
 /// One Choice Rule (top-level or nested), compiled.
 #[derive(Debug, Clone)]
@@ -248,37 +248,6 @@ fn simple_rest(rest: &str) -> Option<Vec<Seg>> {
         Root::Input => p.reference_segments().map(<[Seg]>::to_vec),
         _ => None,
     }
-}
-
-/// Objects of up to this many members are searched linearly: comparing a few short keys is
-/// several times cheaper than hashing the wanted key with the map's SipHash.
-const LINEAR_LOOKUP_MAX: usize = 16;
-
-#[inline]
-fn get_key<'v>(m: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
-    if m.len() <= LINEAR_LOOKUP_MAX {
-        m.iter().find_map(|(k, v)| (k == key).then_some(v))
-    } else {
-        m.get(key)
-    }
-}
-
-#[inline]
-fn walk<'v>(mut v: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
-    for seg in segs {
-        v = match (seg, v) {
-            (Seg::Key(k), Value::Object(m)) => get_key(m, k)?,
-            (Seg::Index(i), Value::Array(a)) => {
-                let idx = if *i < 0 { a.len() as i64 + i } else { *i };
-                if idx < 0 {
-                    return None;
-                }
-                a.get(idx as usize)?
-            }
-            _ => return None,
-        };
-    }
-    Some(v)
 }
 
 // ---------------------------------------------------------------------------------------------

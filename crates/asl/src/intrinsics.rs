@@ -27,7 +27,7 @@ use serde_json::{Map, Number, Value};
 use sha2::Digest as _;
 
 use crate::error::{names, StatesError};
-use crate::path::{truncate, Path, Root, Scope, Seg};
+use crate::path::{truncate, walk, Path, Root, Scope};
 
 /// \[DOC\] "You can nest up to 10 intrinsic functions within a field." The page's own example
 /// counts every call in the field ("nine nested intrinsic functions" for a `States.Format` with
@@ -856,21 +856,6 @@ fn fix_negative_zero(v: &mut Value) {
         Value::Object(m) => m.values_mut().for_each(fix_negative_zero),
         _ => {}
     }
-}
-
-/// Same walk as the path module's simple paths, but borrowing what it selects.
-fn walk<'v>(mut v: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
-    for seg in segs {
-        v = match (seg, v) {
-            (Seg::Key(k), Value::Object(m)) => m.get(k)?,
-            (Seg::Index(i), Value::Array(a)) => {
-                let idx = if *i < 0 { a.len() as i64 + i } else { *i };
-                a.get(usize::try_from(idx).ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    Some(v)
 }
 
 /// The string a value becomes inside `States.Format` (and the text `States.Hash` digests when its

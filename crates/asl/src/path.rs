@@ -313,16 +313,28 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-fn walk<'v>(mut v: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
+/// Objects of up to this many members are searched linearly: comparing a few short keys is
+/// several times cheaper than hashing the wanted key.
+const LINEAR_LOOKUP_MAX: usize = 16;
+
+#[inline]
+fn get_key<'v>(m: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    if m.len() <= LINEAR_LOOKUP_MAX {
+        m.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        m.get(key)
+    }
+}
+
+/// Follows simple segments, borrowing what they select (negative indexes count from the end).
+#[inline]
+pub(crate) fn walk<'v>(mut v: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
     for seg in segs {
         v = match (seg, v) {
-            (Seg::Key(k), Value::Object(m)) => m.get(k)?,
+            (Seg::Key(k), Value::Object(m)) => get_key(m, k)?,
             (Seg::Index(i), Value::Array(a)) => {
                 let idx = if *i < 0 { a.len() as i64 + i } else { *i };
-                if idx < 0 {
-                    return None;
-                }
-                a.get(idx as usize)?
+                a.get(usize::try_from(idx).ok()?)?
             }
             _ => return None,
         };
