@@ -202,9 +202,13 @@ fn print_trace(ev: &opsflow_asl::HistoryEvent, first: &mut Option<i64>) {
     let mut line = format!("{:>9.3}s  {:<28}", (ev.timestamp_ms - t0) as f64 / 1000.0, ev.event_type);
     if let Some(name) = ev.state_name() {
         line.push_str(name);
+    } else if let (Some(kind), Some(resource)) = (ev.detail("resourceType"), ev.detail("resource")) {
+        line.push_str(&format!("{kind}:{resource}"));
+    } else if let Some(resource) = ev.detail("resource") {
+        line.push_str(resource);
     }
     if let Some(err) = ev.error() {
-        line.push_str(&format!("  error={err}"));
+        line.push_str(&format!(" error={err}"));
     }
     eprintln!("{}", line.trim_end());
 }

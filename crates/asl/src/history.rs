@@ -52,6 +52,14 @@ impl HistoryEvent {
         }
     }
 
+    /// A text field of the event's details (`resource`, `error`, ...).
+    pub fn detail(&self, key: &str) -> Option<&str> {
+        match &self.details {
+            Details::Other { fields, .. } => field(fields, key),
+            _ => None,
+        }
+    }
+
     /// The `error` of a failure event.
     pub fn error(&self) -> Option<&str> {
         match &self.details {
