@@ -16,8 +16,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{names, StatesError};
 use crate::history::{details, payload, Details, HistoryEvent};
+use crate::jsonata::{Env, JTemplate};
 use crate::mock::MockCase;
-use crate::model::{IoPath, Kind, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait};
+use crate::model::{
+    Assign, Cond, IoPath, Kind, Lang, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait,
+};
 use crate::path::{set_at, truncate, type_name, Scope, Vars};
 use crate::time::{format_ms, parse_timestamp};
 
@@ -546,11 +549,21 @@ fn run_machine<'a>(exec: &'a Arc<Exec>, sm: &'a StateMachine, input: Value, pc: 
                     };
                     let Some(c) = catcher else { return Err(Stop::Failed(err)) };
                     let error_output = json!({"Error": err.error, "Cause": err.cause});
+                    let seen = Seen {
+                        input: &current,
+                        dollar: &error_output,
+                        result: None,
+                        error_output: Some(&error_output),
+                    };
                     let assigned = match &c.assign {
-                        Some(a) => Some(eval_assign(exec, a, &error_output, pc)?),
+                        Some(a) => Some(eval_assign(exec, a, &seen, pc)?),
                         None => None,
                     };
-                    let output = apply_result_path(&c.result_path, &current, error_output)?;
+                    let output = match (st.lang, &c.output) {
+                        (Lang::Jsonata, Some(t)) => t.eval(&exec.jenv(pc, &seen), "Output")?,
+                        (Lang::Jsonata, None) => error_output,
+                        (Lang::JsonPath, _) => apply_result_path(&c.result_path, &current, error_output)?,
+                    };
                     StepOut {
                         output,
                         next: Some(c.next),
@@ -674,21 +687,153 @@ fn apply_io_path(p: &IoPath, v: &Value, exec: &Exec, pc: &PathCtx) -> Result<Val
     }
 }
 
-/// Evaluates an Assign block against `$` = `dollar` and the variables as they were when the
-/// state was entered; the caller applies the values when the state exits.
-fn eval_assign(exec: &Exec, t: &crate::path::Template, dollar: &Value, pc: &PathCtx) -> Result<Map<String, Value>, StatesError> {
-    match t.eval(&exec.scope(dollar, pc))? {
+/// What a state's expressions see: JSONPath's `$` (`dollar`), and JSONata's `$states.input`,
+/// `$states.result` and `$states.errorOutput`.
+struct Seen<'a> {
+    input: &'a Value,
+    dollar: &'a Value,
+    result: Option<&'a Value>,
+    error_output: Option<&'a Value>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(input: &'a Value) -> Self {
+        Seen {
+            input,
+            dollar: input,
+            result: None,
+            error_output: None,
+        }
+    }
+}
+
+/// Evaluates an Assign block against the variables as they were when the state was entered;
+/// the caller applies the values when the state exits.
+fn eval_assign(exec: &Exec, a: &Assign, seen: &Seen, pc: &PathCtx) -> Result<Map<String, Value>, StatesError> {
+    let v = match a {
+        Assign::Path(t) => t.eval(&exec.scope(seen.dollar, pc))?,
+        Assign::Jsonata(t) => t.eval(&exec.jenv(pc, seen), "Assign")?,
+    };
+    match v {
         Value::Object(m) => Ok(m),
         _ => Ok(Map::new()),
     }
 }
 
 fn opt_assign(exec: &Exec, st: &State, dollar: &Value, pc: &PathCtx) -> Result<Option<Map<String, Value>>, StatesError> {
-    st.assign.as_ref().map(|a| eval_assign(exec, a, dollar, pc)).transpose()
+    st.assign.as_ref().map(|a| eval_assign(exec, a, &Seen::of(dollar), pc)).transpose()
+}
+
+/// A Choice rule's verdict in either language.
+fn condition(exec: &Exec, cond: &Cond, input: &Value, pc: &PathCtx) -> Result<bool, StatesError> {
+    match cond {
+        Cond::Path(rule) => rule.eval(&exec.scope(input, pc)),
+        Cond::Jsonata(t) => match t.eval(&exec.jenv(pc, &Seen::of(input)), "Condition")? {
+            Value::Bool(b) => Ok(b),
+            other => Err(StatesError::new(
+                names::QUERY_EVALUATION_ERROR,
+                format!("The Condition must evaluate to a boolean, but evaluated to {}", type_name(&other)),
+            )),
+        },
+    }
+}
+
+/// The input a Task or Parallel state hands on: Parameters (JSONPath) or Arguments (JSONata),
+/// else the effective input.
+fn state_args(exec: &Exec, st: &State, eff: &Value, pc: &PathCtx) -> Result<Value, StatesError> {
+    match (st.lang, &st.parameters, &st.arguments) {
+        (Lang::JsonPath, Some(t), _) => t.eval(&exec.scope(eff, pc)),
+        (Lang::Jsonata, _, Some(t)) => t.eval(&exec.jenv(pc, &Seen::of(eff)), "Arguments"),
+        _ => Ok(eff.clone()),
+    }
+}
+
+/// A JSONata state: Arguments → task → Assign and Output, all seeing `$states`.
+async fn run_jsonata_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) -> Result<StepOut, Stop> {
+    let next = match st.transition {
+        Transition::Next(n) => Some(n),
+        _ => None,
+    };
+    let finish = |exec: &Exec, pc: &PathCtx, result: Option<&Value>, output: Option<&JTemplate>, next| -> Result<StepOut, Stop> {
+        let seen = Seen {
+            input: raw,
+            dollar: raw,
+            result,
+            error_output: None,
+        };
+        let assigned = st.assign.as_ref().map(|a| eval_assign(exec, a, &seen, pc)).transpose()?;
+        let output = match output {
+            Some(t) => t.eval(&exec.jenv(pc, &seen), "Output")?,
+            None => result.unwrap_or(raw).clone(),
+        };
+        Ok(StepOut { output, next, assigned })
+    };
+    match &st.kind {
+        Kind::Pass { .. } | Kind::Succeed => finish(exec, pc, None, st.output.as_ref(), next),
+        Kind::Fail(_) => run_jsonpath_state(exec, st, raw, pc).await,
+        Kind::Choice { choices, default } => {
+            for c in choices {
+                if condition(exec, &c.rule, raw, pc)? {
+                    let mut out = finish(exec, pc, None, c.output.as_ref().or(st.output.as_ref()), Some(c.next))?;
+                    if let Some(a) = &c.assign {
+                        let rule_vars = eval_assign(exec, a, &Seen::of(raw), pc)?;
+                        out.assigned.get_or_insert_with(Map::new).extend(rule_vars);
+                    }
+                    return Ok(out);
+                }
+            }
+            match default {
+                Some(d) => finish(exec, pc, None, st.output.as_ref(), Some(*d)),
+                None => Err(Stop::Failed(StatesError::runtime(
+                    "Failed to transition out of the state. The state does not point to a next state.",
+                ))),
+            }
+        }
+        Kind::Wait(w) => {
+            let env = exec.jenv(pc, &Seen::of(raw));
+            let until_ms = match w {
+                Wait::Seconds(s) => exec.now(pc) + *s as i64 * 1000,
+                Wait::Timestamp(t) => t.timestamp_millis(),
+                Wait::SecondsJsonata(t) => match t.eval(&env, "Seconds")?.as_u64() {
+                    Some(s) if s <= 99_999_999 => exec.now(pc) + s as i64 * 1000,
+                    _ => {
+                        return Err(Stop::Failed(StatesError::new(
+                            names::QUERY_EVALUATION_ERROR,
+                            "The Seconds field must evaluate to an integer between 0 and 99999999",
+                        )))
+                    }
+                },
+                Wait::TimestampJsonata(t) => match t.eval(&env, "Timestamp")?.as_str().and_then(parse_timestamp) {
+                    Some(t) => t.timestamp_millis(),
+                    None => {
+                        return Err(Stop::Failed(StatesError::new(
+                            names::QUERY_EVALUATION_ERROR,
+                            "The Timestamp field must evaluate to an ISO-8601 timestamp string",
+                        )))
+                    }
+                },
+                Wait::SecondsPath(_) | Wait::TimestampPath(_) => unreachable!("rejected at load time in JSONata states"),
+            };
+            drop(env);
+            exec.sleep_until(pc, until_ms).await?;
+            finish(exec, pc, None, st.output.as_ref(), next)
+        }
+        Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_) => {
+            let result = with_retry(exec, st, raw, pc).await?;
+            finish(exec, pc, Some(&result), st.output.as_ref(), next)
+        }
+    }
 }
 
 /// Runs one state (without its Catch, which the caller applies).
 async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) -> Result<StepOut, Stop> {
+    match st.lang {
+        Lang::Jsonata => run_jsonata_state(exec, st, raw, pc).await,
+        Lang::JsonPath => run_jsonpath_state(exec, st, raw, pc).await,
+    }
+}
+
+async fn run_jsonpath_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) -> Result<StepOut, Stop> {
     let next = match st.transition {
         Transition::Next(n) => Some(n),
         _ => None,
@@ -737,6 +882,10 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                         Value::String(s) => Some(s),
                         other => Some(other.to_string()),
                     },
+                    Some(StrOrPath::Jsonata(t)) => match t.eval(&exec.jenv(pc, &Seen::of(raw)), field.trim_end_matches("Path"))? {
+                        Value::String(s) => Some(s),
+                        other => Some(other.to_string()),
+                    },
                 })
             };
             let error = get(&f.error, "ErrorPath")?;
@@ -749,20 +898,17 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
         Kind::Choice { choices, default } => {
             let eff = apply_input_path(&st.input_path, raw, exec, pc)?;
             let mut chosen = None;
-            {
-                let scope = exec.scope(&eff, pc);
-                for c in choices {
-                    if c.rule.eval(&scope)? {
-                        chosen = Some(c);
-                        break;
-                    }
+            for c in choices {
+                if condition(exec, &c.rule, &eff, pc)? {
+                    chosen = Some(c);
+                    break;
                 }
             }
             let mut assigned = opt_assign(exec, st, &eff, pc)?;
             let next = match (chosen, default) {
                 (Some(c), _) => {
                     if let Some(a) = &c.assign {
-                        let rule_vars = eval_assign(exec, a, &eff, pc)?;
+                        let rule_vars = eval_assign(exec, a, &Seen::of(&eff), pc)?;
                         assigned.get_or_insert_with(Map::new).extend(rule_vars);
                     }
                     c.next
@@ -810,6 +956,7 @@ async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mut PathCtx) 
                         }
                     }
                 }
+                Wait::SecondsJsonata(_) | Wait::TimestampJsonata(_) => unreachable!("only in JSONata states"),
                 Wait::TimestampPath(p) => {
                     let v = p.eval(&exec.scope(&eff, pc));
                     match v.as_ref().and_then(Value::as_str).and_then(parse_timestamp) {
@@ -960,10 +1107,7 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
     if let Some(t) = &token {
         Arc::make_mut(&mut pc.context)["Task"] = json!({"Token": t});
     }
-    let params = match &st.parameters {
-        Some(t) => t.eval(&exec.scope(eff, pc)),
-        None => Ok(eff.clone()),
-    };
+    let params = state_args(exec, st, eff, pc);
     if token.is_some() {
         if let Some(m) = Arc::make_mut(&mut pc.context).as_object_mut() {
             m.remove("Task");
@@ -1284,10 +1428,7 @@ fn child_ctx(pc: &PathCtx) -> PathCtx {
 }
 
 async fn run_parallel(exec: &Arc<Exec>, st: &State, branches: &[Arc<StateMachine>], eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
-    let input = match &st.parameters {
-        Some(t) => t.eval(&exec.scope(eff, pc))?,
-        None => eff.clone(),
-    };
+    let input = state_args(exec, st, eff, pc)?;
     exec.emit(pc, "ParallelStateStarted", Details::None);
     let mut running: FuturesUnordered<_> = branches
         .iter()
@@ -1320,9 +1461,10 @@ async fn run_parallel(exec: &Arc<Exec>, st: &State, branches: &[Arc<StateMachine
 }
 
 async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
-    let items = match &m.items_path {
-        None => eff.clone(),
-        Some(p) => p.eval_required(&exec.scope(eff, pc), "ItemsPath")?,
+    let items = match (&m.items_path, &m.items) {
+        (Some(p), _) => p.eval_required(&exec.scope(eff, pc), "ItemsPath")?,
+        (None, Some(t)) => t.eval(&exec.jenv(pc, &Seen::of(eff)), "Items")?,
+        (None, None) => eff.clone(),
     };
     let Value::Array(items) = items else {
         return Err(Stop::Failed(StatesError::runtime(format!(
@@ -1355,6 +1497,15 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
                 )))
             }
         },
+        Some(Percentage::Jsonata(t)) => match t.eval(&exec.jenv(pc, &Seen::of(eff)), "ToleratedFailurePercentage")?.as_f64() {
+            Some(x) if (0.0..=100.0).contains(&x) => x,
+            _ => {
+                return Err(Stop::Failed(StatesError::new(
+                    names::QUERY_EVALUATION_ERROR,
+                    "ToleratedFailurePercentage must evaluate to a number between 0 and 100",
+                )))
+            }
+        },
     };
     let n = items.len();
     exec.emit(
@@ -1368,17 +1519,25 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
     let mut inputs = Vec::with_capacity(n);
     match &m.item_selector {
         None => inputs = items,
-        Some(t) => {
+        Some(selector) => {
             let mut ctx = (*pc.context).clone();
             for (i, item) in items.into_iter().enumerate() {
                 ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
-                let scope = Scope {
-                    input: eff,
-                    context: &ctx,
-                    vars: &pc.vars,
-                    execution_input: Some(&exec.exec_input),
-                };
-                inputs.push(t.eval(&scope)?);
+                inputs.push(match selector {
+                    Assign::Path(t) => t.eval(&Scope {
+                        input: eff,
+                        context: &ctx,
+                        vars: &pc.vars,
+                        execution_input: Some(&exec.exec_input),
+                    })?,
+                    Assign::Jsonata(t) => {
+                        let item_pc = PathCtx {
+                            context: Arc::new(ctx.clone()),
+                            ..pc.clone()
+                        };
+                        t.eval(&exec.jenv(&item_pc, &Seen::of(eff)), "ItemSelector")?
+                    }
+                });
             }
         }
     }
@@ -1464,6 +1623,25 @@ async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &m
 }
 
 impl Exec {
+    /// The JSONata environment of a state: `$states` (input, result, errorOutput, context with
+    /// the execution input) and the visible variables; `$now()` reads the engine's clock.
+    fn jenv(&self, pc: &PathCtx, seen: &Seen) -> Env {
+        let mut context = (*pc.context).clone();
+        if let Some(e) = context.get_mut("Execution").and_then(Value::as_object_mut) {
+            e.insert("Input".into(), self.exec_input.clone());
+        }
+        let mut states = Map::new();
+        states.insert("input".into(), seen.input.clone());
+        if let Some(r) = seen.result {
+            states.insert("result".into(), r.clone());
+        }
+        if let Some(e) = seen.error_output {
+            states.insert("errorOutput".into(), e.clone());
+        }
+        states.insert("context".into(), context);
+        Env::new(Value::Object(states), pc.vars.all(), self.now(pc))
+    }
+
     fn scope<'a>(&'a self, input: &'a Value, pc: &'a PathCtx) -> Scope<'a> {
         Scope {
             input,
@@ -1553,6 +1731,18 @@ impl Exec {
                         "The value selected by {field} '{}' must be a non-negative integer, not {v}",
                         p.text()
                     ))
+                })
+            }
+            Seconds::Jsonata(t) => {
+                let v = t.eval(&self.jenv(pc, &Seen::of(eff)), field.trim_end_matches("Path"))?;
+                v.as_u64().ok_or_else(|| {
+                    StatesError::new(
+                        names::QUERY_EVALUATION_ERROR,
+                        format!(
+                            "{} must evaluate to a non-negative integer, not {v}",
+                            field.trim_end_matches("Path")
+                        ),
+                    )
                 })
             }
         }

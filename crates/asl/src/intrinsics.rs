@@ -717,18 +717,11 @@ impl<'a> Cx<'a> {
                 let bytes = data.as_bytes();
                 // [DOC] "MD5, SHA-1, SHA-256, SHA-384, SHA-512"; the digest is lowercase hex
                 // (the page's SHA-1 example).
-                let digest = match &*alg {
-                    "MD5" => hex(&md5::Md5::digest(bytes)),
-                    "SHA-1" => hex(&sha1::Sha1::digest(bytes)),
-                    "SHA-256" => hex(&sha2::Sha256::digest(bytes)),
-                    "SHA-384" => hex(&sha2::Sha384::digest(bytes)),
-                    "SHA-512" => hex(&sha2::Sha512::digest(bytes)),
-                    other => {
-                        return Err(self.invalid(
-                            f,
-                            format!("'{other}' is not a supported algorithm; use one of MD5, SHA-1, SHA-256, SHA-384, SHA-512"),
-                        ))
-                    }
+                let Some(digest) = digest_hex(&alg, bytes) else {
+                    return Err(self.invalid(
+                        f,
+                        format!("'{alg}' is not a supported algorithm; use one of MD5, SHA-1, SHA-256, SHA-384, SHA-512"),
+                    ));
                 };
                 Ok(Value::String(digest))
             }
@@ -911,6 +904,19 @@ fn java_round(x: f64) -> Option<i64> {
     } else {
         None
     }
+}
+
+/// The lowercase hex digest of `bytes` with one of the algorithms Step Functions offers
+/// (MD5, SHA-1, SHA-256, SHA-384, SHA-512), or None for another name.
+pub(crate) fn digest_hex(alg: &str, bytes: &[u8]) -> Option<String> {
+    Some(match alg {
+        "MD5" => hex(&md5::Md5::digest(bytes)),
+        "SHA-1" => hex(&sha1::Sha1::digest(bytes)),
+        "SHA-256" => hex(&sha2::Sha256::digest(bytes)),
+        "SHA-384" => hex(&sha2::Sha384::digest(bytes)),
+        "SHA-512" => hex(&sha2::Sha512::digest(bytes)),
+        _ => return None,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

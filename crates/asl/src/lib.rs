@@ -6,6 +6,7 @@ pub mod engine;
 pub mod error;
 pub mod history;
 pub mod intrinsics;
+pub mod jsonata;
 pub mod mock;
 pub mod model;
 pub mod path;

@@ -10,7 +10,29 @@ use serde_json::{Map, Value};
 
 use crate::choice::Rule;
 use crate::error::{names, LoadError};
+use crate::jsonata::{expression_body, JTemplate};
 use crate::path::{Path, Seg, Template};
+
+/// The query language of a state (`QueryLanguage`, inherited from the top level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    JsonPath,
+    Jsonata,
+}
+
+/// An `Assign` block in either language.
+#[derive(Debug, Clone)]
+pub enum Assign {
+    Path(Template),
+    Jsonata(JTemplate),
+}
+
+/// A Choice rule: JSONPath comparison operators, or a JSONata `Condition`.
+#[derive(Debug)]
+pub enum Cond {
+    Path(Rule),
+    Jsonata(JTemplate),
+}
 
 /// A compiled state machine (the top level, a Parallel branch or a Map's item processor).
 #[derive(Debug)]
@@ -25,12 +47,17 @@ pub struct StateMachine {
 pub struct State {
     pub name: Arc<str>,
     pub kind: Kind,
+    pub lang: Lang,
+    /// JSONata `Arguments` (Task, Parallel).
+    pub arguments: Option<JTemplate>,
+    /// JSONata `Output`.
+    pub output: Option<JTemplate>,
     pub input_path: IoPath,
     pub output_path: IoPath,
     pub result_path: ResultPath,
     pub parameters: Option<Template>,
     pub result_selector: Option<Template>,
-    pub assign: Option<Template>,
+    pub assign: Option<Assign>,
     pub transition: Transition,
     pub retry: Vec<Retrier>,
     pub catch: Vec<Catcher>,
@@ -104,18 +131,20 @@ pub struct Task {
     pub heartbeat: Option<Seconds>,
 }
 
-/// A number of seconds given literally or by a path.
+/// A number given literally, by a path, or by a JSONata expression.
 #[derive(Debug, Clone)]
 pub enum Seconds {
     Fixed(u64),
     Path(Path),
+    Jsonata(JTemplate),
 }
 
 #[derive(Debug)]
 pub struct ChoiceBranch {
-    pub rule: Rule,
+    pub rule: Cond,
     pub next: usize,
-    pub assign: Option<Template>,
+    pub assign: Option<Assign>,
+    pub output: Option<JTemplate>,
 }
 
 #[derive(Debug)]
@@ -124,6 +153,8 @@ pub enum Wait {
     Timestamp(chrono::DateTime<chrono::Utc>),
     SecondsPath(Path),
     TimestampPath(Path),
+    SecondsJsonata(JTemplate),
+    TimestampJsonata(JTemplate),
 }
 
 #[derive(Debug)]
@@ -137,13 +168,16 @@ pub enum StrOrPath {
     Str(String),
     Path(Path),
     Intrinsic(Box<crate::intrinsics::Intrinsic>),
+    Jsonata(JTemplate),
 }
 
 #[derive(Debug)]
 pub struct MapState {
     pub processor: Arc<StateMachine>,
     pub items_path: Option<Path>,
-    pub item_selector: Option<Template>,
+    /// JSONata `Items`.
+    pub items: Option<JTemplate>,
+    pub item_selector: Option<Assign>,
     pub max_concurrency: Option<Seconds>,
     pub tolerated_failure_count: Option<Seconds>,
     pub tolerated_failure_percentage: Option<Percentage>,
@@ -153,6 +187,7 @@ pub struct MapState {
 pub enum Percentage {
     Fixed(f64),
     Path(Path),
+    Jsonata(JTemplate),
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +205,9 @@ pub struct Catcher {
     pub error_equals: Vec<String>,
     pub next: usize,
     pub result_path: ResultPath,
-    pub assign: Option<Template>,
+    pub assign: Option<Assign>,
+    /// JSONata `Output` (default: the error output).
+    pub output: Option<JTemplate>,
 }
 
 /// Parses and validates a definition. All errors found are returned, each naming its state.
@@ -180,9 +217,14 @@ pub fn parse(text: &str) -> Result<StateMachine, Vec<LoadError>> {
 }
 
 pub fn parse_value(v: &Value) -> Result<StateMachine, Vec<LoadError>> {
+    let top_lang = match v.get("QueryLanguage") {
+        Some(q) if q == "JSONata" => Lang::Jsonata,
+        _ => Lang::JsonPath,
+    };
     let mut p = Parser {
         errors: Vec::new(),
         names: HashSet::new(),
+        top_lang,
     };
     let sm = p.machine(v, "top level", true);
     match sm {
@@ -200,6 +242,39 @@ pub fn parse_value(v: &Value) -> Result<StateMachine, Vec<LoadError>> {
 struct Parser {
     errors: Vec<LoadError>,
     names: HashSet<String>,
+    /// Every state inherits the top level's QueryLanguage unless it sets its own.
+    top_lang: Lang,
+}
+
+/// Fields that exist only in JSONPath states.
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Result",
+    "ItemsPath",
+    "Iterator",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "MaxConcurrencyPath",
+    "ToleratedFailureCountPath",
+    "ToleratedFailurePercentagePath",
+    "ErrorPath",
+    "CausePath",
+];
+
+/// Fields that exist only in JSONata states, by state type.
+fn jsonata_fields(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "Task" | "Parallel" => &["Arguments", "Output"],
+        "Map" => &["Items", "Output"],
+        "Pass" | "Choice" | "Wait" | "Succeed" => &["Output"],
+        _ => &[],
+    }
 }
 
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
@@ -317,11 +392,11 @@ impl Parser {
             }
         }
         if let Some(q) = obj.get("QueryLanguage") {
-            if q != "JSONPath" {
+            if q != "JSONPath" && q != "JSONata" {
                 self.err(
                     location,
                     "QueryLanguage",
-                    format!("{q} is not supported by this engine yet; use \"JSONPath\""),
+                    format!("{q} is not a query language; use \"JSONPath\" or \"JSONata\""),
                 );
             }
         }
@@ -489,11 +564,37 @@ impl Parser {
         }
     }
 
-    fn assign(&mut self, l: &str, field: &str, v: Option<&Value>) -> Option<Template> {
+    fn jtemplate(&mut self, l: &str, field: &str, v: Option<&Value>) -> Option<JTemplate> {
+        match JTemplate::compile(v?) {
+            Ok(t) => Some(t),
+            Err((at, msg)) => {
+                self.err(
+                    l,
+                    &if at.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{field}.{at}")
+                    },
+                    msg,
+                );
+                None
+            }
+        }
+    }
+
+    fn assign(&mut self, l: &str, field: &str, v: Option<&Value>, lang: Lang) -> Option<Assign> {
         let obj = v?;
-        if let Some(m) = obj.as_object() {
+        let Some(m) = obj.as_object() else {
+            self.err(l, field, "must be a JSON object of variable names and values");
+            return None;
+        };
+        {
             for k in m.keys() {
-                let name = k.strip_suffix(".$").unwrap_or(k);
+                let name = if lang == Lang::JsonPath {
+                    k.strip_suffix(".$").unwrap_or(k)
+                } else {
+                    k.as_str()
+                };
                 let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && name.len() <= 80;
@@ -508,10 +609,30 @@ impl Parser {
                 }
             }
         }
-        self.template(l, field, Some(obj))
+        match lang {
+            Lang::JsonPath => self.template(l, field, Some(obj)).map(Assign::Path),
+            Lang::Jsonata => self.jtemplate(l, field, Some(obj)).map(Assign::Jsonata),
+        }
+    }
+
+    /// A JSONata number field: a literal or a `{% %}` expression.
+    fn jsonata_number(&mut self, l: &str, obj: &Map<String, Value>, field: &str) -> Option<Option<JTemplate>> {
+        match obj.get(field) {
+            Some(Value::String(s)) => {
+                if expression_body(s).is_none() {
+                    self.err(l, field, "must be a number or a JSONata expression \"{% ... %}\"");
+                    return Some(None);
+                }
+                Some(self.jtemplate(l, field, obj.get(field)))
+            }
+            _ => None,
+        }
     }
 
     fn seconds(&mut self, l: &str, obj: &Map<String, Value>, field: &str, min: u64) -> Option<Seconds> {
+        if let Some(t) = self.jsonata_number(l, obj, field) {
+            return t.map(Seconds::Jsonata);
+        }
         let path_field = format!("{field}Path");
         match (obj.get(field), obj.get(&path_field)) {
             (Some(_), Some(_)) => {
@@ -655,7 +776,7 @@ impl Parser {
         out
     }
 
-    fn catchers(&mut self, l: &str, v: Option<&Value>, index: &HashMap<&str, usize>) -> Vec<Catcher> {
+    fn catchers(&mut self, l: &str, v: Option<&Value>, index: &HashMap<&str, usize>, lang: Lang) -> Vec<Catcher> {
         let Some(v) = v else { return vec![] };
         let Some(arr) = v.as_array() else {
             self.err(l, "Catch", "must be an array of catchers");
@@ -668,8 +789,9 @@ impl Parser {
                 self.err(l, &f, "must be an object");
                 continue;
             };
+            let own = if lang == Lang::JsonPath { "ResultPath" } else { "Output" };
             for k in o.keys() {
-                if !["ErrorEquals", "Next", "ResultPath", "Assign", "Comment"].contains(&k.as_str()) {
+                if !["ErrorEquals", "Next", own, "Assign", "Comment"].contains(&k.as_str()) {
                     self.err(l, &format!("{f}.{k}"), "this field is not supported in a catcher");
                 }
             }
@@ -679,20 +801,58 @@ impl Parser {
             }
             let next = self.next(l, &format!("{f}.Next"), o.get("Next"), index);
             let result_path = self.result_path(l, &format!("{f}.ResultPath"), o.get("ResultPath"));
-            let assign = self.assign(l, &format!("{f}.Assign"), o.get("Assign"));
+            let assign = self.assign(l, &format!("{f}.Assign"), o.get("Assign"), lang);
+            let output = self.jtemplate(l, &format!("{f}.Output"), o.get("Output"));
             if let Some(next) = next {
                 out.push(Catcher {
                     error_equals,
                     next,
                     result_path,
                     assign,
+                    output,
                 });
             }
         }
         out
     }
 
+    /// A JSONata Choice rule: `Condition` (a `{% %}` expression or a boolean), Next, Assign, Output.
+    fn jsonata_rule(&mut self, l: &str, f: &str, c: &Value) -> Option<Cond> {
+        let Some(o) = c.as_object() else {
+            self.err(l, f, "must be an object");
+            return None;
+        };
+        for k in o.keys() {
+            if !["Condition", "Next", "Assign", "Output", "Comment"].contains(&k.as_str()) {
+                self.err(
+                    l,
+                    &format!("{f}.{k}"),
+                    "this field is not supported in a JSONata choice rule (use Condition)",
+                );
+            }
+        }
+        match o.get("Condition") {
+            Some(Value::Bool(_)) => Some(Cond::Jsonata(JTemplate::Const(o["Condition"].clone()))),
+            Some(Value::String(s)) if expression_body(s).is_some() => {
+                self.jtemplate(l, &format!("{f}.Condition"), o.get("Condition")).map(Cond::Jsonata)
+            }
+            _ => {
+                self.err(
+                    l,
+                    &format!("{f}.Condition"),
+                    "is required and must be a JSONata expression \"{% ... %}\" or a boolean",
+                );
+                None
+            }
+        }
+    }
+
     fn str_or_path(&mut self, l: &str, obj: &Map<String, Value>, field: &str) -> Option<StrOrPath> {
+        if let Some(Value::String(s)) = obj.get(field) {
+            if expression_body(s).is_some() {
+                return self.jtemplate(l, field, obj.get(field)).map(StrOrPath::Jsonata);
+            }
+        }
         let pf = format!("{field}Path");
         match (obj.get(field), obj.get(&pf)) {
             (Some(_), Some(_)) => {
@@ -767,7 +927,37 @@ impl Parser {
             self.err(l, "Type", "is required");
             return None;
         };
-        let allowed = allowed_fields(ty);
+        let lang = match obj.get("QueryLanguage") {
+            None => self.top_lang,
+            Some(q) if q == "JSONata" => Lang::Jsonata,
+            Some(q) if q == "JSONPath" => {
+                if self.top_lang == Lang::Jsonata {
+                    self.err(
+                        l,
+                        "QueryLanguage",
+                        "a JSONPath state cannot be used in a state machine whose QueryLanguage is JSONata",
+                    );
+                }
+                Lang::JsonPath
+            }
+            Some(q) => {
+                self.err(
+                    l,
+                    "QueryLanguage",
+                    format!("{q} is not a query language; use \"JSONPath\" or \"JSONata\""),
+                );
+                self.top_lang
+            }
+        };
+        let allowed: Vec<&str> = match lang {
+            Lang::JsonPath => allowed_fields(ty).to_vec(),
+            Lang::Jsonata => allowed_fields(ty)
+                .iter()
+                .copied()
+                .filter(|f| !JSONPATH_ONLY.contains(f))
+                .chain(jsonata_fields(ty).iter().copied())
+                .collect(),
+        };
         if allowed.is_empty() {
             self.err(
                 l,
@@ -778,16 +968,16 @@ impl Parser {
         }
         for k in obj.keys() {
             if !COMMON.contains(&k.as_str()) && !allowed.contains(&k.as_str()) {
-                self.err(l, k, format!("this field is not supported in a {ty} state"));
-            }
-        }
-        if let Some(q) = obj.get("QueryLanguage") {
-            if q != "JSONPath" {
-                self.err(
-                    l,
-                    "QueryLanguage",
-                    format!("{q} is not supported by this engine yet; use \"JSONPath\""),
-                );
+                let why = match lang {
+                    Lang::Jsonata if JSONPATH_ONLY.contains(&k.as_str()) => {
+                        format!("this JSONPath field is not supported in a JSONata {ty} state")
+                    }
+                    Lang::JsonPath if jsonata_fields(ty).contains(&k.as_str()) => {
+                        format!("this JSONata field is not supported in a JSONPath {ty} state")
+                    }
+                    _ => format!("this field is not supported in a {ty} state"),
+                };
+                self.err(l, k, why);
             }
         }
         let transition = match ty {
@@ -821,9 +1011,11 @@ impl Parser {
             self.template(l, "Parameters", obj.get("Parameters"))
         };
         let result_selector = self.template(l, "ResultSelector", obj.get("ResultSelector"));
-        let assign = self.assign(l, "Assign", obj.get("Assign"));
+        let assign = self.assign(l, "Assign", obj.get("Assign"), lang);
+        let arguments = self.jtemplate(l, "Arguments", obj.get("Arguments"));
+        let output = self.jtemplate(l, "Output", obj.get("Output"));
         let retry = self.retriers(l, obj.get("Retry"));
-        let catch = self.catchers(l, obj.get("Catch"), index);
+        let catch = self.catchers(l, obj.get("Catch"), index, lang);
 
         let kind = match ty {
             "Pass" => Kind::Pass {
@@ -866,14 +1058,29 @@ impl Parser {
                         for (i, c) in arr.iter().enumerate() {
                             let f = format!("Choices[{i}]");
                             let next = self.next(l, &format!("{f}.Next"), c.get("Next"), index);
-                            let assign = self.assign(l, &format!("{f}.Assign"), c.get("Assign"));
-                            match Rule::parse(c) {
-                                Ok(rule) => {
-                                    if let Some(next) = next {
-                                        choices.push(ChoiceBranch { rule, next, assign });
+                            let assign = self.assign(l, &format!("{f}.Assign"), c.get("Assign"), lang);
+                            let rule = match lang {
+                                Lang::JsonPath => match Rule::parse(c) {
+                                    Ok(rule) => Some(Cond::Path(rule)),
+                                    Err((field, msg)) => {
+                                        self.err(l, &format!("{f}.{field}"), msg);
+                                        None
                                     }
-                                }
-                                Err((field, msg)) => self.err(l, &format!("{f}.{field}"), msg),
+                                },
+                                Lang::Jsonata => self.jsonata_rule(l, &f, c),
+                            };
+                            let output = if lang == Lang::Jsonata {
+                                self.jtemplate(l, &format!("{f}.Output"), c.get("Output"))
+                            } else {
+                                None
+                            };
+                            if let (Some(rule), Some(next)) = (rule, next) {
+                                choices.push(ChoiceBranch {
+                                    rule,
+                                    next,
+                                    assign,
+                                    output,
+                                });
                             }
                         }
                     }
@@ -881,6 +1088,34 @@ impl Parser {
                 }
                 let default = obj.get("Default").and_then(|d| self.next(l, "Default", Some(d), index));
                 Kind::Choice { choices, default }
+            }
+            "Wait" if lang == Lang::Jsonata => {
+                let w = match (obj.get("Seconds"), obj.get("Timestamp")) {
+                    (Some(v), None) => match v {
+                        Value::String(_) => self.jsonata_number(l, obj, "Seconds").flatten().map(Wait::SecondsJsonata),
+                        _ => v.as_u64().filter(|n| *n <= 99_999_999).map(Wait::Seconds),
+                    },
+                    (None, Some(Value::String(t))) if expression_body(t).is_some() => {
+                        self.jtemplate(l, "Timestamp", Some(&obj["Timestamp"])).map(Wait::TimestampJsonata)
+                    }
+                    (None, Some(v)) => v.as_str().and_then(crate::time::parse_timestamp).map(Wait::Timestamp),
+                    _ => {
+                        self.err(l, "Seconds", "exactly one of 'Seconds' or 'Timestamp' must be set");
+                        return None;
+                    }
+                };
+                match w {
+                    Some(w) => Kind::Wait(w),
+                    None => {
+                        let f = if obj.contains_key("Seconds") { "Seconds" } else { "Timestamp" };
+                        self.err(
+                            l,
+                            f,
+                            "must be a non-negative integer, an ISO-8601 timestamp or a JSONata expression, as the field requires",
+                        );
+                        return None;
+                    }
+                }
             }
             "Wait" => {
                 let set: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"]
@@ -963,9 +1198,19 @@ impl Parser {
                         self.err(l, "ItemSelector", "'ItemSelector' and the legacy 'Parameters' cannot both be set");
                         None
                     }
-                    (Some(s), None) => self.template(l, "ItemSelector", Some(s)),
-                    (None, Some(p)) => self.template(l, "Parameters", Some(p)),
+                    (Some(s), None) if lang == Lang::Jsonata => self.jtemplate(l, "ItemSelector", Some(s)).map(Assign::Jsonata),
+                    (Some(s), None) => self.template(l, "ItemSelector", Some(s)).map(Assign::Path),
+                    (None, Some(p)) => self.template(l, "Parameters", Some(p)).map(Assign::Path),
                     (None, None) => None,
+                };
+                let items = match obj.get("Items") {
+                    None => None,
+                    Some(v @ Value::Array(_)) => Some(JTemplate::Const(v.clone())),
+                    Some(Value::String(s)) if expression_body(s).is_some() => self.jtemplate(l, "Items", obj.get("Items")),
+                    Some(_) => {
+                        self.err(l, "Items", "must be a JSON array or a JSONata expression \"{% ... %}\"");
+                        None
+                    }
                 };
                 let items_path = match obj.get("ItemsPath") {
                     None => None,
@@ -998,6 +1243,10 @@ impl Parser {
                         );
                         None
                     }
+                    (Some(Value::String(_)), None) => self
+                        .jsonata_number(l, obj, "ToleratedFailurePercentage")
+                        .flatten()
+                        .map(Percentage::Jsonata),
                     (Some(v), None) => match v.as_f64() {
                         Some(p) if (0.0..=100.0).contains(&p) => Some(Percentage::Fixed(p)),
                         _ => {
@@ -1018,6 +1267,7 @@ impl Parser {
                 Kind::Map(Box::new(MapState {
                     processor: Arc::new(processor),
                     items_path,
+                    items,
                     item_selector,
                     max_concurrency,
                     tolerated_failure_count,
@@ -1026,10 +1276,13 @@ impl Parser {
             }
             _ => unreachable!(),
         };
-        let uses_context = v.to_string().contains("$$");
+        let uses_context = lang == Lang::Jsonata || v.to_string().contains("$$");
         Some(State {
             name: Arc::from(name),
             kind,
+            lang,
+            arguments,
+            output,
             input_path,
             output_path,
             result_path,

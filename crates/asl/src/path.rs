@@ -39,6 +39,14 @@ impl Vars {
     pub fn set(&mut self, name: String, value: Value) {
         self.local.insert(name, value);
     }
+    /// Every visible variable (inner scopes shadow outer ones).
+    pub fn all(&self) -> Vec<(String, Value)> {
+        let mut out = self.parent.as_ref().map(|p| p.all()).unwrap_or_default();
+        out.retain(|(k, _)| !self.local.contains_key(k));
+        out.extend(self.local.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.local.is_empty() && self.parent.as_ref().is_none_or(|p| p.is_empty())
     }
