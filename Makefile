@@ -1,7 +1,8 @@
 # opsflow — the two commands a newcomer needs:
 #   make demo   run the demo on the local engine
 #   make test   run the whole test suite (lint, unit, integration, CLI)
-# Everything they need is installed under the repository (npm packages in bench/als).
+# Everything they need is installed under the repository: the local cloud's Python venv in
+# .venv (infra/localcloud/localcloud.sh install), npm packages in bench/als.
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
@@ -21,6 +22,7 @@ lint:
 test: lint
 	$(CARGO) test --workspace
 	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json
+	infra/localcloud/localcloud.sh test -q
 
 # aws-local-stepfunctions, for the side-by-side figures of the engine benchmark.
 bench-deps:

@@ -1,0 +1,590 @@
+"""opsflow local cloud: moto's server plus what opsflow's flows need from AWS.
+
+Run:  python opsflow_localcloud.py --host 127.0.0.1 --port 5000
+      (or: PYTHONPATH=infra/localcloud python -m opsflow_localcloud ...)
+
+What it adds on top of moto (see README.md for the control API):
+  * behaviour patches on moto's classes (opsflow_moto_ext.py): SSM managed-instance view,
+    SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
+    modification progression and its errors;
+  * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
+    call counts, fault injection in the right wire format per protocol;
+  * one clock for all time-driven progress: real time x time_scale, or driven explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import gzip
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+# Before moto is imported: AdministratorAccess & co must exist (see shared/DESIGN.md).
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+import moto  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import opsflow_moto_ext as ext  # noqa: E402
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    # SSM managed-instance view
+    "online_delay_seconds": 0.0,
+    "ping_status": {},  # instance id -> "Online" | "ConnectionLost" | "Inactive"
+    "agent_version": "3.3.987.0",
+    "send_command_requires_online": False,
+    # SSM commands
+    "invocation_does_not_exist_seconds": 0.0,
+    "command_pending_seconds": 0.0,
+    # EBS volume modifications
+    "volume_modifying_seconds": 0.0,
+    "volume_optimizing_seconds": 0.0,
+    "volume_modification_in_progress_error": True,
+    "volume_modification_rate_limit": True,
+    "volume_modification_rate_window_seconds": 6 * 3600.0,
+    # clock
+    "time_scale": 1.0,
+}
+
+PING_STATUSES = ("Online", "ConnectionLost", "Inactive")
+SIGNING_NAME_TO_SERVICE = {"monitoring": "cloudwatch", "eventbridge": "events"}
+
+
+class BadRequest(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- clock
+
+
+class Clock:
+    """Integer epoch milliseconds for all time-driven progress.
+
+    now = anchor_virtual + (monotonic_now - anchor_real) * rate, where rate is time_scale
+    while the clock runs and 0 once it is driven explicitly (POST /_opsflow/clock), so an
+    engine running in virtual time fully controls it. It never goes backwards.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._anchor_real = time.monotonic()
+        self._anchor_virtual = int(time.time() * 1000)
+        self._scale = 1.0
+        self._manual = False
+
+    def _now_locked(self) -> int:
+        if self._manual:
+            return self._anchor_virtual
+        return self._anchor_virtual + int((time.monotonic() - self._anchor_real) * 1000 * self._scale)
+
+    def now_ms(self) -> int:
+        with self._lock:
+            return self._now_locked()
+
+    def _reanchor(self, virtual: int) -> None:
+        self._anchor_real = time.monotonic()
+        self._anchor_virtual = virtual
+
+    def set(self, now_ms: int, running: bool = False) -> bool:
+        """Set the time (ignored if it would go backwards); returns whether it moved."""
+        with self._lock:
+            current = self._now_locked()
+            self._reanchor(max(int(now_ms), current))
+            self._manual = not running
+            return int(now_ms) > current
+
+    def advance(self, delta_ms: int, running: bool = False) -> None:
+        with self._lock:
+            self._reanchor(self._now_locked() + max(int(delta_ms), 0))
+            self._manual = not running
+
+    def set_scale(self, scale: float) -> None:
+        with self._lock:
+            self._reanchor(self._now_locked())
+            self._scale = scale
+
+    def reset(self) -> None:
+        """Back to running at scale 1 from the current (virtual) time."""
+        with self._lock:
+            self._reanchor(self._now_locked())
+            self._scale = 1.0
+            self._manual = False
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "now_ms": self._now_locked(),
+                "mode": "manual" if self._manual else "running",
+                "time_scale": self._scale,
+            }
+
+
+# --------------------------------------------------------------------------- runtime state
+
+
+class Runtime:
+    """Config, command rules, faults and call counts; shared by the patches and the API."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.clock = Clock()
+        self.commands = ext.CommandRegistry()
+        self.config: dict[str, Any] = {}
+        self.rules: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self.calls: dict[str, int] = {}
+        self._next_id = 1
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.config = json.loads(json.dumps(DEFAULT_CONFIG))
+            self.rules = []
+            self.faults = []
+            self.calls = {}
+        self.clock.reset()
+
+    def _id(self, prefix: str) -> str:
+        with self.lock:
+            n = self._next_id
+            self._next_id += 1
+        return f"{prefix}-{n}"
+
+    # ----- config
+    def cfg(self, key: str) -> Any:
+        return self.config[key]
+
+    def update_config(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - set(DEFAULT_CONFIG))
+        if unknown:
+            raise BadRequest(f"unknown config keys: {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+        with self.lock:
+            for key, value in body.items():
+                default = DEFAULT_CONFIG[key]
+                if key == "ping_status":
+                    if not isinstance(value, dict):
+                        raise BadRequest("ping_status must be an object {instance_id: status|null}")
+                    merged = dict(self.config["ping_status"])
+                    for iid, status in value.items():
+                        if status is None:
+                            merged.pop(iid, None)
+                        elif status not in PING_STATUSES:
+                            raise BadRequest(f"ping status {status!r} not one of {PING_STATUSES}")
+                        else:
+                            merged[iid] = status
+                    self.config["ping_status"] = merged
+                elif isinstance(default, bool):
+                    if not isinstance(value, bool):
+                        raise BadRequest(f"{key} must be a boolean")
+                    self.config[key] = value
+                elif isinstance(default, float):
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                        raise BadRequest(f"{key} must be a non-negative number")
+                    self.config[key] = float(value)
+                else:
+                    if not isinstance(value, str):
+                        raise BadRequest(f"{key} must be a string")
+                    self.config[key] = value
+            if "time_scale" in body:
+                self.clock.set_scale(self.config["time_scale"])
+            return dict(self.config)
+
+    # ----- command rules
+    def add_rule(self, body: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds",
+                   "exit_code", "stdout", "stderr", "count"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise BadRequest(f"unknown command rule keys: {unknown}; known: {sorted(allowed)}")
+        rule = {
+            "id": self._id("rule"),
+            "document": body.get("document") or "*",
+            "match": body.get("match"),
+            "instance_id": body.get("instance_id"),
+            "pending_seconds": _num(body, "pending_seconds", None),
+            "duration_seconds": _num(body, "duration_seconds", 0.0),
+            "exit_code": int(body.get("exit_code", 0)),
+            "stdout": str(body.get("stdout", "")),
+            "stderr": str(body.get("stderr", "")),
+            "remaining": int(body["count"]) if body.get("count") is not None else None,
+        }
+        with self.lock:
+            self.rules.append(rule)
+        return rule
+
+    def pick_command_rule(self, document: str | None, text: str, instance_id: str) -> dict[str, Any]:
+        """The most recently added matching rule (consuming one use of it), else the default."""
+        with self.lock:
+            for rule in reversed(self.rules):
+                if ext.rule_matches(rule, document, text, instance_id):
+                    if rule["remaining"] is not None:
+                        rule["remaining"] -= 1
+                    return dict(rule)
+        return {"duration_seconds": 0.0, "exit_code": 0, "stdout": "", "stderr": ""}
+
+    # ----- faults
+    def add_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"operation", "count", "code", "message", "http_status"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise BadRequest(f"unknown fault keys: {unknown}; known: {sorted(allowed)}")
+        op = body.get("operation")
+        if not isinstance(op, str) or ":" not in op:
+            raise BadRequest("operation must look like 'service:Operation' (e.g. ec2:ModifyVolume)")
+        if not body.get("code"):
+            raise BadRequest("code is required (e.g. RequestLimitExceeded)")
+        fault = {
+            "id": self._id("fault"),
+            "operation": op,
+            "remaining": int(body.get("count", 1)),
+            "code": str(body["code"]),
+            "message": str(body.get("message", "")),
+            "http_status": int(body.get("http_status", 400)),
+        }
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def take_fault(self, key: str) -> dict[str, Any] | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["remaining"] > 0 and fnmatch.fnmatch(key.lower(), fault["operation"].lower()):
+                    fault["remaining"] -= 1
+                    return dict(fault)
+        return None
+
+    def count_call(self, key: str) -> None:
+        with self.lock:
+            self.calls[key] = self.calls.get(key, 0) + 1
+
+    def tick(self) -> None:
+        self.commands.flush(self)
+
+
+def _num(body: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = body.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise BadRequest(f"{key} must be a non-negative number")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- request identification
+
+
+def _read_form_body(environ: dict[str, Any]) -> str:
+    """The form-encoded body (query protocols), leaving wsgi.input readable for moto."""
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return ""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return ""
+    if length <= 0:
+        return ""
+    raw = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(raw)
+    if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+        try:
+            raw = gzip.decompress(raw)
+        except OSError:
+            return ""
+    return raw.decode("utf-8", "replace")
+
+
+def identify(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """(service, Operation, protocol) of an AWS request."""
+    service = ""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    cred = ""
+    if "Credential=" in auth:
+        cred = auth.split("Credential=", 1)[1].split(",", 1)[0]
+    else:
+        cred = (parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential") or [""])[0]
+    parts = cred.split("/")
+    if len(parts) >= 5:
+        service = parts[3].lower()
+    service = SIGNING_NAME_TO_SERVICE.get(service, service) or "unknown"
+
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return service, target.rsplit(".", 1)[-1], "json"
+    if environ.get("HTTP_SMITHY_PROTOCOL") == "rpc-v2-cbor":
+        return service, environ.get("PATH_INFO", "").rsplit("/", 1)[-1], "json"
+    action = (parse_qs(environ.get("QUERY_STRING", "")).get("Action") or [""])[0]
+    if not action:
+        action = (parse_qs(_read_form_body(environ)).get("Action") or [""])[0]
+    if action:
+        return service, action, ("ec2" if service == "ec2" else "query")
+    protocol = "rest-xml" if service == "s3" else "rest-json"
+    return service, _rest_operation(service, environ) or environ.get("REQUEST_METHOD", "?"), protocol
+
+
+def _rest_operation(service: str, environ: dict[str, Any]) -> str | None:
+    try:
+        from moto.core.request import Request
+        from moto.core.routing import get_service_router
+
+        operation, _ = get_service_router(service).match(Request(dict(environ)))
+        return str(operation.name)
+    except Exception:  # noqa: BLE001 - best effort, only used for counting/faults
+        return None
+
+
+def _xml_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def error_response(protocol: str, service: str, environ: dict[str, Any], code: str, message: str,
+                   status: int) -> tuple[str, list[tuple[str, str]], bytes]:
+    """An AWS error in the wire format of the request's protocol."""
+    request_id = str(uuid.uuid4())
+    headers = [("x-amzn-RequestId", request_id), ("x-amz-request-id", request_id)]
+    c, m = _xml_escape(code), _xml_escape(message)
+    if protocol == "json":
+        ctype = environ.get("CONTENT_TYPE") or "application/x-amz-json-1.1"
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers += [("Content-Type", ctype), ("x-amzn-ErrorType", code)]
+        if service == "sqs":  # awsQueryCompatible
+            headers.append(("x-amzn-query-error", f"{code};{'Receiver' if status >= 500 else 'Sender'}"))
+    elif protocol == "ec2":
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{c}</Code>'
+                f"<Message>{m}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
+        headers.append(("Content-Type", "text/xml;charset=UTF-8"))
+    elif protocol == "query":
+        kind = "Receiver" if status >= 500 else "Sender"
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Type>{kind}</Type>'
+                f"<Code>{c}</Code><Message>{m}</Message></Error><RequestId>{request_id}</RequestId>"
+                "</ErrorResponse>").encode()
+        headers.append(("Content-Type", "text/xml"))
+    elif protocol == "rest-xml":
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{c}</Code><Message>{m}</Message>'
+                f"<RequestId>{request_id}</RequestId></Error>").encode()
+        headers.append(("Content-Type", "application/xml"))
+    else:  # rest-json
+        body = json.dumps({"message": message}).encode()
+        headers += [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
+    return f"{status} {_reason(status)}", headers + [("Content-Length", str(len(body)))], body
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+# --------------------------------------------------------------------------- WSGI layer + control API
+
+
+class LocalCloudApp:
+    """Control endpoint, call counting and fault injection in front of moto's app."""
+
+    def __init__(self, moto_app: Callable[..., Any], rt: Runtime):
+        self.moto_app = moto_app
+        self.rt = rt
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_opsflow/") or path == "/_opsflow":
+            return self.control(environ, start_response)
+        if path.startswith(("/moto-api", "/latest/", "/favicon.ico")):
+            return self.moto_app(environ, start_response)
+        service, operation, protocol = identify(environ)
+        key = f"{service}:{operation}"
+        self.rt.count_call(key)
+        self.rt.tick()
+        fault = self.rt.take_fault(key)
+        if fault is not None:
+            status, headers, body = error_response(protocol, service, environ, fault["code"],
+                                                   fault["message"], fault["http_status"])
+            start_response(status, headers)
+            return [body]
+        return self.moto_app(environ, start_response)
+
+    # ----- control API
+    def control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = environ.get("PATH_INFO", "").rstrip("/")[len("/_opsflow"):] or "/"
+        try:
+            body = self._json_body(environ) if method in ("POST", "PUT") else {}
+            handler = getattr(self, f"api_{method.lower()}_{route.strip('/').replace('/', '_')}", None)
+            if handler is None:
+                return self._reply(start_response, 404, {"error": f"no route {method} /_opsflow{route}"})
+            return self._reply(start_response, 200, handler(body))
+        except BadRequest as exc:
+            return self._reply(start_response, 400, {"error": str(exc)})
+        except (ValueError, TypeError, KeyError) as exc:
+            return self._reply(start_response, 400, {"error": f"{type(exc).__name__}: {exc}"})
+
+    @staticmethod
+    def _json_body(environ: dict[str, Any]) -> Any:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from exc
+
+    @staticmethod
+    def _reply(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
+        body = json.dumps(payload, default=str).encode()
+        start_response(f"{status} {_reason(status)}",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    @staticmethod
+    def _object(body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        return body
+
+    def api_get_health(self, _: Any) -> dict[str, Any]:
+        return {"status": "ok", "moto_version": moto.__version__, "now_ms": self.rt.clock.now_ms()}
+
+    def api_get_config(self, _: Any) -> dict[str, Any]:
+        return dict(self.rt.config)
+
+    def api_post_config(self, body: Any) -> dict[str, Any]:
+        return self.rt.update_config(self._object(body))
+
+    def api_get_commands(self, _: Any) -> dict[str, Any]:
+        return {"rules": list(self.rt.rules)}
+
+    def api_post_commands(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and "rules" in body:
+            return {"rules": [self.rt.add_rule(self._object(r)) for r in body["rules"]]}
+        return self.rt.add_rule(self._object(body))
+
+    def api_delete_commands(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            self.rt.rules = []
+        return {"rules": []}
+
+    def api_get_faults(self, _: Any) -> dict[str, Any]:
+        return {"faults": [f for f in self.rt.faults if f["remaining"] > 0]}
+
+    def api_post_faults(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and "faults" in body:
+            return {"faults": [self.rt.add_fault(self._object(f)) for f in body["faults"]]}
+        return self.rt.add_fault(self._object(body))
+
+    def api_delete_faults(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            self.rt.faults = []
+        return {"faults": []}
+
+    def api_get_calls(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            calls = dict(sorted(self.rt.calls.items()))
+        return {"calls": calls, "total": sum(calls.values())}
+
+    def api_delete_calls(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            self.rt.calls = {}
+        return {"calls": {}, "total": 0}
+
+    def api_get_clock(self, _: Any) -> dict[str, Any]:
+        return self.rt.clock.describe()
+
+    def api_post_clock(self, body: Any) -> dict[str, Any]:
+        body = self._object(body)
+        running = bool(body.get("running", False))
+        if "now_ms" in body:
+            moved = self.rt.clock.set(int(body["now_ms"]), running=running)
+        elif "advance_ms" in body:
+            self.rt.clock.advance(int(body["advance_ms"]), running=running)
+            moved = int(body["advance_ms"]) > 0
+        else:
+            raise BadRequest("give now_ms (epoch milliseconds) or advance_ms")
+        self.rt.tick()
+        return {**self.rt.clock.describe(), "moved": moved}
+
+    def api_post_reset(self, _: Any) -> dict[str, Any]:
+        self.rt.reset()
+        return {"status": "reset", **self.rt.clock.describe()}
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+def build_app(rt: Runtime | None = None) -> tuple[LocalCloudApp, Runtime]:
+    rt = rt or Runtime()
+    ext.install(rt)
+    return LocalCloudApp(DomainDispatcherApplication(create_backend_app), rt), rt
+
+
+def warm_up() -> None:
+    """Create the IAM (with its ~1000 managed policies) and EC2 backends before serving,
+    so the first IAM/EC2 calls do not take a second (benchmarks, SDK timeouts)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.iam.models import iam_backends
+
+    account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    iam_backends[account]["global"]
+    ec2_backends[account][region]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MOTO_PORT", "5000")),
+                        help="0 picks a free port (printed on stdout)")
+    parser.add_argument("--quiet", action="store_true", help="do not log every request")
+    parser.add_argument("--no-warm-up", action="store_true",
+                        default=os.environ.get("LOCALCLOUD_WARM_UP", "1") == "0",
+                        help="create moto backends lazily (also LOCALCLOUD_WARM_UP=0)")
+    args = parser.parse_args(argv)
+
+    if args.quiet:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app, _ = build_app()
+    if not args.no_warm_up:
+        warm_up()
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    host, port = server.server_address[:2]
+    os.environ.setdefault("MOTO_PORT", str(port))  # moto calls itself for some flows
+    print(f"opsflow-localcloud (moto {moto.__version__}) listening on http://{host}:{port}", flush=True)
+
+    def stop(signum: int, _frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        print("opsflow-localcloud stopped", flush=True)
+        sys.stderr.flush()
+        # Nothing to persist: skip the interpreter's slow teardown of moto's object graph (~2 s).
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

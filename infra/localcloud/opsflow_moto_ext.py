@@ -1,0 +1,777 @@
+"""Behaviour opsflow needs and moto 5.x lacks, patched onto moto's own classes.
+
+Installed by ``opsflow_localcloud.py`` before the server starts:
+
+* SSM DescribeInstanceInformation: EC2 instances with an ``associated`` IAM instance
+  profile are managed instances, ``Online`` once ``online_delay_seconds`` passed since
+  the association (or the last start/reboot).
+* SSM command progression: every invocation goes Pending -> InProgress -> final status
+  on the localcloud clock, with exit code / output from the command rules; plus
+  ListCommandInvocations, CancelCommand, the InvocationDoesNotExist window and S3 output.
+* EC2 volume modification progression: modifying -> optimizing -> completed, with the
+  IncorrectModificationState and VolumeModificationRateExceeded errors.
+
+All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
+holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import fnmatch
+import json
+import threading
+from typing import Any
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.elastic_block_store import Volume, VolumeModification
+from moto.ec2.models.iam_instance_profile import (
+    IamInstanceProfileAssociation,
+    IamInstanceProfileAssociationBackend,
+)
+from moto.ec2.models.instances import Instance
+from moto.ssm.exceptions import SSMException, ValidationException
+from moto.ssm.models import Command, SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+UTC = _dt.UTC
+#: SSM cuts StandardOutputContent / StandardErrorContent of GetCommandInvocation here.
+SSM_GET_INVOCATION_OUTPUT_LIMIT = 24000
+#: ... and the plugin Output of ListCommandInvocations(Details=true) here.
+SSM_LIST_INVOCATIONS_OUTPUT_LIMIT = 2500
+SSM_DEFAULT_EXECUTION_TIMEOUT = 3600
+FINAL_STATUSES = ("Success", "Failed", "TimedOut", "Cancelled")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+# All times are integer epoch milliseconds on the localcloud clock, all durations integer
+# milliseconds: exact comparisons, so "60 s later" is exactly 60 s later.
+
+
+def ms(seconds: Any) -> int:
+    return int(round(float(seconds) * 1000))
+
+
+def to_dt(t_ms: int | None) -> _dt.datetime | None:
+    if t_ms is None:
+        return None
+    return _dt.datetime(1970, 1, 1, tzinfo=UTC) + _dt.timedelta(milliseconds=t_ms)
+
+
+def iso(t_ms: int | None) -> str:
+    """SSM's string timestamps: ISO 8601 with milliseconds and a 'Z' (UTC)."""
+    d = to_dt(t_ms)
+    if d is None:
+        return ""
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+def iso_duration(d_ms: int) -> str:
+    return f"PT{max(d_ms, 0) / 1000:.3f}S"
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
+    except Exception as exc:  # noqa: BLE001
+        raise SSMException("InvalidNextToken", "The specified token is not valid.") from exc
+
+
+def page(items: list[Any], max_results: int, token: str | None) -> tuple[list[Any], str | None]:
+    start = decode_token(token)
+    end = start + max_results
+    return items[start:end], (encode_token(end) if end < len(items) else None)
+
+
+def wrap(cls: Any, name: str, make: Any) -> None:
+    """Replace cls.name by make(original); keeps the original reachable for debugging."""
+    original = getattr(cls, name)
+    setattr(cls, f"_opsflow_orig_{name}", original)
+    setattr(cls, name, make(original))
+
+
+class InvocationDoesNotExist(SSMException):
+    code = "InvocationDoesNotExist"
+    message = ""
+
+
+class InvalidInstanceId(SSMException):
+    code = "InvalidInstanceId"
+
+
+class InvalidCommandId(SSMException):
+    code = "InvalidCommandId"
+    message = ""
+
+
+# --------------------------------------------------------------------------- EC2: managed-instance view
+
+
+def _instance_online_since(rt: Any, instance: Instance) -> int | None:
+    """When the SSM agent on this instance could first be online, or None if it never can."""
+    backend = instance.ec2_backend
+    assoc = backend.iam_instance_profile_associations.get(instance.id)
+    if assoc is None or getattr(assoc, "state", "associated") != "associated":
+        return None
+    since = getattr(assoc, "opsflow_since", None)
+    if since is None:  # created before the patches (cannot happen in server mode)
+        since = rt.clock.now_ms()
+        assoc.opsflow_since = since
+    booted = getattr(instance, "opsflow_booted", None)
+    return max(since, booted) if booted is not None else since
+
+
+def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
+    """The DescribeInstanceInformation entry for one EC2 instance, or None if not listed."""
+    if instance.state == "terminated":
+        return None
+    since = _instance_online_since(rt, instance)
+    if since is None:
+        return None
+    now = rt.clock.now_ms()
+    online_at = since + ms(rt.cfg("online_delay_seconds"))
+    override = (rt.cfg("ping_status") or {}).get(instance.id)
+    if override:
+        status, last_ping = override, min(now, online_at)
+    elif instance.state != "running":
+        if now < online_at:
+            return None
+        status, last_ping = "ConnectionLost", online_at
+    elif now >= online_at:
+        status, last_ping = "Online", now
+    else:
+        return None
+    windows = (instance.platform or "").lower() == "windows"
+    agent_version = rt.cfg("agent_version")
+    return {
+        "InstanceId": instance.id,
+        "PingStatus": status,
+        "LastPingDateTime": to_dt(last_ping),
+        "AgentVersion": agent_version,
+        "IsLatestVersion": True,
+        "PlatformType": "Windows" if windows else "Linux",
+        "PlatformName": "Microsoft Windows Server 2022 Datacenter" if windows else "Amazon Linux",
+        "PlatformVersion": "10.0.20348" if windows else "2023",
+        "ResourceType": "EC2Instance",
+        "IPAddress": instance.private_ip,
+        "ComputerName": instance.private_dns_name,
+        "SourceId": instance.id,
+        "SourceType": "AWS::EC2::Instance",
+        "_tags": {t["Key"]: t["Value"] for t in instance.get_tags()},
+    }
+
+
+def all_managed_instances(rt: Any, account_id: str, region: str) -> list[dict[str, Any]]:
+    backend = ec2_backends[account_id][region]
+    infos = []
+    for reservation in backend.all_reservations():
+        for instance in reservation.instances:
+            info = managed_instance_info(rt, instance)
+            if info is not None:
+                infos.append(info)
+    infos.sort(key=lambda i: i["InstanceId"])
+    return infos
+
+
+def _filter_matches(info: dict[str, Any], key: str, values: list[str]) -> bool:
+    k = key.lower()
+    if k.startswith("tag:"):
+        return info["_tags"].get(key[4:]) in values
+    if k == "tag-key":
+        return any(v in info["_tags"] for v in values)
+    field = {
+        "instanceids": "InstanceId",
+        "pingstatus": "PingStatus",
+        "platformtypes": "PlatformType",
+        "resourcetype": "ResourceType",
+        "agentversion": "AgentVersion",
+    }.get(k)
+    if field is None:
+        raise SSMException("InvalidFilterKey", f"The filter key {key} is not valid.")
+    return str(info[field]) in values
+
+
+def describe_instance_information(rt: Any, account_id: str, region: str, params: dict[str, Any]) -> dict[str, Any]:
+    infos = all_managed_instances(rt, account_id, region)
+    for f in params.get("InstanceInformationFilterList") or []:
+        infos = [i for i in infos if _filter_matches(i, f["key"], f.get("valueSet") or [])]
+    for f in params.get("Filters") or []:
+        infos = [i for i in infos if _filter_matches(i, f["Key"], f.get("Values") or [])]
+    max_results = params.get("MaxResults")
+    if max_results is None:
+        max_results = 50
+    if not 5 <= int(max_results) <= 50:
+        raise ValidationException(
+            f"1 validation error detected: Value '{max_results}' at 'maxResults' failed to satisfy "
+            "constraint: Member must have value between 5 and 50"
+        )
+    items, token = page(infos, int(max_results), params.get("NextToken"))
+    items = [{k: v for k, v in i.items() if not k.startswith("_")} for i in items]
+    out: dict[str, Any] = {"InstanceInformationList": items}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def _patch_ec2_instances(rt: Any) -> None:
+    def assoc_init(orig: Any) -> Any:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            orig(self, *args, **kwargs)
+            self.opsflow_since = rt.clock.now_ms()
+
+        return __init__
+
+    wrap(IamInstanceProfileAssociation, "__init__", assoc_init)
+
+    def replace(orig: Any) -> Any:
+        def replace_iam_instance_profile_association(self: Any, *args: Any, **kwargs: Any) -> Any:
+            assoc = orig(self, *args, **kwargs)
+            assoc.opsflow_since = rt.clock.now_ms()  # the agent re-registers with new credentials
+            return assoc
+
+        return replace_iam_instance_profile_association
+
+    wrap(IamInstanceProfileAssociationBackend, "replace_iam_instance_profile_association", replace)
+
+    def booted(orig: Any) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = orig(self, *args, **kwargs)
+            self.opsflow_booted = rt.clock.now_ms()
+            return result
+
+        return method
+
+    wrap(Instance, "start", booted)
+    wrap(Instance, "reboot", booted)
+
+
+# --------------------------------------------------------------------------- EC2: volume modifications
+
+
+def _mod_state(rt: Any, mod: Any, now: int | None = None) -> tuple[str, int, int | None]:
+    """(ModificationState, Progress, EndTime) of a modification at `now`."""
+    start = getattr(mod, "opsflow_start", None)
+    if start is None:
+        return "completed", 100, None
+    now = rt.clock.now_ms() if now is None else now
+    m, o = mod.opsflow_modifying, mod.opsflow_optimizing
+    elapsed = now - start
+    end = start + m + o
+    if elapsed >= m + o:
+        return "completed", 100, end
+    progress = min(99, int(100 * elapsed / (m + o))) if m + o > 0 else 0
+    return ("modifying" if elapsed < m else "optimizing"), max(progress, 0), None
+
+
+def _patch_ec2_volumes(rt: Any) -> None:
+    def mod_init(orig: Any) -> Any:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            orig(self, *args, **kwargs)
+            now = rt.clock.now_ms()
+            self.opsflow_start = now
+            self.opsflow_modifying = ms(rt.cfg("volume_modifying_seconds"))
+            self.opsflow_optimizing = ms(rt.cfg("volume_optimizing_seconds"))
+            self.start_time = to_dt(now)
+
+        return __init__
+
+    wrap(VolumeModification, "__init__", mod_init)
+    VolumeModification.modification_state = property(lambda self: _mod_state(rt, self)[0])  # type: ignore[assignment]
+    VolumeModification.progress = property(lambda self: _mod_state(rt, self)[1])  # type: ignore[assignment]
+
+    def _end_get(self: Any) -> Any:
+        if getattr(self, "opsflow_start", None) is None:
+            return getattr(self, "_opsflow_end_time", None)
+        return to_dt(_mod_state(rt, self)[2])
+
+    def _end_set(self: Any, value: Any) -> None:
+        self._opsflow_end_time = value
+
+    VolumeModification.end_time = property(_end_get, _end_set)  # type: ignore[attr-defined]
+
+    def filter_value(orig: Any) -> Any:
+        def get_filter_value(self: Any, filter_name: str) -> Any:
+            if filter_name == "modification-state":
+                return self.modification_state
+            return orig(self, filter_name)
+
+        return get_filter_value
+
+    wrap(VolumeModification, "get_filter_value", filter_value)
+
+    def modify(orig: Any) -> Any:
+        def method(self: Volume, *args: Any, **kwargs: Any) -> Any:
+            target_size = kwargs.get("target_size", args[0] if args else None)
+            if target_size and int(target_size) < int(self.size):
+                raise EC2ClientError(
+                    "InvalidParameterValue",
+                    f"New size cannot be smaller than existing size ({self.size} GiB).",
+                )
+            now = rt.clock.now_ms()
+            states = [(_mod_state(rt, m, now), m) for m in self.modifications]
+            if rt.cfg("volume_modification_in_progress_error"):
+                for (state, _, _), _m in states:
+                    if state in ("modifying", "optimizing"):
+                        raise EC2ClientError(
+                            "IncorrectModificationState",
+                            f"Cannot modify volume {self.id}: a modification is already in the "
+                            f"'{state}' state.",
+                        )
+            if rt.cfg("volume_modification_rate_limit"):
+                window = ms(rt.cfg("volume_modification_rate_window_seconds"))
+                ends = [end for (state, _, end), _m in states if state == "completed" and end is not None]
+                if ends and now - max(ends) < window:
+                    raise EC2ClientError(
+                        "VolumeModificationRateExceeded",
+                        "You've reached the maximum modification rate per volume limit. "
+                        "Wait at least 6 hours between modifications per EBS volume.",
+                    )
+            return orig(self, *args, **kwargs)
+
+        return method
+
+    wrap(Volume, "modify", modify)
+
+
+# --------------------------------------------------------------------------- SSM: command progression
+
+
+class InvocationRun:
+    """The scripted life of one command invocation (one instance)."""
+
+    def __init__(self, rt: Any, cmd: CommandRun, instance_id: str, rule: dict[str, Any]):
+        self.instance_id = instance_id
+        self.rule_id = rule.get("id")
+        self.exit_code = int(rule.get("exit_code", 0))
+        self.stdout = str(rule.get("stdout", ""))
+        self.stderr = str(rule.get("stderr", ""))
+        t0 = cmd.requested
+        pending = ms(rule["pending_seconds"] if rule.get("pending_seconds") is not None
+                     else rt.cfg("command_pending_seconds"))
+        duration = ms(rule.get("duration_seconds", 0))
+        self.visible_at = t0 + ms(rt.cfg("invocation_does_not_exist_seconds"))
+        self.cancelled_at: int | None = None
+        self.outputs_written = False
+        if cmd.delivery_timeout is not None and pending > cmd.delivery_timeout:
+            self.exec_start = None
+            self.final_at = t0 + cmd.delivery_timeout
+            self.final = ("TimedOut", "DeliveryTimedOut", -1)
+        else:
+            self.exec_start = t0 + pending
+            if duration > cmd.execution_timeout:
+                self.final_at = self.exec_start + cmd.execution_timeout
+                self.final = ("TimedOut", "ExecutionTimedOut", -1)
+            else:
+                self.final_at = self.exec_start + duration
+                status = "Success" if self.exit_code == 0 else "Failed"
+                self.final = (status, status, self.exit_code)
+
+    def cancel(self, now: int) -> bool:
+        if self.cancelled_at is None and now < self.final_at:
+            self.cancelled_at = now
+            return True
+        return False
+
+    def state(self, now: int) -> dict[str, Any]:
+        """Status, details, code, start, end and output as seen at `now`."""
+        if self.cancelled_at is not None:
+            started = self.exec_start is not None and self.exec_start <= self.cancelled_at
+            return {
+                "Status": "Cancelled", "StatusDetails": "Cancelled", "ResponseCode": -1,
+                "start": self.exec_start if started else None, "end": self.cancelled_at,
+                "stdout": "", "stderr": "",
+            }
+        if self.exec_start is not None and now < self.exec_start or self.exec_start is None and now < self.final_at:
+            return {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
+                    "start": None, "end": None, "stdout": "", "stderr": ""}
+        if now < self.final_at:
+            return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
+                    "start": self.exec_start, "end": None, "stdout": "", "stderr": ""}
+        status, details, code = self.final
+        return {"Status": status, "StatusDetails": details, "ResponseCode": code,
+                "start": self.exec_start, "end": self.final_at,
+                "stdout": self.stdout if details != "DeliveryTimedOut" else "",
+                "stderr": self.stderr if details != "DeliveryTimedOut" else ""}
+
+
+def _plugin_name(document_name: str | None) -> str:
+    return "aws:runPowerShellScript" if "PowerShell" in (document_name or "") else "aws:runShellScript"
+
+
+class CommandRun:
+    """opsflow's view of one moto Command (attached as command.opsflow)."""
+
+    def __init__(self, rt: Any, command: Command, user_timeout: int | None):
+        self.command = command
+        self.requested = rt.clock.now_ms()
+        self.plugin = _plugin_name(command.document_name)
+        params = command.parameters or {}
+        self.delivery_timeout = ms(user_timeout) if user_timeout else None
+        exec_timeout = (params.get("executionTimeout") or [None])[0]
+        if exec_timeout:
+            self.execution_timeout = ms(exec_timeout)
+        elif user_timeout:
+            self.execution_timeout = ms(user_timeout)
+        else:
+            self.execution_timeout = ms(SSM_DEFAULT_EXECUTION_TIMEOUT)
+        commands = params.get("commands")
+        text = "\n".join(commands) if isinstance(commands, list) else json.dumps(params, sort_keys=True)
+        self.invocations: dict[str, InvocationRun] = {}
+        for instance_id in command.instance_ids:
+            rule = rt.pick_command_rule(command.document_name, text, instance_id)
+            self.invocations[instance_id] = InvocationRun(rt, self, instance_id, rule)
+
+    # -- S3 output layout, as SSM writes it
+    def s3_key(self, instance_id: str, stream: str) -> str:
+        step = self.plugin.replace(":", "")
+        parts = [self.command.output_s3_key_prefix.strip("/")] if self.command.output_s3_key_prefix else []
+        parts += [self.command.command_id, instance_id, step, f"0.{step}", stream]
+        return "/".join(parts)
+
+    def s3_region(self) -> str:
+        return self.command.output_s3_region or self.command.backend_region
+
+    def s3_url(self, instance_id: str, stream: str) -> str:
+        if not self.command.output_s3_bucket_name:
+            return ""
+        return (f"https://s3.{self.s3_region()}.amazonaws.com/"
+                f"{self.command.output_s3_bucket_name}/{self.s3_key(instance_id, stream)}")
+
+    def aggregate(self, now: int) -> dict[str, Any]:
+        states = [inv.state(now)["Status"] for inv in self.invocations.values()]
+        if not states:
+            status = "Success"
+        elif all(s == "Pending" for s in states):
+            status = "Pending"
+        elif any(s in ("Pending", "InProgress") for s in states):
+            status = "InProgress"
+        elif all(s == "Success" for s in states):
+            status = "Success"
+        elif "Failed" in states:
+            status = "Failed"
+        elif "TimedOut" in states:
+            status = "TimedOut"
+        else:
+            status = "Cancelled"
+        return {
+            "Status": status,
+            "StatusDetails": status,
+            "CompletedCount": sum(s in FINAL_STATUSES for s in states),
+            "ErrorCount": sum(s in ("Failed", "TimedOut") for s in states),
+            "DeliveryTimedOutCount": sum(
+                inv.state(now)["StatusDetails"] == "DeliveryTimedOut" for inv in self.invocations.values()
+            ),
+        }
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text[:limit]
+
+
+def invocation_view(rt: Any, run: CommandRun, inv: InvocationRun, now: int) -> dict[str, Any]:
+    """GetCommandInvocation's response for one invocation."""
+    st = inv.state(now)
+    cmd = run.command
+    elapsed = 0
+    if st["start"] is not None:
+        elapsed = (st["end"] if st["end"] is not None else now) - st["start"]
+    return {
+        "CommandId": cmd.command_id,
+        "InstanceId": inv.instance_id,
+        "Comment": cmd.comment,
+        "DocumentName": cmd.document_name,
+        "DocumentVersion": "$DEFAULT",
+        "PluginName": run.plugin,
+        "ResponseCode": st["ResponseCode"],
+        "ExecutionStartDateTime": iso(st["start"]),
+        "ExecutionElapsedTime": iso_duration(elapsed) if st["start"] is not None else "",
+        "ExecutionEndDateTime": iso(st["end"]) if st["start"] is not None else "",
+        "Status": st["Status"],
+        "StatusDetails": st["StatusDetails"],
+        "StandardOutputContent": _truncate(st["stdout"], SSM_GET_INVOCATION_OUTPUT_LIMIT),
+        "StandardOutputUrl": run.s3_url(inv.instance_id, "stdout"),
+        "StandardErrorContent": _truncate(st["stderr"], SSM_GET_INVOCATION_OUTPUT_LIMIT),
+        "StandardErrorUrl": run.s3_url(inv.instance_id, "stderr"),
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+    }
+
+
+def list_invocation_view(run: CommandRun, inv: InvocationRun, now: int, details: bool) -> dict[str, Any]:
+    st = inv.state(now)
+    cmd = run.command
+    plugins = []
+    if details:
+        output = st["stdout"]
+        if st["stderr"]:
+            output += "\n\n----------ERROR-------\n" + st["stderr"]
+        plugins.append({
+            "Name": run.plugin,
+            "Status": st["Status"],
+            "StatusDetails": st["StatusDetails"],
+            "ResponseCode": st["ResponseCode"],
+            "ResponseStartDateTime": to_dt(st["start"]),
+            "ResponseFinishDateTime": to_dt(st["end"]) if st["start"] is not None else None,
+            "Output": _truncate(output, SSM_LIST_INVOCATIONS_OUTPUT_LIMIT),
+            "StandardOutputUrl": run.s3_url(inv.instance_id, "stdout"),
+            "StandardErrorUrl": run.s3_url(inv.instance_id, "stderr"),
+            "OutputS3Region": run.s3_region() if cmd.output_s3_bucket_name else "",
+            "OutputS3BucketName": cmd.output_s3_bucket_name or "",
+            "OutputS3KeyPrefix": cmd.output_s3_key_prefix or "",
+        })
+        plugins = [{k: v for k, v in p.items() if v is not None} for p in plugins]
+    return {
+        "CommandId": cmd.command_id,
+        "InstanceId": inv.instance_id,
+        "InstanceName": "",
+        "Comment": cmd.comment,
+        "DocumentName": cmd.document_name,
+        "DocumentVersion": "$DEFAULT",
+        "RequestedDateTime": to_dt(run.requested),
+        "Status": st["Status"],
+        "StatusDetails": st["StatusDetails"],
+        "TraceOutput": "",
+        "StandardOutputUrl": run.s3_url(inv.instance_id, "stdout"),
+        "StandardErrorUrl": run.s3_url(inv.instance_id, "stderr"),
+        "CommandPlugins": plugins,
+        "ServiceRole": cmd.service_role_arn or "",
+        "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
+        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+    }
+
+
+class CommandRegistry:
+    """Commands whose S3 output still has to be written once they finish."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.unwritten: list[CommandRun] = []
+
+    def add(self, run: CommandRun) -> None:
+        if run.command.output_s3_bucket_name:
+            with self.lock:
+                self.unwritten.append(run)
+
+    def flush(self, rt: Any) -> None:
+        """Write stdout/stderr objects of invocations that reached a final state."""
+        if not self.unwritten:
+            return
+        from moto.s3.models import s3_backends
+        from moto.utilities.utils import get_partition
+
+        now = rt.clock.now_ms()
+        with self.lock:
+            keep = []
+            for run in self.unwritten:
+                cmd = run.command
+                for inv in run.invocations.values():
+                    if inv.outputs_written:
+                        continue
+                    st = inv.state(now)
+                    if st["Status"] not in FINAL_STATUSES:
+                        continue
+                    inv.outputs_written = True
+                    backend = s3_backends[cmd.account_id][get_partition(run.s3_region())]
+                    if cmd.output_s3_bucket_name not in backend.buckets:
+                        continue  # SSM fails the upload silently; the command itself is unaffected
+                    for stream in ("stdout", "stderr"):
+                        if st[stream]:
+                            backend.put_object(
+                                cmd.output_s3_bucket_name,
+                                run.s3_key(inv.instance_id, stream),
+                                st[stream].encode(),
+                            )
+                if any(not inv.outputs_written for inv in run.invocations.values()):
+                    keep.append(run)
+            self.unwritten = keep
+
+
+def _patch_ssm(rt: Any) -> None:
+    registry: CommandRegistry = rt.commands
+
+    def targets(orig: Any) -> Any:
+        def _get_instance_ids_from_targets(self: Command) -> list[str]:
+            # moto 5.2.5 treats "no Targets" as "every instance in the region", so a
+            # SendCommand(InstanceIds=[one]) ran on all instances. No targets, no instances.
+            return orig(self) if self.targets else []
+
+        return _get_instance_ids_from_targets
+
+    wrap(Command, "_get_instance_ids_from_targets", targets)
+
+    def send_command_backend(orig: Any) -> Any:
+        def send_command(self: SimpleSystemManagerBackend, **kwargs: Any) -> Command:
+            if rt.cfg("send_command_requires_online"):
+                online = {i["InstanceId"] for i in all_managed_instances(rt, self.account_id, self.region_name)
+                          if i["PingStatus"] == "Online"}
+                bad = [i for i in kwargs.get("instance_ids") or [] if i not in online]
+                if bad:
+                    raise InvalidInstanceId(f"Instances {bad} not in a valid state for account {self.account_id}")
+            user_timeout = kwargs.get("timeout_seconds")
+            command = orig(self, **kwargs)
+            run = CommandRun(rt, command, user_timeout)
+            command.opsflow = run
+            command.requested_date_time = to_dt(run.requested)
+            command.expires_after = to_dt(run.requested + ms(command.timeout_seconds))
+            registry.add(run)
+            return command
+
+        return send_command
+
+    wrap(SimpleSystemManagerBackend, "send_command", send_command_backend)
+
+    def response_object(orig: Any) -> Any:
+        def method(self: Command) -> dict[str, Any]:
+            out = orig(self)
+            run = getattr(self, "opsflow", None)
+            if run is not None:
+                out.update(run.aggregate(rt.clock.now_ms()))
+                out["RequestedDateTime"] = to_dt(run.requested)
+            return out
+
+        return method
+
+    wrap(Command, "response_object", response_object)
+
+    def get_invocation(orig: Any) -> Any:
+        def method(self: Command, instance_id: str, plugin_name: str | None) -> dict[str, Any]:
+            run = getattr(self, "opsflow", None)
+            if run is None:
+                return orig(self, instance_id, plugin_name)
+            now = rt.clock.now_ms()
+            inv = run.invocations.get(instance_id)
+            if inv is None or now < inv.visible_at or (plugin_name and plugin_name != run.plugin):
+                raise InvocationDoesNotExist()
+            return invocation_view(rt, run, inv, now)
+
+        return method
+
+    wrap(Command, "get_invocation", get_invocation)
+
+    # --- backend additions (usable in-process too)
+    def cancel_command(self: SimpleSystemManagerBackend, command_id: str, instance_ids: list[str] | None) -> None:
+        try:
+            command = self.get_command_by_id(command_id)
+        except Exception as exc:  # moto raises RESTError
+            raise InvalidCommandId() from exc
+        run = getattr(command, "opsflow", None)
+        if run is None:
+            return
+        now = rt.clock.now_ms()
+        for iid, inv in run.invocations.items():
+            if not instance_ids or iid in instance_ids:
+                inv.cancel(now)
+
+    def list_command_invocations(self: SimpleSystemManagerBackend, params: dict[str, Any]) -> dict[str, Any]:
+        command_id = params.get("CommandId")
+        instance_id = params.get("InstanceId")
+        details = bool(params.get("Details"))
+        max_results = int(params.get("MaxResults") or 50)
+        if not 1 <= max_results <= 50:
+            raise ValidationException(
+                f"1 validation error detected: Value '{max_results}' at 'maxResults' failed to satisfy "
+                "constraint: Member must have value between 1 and 50"
+            )
+        if command_id:
+            try:
+                commands = [self.get_command_by_id(command_id)]
+            except Exception as exc:
+                raise InvalidCommandId() from exc
+        else:
+            commands = list(self._commands)
+        now = rt.clock.now_ms()
+        filters = {f["key"]: f["value"] for f in params.get("Filters") or []}
+        rows = []
+        for command in commands:
+            run = getattr(command, "opsflow", None)
+            if run is None:
+                continue
+            for iid, inv in run.invocations.items():
+                if instance_id and iid != instance_id:
+                    continue
+                if now < inv.visible_at:
+                    continue  # not created yet (eventual consistency window)
+                row = list_invocation_view(run, inv, now, details)
+                if "Status" in filters and row["Status"] != filters["Status"]:
+                    continue
+                if "DocumentName" in filters and row["DocumentName"] != filters["DocumentName"]:
+                    continue
+                rows.append((run.requested, iid, row))
+        rows.sort(key=lambda r: (-r[0], r[1]))  # newest first, as SSM lists them
+        items, token = page([r[2] for r in rows], max_results, params.get("NextToken"))
+        out: dict[str, Any] = {"CommandInvocations": items}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def describe_instance_information_backend(
+        self: SimpleSystemManagerBackend, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return describe_instance_information(rt, self.account_id, self.region_name, params)
+
+    SimpleSystemManagerBackend.cancel_command = cancel_command  # type: ignore[attr-defined]
+    SimpleSystemManagerBackend.list_command_invocations = list_command_invocations  # type: ignore[attr-defined]
+    SimpleSystemManagerBackend.describe_instance_information = describe_instance_information_backend  # type: ignore[attr-defined]
+
+    # --- response (wire) methods; moto dispatches by snake_case action name
+    def send_command_response(orig: Any) -> Any:
+        def send_command(self: SimpleSystemManagerResponse) -> ActionResult:
+            result = orig(self)
+            command = result.result["Command"]  # type: ignore[index]
+            # As AWS: the SendCommand answer itself always says Pending with zero counts.
+            command.update({"Status": "Pending", "StatusDetails": "Pending", "CompletedCount": 0,
+                            "ErrorCount": 0, "DeliveryTimedOutCount": 0})
+            return result
+
+        return send_command
+
+    wrap(SimpleSystemManagerResponse, "send_command", send_command_response)
+
+    def _params(self: SimpleSystemManagerResponse) -> dict[str, Any]:
+        try:
+            return json.loads(self.body or "{}")
+        except ValueError:
+            return {}
+
+    def r_describe_instance_information(self: SimpleSystemManagerResponse) -> ActionResult:
+        return ActionResult(self.ssm_backend.describe_instance_information(_params(self)))
+
+    def r_list_command_invocations(self: SimpleSystemManagerResponse) -> ActionResult:
+        return ActionResult(self.ssm_backend.list_command_invocations(_params(self)))
+
+    def r_cancel_command(self: SimpleSystemManagerResponse) -> ActionResult:
+        p = _params(self)
+        self.ssm_backend.cancel_command(p.get("CommandId"), p.get("InstanceIds"))
+        return EmptyResult()
+
+    SimpleSystemManagerResponse.describe_instance_information = r_describe_instance_information  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.list_command_invocations = r_list_command_invocations  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.cancel_command = r_cancel_command  # type: ignore[attr-defined]
+
+
+def rule_matches(rule: dict[str, Any], document: str | None, text: str, instance_id: str) -> bool:
+    doc = rule.get("document") or "*"
+    if not fnmatch.fnmatchcase(document or "", doc):
+        return False
+    if rule.get("match") and rule["match"] not in text:
+        return False
+    if rule.get("instance_id") and rule["instance_id"] != instance_id:
+        return False
+    return rule.get("remaining") is None or rule["remaining"] > 0
+
+
+def install(rt: Any) -> None:
+    """Patch moto's classes; call once, before the server handles requests."""
+    _patch_ec2_instances(rt)
+    _patch_ec2_volumes(rt)
+    _patch_ssm(rt)

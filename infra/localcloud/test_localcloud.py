@@ -1,0 +1,668 @@
+"""Tests of the opsflow local cloud, through boto3 against the real moto server.
+
+The server is started once per session by ``localcloud.sh start`` on a free port; every
+test resets the extension (config, rules, faults, counts) and freezes the clock, then moves
+time with POST /_opsflow/clock instead of sleeping.
+
+Run: infra/localcloud/localcloud.sh test   (installs requirements-dev.txt into the venv)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "localcloud.sh"
+NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _run_script(*args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **env})
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("localcloud")
+
+
+@pytest.fixture(scope="session")
+def endpoint(state_dir: Path) -> Any:
+    res = _run_script("start", "--state-dir", str(state_dir))
+    assert res.returncode == 0, res.stderr
+    url = res.stdout.strip()
+    assert url.startswith("http://127.0.0.1:")
+    yield url
+    res = _run_script("stop", "--state-dir", str(state_dir))
+    assert res.returncode == 0, res.stderr
+
+
+class Control:
+    """Tiny client of the /_opsflow/ control API."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def post(self, path: str, body: Any) -> Any:
+        status, out = self.call("POST", path, body)
+        assert status == 200, out
+        return out
+
+    def get(self, path: str) -> Any:
+        status, out = self.call("GET", path)
+        assert status == 200, out
+        return out
+
+    def now_ms(self) -> int:
+        return self.get("/_opsflow/clock")["now_ms"]
+
+    def advance(self, seconds: float) -> None:
+        self.post("/_opsflow/clock", {"now_ms": self.now_ms() + int(seconds * 1000)})
+
+
+@pytest.fixture
+def ctl(endpoint: str) -> Control:
+    c = Control(endpoint)
+    c.post("/_opsflow/reset", {})
+    # Freeze on a whole millisecond: from here time moves only when a test says so.
+    c.post("/_opsflow/clock", {"now_ms": c.now_ms() + 1})
+    return c
+
+
+@pytest.fixture
+def aws(endpoint: str) -> Any:
+    def client(name: str) -> Any:
+        return boto3.client(name, endpoint_url=endpoint, region_name="us-east-1", config=NO_RETRY,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    return client
+
+
+#: Two of the fixed AMIs moto ships (moto/ec2/resources/amis.json.gz); listing all of
+#: moto's images takes seconds, looking these up by id does not.
+LINUX_AMI, WINDOWS_AMI = "ami-1e749f67", "ami-03cf127a"
+
+
+def _ami(ec2: Any, windows: bool) -> str:
+    ami = WINDOWS_AMI if windows else LINUX_AMI
+    (image,) = ec2.describe_images(ImageIds=[ami])["Images"]
+    assert (image.get("Platform") == "windows") == windows
+    return ami
+
+
+def _profile(iam: Any) -> str:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
+
+
+def _instances(aws: Any, n: int = 1, windows: bool = False) -> list[str]:
+    ec2 = aws("ec2")
+    ami = _ami(ec2, windows)
+    res = ec2.run_instances(ImageId=ami, MinCount=n, MaxCount=n)
+    return [i["InstanceId"] for i in res["Instances"]]
+
+
+def _managed(aws: Any, ctl: Control, n: int = 1, windows: bool = False) -> list[str]:
+    """n instances with an instance profile, already Online (online delay 0)."""
+    ids = _instances(aws, n, windows)
+    profile = _profile(aws("iam"))
+    for iid in ids:
+        aws("ec2").associate_iam_instance_profile(IamInstanceProfile={"Name": profile}, InstanceId=iid)
+    return ids
+
+
+def _info(ssm: Any, ids: list[str]) -> list[dict[str, Any]]:
+    return ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": ids}])[
+        "InstanceInformationList"]
+
+
+def _iso(s: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    assert parsed.tzinfo is not None, f"{s!r} has no timezone"
+    return parsed
+
+
+# --------------------------------------------------------------------------- server & script
+
+
+def test_health_and_endpoint_subcommand(aws: Any, endpoint: str, state_dir: Path, ctl: Control) -> None:
+    health = ctl.get("/_opsflow/health")
+    assert health["status"] == "ok"
+    assert health["moto_version"].startswith("5.")
+    # managed policies are loaded (MOTO_IAM_LOAD_MANAGED_POLICIES=true)
+    pol = aws("iam").get_policy(PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    assert pol["Policy"]["PolicyName"] == "AdministratorAccess"
+    res = _run_script("endpoint", "--state-dir", str(state_dir))
+    assert res.returncode == 0 and res.stdout.strip() == endpoint
+    assert (state_dir / "endpoint").read_text().strip() == endpoint
+    assert (state_dir / "pid").read_text().strip().isdigit()
+
+
+def test_start_is_idempotent_and_stop_tolerates_nothing_running(tmp_path: Path) -> None:
+    first = _run_script("start", "--state-dir", str(tmp_path), LOCALCLOUD_WARM_UP="0")
+    assert first.returncode == 0, first.stderr
+    pid = int((tmp_path / "pid").read_text())
+    try:
+        again = _run_script("start", "--state-dir", str(tmp_path))
+        assert again.returncode == 0 and again.stdout == first.stdout
+        assert int((tmp_path / "pid").read_text()) == pid
+        assert "listening on " + first.stdout.strip() in (tmp_path / "server.log").read_text()
+    finally:
+        stop = _run_script("stop", "--state-dir", str(tmp_path))
+    assert stop.returncode == 0, stop.stderr
+    assert not (tmp_path / "pid").exists()
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert _run_script("stop", "--state-dir", str(tmp_path)).returncode == 0
+    assert _run_script("endpoint", "--state-dir", str(tmp_path)).returncode != 0
+
+
+# --------------------------------------------------------------------------- SSM managed instances
+
+
+def test_instance_is_online_only_after_the_online_delay(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    ctl.post("/_opsflow/config", {"online_delay_seconds": 60})
+    (iid,) = _instances(aws)
+    assert _info(ssm, [iid]) == [], "no instance profile: not a managed instance"
+    ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": _profile(aws("iam"))}, InstanceId=iid)
+    ctl.advance(59)
+    assert _info(ssm, [iid]) == []
+    ctl.advance(1)
+    (info,) = _info(ssm, [iid])
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert info["InstanceId"] == iid
+    assert info["PingStatus"] == "Online"
+    assert info["PlatformType"] == "Linux"
+    assert info["ResourceType"] == "EC2Instance"
+    assert info["AgentVersion"] == "3.3.987.0" and info["IsLatestVersion"] is True
+    assert info["IPAddress"] == inst["PrivateIpAddress"]
+    assert info["ComputerName"] == inst["PrivateDnsName"]
+    assert info["PlatformName"] and info["PlatformVersion"]
+    assert info["LastPingDateTime"].tzinfo is not None
+    assert abs(info["LastPingDateTime"].timestamp() * 1000 - ctl.now_ms()) < 1000
+
+    # a reboot restarts the agent: offline again for the delay
+    ec2.reboot_instances(InstanceIds=[iid])
+    assert _info(ssm, [iid]) == []
+    ctl.advance(60)
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+
+
+def test_profile_at_launch_stop_start_and_disassociate(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    ctl.post("/_opsflow/config", {"online_delay_seconds": 30})
+    profile = _profile(aws("iam"))
+    (iid,) = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=_ami(ec2, False), MinCount=1, MaxCount=1, IamInstanceProfile={"Name": profile})["Instances"]]
+    assert _info(ssm, [iid]) == []
+    ctl.advance(30)
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    ec2.stop_instances(InstanceIds=[iid])
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost"
+    ec2.start_instances(InstanceIds=[iid])
+    assert _info(ssm, [iid]) == [], "the agent needs the online delay after a start"
+    ctl.advance(30)
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    (assoc,) = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [iid]}])["IamInstanceProfileAssociations"]
+    ec2.disassociate_iam_instance_profile(AssociationId=assoc["AssociationId"])
+    assert _info(ssm, [iid]) == []
+
+
+def test_windows_platform_and_ping_status_override(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (win,) = _managed(aws, ctl, windows=True)
+    (lin,) = _managed(aws, ctl)
+    assert _info(ssm, [win])[0]["PlatformType"] == "Windows"
+    ctl.post("/_opsflow/config", {"ping_status": {lin: "ConnectionLost"}})
+    lost = ssm.describe_instance_information(
+        Filters=[{"Key": "PingStatus", "Values": ["ConnectionLost"]}])["InstanceInformationList"]
+    assert [i["InstanceId"] for i in lost if i["InstanceId"] in (win, lin)] == [lin]
+    ctl.post("/_opsflow/config", {"ping_status": {lin: None}})
+    assert _info(ssm, [lin])[0]["PingStatus"] == "Online"
+
+
+def test_instance_information_filter_list_and_pagination(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    ids = _managed(aws, ctl, n=7)
+    flt = [{"key": "InstanceIds", "valueSet": ids}]
+    first = ssm.describe_instance_information(InstanceInformationFilterList=flt, MaxResults=5)
+    assert len(first["InstanceInformationList"]) == 5 and first["NextToken"]
+    second = ssm.describe_instance_information(InstanceInformationFilterList=flt, MaxResults=5,
+                                               NextToken=first["NextToken"])
+    assert len(second["InstanceInformationList"]) == 2 and "NextToken" not in second
+    got = [i["InstanceId"] for i in first["InstanceInformationList"] + second["InstanceInformationList"]]
+    assert sorted(got) == sorted(ids)
+    # boto3's own paginator
+    pages = ssm.get_paginator("describe_instance_information").paginate(
+        InstanceInformationFilterList=flt, PaginationConfig={"PageSize": 5})
+    assert sorted(i["InstanceId"] for p in pages for i in p["InstanceInformationList"]) == sorted(ids)
+    unchecked = boto3.client("ssm", endpoint_url=ctl.url, region_name="us-east-1", aws_access_key_id="testing",
+                             aws_secret_access_key="testing", config=NO_RETRY.merge(Config(parameter_validation=False)))
+    with pytest.raises(ClientError) as err:
+        unchecked.describe_instance_information(MaxResults=1)  # SSM's range is 5..50
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+# --------------------------------------------------------------------------- SSM commands
+
+
+def _send(ssm: Any, ids: list[str], commands: list[str], **kw: Any) -> str:
+    params = {"commands": commands, **kw.pop("extra_params", {})}
+    cmd = ssm.send_command(InstanceIds=ids, DocumentName=kw.pop("document", "AWS-RunShellScript"),
+                           Parameters=params, **kw)["Command"]
+    assert cmd["Status"] == "Pending"
+    return cmd["CommandId"]
+
+
+def _inv(ssm: Any, cid: str, iid: str) -> dict[str, Any]:
+    return ssm.get_command_invocation(CommandId=cid, InstanceId=iid)
+
+
+def test_command_goes_pending_in_progress_success(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunShellScript", "match": "growpart",
+                                    "pending_seconds": 2, "duration_seconds": 30,
+                                    "stdout": "CHANGED: partition=1", "stderr": ""})
+    cid = _send(ssm, [iid], ["growpart /dev/nvme0n1 1"])
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"], inv["ExecutionStartDateTime"]) == ("Pending", -1, "")
+    ctl.advance(2)
+    inv = _inv(ssm, cid, iid)
+    assert inv["Status"] == "InProgress" and inv["StatusDetails"] == "InProgress"
+    assert inv["ExecutionEndDateTime"] == "" and inv["StandardOutputContent"] == ""
+    start = _iso(inv["ExecutionStartDateTime"])
+    ctl.advance(29)
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    ctl.advance(1)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Success", "Success", 0)
+    assert inv["StandardOutputContent"] == "CHANGED: partition=1"
+    assert _iso(inv["ExecutionStartDateTime"]) == start
+    assert (_iso(inv["ExecutionEndDateTime"]) - start).total_seconds() == pytest.approx(30, abs=0.01)
+    (listed,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert listed["Status"] == "Success" and listed["CompletedCount"] == 1
+
+
+def test_default_command_behaviour_is_immediate_success(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    cid = _send(ssm, [iid], ["echo hi"])
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardOutputContent"]) == ("Success", 0, "")
+
+
+def test_non_zero_exit_fails_with_that_response_code(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "resize2fs", "duration_seconds": 5, "exit_code": 3,
+                                    "stdout": "partial", "stderr": "resize2fs: Bad magic number"})
+    ctl.post("/_opsflow/commands", {"match": "uptime", "stdout": "up 3 days"})
+    failing = _send(ssm, [iid], ["resize2fs /dev/nvme0n1p1"])
+    other = _send(ssm, [iid], ["uptime"])
+    ctl.advance(5)
+    inv = _inv(ssm, failing, iid)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Failed", "Failed", 3)
+    assert inv["StandardErrorContent"] == "resize2fs: Bad magic number"
+    assert ssm.list_commands(CommandId=failing)["Commands"][0]["Status"] == "Failed"
+    assert _inv(ssm, other, iid)["StandardOutputContent"] == "up 3 days"
+
+
+def test_rule_count_limits_how_many_invocations_it_applies_to(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "flaky", "exit_code": 1, "count": 1})
+    first = _send(ssm, [iid], ["flaky"])
+    second = _send(ssm, [iid], ["flaky"])
+    assert _inv(ssm, first, iid)["Status"] == "Failed"
+    assert _inv(ssm, second, iid)["Status"] == "Success"
+
+
+def test_execution_timeout_and_timeout_seconds_give_timed_out(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "sleep", "duration_seconds": 600})
+    by_param = _send(ssm, [iid], ["sleep 600"], extra_params={"executionTimeout": ["10"]})
+    by_timeout = _send(ssm, [iid], ["sleep 600"], TimeoutSeconds=30)
+    ctl.advance(9)
+    assert _inv(ssm, by_param, iid)["Status"] == "InProgress"
+    ctl.advance(1)
+    inv = _inv(ssm, by_param, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("TimedOut", -1)
+    assert _inv(ssm, by_timeout, iid)["Status"] == "InProgress"
+    ctl.advance(20)
+    inv = _inv(ssm, by_timeout, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("TimedOut", -1)
+    assert ssm.list_commands(CommandId=by_timeout)["Commands"][0]["Status"] == "TimedOut"
+
+
+def test_cancel_command(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "long", "duration_seconds": 100})
+    cid = _send(ssm, [iid], ["long job"])
+    ctl.advance(10)
+    ssm.cancel_command(CommandId=cid)
+    ctl.advance(200)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Cancelled", -1)
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Cancelled"
+    with pytest.raises(ClientError) as err:
+        ssm.cancel_command(CommandId=str(uuid.uuid4()))
+    assert err.value.response["Error"]["Code"] == "InvalidCommandId"
+
+
+def test_invocation_does_not_exist_window(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/config", {"invocation_does_not_exist_seconds": 3})
+    cid = _send(ssm, [iid], ["echo"])
+    with pytest.raises(ClientError) as err:
+        _inv(ssm, cid, iid)
+    assert err.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+    assert ssm.list_command_invocations(CommandId=cid)["CommandInvocations"] == []
+    ctl.advance(3)
+    assert _inv(ssm, cid, iid)["Status"] == "Success"
+    # an instance the command was never sent to never has an invocation
+    with pytest.raises(ClientError) as err:
+        _inv(ssm, cid, "i-00000000000000000")
+    assert err.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+
+
+def test_list_command_invocations_follows_progression(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    a, b = _managed(aws, ctl, n=2)
+    ctl.post("/_opsflow/commands", {"match": "deploy", "duration_seconds": 10, "stdout": "ok", "stderr": "warn"})
+    ctl.post("/_opsflow/commands", {"match": "deploy", "instance_id": b, "duration_seconds": 20, "exit_code": 2})
+    cid = _send(ssm, [a, b], ["deploy"])
+    ctl.advance(1)
+    invs = ssm.list_command_invocations(CommandId=cid)["CommandInvocations"]
+    assert {i["InstanceId"]: i["Status"] for i in invs} == {a: "InProgress", b: "InProgress"}
+    assert all(i["CommandPlugins"] == [] for i in invs)
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "InProgress"
+    ctl.advance(9)
+    invs = ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"]
+    by_id = {i["InstanceId"]: i for i in invs}
+    assert (by_id[a]["Status"], by_id[b]["Status"]) == ("Success", "InProgress")
+    (plugin,) = by_id[a]["CommandPlugins"]
+    assert plugin["Name"] == "aws:runShellScript" and plugin["ResponseCode"] == 0
+    assert plugin["Output"].startswith("ok") and "warn" in plugin["Output"]
+    assert plugin["ResponseStartDateTime"].tzinfo is not None
+    (listed,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert (listed["Status"], listed["CompletedCount"]) == ("InProgress", 1)
+    ctl.advance(10)
+    only_b = ssm.list_command_invocations(CommandId=cid, InstanceId=b, Details=True)["CommandInvocations"]
+    assert [(i["Status"], i["CommandPlugins"][0]["ResponseCode"]) for i in only_b] == [("Failed", 2)]
+    (listed,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert (listed["Status"], listed["CompletedCount"], listed["ErrorCount"]) == ("Failed", 2, 1)
+    page = ssm.list_command_invocations(CommandId=cid, MaxResults=1)
+    assert len(page["CommandInvocations"]) == 1 and page["NextToken"]
+    rest = ssm.list_command_invocations(CommandId=cid, MaxResults=1, NextToken=page["NextToken"])
+    assert len(rest["CommandInvocations"]) == 1 and "NextToken" not in rest
+
+
+def test_output_truncation_and_s3_output_layout(aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (iid,) = _managed(aws, ctl)
+    bucket = f"ssm-out-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    big = "".join(f"{i:07d}\n" for i in range(4000))  # 32000 chars
+    ctl.post("/_opsflow/commands", {"match": "dump", "duration_seconds": 1, "stdout": big, "stderr": "e"})
+    cid = _send(ssm, [iid], ["dump"], OutputS3BucketName=bucket, OutputS3KeyPrefix="runs")
+    ctl.advance(1)
+    inv = _inv(ssm, cid, iid)
+    assert inv["StandardOutputContent"] == big[:24000]
+    details = ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"][0]
+    assert len(details["CommandPlugins"][0]["Output"]) == 2500
+    base = f"runs/{cid}/{iid}/awsrunShellScript/0.awsrunShellScript"
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"{base}/stderr", f"{base}/stdout"]
+    assert s3.get_object(Bucket=bucket, Key=f"{base}/stdout")["Body"].read().decode() == big
+    assert inv["StandardOutputUrl"].endswith(f"/{bucket}/{base}/stdout")
+
+
+# --------------------------------------------------------------------------- EBS volume modifications
+
+
+def test_volume_modification_progression(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 10, "volume_optimizing_seconds": 50})
+    vol = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    mod = ec2.modify_volume(VolumeId=vol, Size=20)["VolumeModification"]
+    assert (mod["ModificationState"], mod["OriginalSize"], mod["TargetSize"]) == ("modifying", 8, 20)
+    assert "EndTime" not in mod
+    assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Size"] == 20  # as AWS: size changes at start
+
+    def current() -> dict[str, Any]:
+        return ec2.describe_volumes_modifications(VolumeIds=[vol])["VolumesModifications"][0]
+
+    ctl.advance(9)
+    assert current()["ModificationState"] == "modifying"
+    ctl.advance(1)
+    first = current()
+    assert first["ModificationState"] == "optimizing"
+    ctl.advance(25)
+    second = current()
+    assert second["ModificationState"] == "optimizing"
+    assert 0 < first["Progress"] < second["Progress"] < 100
+    ctl.advance(25)
+    done = current()
+    assert (done["ModificationState"], done["Progress"]) == ("completed", 100)
+    assert (done["EndTime"] - done["StartTime"]).total_seconds() == pytest.approx(60)
+    filtered = ec2.describe_volumes_modifications(
+        VolumeIds=[vol], Filters=[{"Name": "modification-state", "Values": ["completed"]}])["VolumesModifications"]
+    assert [m["ModificationState"] for m in filtered] == ["completed"]
+
+
+def test_volume_modification_errors_and_toggles(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 5, "volume_optimizing_seconds": 5})
+    vol = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    ec2.modify_volume(VolumeId=vol, Size=10)
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=12)
+    assert err.value.response["Error"]["Code"] == "IncorrectModificationState"
+    ctl.advance(7)  # optimizing: still refused
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=12)
+    assert err.value.response["Error"]["Code"] == "IncorrectModificationState"
+    ctl.advance(3)  # completed: now the 6-hour rate limit applies
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=12)
+    assert err.value.response["Error"]["Code"] == "VolumeModificationRateExceeded"
+    ctl.advance(6 * 3600)
+    assert ec2.modify_volume(VolumeId=vol, Size=12)["VolumeModification"]["ModificationState"] == "modifying"
+
+    ctl.post("/_opsflow/config", {"volume_modification_in_progress_error": False,
+                                  "volume_modification_rate_limit": False})
+    assert ec2.modify_volume(VolumeId=vol, Size=14)["VolumeModification"]["TargetSize"] == 14
+    ctl.advance(10)
+    assert ec2.modify_volume(VolumeId=vol, Size=16)["VolumeModification"]["TargetSize"] == 16
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=4)
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_fault_injection_per_protocol(aws: Any, ctl: Control) -> None:
+    ec2, iam, ssm = aws("ec2"), aws("iam"), aws("ssm")
+    (iid,) = _instances(aws)
+    profile = _profile(iam)
+    msg = ("Value (my-profile) for parameter iamInstanceProfile.name is invalid. "
+           "Invalid IAM Instance Profile name")
+    ctl.post("/_opsflow/faults", {"operation": "ec2:AssociateIamInstanceProfile", "count": 2,
+                                  "code": "InvalidParameterValue", "message": msg, "http_status": 400})
+    ctl.post("/_opsflow/faults", {"faults": [
+        {"operation": "ec2:ModifyVolume", "code": "RequestLimitExceeded", "message": "Request limit exceeded.",
+         "http_status": 503},
+        {"operation": "iam:GetInstanceProfile", "code": "Throttling", "message": "Rate exceeded"},
+        {"operation": "ssm:SendCommand", "code": "ThrottlingException", "message": "Rate exceeded"},
+    ]})
+    for _ in range(2):
+        with pytest.raises(ClientError) as err:
+            ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": profile}, InstanceId=iid)
+        assert err.value.response["Error"] == {"Code": "InvalidParameterValue", "Message": msg}
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": profile}, InstanceId=iid)  # third works
+
+    vol = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=9)
+    assert err.value.response["Error"]["Code"] == "RequestLimitExceeded"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+
+    with pytest.raises(ClientError) as err:
+        iam.get_instance_profile(InstanceProfileName=profile)
+    assert err.value.response["Error"]["Code"] == "Throttling"
+    assert iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["InstanceProfileName"] == profile
+
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[iid], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x"]})
+    assert err.value.response["Error"]["Code"] == "ThrottlingException"
+    assert err.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == "ThrottlingException"
+    assert ctl.get("/_opsflow/faults")["faults"] == []
+    assert ctl.get("/_opsflow/calls")["calls"]["ec2:AssociateIamInstanceProfile"] == 3
+
+
+def test_fault_wire_formats(endpoint: str, ctl: Control) -> None:
+    """The raw bodies the Rust SDK parses: EC2 <Response><Errors>, IAM <ErrorResponse>, JSON __type."""
+    auth = "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=x"
+    ctl.post("/_opsflow/faults", {"faults": [
+        {"operation": "ec2:DescribeInstances", "code": "RequestLimitExceeded", "message": "m1", "http_status": 503},
+        {"operation": "iam:ListRoles", "code": "Throttling", "message": "m2"},
+        {"operation": "ssm:*", "code": "ThrottlingException", "message": "m3"},
+    ]})
+
+    def raw(service: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        req = urllib.request.Request(endpoint + "/", data=body, method="POST",
+                                     headers={"Authorization": auth.format(service), **headers})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read().decode()
+
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+    status, _, body = raw("ec2", b"Action=DescribeInstances&Version=2016-11-15", form)
+    assert status == 503
+    assert "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>m1</Message></Error></Errors>" in body
+    assert "<RequestID>" in body
+    status, _, body = raw("iam", b"Action=ListRoles&Version=2010-05-08", form)
+    assert status == 400 and "<ErrorResponse>" in body and "<Code>Throttling</Code>" in body
+    status, headers, body = raw("ssm", b"{}", {"Content-Type": "application/x-amz-json-1.1",
+                                               "X-Amz-Target": "AmazonSSM.DescribeInstanceInformation"})
+    assert status == 400 and json.loads(body) == {"__type": "ThrottlingException", "message": "m3"}
+    assert {k.lower(): v for k, v in headers.items()}["x-amzn-errortype"] == "ThrottlingException"
+
+
+# --------------------------------------------------------------------------- clock, counts, control API
+
+
+def test_clock_is_monotonic_and_drives_progress(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    now = ctl.now_ms()
+    out = ctl.post("/_opsflow/clock", {"now_ms": now - 60_000})
+    assert out["moved"] is False and out["now_ms"] == now, "going backwards is ignored"
+    out = ctl.post("/_opsflow/clock", {"now_ms": now + 3_600_000})
+    assert out["moved"] is True and out["now_ms"] == now + 3_600_000 and out["mode"] == "manual"
+    assert ctl.now_ms() == now + 3_600_000, "a driven clock stands still between calls"
+    # progress started now is measured on that clock
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 100})
+    vol = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    mod = ec2.modify_volume(VolumeId=vol, Size=9)["VolumeModification"]
+    assert abs(mod["StartTime"].timestamp() * 1000 - (now + 3_600_000)) < 1000
+    ctl.post("/_opsflow/clock", {"advance_ms": 100_000})
+    assert ec2.describe_volumes_modifications(VolumeIds=[vol])["VolumesModifications"][0][
+        "ModificationState"] == "completed"
+
+
+def test_time_scale_speeds_up_real_time(ctl: Control) -> None:
+    import time
+
+    ctl.post("/_opsflow/clock", {"advance_ms": 0, "running": True})
+    ctl.post("/_opsflow/config", {"time_scale": 1000})
+    before = ctl.now_ms()
+    time.sleep(0.05)
+    elapsed = ctl.now_ms() - before
+    assert elapsed >= 40_000, f"at 1000x, 50 ms real should be >= 40 s virtual, got {elapsed} ms"
+    assert ctl.get("/_opsflow/clock")["mode"] == "running"
+
+
+def test_call_counts_and_reset(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    assert ctl.get("/_opsflow/calls") == {"calls": {}, "total": 0}
+    ec2.describe_volumes()
+    ec2.describe_volumes()
+    ssm.describe_instance_information()
+    ctl.get("/_opsflow/health")  # control calls are not AWS calls
+    calls = ctl.get("/_opsflow/calls")
+    assert calls["calls"] == {"ec2:DescribeVolumes": 2, "ssm:DescribeInstanceInformation": 1}
+    assert calls["total"] == 3
+
+    ctl.post("/_opsflow/config", {"online_delay_seconds": 5})
+    ctl.post("/_opsflow/commands", {"match": "x", "exit_code": 1})
+    ctl.post("/_opsflow/faults", {"operation": "ec2:DescribeVolumes", "code": "X"})
+    ctl.post("/_opsflow/reset", {})
+    assert ctl.get("/_opsflow/calls")["total"] == 0
+    assert ctl.get("/_opsflow/config")["online_delay_seconds"] == 0
+    assert ctl.get("/_opsflow/commands")["rules"] == []
+    assert ctl.get("/_opsflow/faults")["faults"] == []
+    ec2.describe_volumes()  # the fault is gone
+
+
+def test_control_api_rejects_bad_input(ctl: Control) -> None:
+    assert ctl.call("POST", "/_opsflow/config", {"online_delay": 5})[0] == 400
+    assert ctl.call("POST", "/_opsflow/config", {"online_delay_seconds": "soon"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/config", {"ping_status": {"i-1": "Sleeping"}})[0] == 400
+    assert ctl.call("POST", "/_opsflow/faults", {"operation": "ModifyVolume", "code": "X"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/commands", {"duraton_seconds": 5})[0] == 400
+    assert ctl.call("POST", "/_opsflow/clock", {})[0] == 400
+    assert ctl.call("GET", "/_opsflow/nope")[0] == 404
+
+
+def test_send_command_requires_online_when_configured(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (offline,) = _instances(aws)
+    (online,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/config", {"send_command_requires_online": True})
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[offline], DocumentName="AWS-RunShellScript",
+                         Parameters={"commands": ["x"]})
+    assert err.value.response["Error"]["Code"] == "InvalidInstanceId"
+    assert _send(ssm, [online], ["x"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(pytest.main([__file__, "-q"]))
