@@ -1,0 +1,340 @@
+//! The ports: the only way this crate's callers reach AWS. The adapter crate implements them
+//! with the AWS SDK; tests implement them with fakes.
+//!
+//! Each method returns a `Send` future, so the Lambdas can run them on a multi-threaded
+//! runtime; implementations may simply write `async fn`. Errors are [`CoreError`]s, classified
+//! by the adapter (see [`CoreError::from_aws_error`]).
+
+use std::future::Future;
+
+use crate::error::CoreError;
+use crate::facts::{Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StatusChecks, VolumeFacts};
+use crate::script::CommandSpec;
+
+/// EC2: instances, volumes and instance profile associations.
+pub trait Ec2: Send + Sync {
+    /// DescribeInstances for one instance; `NotFound` when it does not exist.
+    fn describe_instance(&self, instance_id: &str) -> impl Future<Output = Result<InstanceFacts, CoreError>> + Send;
+
+    /// DescribeVolumes plus the latest DescribeVolumesModifications entry.
+    fn describe_volume(&self, volume_id: &str) -> impl Future<Output = Result<VolumeFacts, CoreError>> + Send;
+
+    /// ModifyVolume to `size_gib`; returns the modification it started.
+    fn modify_volume(&self, volume_id: &str, size_gib: u32) -> impl Future<Output = Result<Modification, CoreError>> + Send;
+
+    /// The latest modification of the volume, if it was ever modified.
+    fn describe_volume_modification(&self, volume_id: &str) -> impl Future<Output = Result<Option<Modification>, CoreError>> + Send;
+
+    /// AssociateIamInstanceProfile; `profile` is an ARN or a name.
+    fn associate_profile(&self, instance_id: &str, profile: &str) -> impl Future<Output = Result<Association, CoreError>> + Send;
+
+    /// ReplaceIamInstanceProfileAssociation.
+    fn replace_profile_association(
+        &self,
+        association_id: &str,
+        profile: &str,
+    ) -> impl Future<Output = Result<Association, CoreError>> + Send;
+
+    /// DisassociateIamInstanceProfile.
+    fn disassociate_profile(&self, association_id: &str) -> impl Future<Output = Result<Association, CoreError>> + Send;
+
+    /// The instance's `associating` or `associated` association, if any.
+    fn describe_association(&self, instance_id: &str) -> impl Future<Output = Result<Option<Association>, CoreError>> + Send;
+
+    /// DescribeInstanceStatus: `None` while EC2 reports no status for the instance.
+    fn instance_status(&self, instance_id: &str) -> impl Future<Output = Result<Option<StatusChecks>, CoreError>> + Send;
+
+    /// RebootInstances (for `RebootFallback`).
+    fn reboot_instance(&self, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// CreateTags with one tag (e.g. [`crate::plan::PREVIOUS_PROFILE_TAG`]).
+    fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// DeleteTags for one tag key.
+    fn untag_instance(&self, instance_id: &str, key: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// IAM: instance profiles.
+pub trait Iam: Send + Sync {
+    /// GetInstanceProfile by name; `NotFound` when there is none.
+    fn get_instance_profile(&self, name: &str) -> impl Future<Output = Result<ProfileRef, CoreError>> + Send;
+}
+
+/// SSM: managed node status and Run Command.
+pub trait Ssm: Send + Sync {
+    /// The ping status of the instance as a managed node; `None` when SSM does not know it.
+    fn ping_status(&self, instance_id: &str) -> impl Future<Output = Result<Option<PingStatus>, CoreError>> + Send;
+
+    /// SendCommand for one instance; returns the command ID.
+    fn send_command(&self, spec: &CommandSpec, instance_id: &str) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// GetCommandInvocation. Errors carry the AWS code (see
+    /// [`crate::command::invocation_lookup_error`] for `InvocationDoesNotExist`).
+    fn get_invocation(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<Invocation, CoreError>> + Send;
+}
+
+/// Where the CloudFormation answer goes: an HTTP PUT of `body` to the presigned `url`.
+pub trait ResponseSink: Send + Sync {
+    fn put(&self, url: &str, body: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cfn::{CfnRequest, CfnResponse};
+    use crate::facts::{AssociationState, BlockDevice, InstanceState, ModificationState, Platform};
+    use crate::plan::{choose_volume, plan_profile, plan_volume, ProfileAction, VolumeAction, VolumeRules};
+    use std::collections::BTreeMap;
+    use std::pin::pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+
+    /// Drives a future whose fakes never wait.
+    fn run<F: Future>(future: F) -> F::Output {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..1000 {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+        panic!("the fake future did not complete");
+    }
+
+    fn assert_send<T: Send>(value: T) -> T {
+        value
+    }
+
+    #[derive(Default)]
+    struct FakeAws {
+        calls: Mutex<Vec<String>>,
+        volume_size: Mutex<u32>,
+        puts: Mutex<Vec<(String, String)>>,
+    }
+
+    impl FakeAws {
+        fn log(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    fn association(profile: &str) -> Association {
+        Association {
+            association_id: "iip-assoc-1".into(),
+            profile_arn: format!("arn:aws:iam::123456789012:instance-profile/{profile}"),
+            state: AssociationState::Associating,
+        }
+    }
+
+    impl Ec2 for FakeAws {
+        async fn describe_instance(&self, instance_id: &str) -> Result<InstanceFacts, CoreError> {
+            self.log(format!("DescribeInstances {instance_id}"));
+            if instance_id != "i-0123456789abcdef0" {
+                return Err(CoreError::not_found(format!("instance {instance_id}"), "no such instance"));
+            }
+            Ok(InstanceFacts {
+                instance_id: instance_id.into(),
+                state: InstanceState::Running,
+                platform: Platform::Linux,
+                root_device_name: Some("/dev/xvda".into()),
+                block_devices: vec![BlockDevice {
+                    device_name: "/dev/xvda".into(),
+                    volume_id: "vol-0abc".into(),
+                }],
+                iam_association: None,
+                tags: BTreeMap::new(),
+                launch_time_epoch_s: Some(0),
+            })
+        }
+        async fn describe_volume(&self, volume_id: &str) -> Result<VolumeFacts, CoreError> {
+            self.log(format!("DescribeVolumes {volume_id}"));
+            Ok(VolumeFacts {
+                volume_id: volume_id.into(),
+                size_gib: *self.volume_size.lock().unwrap(),
+                volume_type: "gp3".into(),
+                modification: None,
+            })
+        }
+        async fn modify_volume(&self, volume_id: &str, size_gib: u32) -> Result<Modification, CoreError> {
+            self.log(format!("ModifyVolume {volume_id} {size_gib}"));
+            *self.volume_size.lock().unwrap() = size_gib;
+            Ok(Modification {
+                state: ModificationState::Modifying,
+                target_size_gib: size_gib,
+                start_time_epoch_s: 0,
+                end_time_epoch_s: None,
+            })
+        }
+        async fn describe_volume_modification(&self, volume_id: &str) -> Result<Option<Modification>, CoreError> {
+            self.log(format!("DescribeVolumesModifications {volume_id}"));
+            Ok(None)
+        }
+        async fn associate_profile(&self, instance_id: &str, profile: &str) -> Result<Association, CoreError> {
+            self.log(format!("AssociateIamInstanceProfile {instance_id} {profile}"));
+            Ok(association(profile))
+        }
+        async fn replace_profile_association(&self, association_id: &str, profile: &str) -> Result<Association, CoreError> {
+            self.log(format!("ReplaceIamInstanceProfileAssociation {association_id} {profile}"));
+            Ok(association(profile))
+        }
+        async fn disassociate_profile(&self, association_id: &str) -> Result<Association, CoreError> {
+            self.log(format!("DisassociateIamInstanceProfile {association_id}"));
+            Ok(Association {
+                state: AssociationState::Disassociating,
+                ..association("x")
+            })
+        }
+        async fn describe_association(&self, instance_id: &str) -> Result<Option<Association>, CoreError> {
+            self.log(format!("DescribeIamInstanceProfileAssociations {instance_id}"));
+            Ok(None)
+        }
+        async fn instance_status(&self, instance_id: &str) -> Result<Option<StatusChecks>, CoreError> {
+            self.log(format!("DescribeInstanceStatus {instance_id}"));
+            Ok(None)
+        }
+        async fn reboot_instance(&self, instance_id: &str) -> Result<(), CoreError> {
+            self.log(format!("RebootInstances {instance_id}"));
+            Ok(())
+        }
+        async fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> Result<(), CoreError> {
+            self.log(format!("CreateTags {instance_id} {key}={value}"));
+            Ok(())
+        }
+        async fn untag_instance(&self, instance_id: &str, key: &str) -> Result<(), CoreError> {
+            self.log(format!("DeleteTags {instance_id} {key}"));
+            Ok(())
+        }
+    }
+
+    impl Iam for FakeAws {
+        async fn get_instance_profile(&self, name: &str) -> Result<ProfileRef, CoreError> {
+            self.log(format!("GetInstanceProfile {name}"));
+            Ok(ProfileRef {
+                name: name.into(),
+                path: "/".into(),
+                arn: format!("arn:aws:iam::123456789012:instance-profile/{name}"),
+                roles: vec!["role".into()],
+            })
+        }
+    }
+
+    impl Ssm for FakeAws {
+        async fn ping_status(&self, instance_id: &str) -> Result<Option<PingStatus>, CoreError> {
+            self.log(format!("DescribeInstanceInformation {instance_id}"));
+            Ok(Some(PingStatus::Online))
+        }
+        async fn send_command(&self, spec: &CommandSpec, instance_id: &str) -> Result<String, CoreError> {
+            self.log(format!("SendCommand {} {instance_id}", spec.document_name));
+            Ok("cmd-1".into())
+        }
+        async fn get_invocation(&self, command_id: &str, instance_id: &str) -> Result<Invocation, CoreError> {
+            self.log(format!("GetCommandInvocation {command_id} {instance_id}"));
+            Ok(Invocation {
+                status: "Success".into(),
+                status_details: "Success".into(),
+                response_code: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    impl ResponseSink for FakeAws {
+        async fn put(&self, url: &str, body: &str) -> Result<(), CoreError> {
+            self.puts.lock().unwrap().push((url.into(), body.into()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn port_futures_are_send() {
+        let aws = FakeAws::default();
+        let spec = crate::script::fs_grow_command(Platform::Linux, &crate::script::FsTarget::MountPoint("/".into())).unwrap();
+        run(assert_send(aws.describe_instance("i-0123456789abcdef0"))).unwrap();
+        run(assert_send(aws.get_instance_profile("p"))).unwrap();
+        run(assert_send(aws.send_command(&spec, "i-0123456789abcdef0"))).unwrap();
+        run(assert_send(aws.put("https://example/", "{}"))).unwrap();
+    }
+
+    /// A generic step, written the way the Lambdas will use the ports with the plans.
+    async fn grow_root_volume<E: Ec2>(ec2: &E, instance_id: &str, desired: u32) -> Result<VolumeAction, CoreError> {
+        let instance = ec2.describe_instance(instance_id).await?;
+        let chosen = choose_volume(&instance, None)?;
+        let volume = ec2.describe_volume(&chosen.volume_id).await?;
+        let action = plan_volume(Some(desired), &volume, 0, &VolumeRules::CURRENT)?;
+        if let VolumeAction::Grow { volume_id, to, .. } = &action {
+            ec2.modify_volume(volume_id, *to).await?;
+        }
+        Ok(action)
+    }
+
+    async fn assign_profile<E: Ec2, I: Iam>(ec2: &E, iam: &I, instance_id: &str, name: &str) -> Result<ProfileAction, CoreError> {
+        let profile = iam.get_instance_profile(name).await?;
+        let current = ec2.describe_association(instance_id).await?;
+        let action = plan_profile(Some(&profile), current.as_ref());
+        if let ProfileAction::Associate { profile } = &action {
+            ec2.associate_profile(instance_id, profile).await?;
+        }
+        Ok(action)
+    }
+
+    #[test]
+    fn plans_drive_the_ports() {
+        let aws = FakeAws::default();
+        *aws.volume_size.lock().unwrap() = 8;
+        let first = run(assert_send(grow_root_volume(&aws, "i-0123456789abcdef0", 32))).unwrap();
+        assert_eq!(
+            first,
+            VolumeAction::Grow {
+                volume_id: "vol-0abc".into(),
+                from: 8,
+                to: 32
+            }
+        );
+        let second = run(grow_root_volume(&aws, "i-0123456789abcdef0", 32)).unwrap();
+        assert_eq!(
+            second,
+            VolumeAction::Nothing {
+                volume_id: "vol-0abc".into(),
+                size_gib: 32
+            }
+        );
+        let assigned = run(assert_send(assign_profile(&aws, &aws, "i-0123456789abcdef0", "dev-ide-profile"))).unwrap();
+        assert_eq!(
+            assigned,
+            ProfileAction::Associate {
+                profile: "arn:aws:iam::123456789012:instance-profile/dev-ide-profile".into()
+            }
+        );
+        assert_eq!(
+            *aws.calls.lock().unwrap(),
+            vec![
+                "DescribeInstances i-0123456789abcdef0",
+                "DescribeVolumes vol-0abc",
+                "ModifyVolume vol-0abc 32",
+                "DescribeInstances i-0123456789abcdef0",
+                "DescribeVolumes vol-0abc",
+                "GetInstanceProfile dev-ide-profile",
+                "DescribeIamInstanceProfileAssociations i-0123456789abcdef0",
+                "AssociateIamInstanceProfile i-0123456789abcdef0 arn:aws:iam::123456789012:instance-profile/dev-ide-profile",
+            ]
+        );
+        assert_eq!(
+            run(grow_root_volume(&aws, "i-0000000000000000f", 32)).unwrap_err().name(),
+            "NotFound"
+        );
+    }
+
+    #[test]
+    fn response_sink_receives_the_body() {
+        let aws = FakeAws::default();
+        let request = CfnRequest::from_value(serde_json::json!({
+            "RequestType": "Create", "ResponseURL": "https://s3.example/presigned", "StackId": "stack", "RequestId": "req",
+            "ResourceType": "Custom::OpsflowInstanceSetup", "LogicalResourceId": "Setup", "ResourceProperties": {}
+        }))
+        .unwrap();
+        let body = CfnResponse::success(&request, "opsflow-setup-i-0123456789abcdef0").to_body();
+        run(aws.put(&request.response_url, &body)).unwrap();
+        assert_eq!(*aws.puts.lock().unwrap(), vec![("https://s3.example/presigned".to_string(), body)]);
+    }
+}
