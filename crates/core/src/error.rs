@@ -36,11 +36,18 @@ pub enum CoreError {
     /// The Lambda's role may not call the operation (a deployment problem, not a template one).
     #[error("AccessDenied: {operation}: {detail}")]
     AccessDenied { operation: String, detail: String },
+    /// A wait (association, volume modification, SSM readiness, command) passed its deadline.
+    #[error("DeadlineExceeded: {what}: {detail}")]
+    DeadlineExceeded { what: String, detail: String },
+    /// An SSM command ended in a status other than Success; `detail` holds the status, the
+    /// exit code and the end of its output.
+    #[error("CommandFailed: {command_id}: {detail}")]
+    CommandFailed { command_id: String, detail: String },
 }
 
 impl CoreError {
     /// Every variant name, as returned by [`CoreError::name`].
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 10] = [
         "InvalidInput",
         "NotFound",
         "Conflict",
@@ -49,6 +56,8 @@ impl CoreError {
         "LimitExceeded",
         "Unsupported",
         "AccessDenied",
+        "DeadlineExceeded",
+        "CommandFailed",
     ];
 
     /// The variant name, used as the Lambda error type.
@@ -62,6 +71,8 @@ impl CoreError {
             CoreError::LimitExceeded { .. } => "LimitExceeded",
             CoreError::Unsupported { .. } => "Unsupported",
             CoreError::AccessDenied { .. } => "AccessDenied",
+            CoreError::DeadlineExceeded { .. } => "DeadlineExceeded",
+            CoreError::CommandFailed { .. } => "CommandFailed",
         }
     }
 
@@ -209,6 +220,14 @@ mod tests {
             CoreError::limit_exceeded("volume vol-1", "four modifications in 24 hours"),
             CoreError::unsupported("file system", "zfs"),
             CoreError::access_denied("AssociateIamInstanceProfile", "not authorized"),
+            CoreError::DeadlineExceeded {
+                what: "WaitForAssociation".into(),
+                detail: "not associated after 300 s".into(),
+            },
+            CoreError::CommandFailed {
+                command_id: "c-1".into(),
+                detail: "Failed, exit code 1".into(),
+            },
         ]
     }
 

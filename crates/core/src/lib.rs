@@ -41,10 +41,12 @@ pub mod cfn;
 pub mod command;
 pub mod error;
 pub mod facts;
+pub mod handlers;
 pub mod plan;
 pub mod ports;
 pub mod props;
 pub mod script;
+pub mod steps;
 pub mod time;
 
 pub use cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ChangeSet, RequestType};

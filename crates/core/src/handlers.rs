@@ -1,0 +1,197 @@
+//! The Lambda functions of the provisioning state machine, as one JSON-in, JSON-out entry point
+//! per function name. The deployed Lambdas (thin mains) and the local engine call the same
+//! [`invoke`], so what runs offline is exactly what runs on AWS.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::cfn::CfnRequest;
+use crate::error::CoreError;
+use crate::ports::{Ec2, Iam, ResponseSink, Ssm};
+use crate::steps::{self, CommandKind, CommandProgress, Outcome, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress};
+
+/// The task functions of `statemachines/provision-instance.asl.json` (its `${<Name>FunctionArn}`).
+pub const TASK_FUNCTIONS: [&str; 8] = [
+    "Plan",
+    "AssignProfile",
+    "ModifyVolume",
+    "CheckReadiness",
+    "GrowFilesystem",
+    "SendCommand",
+    "CheckCommand",
+    "Answer",
+];
+
+/// The AWS ports one function uses.
+pub struct Ports<E, I, S, R> {
+    pub ec2: E,
+    pub iam: I,
+    pub ssm: S,
+    pub sink: R,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(function: &str, payload: Value) -> Result<T, CoreError> {
+    serde_json::from_value(payload).map_err(|e| CoreError::invalid(format!("{function} input"), e.to_string()))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, CoreError> {
+    serde_json::to_value(v).map_err(|e| CoreError::transient("serialize", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct RequestAndPlan {
+    request: Value,
+    plan: Plan,
+}
+
+#[derive(Deserialize)]
+struct OpInput<P> {
+    op: String,
+    plan: Plan,
+    #[serde(default = "none")]
+    progress: Option<P>,
+}
+
+fn none<P>() -> Option<P> {
+    None
+}
+
+#[derive(Deserialize)]
+struct ProgressInput<P> {
+    plan: Plan,
+    progress: Option<P>,
+}
+
+#[derive(Deserialize)]
+struct AnswerInput {
+    status: String,
+    #[serde(default)]
+    step: Option<String>,
+    state: Value,
+}
+
+fn request_of(v: Value) -> Result<CfnRequest, CoreError> {
+    CfnRequest::from_value(v)
+}
+
+/// Runs the task function `function` on `payload` at `now_s` (seconds since the epoch).
+pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
+    ports: &Ports<E, I, S, R>,
+    settings: &Settings,
+    function: &str,
+    payload: Value,
+    now_s: i64,
+) -> Result<Value, CoreError> {
+    match function {
+        "Plan" => {
+            #[derive(Deserialize)]
+            struct In {
+                request: Value,
+            }
+            let input: In = parse(function, payload)?;
+            to_value(&steps::plan(&ports.ec2, &ports.iam, settings, &request_of(input.request)?, now_s).await?)
+        }
+        "AssignProfile" => {
+            let input: OpInput<ProfileProgress> = parse(function, payload)?;
+            let out = match (input.op.as_str(), &input.progress) {
+                ("assign", _) => steps::assign_profile(&ports.ec2, settings, &input.plan, now_s).await?,
+                ("check", Some(p)) => steps::check_association(&ports.ec2, settings, &input.plan, p, now_s).await?,
+                _ => return Err(CoreError::invalid("op", "must be \"assign\", or \"check\" with a progress")),
+            };
+            to_value(&out)
+        }
+        "ModifyVolume" => {
+            let input: OpInput<VolumeProgress> = parse(function, payload)?;
+            let out = match (input.op.as_str(), &input.progress, &input.plan.volume) {
+                ("modify", _, Some(action)) => steps::modify_volume(&ports.ec2, settings, action, now_s).await?,
+                ("check", Some(p), _) => steps::check_volume(&ports.ec2, settings, p, now_s).await?,
+                _ => {
+                    return Err(CoreError::invalid(
+                        "op",
+                        "must be \"modify\" with a planned volume, or \"check\" with a progress",
+                    ))
+                }
+            };
+            to_value(&out)
+        }
+        "CheckReadiness" => {
+            let input: ProgressInput<ReadyProgress> = parse(function, payload)?;
+            to_value(&steps::check_readiness(&ports.ec2, &ports.ssm, settings, &input.plan, input.progress.as_ref(), now_s).await?)
+        }
+        "GrowFilesystem" | "SendCommand" => {
+            let kind = if function == "GrowFilesystem" {
+                CommandKind::Filesystem
+            } else {
+                CommandKind::Bootstrap
+            };
+            let input: RequestAndPlan = parse(function, payload)?;
+            let request = request_of(input.request)?;
+            let spec = steps::command_spec(kind, settings, &request, &input.plan)?;
+            to_value(&steps::send_command(&ports.ssm, kind, &spec, &input.plan, settings, now_s).await?)
+        }
+        "CheckCommand" => {
+            let input: ProgressInput<CommandProgress> = parse(function, payload)?;
+            let progress = input.progress.ok_or_else(|| CoreError::invalid("progress", "is required"))?;
+            to_value(&steps::check_command(&ports.ssm, settings, &input.plan, &progress, now_s).await?)
+        }
+        "Answer" => {
+            let input: AnswerInput = parse(function, payload)?;
+            let outcome = outcome_of(&input);
+            let request = request_of(input.state.get("request").cloned().unwrap_or(Value::Null))?;
+            let response = steps::answer(&ports.sink, &request, &outcome).await?;
+            Ok(json!({"status": response.status, "reason": response.reason, "physicalResourceId": response.physical_resource_id}))
+        }
+        other => Err(CoreError::invalid(
+            "function",
+            format!("'{other}' is not one of {}", TASK_FUNCTIONS.join(", ")),
+        )),
+    }
+}
+
+/// What the answer reports, read from the state the workflow accumulated.
+fn outcome_of(input: &AnswerInput) -> Outcome {
+    let s = &input.state;
+    let plan: Option<Plan> = s.get("plan").and_then(|p| serde_json::from_value(p.clone()).ok());
+    let is_delete = s.pointer("/request/RequestType").and_then(Value::as_str) == Some("Delete");
+    let mut data = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            data.insert(k.to_string(), v);
+        }
+    };
+    put("AssociationId", s.pointer("/profile/associationId").cloned());
+    put(
+        "PreviousInstanceProfileArn",
+        plan.as_ref().and_then(|p| p.previous_profile_arn.clone()).map(Value::String),
+    );
+    let volume_size = s
+        .pointer("/volume/targetSizeGiB")
+        .cloned()
+        .or_else(|| match plan.as_ref().and_then(|p| p.volume.clone()) {
+            Some(crate::plan::VolumeAction::Nothing { size_gib, .. }) => Some(json!(size_gib)),
+            Some(crate::plan::VolumeAction::Grow { to, .. }) => Some(json!(to)),
+            Some(crate::plan::VolumeAction::WaitForModification { target_size_gib, .. }) => Some(json!(target_size_gib)),
+            None => None,
+        });
+    put("VolumeSizeGiB", volume_size);
+    put(
+        "FilesystemSizeGiB",
+        s.pointer("/filesystem/filesystemSizeBytes")
+            .and_then(Value::as_u64)
+            .map(|b| json!(format!("{:.1}", b as f64 / 1073741824.0))),
+    );
+    put("CommandId", s.pointer("/bootstrap/commandId").cloned());
+    put("CommandStatus", s.pointer("/bootstrap/status").cloned());
+    let error = s.pointer("/error/Error").and_then(Value::as_str).map(String::from);
+    let cause = s.pointer("/error/Cause").and_then(Value::as_str).map(String::from);
+    let status = if input.status == "SUCCESS" { "SUCCESS" } else { "FAILED" };
+    Outcome {
+        status: status.to_string(),
+        step: input.step.clone(),
+        error,
+        cause,
+        plan,
+        data,
+        delete: is_delete,
+    }
+}

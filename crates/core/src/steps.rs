@@ -1,0 +1,745 @@
+//! The steps of the provisioning workflow, one per Lambda: each takes the small JSON the state
+//! machine hands it, reads fresh facts through the ports, decides with [`crate::plan`], acts,
+//! and returns the small JSON the next state needs. Every step is idempotent: run twice (a
+//! retry, a replay), it finds the work done and reports it instead of doing it again.
+//!
+//! Waits are poll loops in the state machine (Wait → check step → Choice). A check step returns
+//! `done`, or the next [`Poll`] (a delay that backs off, and a deadline past which the step
+//! fails with `DeadlineExceeded`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, ChangeSet, RequestType};
+use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
+use crate::error::CoreError;
+use crate::facts::{AssociationState, ModificationState, Platform};
+use crate::plan::{
+    choose_volume, plan_profile, plan_profile_restore, plan_volume, previous_profile_from_tag, previous_profile_tag_value, profile_name,
+    readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules, PREVIOUS_PROFILE_TAG,
+};
+use crate::ports::{Ec2, Iam, ResponseSink, Ssm};
+use crate::props::{AllowList, OnDelete, SetupProps};
+use crate::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
+
+/// Deployment settings of the steps (from the Lambdas' environment).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub allow_list: AllowList,
+    pub volume_rules: VolumeRules,
+    /// How long to wait for an association to become `associated`.
+    pub association_timeout_s: i64,
+    /// How long to wait for a volume modification to reach `optimizing`.
+    pub volume_timeout_s: i64,
+    /// How long to wait for the instance to run, pass its status checks and be Online in SSM.
+    pub readiness_timeout_s: i64,
+    pub poll: PollPolicy,
+}
+
+impl Settings {
+    pub fn new(allow_list: AllowList) -> Settings {
+        Settings {
+            allow_list,
+            volume_rules: VolumeRules::CURRENT,
+            association_timeout_s: 300,
+            volume_timeout_s: 1800,
+            readiness_timeout_s: 900,
+            poll: PollPolicy::DEFAULT,
+        }
+    }
+}
+
+/// Backoff of the poll loops: the first delay, the factor and the cap, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollPolicy {
+    pub first_s: u64,
+    pub factor: f64,
+    pub max_s: u64,
+}
+
+impl PollPolicy {
+    /// 2 s, then ×1.5 up to 15 s: a resource that becomes ready is noticed within 15 s.
+    pub const DEFAULT: PollPolicy = PollPolicy {
+        first_s: 2,
+        factor: 1.5,
+        max_s: 15,
+    };
+}
+
+/// Where a poll loop stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Poll {
+    pub attempt: u32,
+    pub delay_seconds: u64,
+    pub deadline_epoch_s: i64,
+}
+
+impl Poll {
+    pub fn start(now_s: i64, timeout_s: i64, policy: PollPolicy) -> Poll {
+        Poll {
+            attempt: 0,
+            delay_seconds: policy.first_s,
+            deadline_epoch_s: now_s + timeout_s,
+        }
+    }
+
+    /// The next wait, or `DeadlineExceeded` naming `what` and `why` it is still waiting.
+    pub fn next(&self, now_s: i64, policy: PollPolicy, what: &str, why: &str) -> Result<Poll, CoreError> {
+        if now_s >= self.deadline_epoch_s {
+            return Err(CoreError::DeadlineExceeded {
+                what: what.to_string(),
+                detail: format!(
+                    "still waiting at the deadline {}: {why}",
+                    crate::time::format_utc(self.deadline_epoch_s)
+                ),
+            });
+        }
+        let grown = ((self.delay_seconds as f64) * policy.factor).round() as u64;
+        let delay = grown.clamp(1, policy.max_s).min((self.deadline_epoch_s - now_s).max(1) as u64);
+        Ok(Poll {
+            attempt: self.attempt + 1,
+            delay_seconds: delay,
+            deadline_epoch_s: self.deadline_epoch_s,
+        })
+    }
+}
+
+/// What the plan step decided; the state machine branches on the `action` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub instance_id: String,
+    pub platform: Platform,
+    pub physical_resource_id: String,
+    /// `Nothing`, `Associate`, `Replace`, `Disassociate` or `WaitForAssociation`.
+    pub profile: ProfileAction,
+    /// The profile (ARN) the instance must end with, when one is wanted.
+    pub wanted_profile_arn: Option<String>,
+    /// The profile (ARN) the instance had before, reported in the output.
+    pub previous_profile_arn: Option<String>,
+    /// `Nothing`, `Grow` or `WaitForModification`; absent when no size is asked.
+    pub volume: Option<VolumeAction>,
+    /// The volume's device and whether it is the root volume, when a size is asked.
+    pub device: Option<String>,
+    pub grow_filesystem: bool,
+    pub bootstrap: bool,
+    /// True when SSM must be reachable (file system or bootstrap).
+    pub needs_ssm: bool,
+}
+
+/// Plan: validates the properties (again — the request handler did so first), reads the
+/// instance, its volume and the wanted profile, and decides every step. Read-only.
+pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: &CfnRequest, now_s: i64) -> Result<Plan, CoreError> {
+    let props = SetupProps::parse(&request.resource_properties, &settings.allow_list)?;
+    let changes = match (&request.request_type, &request.old_resource_properties) {
+        (RequestType::Update, Some(old)) => changed_fields(old, &request.resource_properties),
+        _ => ChangeSet::ALL,
+    };
+    let instance = ec2.describe_instance(&props.instance_id).await?;
+    let physical_resource_id = physical_resource_id(request, Some(&props.instance_id));
+    let current = instance.iam_association.as_ref();
+
+    if request.request_type == RequestType::Delete {
+        let profile = match (props.on_delete, &props.instance_profile) {
+            (OnDelete::Revert, Some(spec)) => {
+                let previous = instance.tags.get(PREVIOUS_PROFILE_TAG).and_then(|v| previous_profile_from_tag(v));
+                match instance.tags.get(PREVIOUS_PROFILE_TAG) {
+                    Some(_) => plan_profile_restore(previous.as_deref(), &spec.name, current),
+                    None => ProfileAction::Nothing,
+                }
+            }
+            _ => ProfileAction::Nothing,
+        };
+        let wanted = match &profile {
+            ProfileAction::Associate { profile } | ProfileAction::Replace { profile, .. } => Some(profile.clone()),
+            _ => None,
+        };
+        return Ok(Plan {
+            instance_id: props.instance_id,
+            platform: instance.platform,
+            physical_resource_id,
+            profile,
+            wanted_profile_arn: wanted,
+            previous_profile_arn: current.map(|a| a.profile_arn.clone()),
+            volume: None,
+            device: None,
+            grow_filesystem: false,
+            bootstrap: false,
+            needs_ssm: false,
+        });
+    }
+
+    let (profile, wanted_profile_arn) = match &props.instance_profile {
+        Some(spec) => {
+            let found = iam.get_instance_profile(&spec.name).await?;
+            verify_profile(spec, &found, &settings.allow_list)?;
+            (plan_profile(Some(&found), current), Some(found.arn))
+        }
+        None => (ProfileAction::Nothing, None),
+    };
+    let (volume, device) = match props.volume_size_gib {
+        Some(size) => {
+            let chosen = choose_volume(&instance, props.device.as_deref())?;
+            let facts = ec2.describe_volume(&chosen.volume_id).await?;
+            (
+                Some(plan_volume(Some(size), &facts, now_s, &settings.volume_rules)?),
+                Some(chosen.device_name),
+            )
+        }
+        None => (None, None),
+    };
+    let grown = matches!(
+        volume,
+        Some(VolumeAction::Grow { .. }) | Some(VolumeAction::WaitForModification { .. })
+    );
+    let grow_filesystem = volume.is_some() && (grown || changes.volume);
+    let bootstrap = props.bootstrap.is_some() && changes.bootstrap;
+    Ok(Plan {
+        instance_id: props.instance_id,
+        platform: instance.platform,
+        physical_resource_id,
+        profile,
+        wanted_profile_arn,
+        previous_profile_arn: current.map(|a| a.profile_arn.clone()),
+        volume,
+        device,
+        grow_filesystem,
+        bootstrap,
+        needs_ssm: grow_filesystem || bootstrap,
+    })
+}
+
+/// Progress of the profile association.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileProgress {
+    pub association_id: Option<String>,
+    pub state: Option<AssociationState>,
+    pub done: bool,
+    pub poll: Poll,
+}
+
+fn holds(assoc: Option<&crate::facts::Association>, wanted: Option<&str>) -> bool {
+    match (assoc, wanted) {
+        (Some(a), Some(w)) => profile_name(&a.profile_arn) == profile_name(w),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// AssignProfile: records the previous profile (for `OnDelete: Revert`) the first time, then
+/// associates, replaces or disassociates — unless the instance already holds the wanted
+/// profile. IAM's eventual consistency (EC2 rejecting a just-created profile as invalid) is
+/// reported as `Transient`, which the state machine retries with backoff.
+pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, now_s: i64) -> Result<ProfileProgress, CoreError> {
+    let id = &plan.instance_id;
+    let instance = ec2.describe_instance(id).await?;
+    let current = instance.iam_association.as_ref();
+    let wanted = plan.wanted_profile_arn.as_deref();
+    let poll = Poll::start(now_s, settings.association_timeout_s, settings.poll);
+    if holds(current, wanted) {
+        let done = current.is_none_or(|a| a.state == AssociationState::Associated);
+        return Ok(ProfileProgress {
+            association_id: current.map(|a| a.association_id.clone()),
+            state: current.map(|a| a.state),
+            done,
+            poll,
+        });
+    }
+    if !instance.tags.contains_key(PREVIOUS_PROFILE_TAG) {
+        ec2.tag_instance(id, PREVIOUS_PROFILE_TAG, &previous_profile_tag_value(current))
+            .await?;
+    }
+    let not_yet_visible = |e: CoreError| match e {
+        CoreError::InvalidInput { ref rule, .. } if rule.contains("iamInstanceProfile") || rule.contains("IAM Instance Profile") => {
+            CoreError::transient(
+                "AssociateIamInstanceProfile",
+                format!("the instance profile is not yet visible to EC2 ({rule})"),
+            )
+        }
+        other => other,
+    };
+    // Re-plan on fresh facts: the plan may be stale after a retry.
+    let action = match wanted {
+        Some(w) => match current {
+            None => ProfileAction::Associate { profile: w.to_string() },
+            Some(a) if a.state == AssociationState::Associating || a.state == AssociationState::Disassociating => {
+                ProfileAction::WaitForAssociation {
+                    association_id: a.association_id.clone(),
+                    state: a.state,
+                }
+            }
+            Some(a) => ProfileAction::Replace {
+                association_id: a.association_id.clone(),
+                profile: w.to_string(),
+            },
+        },
+        None => match current {
+            Some(a) => ProfileAction::Disassociate {
+                association_id: a.association_id.clone(),
+            },
+            None => ProfileAction::Nothing,
+        },
+    };
+    let assoc = match action {
+        ProfileAction::Associate { profile } => Some(ec2.associate_profile(id, &profile).await.map_err(not_yet_visible)?),
+        ProfileAction::Replace { association_id, profile } => Some(
+            ec2.replace_profile_association(&association_id, &profile)
+                .await
+                .map_err(not_yet_visible)?,
+        ),
+        ProfileAction::Disassociate { association_id } => Some(ec2.disassociate_profile(&association_id).await?),
+        ProfileAction::WaitForAssociation { association_id, state } => {
+            return Ok(ProfileProgress {
+                association_id: Some(association_id),
+                state: Some(state),
+                done: false,
+                poll,
+            })
+        }
+        ProfileAction::Nothing => None,
+    };
+    Ok(ProfileProgress {
+        association_id: assoc.as_ref().map(|a| a.association_id.clone()),
+        state: assoc.as_ref().map(|a| a.state),
+        done: assoc.is_none(),
+        poll,
+    })
+}
+
+/// CheckAssociation: done when the instance holds the wanted profile, `associated`.
+pub async fn check_association(
+    ec2: &impl Ec2,
+    settings: &Settings,
+    plan: &Plan,
+    progress: &ProfileProgress,
+    now_s: i64,
+) -> Result<ProfileProgress, CoreError> {
+    let current = ec2.describe_association(&plan.instance_id).await?;
+    let wanted = plan.wanted_profile_arn.as_deref();
+    let done = holds(current.as_ref(), wanted) && current.as_ref().is_none_or(|a| a.state == AssociationState::Associated);
+    let poll = if done {
+        progress.poll.clone()
+    } else {
+        let state = current
+            .as_ref()
+            .map_or("no association".to_string(), |a| format!("{} is {}", a.profile_arn, a.state));
+        progress.poll.next(
+            now_s,
+            settings.poll,
+            "WaitForAssociation",
+            &format!("instance {}: {state}", plan.instance_id),
+        )?
+    };
+    Ok(ProfileProgress {
+        association_id: current.as_ref().map(|a| a.association_id.clone()),
+        state: current.map(|a| a.state),
+        done,
+        poll,
+    })
+}
+
+/// Progress of the volume modification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeProgress {
+    pub volume_id: String,
+    pub target_size_gib: u32,
+    pub state: Option<ModificationState>,
+    pub done: bool,
+    pub poll: Poll,
+}
+
+/// A size increase is usable once the modification is `optimizing` (AWS: the file system can
+/// be extended then), so that is where the wait ends.
+fn usable(state: ModificationState) -> bool {
+    matches!(state, ModificationState::Optimizing | ModificationState::Completed)
+}
+
+/// ModifyVolume: starts the modification unless one to the size (or more) is already under
+/// way or done; a modification in progress is waited on, not failed.
+pub async fn modify_volume(ec2: &impl Ec2, settings: &Settings, action: &VolumeAction, now_s: i64) -> Result<VolumeProgress, CoreError> {
+    let poll = Poll::start(now_s, settings.volume_timeout_s, settings.poll);
+    let (volume_id, target) = match action {
+        VolumeAction::Nothing { volume_id, size_gib } => {
+            return Ok(VolumeProgress {
+                volume_id: volume_id.clone(),
+                target_size_gib: *size_gib,
+                state: None,
+                done: true,
+                poll,
+            })
+        }
+        VolumeAction::Grow { volume_id, to, .. } => (volume_id.clone(), *to),
+        VolumeAction::WaitForModification {
+            volume_id,
+            target_size_gib,
+            ..
+        } => (volume_id.clone(), *target_size_gib),
+    };
+    if let Some(m) = ec2.describe_volume_modification(&volume_id).await? {
+        let reached = m.target_size_gib >= target && m.state != ModificationState::Failed;
+        let in_progress = matches!(m.state, ModificationState::Modifying | ModificationState::Optimizing);
+        if reached || in_progress {
+            // Our own earlier call (a retry), or someone else's: wait for it, then check the size.
+            return Ok(VolumeProgress {
+                volume_id,
+                target_size_gib: target,
+                state: Some(m.state),
+                done: reached && usable(m.state),
+                poll,
+            });
+        }
+    }
+    match ec2.modify_volume(&volume_id, target).await {
+        Ok(m) => Ok(VolumeProgress {
+            volume_id,
+            target_size_gib: target,
+            state: Some(m.state),
+            done: usable(m.state),
+            poll,
+        }),
+        Err(CoreError::Conflict { .. }) => Ok(VolumeProgress {
+            volume_id,
+            target_size_gib: target,
+            state: None,
+            done: false,
+            poll,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// CheckVolume: done when the modification to the size is `optimizing` or `completed`; a
+/// modification to a smaller size (someone else's) that ends is followed by ours.
+pub async fn check_volume(ec2: &impl Ec2, settings: &Settings, progress: &VolumeProgress, now_s: i64) -> Result<VolumeProgress, CoreError> {
+    let m = ec2.describe_volume_modification(&progress.volume_id).await?;
+    let state = m.as_ref().map(|m| m.state);
+    match &m {
+        Some(m) if m.state == ModificationState::Failed && m.target_size_gib >= progress.target_size_gib => {
+            return Err(CoreError::conflict(
+                format!("volume {}", progress.volume_id),
+                format!("the modification to {} GiB failed", m.target_size_gib),
+            ));
+        }
+        Some(m) if m.target_size_gib >= progress.target_size_gib && usable(m.state) => {
+            return Ok(VolumeProgress {
+                state,
+                done: true,
+                ..progress.clone()
+            });
+        }
+        Some(m) if m.target_size_gib < progress.target_size_gib && !matches!(m.state, ModificationState::Modifying) => {
+            // The earlier modification is usable now: start ours.
+            let again = modify_volume(
+                ec2,
+                settings,
+                &VolumeAction::Grow {
+                    volume_id: progress.volume_id.clone(),
+                    from: m.target_size_gib,
+                    to: progress.target_size_gib,
+                },
+                now_s,
+            )
+            .await?;
+            if !again.done {
+                let poll = progress
+                    .poll
+                    .next(now_s, settings.poll, "WaitForVolume", "the modification was just started")?;
+                return Ok(VolumeProgress { poll, ..again });
+            }
+            return Ok(again);
+        }
+        _ => {}
+    }
+    let why = match &m {
+        Some(m) => format!(
+            "volume {}: modification to {} GiB is {}",
+            progress.volume_id, m.target_size_gib, m.state
+        ),
+        None => format!("volume {}: no modification is reported yet", progress.volume_id),
+    };
+    let poll = progress.poll.next(now_s, settings.poll, "WaitForVolume", &why)?;
+    Ok(VolumeProgress {
+        state,
+        done: false,
+        poll,
+        ..progress.clone()
+    })
+}
+
+/// Readiness progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyProgress {
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub poll: Poll,
+}
+
+/// CheckReadiness: the instance runs, passes both status checks and is Online in SSM.
+/// `progress` is `None` on the first check.
+pub async fn check_readiness(
+    ec2: &impl Ec2,
+    ssm: &impl Ssm,
+    settings: &Settings,
+    plan: &Plan,
+    progress: Option<&ReadyProgress>,
+    now_s: i64,
+) -> Result<ReadyProgress, CoreError> {
+    let poll = progress.map_or_else(
+        || Poll::start(now_s, settings.readiness_timeout_s, settings.poll),
+        |p| p.poll.clone(),
+    );
+    let instance = ec2.describe_instance(&plan.instance_id).await?;
+    let status = ec2.instance_status(&plan.instance_id).await?;
+    let ping = ssm.ping_status(&plan.instance_id).await?;
+    match readiness(&ReadinessFacts {
+        instance_id: plan.instance_id.clone(),
+        state: instance.state,
+        status,
+        ping,
+    }) {
+        Readiness::Ready => Ok(ReadyProgress {
+            ready: true,
+            reason: None,
+            poll,
+        }),
+        Readiness::Failed { reason } => Err(CoreError::conflict(format!("instance {}", plan.instance_id), reason)),
+        Readiness::Waiting { reason } => {
+            let poll = if progress.is_some() {
+                poll.next(now_s, settings.poll, "WaitForReadiness", &reason)?
+            } else {
+                poll
+            };
+            Ok(ReadyProgress {
+                ready: false,
+                reason: Some(reason),
+                poll,
+            })
+        }
+    }
+}
+
+/// Which command a command step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandKind {
+    /// Grow the partition and file system of the chosen volume.
+    Filesystem,
+    /// The template's `Bootstrap`.
+    Bootstrap,
+}
+
+/// A command sent and its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandProgress {
+    pub kind: CommandKind,
+    pub command_id: String,
+    pub sent_at_epoch_s: i64,
+    pub done: bool,
+    pub status: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The end of the output (at most 1 KiB; the full output goes to S3 / CloudWatch when set).
+    pub tail: Option<String>,
+    /// For the file system command: the size it reports, in bytes.
+    pub filesystem_size_bytes: Option<u64>,
+    pub poll: Poll,
+}
+
+/// The command a step runs, from the request's properties and the plan.
+pub fn command_spec(kind: CommandKind, settings: &Settings, request: &CfnRequest, plan: &Plan) -> Result<CommandSpec, CoreError> {
+    let props = SetupProps::parse(&request.resource_properties, &settings.allow_list)?;
+    match kind {
+        CommandKind::Bootstrap => {
+            let b = props
+                .bootstrap
+                .ok_or_else(|| CoreError::invalid("Bootstrap", "is required for the bootstrap step"))?;
+            Ok(bootstrap_command(&b, plan.platform))
+        }
+        CommandKind::Filesystem => {
+            let device = plan
+                .device
+                .clone()
+                .ok_or_else(|| CoreError::invalid("VolumeSizeGiB", "is required for the file system step"))?;
+            let instance_root = props.device.is_none();
+            let volume = crate::plan::ChosenVolume {
+                device_name: device,
+                volume_id: match &plan.volume {
+                    Some(
+                        VolumeAction::Nothing { volume_id, .. }
+                        | VolumeAction::Grow { volume_id, .. }
+                        | VolumeAction::WaitForModification { volume_id, .. },
+                    ) => volume_id.clone(),
+                    None => String::new(),
+                },
+                is_root: instance_root,
+            };
+            fs_grow_command(plan.platform, &FsTarget::for_volume(plan.platform, &volume))
+        }
+    }
+}
+
+/// SendCommand: sends the file system or bootstrap command to the instance.
+pub async fn send_command(
+    ssm: &impl Ssm,
+    kind: CommandKind,
+    spec: &CommandSpec,
+    plan: &Plan,
+    settings: &Settings,
+    now_s: i64,
+) -> Result<CommandProgress, CoreError> {
+    let command_id = ssm.send_command(spec, &plan.instance_id).await?;
+    let timeout = match kind {
+        CommandKind::Filesystem => FS_GROW_TIMEOUT_SECONDS,
+        CommandKind::Bootstrap => spec.timeout_seconds,
+    };
+    // The deadline covers delivery and the command's own execution timeout, plus a margin.
+    let poll = Poll::start(now_s, i64::from(timeout) * 2 + 60, settings.poll);
+    Ok(CommandProgress {
+        kind,
+        command_id,
+        sent_at_epoch_s: now_s,
+        done: false,
+        status: None,
+        exit_code: None,
+        tail: None,
+        filesystem_size_bytes: None,
+        poll,
+    })
+}
+
+/// CheckCommand: reads the invocation. Success → done; any other final status →
+/// `CommandFailed` with the status, exit code and the end of the output.
+pub async fn check_command(
+    ssm: &impl Ssm,
+    settings: &Settings,
+    plan: &Plan,
+    progress: &CommandProgress,
+    now_s: i64,
+) -> Result<CommandProgress, CoreError> {
+    let what = match progress.kind {
+        CommandKind::Filesystem => "GrowFilesystem",
+        CommandKind::Bootstrap => "Bootstrap",
+    };
+    let inv = match ssm.get_invocation(&progress.command_id, &plan.instance_id).await {
+        Ok(inv) => inv,
+        Err(CoreError::NotFound { detail, .. }) => {
+            let elapsed = (now_s - progress.sent_at_epoch_s).max(0) as u64;
+            let code = detail.split(':').next().unwrap_or_default();
+            return match invocation_lookup_error(code, &detail, elapsed, INVOCATION_GRACE_S) {
+                InvocationLookup::Pending => {
+                    let poll = progress
+                        .poll
+                        .next(now_s, settings.poll, what, "the invocation is not visible yet")?;
+                    Ok(CommandProgress { poll, ..progress.clone() })
+                }
+                InvocationLookup::Failed(e) => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    match command_outcome(&inv, DEFAULT_TAIL_BYTES) {
+        CommandOutcome::Running => {
+            let poll = progress.poll.next(
+                now_s,
+                settings.poll,
+                what,
+                &format!("command {} is {}", progress.command_id, inv.status),
+            )?;
+            Ok(CommandProgress {
+                status: Some(inv.status),
+                poll,
+                ..progress.clone()
+            })
+        }
+        CommandOutcome::Succeeded { exit_code, tail } => Ok(CommandProgress {
+            done: true,
+            status: Some(inv.status),
+            exit_code: Some(exit_code),
+            filesystem_size_bytes: parse_fs_size(&inv.stdout),
+            tail: Some(tail),
+            ..progress.clone()
+        }),
+        CommandOutcome::Failed {
+            status,
+            exit_code,
+            tail,
+            reason,
+        } => Err(CoreError::CommandFailed {
+            command_id: progress.command_id.clone(),
+            detail: format!(
+                "{status}{}: {reason}; output tail: {tail}",
+                exit_code.map_or(String::new(), |c| format!(" (exit code {c})"))
+            ),
+        }),
+    }
+}
+
+/// What the answer step reports to CloudFormation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// `SUCCESS` or `FAILED`.
+    pub status: String,
+    /// On failure: the state that failed and the error it raised.
+    pub step: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// The plan, when planning got that far (gives the physical id).
+    pub plan: Option<Plan>,
+    /// Data returned to the stack (`Fn::GetAtt`): strings only.
+    #[serde(default)]
+    pub data: serde_json::Map<String, Value>,
+    /// A Delete is always answered SUCCESS: deleting the stack must never be blocked.
+    #[serde(default)]
+    pub delete: bool,
+}
+
+/// Answer: PUTs the one response to the ResponseURL (≤ 4096 bytes, Reason naming the step).
+pub async fn answer(sink: &impl ResponseSink, request: &CfnRequest, outcome: &Outcome) -> Result<CfnResponse, CoreError> {
+    let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
+    let physical = outcome
+        .plan
+        .as_ref()
+        .map_or_else(|| physical_resource_id(request, instance_id), |p| p.physical_resource_id.clone());
+    let failure = || {
+        let error = outcome.error.clone().unwrap_or_else(|| "States.Runtime".to_string());
+        let cause = crate::cfn::cause_message(outcome.cause.as_deref().unwrap_or(""));
+        failure_reason(outcome.step.as_deref().unwrap_or("Workflow"), &error, &cause)
+    };
+    let response = if outcome.delete {
+        let physical = request.physical_resource_id.clone().unwrap_or(physical);
+        let r = CfnResponse::success(request, physical);
+        if outcome.status == "SUCCESS" {
+            r
+        } else {
+            r.with_reason(format!(
+                "{} (the resource is deleted anyway; deleting never blocks the stack)",
+                failure()
+            ))
+        }
+    } else if outcome.status == "SUCCESS" {
+        let mut r = CfnResponse::success(request, physical);
+        for (k, v) in &outcome.data {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            r = r.with_data(k.clone(), text);
+        }
+        r
+    } else {
+        let reason = failure();
+        let physical = if request.request_type == RequestType::Create {
+            crate::cfn::failed_physical_resource_id(request, instance_id)
+        } else {
+            request.physical_resource_id.clone().unwrap_or(physical)
+        };
+        CfnResponse::failed(request, physical, reason)
+    };
+    sink.put(&request.response_url, &response.to_body()).await?;
+    Ok(response)
+}
