@@ -168,7 +168,7 @@ def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
         "ComputerName": instance.private_dns_name,
         "SourceId": instance.id,
         "SourceType": "AWS::EC2::Instance",
-        "_tags": {t["Key"]: t["Value"] for t in instance.get_tags()},
+        "_tags": {t.get("key", t.get("Key")): t.get("value", t.get("Value")) for t in instance.get_tags()},
     }
 
 

@@ -217,6 +217,16 @@ def test_instance_is_online_only_after_the_online_delay(aws: Any, ctl: Control) 
     assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
 
 
+def test_tagged_instances_are_listed_and_filterable_by_tag(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    (iid,) = _managed(aws, ctl)
+    ec2.create_tags(Resources=[iid], Tags=[{"Key": "Name", "Value": "web-7"}, {"Key": "Team", "Value": "platform"}])
+    assert [i["InstanceId"] for i in _info(ssm, [iid])] == [iid]
+    tagged = ssm.describe_instance_information(Filters=[{"Key": "tag:Name", "Values": ["web-7"]}])["InstanceInformationList"]
+    assert [i["InstanceId"] for i in tagged] == [iid]
+    assert ssm.describe_instance_information(Filters=[{"Key": "tag:Name", "Values": ["db-1"]}])["InstanceInformationList"] == []
+
+
 def test_profile_at_launch_stop_start_and_disassociate(aws: Any, ctl: Control) -> None:
     ssm, ec2 = aws("ssm"), aws("ec2")
     ctl.post("/_opsflow/config", {"online_delay_seconds": 30})
