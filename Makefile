@@ -7,12 +7,23 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test lint build bench bench-deps clean
+.PHONY: demo demo-fail demo-engine test lint build bench bench-deps clean
 
 build:
-	$(CARGO) build --release --bin opsflow
+	$(CARGO) build --bin opsflow
 
+# The provisioning pipeline: a CloudFormation Create request through the request handler and
+# the real state machine on the local engine, against the local cloud.
 demo: build
+	$(CARGO) run -q --bin opsflow -- demo
+
+# The same, with a bootstrap command that exits 1: the FAILED answer names the step.
+demo-fail: build
+	$(CARGO) run -q --bin opsflow -- demo --bootstrap-exit 1
+
+# The engine alone: an example workflow with Step Functions Local mocks.
+demo-engine:
+	$(CARGO) build --release --bin opsflow
 	./scripts/demo.sh
 
 lint:

@@ -24,6 +24,13 @@ enum Command {
         #[command(subcommand)]
         command: Sfn,
     },
+    /// The demo: a CloudFormation Create request for Custom::OpsflowInstanceSetup, run through the
+    /// request handler and the real state machine on the local engine against the local cloud.
+    Demo {
+        /// The bootstrap command's exit code in the local cloud (non-zero shows the FAILED path).
+        #[arg(long, default_value_t = 0)]
+        bootstrap_exit: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,6 +72,8 @@ enum Sfn {
     },
 }
 
+mod demo;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -83,6 +92,10 @@ fn load(path: &PathBuf) -> anyhow::Result<Result<model::StateMachine, Vec<opsflo
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo { bootstrap_exit } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(demo::run(bootstrap_exit))
+        }
         Command::Sfn {
             command: Sfn::Validate { files },
         } => {

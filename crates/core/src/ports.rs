@@ -78,6 +78,16 @@ pub trait ResponseSink: Send + Sync {
     fn put(&self, url: &str, body: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 }
 
+/// Step Functions, for the request handler and the safety net.
+pub trait Workflow: Send + Sync {
+    /// StartExecution named `name` (the CloudFormation RequestId): starting the same name again
+    /// (a redelivered request) is not an error and starts nothing.
+    fn start_execution(&self, name: &str, input: &serde_json::Value) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// Whether the execution's history shows an answer step that finished (the response was PUT).
+    fn answered(&self, execution_arn: &str) -> impl Future<Output = Result<bool, CoreError>> + Send;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

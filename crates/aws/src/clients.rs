@@ -1,0 +1,115 @@
+//! The AWS clients, built once per process (in a Lambda's `main`, never per invocation).
+
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::Credentials;
+use opsflow_core::CoreError;
+
+use crate::ec2::Ec2Adapter;
+use crate::http::{HttpResponseSink, RESPONSE_PUT_TIMEOUT};
+use crate::iam::IamAdapter;
+use crate::ssm::SsmAdapter;
+
+/// The region when neither the environment (`AWS_REGION`, `AWS_DEFAULT_REGION`) nor the
+/// shared config file names one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Connect timeout of the AWS clients (the SDK's own default).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+/// How long one attempt of an AWS call may take, from sending to the parsed answer.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an AWS call may take in all, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The access key `for_endpoint` signs with (moto accepts any).
+pub const STATIC_TEST_ACCESS_KEY: &str = "testing";
+
+/// The SDK clients and the HTTP client of the response sink.
+///
+/// Each client is a cheap handle (an `Arc` inside): clone it, or build the adapters with
+/// [`Clients::ec2_adapter`] and friends.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    /// For the CloudFormation ResponseURL PUT only.
+    pub http: reqwest::Client,
+}
+
+impl Clients {
+    /// From the environment, as the AWS SDK reads it: credentials from the default chain (the
+    /// Lambda's role, `AWS_ACCESS_KEY_ID`…, profiles), the region from `AWS_REGION` /
+    /// `AWS_DEFAULT_REGION` / the profile or else [`DEFAULT_REGION`], the endpoint from
+    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_EC2` and the like, per service) when set, which
+    /// is how the local cloud is reached, retries from `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`.
+    pub async fn from_env() -> Result<Self, CoreError> {
+        let region = RegionProviderChain::default_provider().or_else(Region::from_static(DEFAULT_REGION));
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .timeout_config(timeout_config())
+            .load()
+            .await;
+        Self::from_sdk_config(&config)
+    }
+
+    /// For the local cloud and tests: every service at `endpoint` (e.g. `http://127.0.0.1:4566`),
+    /// region [`DEFAULT_REGION`], static credentials [`STATIC_TEST_ACCESS_KEY`]. Environment
+    /// endpoint, region and credential settings are not consulted.
+    pub async fn for_endpoint(endpoint: &str) -> Result<Self, CoreError> {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::from_static(DEFAULT_REGION))
+            .credentials_provider(Credentials::new(
+                STATIC_TEST_ACCESS_KEY,
+                STATIC_TEST_ACCESS_KEY,
+                None,
+                None,
+                "opsflow-static",
+            ))
+            .timeout_config(timeout_config())
+            .load()
+            .await;
+        Self::from_sdk_config(&config)
+    }
+
+    /// From a loaded [`SdkConfig`] (to choose retries, timeouts or an HTTP client yourself).
+    pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, CoreError> {
+        let http = reqwest::Client::builder()
+            .timeout(RESPONSE_PUT_TIMEOUT)
+            .build()
+            .map_err(|e| CoreError::transient("build the HTTP client", e.to_string()))?;
+        Ok(Clients {
+            ec2: aws_sdk_ec2::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            http,
+        })
+    }
+
+    pub fn ec2_adapter(&self) -> Ec2Adapter {
+        Ec2Adapter::new(self.ec2.clone())
+    }
+
+    pub fn iam_adapter(&self) -> IamAdapter {
+        IamAdapter::new(self.iam.clone())
+    }
+
+    pub fn ssm_adapter(&self) -> SsmAdapter {
+        SsmAdapter::new(self.ssm.clone())
+    }
+
+    pub fn response_sink(&self) -> HttpResponseSink {
+        HttpResponseSink::new(self.http.clone())
+    }
+}
+
+/// [`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`] and [`OPERATION_TIMEOUT`].
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}

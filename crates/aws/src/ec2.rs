@@ -1,0 +1,364 @@
+//! [`Ec2`] with `aws-sdk-ec2`.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::primitives::DateTime;
+use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, Tag, VolumeModification};
+use opsflow_core::facts::{
+    Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Modification, ModificationState, Platform,
+    StatusChecks, VolumeFacts,
+};
+use opsflow_core::ports::Ec2;
+use opsflow_core::CoreError;
+
+use crate::error::{from_sdk_error, unexpected};
+
+/// The EC2 port on an `aws_sdk_ec2::Client`.
+#[derive(Clone, Debug)]
+pub struct Ec2Adapter {
+    client: aws_sdk_ec2::Client,
+}
+
+impl Ec2Adapter {
+    pub fn new(client: aws_sdk_ec2::Client) -> Self {
+        Ec2Adapter { client }
+    }
+
+    pub fn client(&self) -> &aws_sdk_ec2::Client {
+        &self.client
+    }
+}
+
+/// `Platform` is `windows` for Windows instances and absent otherwise; `PlatformDetails`
+/// (`Windows`, `Windows with SQL Server Standard`, `Linux/UNIX`, `Red Hat Enterprise Linux`…)
+/// is the more recent field and decides when `Platform` is absent.
+pub fn platform_of(platform: Option<&str>, platform_details: Option<&str>) -> Platform {
+    match Platform::from_ec2(platform) {
+        Platform::Windows => Platform::Windows,
+        Platform::Linux if platform_details.is_some_and(|d| d.trim_start().to_ascii_lowercase().starts_with("windows")) => {
+            Platform::Windows
+        }
+        Platform::Linux => Platform::Linux,
+    }
+}
+
+fn to_u32(operation: &str, field: &str, value: Option<i32>) -> Result<u32, CoreError> {
+    value
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| unexpected(operation, format!("{field} is missing or negative ({value:?})")))
+}
+
+fn epoch_s(time: &DateTime) -> i64 {
+    time.secs()
+}
+
+fn instance_facts(instance: &Instance, iam_association: Option<Association>) -> Result<InstanceFacts, CoreError> {
+    const OP: &str = "DescribeInstances";
+    let instance_id = instance
+        .instance_id()
+        .ok_or_else(|| unexpected(OP, "an instance without InstanceId"))?;
+    let state_name = instance.state().and_then(|s| s.name()).map(|n| n.as_str()).unwrap_or("");
+    let state = InstanceState::parse(state_name).ok_or_else(|| unexpected(OP, format!("instance state {state_name:?}")))?;
+    let block_devices = instance
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| {
+            let volume_id = m.ebs()?.volume_id()?;
+            Some(BlockDevice {
+                device_name: m.device_name()?.to_string(),
+                volume_id: volume_id.to_string(),
+            })
+        })
+        .collect();
+    let tags = instance
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect::<BTreeMap<_, _>>();
+    Ok(InstanceFacts {
+        instance_id: instance_id.to_string(),
+        state,
+        platform: platform_of(instance.platform().map(|p| p.as_str()), instance.platform_details()),
+        root_device_name: instance.root_device_name().map(str::to_string),
+        block_devices,
+        iam_association,
+        tags,
+        launch_time_epoch_s: instance.launch_time().map(epoch_s),
+    })
+}
+
+fn modification(operation: &str, m: &VolumeModification) -> Result<Modification, CoreError> {
+    let state_text = m.modification_state().map(|s| s.as_str()).unwrap_or("");
+    let state = ModificationState::parse(state_text).ok_or_else(|| unexpected(operation, format!("modification state {state_text:?}")))?;
+    let start = m
+        .start_time()
+        .ok_or_else(|| unexpected(operation, "a volume modification without StartTime"))?;
+    Ok(Modification {
+        state,
+        target_size_gib: to_u32(operation, "TargetSize", m.target_size())?,
+        start_time_epoch_s: epoch_s(start),
+        end_time_epoch_s: m.end_time().map(epoch_s),
+    })
+}
+
+fn association(operation: &str, a: Option<&IamInstanceProfileAssociation>) -> Result<Association, CoreError> {
+    let a = a.ok_or_else(|| unexpected(operation, "no IamInstanceProfileAssociation"))?;
+    let state_text = a.state().map(|s| s.as_str()).unwrap_or("");
+    Ok(Association {
+        association_id: a
+            .association_id()
+            .ok_or_else(|| unexpected(operation, "an association without AssociationId"))?
+            .to_string(),
+        profile_arn: a
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .ok_or_else(|| unexpected(operation, "an association without IamInstanceProfile.Arn"))?
+            .to_string(),
+        state: AssociationState::parse(state_text).ok_or_else(|| unexpected(operation, format!("association state {state_text:?}")))?,
+    })
+}
+
+/// An instance profile given as an ARN (`arn:…`) or as a name.
+fn profile_spec(profile: &str) -> IamInstanceProfileSpecification {
+    let spec = IamInstanceProfileSpecification::builder();
+    if profile.starts_with("arn:") {
+        spec.arn(profile).build()
+    } else {
+        spec.name(profile).build()
+    }
+}
+
+fn check_status(operation: &str, status: Option<&str>) -> Result<Option<CheckStatus>, CoreError> {
+    match status {
+        None => Ok(None),
+        Some(s) => CheckStatus::parse(s)
+            .map(Some)
+            .ok_or_else(|| unexpected(operation, format!("status check value {s:?}"))),
+    }
+}
+
+impl Ec2 for Ec2Adapter {
+    async fn describe_instance(&self, instance_id: &str) -> Result<InstanceFacts, CoreError> {
+        const OP: &str = "DescribeInstances";
+        let out = self
+            .client
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        let instance = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id))
+            .ok_or_else(|| CoreError::not_found(format!("instance {instance_id}"), "DescribeInstances did not list it"))?;
+        let iam_association = self.describe_association(instance_id).await?;
+        instance_facts(instance, iam_association)
+    }
+
+    async fn describe_volume(&self, volume_id: &str) -> Result<VolumeFacts, CoreError> {
+        const OP: &str = "DescribeVolumes";
+        let out = self
+            .client
+            .describe_volumes()
+            .volume_ids(volume_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        let volume = out
+            .volumes()
+            .iter()
+            .find(|v| v.volume_id() == Some(volume_id))
+            .ok_or_else(|| CoreError::not_found(format!("volume {volume_id}"), "DescribeVolumes did not list it"))?;
+        let facts = VolumeFacts {
+            volume_id: volume_id.to_string(),
+            size_gib: to_u32(OP, "Size", volume.size())?,
+            volume_type: volume.volume_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+            modification: None,
+        };
+        Ok(VolumeFacts {
+            modification: self.describe_volume_modification(volume_id).await?,
+            ..facts
+        })
+    }
+
+    async fn modify_volume(&self, volume_id: &str, size_gib: u32) -> Result<Modification, CoreError> {
+        const OP: &str = "ModifyVolume";
+        let size = i32::try_from(size_gib).map_err(|_| CoreError::invalid("size_gib", format!("{size_gib} GiB is too large")))?;
+        let out = self
+            .client
+            .modify_volume()
+            .volume_id(volume_id)
+            .size(size)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        let m = out.volume_modification().ok_or_else(|| unexpected(OP, "no VolumeModification"))?;
+        modification(OP, m)
+    }
+
+    async fn describe_volume_modification(&self, volume_id: &str) -> Result<Option<Modification>, CoreError> {
+        const OP: &str = "DescribeVolumesModifications";
+        let result = self.client.describe_volumes_modifications().volume_ids(volume_id).send().await;
+        let out = match result {
+            Ok(out) => out,
+            // AWS answers this code for a volume that was never modified (moto: an empty list).
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("InvalidVolumeModification.NotFound") => return Ok(None),
+            Err(e) => return Err(from_sdk_error(OP, &e)),
+        };
+        let latest = out
+            .volumes_modifications()
+            .iter()
+            .filter(|m| m.volume_id().is_none_or(|id| id == volume_id))
+            .max_by_key(|m| m.start_time().map(|t| t.as_nanos()));
+        latest.map(|m| modification(OP, m)).transpose()
+    }
+
+    async fn associate_profile(&self, instance_id: &str, profile: &str) -> Result<Association, CoreError> {
+        const OP: &str = "AssociateIamInstanceProfile";
+        let out = self
+            .client
+            .associate_iam_instance_profile()
+            .instance_id(instance_id)
+            .iam_instance_profile(profile_spec(profile))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        association(OP, out.iam_instance_profile_association())
+    }
+
+    async fn replace_profile_association(&self, association_id: &str, profile: &str) -> Result<Association, CoreError> {
+        const OP: &str = "ReplaceIamInstanceProfileAssociation";
+        let out = self
+            .client
+            .replace_iam_instance_profile_association()
+            .association_id(association_id)
+            .iam_instance_profile(profile_spec(profile))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        association(OP, out.iam_instance_profile_association())
+    }
+
+    async fn disassociate_profile(&self, association_id: &str) -> Result<Association, CoreError> {
+        const OP: &str = "DisassociateIamInstanceProfile";
+        let out = self
+            .client
+            .disassociate_iam_instance_profile()
+            .association_id(association_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        association(OP, out.iam_instance_profile_association())
+    }
+
+    async fn describe_association(&self, instance_id: &str) -> Result<Option<Association>, CoreError> {
+        const OP: &str = "DescribeIamInstanceProfileAssociations";
+        let out = self
+            .client
+            .describe_iam_instance_profile_associations()
+            .filters(Filter::builder().name("instance-id").values(instance_id).build())
+            .filters(Filter::builder().name("state").values("associating").values("associated").build())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        let mut current = Vec::new();
+        for a in out.iam_instance_profile_associations() {
+            if a.instance_id().is_some_and(|id| id != instance_id) {
+                continue;
+            }
+            let found = association(OP, Some(a))?;
+            if matches!(found.state, AssociationState::Associating | AssociationState::Associated) {
+                current.push(found);
+            }
+        }
+        // During a replacement the new association is `associating` while the old one leaves.
+        current.sort_by_key(|a| a.state != AssociationState::Associating);
+        Ok(current.into_iter().next())
+    }
+
+    async fn instance_status(&self, instance_id: &str) -> Result<Option<StatusChecks>, CoreError> {
+        const OP: &str = "DescribeInstanceStatus";
+        let out = self
+            .client
+            .describe_instance_status()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        let Some(status) = out.instance_statuses().iter().find(|s| s.instance_id() == Some(instance_id)) else {
+            return Ok(None);
+        };
+        let instance = check_status(OP, status.instance_status().and_then(|s| s.status()).map(|s| s.as_str()))?;
+        let system = check_status(OP, status.system_status().and_then(|s| s.status()).map(|s| s.as_str()))?;
+        Ok(match (instance, system) {
+            (Some(instance_status), Some(system_status)) => Some(StatusChecks {
+                instance_status,
+                system_status,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn reboot_instance(&self, instance_id: &str) -> Result<(), CoreError> {
+        const OP: &str = "RebootInstances";
+        self.client
+            .reboot_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
+
+    async fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> Result<(), CoreError> {
+        const OP: &str = "CreateTags";
+        self.client
+            .create_tags()
+            .resources(instance_id)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
+
+    async fn untag_instance(&self, instance_id: &str, key: &str) -> Result<(), CoreError> {
+        const OP: &str = "DeleteTags";
+        // A tag without a value deletes the key whatever its value.
+        self.client
+            .delete_tags()
+            .resources(instance_id)
+            .tags(Tag::builder().key(key).build())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_from_platform_or_details() {
+        assert_eq!(platform_of(Some("windows"), None), Platform::Windows);
+        assert_eq!(platform_of(None, Some("Windows with SQL Server Standard")), Platform::Windows);
+        assert_eq!(platform_of(None, Some("Linux/UNIX")), Platform::Linux);
+        assert_eq!(platform_of(None, Some("Red Hat Enterprise Linux")), Platform::Linux);
+        assert_eq!(platform_of(None, None), Platform::Linux);
+    }
+
+    #[test]
+    fn profile_spec_by_arn_or_name() {
+        let by_arn = profile_spec("arn:aws:iam::123456789012:instance-profile/p");
+        assert_eq!(by_arn.arn(), Some("arn:aws:iam::123456789012:instance-profile/p"));
+        assert_eq!(by_arn.name(), None);
+        let by_name = profile_spec("p");
+        assert_eq!(by_name.name(), Some("p"));
+        assert_eq!(by_name.arn(), None);
+    }
+}

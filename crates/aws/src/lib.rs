@@ -1,0 +1,29 @@
+//! # opsflow-aws
+//!
+//! The ports of [`opsflow_core::ports`] implemented with the AWS SDK for Rust: [`Ec2Adapter`],
+//! [`IamAdapter`], [`SsmAdapter`], and [`HttpResponseSink`] for the CloudFormation response
+//! upload. This is the only crate of the workspace that compiles `aws-sdk-*`.
+//!
+//! Build the [`Clients`] once per process, with [`Clients::from_env`] (honours
+//! `AWS_ENDPOINT_URL`, so the same binary talks to AWS or to the local cloud) or
+//! [`Clients::for_endpoint`] (tests, local demo), then take the adapters from it.
+//!
+//! Every SDK error becomes a [`opsflow_core::CoreError`] (see [`error`] for the rules), the
+//! AWS error code kept in its detail; [`aws_error_parts`] reads it back.
+
+pub mod clients;
+pub mod ec2;
+pub mod error;
+pub mod http;
+pub mod iam;
+pub mod ssm;
+
+pub use clients::{Clients, DEFAULT_REGION};
+pub use ec2::Ec2Adapter;
+pub use error::{aws_error_parts, from_sdk_error};
+pub use http::{HttpResponseSink, RESPONSE_PUT_TIMEOUT};
+pub use iam::IamAdapter;
+pub use ssm::SsmAdapter;
+
+/// The SDK crates, for callers that need their types (e.g. a custom `SdkConfig`).
+pub use {aws_config, aws_sdk_ec2, aws_sdk_iam, aws_sdk_ssm};

@@ -1,0 +1,149 @@
+//! What the demo and the end-to-end tests create in the local cloud, through the AWS SDK: an
+//! allow-listed instance profile and a realistic instance (8 GiB root volume, tags), and the
+//! local cloud's behaviour (agent online delay, volume modification and command durations).
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, ResourceType, Tag, TagSpecification, VolumeType};
+use opsflow_aws::aws_sdk_ec2;
+use opsflow_aws::Clients;
+use serde_json::{json, Value};
+
+use crate::local::LocalCloud;
+
+/// An Amazon Linux AMI that moto knows.
+pub const LINUX_AMI: &str = "ami-1e749f67";
+/// The allow-list the demo deploys with: the profile `dev-ide-profile`, and any profile under `/opsflow/` given by ARN.
+pub const ALLOW_LIST: &str = "dev-ide-profile,/opsflow/";
+
+/// A role and an instance profile holding it, named `name` under `path`; returns the profile ARN.
+pub async fn instance_profile(clients: &Clients, name: &str, path: &str) -> anyhow::Result<String> {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    clients
+        .iam
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .context("CreateRole")?;
+    clients
+        .iam
+        .attach_role_policy()
+        .role_name(name)
+        .policy_arn("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+        .send()
+        .await
+        .context("AttachRolePolicy")?;
+    let created = clients
+        .iam
+        .create_instance_profile()
+        .instance_profile_name(name)
+        .path(path)
+        .send()
+        .await
+        .context("CreateInstanceProfile")?;
+    clients
+        .iam
+        .add_role_to_instance_profile()
+        .instance_profile_name(name)
+        .role_name(name)
+        .send()
+        .await
+        .context("AddRoleToInstanceProfile")?;
+    Ok(created.instance_profile().map(|p| p.arn().to_string()).unwrap_or_default())
+}
+
+/// A t3.small instance with an 8 GiB gp3 root volume and Name/Team tags; returns its id.
+pub async fn instance(clients: &Clients, name: &str) -> anyhow::Result<String> {
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .tags(Tag::builder().key("Team").value("platform").build())
+        .build();
+    // The root volume's device name is the AMI's (no /dev/xvda assumption).
+    let image = clients
+        .ec2
+        .describe_images()
+        .image_ids(LINUX_AMI)
+        .send()
+        .await
+        .context("DescribeImages")?;
+    let root_device = image
+        .images()
+        .first()
+        .and_then(|i| i.root_device_name())
+        .unwrap_or("/dev/xvda")
+        .to_string();
+    let root = BlockDeviceMapping::builder()
+        .device_name(root_device)
+        .ebs(
+            EbsBlockDevice::builder()
+                .volume_size(8)
+                .volume_type(VolumeType::Gp3)
+                .delete_on_termination(true)
+                .build(),
+        )
+        .build();
+    let out = clients
+        .ec2
+        .run_instances()
+        .image_id(LINUX_AMI)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .block_device_mappings(root)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .context("RunInstances")?;
+    Ok(out
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .context("RunInstances returned no instance")?
+        .to_string())
+}
+
+/// Realistic timings: the agent comes online 40 s after the profile is associated, the volume
+/// is `modifying` for 45 s then `optimizing` for 5 min, the file system command takes 6 s, the
+/// bootstrap 35 s (ending with `bootstrap_exit`).
+pub async fn realistic_cloud(cloud: &LocalCloud, bootstrap_exit: i32) -> anyhow::Result<()> {
+    cloud
+        .control(
+            "config",
+            json!({"online_delay_seconds": 40, "volume_modifying_seconds": 45, "volume_optimizing_seconds": 300,
+                   "invocation_does_not_exist_seconds": 1, "command_pending_seconds": 1}),
+        )
+        .await?;
+    let bootstrap_out = if bootstrap_exit == 0 {
+        "Installed: git-2.40.1\nCloning into '/opt/app'...\nbootstrap complete\n"
+    } else {
+        "Installed: git-2.40.1\nCloning into '/opt/app'...\nfatal: repository 'https://git.example.internal/app.git/' not found\n"
+    };
+    cloud
+        .control(
+            "commands",
+            json!({"rules": [
+                {"document": "AWS-RunShellScript", "match": "OPSFLOW_FS_SIZE_BYTES", "duration_seconds": 6,
+                 "stdout": "CHANGED: partition=1 start=4096 old: size=16773087 end=16777183 new: size=67104735 end=67108831\nmeta-data=/dev/nvme0n1p1 isize=512\ndata blocks changed from 2096635 to 8388091\nOPSFLOW_FS_SIZE_BYTES=34346127360\n"},
+                {"document": "AWS-RunShellScript", "match": "git", "duration_seconds": 35, "exit_code": bootstrap_exit, "stdout": bootstrap_out}
+            ]}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The demo's resource properties.
+pub fn demo_properties(instance_id: &str, profile: &str) -> Value {
+    json!({
+        "ServiceToken": crate::local::function_arn("Request"),
+        "InstanceId": instance_id,
+        "InstanceProfile": profile,
+        "VolumeSizeGiB": "32",
+        "Bootstrap": {
+            "Commands": ["yum install -y git", "git clone https://git.example.internal/app.git /opt/app"],
+            "TimeoutSeconds": "1800"
+        }
+    })
+}

@@ -1,0 +1,434 @@
+//! The provisioning pipeline, offline: the real state machine file on the local engine, the
+//! real handlers in-process, AWS calls to the local cloud (moto + extension on 127.0.0.1),
+//! whose clock the engine drives, and the CloudFormation answer captured by a local HTTP server.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use opsflow_asl::{model, Clock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskRequest};
+use opsflow_aws::Clients;
+use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
+use opsflow_core::ports::Workflow;
+use opsflow_core::steps::{admit, safety_net, Admission, Settings};
+use opsflow_core::CoreError;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The account and region of local ARNs.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// The repository root (where `statemachines/` and `infra/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running local cloud; stopped when dropped.
+pub struct LocalCloud {
+    pub endpoint: String,
+    state_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+fn script() -> PathBuf {
+    repo_root().join("infra/localcloud/localcloud.sh")
+}
+
+impl LocalCloud {
+    /// Installs (once) and starts the local cloud on a free 127.0.0.1 port.
+    pub fn start() -> anyhow::Result<LocalCloud> {
+        let state_dir = std::env::temp_dir().join(format!("opsflow-localcloud-{}-{}", std::process::id(), unique()));
+        let run = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new("bash")
+                .arg(script())
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .context("running localcloud.sh")?;
+            if !out.status.success() {
+                bail!("localcloud.sh {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        run(&["install"])?;
+        let endpoint = run(&["start", "--state-dir", &state_dir.to_string_lossy()])?;
+        let endpoint = endpoint.lines().last().unwrap_or_default().to_string();
+        if !endpoint.starts_with("http://127.0.0.1:") {
+            bail!("the local cloud did not report an endpoint (got {endpoint:?})");
+        }
+        Ok(LocalCloud {
+            endpoint,
+            state_dir,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+        })
+    }
+
+    /// POST a control request (`/_opsflow/<path>`).
+    pub async fn control(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}/_opsflow/{path}", self.endpoint))
+            .body(body.to_string())
+            .header("content-type", "application/json")
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("local cloud control {path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// AWS calls by `service:Operation` since the last reset.
+    pub async fn calls(&self) -> anyhow::Result<HashMap<String, u64>> {
+        let v: Value = serde_json::from_str(
+            &self
+                .http
+                .get(format!("{}/_opsflow/calls", self.endpoint))
+                .send()
+                .await?
+                .text()
+                .await?,
+        )?;
+        let counts = v.get("calls").unwrap_or(&v);
+        Ok(counts
+            .as_object()
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect())
+            .unwrap_or_default())
+    }
+}
+
+impl Drop for LocalCloud {
+    fn drop(&mut self) {
+        if std::env::var_os("OPSFLOW_KEEP_LOCALCLOUD_LOG").is_some() {
+            let _ = std::fs::copy(
+                self.state_dir.join("server.log"),
+                std::env::temp_dir().join("opsflow-localcloud-server.log"),
+            );
+        }
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", "--state-dir"])
+            .arg(&self.state_dir)
+            .stdin(Stdio::null())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+fn unique() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The answers CloudFormation would read: every PUT to a response URL, by path.
+#[derive(Clone, Default)]
+pub struct ResponseCapture {
+    pub base_url: String,
+    puts: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl ResponseCapture {
+    /// Serves PUTs on a free 127.0.0.1 port until the process ends.
+    pub async fn start() -> anyhow::Result<ResponseCapture> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let puts: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let store = puts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head_end, length) = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .split('?')
+                        .next()
+                        .unwrap_or("/")
+                        .to_string();
+                    let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+                    if head.starts_with("PUT ") {
+                        store.lock().unwrap().push((path, body));
+                    }
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        Ok(ResponseCapture { base_url, puts })
+    }
+
+    /// A presigned-style response URL for one request.
+    pub fn url_for(&self, request_id: &str) -> String {
+        format!("{}/cfn-responses/{request_id}?X-Amz-Expires=7200", self.base_url)
+    }
+
+    /// The bodies PUT for one request, in order.
+    pub fn answers(&self, request_id: &str) -> Vec<Value> {
+        let path = format!("/cfn-responses/{request_id}");
+        self.puts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| *p == path)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+/// The provisioning state machine, as SAM would deploy it, with local function ARNs.
+pub fn provision_machine() -> anyhow::Result<Arc<StateMachine>> {
+    let path = repo_root().join("statemachines/provision-instance.asl.json");
+    let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for f in TASK_FUNCTIONS {
+        text = text.replace(&format!("${{{f}FunctionArn}}"), &function_arn(f));
+    }
+    model::parse(&text).map(Arc::new).map_err(|e| {
+        anyhow!(
+            "{}: {}",
+            path.display(),
+            e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
+        )
+    })
+}
+
+pub fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:opsflow-{name}")
+}
+
+type AdapterPorts = Ports<opsflow_aws::Ec2Adapter, opsflow_aws::IamAdapter, opsflow_aws::SsmAdapter, opsflow_aws::HttpResponseSink>;
+
+/// Executions started by the request handler, run on the local engine.
+#[derive(Default)]
+struct Executions {
+    started: HashSet<String>,
+    pending: Vec<(String, Value)>,
+    histories: HashMap<String, Vec<HistoryEvent>>,
+}
+
+/// [`Workflow`] on the local engine: StartExecution records the execution (once per name);
+/// `answered` reads its history.
+#[derive(Clone, Default)]
+pub struct LocalWorkflow {
+    inner: Arc<Mutex<Executions>>,
+}
+
+pub fn execution_arn(name: &str) -> String {
+    format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:provision-instance:{name}")
+}
+
+impl Workflow for LocalWorkflow {
+    async fn start_execution(&self, name: &str, input: &Value) -> Result<(), CoreError> {
+        let mut e = self.inner.lock().unwrap();
+        if e.started.insert(name.to_string()) {
+            e.pending.push((name.to_string(), input.clone()));
+        }
+        Ok(())
+    }
+
+    async fn answered(&self, execution_arn: &str) -> Result<bool, CoreError> {
+        let e = self.inner.lock().unwrap();
+        let name = execution_arn.rsplit(':').next().unwrap_or_default();
+        Ok(e.histories.get(name).is_some_and(|h| {
+            h.iter()
+                .any(|ev| ev.event_type == "TaskStateExited" && matches!(ev.state_name(), Some("AnswerSuccess" | "AnswerFailed")))
+        }))
+    }
+}
+
+/// The local pipeline: request handler, state machine, safety net.
+pub struct LocalPipeline {
+    pub cloud: Arc<LocalCloud>,
+    pub clients: Clients,
+    pub settings: Settings,
+    pub responses: ResponseCapture,
+    engine: Engine,
+    machine: Arc<StateMachine>,
+    workflow: LocalWorkflow,
+    invocations: Arc<AtomicU64>,
+}
+
+/// What happened to one CloudFormation request.
+pub struct Submission {
+    pub admission: Admission,
+    pub execution: Option<ExecutionResult>,
+    /// The safety net's answer, when it had to answer.
+    pub safety_net_answered: bool,
+}
+
+impl LocalPipeline {
+    pub async fn new(cloud: Arc<LocalCloud>, settings: Settings, responses: ResponseCapture) -> anyhow::Result<LocalPipeline> {
+        let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
+        let ports = Arc::new(AdapterPorts {
+            ec2: clients.ec2_adapter(),
+            iam: clients.iam_adapter(),
+            ssm: clients.ssm_adapter(),
+            sink: clients.response_sink(),
+        });
+        let invocations = Arc::new(AtomicU64::new(0));
+        let mut builder = Engine::builder().clock(Clock::Virtual).region(REGION).account(ACCOUNT);
+        for name in TASK_FUNCTIONS {
+            let (ports, settings, cloud, count) = (ports.clone(), settings.clone(), cloud.clone(), invocations.clone());
+            builder = builder.lambda(format!("opsflow-{name}"), move |req: TaskRequest| {
+                let (ports, settings, cloud, count) = (ports.clone(), settings.clone(), cloud.clone(), count.clone());
+                async move {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    // The local cloud's time-driven progress follows the engine's clock.
+                    cloud
+                        .control("clock", json!({"now_ms": req.now_ms}))
+                        .await
+                        .map_err(|e| StatesError::new("Lambda.Unknown", e.to_string()))?;
+                    invoke(&*ports, &settings, name, req.payload, req.now_ms / 1000)
+                        .await
+                        .map_err(|e| StatesError::new(e.name(), e.to_string()))
+                }
+            });
+        }
+        Ok(LocalPipeline {
+            cloud,
+            clients,
+            settings,
+            responses,
+            engine: builder.build(),
+            machine: provision_machine()?,
+            workflow: LocalWorkflow::default(),
+            invocations,
+        })
+    }
+
+    pub fn lambda_invocations(&self) -> u64 {
+        self.invocations.load(Ordering::Relaxed)
+    }
+
+    /// Sends a CloudFormation request the way CloudFormation does: to the request handler; runs
+    /// the execution it starts (watching its events with `on_event`), and the safety net when
+    /// the execution ends FAILED, TIMED_OUT or ABORTED.
+    pub async fn submit(&self, request: Value, mut on_event: impl FnMut(&HistoryEvent)) -> anyhow::Result<Submission> {
+        let ports = (self.clients.ec2_adapter(), self.clients.iam_adapter(), self.clients.response_sink());
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let admission = admit(&ports.0, &ports.1, &ports.2, &self.workflow, &self.settings, &request)
+            .await
+            .map_err(|e| anyhow!("request handler: {e}"))?;
+        let pending = std::mem::take(&mut self.workflow.inner.lock().unwrap().pending);
+        let mut execution = None;
+        let mut safety = false;
+        for (name, input) in pending {
+            let mut running = self.engine.start(
+                self.machine.clone(),
+                input.clone(),
+                StartOptions {
+                    name: name.clone(),
+                    state_machine_name: "provision-instance".into(),
+                    record_history: true,
+                },
+            );
+            let result = loop {
+                tokio::select! {
+                    Some(ev) = running.events.recv() => on_event(&ev),
+                    r = &mut running.result => break r?,
+                }
+            };
+            while let Ok(ev) = running.events.try_recv() {
+                on_event(&ev);
+            }
+            self.workflow
+                .inner
+                .lock()
+                .unwrap()
+                .histories
+                .insert(name.clone(), result.events.clone());
+            if result.status != opsflow_asl::Status::Succeeded {
+                self.invocations.fetch_add(1, Ordering::Relaxed);
+                let answered = safety_net(&ports.2, &self.workflow, &execution_arn(&name), result.status.as_str(), &input)
+                    .await
+                    .map_err(|e| anyhow!("safety net: {e}"))?;
+                safety = answered.is_some();
+            }
+            execution = Some(result);
+        }
+        Ok(Submission {
+            admission,
+            execution,
+            safety_net_answered: safety,
+        })
+    }
+
+    /// Runs the safety net as the EventBridge rule would for an execution that ended `status`.
+    pub async fn run_safety_net(&self, name: &str, status: &str, input: &Value) -> anyhow::Result<bool> {
+        let sink = self.clients.response_sink();
+        Ok(safety_net(&sink, &self.workflow, &execution_arn(name), status, input)
+            .await
+            .map_err(|e| anyhow!("{e}"))?
+            .is_some())
+    }
+
+    /// The engine, to start executions directly (e.g. to abort one in a test).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn machine(&self) -> Arc<StateMachine> {
+        self.machine.clone()
+    }
+
+    /// Records a finished execution's history (for the safety net's `answered`).
+    pub fn record_history(&self, name: &str, events: Vec<HistoryEvent>) {
+        self.workflow.inner.lock().unwrap().histories.insert(name.to_string(), events);
+    }
+}
+
+/// A CloudFormation Create/Update/Delete request for `Custom::OpsflowInstanceSetup`.
+pub fn cfn_request(request_type: &str, request_id: &str, response_url: &str, properties: Value, extra: Value) -> Value {
+    let mut r = json!({
+        "RequestType": request_type,
+        "ServiceToken": function_arn("Request"),
+        "ResponseURL": response_url,
+        "StackId": format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dev-ide/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"),
+        "RequestId": request_id,
+        "LogicalResourceId": "Setup",
+        "ResourceType": "Custom::OpsflowInstanceSetup",
+        "ResourceProperties": properties,
+    });
+    if let (Some(m), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    r
+}
