@@ -34,6 +34,7 @@ test: lint
 	$(CARGO) test --workspace
 	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json
 	infra/localcloud/localcloud.sh test -q
+	infra/validate.sh
 
 # aws-local-stepfunctions, for the side-by-side figures of the engine benchmark.
 bench-deps:

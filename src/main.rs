@@ -31,6 +31,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         bootstrap_exit: i32,
     },
+    /// Run one Lambda handler locally on an event file, against the AWS endpoint of the
+    /// environment (AWS_ENDPOINT_URL for the local cloud), and print its result.
+    Invoke {
+        /// Plan, AssignProfile, ModifyVolume, CheckReadiness, GrowFilesystem, SendCommand,
+        /// CheckCommand, Answer, or Request (needs STATE_MACHINE_ARN).
+        function: String,
+        /// The event (the function's input) as a JSON file.
+        #[arg(long)]
+        event: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +102,10 @@ fn load(path: &PathBuf) -> anyhow::Result<Result<model::StateMachine, Vec<opsflo
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Invoke { function, event } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(invoke_one(&function, &event))
+        }
         Command::Demo { bootstrap_exit } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(demo::run(bootstrap_exit))
@@ -224,4 +238,49 @@ fn print_trace(ev: &opsflow_asl::HistoryEvent, first: &mut Option<i64>) {
         line.push_str(&format!(" error={err}"));
     }
     eprintln!("{}", line.trim_end());
+}
+
+/// `opsflow invoke`: one handler, the same code the deployed Lambda runs.
+async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode> {
+    use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
+    let text = std::fs::read_to_string(event).with_context(|| format!("cannot read {}", event.display()))?;
+    let payload: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
+    let clients = opsflow_aws::Clients::from_env().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
+    let settings = opsflow_core::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let result = match function {
+        "Request" => {
+            let arn = std::env::var("STATE_MACHINE_ARN").context("STATE_MACHINE_ARN is required for the Request handler")?;
+            let (ec2, iam, sink, wf) = (
+                clients.ec2_adapter(),
+                clients.iam_adapter(),
+                clients.response_sink(),
+                clients.workflow(&arn),
+            );
+            opsflow_core::steps::admit(&ec2, &iam, &sink, &wf, &settings, &payload)
+                .await
+                .map(|a| json!(format!("{a:?}")))
+        }
+        f if TASK_FUNCTIONS.contains(&f) => {
+            let ports = Ports {
+                ec2: clients.ec2_adapter(),
+                iam: clients.iam_adapter(),
+                ssm: clients.ssm_adapter(),
+                sink: clients.response_sink(),
+            };
+            invoke(&ports, &settings, f, payload, now).await
+        }
+        other => bail!("unknown function {other:?}: use Request or one of {}", TASK_FUNCTIONS.join(", ")),
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("{}", json!({"errorType": e.name(), "errorMessage": e.to_string()}));
+            Ok(ExitCode::from(1))
+        }
+    }
 }

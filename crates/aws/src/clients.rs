@@ -34,6 +34,7 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub sfn: aws_sdk_sfn::Client,
     /// For the CloudFormation ResponseURL PUT only.
     pub http: reqwest::Client,
 }
@@ -84,6 +85,7 @@ impl Clients {
             ec2: aws_sdk_ec2::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
             http,
         })
     }
@@ -98,6 +100,11 @@ impl Clients {
 
     pub fn ssm_adapter(&self) -> SsmAdapter {
         SsmAdapter::new(self.ssm.clone())
+    }
+
+    /// Step Functions for the state machine `state_machine_arn`.
+    pub fn workflow(&self, state_machine_arn: &str) -> crate::SfnWorkflow {
+        crate::SfnWorkflow::new(self.sfn.clone(), state_machine_arn)
     }
 
     pub fn response_sink(&self) -> HttpResponseSink {

@@ -1,0 +1,46 @@
+//! The safety net: on an execution that ended FAILED, TIMED_OUT or ABORTED (an EventBridge
+//! "Step Functions Execution Status Change" event), answers CloudFormation FAILED unless an
+//! answer step already did.
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use opsflow_aws::Clients;
+use opsflow_core::steps::safety_net;
+use opsflow_core::CoreError;
+use opsflow_functions::{init_logging, FnError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The event's `detail` (the fields used).
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionStatusChange {
+    execution_arn: String,
+    state_machine_arn: String,
+    status: String,
+    /// The execution input as JSON text: the CloudFormation request.
+    input: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let clients = Clients::from_env().await.map_err(FnError)?;
+    let clients = &clients;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<ExecutionStatusChange>>| async move {
+            let d = event.payload.detail;
+            let input: Value = serde_json::from_str(d.input.as_deref().unwrap_or("null")).map_err(|e| {
+                FnError(CoreError::invalid(
+                    "detail.input",
+                    format!("is not the CloudFormation request: {e}"),
+                ))
+            })?;
+            let workflow = clients.workflow(&d.state_machine_arn);
+            let answered = safety_net(&clients.response_sink(), &workflow, &d.execution_arn, &d.status, &input)
+                .await
+                .map_err(FnError)?;
+            Ok::<Value, FnError>(json!({"answered": answered.map(|r| r.status)}))
+        },
+    ))
+    .await
+}

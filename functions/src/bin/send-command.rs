@@ -1,0 +1,5 @@
+//! The `SendCommand` step of the provisioning state machine.
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    opsflow_functions::run_task("SendCommand").await
+}

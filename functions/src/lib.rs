@@ -1,0 +1,88 @@
+//! What every opsflow Lambda shares: settings from the environment, clients built once, JSON
+//! logs, and errors as `Diagnostic`s whose `errorType` is the stable [`CoreError`] name that
+//! the state machine's Retry and Catch match.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use opsflow_aws::Clients;
+use opsflow_core::handlers::{invoke, Ports};
+use opsflow_core::steps::Settings;
+use opsflow_core::{AllowList, CoreError};
+use serde_json::Value;
+
+/// A [`CoreError`] on its way out of a handler.
+#[derive(Debug)]
+pub struct FnError(pub CoreError);
+
+impl From<FnError> for Diagnostic {
+    fn from(e: FnError) -> Diagnostic {
+        Diagnostic {
+            error_type: e.0.name().to_string(),
+            error_message: e.0.to_string(),
+        }
+    }
+}
+
+impl From<CoreError> for FnError {
+    fn from(e: CoreError) -> FnError {
+        FnError(e)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn env_i64(name: &str, default: i64) -> Result<i64, CoreError> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| CoreError::invalid(name, format!("must be a whole number of seconds, not {v:?}"))),
+        Err(_) => Ok(default),
+    }
+}
+
+/// `INSTANCE_PROFILE_ALLOW_LIST` (required), `ASSOCIATION_TIMEOUT_SECONDS` (300),
+/// `VOLUME_TIMEOUT_SECONDS` (1800), `READINESS_TIMEOUT_SECONDS` (900).
+pub fn settings_from_env() -> Result<Settings, CoreError> {
+    let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
+    let mut s = Settings::new(AllowList::parse(&allow)?);
+    s.association_timeout_s = env_i64("ASSOCIATION_TIMEOUT_SECONDS", s.association_timeout_s)?;
+    s.volume_timeout_s = env_i64("VOLUME_TIMEOUT_SECONDS", s.volume_timeout_s)?;
+    s.readiness_timeout_s = env_i64("READINESS_TIMEOUT_SECONDS", s.readiness_timeout_s)?;
+    Ok(s)
+}
+
+/// JSON logs (Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON`), one span per invocation from the runtime.
+pub fn init_logging() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// The main of a task function of the state machine.
+pub async fn run_task(function: &'static str) -> Result<(), Error> {
+    init_logging();
+    let clients = Clients::from_env().await.map_err(FnError)?;
+    let settings = settings_from_env().map_err(FnError)?;
+    let ports = Ports {
+        ec2: clients.ec2_adapter(),
+        iam: clients.iam_adapter(),
+        ssm: clients.ssm_adapter(),
+        sink: clients.response_sink(),
+    };
+    let (ports, settings) = (&ports, &settings);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        invoke(ports, settings, function, event.payload, now_s()).await.map_err(FnError)
+    }))
+    .await
+}
+
+impl std::fmt::Display for FnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for FnError {}
