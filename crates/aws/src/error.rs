@@ -112,14 +112,19 @@ fn html_title(body: &str) -> Option<&str> {
 
 /// The start of a body, whitespace collapsed, cut to [`BODY_QUOTE_BYTES`] on a char boundary.
 fn quote(body: &str) -> String {
+    quote_bytes(body, BODY_QUOTE_BYTES)
+}
+
+/// The start of a body, whitespace collapsed, cut to `max` bytes on a char boundary.
+pub(crate) fn quote_bytes(body: &str, max: usize) -> String {
     let collapsed = body.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.is_empty() {
         return "empty body".to_string();
     }
-    if collapsed.len() <= BODY_QUOTE_BYTES {
+    if collapsed.len() <= max {
         return collapsed;
     }
-    let mut end = BODY_QUOTE_BYTES;
+    let mut end = max;
     while !collapsed.is_char_boundary(end) {
         end -= 1;
     }

@@ -47,18 +47,6 @@ pub fn redact_url(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or("")
 }
 
-fn quote(body: &str) -> String {
-    let collapsed = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.len() <= BODY_QUOTE_BYTES {
-        return collapsed;
-    }
-    let mut end = BODY_QUOTE_BYTES;
-    while !collapsed.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &collapsed[..end])
-}
-
 impl ResponseSink for HttpResponseSink {
     async fn put(&self, url: &str, body: &str) -> Result<(), CoreError> {
         let target = redact_url(url);
@@ -92,7 +80,10 @@ impl ResponseSink for HttpResponseSink {
             return Ok(());
         }
         let text = response.text().await.unwrap_or_default();
-        Err(CoreError::transient(OP, format!("{target}: HTTP {status}: {}", quote(&text))))
+        Err(CoreError::transient(
+            OP,
+            format!("{target}: HTTP {status}: {}", crate::error::quote_bytes(&text, BODY_QUOTE_BYTES)),
+        ))
     }
 }
 
