@@ -358,3 +358,53 @@ async fn an_aborted_execution_is_answered_by_the_safety_net() {
         reason(&answers[0])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_on_delete_revert_restores_the_previous_profile() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    // The instance starts with another allow-listed profile; the stack replaces it.
+    let old_arn = fixtures::instance_profile(&w.pipeline.clients, "old-profile", "/opsflow/")
+        .await
+        .unwrap();
+    let old = opsflow_aws::aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+        .arn(&old_arn)
+        .build();
+    w.pipeline
+        .clients
+        .ec2
+        .associate_iam_instance_profile()
+        .instance_id(&w.instance_id)
+        .iam_instance_profile(old)
+        .send()
+        .await
+        .unwrap();
+    let p = json!({"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile", "OnDelete": "Revert"});
+    let (_, answer) = w.send("Create", "req-revert-create", p.clone(), Value::Null).await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(answer["Data"]["PreviousInstanceProfileArn"], old_arn.as_str());
+    assert!(current_profile(&w).await.unwrap().ends_with("/dev-ide-profile"));
+
+    let physical = json!({"PhysicalResourceId": format!("opsflow-setup-{}", w.instance_id)});
+    let (sub, answer) = w.send("Delete", "req-revert-delete", p, physical).await;
+    assert!(matches!(sub.admission, Admission::Started { .. }));
+    assert_eq!(sub.execution.unwrap().status, Status::Succeeded);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(current_profile(&w).await.as_deref(), Some(old_arn.as_str()));
+}
+
+/// The ARN of the instance's associated profile.
+async fn current_profile(w: &World) -> Option<String> {
+    let out = w
+        .pipeline
+        .clients
+        .ec2
+        .describe_iam_instance_profile_associations()
+        .send()
+        .await
+        .unwrap();
+    out.iam_instance_profile_associations()
+        .iter()
+        .find(|a| a.instance_id() == Some(w.instance_id.as_str()) && a.state().map(|s| s.as_str()) == Some("associated"))
+        .and_then(|a| a.iam_instance_profile()?.arn().map(String::from))
+}
