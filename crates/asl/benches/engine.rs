@@ -39,7 +39,7 @@ const CASES: &[Case] = &[
     },
 ];
 
-const RUNS: usize = 7;
+const RUNS: usize = 25;
 
 fn definitions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/definitions")
