@@ -19,7 +19,7 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     println!("  local cloud at {}", cloud.endpoint);
     let responses = ResponseCapture::start().await?;
     let settings = Settings::new(AllowList::parse(fixtures::ALLOW_LIST).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let pipeline = LocalPipeline::new(cloud.clone(), settings, responses.clone()).await?;
+    let pipeline = LocalPipeline::new(cloud.clone(), settings).await?;
 
     let profile_arn = fixtures::instance_profile(&pipeline.clients, "dev-ide-profile", "/opsflow/").await?;
     let instance_id = fixtures::instance(&pipeline.clients, "dev-ide-7").await?;

@@ -279,7 +279,6 @@ pub struct LocalPipeline {
     pub cloud: Arc<LocalCloud>,
     pub clients: Clients,
     pub settings: Settings,
-    pub responses: ResponseCapture,
     engine: Engine,
     machine: Arc<StateMachine>,
     workflow: LocalWorkflow,
@@ -295,7 +294,7 @@ pub struct Submission {
 }
 
 impl LocalPipeline {
-    pub async fn new(cloud: Arc<LocalCloud>, settings: Settings, responses: ResponseCapture) -> anyhow::Result<LocalPipeline> {
+    pub async fn new(cloud: Arc<LocalCloud>, settings: Settings) -> anyhow::Result<LocalPipeline> {
         let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
         let ports = Arc::new(AdapterPorts {
             ec2: clients.ec2_adapter(),
@@ -326,7 +325,6 @@ impl LocalPipeline {
             cloud,
             clients,
             settings,
-            responses,
             engine: builder.build(),
             machine: provision_machine()?,
             workflow: LocalWorkflow::default(),

@@ -30,7 +30,7 @@ async fn world(settings: impl FnOnce(&mut Settings)) -> World {
     let responses = ResponseCapture::start().await.unwrap();
     let mut s = Settings::new(AllowList::parse(fixtures::ALLOW_LIST).unwrap());
     settings(&mut s);
-    let pipeline = LocalPipeline::new(cloud.clone(), s, responses.clone()).await.unwrap();
+    let pipeline = LocalPipeline::new(cloud.clone(), s).await.unwrap();
     fixtures::instance_profile(&pipeline.clients, "dev-ide-profile", "/opsflow/")
         .await
         .unwrap();
@@ -102,25 +102,7 @@ async fn create_sets_up_the_instance_and_answers_success_with_data() {
     assert_eq!(answer["Data"]["CommandStatus"], "Success");
     assert!(answer["Data"]["AssociationId"].as_str().unwrap().starts_with("iip-assoc-"));
     // The instance really has the profile and the bigger volume.
-    let assoc = w
-        .pipeline
-        .clients
-        .ec2
-        .describe_iam_instance_profile_associations()
-        .send()
-        .await
-        .unwrap();
-    let a = assoc
-        .iam_instance_profile_associations()
-        .iter()
-        .find(|a| a.instance_id() == Some(w.instance_id.as_str()))
-        .unwrap();
-    assert!(a
-        .iam_instance_profile()
-        .unwrap()
-        .arn()
-        .unwrap()
-        .ends_with("/opsflow/dev-ide-profile"));
+    assert!(current_profile(&w).await.unwrap().ends_with("/opsflow/dev-ide-profile"));
     let vols = w
         .pipeline
         .clients

@@ -48,12 +48,7 @@ struct RequestAndPlan {
 struct OpInput<P> {
     op: String,
     plan: Plan,
-    #[serde(default = "none")]
     progress: Option<P>,
-}
-
-fn none<P>() -> Option<P> {
-    None
 }
 
 #[derive(Deserialize)]
