@@ -49,25 +49,30 @@ pub fn profile_name(arn_or_name: &str) -> &str {
 /// Profiles are compared by name, since EC2 reports the association by ARN only and a name is
 /// unique within an account whatever its path.
 pub fn plan_profile(desired: Option<&ProfileRef>, current: Option<&Association>) -> ProfileAction {
-    let Some(desired) = desired else {
-        return ProfileAction::Nothing;
+    match desired {
+        Some(desired) => plan_profile_to(&desired.arn, current),
+        None => ProfileAction::Nothing,
+    }
+}
+
+/// The step that makes the instance use the profile `wanted` (an ARN or a name), compared by
+/// name with what it has.
+pub fn plan_profile_to(wanted: &str, current: Option<&Association>) -> ProfileAction {
+    let associate = || ProfileAction::Associate {
+        profile: wanted.to_string(),
     };
     match current {
-        None => ProfileAction::Associate {
-            profile: desired.arn.clone(),
-        },
+        None => associate(),
         Some(a) => match a.state {
             AssociationState::Associating | AssociationState::Disassociating => ProfileAction::WaitForAssociation {
                 association_id: a.association_id.clone(),
                 state: a.state,
             },
-            AssociationState::Disassociated => ProfileAction::Associate {
-                profile: desired.arn.clone(),
-            },
-            AssociationState::Associated if profile_name(&a.profile_arn) == desired.name => ProfileAction::Nothing,
+            AssociationState::Disassociated => associate(),
+            AssociationState::Associated if profile_name(&a.profile_arn) == profile_name(wanted) => ProfileAction::Nothing,
             AssociationState::Associated => ProfileAction::Replace {
                 association_id: a.association_id.clone(),
-                profile: desired.arn.clone(),
+                profile: wanted.to_string(),
             },
         },
     }

@@ -15,8 +15,8 @@ use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, I
 use crate::error::CoreError;
 use crate::facts::{AssociationState, ModificationState, Platform};
 use crate::plan::{
-    choose_volume, plan_profile, plan_profile_restore, plan_volume, previous_profile_from_tag, previous_profile_tag_value, profile_name,
-    readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules, PREVIOUS_PROFILE_TAG,
+    choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, previous_profile_from_tag, previous_profile_tag_value,
+    profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules, PREVIOUS_PROFILE_TAG,
 };
 use crate::ports::{Ec2, Iam, ResponseSink, Ssm};
 use crate::props::{AllowList, OnDelete, SetupProps};
@@ -261,26 +261,16 @@ pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, no
         other => other,
     };
     // Re-plan on fresh facts: the plan may be stale after a retry.
-    let action = match wanted {
-        Some(w) => match current {
-            None => ProfileAction::Associate { profile: w.to_string() },
-            Some(a) if a.state == AssociationState::Associating || a.state == AssociationState::Disassociating => {
-                ProfileAction::WaitForAssociation {
-                    association_id: a.association_id.clone(),
-                    state: a.state,
-                }
-            }
-            Some(a) => ProfileAction::Replace {
-                association_id: a.association_id.clone(),
-                profile: w.to_string(),
-            },
+    let action = match (wanted, current) {
+        (Some(w), _) => plan_profile_to(w, current),
+        (None, Some(a)) if a.state == AssociationState::Associated => ProfileAction::Disassociate {
+            association_id: a.association_id.clone(),
         },
-        None => match current {
-            Some(a) => ProfileAction::Disassociate {
-                association_id: a.association_id.clone(),
-            },
-            None => ProfileAction::Nothing,
+        (None, Some(a)) if a.state == AssociationState::Associating => ProfileAction::WaitForAssociation {
+            association_id: a.association_id.clone(),
+            state: a.state,
         },
+        (None, _) => ProfileAction::Nothing,
     };
     let assoc = match action {
         ProfileAction::Associate { profile } => Some(ec2.associate_profile(id, &profile).await.map_err(not_yet_visible)?),
