@@ -19,7 +19,8 @@ use crate::history::{details, payload, Details, HistoryEvent};
 use crate::jsonata::{Env, JTemplate};
 use crate::mock::MockCase;
 use crate::model::{
-    Assign, Cond, IoPath, Kind, Lang, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath, Transition, Wait,
+    function_name, Assign, Cond, IoPath, Kind, Lang, MapState, Percentage, ResultPath, Retrier, Seconds, State, StateMachine, StrOrPath,
+    Target, Task, Transition, Wait,
 };
 use crate::path::{set_at, truncate, type_name, Scope, Vars};
 use crate::time::{format_ms, parse_timestamp};
@@ -1057,53 +1058,11 @@ async fn retry_loop(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx)
     }
 }
 
-/// How a Task resource is served.
-enum Target {
-    /// `arn:aws:lambda:...:function:NAME` (result is the function's output).
-    LambdaArn(String),
-    /// `arn:aws:states:::lambda:invoke` (result is the Invoke API response).
-    LambdaInvoke,
-    Other,
-}
-
-fn split_resource(resource: &str) -> (&str, bool) {
-    if let Some(base) = resource.strip_suffix(".waitForTaskToken") {
-        return (base, true);
-    }
-    if let Some(i) = resource.find(".sync") {
-        return (&resource[..i], false);
-    }
-    (resource, false)
-}
-
-/// The function name in a FunctionName: a name, `name:alias`, `123:function:name` or an ARN.
-pub fn function_name(f: &str) -> &str {
-    if let Some(i) = f.find("function:") {
-        let rest = &f[i + "function:".len()..];
-        return rest.split(':').next().unwrap_or(rest);
-    }
-    f.split(':').next().unwrap_or(f)
-}
-
-/// `resourceType` / `resource` of the Task events: `arn:aws:states:::lambda:invoke` → (lambda, invoke).
-fn resource_parts(resource: &str) -> (String, String) {
-    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
-        if let Some(i) = rest.rfind(':') {
-            return (rest[..i].to_string(), rest[i + 1..].to_string());
-        }
-        return (rest.to_string(), String::new());
-    }
-    let parts: Vec<&str> = resource.split(':').collect();
-    (
-        parts.get(2).copied().unwrap_or("").to_string(),
-        parts[3.min(parts.len())..].join(":"),
-    )
-}
-
 async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
     let Kind::Task(task) = &st.kind else { unreachable!() };
-    let (base, wait_token) = split_resource(&task.resource);
-    let token = wait_token.then(|| format!("{}-{}", uuid::Uuid::new_v4().simple(), exec.next_id.load(Ordering::Relaxed)));
+    let token = task
+        .wait_for_token
+        .then(|| format!("{}-{}", uuid::Uuid::new_v4().simple(), exec.next_id.load(Ordering::Relaxed)));
     if let Some(t) = &token {
         Arc::make_mut(&mut pc.context)["Task"] = json!({"Token": t});
     }
@@ -1128,15 +1087,8 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
         None => None,
         Some(s) => Some(exec.seconds(s, eff, pc, "HeartbeatSecondsPath")?),
     };
-    let target = if base.starts_with("arn:aws:lambda:") && base.contains(":function:") {
-        Target::LambdaArn(function_name(base).to_string())
-    } else if base == "arn:aws:states:::lambda:invoke" {
-        Target::LambdaInvoke
-    } else {
-        Target::Other
-    };
-    let (rtype, rname) = resource_parts(&task.resource);
-    let lambda_events = matches!(target, Target::LambdaArn(_));
+    let (rtype, rname) = (&task.resource_type, &task.resource_name);
+    let lambda_events = matches!(task.target, Target::LambdaArn(_));
     if lambda_events {
         let mut d = vec![("resource", json!(task.resource))];
         d.extend(payload("input", &params));
@@ -1170,7 +1122,7 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
     }
     exec.invocations.fetch_add(1, Ordering::Relaxed);
 
-    let outcome = invoke(exec, st, &target, base, params, token.clone(), timeout, heartbeat, pc).await;
+    let outcome = invoke(exec, st, task, params, token.clone(), timeout, heartbeat, pc).await;
     let now = exec.now(pc);
     pc.now_ms = pc.now_ms.max(now);
     // A result over the payload limit fails the task (States.ALL can catch it, as on AWS).
@@ -1226,8 +1178,7 @@ async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -
 async fn invoke(
     exec: &Arc<Exec>,
     st: &State,
-    target: &Target,
-    base: &str,
+    task: &Task,
     params: Value,
     token: Option<String>,
     timeout: Option<u64>,
@@ -1259,7 +1210,7 @@ async fn invoke(
             return mock.respond(&st.name, n).map_err(Stop::Failed);
         }
     }
-    let (handler, function, payload_in) = match target {
+    let (handler, function, payload_in) = match &task.target {
         Target::LambdaArn(f) => (exec.engine.lambdas.get(f).cloned(), Some(f.clone()), params),
         Target::LambdaInvoke => {
             let Some(fname) = params.get("FunctionName").and_then(Value::as_str) else {
@@ -1277,7 +1228,9 @@ async fn invoke(
         }
         Target::Other => {
             let h = exec.engine.resources.iter().find(|(k, _)| {
-                k == base || (k.ends_with('*') && base.starts_with(&k[..k.len() - 1])) || (k.ends_with(':') && base.starts_with(k.as_str()))
+                *k == task.base
+                    || (k.ends_with('*') && task.base.starts_with(&k[..k.len() - 1]))
+                    || (k.ends_with(':') && task.base.starts_with(k.as_str()))
             });
             (h.map(|(_, h)| h.clone()), None, params)
         }
@@ -1293,14 +1246,14 @@ async fn invoke(
             ),
             None => StatesError::runtime(format!(
                 "No handler is registered for the resource '{}' of state '{}'; register one with EngineBuilder::resource or mock the state",
-                st_resource(st),
+                task.resource.as_str(),
                 st.name
             )),
         }));
     };
     let is_lambda = function.is_some();
     let req = TaskRequest {
-        resource: st_resource(st).to_string(),
+        resource: task.resource.as_str().to_string(),
         function,
         state_name: st.name.to_string(),
         payload: payload_in,
@@ -1340,14 +1293,14 @@ async fn invoke(
         Some(Ok(v)) => v,
     };
     let Some(rx) = rx.as_mut() else {
-        return Ok(match target {
+        return Ok(match task.target {
             Target::LambdaInvoke => lambda_invoke_response(value),
             _ => value,
         });
     };
     // .waitForTaskToken: the handler's own output is ignored; wait for the callback.
     let token = token.unwrap();
-    let (rtype, rname) = resource_parts(st_resource(st));
+    let (rtype, rname) = (&task.resource_type, &task.resource_name);
     exec.emit(
         pc,
         "TaskSubmitted",
@@ -1381,13 +1334,6 @@ async fn invoke(
     };
     exec.tokens.lock().unwrap().remove(&token);
     result
-}
-
-fn st_resource(st: &State) -> &str {
-    match &st.kind {
-        Kind::Task(t) => &t.resource,
-        _ => "",
-    }
 }
 
 /// The Lambda Invoke API response as the `lambda:invoke` integration returns it.

@@ -127,8 +127,77 @@ impl Kind {
 #[derive(Debug)]
 pub struct Task {
     pub resource: String,
+    /// The resource without `.sync` / `.waitForTaskToken`.
+    pub base: String,
+    pub wait_for_token: bool,
+    pub target: Target,
+    /// `resourceType` and `resource` of the Task events (`lambda`, `invoke`).
+    pub resource_type: String,
+    pub resource_name: String,
     pub timeout: Option<Seconds>,
     pub heartbeat: Option<Seconds>,
+}
+
+/// How a Task resource is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `arn:aws:lambda:...:function:NAME` (result is the function's output).
+    LambdaArn(String),
+    /// `arn:aws:states:::lambda:invoke` (result is the Invoke API response).
+    LambdaInvoke,
+    Other,
+}
+
+impl Task {
+    /// Everything the engine needs to know about `resource`, worked out once at load time.
+    pub fn new(resource: String, timeout: Option<Seconds>, heartbeat: Option<Seconds>) -> Task {
+        let (base, wait_for_token) = match resource.strip_suffix(".waitForTaskToken") {
+            Some(base) => (base.to_string(), true),
+            None => (
+                resource.find(".sync").map_or(resource.as_str(), |i| &resource[..i]).to_string(),
+                false,
+            ),
+        };
+        let target = if base.starts_with("arn:aws:lambda:") && base.contains(":function:") {
+            Target::LambdaArn(function_name(&base).to_string())
+        } else if base == "arn:aws:states:::lambda:invoke" {
+            Target::LambdaInvoke
+        } else {
+            Target::Other
+        };
+        let (resource_type, resource_name) = match resource.strip_prefix("arn:aws:states:::") {
+            Some(rest) => match rest.rfind(':') {
+                Some(i) => (rest[..i].to_string(), rest[i + 1..].to_string()),
+                None => (rest.to_string(), String::new()),
+            },
+            None => {
+                let parts: Vec<&str> = resource.split(':').collect();
+                (
+                    parts.get(2).copied().unwrap_or("").to_string(),
+                    parts[3.min(parts.len())..].join(":"),
+                )
+            }
+        };
+        Task {
+            resource,
+            base,
+            wait_for_token,
+            target,
+            resource_type,
+            resource_name,
+            timeout,
+            heartbeat,
+        }
+    }
+}
+
+/// The function name in a FunctionName: a name, `name:alias`, `123:function:name` or an ARN.
+pub fn function_name(f: &str) -> &str {
+    if let Some(i) = f.find("function:") {
+        let rest = &f[i + "function:".len()..];
+        return rest.split(':').next().unwrap_or(rest);
+    }
+    f.split(':').next().unwrap_or(f)
 }
 
 /// A number given literally, by a path, or by a JSONata expression.
@@ -1045,11 +1114,7 @@ impl Parser {
                         self.err(l, "HeartbeatSeconds", "must be smaller than TimeoutSeconds");
                     }
                 }
-                Kind::Task(Box::new(Task {
-                    resource,
-                    timeout,
-                    heartbeat,
-                }))
+                Kind::Task(Box::new(Task::new(resource, timeout, heartbeat)))
             }
             "Choice" => {
                 let mut choices = Vec::new();
