@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opsflow::fixtures;
-use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseCapture};
+use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
 use opsflow_asl::HistoryEvent;
 use opsflow_core::steps::{Admission, Settings};
 use opsflow_core::AllowList;
@@ -17,9 +17,9 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     println!("starting the local cloud (moto + opsflow extension on 127.0.0.1)...");
     let cloud = Arc::new(tokio::task::spawn_blocking(LocalCloud::start).await??);
     println!("  local cloud at {}", cloud.endpoint);
-    let responses = ResponseCapture::start().await?;
     let settings = Settings::new(AllowList::parse(fixtures::ALLOW_LIST).map_err(|e| anyhow::anyhow!("{e}"))?);
     let pipeline = LocalPipeline::new(cloud.clone(), settings).await?;
+    let responses = ResponseStore::create(&pipeline.clients).await?;
 
     let profile_arn = fixtures::instance_profile(&pipeline.clients, "dev-ide-profile", "/opsflow/").await?;
     let instance_id = fixtures::instance(&pipeline.clients, "dev-ide-7").await?;
@@ -36,10 +36,12 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     }
 
     let request_id = "5e1f6a2c-9d3b-4c8e-a7f0-2b6d8c4e1a93";
+    let response_url = responses.url_for(request_id).await?;
+    println!("  response URL (presigned PUT, local S3): {}", shorten(&response_url));
     let request = cfn_request(
         "Create",
         request_id,
-        &responses.url_for(request_id),
+        &response_url,
         fixtures::demo_properties(&instance_id, "dev-ide-profile"),
         Value::Null,
     );
@@ -84,12 +86,16 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
         );
     }
 
-    println!("\nThe answer CloudFormation reads back from the response URL:");
-    let answers = responses.answers(request_id);
+    // The pipeline's calls, before the demo's own reads of the answer.
+    let calls = cloud.calls().await?;
+    println!(
+        "\nThe answer CloudFormation reads back from S3 (s3://{}/…{request_id}):",
+        ResponseStore::BUCKET
+    );
+    let answers = responses.answers(request_id).await?;
     for a in &answers {
         println!("{}", serde_json::to_string_pretty(a)?);
     }
-    let calls = cloud.calls().await?;
     let total: u64 = calls.values().sum();
     println!("\nSummary");
     println!("  wall time          {:.2} s", wall.elapsed().as_secs_f64());
@@ -115,4 +121,15 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The URL up to its query, and the query's parameter names: the signature is noise here.
+fn shorten(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let names: Vec<&str> = query.split('&').filter_map(|kv| kv.split('=').next()).collect();
+            format!("{base}?{}", names.iter().map(|n| format!("{n}=…")).collect::<Vec<_>>().join("&"))
+        }
+        None => url.to_string(),
+    }
 }

@@ -11,14 +11,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use opsflow_asl::{model, Clock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskRequest};
-use opsflow_aws::Clients;
+use opsflow_aws::{Clients, ResponseBucket};
 use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::ports::Workflow;
 use opsflow_core::steps::{admit, safety_net, Admission, Settings};
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// The account and region of local ARNs.
 pub const ACCOUNT: &str = "123456789012";
@@ -128,88 +126,40 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The answers CloudFormation would read: every PUT to a response URL, by path.
-#[derive(Clone, Default)]
-pub struct ResponseCapture {
-    pub base_url: String,
-    puts: Arc<Mutex<Vec<(String, Value)>>>,
+/// Where CloudFormation would read the answers: presigned PUT URLs into a bucket of the local
+/// cloud's S3, versioned so that every PUT is kept and counted.
+#[derive(Clone, Debug)]
+pub struct ResponseStore {
+    bucket: ResponseBucket,
 }
 
-impl ResponseCapture {
-    /// Serves PUTs on a free 127.0.0.1 port until the process ends.
-    pub async fn start() -> anyhow::Result<ResponseCapture> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
-        let puts: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-        let store = puts.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let (head_end, length) = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                            let len = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
-                    };
-                    while buf.len() < head_end + length {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let path = head
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or("/")
-                        .split('?')
-                        .next()
-                        .unwrap_or("/")
-                        .to_string();
-                    let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-                    if head.starts_with("PUT ") {
-                        store.lock().unwrap().push((path, body));
-                    }
-                    let _ = sock
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                });
-            }
-        });
-        Ok(ResponseCapture { base_url, puts })
+impl ResponseStore {
+    /// The bucket, as CloudFormation's own response bucket.
+    pub const BUCKET: &'static str = "cloudformation-custom-resource-response-local";
+
+    pub async fn create(clients: &Clients) -> anyhow::Result<ResponseStore> {
+        Ok(ResponseStore {
+            bucket: ResponseBucket::create(clients.s3.clone(), Self::BUCKET).await?,
+        })
     }
 
-    /// A presigned-style response URL for one request.
-    pub fn url_for(&self, request_id: &str) -> String {
-        format!("{}/cfn-responses/{request_id}?X-Amz-Expires=7200", self.base_url)
+    fn key(request_id: &str) -> String {
+        // CloudFormation's key: the stack ARN, the logical id and the request id.
+        format!("{}|Setup|{request_id}", stack_id())
     }
 
-    /// The bodies PUT for one request, in order.
-    pub fn answers(&self, request_id: &str) -> Vec<Value> {
-        let path = format!("/cfn-responses/{request_id}");
-        self.puts
-            .lock()
-            .unwrap()
+    /// The presigned response URL of one request (valid two hours, as CloudFormation's).
+    pub async fn url_for(&self, request_id: &str) -> anyhow::Result<String> {
+        Ok(self.bucket.presigned_put_url(&Self::key(request_id)).await?)
+    }
+
+    /// The bodies PUT for one request, oldest first.
+    pub async fn answers(&self, request_id: &str) -> anyhow::Result<Vec<Value>> {
+        self.bucket
+            .read_all(&Self::key(request_id))
+            .await?
             .iter()
-            .filter(|(p, _)| *p == path)
-            .map(|(_, b)| b.clone())
+            .map(|body| Ok(serde_json::from_str(body)?))
             .collect()
     }
 }
@@ -414,12 +364,17 @@ impl LocalPipeline {
 }
 
 /// A CloudFormation Create/Update/Delete request for `Custom::OpsflowInstanceSetup`.
+/// The consumer stack of the local requests.
+fn stack_id() -> String {
+    format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dev-ide/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b")
+}
+
 pub fn cfn_request(request_type: &str, request_id: &str, response_url: &str, properties: Value, extra: Value) -> Value {
     let mut r = json!({
         "RequestType": request_type,
         "ServiceToken": function_arn("Request"),
         "ResponseURL": response_url,
-        "StackId": format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dev-ide/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"),
+        "StackId": stack_id(),
         "RequestId": request_id,
         "LogicalResourceId": "Setup",
         "ResourceType": "Custom::OpsflowInstanceSetup",

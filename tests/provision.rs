@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 use opsflow::fixtures;
-use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseCapture};
+use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
 use opsflow_asl::Status;
 use opsflow_core::steps::{Admission, Settings};
 use opsflow_core::AllowList;
@@ -20,17 +20,17 @@ struct World {
     _serial: MutexGuard<'static, ()>,
     cloud: Arc<LocalCloud>,
     pipeline: LocalPipeline,
-    responses: ResponseCapture,
+    responses: ResponseStore,
     instance_id: String,
 }
 
 async fn world(settings: impl FnOnce(&mut Settings)) -> World {
     let serial = SERIAL.lock().await;
     let cloud = Arc::new(tokio::task::spawn_blocking(LocalCloud::start).await.unwrap().expect("local cloud"));
-    let responses = ResponseCapture::start().await.unwrap();
     let mut s = Settings::new(AllowList::parse(fixtures::ALLOW_LIST).unwrap());
     settings(&mut s);
     let pipeline = LocalPipeline::new(cloud.clone(), s).await.unwrap();
+    let responses = ResponseStore::create(&pipeline.clients).await.unwrap();
     fixtures::instance_profile(&pipeline.clients, "dev-ide-profile", "/opsflow/")
         .await
         .unwrap();
@@ -46,9 +46,9 @@ async fn world(settings: impl FnOnce(&mut Settings)) -> World {
 
 impl World {
     async fn send(&self, kind: &str, id: &str, props: Value, extra: Value) -> (opsflow::local::Submission, Value) {
-        let request = cfn_request(kind, id, &self.responses.url_for(id), props, extra);
+        let request = cfn_request(kind, id, &self.responses.url_for(id).await.unwrap(), props, extra);
         let submission = self.pipeline.submit(request, |_| {}).await.unwrap();
-        let answers = self.responses.answers(id);
+        let answers = self.responses.answers(id).await.unwrap();
         assert_eq!(answers.len(), 1, "exactly one answer PUT for {id}: {answers:?}");
         (submission, answers[0].clone())
     }
@@ -300,8 +300,116 @@ async fn an_agent_that_never_comes_online_fails_at_the_deadline() {
         "{r}"
     );
     assert!(r.contains("ConnectionLost"), "{r}");
+    assert!(r.contains("set RebootFallback to true"), "{r}");
     let exec = sub.execution.unwrap();
     assert!(exec.engine_ms >= 120_000, "gave up after {} ms", exec.engine_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reboot_fallback_brings_an_agent_that_needs_a_reboot_online() {
+    let w = world(|s| s.readiness_timeout_s = 120).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    w.cloud.control("config", json!({"agent_needs_reboot": true})).await.unwrap();
+    let mut p = props(&w.instance_id);
+    p["RebootFallback"] = json!("true");
+    let (sub, answer) = w.send("Create", "req-reboot", p, Value::Null).await;
+    assert_eq!(sub.execution.unwrap().status, Status::Succeeded, "{answer}");
+    assert_eq!(answer["Status"], "SUCCESS");
+    assert_eq!(answer["Data"]["Rebooted"], "true");
+    // After the reboot the agent is online: the file system is grown (and verified) over SSM,
+    // then the bootstrap runs.
+    assert_eq!(answer["Data"]["FilesystemSizeGiB"], "32.0");
+    assert_eq!(answer["Data"]["CommandStatus"], "Success");
+    assert_eq!(w.calls("ec2:RebootInstances").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ssm_the_reboot_fallback_grows_the_root_only_when_nothing_else_needs_ssm() {
+    let w = world(|s| {
+        s.readiness_timeout_s = 120;
+        s.reboot_timeout_s = 180;
+    })
+    .await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    let other = fixtures::instance(&w.pipeline.clients, "dev-ide-8").await.unwrap();
+    w.cloud
+        .control(
+            "config",
+            json!({"ping_status": {w.instance_id.clone(): "ConnectionLost", other.clone(): "ConnectionLost"}}),
+        )
+        .await
+        .unwrap();
+
+    // No bootstrap: the reboot lets cloud-init grow the root partition; SUCCESS says it is not verified.
+    let mut p = props(&w.instance_id);
+    p["RebootFallback"] = json!(true);
+    p.as_object_mut().unwrap().remove("Bootstrap");
+    let (sub, answer) = w.send("Create", "req-nossm", p, Value::Null).await;
+    let exec = sub.execution.unwrap();
+    assert_eq!(exec.status, Status::Succeeded, "{answer}");
+    assert_eq!(answer["Data"]["Rebooted"], "true");
+    assert_eq!(answer["Data"]["VolumeSizeGiB"], "32");
+    assert!(answer["Data"].get("FilesystemSizeGiB").is_none(), "{answer}");
+    let r = reason(&answer);
+    assert!(
+        r.contains("cloud-init grew the root partition at boot") && r.contains("not verified"),
+        "{r}"
+    );
+    assert!(
+        exec.engine_ms >= 300_000,
+        "waited {} ms (readiness, then after the reboot)",
+        exec.engine_ms
+    );
+    assert_eq!(w.calls("ec2:RebootInstances").await, 1);
+    assert_eq!(w.calls("ssm:SendCommand").await, 0);
+
+    // A bootstrap needs SSM: still unavailable after the reboot → FAILED naming the wait.
+    let mut p = props(&other);
+    p["RebootFallback"] = json!(true);
+    let (sub, answer) = w.send("Create", "req-nossm-boot", p, Value::Null).await;
+    assert_eq!(sub.execution.unwrap().status, Status::Failed);
+    let r = reason(&answer);
+    assert!(
+        r.starts_with("Step WaitForReadiness failed: DeadlineExceeded: WaitAfterReboot"),
+        "{r}"
+    );
+    assert!(
+        r.contains("the bootstrap needs SSM, which is still not available after the reboot"),
+        "{r}"
+    );
+    assert_eq!(w.calls("ec2:RebootInstances").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reboot_fallback_is_refused_for_a_data_volume_before_anything_changes() {
+    let w = world(|_| {}).await;
+    let ec2 = &w.pipeline.clients.ec2;
+    let instance = ec2.describe_instances().instance_ids(&w.instance_id).send().await.unwrap();
+    let az = instance.reservations()[0].instances()[0]
+        .placement()
+        .unwrap()
+        .availability_zone()
+        .unwrap()
+        .to_string();
+    let volume = ec2.create_volume().availability_zone(az).size(8).send().await.unwrap();
+    ec2.attach_volume()
+        .device("/dev/sdf")
+        .instance_id(&w.instance_id)
+        .volume_id(volume.volume_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut p = props(&w.instance_id);
+    p["RebootFallback"] = json!(true);
+    p["Device"] = json!("/dev/sdf");
+    let (_, answer) = w.send("Create", "req-reboot-data", p, Value::Null).await;
+    assert_eq!(answer["Status"], "FAILED");
+    assert_eq!(w.mutations().await, 0);
+    let r = reason(&answer);
+    assert!(
+        r.starts_with("Step Plan failed: Unsupported: RebootFallback: cloud-init grows only the root partition at boot, not /dev/sdf"),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +418,13 @@ async fn an_aborted_execution_is_answered_by_the_safety_net() {
     fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
     // An operator stops the execution while it runs (as soon as it enters its first task).
     let id = "req-abort";
-    let request = cfn_request("Create", id, &w.responses.url_for(id), props(&w.instance_id), Value::Null);
+    let request = cfn_request(
+        "Create",
+        id,
+        &w.responses.url_for(id).await.unwrap(),
+        props(&w.instance_id),
+        Value::Null,
+    );
     let machine = w.pipeline.machine();
     let mut running = w.pipeline.engine().start(
         machine,
@@ -331,7 +445,7 @@ async fn an_aborted_execution_is_answered_by_the_safety_net() {
     assert_eq!(result.status, Status::Aborted);
     w.pipeline.record_history(id, result.events.clone());
     assert!(w.pipeline.run_safety_net(id, "ABORTED", &request).await.unwrap());
-    let answers = w.responses.answers(id);
+    let answers = w.responses.answers(id).await.unwrap();
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0]["Status"], "FAILED");
     assert!(

@@ -49,6 +49,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "ping_status": {},  # instance id -> "Online" | "ConnectionLost" | "Inactive"
     "agent_version": "3.3.987.0",
     "send_command_requires_online": False,
+    # The agent started without credentials and gave up: a profile associated after launch only
+    # reaches it at the next (re)boot (what opsflow's RebootFallback recovers from).
+    "agent_needs_reboot": False,
     # SSM commands
     "invocation_does_not_exist_seconds": 0.0,
     "command_pending_seconds": 0.0,

@@ -4,7 +4,8 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
 
 * SSM DescribeInstanceInformation: EC2 instances with an ``associated`` IAM instance
   profile are managed instances, ``Online`` once ``online_delay_seconds`` passed since
-  the association (or the last start/reboot).
+  the association (or the last start/reboot; with ``agent_needs_reboot`` only after a
+  (re)boot that follows the association).
 * SSM command progression: every invocation goes Pending -> InProgress -> final status
   on the localcloud clock, with exit code / output from the command rules; plus
   ListCommandInvocations, CancelCommand, the InvocationDoesNotExist window and S3 output.
@@ -129,6 +130,8 @@ def _instance_online_since(rt: Any, instance: Instance) -> int | None:
         since = rt.clock.now_ms()
         assoc.opsflow_since = since
     booted = getattr(instance, "opsflow_booted", None)
+    if rt.cfg("agent_needs_reboot") and (booted is None or booted < since):
+        return None
     return max(since, booted) if booted is not None else since
 
 

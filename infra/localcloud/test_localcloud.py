@@ -217,6 +217,19 @@ def test_instance_is_online_only_after_the_online_delay(aws: Any, ctl: Control) 
     assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
 
 
+def test_agent_that_needs_a_reboot_registers_only_after_one(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    ctl.post("/_opsflow/config", {"online_delay_seconds": 30, "agent_needs_reboot": True})
+    (iid,) = _managed(aws, ctl)
+    ctl.advance(3600)
+    assert _info(ssm, [iid]) == [], "associated after launch: the agent never gets the credentials"
+    ec2.reboot_instances(InstanceIds=[iid])
+    ctl.advance(29)
+    assert _info(ssm, [iid]) == []
+    ctl.advance(1)
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+
+
 def test_tagged_instances_are_listed_and_filterable_by_tag(aws: Any, ctl: Control) -> None:
     ssm, ec2 = aws("ssm"), aws("ec2")
     (iid,) = _managed(aws, ctl)

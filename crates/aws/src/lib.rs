@@ -16,6 +16,7 @@ pub mod ec2;
 pub mod error;
 pub mod http;
 pub mod iam;
+pub mod s3;
 pub mod sfn;
 pub mod ssm;
 
@@ -24,8 +25,9 @@ pub use ec2::Ec2Adapter;
 pub use error::{aws_error_parts, from_sdk_error};
 pub use http::{HttpResponseSink, RESPONSE_PUT_TIMEOUT};
 pub use iam::IamAdapter;
+pub use s3::ResponseBucket;
 pub use sfn::SfnWorkflow;
 pub use ssm::SsmAdapter;
 
 /// The SDK crates, for callers that need their types (e.g. a custom `SdkConfig`).
-pub use {aws_config, aws_sdk_ec2, aws_sdk_iam, aws_sdk_sfn, aws_sdk_ssm};
+pub use {aws_config, aws_sdk_cloudwatch, aws_sdk_ec2, aws_sdk_iam, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns, aws_sdk_sqs, aws_sdk_ssm};

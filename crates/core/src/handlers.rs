@@ -175,6 +175,10 @@ fn outcome_of(input: &AnswerInput) -> Outcome {
             .and_then(Value::as_u64)
             .map(|b| json!(format!("{:.1}", b as f64 / 1073741824.0))),
     );
+    put(
+        "Rebooted",
+        s.pointer("/ready/rebootedAt").filter(|v| !v.is_null()).map(|_| json!("true")),
+    );
     put("CommandId", s.pointer("/bootstrap/commandId").cloned());
     put("CommandStatus", s.pointer("/bootstrap/status").cloned());
     let error = s.pointer("/error/Error").and_then(Value::as_str).map(String::from);
@@ -188,5 +192,10 @@ fn outcome_of(input: &AnswerInput) -> Outcome {
         plan,
         data,
         delete: is_delete,
+        // Going on without SSM (the reboot fallback) is the one success with something to say.
+        note: match s.pointer("/ready/ssmAvailable") {
+            Some(Value::Bool(false)) => s.pointer("/ready/reason").and_then(Value::as_str).map(String::from),
+            _ => None,
+        },
     }
 }

@@ -57,7 +57,7 @@ pub use facts::{
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
 pub use plan::{
-    choose_volume, fs_grow_route, plan_profile, plan_profile_restore, plan_volume, readiness, verify_profile, ChosenVolume, FsGrowRoute,
+    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_volume, readiness, verify_profile, ChosenVolume,
     ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
 pub use ports::{Ec2, Iam, ResponseSink, Ssm};

@@ -428,39 +428,11 @@ pub fn readiness(f: &ReadinessFacts) -> Readiness {
     }
 }
 
-/// How the file system gets grown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "route")]
-pub enum FsGrowRoute {
-    /// Run the grow script through SSM.
-    RunScript,
-    /// Reboot: cloud-init's growpart and resizefs grow the root partition at boot.
-    Reboot,
-}
-
-/// Chooses how to grow the file system once waiting for SSM has ended with `ssm` (`Waiting`
-/// meaning the caller gave up waiting).
-pub fn fs_grow_route(
-    instance_id: &str,
-    platform: Platform,
-    volume: &ChosenVolume,
-    ssm: &Readiness,
-    reboot_fallback: bool,
-) -> Result<FsGrowRoute, CoreError> {
-    let reason = match ssm {
-        Readiness::Ready => return Ok(FsGrowRoute::RunScript),
-        Readiness::Failed { reason } => return Err(CoreError::conflict(format!("instance {instance_id}"), reason.clone())),
-        Readiness::Waiting { reason } => reason,
-    };
-    if !reboot_fallback {
-        return Err(CoreError::conflict(
-            format!("instance {instance_id}"),
-            format!(
-                "SSM is not available ({reason}), so the file system was not grown; set RebootFallback to true to reboot the instance \
-                 and let cloud-init grow the root partition"
-            ),
-        ));
-    }
+/// Whether the opt-in reboot fallback can grow `volume`'s file system: rebooting lets
+/// cloud-init's growpart and resizefs grow the root partition at boot, so it needs a Linux
+/// instance (cloud-init) and the root volume. Checked when planning, before anything changes, so
+/// a fallback that could never work is a clear error rather than a surprise at the deadline.
+pub fn check_reboot_fallback(instance_id: &str, platform: Platform, volume: &ChosenVolume) -> Result<(), CoreError> {
     if platform == Platform::Windows {
         return Err(CoreError::unsupported(
             "RebootFallback",
@@ -476,7 +448,7 @@ pub fn fs_grow_route(
             ),
         ));
     }
-    Ok(FsGrowRoute::Reboot)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1075,7 +1047,7 @@ mod tests {
     }
 
     #[test]
-    fn fs_grow_route_choices() {
+    fn the_reboot_fallback_needs_linux_and_the_root_volume() {
         let root = ChosenVolume {
             device_name: "/dev/xvda".into(),
             volume_id: "vol-root".into(),
@@ -1086,37 +1058,15 @@ mod tests {
             volume_id: "vol-data".into(),
             is_root: false,
         };
-        let waiting = Readiness::Waiting {
-            reason: "ping status ConnectionLost".into(),
-        };
         let id = "i-0123456789abcdef0";
+        assert_eq!(check_reboot_fallback(id, Platform::Linux, &root), Ok(()));
         assert_eq!(
-            fs_grow_route(id, Platform::Linux, &data, &Readiness::Ready, false),
-            Ok(FsGrowRoute::RunScript)
-        );
-        assert_eq!(fs_grow_route(id, Platform::Linux, &root, &waiting, true), Ok(FsGrowRoute::Reboot));
-        assert_eq!(
-            fs_grow_route(id, Platform::Linux, &root, &waiting, false).unwrap_err().to_string(),
-            "Conflict: instance i-0123456789abcdef0: SSM is not available (ping status ConnectionLost), so the file system was not grown; \
-             set RebootFallback to true to reboot the instance and let cloud-init grow the root partition"
+            check_reboot_fallback(id, Platform::Windows, &root).unwrap_err().to_string(),
+            "Unsupported: RebootFallback: relies on cloud-init, which Windows instance i-0123456789abcdef0 does not run"
         );
         assert_eq!(
-            fs_grow_route(id, Platform::Windows, &root, &waiting, true).unwrap_err().name(),
-            "Unsupported"
-        );
-        assert_eq!(
-            fs_grow_route(id, Platform::Linux, &data, &waiting, true).unwrap_err().to_string(),
+            check_reboot_fallback(id, Platform::Linux, &data).unwrap_err().to_string(),
             "Unsupported: RebootFallback: cloud-init grows only the root partition at boot, not /dev/sdf (vol-data); SSM is needed for it"
-        );
-        let failed = Readiness::Failed {
-            reason: "instance i-0123456789abcdef0 is stopped".into(),
-        };
-        assert_eq!(
-            fs_grow_route(id, Platform::Linux, &root, &failed, true),
-            Err(CoreError::conflict(
-                "instance i-0123456789abcdef0",
-                "instance i-0123456789abcdef0 is stopped"
-            ))
         );
     }
 }

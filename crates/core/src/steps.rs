@@ -13,10 +13,11 @@ use serde_json::Value;
 use crate::cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, ChangeSet, RequestType};
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
-use crate::facts::{AssociationState, ModificationState, Platform};
+use crate::facts::{AssociationState, ModificationState, PingStatus, Platform};
 use crate::plan::{
-    choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, previous_profile_from_tag, previous_profile_tag_value,
-    profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules, PREVIOUS_PROFILE_TAG,
+    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, previous_profile_from_tag,
+    previous_profile_tag_value, profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction,
+    VolumeRules, PREVIOUS_PROFILE_TAG,
 };
 use crate::ports::{Ec2, Iam, ResponseSink, Ssm};
 use crate::props::{AllowList, OnDelete, SetupProps};
@@ -33,6 +34,9 @@ pub struct Settings {
     pub volume_timeout_s: i64,
     /// How long to wait for the instance to run, pass its status checks and be Online in SSM.
     pub readiness_timeout_s: i64,
+    /// With `RebootFallback`: how long to wait after the reboot (the instance back with passing
+    /// status checks, and SSM Online if it comes).
+    pub reboot_timeout_s: i64,
     pub poll: PollPolicy,
 }
 
@@ -44,6 +48,7 @@ impl Settings {
             association_timeout_s: 300,
             volume_timeout_s: 1800,
             readiness_timeout_s: 900,
+            reboot_timeout_s: 600,
             poll: PollPolicy::DEFAULT,
         }
     }
@@ -87,13 +92,7 @@ impl Poll {
     /// The next wait, or `DeadlineExceeded` naming `what` and `why` it is still waiting.
     pub fn next(&self, now_s: i64, policy: PollPolicy, what: &str, why: &str) -> Result<Poll, CoreError> {
         if now_s >= self.deadline_epoch_s {
-            return Err(CoreError::DeadlineExceeded {
-                what: what.to_string(),
-                detail: format!(
-                    "still waiting at the deadline {}: {why}",
-                    crate::time::format_utc(self.deadline_epoch_s)
-                ),
-            });
+            return Err(self.expired(what, why));
         }
         let grown = ((self.delay_seconds as f64) * policy.factor).round() as u64;
         let delay = grown.clamp(1, policy.max_s).min((self.deadline_epoch_s - now_s).max(1) as u64);
@@ -102,6 +101,17 @@ impl Poll {
             delay_seconds: delay,
             deadline_epoch_s: self.deadline_epoch_s,
         })
+    }
+
+    /// The `DeadlineExceeded` of a wait for `what` that is still waiting because of `why`.
+    pub fn expired(&self, what: &str, why: &str) -> CoreError {
+        CoreError::DeadlineExceeded {
+            what: what.to_string(),
+            detail: format!(
+                "still waiting at the deadline {}: {why}",
+                crate::time::format_utc(self.deadline_epoch_s)
+            ),
+        }
     }
 }
 
@@ -126,6 +136,10 @@ pub struct Plan {
     pub bootstrap: bool,
     /// True when SSM must be reachable (file system or bootstrap).
     pub needs_ssm: bool,
+    /// `RebootFallback`, checked to be possible: when SSM does not come online, reboot so that
+    /// cloud-init grows the root partition at boot.
+    #[serde(default)]
+    pub reboot_fallback: bool,
 }
 
 /// Plan: validates the properties (again — the request handler did so first), reads the
@@ -167,6 +181,7 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
             grow_filesystem: false,
             bootstrap: false,
             needs_ssm: false,
+            reboot_fallback: false,
         });
     }
 
@@ -181,6 +196,9 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
     let (volume, device) = match props.volume_size_gib {
         Some(size) => {
             let chosen = choose_volume(&instance, props.device.as_deref())?;
+            if props.reboot_fallback {
+                check_reboot_fallback(&props.instance_id, instance.platform, &chosen)?;
+            }
             let facts = ec2.describe_volume(&chosen.volume_id).await?;
             (
                 Some(plan_volume(Some(size), &facts, now_s, &settings.volume_rules)?),
@@ -207,6 +225,7 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
         grow_filesystem,
         bootstrap,
         needs_ssm: grow_filesystem || bootstrap,
+        reboot_fallback: props.reboot_fallback && grow_filesystem,
     })
 }
 
@@ -463,13 +482,31 @@ pub async fn check_volume(ec2: &impl Ec2, settings: &Settings, progress: &Volume
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadyProgress {
+    /// Done waiting: go on.
     pub ready: bool,
+    /// False only when going on without SSM: after the reboot fallback, with SSM still not
+    /// available and nothing else needing it (cloud-init grew the root partition at boot).
+    #[serde(default = "yes")]
+    pub ssm_available: bool,
+    /// When the reboot fallback rebooted the instance (seconds since the epoch).
+    #[serde(default)]
+    pub rebooted_at: Option<i64>,
     pub reason: Option<String>,
     pub poll: Poll,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// CheckReadiness: the instance runs, passes both status checks and is Online in SSM.
 /// `progress` is `None` on the first check.
+///
+/// With the plan's reboot fallback, a deadline passed with the instance healthy but SSM not
+/// online reboots the instance once (cloud-init grows the root partition at boot; a restarted
+/// agent picks up the instance profile's credentials at once) and waits again for
+/// `reboot_timeout_s`. If SSM is still not online then and no bootstrap needs it, the workflow
+/// goes on without SSM; otherwise the deadline is an error.
 pub async fn check_readiness(
     ec2: &impl Ec2,
     ssm: &impl Ssm,
@@ -482,33 +519,89 @@ pub async fn check_readiness(
         || Poll::start(now_s, settings.readiness_timeout_s, settings.poll),
         |p| p.poll.clone(),
     );
+    let rebooted_at = progress.and_then(|p| p.rebooted_at);
     let instance = ec2.describe_instance(&plan.instance_id).await?;
     let status = ec2.instance_status(&plan.instance_id).await?;
     let ping = ssm.ping_status(&plan.instance_id).await?;
-    match readiness(&ReadinessFacts {
+    let facts = ReadinessFacts {
         instance_id: plan.instance_id.clone(),
         state: instance.state,
         status,
         ping,
-    }) {
-        Readiness::Ready => Ok(ReadyProgress {
-            ready: true,
-            reason: None,
-            poll,
-        }),
-        Readiness::Failed { reason } => Err(CoreError::conflict(format!("instance {}", plan.instance_id), reason)),
-        Readiness::Waiting { reason } => {
-            let poll = if progress.is_some() {
-                poll.next(now_s, settings.poll, "WaitForReadiness", &reason)?
-            } else {
-                poll
-            };
-            Ok(ReadyProgress {
-                ready: false,
-                reason: Some(reason),
+    };
+    let reason = match readiness(&facts) {
+        Readiness::Ready => {
+            return Ok(ReadyProgress {
+                ready: true,
+                ssm_available: true,
+                rebooted_at,
+                reason: None,
                 poll,
             })
         }
+        Readiness::Failed { reason } => return Err(CoreError::conflict(format!("instance {}", plan.instance_id), reason)),
+        Readiness::Waiting { reason } => reason,
+    };
+    let waiting = |poll: Poll, reason: String| ReadyProgress {
+        ready: false,
+        ssm_available: true,
+        rebooted_at,
+        reason: Some(reason),
+        poll,
+    };
+    if progress.is_none() {
+        return Ok(waiting(poll, reason));
+    }
+    let what = if rebooted_at.is_some() {
+        "WaitAfterReboot"
+    } else {
+        "WaitForReadiness"
+    };
+    if now_s < poll.deadline_epoch_s {
+        return Ok(waiting(poll.next(now_s, settings.poll, what, &reason)?, reason));
+    }
+    // Only SSM is missing when the same facts with the agent online would be ready.
+    let only_ssm_missing = readiness(&ReadinessFacts {
+        ping: Some(PingStatus::Online),
+        ..facts
+    }) == Readiness::Ready;
+    if !plan.reboot_fallback || !only_ssm_missing {
+        let hint = if plan.grow_filesystem && only_ssm_missing {
+            "; the file system was not grown: set RebootFallback to true to reboot the instance and let cloud-init grow the root partition"
+        } else {
+            ""
+        };
+        return Err(poll.expired(what, &format!("{reason}{hint}")));
+    }
+    match rebooted_at {
+        None => {
+            ec2.reboot_instance(&plan.instance_id).await?;
+            Ok(ReadyProgress {
+                ready: false,
+                ssm_available: true,
+                rebooted_at: Some(now_s),
+                reason: Some(format!(
+                    "rebooted {} (RebootFallback) because SSM was not available: {reason}",
+                    plan.instance_id
+                )),
+                poll: Poll::start(now_s, settings.reboot_timeout_s, settings.poll),
+            })
+        }
+        Some(_) if !plan.bootstrap => Ok(ReadyProgress {
+            ready: true,
+            ssm_available: false,
+            rebooted_at,
+            reason: Some(format!(
+                "{} was rebooted (RebootFallback) because SSM was not available, and cloud-init grew the root partition at boot; \
+                 the file system size is not verified: {reason}",
+                plan.instance_id
+            )),
+            poll,
+        }),
+        Some(_) => Err(poll.expired(
+            what,
+            &format!("{reason}; the bootstrap needs SSM, which is still not available after the reboot"),
+        )),
     }
 }
 
@@ -685,6 +778,10 @@ pub struct Outcome {
     /// A Delete is always answered SUCCESS: deleting the stack must never be blocked.
     #[serde(default)]
     pub delete: bool,
+    /// On success, what the stack should know (the Reason): e.g. that the reboot fallback grew
+    /// the file system without SSM to verify it.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// Answer: PUTs the one response to the ResponseURL (≤ 4096 bytes, Reason naming the step).
@@ -720,7 +817,10 @@ pub async fn answer(sink: &impl ResponseSink, request: &CfnRequest, outcome: &Ou
             };
             r = r.with_data(k.clone(), text);
         }
-        r
+        match &outcome.note {
+            Some(note) => r.with_reason(note.clone()),
+            None => r,
+        }
     } else {
         let reason = failure();
         let physical = if request.request_type == RequestType::Create {
@@ -833,6 +933,7 @@ pub async fn safety_net(
         plan: None,
         data: serde_json::Map::new(),
         delete: request.request_type == RequestType::Delete,
+        note: None,
     };
     answer(sink, &request, &outcome).await.map(Some)
 }
