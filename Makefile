@@ -42,6 +42,7 @@ bench-deps:
 
 bench: bench-deps
 	$(CARGO) bench -p opsflow-asl --bench engine
+	$(CARGO) bench --bench alerts
 
 clean:
 	$(CARGO) clean

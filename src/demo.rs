@@ -4,9 +4,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use opsflow::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::fixtures;
 use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
 use opsflow_asl::HistoryEvent;
+use opsflow_aws::Clients;
+use opsflow_core::alert::{publication, AlertSettings, Enriched};
 use opsflow_core::steps::{Admission, Settings};
 use opsflow_core::AllowList;
 use serde_json::Value;
@@ -24,11 +27,7 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     let profile_arn = fixtures::instance_profile(&pipeline.clients, "dev-ide-profile", "/opsflow/").await?;
     let instance_id = fixtures::instance(&pipeline.clients, "dev-ide-7").await?;
     fixtures::realistic_cloud(&cloud, bootstrap_exit).await?;
-    cloud.control("calls", Value::Null).await.ok();
-    let _ = reqwest::Client::new()
-        .delete(format!("{}/_opsflow/calls", cloud.endpoint))
-        .send()
-        .await;
+    cloud.reset_calls().await?;
     println!("  instance {instance_id} (t3.small, 8 GiB gp3 root volume, tags Name=dev-ide-7 Team=platform)");
     println!("  instance profile {profile_arn} (allow-list: {})", fixtures::ALLOW_LIST);
     if bootstrap_exit != 0 {
@@ -116,7 +115,9 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     );
     println!("  answers PUT        {}", answers.len());
     let ok = answers.len() == 1 && answers[0]["Status"] == "SUCCESS";
-    Ok(if ok || bootstrap_exit != 0 {
+
+    let alert_ok = alert(&cloud, &pipeline.clients, &instance_id).await?;
+    Ok(if alert_ok && (ok || bootstrap_exit != 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -132,4 +133,89 @@ fn shorten(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+/// The alert enrichment on the demo instance: a CPU alarm fires, CloudWatch's notification goes
+/// to the alarms topic, the handler enriches it, a queue subscribed to the enriched topic gets it.
+async fn alert(cloud: &LocalCloud, clients: &Clients, instance_id: &str) -> anyhow::Result<bool> {
+    println!("\nAlert enrichment: a CloudWatch alarm on {instance_id}");
+    // Dev IDE roles often carry admin rights: the alert should say so.
+    clients
+        .iam
+        .attach_role_policy()
+        .role_name("dev-ide-profile")
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await?;
+    println!("  role dev-ide-profile: AdministratorAccess attached (as dev IDE roles often are)");
+    let alerts = LocalAlerts::setup(clients, AlertSettings::default()).await?;
+    // The local cloud's time (the provisioning moved it on), which its ping times follow.
+    let at = cloud.now_ms().await?;
+    let name = format!("cpu-high-{instance_id}");
+    let values = [12.0, 15.0, 97.0, 98.0, 99.0, 99.0];
+    cpu_alarm(clients, &name, instance_id, &alerts.alarms_topic, &values, at).await?;
+    println!("  alarm {name}: AWS/EC2 CPUUtilization Average > 90 over 5 minutes; last datapoints {values:?}");
+    cloud.reset_calls().await?;
+    alerts
+        .raise(
+            &name,
+            "Threshold Crossed: 1 out of the last 1 datapoints [99.0] was greater than the threshold (90.0) \
+             (minimum 1 datapoint for OK -> ALARM transition).",
+            at,
+        )
+        .await?;
+    println!("  CloudWatch's ALARM notification published to {}", alerts.alarms_topic);
+    let deliveries = alerts.deliver().await?;
+    for d in &deliveries {
+        match &d.result {
+            Ok(ids) => println!(
+                "  enrich-alert handler: {:.0} ms, published {}",
+                d.took.as_secs_f64() * 1000.0,
+                ids.join(", ")
+            ),
+            Err(e) => println!("  enrich-alert handler failed after {:.0} ms: {e}", d.took.as_secs_f64() * 1000.0),
+        }
+    }
+    let calls = cloud.calls().await?;
+    let inbox = alerts.inbox().await?;
+    println!(
+        "\nThe enriched alert as delivered to the queue subscribed to {}:",
+        alerts.enriched_topic
+    );
+    for delivered in &inbox {
+        println!("  Subject: {}", delivered["Subject"].as_str().unwrap_or_default());
+        if let Some(attrs) = delivered["MessageAttributes"].as_object() {
+            let list: Vec<String> = attrs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v["Value"].as_str().unwrap_or_default()))
+                .collect();
+            println!("  Attributes: {}", list.join(", "));
+        }
+        let body: Value = serde_json::from_str(delivered["Message"].as_str().unwrap_or("null"))?;
+        // The text that email subscribers get, rendered from the delivered JSON body.
+        if let Ok(enriched) = serde_json::from_value::<Enriched>(body.clone()) {
+            let message: Value = serde_json::from_str(&publication(&enriched).message)?;
+            println!("  Text (email):");
+            for line in message["email"].as_str().unwrap_or_default().lines() {
+                println!("    {line}");
+            }
+        }
+        println!(
+            "  JSON body (sqs, lambda, http): {} bytes, schema {}",
+            delivered["Message"].as_str().map_or(0, str::len),
+            body["schema"]
+        );
+    }
+    let lookups: Vec<String> = [
+        "ec2:DescribeInstances",
+        "ssm:DescribeInstanceInformation",
+        "iam:GetAccountAuthorizationDetails",
+        "cloudwatch:GetMetricData",
+    ]
+    .iter()
+    .filter_map(|op| calls.get(*op).map(|n| format!("{op} {n}")))
+    .collect();
+    let published = calls.get("sns:Publish").copied().unwrap_or(0).saturating_sub(1);
+    println!("  AWS calls for the alert: {}, sns:Publish {published}", lookups.join(", "));
+    Ok(inbox.len() == 1 && deliveries.iter().all(|d| d.result.is_ok()))
 }

@@ -147,3 +147,29 @@ pub fn demo_properties(instance_id: &str, profile: &str) -> Value {
         }
     })
 }
+
+/// An instance named `name` with the profile and role `role` associated, the role's
+/// AdministratorAccess attached when `admin`: what an alert is about. Returns the instance id.
+pub async fn managed_instance(clients: &Clients, name: &str, role: &str, admin: bool) -> anyhow::Result<String> {
+    let profile = instance_profile(clients, role, "/").await?;
+    if admin {
+        clients
+            .iam
+            .attach_role_policy()
+            .role_name(role)
+            .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+            .send()
+            .await
+            .context("AttachRolePolicy")?;
+    }
+    let instance_id = instance(clients, name).await?;
+    clients
+        .ec2
+        .associate_iam_instance_profile()
+        .instance_id(&instance_id)
+        .iam_instance_profile(aws_sdk_ec2::types::IamInstanceProfileSpecification::builder().arn(profile).build())
+        .send()
+        .await
+        .context("AssociateIamInstanceProfile")?;
+    Ok(instance_id)
+}

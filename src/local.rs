@@ -1,6 +1,6 @@
 //! The provisioning pipeline, offline: the real state machine file on the local engine, the
 //! real handlers in-process, AWS calls to the local cloud (moto + extension on 127.0.0.1),
-//! whose clock the engine drives, and the CloudFormation answer captured by a local HTTP server.
+//! whose clock the engine drives, and the CloudFormation answers PUT to presigned URLs in its S3.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -82,6 +82,30 @@ impl LocalCloud {
             bail!("local cloud control {path}: HTTP {status}: {text}");
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The local cloud's clock (epoch ms): ahead of real time once an engine in virtual time drove it.
+    pub async fn now_ms(&self) -> anyhow::Result<i64> {
+        let v: Value = serde_json::from_str(
+            &self
+                .http
+                .get(format!("{}/_opsflow/clock", self.endpoint))
+                .send()
+                .await?
+                .text()
+                .await?,
+        )?;
+        v["now_ms"].as_i64().with_context(|| format!("no now_ms in {v}"))
+    }
+
+    /// Zeroes the AWS call counts.
+    pub async fn reset_calls(&self) -> anyhow::Result<()> {
+        self.http
+            .delete(format!("{}/_opsflow/calls", self.endpoint))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
     }
 
     /// AWS calls by `service:Operation` since the last reset.

@@ -35,7 +35,7 @@ enum Command {
     /// environment (AWS_ENDPOINT_URL for the local cloud), and print its result.
     Invoke {
         /// Plan, AssignProfile, ModifyVolume, CheckReadiness, GrowFilesystem, SendCommand,
-        /// CheckCommand, Answer, or Request (needs STATE_MACHINE_ARN).
+        /// CheckCommand, Answer, Request (needs STATE_MACHINE_ARN) or EnrichAlert (needs ENRICHED_TOPIC_ARN).
         function: String,
         /// The event (the function's input) as a JSON file.
         #[arg(long)]
@@ -271,7 +271,17 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
             };
             invoke(&ports, &settings, f, payload, now).await
         }
-        other => bail!("unknown function {other:?}: use Request or one of {}", TASK_FUNCTIONS.join(", ")),
+        "EnrichAlert" => {
+            let topic = std::env::var("ENRICHED_TOPIC_ARN").context("ENRICHED_TOPIC_ARN is required for EnrichAlert")?;
+            let settings = opsflow_core::alert::AlertSettings::default();
+            opsflow_core::alert::handle(&clients.alert_adapter(), &clients.sns_publisher(&topic), &settings, &payload)
+                .await
+                .map(|ids| json!({"published": ids}))
+        }
+        other => bail!(
+            "unknown function {other:?}: use Request, EnrichAlert or one of {}",
+            TASK_FUNCTIONS.join(", ")
+        ),
     };
     match result {
         Ok(v) => {

@@ -72,11 +72,7 @@ impl World {
     }
 
     async fn reset_calls(&self) {
-        reqwest::Client::new()
-            .delete(format!("{}/_opsflow/calls", self.cloud.endpoint))
-            .send()
-            .await
-            .unwrap();
+        self.cloud.reset_calls().await.unwrap();
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use opsflow_aws::Clients;
+use opsflow_core::alert::AlertSettings;
 use opsflow_core::handlers::{invoke, Ports};
 use opsflow_core::steps::Settings;
 use opsflow_core::{AllowList, CoreError};
@@ -46,14 +47,34 @@ fn env_i64(name: &str, default: i64) -> Result<i64, CoreError> {
 }
 
 /// `INSTANCE_PROFILE_ALLOW_LIST` (required), `ASSOCIATION_TIMEOUT_SECONDS` (300),
-/// `VOLUME_TIMEOUT_SECONDS` (1800), `READINESS_TIMEOUT_SECONDS` (900).
+/// `VOLUME_TIMEOUT_SECONDS` (1800), `READINESS_TIMEOUT_SECONDS` (900), `REBOOT_TIMEOUT_SECONDS` (600).
 pub fn settings_from_env() -> Result<Settings, CoreError> {
     let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
     let mut s = Settings::new(AllowList::parse(&allow)?);
     s.association_timeout_s = env_i64("ASSOCIATION_TIMEOUT_SECONDS", s.association_timeout_s)?;
     s.volume_timeout_s = env_i64("VOLUME_TIMEOUT_SECONDS", s.volume_timeout_s)?;
     s.readiness_timeout_s = env_i64("READINESS_TIMEOUT_SECONDS", s.readiness_timeout_s)?;
+    s.reboot_timeout_s = env_i64("REBOOT_TIMEOUT_SECONDS", s.reboot_timeout_s)?;
     Ok(s)
+}
+
+/// `ENRICHED_TOPIC_ARN` (required), `RECENTLY_STARTED_SECONDS` (900), `GROUP_INSTANCE_CAP` (5).
+pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
+    let topic = std::env::var("ENRICHED_TOPIC_ARN").unwrap_or_default();
+    if !topic.starts_with("arn:") {
+        return Err(CoreError::invalid(
+            "ENRICHED_TOPIC_ARN",
+            format!("must be an SNS topic ARN, not {topic:?}"),
+        ));
+    }
+    let mut s = AlertSettings::default();
+    s.recent_threshold_s = env_i64("RECENTLY_STARTED_SECONDS", s.recent_threshold_s)?;
+    let cap = env_i64("GROUP_INSTANCE_CAP", s.group_cap as i64)?;
+    s.group_cap = usize::try_from(cap)
+        .ok()
+        .filter(|c| (1..=50).contains(c))
+        .ok_or_else(|| CoreError::invalid("GROUP_INSTANCE_CAP", format!("must be 1..=50, not {cap}")))?;
+    Ok((topic, s))
 }
 
 /// JSON logs (Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON`), one span per invocation from the runtime.

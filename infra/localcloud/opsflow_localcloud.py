@@ -63,6 +63,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "volume_modification_rate_window_seconds": 6 * 3600.0,
     # clock
     "time_scale": 1.0,
+    # network: "service:Operation" (fnmatch pattern) -> real milliseconds added before answering
+    "latency_ms": {},
 }
 
 PING_STATUSES = ("Online", "ConnectionLost", "Inactive")
@@ -192,6 +194,12 @@ class Runtime:
                         else:
                             merged[iid] = status
                     self.config["ping_status"] = merged
+                elif key == "latency_ms":
+                    if not isinstance(value, dict) or not all(
+                            isinstance(k, str) and ":" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
+                            and v >= 0 for k, v in value.items()):
+                        raise BadRequest("latency_ms must be an object {\"service:Operation\": milliseconds >= 0}")
+                    self.config["latency_ms"] = {k: float(v) for k, v in value.items()}
                 elif isinstance(default, bool):
                     if not isinstance(value, bool):
                         raise BadRequest(f"{key} must be a boolean")
@@ -271,6 +279,13 @@ class Runtime:
                     fault["remaining"] -= 1
                     return dict(fault)
         return None
+
+    def latency_s(self, key: str) -> float:
+        """The configured latency of an operation, in seconds (the first matching pattern)."""
+        for pattern, ms_ in self.config["latency_ms"].items():
+            if fnmatch.fnmatch(key.lower(), pattern.lower()):
+                return ms_ / 1000.0
+        return 0.0
 
     def count_call(self, key: str) -> None:
         with self.lock:
@@ -416,6 +431,9 @@ class LocalCloudApp:
         key = f"{service}:{operation}"
         self.rt.count_call(key)
         self.rt.tick()
+        latency = self.rt.latency_s(key)
+        if latency:
+            time.sleep(latency)  # a threaded server: concurrent calls wait concurrently
         fault = self.rt.take_fault(key)
         if fault is not None:
             status, headers, body = error_response(protocol, service, environ, fault["code"],

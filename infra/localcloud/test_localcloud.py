@@ -675,6 +675,26 @@ def test_control_api_rejects_bad_input(ctl: Control) -> None:
     assert ctl.call("GET", "/_opsflow/nope")[0] == 404
 
 
+def test_latency_is_added_per_operation_and_overlaps_for_concurrent_calls(aws: Any, ctl: Control) -> None:
+    import threading
+    import time
+
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"latency_ms": {"ec2:DescribeRegions": 300}})
+    started = time.monotonic()
+    ec2.describe_availability_zones()
+    assert time.monotonic() - started < 0.25, "other operations are not delayed"
+    started = time.monotonic()
+    threads = [threading.Thread(target=ec2.describe_regions) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.8, f"three concurrent calls took {elapsed:.2f} s"
+    assert ctl.call("POST", "/_opsflow/config", {"latency_ms": {"DescribeRegions": 5}})[0] == 400
+
+
 def test_send_command_requires_online_when_configured(aws: Any, ctl: Control) -> None:
     ssm = aws("ssm")
     (offline,) = _instances(aws)

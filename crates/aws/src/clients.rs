@@ -51,10 +51,15 @@ impl Clients {
     /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_EC2` and the like, per service) when set, which
     /// is how the local cloud is reached, retries from `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`.
     pub async fn from_env() -> Result<Self, CoreError> {
+        Self::from_env_with(timeout_config()).await
+    }
+
+    /// [`Clients::from_env`] with other time limits (e.g. the alert lookups' short ones).
+    pub async fn from_env_with(timeouts: TimeoutConfig) -> Result<Self, CoreError> {
         let region = RegionProviderChain::default_provider().or_else(Region::from_static(DEFAULT_REGION));
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
-            .timeout_config(timeout_config())
+            .timeout_config(timeouts)
             .load()
             .await;
         Self::from_sdk_config(&config)
@@ -114,6 +119,16 @@ impl Clients {
     /// Step Functions for the state machine `state_machine_arn`.
     pub fn workflow(&self, state_machine_arn: &str) -> crate::SfnWorkflow {
         crate::SfnWorkflow::new(self.sfn.clone(), state_machine_arn)
+    }
+
+    /// The alert enrichment's lookups.
+    pub fn alert_adapter(&self) -> crate::AlertAdapter {
+        crate::AlertAdapter::new(self.ec2.clone(), self.ssm.clone(), self.iam.clone(), self.cloudwatch.clone())
+    }
+
+    /// Publishes enriched alerts to `topic_arn`.
+    pub fn sns_publisher(&self, topic_arn: &str) -> crate::SnsPublisher {
+        crate::SnsPublisher::new(self.sns.clone(), topic_arn)
     }
 
     pub fn response_sink(&self) -> HttpResponseSink {

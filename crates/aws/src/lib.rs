@@ -11,6 +11,7 @@
 //! Every SDK error becomes a [`opsflow_core::CoreError`] (see [`error`] for the rules), the
 //! AWS error code kept in its detail; [`aws_error_parts`] reads it back.
 
+pub mod alerts;
 pub mod clients;
 pub mod ec2;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod s3;
 pub mod sfn;
 pub mod ssm;
 
+pub use alerts::{AlertAdapter, SnsPublisher};
 pub use clients::{Clients, DEFAULT_REGION};
 pub use ec2::Ec2Adapter;
 pub use error::{aws_error_parts, from_sdk_error};

@@ -37,6 +37,7 @@
 //! - [`facts`]: what the ports report.
 //! - [`time`]: UTC formatting for messages.
 
+pub mod alert;
 pub mod cfn;
 pub mod command;
 pub mod error;

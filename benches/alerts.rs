@@ -1,0 +1,183 @@
+//! Alert enrichment benchmark: per-alert latency of the enrich-alert handler next to the latency
+//! of its slowest single lookup, and the AWS calls per alert, against the local cloud with
+//! modelled AWS latencies (the local cloud's `latency_ms`), plus a run without added latency.
+//!
+//! `cargo bench --bench alerts` (or `make bench`). Target: ≤ 1.3× the slowest lookup, ≤ 5 calls.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use opsflow::alerts::{cpu_alarm, LocalAlerts};
+use opsflow::fixtures;
+use opsflow::local::LocalCloud;
+use opsflow_aws::Clients;
+use opsflow_core::alert::{datapoint_queries, handle, incoming, AlertLookups, AlertSettings, Incoming, Target};
+use serde_json::{json, Value};
+
+const ALERTS: usize = 30;
+
+/// Typical in-region latencies of the calls (milliseconds), stated as the model.
+const MODEL: [(&str, f64); 5] = [
+    ("ec2:DescribeInstances", 150.0),
+    ("ssm:DescribeInstanceInformation", 80.0),
+    ("iam:GetAccountAuthorizationDetails", 300.0),
+    ("cloudwatch:GetMetricData", 120.0),
+    ("sns:Publish", 25.0),
+];
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn time<T, E: std::fmt::Debug>(f: impl std::future::Future<Output = Result<T, E>>) -> Duration {
+    let started = Instant::now();
+    f.await.expect("lookup");
+    started.elapsed()
+}
+
+struct Row {
+    case: String,
+    lookups: Vec<(&'static str, Duration)>,
+    alert: Duration,
+    calls: u64,
+}
+
+/// Each lookup alone (median of `ALERTS`), then whole alerts (median), `cold`: with the IAM
+/// listing fetched every time (a fresh adapter), else cached as in a warm Lambda.
+async fn measure(cloud: &LocalCloud, alerts: &LocalAlerts, event: &Value, case: &str, cold: bool) -> Row {
+    let Incoming::Alarm(alarm) = incoming(event).unwrap().remove(0) else {
+        panic!("not an alarm")
+    };
+    let target = Target::Instance(match &alarm.kind {
+        opsflow_core::alert::AlarmKind::Metric { stat, .. } => stat.metric.dimensions[0].value.clone(),
+        _ => unreachable!(),
+    });
+    let queries = datapoint_queries(&alarm).unwrap();
+    let (start, end) = (alarm.changed_at_ms - 2_100_000, alarm.changed_at_ms + 300_000);
+    let settings = AlertSettings::default();
+    let warm = alerts.clients.alert_adapter();
+    let mut per: HashMap<&'static str, Vec<Duration>> = HashMap::new();
+    for _ in 0..ALERTS {
+        let l = if cold { alerts.clients.alert_adapter() } else { warm.clone() };
+        per.entry("DescribeInstances")
+            .or_default()
+            .push(time(l.instances(&target, 5)).await);
+        per.entry("DescribeInstanceInformation")
+            .or_default()
+            .push(time(l.agents(&target)).await);
+        per.entry("GetAccountAuthorizationDetails")
+            .or_default()
+            .push(time(l.profile_roles()).await);
+        per.entry("GetMetricData")
+            .or_default()
+            .push(time(l.datapoints(&queries, start, end)).await);
+    }
+    let mut totals = Vec::new();
+    let mut calls = 0;
+    for i in 0..ALERTS {
+        let l = if cold { alerts.clients.alert_adapter() } else { warm.clone() };
+        cloud.reset_calls().await.unwrap();
+        let started = Instant::now();
+        handle(&l, &alerts.publisher, &settings, event).await.expect("alert");
+        totals.push(started.elapsed());
+        if i == 0 || !cold {
+            calls = calls.max(cloud.calls().await.unwrap().values().sum::<u64>());
+        }
+    }
+    let mut lookups: Vec<(&'static str, Duration)> = per.into_iter().map(|(k, v)| (k, median(v))).collect();
+    lookups.sort_by_key(|l| std::cmp::Reverse(l.1));
+    Row {
+        case: case.to_string(),
+        lookups,
+        alert: median(totals),
+        calls,
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cloud = LocalCloud::start().expect("local cloud");
+        let clients = Clients::for_endpoint(&cloud.endpoint).await.unwrap();
+        let instance_id = fixtures::managed_instance(&clients, "web-7", "web-role", true).await.unwrap();
+        let alerts = LocalAlerts::setup(&clients, AlertSettings::default()).await.unwrap();
+        let at = cloud.now_ms().await.unwrap();
+        let name = format!("cpu-high-{instance_id}");
+        cpu_alarm(
+            &clients,
+            &name,
+            &instance_id,
+            &alerts.alarms_topic,
+            &[12.0, 15.0, 97.0, 98.0, 99.0, 99.0],
+            at,
+        )
+        .await
+        .unwrap();
+        let message = alerts.raise(&name, "Threshold Crossed", at).await.unwrap();
+        let event = json!({"Records": [{
+            "EventSource": "aws:sns", "EventVersion": "1.0",
+            "EventSubscriptionArn": format!("{}:bench", alerts.alarms_topic),
+            "Sns": {
+                "Type": "Notification", "MessageId": "bench", "TopicArn": alerts.alarms_topic,
+                "Subject": format!("ALARM: \"{name}\" in US East (N. Virginia)"), "Message": message.to_string(),
+                "Timestamp": "2026-11-23T03:01:12.401Z", "SignatureVersion": "1", "Signature": "bench",
+                "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/bench.pem",
+                "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {}
+            }
+        }]});
+
+        let mut rows = vec![
+            measure(&cloud, &alerts, &event, "no added latency, IAM cached", false).await,
+            measure(&cloud, &alerts, &event, "no added latency, IAM fetched", true).await,
+        ];
+        let model: serde_json::Map<String, Value> = MODEL.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        cloud.control("config", json!({"latency_ms": model})).await.unwrap();
+        rows.push(measure(&cloud, &alerts, &event, "modelled AWS latency, IAM cached", false).await);
+        rows.push(measure(&cloud, &alerts, &event, "modelled AWS latency, IAM fetched", true).await);
+
+        println!("alert enrichment: {ALERTS} alerts per case, medians; one EC2 instance alarm (SNS event)");
+        println!(
+            "modelled latency (ms): {}",
+            MODEL.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        );
+        println!();
+        println!(
+            "{:<36} {:>11} {:>12} {:>34} {:>7} {:>9}",
+            "case", "alert (ms)", "slowest (ms)", "slowest lookup", "ratio", "AWS calls"
+        );
+        for r in &rows {
+            let (name, slowest) = r.lookups[0];
+            println!(
+                "{:<36} {:>11.1} {:>12.1} {:>34} {:>6.2}x {:>9}",
+                r.case,
+                ms(r.alert),
+                ms(slowest),
+                name,
+                ms(r.alert) / ms(slowest),
+                r.calls
+            );
+        }
+        println!();
+        for r in &rows {
+            println!(
+                "  {}: lookups alone {}",
+                r.case,
+                r.lookups
+                    .iter()
+                    .map(|(k, d)| format!("{k} {:.1} ms", ms(*d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        drop(cloud);
+    });
+}

@@ -1,0 +1,237 @@
+//! The alert domain's types: a CloudWatch alarm state change as opsflow sees it, whatever
+//! carried it (SNS or EventBridge), what the lookups return, and the enriched alert.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One alarm state change, normalised from the SNS message or the EventBridge event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alarm {
+    pub name: String,
+    pub description: Option<String>,
+    pub arn: Option<String>,
+    pub account_id: String,
+    /// The region code (`eu-west-1`): from the alarm ARN, or the event's `region`. The SNS
+    /// message's `Region` is a display name ("EU (Ireland)"), kept in `region_name`.
+    pub region: String,
+    pub region_name: Option<String>,
+    /// `ALARM`, `OK` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    pub previous_state: Option<String>,
+    pub reason: String,
+    /// When the state changed (epoch milliseconds).
+    pub changed_at_ms: i64,
+    pub kind: AlarmKind,
+    /// `sns` or `eventbridge`.
+    pub source: String,
+}
+
+/// What the alarm watches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AlarmKind {
+    /// One metric with a static threshold.
+    Metric {
+        stat: MetricStat,
+        comparison: Option<String>,
+        threshold: Option<f64>,
+        evaluation_periods: Option<i64>,
+    },
+    /// Metric math: the queries, the one with `return_data` being the alarm's value.
+    MetricMath {
+        queries: Vec<MetricQuery>,
+        comparison: Option<String>,
+        threshold: Option<f64>,
+        evaluation_periods: Option<i64>,
+    },
+    /// Anomaly detection: a band expression (`ANOMALY_DETECTION_BAND`) is the threshold.
+    AnomalyDetection {
+        queries: Vec<MetricQuery>,
+        threshold_metric_id: String,
+        comparison: Option<String>,
+        evaluation_periods: Option<i64>,
+    },
+    /// A composite alarm: a rule over other alarms; no metric of its own.
+    Composite {
+        rule: String,
+        /// ARNs of the alarms that triggered the change, when the event says.
+        triggering_alarms: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dimension {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: Vec<Dimension>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStat {
+    pub metric: Metric,
+    pub period_s: i64,
+    /// `Average`, `Maximum`, `p99`…
+    pub stat: String,
+    pub unit: Option<String>,
+}
+
+/// One query of a metric math or anomaly detection alarm (GetMetricData's MetricDataQuery).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricQuery {
+    pub id: String,
+    pub expression: Option<String>,
+    pub metric_stat: Option<MetricStat>,
+    pub label: Option<String>,
+    pub return_data: bool,
+    pub period_s: Option<i64>,
+}
+
+/// What the EC2 lookups are about: an instance, or an Auto Scaling group's instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "camelCase")]
+pub enum Target {
+    Instance(String),
+    AutoScalingGroup(String),
+}
+
+/// DescribeInstances, for one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDetails {
+    pub instance_id: String,
+    /// The `Name` tag.
+    pub name: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub instance_type: Option<String>,
+    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
+    pub state: String,
+    pub availability_zone: Option<String>,
+    pub private_ip: Option<String>,
+    /// EC2's LaunchTime: the last start (it moves on every start from stopped).
+    pub launch_time_epoch_s: Option<i64>,
+    pub instance_profile_arn: Option<String>,
+    pub platform: Option<String>,
+}
+
+/// DescribeInstanceInformation, for one managed instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub instance_id: String,
+    /// `Online`, `ConnectionLost`, `Inactive`.
+    pub ping_status: String,
+    pub last_ping_epoch_s: Option<i64>,
+    pub agent_version: Option<String>,
+}
+
+/// An instance profile's role and its policies, as IAM lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRole {
+    pub profile_arn: String,
+    pub role_name: String,
+    pub role_arn: String,
+    /// ARNs of the managed policies attached to the role.
+    pub attached_policy_arns: Vec<String>,
+    /// The policy documents in force: inline policies and the default versions of the
+    /// customer-managed attached ones, by name.
+    pub policy_documents: Vec<(String, serde_json::Value)>,
+}
+
+/// One datapoint of the alarm's metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Datapoint {
+    pub epoch_s: i64,
+    pub value: f64,
+}
+
+/// One instance in an enriched alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    pub details: InstanceDetails,
+    /// Seconds since the last start, when running and known.
+    pub uptime_s: Option<i64>,
+    pub recently_started: bool,
+    /// The role behind the instance profile, when the IAM lookup found it.
+    pub role_name: Option<String>,
+    /// Why the role counts as admin (e.g. "AdministratorAccess is attached"), if it does.
+    pub admin: Option<String>,
+    pub agent: Option<AgentInfo>,
+    pub links: Vec<Link>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub label: String,
+    pub url: String,
+}
+
+/// `high` (ALARM), `medium` (ALARM on an instance started within the threshold: likely
+/// warm-up), `low` (INSUFFICIENT_DATA), `info` (OK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// The alarm with everything the lookups found, and a note for each that failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enriched {
+    pub alarm: Alarm,
+    pub severity: Severity,
+    pub target: Option<Target>,
+    pub instances: Vec<InstanceView>,
+    /// The alarm metric's most recent datapoints, oldest first.
+    pub datapoints: Vec<Datapoint>,
+    /// The datapoints as a text sparkline (`▁▂▃▄▅▆▇█`).
+    pub sparkline: Option<String>,
+    /// A plain-language verdict, e.g. "started 4 minutes ago — likely warm-up, probably a false positive".
+    pub assessment: Option<String>,
+    /// What could not be found out, and why (a failed lookup never stops the alert).
+    pub notes: Vec<String>,
+    /// Links to the alarm (and, per instance, in `instances`).
+    pub links: Vec<Link>,
+}
+
+/// The message published to the enriched-alerts topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Publication {
+    /// ≤ 100 ASCII characters, no line breaks (SNS's rule for email subjects).
+    pub subject: String,
+    /// The SNS message with `MessageStructure: json`: `default`, `email`, `sms`, and the JSON
+    /// body for `sqs`, `lambda`, `http`, `https`, `firehose`.
+    pub message: String,
+    /// String message attributes for subscription filter policies.
+    pub attributes: BTreeMap<String, String>,
+}
