@@ -12,7 +12,7 @@
 use anyhow::{bail, Context};
 use opsflow_aws::aws_sdk_cloudwatch::primitives::DateTime;
 use opsflow_aws::aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, Statistic};
-use opsflow_aws::aws_sdk_sqs::types::QueueAttributeName;
+use opsflow_aws::aws_sdk_sqs::types::{Message, QueueAttributeName};
 use opsflow_aws::{AlertAdapter, Clients, SnsPublisher};
 use opsflow_core::alert::{handle, AlertSettings};
 use opsflow_core::time::format_utc;
@@ -204,20 +204,26 @@ impl LocalAlerts {
             let result = handle(&self.lookups, &self.publisher, &self.settings, &event).await;
             let took = started.elapsed();
             if result.is_ok() {
-                if let Some(handle) = message.receipt_handle() {
-                    self.clients
-                        .sqs
-                        .delete_message()
-                        .queue_url(&self.bridge_queue)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .context("DeleteMessage")?;
-                }
+                self.delete(&self.bridge_queue, message).await?;
             }
             deliveries.push(Delivery { result, took });
         }
         Ok(deliveries)
+    }
+
+    /// Deletes a received message from `queue` (it was handled).
+    async fn delete(&self, queue: &str, message: &Message) -> anyhow::Result<()> {
+        if let Some(handle) = message.receipt_handle() {
+            self.clients
+                .sqs
+                .delete_message()
+                .queue_url(queue)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .context("DeleteMessage")?;
+        }
+        Ok(())
     }
 
     /// The notifications delivered to the inbox queue subscribed to the enriched topic (SNS's
@@ -239,16 +245,7 @@ impl LocalAlerts {
             }
             for m in received.messages() {
                 out.push(serde_json::from_str(m.body().unwrap_or("null")).context("an enriched alert")?);
-                if let Some(handle) = m.receipt_handle() {
-                    self.clients
-                        .sqs
-                        .delete_message()
-                        .queue_url(&self.inbox_queue)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .context("DeleteMessage")?;
-                }
+                self.delete(&self.inbox_queue, m).await?;
             }
         }
     }
