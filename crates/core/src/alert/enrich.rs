@@ -111,6 +111,17 @@ async fn when<T, F: Future<Output = Result<T, CoreError>>>(f: Option<F>) -> Opti
     }
 }
 
+/// What a lookup that ran found; a failed one adds a note saying what is `missing`.
+fn found<T>(result: Option<Result<T, CoreError>>, what: &str, missing: &str, notes: &mut Vec<String>) -> Option<T> {
+    match result? {
+        Ok(value) => Some(value),
+        Err(e) => {
+            notes.push(format!("{what} failed ({e}); {missing} unknown"));
+            None
+        }
+    }
+}
+
 /// Enriches one alarm. Never fails: what a lookup could not tell becomes a note.
 pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm: Alarm) -> Enriched {
     let target = target(&alarm);
@@ -137,44 +148,16 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
     );
 
     let mut notes = Vec::new();
-    let mut note_failure = |what: &str, missing: &str, e: &CoreError| notes.push(format!("{what} failed ({e}); {missing} unknown"));
     let instances_known = !matches!(instances, Some(Err(_)));
-    let instances = match instances {
-        Some(Ok(list)) => list,
-        Some(Err(e)) => {
-            note_failure("EC2 DescribeInstances", "instance details are", &e);
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
-    let agents = match agents {
-        Some(Ok(list)) => Some(list),
-        Some(Err(e)) => {
-            note_failure("SSM DescribeInstanceInformation", "the SSM agent status is", &e);
-            None
-        }
-        None => None,
-    };
-    let roles = match roles {
-        Some(Ok(list)) => Some(list),
-        Some(Err(e)) => {
-            note_failure(
-                "IAM GetAccountAuthorizationDetails",
-                "the instance role and whether it is admin are",
-                &e,
-            );
-            None
-        }
-        None => None,
-    };
-    let mut datapoints = match points {
-        Some(Ok(list)) => list,
-        Some(Err(e)) => {
-            note_failure("CloudWatch GetMetricData", "recent datapoints are", &e);
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
+    let instances = found(instances, "EC2 DescribeInstances", "instance details are", &mut notes).unwrap_or_default();
+    let agents = found(agents, "SSM DescribeInstanceInformation", "the SSM agent status is", &mut notes);
+    let roles = found(
+        roles,
+        "IAM GetAccountAuthorizationDetails",
+        "the instance role and whether it is admin are",
+        &mut notes,
+    );
+    let mut datapoints = found(points, "CloudWatch GetMetricData", "recent datapoints are", &mut notes).unwrap_or_default();
     datapoints.sort_by_key(|d| d.epoch_s);
     let keep_from = datapoints.len().saturating_sub(settings.datapoints);
     let datapoints = datapoints.split_off(keep_from);
