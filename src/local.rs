@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use opsflow_asl::{model, Clock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskRequest};
+use opsflow_asl::{
+    model, Clock as EngineClock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest,
+};
 use opsflow_aws::{Clients, ResponseBucket};
 use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
-use opsflow_core::ports::Workflow;
+use opsflow_core::ports::{Clock, Workflow};
 use opsflow_core::steps::{admit, safety_net, Admission, Settings};
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
@@ -208,6 +210,28 @@ pub fn function_arn(name: &str) -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:opsflow-{name}")
 }
 
+/// A step's clock on the local engine: the engine's clock for the invocation, which the local
+/// cloud's time-driven progress follows while the step waits.
+struct LocalClock {
+    task: TaskClock,
+    cloud: Arc<LocalCloud>,
+}
+
+impl Clock for LocalClock {
+    fn now_ms(&self) -> i64 {
+        self.task.now_ms()
+    }
+
+    async fn sleep(&self, ms: u64) -> Result<(), CoreError> {
+        self.task.sleep(ms).await;
+        self.cloud
+            .control("clock", json!({"now_ms": self.task.now_ms()}))
+            .await
+            .map(|_| ())
+            .map_err(|e| CoreError::transient("set the local cloud's clock", e.to_string()))
+    }
+}
+
 type AdapterPorts = Ports<opsflow_aws::Ec2Adapter, opsflow_aws::IamAdapter, opsflow_aws::SsmAdapter, opsflow_aws::HttpResponseSink>;
 
 /// Executions started by the request handler, run on the local engine.
@@ -277,7 +301,7 @@ impl LocalPipeline {
             sink: clients.response_sink(),
         });
         let invocations = Arc::new(AtomicU64::new(0));
-        let mut builder = Engine::builder().clock(Clock::Virtual).region(REGION).account(ACCOUNT);
+        let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
         for name in TASK_FUNCTIONS {
             let (ports, settings, cloud, count) = (ports.clone(), settings.clone(), cloud.clone(), invocations.clone());
             builder = builder.lambda(format!("opsflow-{name}"), move |req: TaskRequest| {
@@ -289,7 +313,8 @@ impl LocalPipeline {
                         .control("clock", json!({"now_ms": req.now_ms}))
                         .await
                         .map_err(|e| StatesError::new("Lambda.Unknown", e.to_string()))?;
-                    invoke(&*ports, &settings, name, req.payload, req.now_ms / 1000)
+                    let clock = LocalClock { task: req.clock, cloud };
+                    invoke(&*ports, &settings, &clock, name, req.payload)
                         .await
                         .map_err(|e| StatesError::new(e.name(), e.to_string()))
                 }

@@ -248,7 +248,6 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
     let clients = opsflow_aws::Clients::from_env().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
     let settings = opsflow_core::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
     let result = match function {
         "Request" => {
             let arn = std::env::var("STATE_MACHINE_ARN").context("STATE_MACHINE_ARN is required for the Request handler")?;
@@ -269,7 +268,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 ssm: clients.ssm_adapter(),
                 sink: clients.response_sink(),
             };
-            invoke(&ports, &settings, f, payload, now).await
+            invoke(&ports, &settings, &opsflow_aws::SystemClock, f, payload).await
         }
         "EnrichAlert" => {
             let topic = std::env::var("ENRICHED_TOPIC_ARN").context("ENRICHED_TOPIC_ARN is required for EnrichAlert")?;

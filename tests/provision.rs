@@ -109,7 +109,8 @@ async fn create_sets_up_the_instance_and_answers_success_with_data() {
         .await
         .unwrap();
     assert_eq!(vols.volumes()[0].size(), Some(32));
-    assert!(exec.transitions <= 80, "{} transitions", exec.transitions);
+    // Each wait is watched inside its step: no Wait loop turns, one pass through the states.
+    assert_eq!(exec.transitions, 19, "{} transitions", exec.transitions);
     assert!(!sub.safety_net_answered);
 
     // A second identical run (an Update with the same properties) changes nothing.

@@ -2,10 +2,8 @@
 //! logs, and errors as `Diagnostic`s whose `errorType` is the stable [`CoreError`] name that
 //! the state machine's Retry and Catch match.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
-use opsflow_aws::Clients;
+use opsflow_aws::{Clients, SystemClock};
 use opsflow_core::alert::AlertSettings;
 use opsflow_core::handlers::{invoke, Ports};
 use opsflow_core::steps::Settings;
@@ -31,11 +29,6 @@ impl From<CoreError> for FnError {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 fn env_i64(name: &str, default: i64) -> Result<i64, CoreError> {
     match std::env::var(name) {
         Ok(v) => v
@@ -47,7 +40,8 @@ fn env_i64(name: &str, default: i64) -> Result<i64, CoreError> {
 }
 
 /// `INSTANCE_PROFILE_ALLOW_LIST` (required), `ASSOCIATION_TIMEOUT_SECONDS` (300),
-/// `VOLUME_TIMEOUT_SECONDS` (1800), `READINESS_TIMEOUT_SECONDS` (900), `REBOOT_TIMEOUT_SECONDS` (600).
+/// `VOLUME_TIMEOUT_SECONDS` (1800), `READINESS_TIMEOUT_SECONDS` (900), `REBOOT_TIMEOUT_SECONDS` (600),
+/// `WATCH_SECONDS` (120: how long one invocation watches a wait; keep the Lambda timeout longer).
 pub fn settings_from_env() -> Result<Settings, CoreError> {
     let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
     let mut s = Settings::new(AllowList::parse(&allow)?);
@@ -55,6 +49,10 @@ pub fn settings_from_env() -> Result<Settings, CoreError> {
     s.volume_timeout_s = env_i64("VOLUME_TIMEOUT_SECONDS", s.volume_timeout_s)?;
     s.readiness_timeout_s = env_i64("READINESS_TIMEOUT_SECONDS", s.readiness_timeout_s)?;
     s.reboot_timeout_s = env_i64("REBOOT_TIMEOUT_SECONDS", s.reboot_timeout_s)?;
+    s.watch_s = env_i64("WATCH_SECONDS", s.watch_s)?;
+    if !(0..=600).contains(&s.watch_s) {
+        return Err(CoreError::invalid("WATCH_SECONDS", format!("must be 0..=600, not {}", s.watch_s)));
+    }
     Ok(s)
 }
 
@@ -95,7 +93,9 @@ pub async fn run_task(function: &'static str) -> Result<(), Error> {
     };
     let (ports, settings) = (&ports, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        invoke(ports, settings, function, event.payload, now_s()).await.map_err(FnError)
+        invoke(ports, settings, &SystemClock, function, event.payload)
+            .await
+            .map_err(FnError)
     }))
     .await
 }

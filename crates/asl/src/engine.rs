@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,60 @@ pub struct TaskRequest {
     pub task_token: Option<String>,
     /// The engine's clock when the task was scheduled, ms since the Unix epoch.
     pub now_ms: i64,
+    /// The engine's clock, for a handler that waits (e.g. polls a resource) while it runs.
+    pub clock: TaskClock,
+}
+
+/// The engine's clock as one task invocation sees it. With [`Clock::Virtual`], [`TaskClock::sleep`]
+/// returns at once and moves this invocation's time on; the engine then carries on from the
+/// time the handler reached, so a handler that waited took that long on the engine's clock
+/// (and past the Task's `TimeoutSeconds` it times out, as on AWS).
+#[derive(Debug, Clone)]
+pub struct TaskClock {
+    inner: Arc<TaskClockInner>,
+}
+
+#[derive(Debug)]
+enum TaskClockInner {
+    Virtual(AtomicI64),
+    Real { scale: f64, start_ms: i64, started: Instant },
+}
+
+impl TaskClock {
+    fn new(clock: Clock, now_ms: i64) -> TaskClock {
+        let inner = match clock {
+            Clock::Virtual => TaskClockInner::Virtual(AtomicI64::new(now_ms)),
+            Clock::Real { scale } => TaskClockInner::Real {
+                scale,
+                start_ms: now_ms,
+                started: Instant::now(),
+            },
+        };
+        TaskClock { inner: Arc::new(inner) }
+    }
+
+    /// A virtual clock standing at `now_ms`, for calling a handler outside an engine.
+    pub fn virtual_at(now_ms: i64) -> TaskClock {
+        TaskClock::new(Clock::Virtual, now_ms)
+    }
+
+    /// Now, ms since the Unix epoch, on the engine's clock.
+    pub fn now_ms(&self) -> i64 {
+        match &*self.inner {
+            TaskClockInner::Virtual(now) => now.load(Ordering::Relaxed),
+            TaskClockInner::Real { scale, start_ms, started } => start_ms + (started.elapsed().as_secs_f64() * scale * 1000.0) as i64,
+        }
+    }
+
+    /// Waits `ms` on the engine's clock.
+    pub async fn sleep(&self, ms: u64) {
+        match &*self.inner {
+            TaskClockInner::Virtual(now) => {
+                now.fetch_add(ms as i64, Ordering::Relaxed);
+            }
+            TaskClockInner::Real { scale, .. } => tokio::time::sleep(Duration::from_secs_f64(ms as f64 / 1000.0 / scale)).await,
+        }
+    }
 }
 
 /// A Task implementation. For Lambda functions the error's `error` is the function's
@@ -1252,13 +1306,16 @@ async fn invoke(
         }));
     };
     let is_lambda = function.is_some();
+    let started_ms = exec.now(pc);
+    let task_clock = TaskClock::new(clock, started_ms);
     let req = TaskRequest {
         resource: task.resource.as_str().to_string(),
         function,
         state_name: st.name.to_string(),
         payload: payload_in,
         task_token: token.clone(),
-        now_ms: exec.now(pc),
+        now_ms: started_ms,
+        clock: task_clock.clone(),
     };
 
     // Callback registration happens before the handler runs, so an instant callback is not lost.
@@ -1282,6 +1339,17 @@ async fn invoke(
             e
         }
     };
+    if clock == Clock::Virtual {
+        // The handler's waits, on the virtual clock.
+        let elapsed_ms = task_clock.now_ms() - started_ms;
+        match timeout {
+            Some(t) if token.is_none() && elapsed_ms > t as i64 * 1000 => {
+                pc.now_ms = started_ms;
+                return Err(timed_out(pc, t));
+            }
+            _ => pc.now_ms = pc.now_ms.max(started_ms + elapsed_ms),
+        }
+    }
     let value = match handler_result {
         None => return Err(timed_out(pc, timeout.unwrap_or(0))),
         Some(Err(e)) => {

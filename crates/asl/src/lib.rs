@@ -13,8 +13,8 @@ pub mod path;
 pub mod time;
 
 pub use engine::{
-    CallbackError, Clock, Engine, EngineBuilder, ExecutionHandle, ExecutionResult, RunningExecution, StartOptions, Status, TaskHandler,
-    TaskRequest,
+    CallbackError, Clock, Engine, EngineBuilder, ExecutionHandle, ExecutionResult, RunningExecution, StartOptions, Status, TaskClock,
+    TaskHandler, TaskRequest,
 };
 pub use error::{LoadError, StatesError};
 pub use history::HistoryEvent;

@@ -267,3 +267,30 @@ async fn other_resources_are_served_by_registered_handlers() {
     let r = run_with(&engine, def, json!({})).await;
     assert_eq!(r.output, Some(json!({"Reservations": [], "asked": {"InstanceIds": ["i-1"]}})));
 }
+
+#[tokio::test]
+async fn a_handler_waiting_on_the_virtual_clock_takes_that_long_on_the_engine_clock() {
+    let engine = Engine::builder()
+        .lambda("watch", |req: TaskRequest| async move {
+            let start = req.clock.now_ms();
+            assert_eq!(start, req.now_ms);
+            for _ in 0..3 {
+                req.clock.sleep(30_000).await;
+            }
+            Ok(json!({"waited_ms": req.clock.now_ms() - start}))
+        })
+        .build();
+    let task = |timeout: u64| {
+        json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:watch",
+            "TimeoutSeconds": timeout, "End": true}}})
+    };
+    let started = std::time::Instant::now();
+    let r = run_with(&engine, task(120), json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "virtual waits take no real time");
+    assert_eq!(r.output, Some(json!({"waited_ms": 90_000})));
+    assert_eq!(r.engine_ms, 90_000);
+    // Past TimeoutSeconds the task times out, at the time limit.
+    let r = run_with(&engine, task(60), json!({})).await;
+    assert_eq!(r.error.as_deref(), Some("States.Timeout"));
+    assert_eq!(r.engine_ms, 60_000);
+}

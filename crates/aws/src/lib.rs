@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod clients;
+pub mod clock;
 pub mod ec2;
 pub mod error;
 pub mod http;
@@ -23,6 +24,7 @@ pub mod ssm;
 
 pub use alerts::{AlertAdapter, SnsPublisher};
 pub use clients::{Clients, DEFAULT_REGION};
+pub use clock::SystemClock;
 pub use ec2::Ec2Adapter;
 pub use error::{aws_error_parts, from_sdk_error};
 pub use http::{HttpResponseSink, RESPONSE_PUT_TIMEOUT};

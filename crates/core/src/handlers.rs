@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::cfn::CfnRequest;
 use crate::error::CoreError;
-use crate::ports::{Ec2, Iam, ResponseSink, Ssm};
-use crate::steps::{self, CommandKind, CommandProgress, Outcome, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress};
+use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
+use crate::steps::{self, CommandKind, CommandProgress, Outcome, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
 
 /// The task functions of `statemachines/provision-instance.asl.json` (its `${<Name>FunctionArn}`).
 pub const TASK_FUNCTIONS: [&str; 8] = [
@@ -69,14 +69,16 @@ fn request_of(v: Value) -> Result<CfnRequest, CoreError> {
     CfnRequest::from_value(v)
 }
 
-/// Runs the task function `function` on `payload` at `now_s` (seconds since the epoch).
+/// Runs the task function `function` on `payload`. The steps that wait watch what they wait
+/// for on `clock` (see [`steps::Watch`]) and return when it is done or their watch is over.
 pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
     ports: &Ports<E, I, S, R>,
     settings: &Settings,
+    clock: &impl Clock,
     function: &str,
     payload: Value,
-    now_s: i64,
 ) -> Result<Value, CoreError> {
+    let watch = Watch::start(clock, settings);
     match function {
         "Plan" => {
             #[derive(Deserialize)]
@@ -84,22 +86,27 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
                 request: Value,
             }
             let input: In = parse(function, payload)?;
-            to_value(&steps::plan(&ports.ec2, &ports.iam, settings, &request_of(input.request)?, now_s).await?)
+            to_value(&steps::plan(&ports.ec2, &ports.iam, settings, &request_of(input.request)?, watch.now_s()).await?)
         }
         "AssignProfile" => {
             let input: OpInput<ProfileProgress> = parse(function, payload)?;
-            let out = match (input.op.as_str(), &input.progress) {
-                ("assign", _) => steps::assign_profile(&ports.ec2, settings, &input.plan, now_s).await?,
-                ("check", Some(p)) => steps::check_association(&ports.ec2, settings, &input.plan, p, now_s).await?,
+            let (ec2, plan) = (&ports.ec2, &input.plan);
+            let mut p = match (input.op.as_str(), input.progress) {
+                ("assign", _) => steps::assign_profile(ec2, settings, plan, watch.now_s()).await?,
+                ("check", Some(p)) => steps::check_association(ec2, settings, plan, &p, watch.now_s()).await?,
                 _ => return Err(CoreError::invalid("op", "must be \"assign\", or \"check\" with a progress")),
             };
-            to_value(&out)
+            while !p.done && watch.pause(&p.poll).await? {
+                p = steps::check_association(ec2, settings, plan, &p, watch.now_s()).await?;
+            }
+            to_value(&p)
         }
         "ModifyVolume" => {
             let input: OpInput<VolumeProgress> = parse(function, payload)?;
-            let out = match (input.op.as_str(), &input.progress, &input.plan.volume) {
-                ("modify", _, Some(action)) => steps::modify_volume(&ports.ec2, settings, action, now_s).await?,
-                ("check", Some(p), _) => steps::check_volume(&ports.ec2, settings, p, now_s).await?,
+            let ec2 = &ports.ec2;
+            let mut p = match (input.op.as_str(), input.progress, &input.plan.volume) {
+                ("modify", _, Some(action)) => steps::modify_volume(ec2, settings, action, watch.now_s()).await?,
+                ("check", Some(p), _) => steps::check_volume(ec2, settings, &p, watch.now_s()).await?,
                 _ => {
                     return Err(CoreError::invalid(
                         "op",
@@ -107,11 +114,19 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
                     ))
                 }
             };
-            to_value(&out)
+            while !p.done && watch.pause(&p.poll).await? {
+                p = steps::check_volume(ec2, settings, &p, watch.now_s()).await?;
+            }
+            to_value(&p)
         }
         "CheckReadiness" => {
             let input: ProgressInput<ReadyProgress> = parse(function, payload)?;
-            to_value(&steps::check_readiness(&ports.ec2, &ports.ssm, settings, &input.plan, input.progress.as_ref(), now_s).await?)
+            let (ec2, ssm, plan) = (&ports.ec2, &ports.ssm, &input.plan);
+            let mut p = steps::check_readiness(ec2, ssm, settings, plan, input.progress.as_ref(), watch.now_s()).await?;
+            while !p.ready && watch.pause(&p.poll).await? {
+                p = steps::check_readiness(ec2, ssm, settings, plan, Some(&p), watch.now_s()).await?;
+            }
+            to_value(&p)
         }
         "GrowFilesystem" | "SendCommand" => {
             let kind = if function == "GrowFilesystem" {
@@ -122,12 +137,14 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             let input: RequestAndPlan = parse(function, payload)?;
             let request = request_of(input.request)?;
             let spec = steps::command_spec(kind, settings, &request, &input.plan)?;
-            to_value(&steps::send_command(&ports.ssm, kind, &spec, &input.plan, settings, now_s).await?)
+            let p = steps::send_command(&ports.ssm, kind, &spec, &input.plan, settings, watch.now_s()).await?;
+            to_value(&watch_command(&ports.ssm, settings, &watch, &input.plan, p).await?)
         }
         "CheckCommand" => {
             let input: ProgressInput<CommandProgress> = parse(function, payload)?;
             let progress = input.progress.ok_or_else(|| CoreError::invalid("progress", "is required"))?;
-            to_value(&steps::check_command(&ports.ssm, settings, &input.plan, &progress, now_s).await?)
+            let p = steps::check_command(&ports.ssm, settings, &input.plan, &progress, watch.now_s()).await?;
+            to_value(&watch_command(&ports.ssm, settings, &watch, &input.plan, p).await?)
         }
         "Answer" => {
             let input: AnswerInput = parse(function, payload)?;
@@ -141,6 +158,20 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             format!("'{other}' is not one of {}", TASK_FUNCTIONS.join(", ")),
         )),
     }
+}
+
+/// Watches a command until it ends or the watch is over.
+async fn watch_command(
+    ssm: &impl Ssm,
+    settings: &Settings,
+    watch: &Watch<'_, impl Clock>,
+    plan: &Plan,
+    mut p: CommandProgress,
+) -> Result<CommandProgress, CoreError> {
+    while !p.done && watch.pause(&p.poll).await? {
+        p = steps::check_command(ssm, settings, plan, &p, watch.now_s()).await?;
+    }
+    Ok(p)
 }
 
 /// What the answer reports, read from the state the workflow accumulated.

@@ -73,6 +73,16 @@ pub trait Ssm: Send + Sync {
     fn get_invocation(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<Invocation, CoreError>> + Send;
 }
 
+/// Time, for the steps that wait while they run: real time in a Lambda, the engine's clock
+/// when the local engine runs the step.
+pub trait Clock: Send + Sync {
+    /// Now, ms since the Unix epoch.
+    fn now_ms(&self) -> i64;
+
+    /// Waits `ms` milliseconds.
+    fn sleep(&self, ms: u64) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
 /// Where the CloudFormation answer goes: an HTTP PUT of `body` to the presigned `url`.
 pub trait ResponseSink: Send + Sync {
     fn put(&self, url: &str, body: &str) -> impl Future<Output = Result<(), CoreError>> + Send;

@@ -3,9 +3,13 @@
 //! and returns the small JSON the next state needs. Every step is idempotent: run twice (a
 //! retry, a replay), it finds the work done and reports it instead of doing it again.
 //!
-//! Waits are poll loops in the state machine (Wait → check step → Choice). A check step returns
-//! `done`, or the next [`Poll`] (a delay that backs off, and a deadline past which the step
-//! fails with `DeadlineExceeded`).
+//! Waits are poll loops. A step that starts something slow (an association, a volume
+//! modification, a command) or waits for readiness [`Watch`]es it while it runs: it checks
+//! again after each [`Poll`] delay (1 s, backing off to 5 s) for up to
+//! [`Settings::watch_s`], so what becomes ready is noticed within seconds without a state
+//! transition per check. Past that window it hands the wait back to the state machine
+//! (Wait → check step → Choice), which calls the check step again. A check fails with
+//! `DeadlineExceeded` past its deadline.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,7 +23,7 @@ use crate::plan::{
     previous_profile_tag_value, profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction,
     VolumeRules, PREVIOUS_PROFILE_TAG,
 };
-use crate::ports::{Ec2, Iam, ResponseSink, Ssm};
+use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
 use crate::props::{AllowList, OnDelete, SetupProps};
 use crate::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
 
@@ -38,6 +42,9 @@ pub struct Settings {
     /// status checks, and SSM Online if it comes).
     pub reboot_timeout_s: i64,
     pub poll: PollPolicy,
+    /// How long one invocation of a step may keep watching what it waits for before it hands
+    /// the wait back to the state machine. The waiting Lambdas' timeout must be longer.
+    pub watch_s: i64,
 }
 
 impl Settings {
@@ -50,6 +57,7 @@ impl Settings {
             readiness_timeout_s: 900,
             reboot_timeout_s: 600,
             poll: PollPolicy::DEFAULT,
+            watch_s: DEFAULT_WATCH_SECONDS,
         }
     }
 }
@@ -63,12 +71,47 @@ pub struct PollPolicy {
 }
 
 impl PollPolicy {
-    /// 2 s, then ×1.5 up to 15 s: a resource that becomes ready is noticed within 15 s.
+    /// 1 s, then ×1.5 up to 5 s: a resource that becomes ready is noticed within 5 s.
     pub const DEFAULT: PollPolicy = PollPolicy {
-        first_s: 2,
+        first_s: 1,
         factor: 1.5,
-        max_s: 15,
+        max_s: 5,
     };
+}
+
+/// [`Settings::watch_s`] by default: two minutes of watching per invocation.
+pub const DEFAULT_WATCH_SECONDS: i64 = 120;
+
+/// One invocation's watch over a wait: how long it may go on checking.
+pub struct Watch<'c, C> {
+    clock: &'c C,
+    until_ms: i64,
+}
+
+impl<'c, C: Clock> Watch<'c, C> {
+    /// A watch of `settings.watch_s` from now.
+    pub fn start(clock: &'c C, settings: &Settings) -> Self {
+        Watch {
+            clock,
+            until_ms: clock.now_ms() + settings.watch_s * 1000,
+        }
+    }
+
+    /// Now, in seconds since the epoch.
+    pub fn now_s(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
+    }
+
+    /// Waits `poll`'s delay and says whether to check again: false (without waiting) when the
+    /// delay would end past the watch, so the state machine's Wait takes over.
+    pub async fn pause(&self, poll: &Poll) -> Result<bool, CoreError> {
+        let delay_ms = poll.delay_seconds * 1000;
+        if self.clock.now_ms() + delay_ms as i64 > self.until_ms {
+            return Ok(false);
+        }
+        self.clock.sleep(delay_ms).await?;
+        Ok(true)
+    }
 }
 
 /// Where a poll loop stands.
@@ -949,4 +992,68 @@ fn title_case(status: &str) -> String {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    struct FakeClock(AtomicI64);
+
+    impl Clock for FakeClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::Relaxed)
+        }
+        async fn sleep(&self, ms: u64) -> Result<(), CoreError> {
+            self.0.fetch_add(ms as i64, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_default_poll_backs_off_from_1_s_to_5_s_and_stops_at_the_deadline() {
+        let policy = PollPolicy::DEFAULT;
+        let mut poll = Poll::start(0, 30, policy);
+        let (mut now, mut delays) = (0, vec![]);
+        loop {
+            now += poll.delay_seconds as i64;
+            delays.push(poll.delay_seconds);
+            match poll.next(now, policy, "WaitForVolume", "modifying") {
+                Ok(next) => poll = next,
+                Err(_) => break,
+            }
+        }
+        // The last delay is cut short to end at the deadline.
+        assert_eq!(delays, vec![1, 2, 3, 5, 5, 5, 5, 4]);
+        let err = poll.next(30, policy, "WaitForVolume", "modifying").unwrap_err();
+        assert_eq!(err.name(), "DeadlineExceeded");
+        assert!(err.to_string().contains("WaitForVolume"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_watch_waits_each_delay_and_hands_back_before_its_window_ends() {
+        let clock = FakeClock(AtomicI64::new(1_000_000));
+        let settings = Settings {
+            watch_s: 10,
+            ..Settings::new(AllowList::parse("p").unwrap())
+        };
+        let watch = Watch::start(&clock, &settings);
+        let poll = |delay_seconds| Poll {
+            attempt: 0,
+            delay_seconds,
+            deadline_epoch_s: i64::MAX,
+        };
+        assert!(watch.pause(&poll(4)).await.unwrap());
+        assert!(watch.pause(&poll(5)).await.unwrap());
+        assert_eq!(clock.now_ms(), 1_009_000);
+        assert_eq!(watch.now_s(), 1_009);
+        // 2 s more would end past the 10 s window: no wait, the state machine takes over.
+        assert!(!watch.pause(&poll(2)).await.unwrap());
+        assert_eq!(clock.now_ms(), 1_009_000);
+        assert!(watch.pause(&poll(1)).await.unwrap());
+        // A zero window never waits.
+        let none = Settings { watch_s: 0, ..settings };
+        assert!(!Watch::start(&clock, &none).pause(&poll(1)).await.unwrap());
+    }
 }
