@@ -1,13 +1,13 @@
-//! What every opsflow Lambda shares: settings from the environment, clients built once, JSON
-//! logs, and errors as `Diagnostic`s whose `errorType` is the stable [`CoreError`] name that
-//! the state machine's Retry and Catch match.
+//! What every opsflow Lambda shares: settings from the environment, the clients it uses built
+//! once in `main` (and no others), JSON logs, and errors as `Diagnostic`s whose `errorType` is
+//! the stable [`CoreError`] name that the state machine's Retry and Catch match.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
-use opsflow_aws::{Clients, SystemClock};
+use opsflow_aws::{AwsConfig, SystemClock};
 use opsflow_core::alert::AlertSettings;
 use opsflow_core::handlers::{invoke, Ports};
 use opsflow_core::steps::Settings;
-use opsflow_core::{AllowList, CoreError};
+use opsflow_core::{AllowList, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use serde_json::Value;
 
 /// A [`CoreError`] on its way out of a handler.
@@ -80,17 +80,15 @@ pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
-/// The main of a task function of the state machine.
-pub async fn run_task(function: &'static str) -> Result<(), Error> {
+/// The main of a task function of the state machine: `ports` builds the clients the step uses
+/// from the loaded configuration ([`opsflow_core::Unused`] for the others).
+pub async fn run_task<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
+    function: &'static str,
+    ports: impl FnOnce(&AwsConfig) -> Result<Ports<E, I, S, R>, CoreError>,
+) -> Result<(), Error> {
     init_logging();
-    let clients = Clients::from_env().await.map_err(FnError)?;
     let settings = settings_from_env().map_err(FnError)?;
-    let ports = Ports {
-        ec2: clients.ec2_adapter(),
-        iam: clients.iam_adapter(),
-        ssm: clients.ssm_adapter(),
-        sink: clients.response_sink(),
-    };
+    let ports = ports(&AwsConfig::from_env().await).map_err(FnError)?;
     let (ports, settings) = (&ports, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         invoke(ports, settings, &SystemClock, function, event.payload)

@@ -25,7 +25,113 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The access key `for_endpoint` signs with (moto accepts any).
 pub const STATIC_TEST_ACCESS_KEY: &str = "testing";
 
-/// The SDK clients and the HTTP client of the response sink.
+/// The loaded SDK configuration: build it once in `main`, then only the clients the function
+/// uses (each SDK client costs init time and binary size: the endpoint rules and the service's
+/// code). Each adapter holds a cheap handle (an `Arc` inside).
+#[derive(Clone, Debug)]
+pub struct AwsConfig(SdkConfig);
+
+impl AwsConfig {
+    /// From the environment, as the AWS SDK reads it: credentials from the default chain (the
+    /// Lambda's role, `AWS_ACCESS_KEY_ID`…, profiles), the region from `AWS_REGION` /
+    /// `AWS_DEFAULT_REGION` / the profile or else [`DEFAULT_REGION`], the endpoint from
+    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_EC2` and the like, per service) when set, which
+    /// is how the local cloud is reached, retries from `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`.
+    pub async fn from_env() -> Self {
+        Self::from_env_with(timeout_config()).await
+    }
+
+    /// [`AwsConfig::from_env`] with other time limits (e.g. the alert lookups' short ones).
+    pub async fn from_env_with(timeouts: TimeoutConfig) -> Self {
+        let region = RegionProviderChain::default_provider().or_else(Region::from_static(DEFAULT_REGION));
+        AwsConfig(
+            aws_config::defaults(BehaviorVersion::latest())
+                .region(region)
+                .timeout_config(timeouts)
+                .load()
+                .await,
+        )
+    }
+
+    /// For the local cloud and tests: every service at `endpoint` (e.g. `http://127.0.0.1:4566`),
+    /// region [`DEFAULT_REGION`], static credentials [`STATIC_TEST_ACCESS_KEY`]. Environment
+    /// endpoint, region and credential settings are not consulted.
+    pub async fn for_endpoint(endpoint: &str) -> Self {
+        AwsConfig(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(endpoint)
+                .region(Region::from_static(DEFAULT_REGION))
+                .credentials_provider(Credentials::new(
+                    STATIC_TEST_ACCESS_KEY,
+                    STATIC_TEST_ACCESS_KEY,
+                    None,
+                    None,
+                    "opsflow-static",
+                ))
+                .timeout_config(timeout_config())
+                .load()
+                .await,
+        )
+    }
+
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.0
+    }
+
+    pub fn ec2_adapter(&self) -> Ec2Adapter {
+        Ec2Adapter::new(aws_sdk_ec2::Client::new(&self.0))
+    }
+
+    pub fn iam_adapter(&self) -> IamAdapter {
+        IamAdapter::new(aws_sdk_iam::Client::new(&self.0))
+    }
+
+    pub fn ssm_adapter(&self) -> SsmAdapter {
+        SsmAdapter::new(aws_sdk_ssm::Client::new(&self.0))
+    }
+
+    /// Step Functions for the state machine `state_machine_arn`.
+    pub fn workflow(&self, state_machine_arn: &str) -> crate::SfnWorkflow {
+        crate::SfnWorkflow::new(self.sfn_client(), state_machine_arn)
+    }
+
+    /// The Step Functions client, for a function that serves several state machines.
+    pub fn sfn_client(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.0)
+    }
+
+    /// The alert enrichment's lookups.
+    pub fn alert_adapter(&self) -> crate::AlertAdapter {
+        let c = &self.0;
+        crate::AlertAdapter::new(
+            aws_sdk_ec2::Client::new(c),
+            aws_sdk_ssm::Client::new(c),
+            aws_sdk_iam::Client::new(c),
+            aws_sdk_cloudwatch::Client::new(c),
+        )
+    }
+
+    /// Publishes enriched alerts to `topic_arn`.
+    pub fn sns_publisher(&self, topic_arn: &str) -> crate::SnsPublisher {
+        crate::SnsPublisher::new(aws_sdk_sns::Client::new(&self.0), topic_arn)
+    }
+
+    /// The CloudFormation response upload (reqwest, not an SDK client).
+    pub fn response_sink(&self) -> Result<HttpResponseSink, CoreError> {
+        Ok(HttpResponseSink::new(response_http_client()?))
+    }
+}
+
+/// The reqwest client of the response sink.
+fn response_http_client() -> Result<reqwest::Client, CoreError> {
+    reqwest::Client::builder()
+        .timeout(RESPONSE_PUT_TIMEOUT)
+        .build()
+        .map_err(|e| CoreError::transient("build the HTTP client", e.to_string()))
+}
+
+/// Every SDK client opsflow uses and the HTTP client of the response sink, for the local
+/// pipeline and tests (a Lambda builds only its own, from an [`AwsConfig`]).
 ///
 /// Each client is a cheap handle (an `Arc` inside): clone it, or build the adapters with
 /// [`Clients::ec2_adapter`] and friends.
@@ -45,52 +151,18 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// From the environment, as the AWS SDK reads it: credentials from the default chain (the
-    /// Lambda's role, `AWS_ACCESS_KEY_ID`…, profiles), the region from `AWS_REGION` /
-    /// `AWS_DEFAULT_REGION` / the profile or else [`DEFAULT_REGION`], the endpoint from
-    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_EC2` and the like, per service) when set, which
-    /// is how the local cloud is reached, retries from `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`.
+    /// See [`AwsConfig::from_env`].
     pub async fn from_env() -> Result<Self, CoreError> {
-        Self::from_env_with(timeout_config()).await
+        Self::from_sdk_config(AwsConfig::from_env().await.sdk_config())
     }
 
-    /// [`Clients::from_env`] with other time limits (e.g. the alert lookups' short ones).
-    pub async fn from_env_with(timeouts: TimeoutConfig) -> Result<Self, CoreError> {
-        let region = RegionProviderChain::default_provider().or_else(Region::from_static(DEFAULT_REGION));
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        Self::from_sdk_config(&config)
-    }
-
-    /// For the local cloud and tests: every service at `endpoint` (e.g. `http://127.0.0.1:4566`),
-    /// region [`DEFAULT_REGION`], static credentials [`STATIC_TEST_ACCESS_KEY`]. Environment
-    /// endpoint, region and credential settings are not consulted.
+    /// See [`AwsConfig::for_endpoint`].
     pub async fn for_endpoint(endpoint: &str) -> Result<Self, CoreError> {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::from_static(DEFAULT_REGION))
-            .credentials_provider(Credentials::new(
-                STATIC_TEST_ACCESS_KEY,
-                STATIC_TEST_ACCESS_KEY,
-                None,
-                None,
-                "opsflow-static",
-            ))
-            .timeout_config(timeout_config())
-            .load()
-            .await;
-        Self::from_sdk_config(&config)
+        Self::from_sdk_config(AwsConfig::for_endpoint(endpoint).await.sdk_config())
     }
 
     /// From a loaded [`SdkConfig`] (to choose retries, timeouts or an HTTP client yourself).
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, CoreError> {
-        let http = reqwest::Client::builder()
-            .timeout(RESPONSE_PUT_TIMEOUT)
-            .build()
-            .map_err(|e| CoreError::transient("build the HTTP client", e.to_string()))?;
         Ok(Clients {
             ec2: aws_sdk_ec2::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
@@ -100,7 +172,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            http,
+            http: response_http_client()?,
         })
     }
 

@@ -4,9 +4,10 @@
 //! [`IamAdapter`], [`SsmAdapter`], and [`HttpResponseSink`] for the CloudFormation response
 //! upload. This is the only crate of the workspace that compiles `aws-sdk-*`.
 //!
-//! Build the [`Clients`] once per process, with [`Clients::from_env`] (honours
-//! `AWS_ENDPOINT_URL`, so the same binary talks to AWS or to the local cloud) or
-//! [`Clients::for_endpoint`] (tests, local demo), then take the adapters from it.
+//! A Lambda loads an [`AwsConfig`] once, with [`AwsConfig::from_env`] (honours
+//! `AWS_ENDPOINT_URL`, so the same binary talks to AWS or to the local cloud), and builds only
+//! the adapters it uses from it; the local pipeline and tests take every client at once with
+//! [`Clients::for_endpoint`].
 //!
 //! Every SDK error becomes a [`opsflow_core::CoreError`] (see [`error`] for the rules), the
 //! AWS error code kept in its detail; [`aws_error_parts`] reads it back.
@@ -23,7 +24,7 @@ pub mod sfn;
 pub mod ssm;
 
 pub use alerts::{AlertAdapter, SnsPublisher};
-pub use clients::{Clients, DEFAULT_REGION};
+pub use clients::{AwsConfig, Clients, DEFAULT_REGION};
 pub use clock::SystemClock;
 pub use ec2::Ec2Adapter;
 pub use error::{aws_error_parts, from_sdk_error};

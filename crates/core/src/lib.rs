@@ -61,6 +61,6 @@ pub use plan::{
     check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_volume, readiness, verify_profile, ChosenVolume,
     ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
-pub use ports::{Ec2, Iam, ResponseSink, Ssm};
+pub use ports::{Ec2, Iam, ResponseSink, Ssm, Unused};
 pub use props::{AllowList, Bootstrap, BootstrapAction, OnDelete, ProfileSpec, SetupProps};
 pub use script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget};

@@ -267,6 +267,19 @@ mod tests {
     }
 
     #[test]
+    fn unused_ports_fail_naming_the_service() {
+        let e = run(Unused.describe_instance("i-0123456789abcdef0")).unwrap_err();
+        assert_eq!(e.name(), "Unsupported");
+        assert!(e.to_string().starts_with("Unsupported: EC2: "), "{e}");
+        assert!(run(Unused.ping_status("i-1")).unwrap_err().to_string().contains("SSM"));
+        assert!(run(Unused.get_instance_profile("p")).unwrap_err().to_string().contains("IAM"));
+        assert!(run(Unused.put("https://example/", "{}"))
+            .unwrap_err()
+            .to_string()
+            .contains("ResponseURL"));
+    }
+
+    #[test]
     fn port_futures_are_send() {
         let aws = FakeAws::default();
         let spec = crate::script::fs_grow_command(Platform::Linux, &crate::script::FsTarget::MountPoint("/".into())).unwrap();
@@ -356,5 +369,83 @@ mod tests {
         let body = CfnResponse::success(&request, "opsflow-setup-i-0123456789abcdef0").to_body();
         run(aws.put(&request.response_url, &body)).unwrap();
         assert_eq!(*aws.puts.lock().unwrap(), vec![("https://s3.example/presigned".to_string(), body)]);
+    }
+}
+
+/// The port of a service a function does not use, so that its binary neither builds nor links
+/// that client. Every call fails with `Unsupported`: reaching it means a function was given a
+/// step it was not built for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unused;
+
+impl Unused {
+    fn fail<T>(service: &str) -> Result<T, CoreError> {
+        Err(CoreError::unsupported(
+            service,
+            "this function is built without that client: the step belongs to another function",
+        ))
+    }
+}
+
+impl Ec2 for Unused {
+    async fn describe_instance(&self, _: &str) -> Result<InstanceFacts, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn describe_volume(&self, _: &str) -> Result<VolumeFacts, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn modify_volume(&self, _: &str, _: u32) -> Result<Modification, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn describe_volume_modification(&self, _: &str) -> Result<Option<Modification>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn associate_profile(&self, _: &str, _: &str) -> Result<Association, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn replace_profile_association(&self, _: &str, _: &str) -> Result<Association, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn disassociate_profile(&self, _: &str) -> Result<Association, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn describe_association(&self, _: &str) -> Result<Option<Association>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn instance_status(&self, _: &str) -> Result<Option<StatusChecks>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn reboot_instance(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn tag_instance(&self, _: &str, _: &str, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn untag_instance(&self, _: &str, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+}
+
+impl Iam for Unused {
+    async fn get_instance_profile(&self, _: &str) -> Result<ProfileRef, CoreError> {
+        Unused::fail("IAM")
+    }
+}
+
+impl Ssm for Unused {
+    async fn ping_status(&self, _: &str) -> Result<Option<PingStatus>, CoreError> {
+        Unused::fail("SSM")
+    }
+    async fn send_command(&self, _: &CommandSpec, _: &str) -> Result<String, CoreError> {
+        Unused::fail("SSM")
+    }
+    async fn get_invocation(&self, _: &str, _: &str) -> Result<Invocation, CoreError> {
+        Unused::fail("SSM")
+    }
+}
+
+impl ResponseSink for Unused {
+    async fn put(&self, _: &str, _: &str) -> Result<(), CoreError> {
+        Unused::fail("ResponseURL")
     }
 }

@@ -1,5 +1,15 @@
 //! The `Answer` step of the provisioning state machine.
+use opsflow_core::{handlers::Ports, Unused};
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    opsflow_functions::run_task("Answer").await
+    opsflow_functions::run_task("Answer", |aws| {
+        Ok(Ports {
+            ec2: Unused,
+            iam: Unused,
+            ssm: Unused,
+            sink: aws.response_sink()?,
+        })
+    })
+    .await
 }

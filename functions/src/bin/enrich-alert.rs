@@ -4,7 +4,7 @@
 //! alert; a failed publish fails the invocation so that it is retried and, in the end, lands in
 //! the dead-letter queue.
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::{alerts::lookup_timeouts, Clients};
+use opsflow_aws::{alerts::lookup_timeouts, AwsConfig};
 use opsflow_core::alert::handle;
 use opsflow_functions::{alert_settings_from_env, init_logging, FnError};
 use serde_json::{json, Value};
@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    let clients = Clients::from_env_with(lookup_timeouts()).await.map_err(FnError)?;
     let (topic, settings) = alert_settings_from_env().map_err(FnError)?;
-    let (lookups, publisher) = (clients.alert_adapter(), clients.sns_publisher(&topic));
+    let aws = AwsConfig::from_env_with(lookup_timeouts()).await;
+    let (lookups, publisher) = (aws.alert_adapter(), aws.sns_publisher(&topic));
     let (lookups, publisher, settings) = (&lookups, &publisher, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let ids = handle(lookups, publisher, settings, &event.payload).await.map_err(FnError)?;

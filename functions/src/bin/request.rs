@@ -1,7 +1,7 @@
 //! The custom resource request handler (the ServiceToken): validates, answers FAILED at once
 //! when the request cannot succeed, else starts one execution per RequestId.
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::Clients;
+use opsflow_aws::AwsConfig;
 use opsflow_core::steps::{admit, Admission};
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, settings_from_env, FnError};
@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    let clients = Clients::from_env().await.map_err(FnError)?;
     let settings = settings_from_env().map_err(FnError)?;
     let state_machine = std::env::var("STATE_MACHINE_ARN").map_err(|_| FnError(CoreError::invalid("STATE_MACHINE_ARN", "is required")))?;
+    let aws = AwsConfig::from_env().await;
     let (ec2, iam, sink, workflow) = (
-        clients.ec2_adapter(),
-        clients.iam_adapter(),
-        clients.response_sink(),
-        clients.workflow(&state_machine),
+        aws.ec2_adapter(),
+        aws.iam_adapter(),
+        aws.response_sink().map_err(FnError)?,
+        aws.workflow(&state_machine),
     );
     let (ec2, iam, sink, workflow, settings) = (&ec2, &iam, &sink, &workflow, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -3,7 +3,7 @@
 //! answer step already did.
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::Clients;
+use opsflow_aws::{AwsConfig, SfnWorkflow};
 use opsflow_core::steps::safety_net;
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, FnError};
@@ -24,8 +24,9 @@ struct ExecutionStatusChange {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    let clients = Clients::from_env().await.map_err(FnError)?;
-    let clients = &clients;
+    let aws = AwsConfig::from_env().await;
+    let (sfn, sink) = (aws.sfn_client(), aws.response_sink().map_err(FnError)?);
+    let (sfn, sink) = (&sfn, &sink);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<ExecutionStatusChange>>| async move {
             let d = event.payload.detail;
@@ -35,8 +36,8 @@ async fn main() -> Result<(), Error> {
                     format!("is not the CloudFormation request: {e}"),
                 ))
             })?;
-            let workflow = clients.workflow(&d.state_machine_arn);
-            let answered = safety_net(&clients.response_sink(), &workflow, &d.execution_arn, &d.status, &input)
+            let workflow = SfnWorkflow::new(sfn.clone(), &d.state_machine_arn);
+            let answered = safety_net(sink, &workflow, &d.execution_arn, &d.status, &input)
                 .await
                 .map_err(FnError)?;
             Ok::<Value, FnError>(json!({"answered": answered.map(|r| r.status)}))
