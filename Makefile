@@ -7,7 +7,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo demo-fail demo-engine test lint build bench bench-deps clean
+.PHONY: demo demo-fail demo-engine test lint build bench bench-deps bench-pipeline clean
 
 build:
 	$(CARGO) build --bin opsflow
@@ -32,7 +32,7 @@ lint:
 
 test: lint
 	$(CARGO) test --workspace
-	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json
+	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json benches/*.asl.json
 	infra/localcloud/localcloud.sh test -q
 	infra/validate.sh
 
@@ -43,6 +43,13 @@ bench-deps:
 bench: bench-deps
 	$(CARGO) bench -p opsflow-asl --bench engine
 	$(CARGO) bench --bench alerts
+	$(CARGO) bench --bench time_to_ready
+	$(CARGO) bench -p opsflow-functions --bench cold_start
+
+# The two benchmarks of the provisioning pipeline alone (see README, Benchmarks).
+bench-pipeline:
+	$(CARGO) bench --bench time_to_ready
+	$(CARGO) bench -p opsflow-functions --bench cold_start
 
 clean:
 	$(CARGO) clean
