@@ -3,7 +3,7 @@
 //! the stable [`CoreError`] name that the state machine's Retry and Catch match.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
-use opsflow_aws::{AwsConfig, SystemClock};
+use opsflow_aws::SystemClock;
 use opsflow_core::alert::AlertSettings;
 use opsflow_core::handlers::{invoke, Ports};
 use opsflow_core::steps::Settings;
@@ -80,15 +80,11 @@ pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
-/// The main of a task function of the state machine: `ports` builds the clients the step uses
-/// from the loaded configuration ([`opsflow_core::Unused`] for the others).
-pub async fn run_task<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
-    function: &'static str,
-    ports: impl FnOnce(&AwsConfig) -> Result<Ports<E, I, S, R>, CoreError>,
-) -> Result<(), Error> {
+/// The main of a task function of the state machine, with the clients its step uses
+/// ([`opsflow_core::Unused`] for the others), built once.
+pub async fn run_task<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(function: &'static str, ports: Ports<E, I, S, R>) -> Result<(), Error> {
     init_logging();
     let settings = settings_from_env().map_err(FnError)?;
-    let ports = ports(&AwsConfig::from_env().await).map_err(FnError)?;
     let (ports, settings) = (&ports, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         invoke(ports, settings, &SystemClock, function, event.payload)

@@ -9,7 +9,7 @@ use aws_sdk_ec2::config::Credentials;
 use opsflow_core::CoreError;
 
 use crate::ec2::Ec2Adapter;
-use crate::http::{HttpResponseSink, RESPONSE_PUT_TIMEOUT};
+use crate::http::HttpResponseSink;
 use crate::iam::IamAdapter;
 use crate::ssm::SsmAdapter;
 
@@ -115,19 +115,6 @@ impl AwsConfig {
     pub fn sns_publisher(&self, topic_arn: &str) -> crate::SnsPublisher {
         crate::SnsPublisher::new(aws_sdk_sns::Client::new(&self.0), topic_arn)
     }
-
-    /// The CloudFormation response upload (reqwest, not an SDK client).
-    pub fn response_sink(&self) -> Result<HttpResponseSink, CoreError> {
-        Ok(HttpResponseSink::new(response_http_client()?))
-    }
-}
-
-/// The reqwest client of the response sink.
-fn response_http_client() -> Result<reqwest::Client, CoreError> {
-    reqwest::Client::builder()
-        .timeout(RESPONSE_PUT_TIMEOUT)
-        .build()
-        .map_err(|e| CoreError::transient("build the HTTP client", e.to_string()))
 }
 
 /// Every SDK client opsflow uses and the HTTP client of the response sink, for the local
@@ -172,7 +159,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            http: response_http_client()?,
+            http: crate::http::response_http_client()?,
         })
     }
 

@@ -24,7 +24,20 @@ pub struct HttpResponseSink {
     timeout: Duration,
 }
 
+/// The reqwest client of the response sink, with [`RESPONSE_PUT_TIMEOUT`].
+pub fn response_http_client() -> Result<reqwest::Client, CoreError> {
+    reqwest::Client::builder()
+        .timeout(RESPONSE_PUT_TIMEOUT)
+        .build()
+        .map_err(|e| CoreError::transient("build the HTTP client", e.to_string()))
+}
+
 impl HttpResponseSink {
+    /// With its own client: all a function needs that answers CloudFormation (no AWS SDK).
+    pub fn build() -> Result<Self, CoreError> {
+        Ok(Self::new(response_http_client()?))
+    }
+
     /// With [`RESPONSE_PUT_TIMEOUT`].
     pub fn new(client: reqwest::Client) -> Self {
         HttpResponseSink {

@@ -1,15 +1,15 @@
 //! The `CheckReadiness` step of the provisioning state machine.
+use opsflow_aws::AwsConfig;
 use opsflow_core::{handlers::Ports, Unused};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    opsflow_functions::run_task("CheckReadiness", |aws| {
-        Ok(Ports {
-            ec2: aws.ec2_adapter(),
-            iam: Unused,
-            ssm: aws.ssm_adapter(),
-            sink: Unused,
-        })
-    })
-    .await
+    let aws = AwsConfig::from_env().await;
+    let ports = Ports {
+        ec2: aws.ec2_adapter(),
+        iam: Unused,
+        ssm: aws.ssm_adapter(),
+        sink: Unused,
+    };
+    opsflow_functions::run_task("CheckReadiness", ports).await
 }

@@ -1,7 +1,7 @@
 //! The custom resource request handler (the ServiceToken): validates, answers FAILED at once
 //! when the request cannot succeed, else starts one execution per RequestId.
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::AwsConfig;
+use opsflow_aws::{AwsConfig, HttpResponseSink};
 use opsflow_core::steps::{admit, Admission};
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, settings_from_env, FnError};
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let (ec2, iam, sink, workflow) = (
         aws.ec2_adapter(),
         aws.iam_adapter(),
-        aws.response_sink().map_err(FnError)?,
+        HttpResponseSink::build().map_err(FnError)?,
         aws.workflow(&state_machine),
     );
     let (ec2, iam, sink, workflow, settings) = (&ec2, &iam, &sink, &workflow, &settings);

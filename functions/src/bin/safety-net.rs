@@ -3,7 +3,7 @@
 //! answer step already did.
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::{AwsConfig, SfnWorkflow};
+use opsflow_aws::{AwsConfig, HttpResponseSink, SfnWorkflow};
 use opsflow_core::steps::safety_net;
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, FnError};
@@ -25,7 +25,7 @@ struct ExecutionStatusChange {
 async fn main() -> Result<(), Error> {
     init_logging();
     let aws = AwsConfig::from_env().await;
-    let (sfn, sink) = (aws.sfn_client(), aws.response_sink().map_err(FnError)?);
+    let (sfn, sink) = (aws.sfn_client(), HttpResponseSink::build().map_err(FnError)?);
     let (sfn, sink) = (&sfn, &sink);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<ExecutionStatusChange>>| async move {
