@@ -341,7 +341,8 @@ def mode_consistency():
         for binary, fn in sorted(by_binary.items()):
             if binary not in binaries:
                 problems.append(f"{fn}: Binary {binary!r} is not a binary of {rel} (has {sorted(binaries)})")
-        unused = binaries - set(by_binary)
+        # The cold-start benchmark's hello-world baseline is built, never deployed.
+        unused = binaries - set(by_binary) - {"hello"}
         if unused:
             problems.append(f"{rel}: binaries without a function in the template: {sorted(unused)}")
         print(f"  {rel}: {len(by_binary)} functions <-> binaries {sorted(binaries)}")
