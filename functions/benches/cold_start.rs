@@ -19,6 +19,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use opsflow::local::LocalCloud;
+use opsflow_aws::Clients;
 use opsflow_core::facts::Platform;
 use opsflow_core::plan::{ProfileAction, VolumeAction};
 use opsflow_core::steps::Plan;
@@ -229,77 +231,14 @@ fn zip_size(binary: &Path) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
-struct LocalCloud {
-    endpoint: String,
-    state_dir: PathBuf,
-    script: PathBuf,
-}
-
-impl LocalCloud {
-    fn start(repo: &Path) -> LocalCloud {
-        let script = repo.join("infra/localcloud/localcloud.sh");
-        let state_dir = std::env::temp_dir().join(format!("opsflow-coldstart-{}", std::process::id()));
-        let run = |args: &[&str]| {
-            let out = Command::new("bash")
-                .arg(&script)
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .expect("localcloud.sh");
-            assert!(
-                out.status.success(),
-                "localcloud.sh {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .to_string()
-        };
-        run(&["install"]);
-        let endpoint = run(&["start", "--state-dir", &state_dir.to_string_lossy()]);
-        LocalCloud {
-            endpoint,
-            state_dir,
-            script,
-        }
-    }
-}
-
-impl Drop for LocalCloud {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .args(["stop", "--state-dir"])
-            .arg(&self.state_dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.state_dir);
-    }
-}
-
-/// SNS CreateTopic on the local cloud, for enrich-alert's Publish (a query API POST; the local
-/// cloud reads the service from the credential scope and checks no signature).
-fn create_topic(endpoint: &str, name: &str) {
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let body = format!("Action=CreateTopic&Version=2010-03-31&Name={name}");
-    let mut stream = TcpStream::connect(host).expect("the local cloud");
-    let request = format!(
-        "POST / HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
-         authorization: AWS4-HMAC-SHA256 Credential=testing/20261123/us-east-1/sns/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "CreateTopic: {answer}");
-}
-
 fn main() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cloud = LocalCloud::start(&repo);
+    let cloud = LocalCloud::start().expect("the local cloud");
+    // enrich-alert publishes to this topic.
+    let topic = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let clients = Clients::for_endpoint(&cloud.endpoint).await.expect("clients");
+        let out = clients.sns.create_topic().name("opsflow-enriched-alerts").send().await;
+        out.expect("CreateTopic").topic_arn().expect("a topic ARN").to_string()
+    });
     // The Runtime API server also takes the CloudFormation response PUT.
     let response_url = format!("http://{RUNTIME_API}/cloudformation-response");
     let request = json!({
@@ -374,7 +313,6 @@ fn main() {
     ]
     .into_iter()
     .find(|f| Path::new(f).exists());
-    create_topic(&cloud.endpoint, "opsflow-enriched-alerts");
     let mut env = vec![
         ("AWS_ENDPOINT_URL", cloud.endpoint.clone()),
         ("INSTANCE_PROFILE_ALLOW_LIST", "dev-ide-profile".to_string()),
@@ -384,10 +322,7 @@ fn main() {
             "STATE_MACHINE_ARN",
             "arn:aws:states:us-east-1:123456789012:stateMachine:provision-instance".to_string(),
         ),
-        (
-            "ENRICHED_TOPIC_ARN",
-            "arn:aws:sns:us-east-1:123456789012:opsflow-enriched-alerts".to_string(),
-        ),
+        ("ENRICHED_TOPIC_ARN", topic),
     ];
     if let Some(bundle) = bundle {
         env.push(("SSL_CERT_FILE", bundle.to_string()));
