@@ -18,11 +18,12 @@
 //!   answered by an EventBridge event and a task token instead of checks.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use opsflow::local::{function_arn, provision_machine, ACCOUNT, REGION};
-use opsflow_asl::{model, Clock as EngineClock, Engine, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest};
+use opsflow_asl::{model, Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest};
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
@@ -438,28 +439,51 @@ async fn run_opsflow(draw: Draw, settings: &Settings, machine: &Arc<StateMachine
     meter.bill(0, model.clock.lock().unwrap().now_ms());
     let input = started.0.lock().unwrap().take().expect("an execution input");
 
+    let settings = Arc::new(settings.clone());
+    let step = move |name, payload, clock| {
+        let (ports, settings) = (ports.clone(), settings.clone());
+        async move { invoke(&*ports, &settings, &StepClock(clock), name, payload).await }
+    };
+    let result = execute(&model, &meter, machine, input, "opsflow", &TASK_FUNCTIONS, step).await;
+    finish(&model, &meter, result.transitions, result.engine_ms, |w| {
+        w.answer.as_ref().is_some_and(|a| a["Status"] == "SUCCESS")
+    })
+}
+
+/// Runs `machine` from `input` on an engine whose Lambdas `{prefix}-{name}` run `step` on the
+/// model: each invocation puts the model on the invocation's clock and is billed.
+async fn execute<F, Fut>(
+    model: &Model,
+    meter: &Meter,
+    machine: &Arc<StateMachine>,
+    input: Value,
+    prefix: &str,
+    functions: &[&'static str],
+    step: F,
+) -> ExecutionResult
+where
+    F: Fn(&'static str, Value, TaskClock) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, CoreError>> + Send + 'static,
+{
     let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
-    for name in TASK_FUNCTIONS {
-        let (ports, settings, model, meter) = (ports.clone(), settings.clone(), model.clone(), meter.clone());
-        builder = builder.lambda(format!("opsflow-{name}"), move |req: TaskRequest| {
-            let (ports, settings, model, meter) = (ports.clone(), settings.clone(), model.clone(), meter.clone());
+    for &name in functions {
+        let (model, meter, step) = (model.clone(), meter.clone(), step.clone());
+        builder = builder.lambda(format!("{prefix}-{name}"), move |req: TaskRequest| {
+            let (model, meter, step) = (model.clone(), meter.clone(), step.clone());
             async move {
                 *model.clock.lock().unwrap() = req.clock.clone();
-                let out = invoke(&*ports, &settings, &StepClock(req.clock.clone()), name, req.payload).await;
+                let out = step(name, req.payload, req.clock.clone()).await;
                 meter.bill(req.now_ms, req.clock.now_ms());
                 out.map_err(|e| StatesError::new(e.name(), e.to_string()))
             }
         });
     }
-    let result = builder
+    builder
         .build()
         .start(machine.clone(), input, StartOptions::default())
         .result
         .await
-        .expect("the execution ends");
-    finish(&model, &meter, result.transitions, result.engine_ms, |w| {
-        w.answer.as_ref().is_some_and(|a| a["Status"] == "SUCCESS")
-    })
+        .expect("the execution ends")
 }
 
 fn finish(model: &Model, meter: &Meter, transitions: u64, engine_ms: i64, ok: impl Fn(&World) -> bool) -> Run {
@@ -496,14 +520,13 @@ async fn fixed_step(model: &Model, function: &str) -> Result<Value, CoreError> {
             // The design moves on from the volume here: cloud-init grows the partition at boot
             // if the modification reached `optimizing` by now.
             let (ready, now) = (w.modified_at.unwrap() + model.draw.ms[VOL], w.rebooted_at.unwrap());
+            // (The wait began at ModifyVolume, which recorded it.)
             if now < ready {
                 return Err(CoreError::conflict(
                     "volume",
                     "still modifying at the reboot: the file system was not grown",
                 ));
             }
-            let began = w.modified_at.unwrap();
-            Model::checked(&mut w, VOL, began);
             Model::saw(&mut w, VOL, ready, now);
             Ok(json!({}))
         }
@@ -536,25 +559,15 @@ async fn fixed_step(model: &Model, function: &str) -> Result<Value, CoreError> {
 async fn run_fixed(draw: Draw, machine: &Arc<StateMachine>) -> Run {
     let model = Model::new(draw);
     let meter = Meter::default();
-    let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
-    for name in ["Setup", "Reboot", "SendBootstrap", "CheckBootstrap"] {
-        let (model, meter) = (model.clone(), meter.clone());
-        builder = builder.lambda(format!("fixed-{name}"), move |req: TaskRequest| {
-            let (model, meter) = (model.clone(), meter.clone());
-            async move {
-                *model.clock.lock().unwrap() = req.clock.clone();
-                let out = fixed_step(&model, name).await;
-                meter.bill(req.now_ms, req.clock.now_ms());
-                out.map_err(|e| StatesError::new(e.name(), e.to_string()))
-            }
-        });
-    }
-    let result = builder
-        .build()
-        .start(machine.clone(), json!({}), StartOptions::default())
-        .result
-        .await
-        .expect("the execution ends");
+    let step = {
+        let model = model.clone();
+        move |name, _, _| {
+            let model = model.clone();
+            async move { fixed_step(&model, name).await }
+        }
+    };
+    let functions = ["Setup", "Reboot", "SendBootstrap", "CheckBootstrap"];
+    let result = execute(&model, &meter, machine, json!({}), "fixed", &functions, step).await;
     let succeeded = result.status == opsflow_asl::Status::Succeeded;
     // The custom resource's answer: one more invocation (as opsflow's Answer step).
     meter.bill(0, 1);
