@@ -28,9 +28,9 @@ use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
-use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
+use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::ports::{Clock, Workflow};
-use opsflow_core::steps::{admit, Admission, PollPolicy, Settings};
+use opsflow_core::provision::steps::{admit, Admission, PollPolicy, Settings};
 use opsflow_core::{AllowList, CommandSpec, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};

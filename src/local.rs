@@ -14,9 +14,9 @@ use opsflow_asl::{
     model, Clock as EngineClock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest,
 };
 use opsflow_aws::{Clients, ResponseBucket};
-use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
+use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::ports::{Clock, Workflow};
-use opsflow_core::steps::{admit, safety_net, Admission, Settings};
+use opsflow_core::provision::steps::{admit, safety_net, Admission, Settings};
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
 

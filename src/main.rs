@@ -242,12 +242,12 @@ fn print_trace(ev: &opsflow_asl::HistoryEvent, first: &mut Option<i64>) {
 
 /// `opsflow invoke`: one handler, the same code the deployed Lambda runs.
 async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode> {
-    use opsflow_core::handlers::{invoke, Ports, TASK_FUNCTIONS};
+    use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
     let text = std::fs::read_to_string(event).with_context(|| format!("cannot read {}", event.display()))?;
     let payload: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
     let clients = opsflow_aws::Clients::from_env().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
-    let settings = opsflow_core::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let settings = opsflow_core::provision::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
     let result = match function {
         "Request" => {
             let arn = std::env::var("STATE_MACHINE_ARN").context("STATE_MACHINE_ARN is required for the Request handler")?;
@@ -257,7 +257,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 clients.response_sink(),
                 clients.workflow(&arn),
             );
-            opsflow_core::steps::admit(&ec2, &iam, &sink, &wf, &settings, &payload)
+            opsflow_core::provision::steps::admit(&ec2, &iam, &sink, &wf, &settings, &payload)
                 .await
                 .map(|a| json!(format!("{a:?}")))
         }

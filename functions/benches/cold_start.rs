@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use opsflow::local::LocalCloud;
 use opsflow_aws::Clients;
 use opsflow_core::facts::Platform;
-use opsflow_core::plan::{ProfileAction, VolumeAction};
-use opsflow_core::steps::Plan;
+use opsflow_core::provision::plan::{ProfileAction, VolumeAction};
+use opsflow_core::provision::steps::Plan;
 use serde_json::{json, Value};
 
 const RUNS: usize = 30;

@@ -5,8 +5,8 @@
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use opsflow_aws::SystemClock;
 use opsflow_core::alert::AlertSettings;
-use opsflow_core::handlers::{invoke, Ports};
-use opsflow_core::steps::Settings;
+use opsflow_core::provision::handlers::{invoke, Ports};
+use opsflow_core::provision::steps::Settings;
 use opsflow_core::{AllowList, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use serde_json::Value;
 

@@ -15,7 +15,7 @@ use opsflow_core::facts::{
     Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
 use opsflow_core::ports::{Ec2, Iam, Ssm};
-use opsflow_core::script::CommandSpec;
+use opsflow_core::provision::script::CommandSpec;
 use opsflow_core::CoreError;
 use serde_json::json;
 

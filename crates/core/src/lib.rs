@@ -12,14 +12,15 @@
 //!  Lambdas (one per step)                     thin: parse input, call ports, call plans
 //!        │ use                      │ implement
 //!  opsflow-core (this crate)  ◄──── AWS adapter crate (aws-sdk-*)
-//!    props, plan, script, command, cfn: pure, synchronous, no I/O
+//!    provision/ (props, plan, script, cfn), command: pure, synchronous, no I/O
 //!    ports: the traits the adapter implements
 //! ```
 //!
 //! This crate holds no AWS SDK and no HTTP client. It decides, from facts the ports report
-//! ([`facts`]), what to do next ([`plan`]), validates the template's properties before any
-//! AWS call ([`props`]), builds what runs on the instance ([`script`]), reads command results
-//! ([`command`]) and speaks the custom resource protocol ([`cfn`]). Every decision is a pure
+//! ([`facts`]), what to do next ([`provision::plan`]), validates the template's properties
+//! before any AWS call ([`provision::props`]), builds what runs on the instance
+//! ([`provision::script`]), reads command results ([`command`]) and speaks the custom resource
+//! protocol ([`provision::cfn`]). Every decision is a pure
 //! function of its inputs, re-run on fresh facts after each wait, so steps are idempotent and
 //! the whole flow is testable without AWS.
 //!
@@ -28,39 +29,36 @@
 //! ## Modules
 //!
 //! - [`error`]: [`CoreError`] and the classification of AWS error codes.
-//! - [`props`]: [`SetupProps::parse`] and the instance profile [`AllowList`].
-//! - [`plan`]: profile, volume, readiness and file system decisions.
-//! - [`script`]: file system grow scripts (bash, PowerShell) and the bootstrap [`CommandSpec`].
+//! - [`provision`]: the custom resource, one capability in one folder: the CloudFormation
+//!   protocol, property validation, plans, scripts, the steps and their JSON entry points.
+//! - [`alert`]: CloudWatch alarms in, enriched alerts out.
+//!
+//! Shared by the capabilities:
 //! - [`command`]: SSM command statuses to [`CommandOutcome`].
-//! - [`cfn`]: [`CfnRequest`], [`CfnResponse`], physical IDs, update change sets.
 //! - [`ports`]: the [`Ec2`], [`Iam`], [`Ssm`] and [`ResponseSink`] traits.
 //! - [`facts`]: what the ports report.
+//! - [`error`]: the one error enum.
 //! - [`time`]: UTC formatting for messages.
 
 pub mod alert;
-pub mod cfn;
 pub mod command;
 pub mod error;
 pub mod facts;
-pub mod handlers;
-pub mod plan;
 pub mod ports;
-pub mod props;
-pub mod script;
-pub mod steps;
+pub mod provision;
 pub mod time;
 
-pub use cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ChangeSet, RequestType};
+pub use provision::cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ChangeSet, RequestType};
 pub use command::{command_outcome, invocation_lookup_error, tail, CommandOutcome, InvocationLookup};
 pub use error::CoreError;
 pub use facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
-pub use plan::{
+pub use provision::plan::{
     check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_volume, readiness, verify_profile, ChosenVolume,
     ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
 pub use ports::{Ec2, Iam, ResponseSink, Ssm, Unused};
-pub use props::{AllowList, Bootstrap, BootstrapAction, OnDelete, ProfileSpec, SetupProps};
-pub use script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget};
+pub use provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, ProfileSpec, SetupProps};
+pub use provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget};

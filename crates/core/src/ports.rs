@@ -9,7 +9,7 @@ use std::future::Future;
 
 use crate::error::CoreError;
 use crate::facts::{Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StatusChecks, VolumeFacts};
-use crate::script::CommandSpec;
+use crate::provision::script::CommandSpec;
 
 /// EC2: instances, volumes and instance profile associations.
 pub trait Ec2: Send + Sync {
@@ -47,7 +47,7 @@ pub trait Ec2: Send + Sync {
     /// RebootInstances (for `RebootFallback`).
     fn reboot_instance(&self, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 
-    /// CreateTags with one tag (e.g. [`crate::plan::PREVIOUS_PROFILE_TAG`]).
+    /// CreateTags with one tag (e.g. [`crate::provision::plan::PREVIOUS_PROFILE_TAG`]).
     fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 
     /// DeleteTags for one tag key.
@@ -101,9 +101,9 @@ pub trait Workflow: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cfn::{CfnRequest, CfnResponse};
+    use crate::provision::cfn::{CfnRequest, CfnResponse};
     use crate::facts::{AssociationState, BlockDevice, InstanceState, ModificationState, Platform};
-    use crate::plan::{choose_volume, plan_profile, plan_volume, ProfileAction, VolumeAction, VolumeRules};
+    use crate::provision::plan::{choose_volume, plan_profile, plan_volume, ProfileAction, VolumeAction, VolumeRules};
     use std::collections::BTreeMap;
     use std::pin::pin;
     use std::sync::Mutex;
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn port_futures_are_send() {
         let aws = FakeAws::default();
-        let spec = crate::script::fs_grow_command(Platform::Linux, &crate::script::FsTarget::MountPoint("/".into())).unwrap();
+        let spec = crate::provision::script::fs_grow_command(Platform::Linux, &crate::provision::script::FsTarget::MountPoint("/".into())).unwrap();
         run(assert_send(aws.describe_instance("i-0123456789abcdef0"))).unwrap();
         run(assert_send(aws.get_instance_profile("p"))).unwrap();
         run(assert_send(aws.send_command(&spec, "i-0123456789abcdef0"))).unwrap();

@@ -5,10 +5,10 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cfn::CfnRequest;
+use crate::provision::cfn::CfnRequest;
 use crate::error::CoreError;
 use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
-use crate::steps::{self, CommandKind, CommandProgress, Outcome, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
+use crate::provision::steps::{self, CommandKind, CommandProgress, Outcome, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
 
 /// The task functions of `statemachines/provision-instance.asl.json` (its `${<Name>FunctionArn}`).
 pub const TASK_FUNCTIONS: [&str; 8] = [
@@ -194,9 +194,9 @@ fn outcome_of(input: &AnswerInput) -> Outcome {
         .pointer("/volume/targetSizeGiB")
         .cloned()
         .or_else(|| match plan.as_ref().and_then(|p| p.volume.clone()) {
-            Some(crate::plan::VolumeAction::Nothing { size_gib, .. }) => Some(json!(size_gib)),
-            Some(crate::plan::VolumeAction::Grow { to, .. }) => Some(json!(to)),
-            Some(crate::plan::VolumeAction::WaitForModification { target_size_gib, .. }) => Some(json!(target_size_gib)),
+            Some(crate::provision::plan::VolumeAction::Nothing { size_gib, .. }) => Some(json!(size_gib)),
+            Some(crate::provision::plan::VolumeAction::Grow { to, .. }) => Some(json!(to)),
+            Some(crate::provision::plan::VolumeAction::WaitForModification { target_size_gib, .. }) => Some(json!(target_size_gib)),
             None => None,
         });
     put("VolumeSizeGiB", volume_size);

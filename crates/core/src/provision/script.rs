@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 use crate::facts::Platform;
-use crate::plan::ChosenVolume;
-use crate::props::{is_ec2_device_name, Bootstrap, BootstrapAction};
+use crate::provision::plan::ChosenVolume;
+use crate::provision::props::{is_ec2_device_name, Bootstrap, BootstrapAction};
 
 /// The SSM document running shell lines on Linux.
 pub const LINUX_SHELL_DOCUMENT: &str = "AWS-RunShellScript";

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 use crate::facts::{Association, AssociationState, CheckStatus, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
 use crate::facts::{ProfileRef, StatusChecks, VolumeFacts};
-use crate::props::{AllowList, ProfileSpec, ALLOW_LIST_PARAMETER};
+use crate::provision::props::{AllowList, ProfileSpec, ALLOW_LIST_PARAMETER};
 use crate::time::format_utc;
 
 // ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! The steps of the provisioning workflow, one per Lambda: each takes the small JSON the state
-//! machine hands it, reads fresh facts through the ports, decides with [`crate::plan`], acts,
+//! machine hands it, reads fresh facts through the ports, decides with [`crate::provision::plan`], acts,
 //! and returns the small JSON the next state needs. Every step is idempotent: run twice (a
 //! retry, a replay), it finds the work done and reports it instead of doing it again.
 //!
@@ -14,18 +14,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, ChangeSet, RequestType};
+use crate::provision::cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, ChangeSet, RequestType};
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
 use crate::facts::{AssociationState, ModificationState, PingStatus, Platform};
-use crate::plan::{
+use crate::provision::plan::{
     check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, previous_profile_from_tag,
     previous_profile_tag_value, profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction,
     VolumeRules, PREVIOUS_PROFILE_TAG,
 };
 use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
-use crate::props::{AllowList, OnDelete, SetupProps};
-use crate::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
+use crate::provision::props::{AllowList, OnDelete, SetupProps};
+use crate::provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
 
 /// Deployment settings of the steps (from the Lambdas' environment).
 #[derive(Debug, Clone)]
@@ -690,7 +690,7 @@ pub fn command_spec(kind: CommandKind, settings: &Settings, request: &CfnRequest
                 .clone()
                 .ok_or_else(|| CoreError::invalid("VolumeSizeGiB", "is required for the file system step"))?;
             let instance_root = props.device.is_none();
-            let volume = crate::plan::ChosenVolume {
+            let volume = crate::provision::plan::ChosenVolume {
                 device_name: device,
                 volume_id: match &plan.volume {
                     Some(
@@ -836,7 +836,7 @@ pub async fn answer(sink: &impl ResponseSink, request: &CfnRequest, outcome: &Ou
         .map_or_else(|| physical_resource_id(request, instance_id), |p| p.physical_resource_id.clone());
     let failure = || {
         let error = outcome.error.clone().unwrap_or_else(|| "States.Runtime".to_string());
-        let cause = crate::cfn::cause_message(outcome.cause.as_deref().unwrap_or(""));
+        let cause = crate::provision::cfn::cause_message(outcome.cause.as_deref().unwrap_or(""));
         failure_reason(outcome.step.as_deref().unwrap_or("Workflow"), &error, &cause)
     };
     let response = if outcome.delete {
@@ -867,7 +867,7 @@ pub async fn answer(sink: &impl ResponseSink, request: &CfnRequest, outcome: &Ou
     } else {
         let reason = failure();
         let physical = if request.request_type == RequestType::Create {
-            crate::cfn::failed_physical_resource_id(request, instance_id)
+            crate::provision::cfn::failed_physical_resource_id(request, instance_id)
         } else {
             request.physical_resource_id.clone().unwrap_or(physical)
         };
@@ -914,7 +914,7 @@ pub async fn admit(
         } else {
             CfnResponse::failed(
                 &request,
-                crate::cfn::failed_physical_resource_id(&request, instance_id.as_deref()),
+                crate::provision::cfn::failed_physical_resource_id(&request, instance_id.as_deref()),
                 reason,
             )
         }

@@ -1,0 +1,19 @@
+//! `Custom::OpsflowInstanceSetup`: the CloudFormation custom resource that sets up an EC2
+//! instance for the stack that asks (instance profile, bigger volume and file system, bootstrap
+//! through SSM), answering CloudFormation exactly once.
+//!
+//! - [`cfn`]: the custom resource protocol: [`cfn::CfnRequest`], [`cfn::CfnResponse`],
+//!   physical IDs, update change sets.
+//! - [`props`]: [`props::SetupProps::parse`] and the instance profile [`props::AllowList`].
+//! - [`plan`]: profile, volume, readiness and file system decisions.
+//! - [`script`]: file system grow scripts (bash, PowerShell) and the bootstrap command.
+//! - [`steps`]: one function per Lambda of the state machine, the request handler and the
+//!   safety net, over the ports.
+//! - [`handlers`]: the steps behind one JSON-in, JSON-out entry point per function name.
+
+pub mod cfn;
+pub mod handlers;
+pub mod plan;
+pub mod props;
+pub mod script;
+pub mod steps;
