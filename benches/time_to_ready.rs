@@ -30,7 +30,8 @@ use opsflow_core::facts::{
 };
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::ports::{Clock, Workflow};
-use opsflow_core::provision::steps::{admit, Admission, PollPolicy, Settings};
+use opsflow_core::provision::request::{admit, Admission};
+use opsflow_core::provision::steps::{PollPolicy, Settings};
 use opsflow_core::{AllowList, CommandSpec, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};

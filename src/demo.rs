@@ -10,7 +10,8 @@ use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
 use opsflow_asl::HistoryEvent;
 use opsflow_aws::Clients;
 use opsflow_core::alert::{publication, AlertSettings, Enriched};
-use opsflow_core::provision::steps::{Admission, Settings};
+use opsflow_core::provision::request::Admission;
+use opsflow_core::provision::steps::Settings;
 use opsflow_core::AllowList;
 use serde_json::Value;
 

@@ -16,7 +16,8 @@ use opsflow_asl::{
 use opsflow_aws::{Clients, ResponseBucket};
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::ports::{Clock, Workflow};
-use opsflow_core::provision::steps::{admit, safety_net, Admission, Settings};
+use opsflow_core::provision::request::{admit, safety_net, Admission};
+use opsflow_core::provision::steps::Settings;
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
 

@@ -257,7 +257,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 clients.response_sink(),
                 clients.workflow(&arn),
             );
-            opsflow_core::provision::steps::admit(&ec2, &iam, &sink, &wf, &settings, &payload)
+            opsflow_core::provision::request::admit(&ec2, &iam, &sink, &wf, &settings, &payload)
                 .await
                 .map(|a| json!(format!("{a:?}")))
         }

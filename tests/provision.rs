@@ -9,7 +9,8 @@ use tokio::sync::{Mutex, MutexGuard};
 use opsflow::fixtures;
 use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
 use opsflow_asl::Status;
-use opsflow_core::provision::steps::{Admission, Settings};
+use opsflow_core::provision::request::Admission;
+use opsflow_core::provision::steps::Settings;
 use opsflow_core::AllowList;
 use serde_json::{json, Value};
 

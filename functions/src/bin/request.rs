@@ -2,7 +2,7 @@
 //! when the request cannot succeed, else starts one execution per RequestId.
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use opsflow_aws::{AwsConfig, HttpResponseSink};
-use opsflow_core::provision::steps::{admit, Admission};
+use opsflow_core::provision::request::{admit, Admission};
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, settings_from_env, FnError};
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use opsflow_aws::{AwsConfig, HttpResponseSink, SfnWorkflow};
-use opsflow_core::provision::steps::safety_net;
+use opsflow_core::provision::request::safety_net;
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, FnError};
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use crate::provision::cfn::CfnRequest;
 use crate::error::CoreError;
 use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
-use crate::provision::steps::{self, CommandKind, CommandProgress, Outcome, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
+use crate::provision::request::{self, Outcome};
+use crate::provision::steps::{self, CommandKind, CommandProgress, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
 
 /// The task functions of `statemachines/provision-instance.asl.json` (its `${<Name>FunctionArn}`).
 pub const TASK_FUNCTIONS: [&str; 8] = [
@@ -150,7 +151,7 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             let input: AnswerInput = parse(function, payload)?;
             let outcome = outcome_of(&input);
             let request = request_of(input.state.get("request").cloned().unwrap_or(Value::Null))?;
-            let response = steps::answer(&ports.sink, &request, &outcome).await?;
+            let response = request::answer(&ports.sink, &request, &outcome).await?;
             Ok(json!({"status": response.status, "reason": response.reason, "physicalResourceId": response.physical_resource_id}))
         }
         other => Err(CoreError::invalid(

@@ -9,11 +9,13 @@
 //! - [`script`]: file system grow scripts (bash, PowerShell) and the bootstrap command.
 //! - [`steps`]: one function per Lambda of the state machine, the request handler and the
 //!   safety net, over the ports.
+//! - [`request`]: the request handler, the answer and the safety net.
 //! - [`handlers`]: the steps behind one JSON-in, JSON-out entry point per function name.
 
 pub mod cfn;
 pub mod handlers;
 pub mod plan;
 pub mod props;
+pub mod request;
 pub mod script;
 pub mod steps;
