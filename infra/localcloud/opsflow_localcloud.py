@@ -556,10 +556,13 @@ def build_app(rt: Runtime | None = None) -> tuple[LocalCloudApp, Runtime]:
     return LocalCloudApp(DomainDispatcherApplication(create_backend_app), rt), rt
 
 
-def warm_up() -> None:
-    """Create the IAM (with its ~1000 managed policies) and EC2 backends before serving,
-    so the first IAM/EC2 calls do not take a second (benchmarks, SDK timeouts)."""
+def warm_up(app: LocalCloudApp | None = None) -> None:
+    """Create the IAM (with its ~1000 managed policies), EC2 and DynamoDB backends before
+    serving, so the first IAM/EC2/DynamoDB calls do not take a second (benchmarks, SDK
+    timeouts). DynamoDB's first call also loads its service model: one ListTables through
+    moto's own app (past the call counter) does that."""
     from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
     from moto.ec2.models import ec2_backends
     from moto.iam.models import iam_backends
 
@@ -567,6 +570,18 @@ def warm_up() -> None:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     iam_backends[account]["global"]
     ec2_backends[account][region]
+    dynamodb_backends[account][region]
+    if app is not None:
+        body = b"{}"
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/x-amz-json-1.0", "HTTP_X_AMZ_TARGET": "DynamoDB_20120810.ListTables",
+            "HTTP_AUTHORIZATION": (f"AWS4-HMAC-SHA256 Credential=testing/20250101/{region}/dynamodb/aws4_request, "
+                                   "SignedHeaders=host, Signature=x"),
+        }
+        b"".join(app.moto_app(environ, lambda *_: None))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -586,7 +601,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app, _ = build_app()
     if not args.no_warm_up:
-        warm_up()
+        warm_up(app)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     os.environ.setdefault("MOTO_PORT", str(port))  # moto calls itself for some flows

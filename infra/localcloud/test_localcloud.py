@@ -536,6 +536,86 @@ def test_volume_modification_errors_and_toggles(aws: Any, ctl: Control) -> None:
     assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
 
 
+# --------------------------------------------------------------------------- DynamoDB
+
+
+def _table(ddb: Any) -> str:
+    name = f"opsflow-state-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    assert ddb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    return name
+
+
+def test_dynamodb_conditional_put_succeeds_once(aws: Any, ctl: Control) -> None:
+    ddb = aws("dynamodb")
+    table = _table(ddb)
+    item = {"pk": {"S": "request#r-1"}, "answered": {"BOOL": True}}
+    ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    with pytest.raises(ClientError) as err:
+        ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "request#r-1"}}, ConsistentRead=True)["Item"]
+    assert got == item
+    assert ctl.get("/_opsflow/calls")["calls"]["dynamodb:PutItem"] == 2
+
+
+def test_dynamodb_update_delete_and_transactions_honour_conditions(aws: Any, ctl: Control) -> None:
+    ddb = aws("dynamodb")
+    table = _table(ddb)
+    key = {"pk": {"S": "instance#i-1"}}
+    ddb.put_item(TableName=table, Item={**key, "profile": {"S": "before"}, "version": {"N": "1"}})
+    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="SET profile = :p, version = version + :one",
+                          ConditionExpression="version = :v",
+                          ExpressionAttributeValues={":p": {"S": "after"}, ":one": {"N": "1"}, ":v": {"N": "1"}},
+                          ReturnValues="ALL_NEW")
+    assert out["Attributes"]["version"] == {"N": "2"} and out["Attributes"]["profile"] == {"S": "after"}
+    with pytest.raises(ClientError) as err:  # a stale writer loses
+        ddb.update_item(TableName=table, Key=key, UpdateExpression="SET profile = :p",
+                        ConditionExpression="version = :v",
+                        ExpressionAttributeValues={":p": {"S": "stale"}, ":v": {"N": "1"}})
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+    # all or nothing: the condition on the second item cancels the write of the first
+    other = {"pk": {"S": "lock#i-1"}}
+    ddb.put_item(TableName=table, Item=other)
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": table, "Item": {"pk": {"S": "request#r-2"}},
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"ConditionCheck": {"TableName": table, "Key": other, "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert "ConditionalCheckFailed" in err.value.response["Error"]["Message"]
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "request#r-2"}})
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "request#r-2"}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Delete": {"TableName": table, "Key": other, "ConditionExpression": "attribute_exists(pk)"}},
+    ])
+    assert "Item" in ddb.get_item(TableName=table, Key={"pk": {"S": "request#r-2"}})
+
+    with pytest.raises(ClientError) as err:
+        ddb.delete_item(TableName=table, Key=other, ConditionExpression="attribute_exists(pk)")
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    ddb.delete_item(TableName=table, Key=key, ConditionExpression="profile = :p",
+                    ExpressionAttributeValues={":p": {"S": "after"}})
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+
+
+def test_dynamodb_faults_use_its_json_wire_format(aws: Any, ctl: Control) -> None:
+    ddb = aws("dynamodb")
+    table = _table(ddb)
+    ctl.post("/_opsflow/faults", {"operation": "dynamodb:PutItem", "code": "ProvisionedThroughputExceededException",
+                                  "message": "Rate of requests exceeds the allowed throughput."})
+    with pytest.raises(ClientError) as err:
+        ddb.put_item(TableName=table, Item={"pk": {"S": "x"}})
+    assert err.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    ddb.put_item(TableName=table, Item={"pk": {"S": "x"}})
+
+
 # --------------------------------------------------------------------------- faults
 
 
