@@ -28,12 +28,12 @@ from typing import Any
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
-from moto.ec2.models.elastic_block_store import Volume, VolumeModification
+from moto.ec2.models.elastic_block_store import EBSBackend, Volume, VolumeModification
 from moto.ec2.models.iam_instance_profile import (
     IamInstanceProfileAssociation,
     IamInstanceProfileAssociationBackend,
 )
-from moto.ec2.models.instances import Instance
+from moto.ec2.models.instances import Instance, InstanceState
 from moto.ssm.exceptions import SSMException, ValidationException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
@@ -259,6 +259,108 @@ def _patch_ec2_instances(rt: Any) -> None:
     wrap(Instance, "reboot", booted)
 
 
+# --------------------------------------------------------------------------- EC2: stop / terminate on the clock
+
+#: (transitional, final) EC2 states of each way down, with their state codes.
+DOWN_STATES = {
+    "stop": (("stopping", 64), ("stopped", 80)),
+    "terminate": (("shutting-down", 32), ("terminated", 48)),
+}
+DOWN_TRANSITION_CONFIG = {"stop": "instance_stopping_seconds", "terminate": "instance_shutting_down_seconds"}
+
+
+class ClockedInstanceState(InstanceState):
+    """An EC2 instance state that is `during` until `until_ms` on the clock, then `after`.
+
+    moto writes ``state.name`` / ``state.code`` itself (start, reboot): any write ends the
+    transition and fixes the written value.
+    """
+
+    def __init__(self, clock: Any, during: tuple[str, int], after: tuple[str, int], until_ms: int):
+        self._clock = clock
+        self._during = during
+        self._after = after
+        self._until: int | None = until_ms
+
+    def _current(self) -> tuple[str, int]:
+        if self._until is not None and self._clock.now_ms() < self._until:
+            return self._during
+        return self._after
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return self._current()[0]
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._after = (value, self._current()[1])
+        self._until = None
+
+    @property  # type: ignore[override]
+    def code(self) -> int:
+        return self._current()[1]
+
+    @code.setter
+    def code(self, value: int) -> None:
+        self._after = (self._current()[0], value)
+        self._until = None
+
+
+def instance_went_down_at(instance: Any, since: int, before: int) -> int | None:
+    """The first time in [since, before) at which the instance began to stop or terminate."""
+    for t in getattr(instance, "opsflow_downs", ()):
+        if since <= t < before:
+            return t
+    return None
+
+
+def _patch_ec2_transitions(rt: Any) -> None:
+    def going_down(action: str) -> Any:
+        def make(orig: Any) -> Any:
+            def method(self: Instance, *args: Any, **kwargs: Any) -> Any:
+                if self.state == "terminated" or (action == "stop" and self.state in ("stopping", "stopped")):
+                    return orig(self, *args, **kwargs)  # nothing goes down that is already down
+                # A scheduled action passes the time it was due (it runs at the first request after).
+                at, transition = getattr(self, "_opsflow_effective", None) or (
+                    rt.clock.now_ms(), ms(rt.cfg(DOWN_TRANSITION_CONFIG[action])))
+                self._opsflow_effective = None
+                result = orig(self, *args, **kwargs)
+                during, after = DOWN_STATES[action]
+                self._state = ClockedInstanceState(rt.clock, during, after, at + transition)
+                self.opsflow_downs = [*getattr(self, "opsflow_downs", []), at]
+                return result
+
+            return method
+
+        return make
+
+    wrap(Instance, "stop", going_down("stop"))
+    wrap(Instance, "terminate", going_down("terminate"))
+
+
+def find_instance(instance_id: str) -> Instance | None:
+    """The instance with this id in any account and region moto has created, else None."""
+    for _account, regions in list(ec2_backends.items()):
+        for _region, backend in list(regions.items()):
+            for reservation in list(backend.reservations.values()):
+                for instance in reservation.instances:
+                    if instance.id == instance_id:
+                        return instance
+    return None
+
+
+def apply_instance_action(instance: Instance, action: str, at_ms: int, transition_ms: int) -> bool:
+    """Stop or terminate an instance as of `at_ms` (a schedule that came due); False if moot."""
+    if instance.state == "terminated" or (action == "stop" and instance.state != "running"):
+        return False
+    instance._opsflow_effective = (at_ms, transition_ms)
+    if action == "stop":
+        instance.stop()
+    else:
+        instance.terminate()
+    return True
+
+
 # --------------------------------------------------------------------------- EC2: volume modifications
 
 
@@ -268,6 +370,9 @@ def _mod_state(rt: Any, mod: Any, now: int | None = None) -> tuple[str, int, int
     if start is None:
         return "completed", 100, None
     now = rt.clock.now_ms() if now is None else now
+    fail_at = getattr(mod, "opsflow_fail_at", None)
+    if fail_at is not None:  # a volume failure rule chose this one: modifying, then failed
+        return ("failed", 0, fail_at) if now >= fail_at else ("modifying", 0, None)
     m, o = mod.opsflow_modifying, mod.opsflow_optimizing
     elapsed = now - start
     end = start + m + o
@@ -285,6 +390,13 @@ def _patch_ec2_volumes(rt: Any) -> None:
             self.opsflow_start = now
             self.opsflow_modifying = ms(rt.cfg("volume_modifying_seconds"))
             self.opsflow_optimizing = ms(rt.cfg("volume_optimizing_seconds"))
+            self.opsflow_fail_at = None
+            self.opsflow_fail_message = ""
+            failure = rt.take_volume_failure(self.volume.id)
+            if failure is not None:
+                after = failure["fail_after_seconds"]
+                self.opsflow_fail_at = now + (self.opsflow_modifying if after is None else ms(after))
+                self.opsflow_fail_message = failure["status_message"]
             self.start_time = to_dt(now)
 
         return __init__
@@ -292,6 +404,44 @@ def _patch_ec2_volumes(rt: Any) -> None:
     wrap(VolumeModification, "__init__", mod_init)
     VolumeModification.modification_state = property(lambda self: _mod_state(rt, self)[0])  # type: ignore[assignment]
     VolumeModification.progress = property(lambda self: _mod_state(rt, self)[1])  # type: ignore[assignment]
+
+    def _status_message(self: Any) -> str | None:
+        return self.opsflow_fail_message if _mod_state(rt, self)[0] == "failed" else None
+
+    VolumeModification.status_message = property(_status_message)  # type: ignore[attr-defined]
+
+    # A failed modification leaves the volume as it was: its size is the original size again.
+    # moto sets Volume.size when the modification starts (as AWS shows it); this property
+    # answers the original size once the volume's latest modification has failed.
+    def _size_get(self: Any) -> Any:
+        mods = getattr(self, "modifications", None)
+        if mods:
+            last = mods[-1]
+            if last.original_size is not None and _mod_state(rt, last)[0] == "failed":
+                return last.original_size
+        return self._opsflow_size
+
+    def _size_set(self: Any, value: Any) -> None:
+        self._opsflow_size = value
+
+    Volume.size = property(_size_get, _size_set)  # type: ignore[assignment]
+
+    def describe_mods(orig: Any) -> Any:
+        def describe_volumes_modifications(self: Any, volume_ids: Any = None, filters: Any = None) -> Any:
+            # As AWS: only the most recent modification of each volume (moto lists them all).
+            latest = {}
+            for mod in orig(self, volume_ids=volume_ids, filters=None):
+                latest[mod.volume.id] = mod
+            mods = list(latest.values())
+            if filters:
+                from moto.ec2.utils import generic_filter
+
+                mods = generic_filter(filters, mods)
+            return mods
+
+        return describe_volumes_modifications
+
+    wrap(EBSBackend, "describe_volumes_modifications", describe_mods)
 
     def _end_get(self: Any) -> Any:
         if getattr(self, "opsflow_start", None) is None:
@@ -776,5 +926,6 @@ def rule_matches(rule: dict[str, Any], document: str | None, text: str, instance
 def install(rt: Any) -> None:
     """Patch moto's classes; call once, before the server handles requests."""
     _patch_ec2_instances(rt)
+    _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)

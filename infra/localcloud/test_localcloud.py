@@ -536,6 +536,86 @@ def test_volume_modification_errors_and_toggles(aws: Any, ctl: Control) -> None:
     assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
 
 
+# --------------------------------------------------------------------------- EC2 stop / terminate on the clock
+
+
+def _state(ec2: Any, iid: str) -> tuple[int, str]:
+    st = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]
+    return st["Code"], st["Name"]
+
+
+def test_scheduled_termination_mid_flow(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    sched = ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "terminate", "after_seconds": 60,
+                                            "transition_seconds": 20})
+    assert sched["at_ms"] == ctl.now_ms() + 60_000 and sched["applied_ms"] is None
+    ctl.advance(59)
+    assert _state(ec2, iid) == (16, "running")
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    ctl.advance(1)
+    assert _state(ec2, iid) == (32, "shutting-down")
+    assert ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"] == [], "only running ones by default"
+    (status,) = ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)["InstanceStatuses"]
+    assert status["InstanceState"] == {"Code": 32, "Name": "shutting-down"}
+    assert status["InstanceStatus"]["Status"] == "not-applicable"
+    assert _info(ssm, [iid]) == [], "no longer a managed instance"
+    stopped = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["shutting-down"]}])
+    assert iid in [i["InstanceId"] for r in stopped["Reservations"] for i in r["Instances"]]
+    ctl.advance(20)
+    assert _state(ec2, iid) == (48, "terminated")
+    (applied,) = ctl.get("/_opsflow/schedule")["schedule"]
+    assert applied["result"] == "applied" and applied["applied_ms"] is not None
+
+
+def test_a_schedule_applies_as_of_its_time_even_when_the_clock_jumps_past_it(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"instance_stopping_seconds": 30})
+    a, b = _managed(aws, ctl, n=2)
+    at = ctl.now_ms() + 10_000
+    ctl.post("/_opsflow/schedule", {"schedule": [{"instance_id": a, "action": "stop", "at_ms": at},
+                                                 {"instance_id": b, "action": "stop", "at_ms": at + 40_000}]})
+    ctl.advance(45)  # a: stopping from +10 s to +40 s, so stopped by now; b: not yet due
+    assert (_state(ec2, a), _state(ec2, b)) == ((80, "stopped"), (16, "running"))
+    assert _info(aws("ssm"), [a])[0]["PingStatus"] == "ConnectionLost"
+    ctl.advance(5)
+    assert _state(ec2, b) == (64, "stopping")
+    # a time already past applies at once; stopping a stopped instance is moot
+    again = ctl.post("/_opsflow/schedule", {"instance_id": a, "action": "stop", "at_ms": at})
+    assert again["result"].startswith("skipped")
+    ec2.start_instances(InstanceIds=[a])
+    assert _state(ec2, a) == (16, "running")
+
+
+def test_stop_and_terminate_calls_take_the_configured_transition(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"instance_stopping_seconds": 15, "instance_shutting_down_seconds": 5})
+    a, b = _instances(aws, n=2)
+    out = ec2.stop_instances(InstanceIds=[a])["StoppingInstances"][0]
+    assert out["CurrentState"]["Name"] == "stopping"
+    ec2.terminate_instances(InstanceIds=[b])
+    assert (_state(ec2, a), _state(ec2, b)) == ((64, "stopping"), (32, "shutting-down"))
+    ctl.advance(5)
+    assert (_state(ec2, a), _state(ec2, b)) == ((64, "stopping"), (48, "terminated"))
+    ctl.advance(10)
+    assert _state(ec2, a) == (80, "stopped")
+
+
+def test_schedule_rejects_bad_input(aws: Any, ctl: Control) -> None:
+    (iid,) = _instances(aws)
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": "i-0000000000000dead", "action": "stop",
+                                                   "after_seconds": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "reboot", "after_seconds": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "stop"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "stop", "after_seconds": 1,
+                                                   "at_ms": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "stop", "in": 1})[0] == 400
+    ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "terminate", "after_seconds": 5})
+    ctl.call("DELETE", "/_opsflow/schedule")
+    ctl.advance(10)
+    assert _state(aws("ec2"), iid) == (16, "running"), "a cleared schedule never applies"
+
+
 # --------------------------------------------------------------------------- DynamoDB
 
 
@@ -614,6 +694,74 @@ def test_dynamodb_faults_use_its_json_wire_format(aws: Any, ctl: Control) -> Non
         ddb.put_item(TableName=table, Item={"pk": {"S": "x"}})
     assert err.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
     ddb.put_item(TableName=table, Item={"pk": {"S": "x"}})
+
+
+def test_volume_modification_can_end_failed_and_leave_the_size_as_it_was(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 10, "volume_optimizing_seconds": 10})
+    vol = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    other = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    rule = ctl.post("/_opsflow/volume_failures", {"volume_id": vol, "fail_after_seconds": 30,
+                                                  "status_message": "transient fault"})
+    assert rule["remaining"] == 1
+
+    mod = ec2.modify_volume(VolumeId=vol, Size=20)["VolumeModification"]
+    assert (mod["ModificationState"], mod["OriginalSize"], mod["TargetSize"]) == ("modifying", 8, 20)
+    assert "StatusMessage" not in mod
+    assert ec2.modify_volume(VolumeId=other, Size=20)["VolumeModification"]["TargetSize"] == 20  # not this one
+
+    def current(volume: str) -> dict[str, Any]:
+        (m,) = ec2.describe_volumes_modifications(VolumeIds=[volume])["VolumesModifications"]
+        return m
+
+    ctl.advance(29)
+    assert current(vol)["ModificationState"] == "modifying", "no optimizing on the way to failed"
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=30)
+    assert err.value.response["Error"]["Code"] == "IncorrectModificationState"
+    ctl.advance(1)
+    failed = current(vol)
+    assert failed["ModificationState"] == "failed" and failed["StatusMessage"] == "transient fault"
+    assert (failed["OriginalSize"], failed["TargetSize"]) == (8, 20), "the request's sizes stay on record"
+    assert (failed["EndTime"] - failed["StartTime"]).total_seconds() == pytest.approx(30)
+    assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Size"] == 8, "the volume keeps its size"
+    assert current(other)["ModificationState"] == "completed"
+    by_state = ec2.describe_volumes_modifications(
+        VolumeIds=[vol, other], Filters=[{"Name": "modification-state", "Values": ["failed"]}])["VolumesModifications"]
+    assert [m["VolumeId"] for m in by_state] == [vol]
+
+    # AWS: "If this occurs, retry the volume modification" - no 6-hour wait after a failure,
+    # and DescribeVolumesModifications then shows only the most recent request.
+    retry = ec2.modify_volume(VolumeId=vol, Size=20)["VolumeModification"]
+    assert (retry["ModificationState"], retry["OriginalSize"]) == ("modifying", 8)
+    ctl.advance(20)
+    done = current(vol)
+    assert (done["ModificationState"], done["TargetSize"]) == ("completed", 20) and "StatusMessage" not in done
+    assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Size"] == 20
+    assert ctl.get("/_opsflow/volume_failures")["volume_failures"] == [], "count 1: used up"
+
+
+def test_volume_failure_for_any_volume_defaults_to_the_modifying_time(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 5, "volume_modification_rate_limit": False})
+    ctl.post("/_opsflow/volume_failures", {"count": 2})
+    vols = [ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"] for _ in range(3)]
+    for v in vols:
+        ec2.modify_volume(VolumeId=v, Size=9)
+    ctl.advance(5)
+    mods = ec2.describe_volumes_modifications(VolumeIds=vols)["VolumesModifications"]
+    states = {m["VolumeId"]: m["ModificationState"] for m in mods}
+    assert [states[v] for v in vols] == ["failed", "failed", "completed"]
+    assert all(m["StatusMessage"] for m in mods if m["ModificationState"] == "failed")
+    assert ctl.call("POST", "/_opsflow/volume_failures", {"count": 0})[0] == 400
+    assert ctl.call("POST", "/_opsflow/volume_failures", {"fail_after": 3})[0] == 400
+    ctl.post("/_opsflow/volume_failures", {"volume_failures": [{"volume_id": vols[0]}, {"volume_id": vols[1]}]})
+    assert len(ctl.get("/_opsflow/volume_failures")["volume_failures"]) == 2
+    ctl.call("DELETE", "/_opsflow/volume_failures")
+    ec2.modify_volume(VolumeId=vols[0], Size=10)
+    ctl.advance(5)
+    assert ec2.describe_volumes_modifications(VolumeIds=[vols[0]])["VolumesModifications"][0][
+        "ModificationState"] == "completed"
 
 
 # --------------------------------------------------------------------------- faults
@@ -737,7 +885,12 @@ def test_call_counts_and_reset(aws: Any, ctl: Control) -> None:
     ctl.post("/_opsflow/config", {"online_delay_seconds": 5})
     ctl.post("/_opsflow/commands", {"match": "x", "exit_code": 1})
     ctl.post("/_opsflow/faults", {"operation": "ec2:DescribeVolumes", "code": "X"})
+    ctl.post("/_opsflow/volume_failures", {})
+    (iid,) = _instances(aws)
+    ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "stop", "after_seconds": 1})
     ctl.post("/_opsflow/reset", {})
+    assert ctl.get("/_opsflow/volume_failures")["volume_failures"] == []
+    assert ctl.get("/_opsflow/schedule")["schedule"] == []
     assert ctl.get("/_opsflow/calls")["total"] == 0
     assert ctl.get("/_opsflow/config")["online_delay_seconds"] == 0
     assert ctl.get("/_opsflow/commands")["rules"] == []
