@@ -6,7 +6,8 @@ Run:  python opsflow_localcloud.py --host 127.0.0.1 --port 5000
 What it adds on top of moto (see README.md for the control API):
   * behaviour patches on moto's classes (opsflow_moto_ext.py): SSM managed-instance view,
     SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
-    modification progression and its errors;
+    modification progression and its errors (and failures), EC2 stop/terminate
+    transitions and scheduled stops/terminations;
   * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
     call counts, fault injection in the right wire format per protocol;
   * one clock for all time-driven progress: real time x time_scale, or driven explicitly.
@@ -230,7 +231,7 @@ class Runtime:
     # ----- command rules
     def add_rule(self, body: dict[str, Any]) -> dict[str, Any]:
         allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds",
-                   "exit_code", "stdout", "stderr", "count"}
+                   "exit_code", "stdout", "stderr", "count", "undeliverable"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise BadRequest(f"unknown command rule keys: {unknown}; known: {sorted(allowed)}")
@@ -245,6 +246,7 @@ class Runtime:
             "stdout": str(body.get("stdout", "")),
             "stderr": str(body.get("stderr", "")),
             "remaining": int(body["count"]) if body.get("count") is not None else None,
+            "undeliverable": _bool(body, "undeliverable", False),
         }
         with self.lock:
             self.rules.append(rule)

@@ -7,10 +7,15 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   the association (or the last start/reboot; with ``agent_needs_reboot`` only after a
   (re)boot that follows the association).
 * SSM command progression: every invocation goes Pending -> InProgress -> final status
-  on the localcloud clock, with exit code / output from the command rules; plus
-  ListCommandInvocations, CancelCommand, the InvocationDoesNotExist window and S3 output.
-* EC2 volume modification progression: modifying -> optimizing -> completed, with the
-  IncorrectModificationState and VolumeModificationRateExceeded errors.
+  on the localcloud clock, with exit code / output from the command rules (or Failed /
+  Undeliverable); plus ListCommandInvocations, CancelCommand, the InvocationDoesNotExist
+  window and S3 output. An invocation whose instance stops or terminates under it stays
+  where it was until the command expires, then ends DeliveryTimedOut.
+* EC2 volume modification progression: modifying -> optimizing -> completed (or, by a
+  volume failure rule, modifying -> failed), with the IncorrectModificationState and
+  VolumeModificationRateExceeded errors.
+* EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
+  (``POST /_opsflow/schedule``) stops and terminations.
 
 All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
 holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
@@ -44,6 +49,7 @@ SSM_GET_INVOCATION_OUTPUT_LIMIT = 24000
 #: ... and the plugin Output of ListCommandInvocations(Details=true) here.
 SSM_LIST_INVOCATIONS_OUTPUT_LIMIT = 2500
 SSM_DEFAULT_EXECUTION_TIMEOUT = 3600
+SSM_DEFAULT_DELIVERY_TIMEOUT = 3600
 FINAL_STATUSES = ("Success", "Failed", "TimedOut", "Cancelled")
 
 
@@ -501,25 +507,42 @@ def _patch_ec2_volumes(rt: Any) -> None:
 
 
 class InvocationRun:
-    """The scripted life of one command invocation (one instance)."""
+    """The scripted life of one command invocation (one instance).
+
+    The rule fixes it at SendCommand: Pending for `pending_seconds`, then InProgress for
+    `duration_seconds`, then Success/Failed by exit code (TimedOut past the execution
+    timeout), or Failed/Undeliverable after `pending_seconds` with an `undeliverable` rule.
+    If the instance stops or terminates before the invocation ends, its agent never reports
+    again: the invocation stays where it was (Pending or InProgress) until the command
+    expires, then ends TimedOut/DeliveryTimedOut (see `_plan`).
+    """
 
     def __init__(self, rt: Any, cmd: CommandRun, instance_id: str, rule: dict[str, Any]):
         self.instance_id = instance_id
+        self.instance = cmd.instance(instance_id)
         self.rule_id = rule.get("id")
         self.exit_code = int(rule.get("exit_code", 0))
         self.stdout = str(rule.get("stdout", ""))
         self.stderr = str(rule.get("stderr", ""))
-        t0 = cmd.requested
+        self.t0 = t0 = cmd.requested
+        self.expires_at = cmd.expires_at
         pending = ms(rule["pending_seconds"] if rule.get("pending_seconds") is not None
                      else rt.cfg("command_pending_seconds"))
         duration = ms(rule.get("duration_seconds", 0))
         self.visible_at = t0 + ms(rt.cfg("invocation_does_not_exist_seconds"))
         self.cancelled_at: int | None = None
         self.outputs_written = False
+        self.exec_start: int | None
         if cmd.delivery_timeout is not None and pending > cmd.delivery_timeout:
             self.exec_start = None
             self.final_at = t0 + cmd.delivery_timeout
             self.final = ("TimedOut", "DeliveryTimedOut", -1)
+        elif rule.get("undeliverable"):
+            # As AWS reports a command its agent never got (e.g. the agent is ConnectionLost):
+            # Status Failed, StatusDetails Undeliverable, ResponseCode -1, no start, no output.
+            self.exec_start = None
+            self.final_at = t0 + pending
+            self.final = ("Failed", "Undeliverable", -1)
         else:
             self.exec_start = t0 + pending
             if duration > cmd.execution_timeout:
@@ -530,32 +553,48 @@ class InvocationRun:
                 status = "Success" if self.exit_code == 0 else "Failed"
                 self.final = (status, status, self.exit_code)
 
+    def _plan(self) -> tuple[int | None, int, tuple[str, str, int]]:
+        """(execution start, end, final status) as things stand, the instance's fate included."""
+        if self.exec_start is None or self.instance is None:
+            return self.exec_start, self.final_at, self.final
+        down = instance_went_down_at(self.instance, self.t0, self.final_at)
+        if down is None:
+            return self.exec_start, self.final_at, self.final
+        # The instance stopped or terminated under the invocation: no agent reports its end.
+        # SSM keeps it InProgress (or Pending, if it never started) until the command expires,
+        # then marks it DeliveryTimedOut ("If Run Command doesn't receive a document terminal
+        # response from SSM Agent, the command invocation is marked as deliveryTimeout").
+        started = self.exec_start if self.exec_start <= down else None
+        return started, max(self.expires_at, down), ("TimedOut", "DeliveryTimedOut", -1)
+
     def cancel(self, now: int) -> bool:
-        if self.cancelled_at is None and now < self.final_at:
+        if self.cancelled_at is None and now < self._plan()[1]:
             self.cancelled_at = now
             return True
         return False
 
     def state(self, now: int) -> dict[str, Any]:
         """Status, details, code, start, end and output as seen at `now`."""
+        exec_start, final_at, final = self._plan()
         if self.cancelled_at is not None:
-            started = self.exec_start is not None and self.exec_start <= self.cancelled_at
+            started = exec_start is not None and exec_start <= self.cancelled_at
             return {
                 "Status": "Cancelled", "StatusDetails": "Cancelled", "ResponseCode": -1,
-                "start": self.exec_start if started else None, "end": self.cancelled_at,
+                "start": exec_start if started else None, "end": self.cancelled_at,
                 "stdout": "", "stderr": "",
             }
-        if self.exec_start is not None and now < self.exec_start or self.exec_start is None and now < self.final_at:
+        if exec_start is not None and now < exec_start or exec_start is None and now < final_at:
             return {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
                     "start": None, "end": None, "stdout": "", "stderr": ""}
-        if now < self.final_at:
+        if now < final_at:
             return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
-                    "start": self.exec_start, "end": None, "stdout": "", "stderr": ""}
-        status, details, code = self.final
+                    "start": exec_start, "end": None, "stdout": "", "stderr": ""}
+        status, details, code = final
+        ran = details not in ("DeliveryTimedOut", "Undeliverable")
         return {"Status": status, "StatusDetails": details, "ResponseCode": code,
-                "start": self.exec_start, "end": self.final_at,
-                "stdout": self.stdout if details != "DeliveryTimedOut" else "",
-                "stderr": self.stderr if details != "DeliveryTimedOut" else ""}
+                "start": exec_start, "end": final_at,
+                "stdout": self.stdout if ran else "",
+                "stderr": self.stderr if ran else ""}
 
 
 def _plugin_name(document_name: str | None) -> str:
@@ -578,12 +617,22 @@ class CommandRun:
             self.execution_timeout = ms(user_timeout)
         else:
             self.execution_timeout = ms(SSM_DEFAULT_EXECUTION_TIMEOUT)
+        # ExpiresAfter: the command's total timeout = delivery timeout (TimeoutSeconds, default
+        # 3600) + execution timeout; invocations still Pending/InProgress then are DeliveryTimedOut.
+        self.expires_at = (self.requested + (self.delivery_timeout or ms(SSM_DEFAULT_DELIVERY_TIMEOUT))
+                           + self.execution_timeout)
         commands = params.get("commands")
         text = "\n".join(commands) if isinstance(commands, list) else json.dumps(params, sort_keys=True)
         self.invocations: dict[str, InvocationRun] = {}
         for instance_id in command.instance_ids:
             rule = rt.pick_command_rule(command.document_name, text, instance_id)
             self.invocations[instance_id] = InvocationRun(rt, self, instance_id, rule)
+
+    def instance(self, instance_id: str) -> Instance | None:
+        try:
+            return ec2_backends[self.command.account_id][self.command.backend_region].get_instance(instance_id)
+        except Exception:  # noqa: BLE001 - moto lets SendCommand name instances EC2 does not know
+            return None
 
     # -- S3 output layout, as SSM writes it
     def s3_key(self, instance_id: str, stream: str) -> str:
@@ -602,7 +651,11 @@ class CommandRun:
                 f"{self.command.output_s3_bucket_name}/{self.s3_key(instance_id, stream)}")
 
     def aggregate(self, now: int) -> dict[str, Any]:
-        states = [inv.state(now)["Status"] for inv in self.invocations.values()]
+        seen = [inv.state(now) for inv in self.invocations.values()]
+        # Undeliverable invocations count as completed but not as errors, and decide the
+        # command's status only when all are undeliverable (then Failed), as SSM documents.
+        delivered = [st["Status"] for st in seen if st["StatusDetails"] != "Undeliverable"]
+        states = delivered if delivered else ["Failed"] * len(seen)
         if not states:
             status = "Success"
         elif all(s == "Pending" for s in states):
@@ -620,11 +673,9 @@ class CommandRun:
         return {
             "Status": status,
             "StatusDetails": status,
-            "CompletedCount": sum(s in FINAL_STATUSES for s in states),
-            "ErrorCount": sum(s in ("Failed", "TimedOut") for s in states),
-            "DeliveryTimedOutCount": sum(
-                inv.state(now)["StatusDetails"] == "DeliveryTimedOut" for inv in self.invocations.values()
-            ),
+            "CompletedCount": sum(st["Status"] in FINAL_STATUSES for st in seen),
+            "ErrorCount": sum(st["StatusDetails"] in ("Failed", "ExecutionTimedOut") for st in seen),
+            "DeliveryTimedOutCount": sum(st["StatusDetails"] == "DeliveryTimedOut" for st in seen),
         }
 
 
@@ -775,7 +826,7 @@ def _patch_ssm(rt: Any) -> None:
             run = CommandRun(rt, command, user_timeout)
             command.opsflow = run
             command.requested_date_time = to_dt(run.requested)
-            command.expires_after = to_dt(run.requested + ms(command.timeout_seconds))
+            command.expires_after = to_dt(run.expires_at)
             registry.add(run)
             return command
 

@@ -474,6 +474,91 @@ def test_output_truncation_and_s3_output_layout(aws: Any, ctl: Control) -> None:
     assert inv["StandardOutputUrl"].endswith(f"/{bucket}/{base}/stdout")
 
 
+def test_undeliverable_command_fails_as_ssm_reports_it(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    a, b = _managed(aws, ctl, n=2)
+    ctl.post("/_opsflow/commands", {"match": "bootstrap", "instance_id": a, "undeliverable": True,
+                                    "pending_seconds": 30, "stdout": "never shown"})
+    cid = _send(ssm, [a, b], ["bootstrap"])
+    ctl.advance(29)
+    assert _inv(ssm, cid, a)["Status"] == "Pending"
+    ctl.advance(1)
+    inv = _inv(ssm, cid, a)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Failed", "Undeliverable", -1)
+    assert (inv["ExecutionStartDateTime"], inv["StandardOutputContent"], inv["StandardErrorContent"]) == ("", "", "")
+    rows = {i["InstanceId"]: i for i in ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"]}
+    assert (rows[a]["Status"], rows[a]["StatusDetails"]) == ("Failed", "Undeliverable")
+    assert rows[a]["CommandPlugins"][0]["StatusDetails"] == "Undeliverable"
+    assert (rows[b]["Status"], rows[b]["StatusDetails"]) == ("Success", "Success")
+    # "if a command has five invocations, four of which return the status Undeliverable and one
+    # of which returns the status Success, then the parent command's status is Success"
+    (cmd,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert (cmd["Status"], cmd["CompletedCount"], cmd["ErrorCount"]) == ("Success", 2, 0)
+    # "if all invocations in a command have the status Undeliverable, then the command status
+    # returned is Failed"
+    only = _send(ssm, [a], ["bootstrap again"])
+    ctl.advance(30)
+    (cmd,) = ssm.list_commands(CommandId=only)["Commands"]
+    assert (cmd["Status"], cmd["CompletedCount"], cmd["ErrorCount"]) == ("Failed", 1, 0)
+    assert ctl.call("POST", "/_opsflow/commands", {"undeliverable": "yes"})[0] == 400
+
+
+def _expires_after(ssm: Any, cid: str) -> dt.datetime:
+    return ssm.list_commands(CommandId=cid)["Commands"][0]["ExpiresAfter"]
+
+
+def test_invocation_on_an_instance_terminated_mid_run_stays_in_progress_until_the_command_expires(
+        aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "bootstrap", "duration_seconds": 600, "stdout": "half done"})
+    ctl.post("/_opsflow/commands", {"match": "quick", "duration_seconds": 5})
+    sent_ms = ctl.now_ms()
+    cid = _send(ssm, [iid], ["bootstrap"], TimeoutSeconds=120, extra_params={"executionTimeout": ["300"]})
+    quick = _send(ssm, [iid], ["quick"])
+    # ExpiresAfter = RequestedDateTime + delivery timeout + execution timeout
+    assert _expires_after(ssm, cid).timestamp() * 1000 == pytest.approx(sent_ms + 420_000, abs=1)
+    ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "terminate", "after_seconds": 20})
+    ctl.advance(30)
+    assert ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"
+    assert _inv(ssm, quick, iid)["Status"] == "Success", "it had finished before the instance went"
+    inv = _inv(ssm, cid, iid)
+    assert inv["Status"] == "InProgress" and inv["ExecutionStartDateTime"]
+    ctl.advance(389)  # 419 s after the send: still InProgress, past its own 600 s never reached
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    ctl.advance(1)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("TimedOut", "DeliveryTimedOut", -1)
+    assert inv["StandardOutputContent"] == ""
+    assert _iso(inv["ExecutionEndDateTime"]).timestamp() * 1000 == pytest.approx(sent_ms + 420_000, abs=1)
+    (cmd,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert (cmd["Status"], cmd["CompletedCount"], cmd["ErrorCount"], cmd["DeliveryTimedOutCount"]) == (
+        "TimedOut", 1, 0, 1)
+    (row,) = ssm.list_command_invocations(CommandId=cid)["CommandInvocations"]
+    assert (row["Status"], row["StatusDetails"]) == ("TimedOut", "DeliveryTimedOut")
+
+
+def test_invocation_on_a_stopped_instance_never_starts_and_can_be_cancelled(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    a, b = _managed(aws, ctl, n=2)
+    ctl.post("/_opsflow/commands", {"match": "setup", "pending_seconds": 60, "duration_seconds": 10})
+    sent_ms = ctl.now_ms()
+    waiting = _send(ssm, [a], ["setup"])  # no TimeoutSeconds: 3600 s delivery + 3600 s execution
+    cancelled = _send(ssm, [b], ["setup"])
+    assert _expires_after(ssm, waiting).timestamp() * 1000 == pytest.approx(sent_ms + 7_200_000, abs=1)
+    ctl.advance(10)
+    ec2.stop_instances(InstanceIds=[a, b])
+    ctl.advance(3600)
+    ec2.start_instances(InstanceIds=[a, b])  # the agent that comes back does not pick it up again
+    inv = _inv(ssm, waiting, a)
+    assert (inv["Status"], inv["ExecutionStartDateTime"]) == ("Pending", "")
+    ssm.cancel_command(CommandId=cancelled)
+    assert _inv(ssm, cancelled, b)["Status"] == "Cancelled"
+    ctl.advance(3590)
+    inv = _inv(ssm, waiting, a)
+    assert (inv["Status"], inv["StatusDetails"], inv["ExecutionStartDateTime"]) == ("TimedOut", "DeliveryTimedOut", "")
+
+
 # --------------------------------------------------------------------------- EBS volume modifications
 
 
