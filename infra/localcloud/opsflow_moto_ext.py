@@ -24,6 +24,7 @@ holds the live configuration, ``rt.pick_command_rule`` the command behaviour rul
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as _dt
 import fnmatch
 import json
@@ -324,8 +325,11 @@ def _patch_ec2_transitions(rt: Any) -> None:
     def going_down(action: str) -> Any:
         def make(orig: Any) -> Any:
             def method(self: Instance, *args: Any, **kwargs: Any) -> Any:
-                if self.state == "terminated" or (action == "stop" and self.state in ("stopping", "stopped")):
-                    return orig(self, *args, **kwargs)  # nothing goes down that is already down
+                if self.state in ("shutting-down", "terminated") or (
+                        action == "stop" and self.state in ("stopping", "stopped")):
+                    # Already on its way down (or down): a second call changes nothing, and must
+                    # not cut the transition short as moto's own stop()/terminate() would.
+                    return copy.copy(self._state)
                 # A scheduled action passes the time it was due (it runs at the first request after).
                 at, transition = getattr(self, "_opsflow_effective", None) or (
                     rt.clock.now_ms(), ms(rt.cfg(DOWN_TRANSITION_CONFIG[action])))
@@ -357,7 +361,7 @@ def find_instance(instance_id: str) -> Instance | None:
 
 def apply_instance_action(instance: Instance, action: str, at_ms: int, transition_ms: int) -> bool:
     """Stop or terminate an instance as of `at_ms` (a schedule that came due); False if moot."""
-    if instance.state == "terminated" or (action == "stop" and instance.state != "running"):
+    if instance.state in ("shutting-down", "terminated") or (action == "stop" and instance.state != "running"):
         return False
     instance._opsflow_effective = (at_ms, transition_ms)
     if action == "stop":

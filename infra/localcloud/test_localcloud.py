@@ -680,6 +680,8 @@ def test_stop_and_terminate_calls_take_the_configured_transition(aws: Any, ctl: 
     assert out["CurrentState"]["Name"] == "stopping"
     ec2.terminate_instances(InstanceIds=[b])
     assert (_state(ec2, a), _state(ec2, b)) == ((64, "stopping"), (32, "shutting-down"))
+    ec2.stop_instances(InstanceIds=[a])  # again: AWS keeps it stopping, it does not jump to stopped
+    assert _state(ec2, a) == (64, "stopping")
     ctl.advance(5)
     assert (_state(ec2, a), _state(ec2, b)) == ((64, "stopping"), (48, "terminated"))
     ctl.advance(10)
