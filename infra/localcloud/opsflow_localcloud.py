@@ -6,7 +6,8 @@ Run:  python opsflow_localcloud.py --host 127.0.0.1 --port 5000
 What it adds on top of moto (see README.md for the control API):
   * behaviour patches on moto's classes (opsflow_moto_ext.py): SSM managed-instance view,
     SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
-    modification progression and its errors;
+    modification progression and its errors (and failures), EC2 stop/terminate
+    transitions and scheduled stops/terminations;
   * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
     call counts, fault injection in the right wire format per protocol;
   * one clock for all time-driven progress: real time x time_scale, or driven explicitly.
@@ -61,6 +62,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "volume_modification_in_progress_error": True,
     "volume_modification_rate_limit": True,
     "volume_modification_rate_window_seconds": 6 * 3600.0,
+    # EC2 stop / terminate: how long an instance is `stopping` / `shutting-down` before it is
+    # `stopped` / `terminated` (StopInstances, TerminateInstances and scheduled actions)
+    "instance_stopping_seconds": 0.0,
+    "instance_shutting_down_seconds": 0.0,
     # clock
     "time_scale": 1.0,
     # network: "service:Operation" (fnmatch pattern) -> real milliseconds added before answering
@@ -68,6 +73,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 PING_STATUSES = ("Online", "ConnectionLost", "Inactive")
+#: StatusMessage of a modification a volume failure rule fails. AWS documents no wording for
+#: this rare state ("a transient AWS fault"); tests should not depend on the text.
+DEFAULT_VOLUME_FAILURE_MESSAGE = "The volume modification failed due to a transient AWS fault. Retry the modification."
 SIGNING_NAME_TO_SERVICE = {"monitoring": "cloudwatch", "eventbridge": "events"}
 
 
@@ -153,6 +161,8 @@ class Runtime:
         self.config: dict[str, Any] = {}
         self.rules: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
+        self.volume_failures: list[dict[str, Any]] = []
+        self.schedules: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
         self._next_id = 1
         self.reset()
@@ -162,6 +172,8 @@ class Runtime:
             self.config = json.loads(json.dumps(DEFAULT_CONFIG))
             self.rules = []
             self.faults = []
+            self.volume_failures = []
+            self.schedules = []
             self.calls = {}
         self.clock.reset()
 
@@ -219,7 +231,7 @@ class Runtime:
     # ----- command rules
     def add_rule(self, body: dict[str, Any]) -> dict[str, Any]:
         allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds",
-                   "exit_code", "stdout", "stderr", "count"}
+                   "exit_code", "stdout", "stderr", "count", "undeliverable"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise BadRequest(f"unknown command rule keys: {unknown}; known: {sorted(allowed)}")
@@ -234,6 +246,7 @@ class Runtime:
             "stdout": str(body.get("stdout", "")),
             "stderr": str(body.get("stderr", "")),
             "remaining": int(body["count"]) if body.get("count") is not None else None,
+            "undeliverable": _bool(body, "undeliverable", False),
         }
         with self.lock:
             self.rules.append(rule)
@@ -248,6 +261,93 @@ class Runtime:
                         rule["remaining"] -= 1
                     return dict(rule)
         return {"duration_seconds": 0.0, "exit_code": 0, "stdout": "", "stderr": ""}
+
+    # ----- volume modification failures
+    def add_volume_failure(self, body: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"volume_id", "fail_after_seconds", "status_message", "count"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise BadRequest(f"unknown volume failure keys: {unknown}; known: {sorted(allowed)}")
+        volume_id = body.get("volume_id")
+        if volume_id is not None and not isinstance(volume_id, str):
+            raise BadRequest("volume_id must be a string (vol-...) or absent for any volume")
+        count = body.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise BadRequest("count must be an integer >= 1")
+        message = body.get("status_message", DEFAULT_VOLUME_FAILURE_MESSAGE)
+        if not isinstance(message, str):
+            raise BadRequest("status_message must be a string")
+        failure = {
+            "id": self._id("volfail"),
+            "volume_id": volume_id,
+            "fail_after_seconds": _num(body, "fail_after_seconds", None),
+            "status_message": message,
+            "remaining": count,
+        }
+        with self.lock:
+            self.volume_failures.append(failure)
+        return failure
+
+    def take_volume_failure(self, volume_id: str) -> dict[str, Any] | None:
+        """The most recently added failure for this volume (or any), using one of its count."""
+        with self.lock:
+            for failure in reversed(self.volume_failures):
+                if failure["remaining"] > 0 and failure["volume_id"] in (None, volume_id):
+                    failure["remaining"] -= 1
+                    return dict(failure)
+        return None
+
+    # ----- scheduled EC2 state changes
+    def add_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"instance_id", "action", "at_ms", "after_seconds", "transition_seconds"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise BadRequest(f"unknown schedule keys: {unknown}; known: {sorted(allowed)}")
+        instance_id = body.get("instance_id")
+        if not isinstance(instance_id, str) or ext.find_instance(instance_id) is None:
+            raise BadRequest(f"instance_id {instance_id!r} is not an EC2 instance of this local cloud")
+        action = body.get("action")
+        if action not in ext.DOWN_STATES:
+            raise BadRequest(f"action must be one of {sorted(ext.DOWN_STATES)}")
+        if ("at_ms" in body) == ("after_seconds" in body):
+            raise BadRequest("give exactly one of at_ms (epoch milliseconds) or after_seconds")
+        if "at_ms" in body:
+            at = body["at_ms"]
+            if isinstance(at, bool) or not isinstance(at, int):
+                raise BadRequest("at_ms must be an integer (epoch milliseconds)")
+        else:
+            at = self.clock.now_ms() + ext.ms(_num(body, "after_seconds", 0.0))
+        schedule = {
+            "id": self._id("schedule"),
+            "instance_id": instance_id,
+            "action": action,
+            "at_ms": int(at),
+            "transition_seconds": _num(body, "transition_seconds", None),
+            "applied_ms": None,
+            "result": None,
+        }
+        with self.lock:
+            self.schedules.append(schedule)
+        self.apply_schedules()  # a time already past applies at once
+        return dict(schedule)
+
+    def apply_schedules(self) -> None:
+        """Apply every scheduled action whose time the clock has reached, oldest time first."""
+        if not self.schedules:
+            return
+        with self.lock:
+            now = self.clock.now_ms()
+            due = sorted((s for s in self.schedules if s["applied_ms"] is None and s["at_ms"] <= now),
+                         key=lambda s: s["at_ms"])
+            for sched in due:
+                instance = ext.find_instance(sched["instance_id"])
+                transition = sched["transition_seconds"]
+                if transition is None:
+                    transition = self.cfg(ext.DOWN_TRANSITION_CONFIG[sched["action"]])
+                applied = instance is not None and ext.apply_instance_action(
+                    instance, sched["action"], sched["at_ms"], ext.ms(transition))
+                sched["applied_ms"] = now
+                sched["result"] = "applied" if applied else "skipped: the instance was already down"
 
     # ----- faults
     def add_fault(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +392,16 @@ class Runtime:
             self.calls[key] = self.calls.get(key, 0) + 1
 
     def tick(self) -> None:
+        """Work that follows the clock and must change moto's state: run before each request."""
+        self.apply_schedules()
         self.commands.flush(self)
+
+
+def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key} must be a boolean")
+    return value
 
 
 def _num(body: dict[str, Any], key: str, default: float | None) -> float | None:
@@ -516,6 +625,34 @@ class LocalCloudApp:
             self.rt.faults = []
         return {"faults": []}
 
+    def api_get_volume_failures(self, _: Any) -> dict[str, Any]:
+        return {"volume_failures": [f for f in self.rt.volume_failures if f["remaining"] > 0]}
+
+    def api_post_volume_failures(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and "volume_failures" in body:
+            return {"volume_failures": [self.rt.add_volume_failure(self._object(f))
+                                        for f in body["volume_failures"]]}
+        return self.rt.add_volume_failure(self._object(body))
+
+    def api_delete_volume_failures(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            self.rt.volume_failures = []
+        return {"volume_failures": []}
+
+    def api_get_schedule(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            return {"schedule": [dict(s) for s in self.rt.schedules]}
+
+    def api_post_schedule(self, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and "schedule" in body:
+            return {"schedule": [self.rt.add_schedule(self._object(s)) for s in body["schedule"]]}
+        return self.rt.add_schedule(self._object(body))
+
+    def api_delete_schedule(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            self.rt.schedules = []
+        return {"schedule": []}
+
     def api_get_calls(self, _: Any) -> dict[str, Any]:
         with self.rt.lock:
             calls = dict(sorted(self.rt.calls.items()))
@@ -556,10 +693,13 @@ def build_app(rt: Runtime | None = None) -> tuple[LocalCloudApp, Runtime]:
     return LocalCloudApp(DomainDispatcherApplication(create_backend_app), rt), rt
 
 
-def warm_up() -> None:
-    """Create the IAM (with its ~1000 managed policies) and EC2 backends before serving,
-    so the first IAM/EC2 calls do not take a second (benchmarks, SDK timeouts)."""
+def warm_up(app: LocalCloudApp | None = None) -> None:
+    """Create the IAM (with its ~1000 managed policies), EC2 and DynamoDB backends before
+    serving, so the first IAM/EC2/DynamoDB calls do not take a second (benchmarks, SDK
+    timeouts). DynamoDB's first call also loads its service model: one ListTables through
+    moto's own app (past the call counter) does that."""
     from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
     from moto.ec2.models import ec2_backends
     from moto.iam.models import iam_backends
 
@@ -567,6 +707,18 @@ def warm_up() -> None:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     iam_backends[account]["global"]
     ec2_backends[account][region]
+    dynamodb_backends[account][region]
+    if app is not None:
+        body = b"{}"
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/x-amz-json-1.0", "HTTP_X_AMZ_TARGET": "DynamoDB_20120810.ListTables",
+            "HTTP_AUTHORIZATION": (f"AWS4-HMAC-SHA256 Credential=testing/20250101/{region}/dynamodb/aws4_request, "
+                                   "SignedHeaders=host, Signature=x"),
+        }
+        b"".join(app.moto_app(environ, lambda *_: None))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -586,7 +738,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app, _ = build_app()
     if not args.no_warm_up:
-        warm_up()
+        warm_up(app)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     os.environ.setdefault("MOTO_PORT", str(port))  # moto calls itself for some flows

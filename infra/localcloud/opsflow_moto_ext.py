@@ -7,10 +7,15 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   the association (or the last start/reboot; with ``agent_needs_reboot`` only after a
   (re)boot that follows the association).
 * SSM command progression: every invocation goes Pending -> InProgress -> final status
-  on the localcloud clock, with exit code / output from the command rules; plus
-  ListCommandInvocations, CancelCommand, the InvocationDoesNotExist window and S3 output.
-* EC2 volume modification progression: modifying -> optimizing -> completed, with the
-  IncorrectModificationState and VolumeModificationRateExceeded errors.
+  on the localcloud clock, with exit code / output from the command rules (or Failed /
+  Undeliverable); plus ListCommandInvocations, CancelCommand, the InvocationDoesNotExist
+  window and S3 output. An invocation whose instance stops or terminates under it stays
+  where it was until the command expires, then ends DeliveryTimedOut.
+* EC2 volume modification progression: modifying -> optimizing -> completed (or, by a
+  volume failure rule, modifying -> failed), with the IncorrectModificationState and
+  VolumeModificationRateExceeded errors.
+* EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
+  (``POST /_opsflow/schedule``) stops and terminations.
 
 All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
 holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
@@ -19,6 +24,7 @@ holds the live configuration, ``rt.pick_command_rule`` the command behaviour rul
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as _dt
 import fnmatch
 import json
@@ -28,12 +34,12 @@ from typing import Any
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
-from moto.ec2.models.elastic_block_store import Volume, VolumeModification
+from moto.ec2.models.elastic_block_store import EBSBackend, Volume, VolumeModification
 from moto.ec2.models.iam_instance_profile import (
     IamInstanceProfileAssociation,
     IamInstanceProfileAssociationBackend,
 )
-from moto.ec2.models.instances import Instance
+from moto.ec2.models.instances import Instance, InstanceState
 from moto.ssm.exceptions import SSMException, ValidationException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
@@ -44,6 +50,7 @@ SSM_GET_INVOCATION_OUTPUT_LIMIT = 24000
 #: ... and the plugin Output of ListCommandInvocations(Details=true) here.
 SSM_LIST_INVOCATIONS_OUTPUT_LIMIT = 2500
 SSM_DEFAULT_EXECUTION_TIMEOUT = 3600
+SSM_DEFAULT_DELIVERY_TIMEOUT = 3600
 FINAL_STATUSES = ("Success", "Failed", "TimedOut", "Cancelled")
 
 
@@ -259,6 +266,111 @@ def _patch_ec2_instances(rt: Any) -> None:
     wrap(Instance, "reboot", booted)
 
 
+# --------------------------------------------------------------------------- EC2: stop / terminate on the clock
+
+#: (transitional, final) EC2 states of each way down, with their state codes.
+DOWN_STATES = {
+    "stop": (("stopping", 64), ("stopped", 80)),
+    "terminate": (("shutting-down", 32), ("terminated", 48)),
+}
+DOWN_TRANSITION_CONFIG = {"stop": "instance_stopping_seconds", "terminate": "instance_shutting_down_seconds"}
+
+
+class ClockedInstanceState(InstanceState):
+    """An EC2 instance state that is `during` until `until_ms` on the clock, then `after`.
+
+    moto writes ``state.name`` / ``state.code`` itself (start, reboot): any write ends the
+    transition and fixes the written value.
+    """
+
+    def __init__(self, clock: Any, during: tuple[str, int], after: tuple[str, int], until_ms: int):
+        self._clock = clock
+        self._during = during
+        self._after = after
+        self._until: int | None = until_ms
+
+    def _current(self) -> tuple[str, int]:
+        if self._until is not None and self._clock.now_ms() < self._until:
+            return self._during
+        return self._after
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return self._current()[0]
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._after = (value, self._current()[1])
+        self._until = None
+
+    @property  # type: ignore[override]
+    def code(self) -> int:
+        return self._current()[1]
+
+    @code.setter
+    def code(self, value: int) -> None:
+        self._after = (self._current()[0], value)
+        self._until = None
+
+
+def instance_went_down_at(instance: Any, since: int, before: int) -> int | None:
+    """The first time in [since, before) at which the instance began to stop or terminate."""
+    for t in getattr(instance, "opsflow_downs", ()):
+        if since <= t < before:
+            return t
+    return None
+
+
+def _patch_ec2_transitions(rt: Any) -> None:
+    def going_down(action: str) -> Any:
+        def make(orig: Any) -> Any:
+            def method(self: Instance, *args: Any, **kwargs: Any) -> Any:
+                if self.state in ("shutting-down", "terminated") or (
+                        action == "stop" and self.state in ("stopping", "stopped")):
+                    # Already on its way down (or down): a second call changes nothing, and must
+                    # not cut the transition short as moto's own stop()/terminate() would.
+                    return copy.copy(self._state)
+                # A scheduled action passes the time it was due (it runs at the first request after).
+                at, transition = getattr(self, "_opsflow_effective", None) or (
+                    rt.clock.now_ms(), ms(rt.cfg(DOWN_TRANSITION_CONFIG[action])))
+                self._opsflow_effective = None
+                result = orig(self, *args, **kwargs)
+                during, after = DOWN_STATES[action]
+                self._state = ClockedInstanceState(rt.clock, during, after, at + transition)
+                self.opsflow_downs = [*getattr(self, "opsflow_downs", []), at]
+                return result
+
+            return method
+
+        return make
+
+    wrap(Instance, "stop", going_down("stop"))
+    wrap(Instance, "terminate", going_down("terminate"))
+
+
+def find_instance(instance_id: str) -> Instance | None:
+    """The instance with this id in any account and region moto has created, else None."""
+    for _account, regions in list(ec2_backends.items()):
+        for _region, backend in list(regions.items()):
+            for reservation in list(backend.reservations.values()):
+                for instance in reservation.instances:
+                    if instance.id == instance_id:
+                        return instance
+    return None
+
+
+def apply_instance_action(instance: Instance, action: str, at_ms: int, transition_ms: int) -> bool:
+    """Stop or terminate an instance as of `at_ms` (a schedule that came due); False if moot."""
+    if instance.state in ("shutting-down", "terminated") or (action == "stop" and instance.state != "running"):
+        return False
+    instance._opsflow_effective = (at_ms, transition_ms)
+    if action == "stop":
+        instance.stop()
+    else:
+        instance.terminate()
+    return True
+
+
 # --------------------------------------------------------------------------- EC2: volume modifications
 
 
@@ -268,6 +380,9 @@ def _mod_state(rt: Any, mod: Any, now: int | None = None) -> tuple[str, int, int
     if start is None:
         return "completed", 100, None
     now = rt.clock.now_ms() if now is None else now
+    fail_at = getattr(mod, "opsflow_fail_at", None)
+    if fail_at is not None:  # a volume failure rule chose this one: modifying, then failed
+        return ("failed", 0, fail_at) if now >= fail_at else ("modifying", 0, None)
     m, o = mod.opsflow_modifying, mod.opsflow_optimizing
     elapsed = now - start
     end = start + m + o
@@ -285,6 +400,13 @@ def _patch_ec2_volumes(rt: Any) -> None:
             self.opsflow_start = now
             self.opsflow_modifying = ms(rt.cfg("volume_modifying_seconds"))
             self.opsflow_optimizing = ms(rt.cfg("volume_optimizing_seconds"))
+            self.opsflow_fail_at = None
+            self.opsflow_fail_message = ""
+            failure = rt.take_volume_failure(self.volume.id)
+            if failure is not None:
+                after = failure["fail_after_seconds"]
+                self.opsflow_fail_at = now + (self.opsflow_modifying if after is None else ms(after))
+                self.opsflow_fail_message = failure["status_message"]
             self.start_time = to_dt(now)
 
         return __init__
@@ -292,6 +414,44 @@ def _patch_ec2_volumes(rt: Any) -> None:
     wrap(VolumeModification, "__init__", mod_init)
     VolumeModification.modification_state = property(lambda self: _mod_state(rt, self)[0])  # type: ignore[assignment]
     VolumeModification.progress = property(lambda self: _mod_state(rt, self)[1])  # type: ignore[assignment]
+
+    def _status_message(self: Any) -> str | None:
+        return self.opsflow_fail_message if _mod_state(rt, self)[0] == "failed" else None
+
+    VolumeModification.status_message = property(_status_message)  # type: ignore[attr-defined]
+
+    # A failed modification leaves the volume as it was: its size is the original size again.
+    # moto sets Volume.size when the modification starts (as AWS shows it); this property
+    # answers the original size once the volume's latest modification has failed.
+    def _size_get(self: Any) -> Any:
+        mods = getattr(self, "modifications", None)
+        if mods:
+            last = mods[-1]
+            if last.original_size is not None and _mod_state(rt, last)[0] == "failed":
+                return last.original_size
+        return self._opsflow_size
+
+    def _size_set(self: Any, value: Any) -> None:
+        self._opsflow_size = value
+
+    Volume.size = property(_size_get, _size_set)  # type: ignore[assignment]
+
+    def describe_mods(orig: Any) -> Any:
+        def describe_volumes_modifications(self: Any, volume_ids: Any = None, filters: Any = None) -> Any:
+            # As AWS: only the most recent modification of each volume (moto lists them all).
+            latest = {}
+            for mod in orig(self, volume_ids=volume_ids, filters=None):
+                latest[mod.volume.id] = mod
+            mods = list(latest.values())
+            if filters:
+                from moto.ec2.utils import generic_filter
+
+                mods = generic_filter(filters, mods)
+            return mods
+
+        return describe_volumes_modifications
+
+    wrap(EBSBackend, "describe_volumes_modifications", describe_mods)
 
     def _end_get(self: Any) -> Any:
         if getattr(self, "opsflow_start", None) is None:
@@ -351,25 +511,42 @@ def _patch_ec2_volumes(rt: Any) -> None:
 
 
 class InvocationRun:
-    """The scripted life of one command invocation (one instance)."""
+    """The scripted life of one command invocation (one instance).
+
+    The rule fixes it at SendCommand: Pending for `pending_seconds`, then InProgress for
+    `duration_seconds`, then Success/Failed by exit code (TimedOut past the execution
+    timeout), or Failed/Undeliverable after `pending_seconds` with an `undeliverable` rule.
+    If the instance stops or terminates before the invocation ends, its agent never reports
+    again: the invocation stays where it was (Pending or InProgress) until the command
+    expires, then ends TimedOut/DeliveryTimedOut (see `_plan`).
+    """
 
     def __init__(self, rt: Any, cmd: CommandRun, instance_id: str, rule: dict[str, Any]):
         self.instance_id = instance_id
+        self.instance = cmd.instance(instance_id)
         self.rule_id = rule.get("id")
         self.exit_code = int(rule.get("exit_code", 0))
         self.stdout = str(rule.get("stdout", ""))
         self.stderr = str(rule.get("stderr", ""))
-        t0 = cmd.requested
+        self.t0 = t0 = cmd.requested
+        self.expires_at = cmd.expires_at
         pending = ms(rule["pending_seconds"] if rule.get("pending_seconds") is not None
                      else rt.cfg("command_pending_seconds"))
         duration = ms(rule.get("duration_seconds", 0))
         self.visible_at = t0 + ms(rt.cfg("invocation_does_not_exist_seconds"))
         self.cancelled_at: int | None = None
         self.outputs_written = False
+        self.exec_start: int | None
         if cmd.delivery_timeout is not None and pending > cmd.delivery_timeout:
             self.exec_start = None
             self.final_at = t0 + cmd.delivery_timeout
             self.final = ("TimedOut", "DeliveryTimedOut", -1)
+        elif rule.get("undeliverable"):
+            # As AWS reports a command its agent never got (e.g. the agent is ConnectionLost):
+            # Status Failed, StatusDetails Undeliverable, ResponseCode -1, no start, no output.
+            self.exec_start = None
+            self.final_at = t0 + pending
+            self.final = ("Failed", "Undeliverable", -1)
         else:
             self.exec_start = t0 + pending
             if duration > cmd.execution_timeout:
@@ -380,32 +557,48 @@ class InvocationRun:
                 status = "Success" if self.exit_code == 0 else "Failed"
                 self.final = (status, status, self.exit_code)
 
+    def _plan(self) -> tuple[int | None, int, tuple[str, str, int]]:
+        """(execution start, end, final status) as things stand, the instance's fate included."""
+        if self.exec_start is None or self.instance is None:
+            return self.exec_start, self.final_at, self.final
+        down = instance_went_down_at(self.instance, self.t0, self.final_at)
+        if down is None:
+            return self.exec_start, self.final_at, self.final
+        # The instance stopped or terminated under the invocation: no agent reports its end.
+        # SSM keeps it InProgress (or Pending, if it never started) until the command expires,
+        # then marks it DeliveryTimedOut ("If Run Command doesn't receive a document terminal
+        # response from SSM Agent, the command invocation is marked as deliveryTimeout").
+        started = self.exec_start if self.exec_start <= down else None
+        return started, max(self.expires_at, down), ("TimedOut", "DeliveryTimedOut", -1)
+
     def cancel(self, now: int) -> bool:
-        if self.cancelled_at is None and now < self.final_at:
+        if self.cancelled_at is None and now < self._plan()[1]:
             self.cancelled_at = now
             return True
         return False
 
     def state(self, now: int) -> dict[str, Any]:
         """Status, details, code, start, end and output as seen at `now`."""
+        exec_start, final_at, final = self._plan()
         if self.cancelled_at is not None:
-            started = self.exec_start is not None and self.exec_start <= self.cancelled_at
+            started = exec_start is not None and exec_start <= self.cancelled_at
             return {
                 "Status": "Cancelled", "StatusDetails": "Cancelled", "ResponseCode": -1,
-                "start": self.exec_start if started else None, "end": self.cancelled_at,
+                "start": exec_start if started else None, "end": self.cancelled_at,
                 "stdout": "", "stderr": "",
             }
-        if self.exec_start is not None and now < self.exec_start or self.exec_start is None and now < self.final_at:
+        if exec_start is not None and now < exec_start or exec_start is None and now < final_at:
             return {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
                     "start": None, "end": None, "stdout": "", "stderr": ""}
-        if now < self.final_at:
+        if now < final_at:
             return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
-                    "start": self.exec_start, "end": None, "stdout": "", "stderr": ""}
-        status, details, code = self.final
+                    "start": exec_start, "end": None, "stdout": "", "stderr": ""}
+        status, details, code = final
+        ran = details not in ("DeliveryTimedOut", "Undeliverable")
         return {"Status": status, "StatusDetails": details, "ResponseCode": code,
-                "start": self.exec_start, "end": self.final_at,
-                "stdout": self.stdout if details != "DeliveryTimedOut" else "",
-                "stderr": self.stderr if details != "DeliveryTimedOut" else ""}
+                "start": exec_start, "end": final_at,
+                "stdout": self.stdout if ran else "",
+                "stderr": self.stderr if ran else ""}
 
 
 def _plugin_name(document_name: str | None) -> str:
@@ -428,12 +621,22 @@ class CommandRun:
             self.execution_timeout = ms(user_timeout)
         else:
             self.execution_timeout = ms(SSM_DEFAULT_EXECUTION_TIMEOUT)
+        # ExpiresAfter: the command's total timeout = delivery timeout (TimeoutSeconds, default
+        # 3600) + execution timeout; invocations still Pending/InProgress then are DeliveryTimedOut.
+        self.expires_at = (self.requested + (self.delivery_timeout or ms(SSM_DEFAULT_DELIVERY_TIMEOUT))
+                           + self.execution_timeout)
         commands = params.get("commands")
         text = "\n".join(commands) if isinstance(commands, list) else json.dumps(params, sort_keys=True)
         self.invocations: dict[str, InvocationRun] = {}
         for instance_id in command.instance_ids:
             rule = rt.pick_command_rule(command.document_name, text, instance_id)
             self.invocations[instance_id] = InvocationRun(rt, self, instance_id, rule)
+
+    def instance(self, instance_id: str) -> Instance | None:
+        try:
+            return ec2_backends[self.command.account_id][self.command.backend_region].get_instance(instance_id)
+        except Exception:  # noqa: BLE001 - moto lets SendCommand name instances EC2 does not know
+            return None
 
     # -- S3 output layout, as SSM writes it
     def s3_key(self, instance_id: str, stream: str) -> str:
@@ -452,7 +655,11 @@ class CommandRun:
                 f"{self.command.output_s3_bucket_name}/{self.s3_key(instance_id, stream)}")
 
     def aggregate(self, now: int) -> dict[str, Any]:
-        states = [inv.state(now)["Status"] for inv in self.invocations.values()]
+        seen = [inv.state(now) for inv in self.invocations.values()]
+        # Undeliverable invocations count as completed but not as errors, and decide the
+        # command's status only when all are undeliverable (then Failed), as SSM documents.
+        delivered = [st["Status"] for st in seen if st["StatusDetails"] != "Undeliverable"]
+        states = delivered if delivered else ["Failed"] * len(seen)
         if not states:
             status = "Success"
         elif all(s == "Pending" for s in states):
@@ -470,11 +677,9 @@ class CommandRun:
         return {
             "Status": status,
             "StatusDetails": status,
-            "CompletedCount": sum(s in FINAL_STATUSES for s in states),
-            "ErrorCount": sum(s in ("Failed", "TimedOut") for s in states),
-            "DeliveryTimedOutCount": sum(
-                inv.state(now)["StatusDetails"] == "DeliveryTimedOut" for inv in self.invocations.values()
-            ),
+            "CompletedCount": sum(st["Status"] in FINAL_STATUSES for st in seen),
+            "ErrorCount": sum(st["StatusDetails"] in ("Failed", "ExecutionTimedOut") for st in seen),
+            "DeliveryTimedOutCount": sum(st["StatusDetails"] == "DeliveryTimedOut" for st in seen),
         }
 
 
@@ -625,7 +830,7 @@ def _patch_ssm(rt: Any) -> None:
             run = CommandRun(rt, command, user_timeout)
             command.opsflow = run
             command.requested_date_time = to_dt(run.requested)
-            command.expires_after = to_dt(run.requested + ms(command.timeout_seconds))
+            command.expires_after = to_dt(run.expires_at)
             registry.add(run)
             return command
 
@@ -776,5 +981,6 @@ def rule_matches(rule: dict[str, Any], document: str | None, text: str, instance
 def install(rt: Any) -> None:
     """Patch moto's classes; call once, before the server handles requests."""
     _patch_ec2_instances(rt)
+    _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)

@@ -474,6 +474,91 @@ def test_output_truncation_and_s3_output_layout(aws: Any, ctl: Control) -> None:
     assert inv["StandardOutputUrl"].endswith(f"/{bucket}/{base}/stdout")
 
 
+def test_undeliverable_command_fails_as_ssm_reports_it(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    a, b = _managed(aws, ctl, n=2)
+    ctl.post("/_opsflow/commands", {"match": "bootstrap", "instance_id": a, "undeliverable": True,
+                                    "pending_seconds": 30, "stdout": "never shown"})
+    cid = _send(ssm, [a, b], ["bootstrap"])
+    ctl.advance(29)
+    assert _inv(ssm, cid, a)["Status"] == "Pending"
+    ctl.advance(1)
+    inv = _inv(ssm, cid, a)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Failed", "Undeliverable", -1)
+    assert (inv["ExecutionStartDateTime"], inv["StandardOutputContent"], inv["StandardErrorContent"]) == ("", "", "")
+    rows = {i["InstanceId"]: i for i in ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"]}
+    assert (rows[a]["Status"], rows[a]["StatusDetails"]) == ("Failed", "Undeliverable")
+    assert rows[a]["CommandPlugins"][0]["StatusDetails"] == "Undeliverable"
+    assert (rows[b]["Status"], rows[b]["StatusDetails"]) == ("Success", "Success")
+    # "if a command has five invocations, four of which return the status Undeliverable and one
+    # of which returns the status Success, then the parent command's status is Success"
+    (cmd,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert (cmd["Status"], cmd["CompletedCount"], cmd["ErrorCount"]) == ("Success", 2, 0)
+    # "if all invocations in a command have the status Undeliverable, then the command status
+    # returned is Failed"
+    only = _send(ssm, [a], ["bootstrap again"])
+    ctl.advance(30)
+    (cmd,) = ssm.list_commands(CommandId=only)["Commands"]
+    assert (cmd["Status"], cmd["CompletedCount"], cmd["ErrorCount"]) == ("Failed", 1, 0)
+    assert ctl.call("POST", "/_opsflow/commands", {"undeliverable": "yes"})[0] == 400
+
+
+def _expires_after(ssm: Any, cid: str) -> dt.datetime:
+    return ssm.list_commands(CommandId=cid)["Commands"][0]["ExpiresAfter"]
+
+
+def test_invocation_on_an_instance_terminated_mid_run_stays_in_progress_until_the_command_expires(
+        aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "bootstrap", "duration_seconds": 600, "stdout": "half done"})
+    ctl.post("/_opsflow/commands", {"match": "quick", "duration_seconds": 5})
+    sent_ms = ctl.now_ms()
+    cid = _send(ssm, [iid], ["bootstrap"], TimeoutSeconds=120, extra_params={"executionTimeout": ["300"]})
+    quick = _send(ssm, [iid], ["quick"])
+    # ExpiresAfter = RequestedDateTime + delivery timeout + execution timeout
+    assert _expires_after(ssm, cid).timestamp() * 1000 == pytest.approx(sent_ms + 420_000, abs=1)
+    ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "terminate", "after_seconds": 20})
+    ctl.advance(30)
+    assert ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"
+    assert _inv(ssm, quick, iid)["Status"] == "Success", "it had finished before the instance went"
+    inv = _inv(ssm, cid, iid)
+    assert inv["Status"] == "InProgress" and inv["ExecutionStartDateTime"]
+    ctl.advance(389)  # 419 s after the send: still InProgress, past its own 600 s never reached
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    ctl.advance(1)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("TimedOut", "DeliveryTimedOut", -1)
+    assert inv["StandardOutputContent"] == ""
+    assert _iso(inv["ExecutionEndDateTime"]).timestamp() * 1000 == pytest.approx(sent_ms + 420_000, abs=1)
+    (cmd,) = ssm.list_commands(CommandId=cid)["Commands"]
+    assert (cmd["Status"], cmd["CompletedCount"], cmd["ErrorCount"], cmd["DeliveryTimedOutCount"]) == (
+        "TimedOut", 1, 0, 1)
+    (row,) = ssm.list_command_invocations(CommandId=cid)["CommandInvocations"]
+    assert (row["Status"], row["StatusDetails"]) == ("TimedOut", "DeliveryTimedOut")
+
+
+def test_invocation_on_a_stopped_instance_never_starts_and_can_be_cancelled(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    a, b = _managed(aws, ctl, n=2)
+    ctl.post("/_opsflow/commands", {"match": "setup", "pending_seconds": 60, "duration_seconds": 10})
+    sent_ms = ctl.now_ms()
+    waiting = _send(ssm, [a], ["setup"])  # no TimeoutSeconds: 3600 s delivery + 3600 s execution
+    cancelled = _send(ssm, [b], ["setup"])
+    assert _expires_after(ssm, waiting).timestamp() * 1000 == pytest.approx(sent_ms + 7_200_000, abs=1)
+    ctl.advance(10)
+    ec2.stop_instances(InstanceIds=[a, b])
+    ctl.advance(3600)
+    ec2.start_instances(InstanceIds=[a, b])  # the agent that comes back does not pick it up again
+    inv = _inv(ssm, waiting, a)
+    assert (inv["Status"], inv["ExecutionStartDateTime"]) == ("Pending", "")
+    ssm.cancel_command(CommandId=cancelled)
+    assert _inv(ssm, cancelled, b)["Status"] == "Cancelled"
+    ctl.advance(3590)
+    inv = _inv(ssm, waiting, a)
+    assert (inv["Status"], inv["StatusDetails"], inv["ExecutionStartDateTime"]) == ("TimedOut", "DeliveryTimedOut", "")
+
+
 # --------------------------------------------------------------------------- EBS volume modifications
 
 
@@ -534,6 +619,236 @@ def test_volume_modification_errors_and_toggles(aws: Any, ctl: Control) -> None:
     with pytest.raises(ClientError) as err:
         ec2.modify_volume(VolumeId=vol, Size=4)
     assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+# --------------------------------------------------------------------------- EC2 stop / terminate on the clock
+
+
+def _state(ec2: Any, iid: str) -> tuple[int, str]:
+    st = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]
+    return st["Code"], st["Name"]
+
+
+def test_scheduled_termination_mid_flow(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    sched = ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "terminate", "after_seconds": 60,
+                                            "transition_seconds": 20})
+    assert sched["at_ms"] == ctl.now_ms() + 60_000 and sched["applied_ms"] is None
+    ctl.advance(59)
+    assert _state(ec2, iid) == (16, "running")
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    ctl.advance(1)
+    assert _state(ec2, iid) == (32, "shutting-down")
+    assert ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"] == [], "only running ones by default"
+    (status,) = ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)["InstanceStatuses"]
+    assert status["InstanceState"] == {"Code": 32, "Name": "shutting-down"}
+    assert status["InstanceStatus"]["Status"] == "not-applicable"
+    assert _info(ssm, [iid]) == [], "no longer a managed instance"
+    stopped = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["shutting-down"]}])
+    assert iid in [i["InstanceId"] for r in stopped["Reservations"] for i in r["Instances"]]
+    ctl.advance(20)
+    assert _state(ec2, iid) == (48, "terminated")
+    (applied,) = ctl.get("/_opsflow/schedule")["schedule"]
+    assert applied["result"] == "applied" and applied["applied_ms"] is not None
+
+
+def test_a_schedule_applies_as_of_its_time_even_when_the_clock_jumps_past_it(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"instance_stopping_seconds": 30})
+    a, b = _managed(aws, ctl, n=2)
+    at = ctl.now_ms() + 10_000
+    ctl.post("/_opsflow/schedule", {"schedule": [{"instance_id": a, "action": "stop", "at_ms": at},
+                                                 {"instance_id": b, "action": "stop", "at_ms": at + 40_000}]})
+    ctl.advance(45)  # a: stopping from +10 s to +40 s, so stopped by now; b: not yet due
+    assert (_state(ec2, a), _state(ec2, b)) == ((80, "stopped"), (16, "running"))
+    assert _info(aws("ssm"), [a])[0]["PingStatus"] == "ConnectionLost"
+    ctl.advance(5)
+    assert _state(ec2, b) == (64, "stopping")
+    # a time already past applies at once; stopping a stopped instance is moot
+    again = ctl.post("/_opsflow/schedule", {"instance_id": a, "action": "stop", "at_ms": at})
+    assert again["result"].startswith("skipped")
+    ec2.start_instances(InstanceIds=[a])
+    assert _state(ec2, a) == (16, "running")
+
+
+def test_stop_and_terminate_calls_take_the_configured_transition(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"instance_stopping_seconds": 15, "instance_shutting_down_seconds": 5})
+    a, b = _instances(aws, n=2)
+    out = ec2.stop_instances(InstanceIds=[a])["StoppingInstances"][0]
+    assert out["CurrentState"]["Name"] == "stopping"
+    ec2.terminate_instances(InstanceIds=[b])
+    assert (_state(ec2, a), _state(ec2, b)) == ((64, "stopping"), (32, "shutting-down"))
+    ec2.stop_instances(InstanceIds=[a])  # again: AWS keeps it stopping, it does not jump to stopped
+    assert _state(ec2, a) == (64, "stopping")
+    ctl.advance(5)
+    assert (_state(ec2, a), _state(ec2, b)) == ((64, "stopping"), (48, "terminated"))
+    ctl.advance(10)
+    assert _state(ec2, a) == (80, "stopped")
+
+
+def test_schedule_rejects_bad_input(aws: Any, ctl: Control) -> None:
+    (iid,) = _instances(aws)
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": "i-0000000000000dead", "action": "stop",
+                                                   "after_seconds": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "reboot", "after_seconds": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "stop"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "stop", "after_seconds": 1,
+                                                   "at_ms": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": iid, "action": "stop", "in": 1})[0] == 400
+    ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "terminate", "after_seconds": 5})
+    ctl.call("DELETE", "/_opsflow/schedule")
+    ctl.advance(10)
+    assert _state(aws("ec2"), iid) == (16, "running"), "a cleared schedule never applies"
+
+
+# --------------------------------------------------------------------------- DynamoDB
+
+
+def _table(ddb: Any) -> str:
+    name = f"opsflow-state-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    assert ddb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    return name
+
+
+def test_dynamodb_conditional_put_succeeds_once(aws: Any, ctl: Control) -> None:
+    ddb = aws("dynamodb")
+    table = _table(ddb)
+    item = {"pk": {"S": "request#r-1"}, "answered": {"BOOL": True}}
+    ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    with pytest.raises(ClientError) as err:
+        ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "request#r-1"}}, ConsistentRead=True)["Item"]
+    assert got == item
+    assert ctl.get("/_opsflow/calls")["calls"]["dynamodb:PutItem"] == 2
+
+
+def test_dynamodb_update_delete_and_transactions_honour_conditions(aws: Any, ctl: Control) -> None:
+    ddb = aws("dynamodb")
+    table = _table(ddb)
+    key = {"pk": {"S": "instance#i-1"}}
+    ddb.put_item(TableName=table, Item={**key, "profile": {"S": "before"}, "version": {"N": "1"}})
+    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="SET profile = :p, version = version + :one",
+                          ConditionExpression="version = :v",
+                          ExpressionAttributeValues={":p": {"S": "after"}, ":one": {"N": "1"}, ":v": {"N": "1"}},
+                          ReturnValues="ALL_NEW")
+    assert out["Attributes"]["version"] == {"N": "2"} and out["Attributes"]["profile"] == {"S": "after"}
+    with pytest.raises(ClientError) as err:  # a stale writer loses
+        ddb.update_item(TableName=table, Key=key, UpdateExpression="SET profile = :p",
+                        ConditionExpression="version = :v",
+                        ExpressionAttributeValues={":p": {"S": "stale"}, ":v": {"N": "1"}})
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+    # all or nothing: the condition on the second item cancels the write of the first
+    other = {"pk": {"S": "lock#i-1"}}
+    ddb.put_item(TableName=table, Item=other)
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": table, "Item": {"pk": {"S": "request#r-2"}},
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"ConditionCheck": {"TableName": table, "Key": other, "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert "ConditionalCheckFailed" in err.value.response["Error"]["Message"]
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "request#r-2"}})
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "request#r-2"}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Delete": {"TableName": table, "Key": other, "ConditionExpression": "attribute_exists(pk)"}},
+    ])
+    assert "Item" in ddb.get_item(TableName=table, Key={"pk": {"S": "request#r-2"}})
+
+    with pytest.raises(ClientError) as err:
+        ddb.delete_item(TableName=table, Key=other, ConditionExpression="attribute_exists(pk)")
+    assert err.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    ddb.delete_item(TableName=table, Key=key, ConditionExpression="profile = :p",
+                    ExpressionAttributeValues={":p": {"S": "after"}})
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+
+
+def test_dynamodb_faults_use_its_json_wire_format(aws: Any, ctl: Control) -> None:
+    ddb = aws("dynamodb")
+    table = _table(ddb)
+    ctl.post("/_opsflow/faults", {"operation": "dynamodb:PutItem", "code": "ProvisionedThroughputExceededException",
+                                  "message": "Rate of requests exceeds the allowed throughput."})
+    with pytest.raises(ClientError) as err:
+        ddb.put_item(TableName=table, Item={"pk": {"S": "x"}})
+    assert err.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    ddb.put_item(TableName=table, Item={"pk": {"S": "x"}})
+
+
+def test_volume_modification_can_end_failed_and_leave_the_size_as_it_was(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 10, "volume_optimizing_seconds": 10})
+    vol = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    other = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
+    rule = ctl.post("/_opsflow/volume_failures", {"volume_id": vol, "fail_after_seconds": 30,
+                                                  "status_message": "transient fault"})
+    assert rule["remaining"] == 1
+
+    mod = ec2.modify_volume(VolumeId=vol, Size=20)["VolumeModification"]
+    assert (mod["ModificationState"], mod["OriginalSize"], mod["TargetSize"]) == ("modifying", 8, 20)
+    assert "StatusMessage" not in mod
+    assert ec2.modify_volume(VolumeId=other, Size=20)["VolumeModification"]["TargetSize"] == 20  # not this one
+
+    def current(volume: str) -> dict[str, Any]:
+        (m,) = ec2.describe_volumes_modifications(VolumeIds=[volume])["VolumesModifications"]
+        return m
+
+    ctl.advance(29)
+    assert current(vol)["ModificationState"] == "modifying", "no optimizing on the way to failed"
+    with pytest.raises(ClientError) as err:
+        ec2.modify_volume(VolumeId=vol, Size=30)
+    assert err.value.response["Error"]["Code"] == "IncorrectModificationState"
+    ctl.advance(1)
+    failed = current(vol)
+    assert failed["ModificationState"] == "failed" and failed["StatusMessage"] == "transient fault"
+    assert (failed["OriginalSize"], failed["TargetSize"]) == (8, 20), "the request's sizes stay on record"
+    assert (failed["EndTime"] - failed["StartTime"]).total_seconds() == pytest.approx(30)
+    assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Size"] == 8, "the volume keeps its size"
+    assert current(other)["ModificationState"] == "completed"
+    by_state = ec2.describe_volumes_modifications(
+        VolumeIds=[vol, other], Filters=[{"Name": "modification-state", "Values": ["failed"]}])["VolumesModifications"]
+    assert [m["VolumeId"] for m in by_state] == [vol]
+
+    # AWS: "If this occurs, retry the volume modification" - no 6-hour wait after a failure,
+    # and DescribeVolumesModifications then shows only the most recent request.
+    retry = ec2.modify_volume(VolumeId=vol, Size=20)["VolumeModification"]
+    assert (retry["ModificationState"], retry["OriginalSize"]) == ("modifying", 8)
+    ctl.advance(20)
+    done = current(vol)
+    assert (done["ModificationState"], done["TargetSize"]) == ("completed", 20) and "StatusMessage" not in done
+    assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["Size"] == 20
+    assert ctl.get("/_opsflow/volume_failures")["volume_failures"] == [], "count 1: used up"
+
+
+def test_volume_failure_for_any_volume_defaults_to_the_modifying_time(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"volume_modifying_seconds": 5, "volume_modification_rate_limit": False})
+    ctl.post("/_opsflow/volume_failures", {"count": 2})
+    vols = [ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"] for _ in range(3)]
+    for v in vols:
+        ec2.modify_volume(VolumeId=v, Size=9)
+    ctl.advance(5)
+    mods = ec2.describe_volumes_modifications(VolumeIds=vols)["VolumesModifications"]
+    states = {m["VolumeId"]: m["ModificationState"] for m in mods}
+    assert [states[v] for v in vols] == ["failed", "failed", "completed"]
+    assert all(m["StatusMessage"] for m in mods if m["ModificationState"] == "failed")
+    assert ctl.call("POST", "/_opsflow/volume_failures", {"count": 0})[0] == 400
+    assert ctl.call("POST", "/_opsflow/volume_failures", {"fail_after": 3})[0] == 400
+    ctl.post("/_opsflow/volume_failures", {"volume_failures": [{"volume_id": vols[0]}, {"volume_id": vols[1]}]})
+    assert len(ctl.get("/_opsflow/volume_failures")["volume_failures"]) == 2
+    ctl.call("DELETE", "/_opsflow/volume_failures")
+    ec2.modify_volume(VolumeId=vols[0], Size=10)
+    ctl.advance(5)
+    assert ec2.describe_volumes_modifications(VolumeIds=[vols[0]])["VolumesModifications"][0][
+        "ModificationState"] == "completed"
 
 
 # --------------------------------------------------------------------------- faults
@@ -657,7 +972,12 @@ def test_call_counts_and_reset(aws: Any, ctl: Control) -> None:
     ctl.post("/_opsflow/config", {"online_delay_seconds": 5})
     ctl.post("/_opsflow/commands", {"match": "x", "exit_code": 1})
     ctl.post("/_opsflow/faults", {"operation": "ec2:DescribeVolumes", "code": "X"})
+    ctl.post("/_opsflow/volume_failures", {})
+    (iid,) = _instances(aws)
+    ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "stop", "after_seconds": 1})
     ctl.post("/_opsflow/reset", {})
+    assert ctl.get("/_opsflow/volume_failures")["volume_failures"] == []
+    assert ctl.get("/_opsflow/schedule")["schedule"] == []
     assert ctl.get("/_opsflow/calls")["total"] == 0
     assert ctl.get("/_opsflow/config")["online_delay_seconds"] == 0
     assert ctl.get("/_opsflow/commands")["rules"] == []
