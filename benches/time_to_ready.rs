@@ -28,8 +28,9 @@ use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
+use opsflow_core::ports::{Clock, SteppedClock, Workflow};
+use opsflow_core::provision::guard::STACK_ID_TAG;
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
-use opsflow_core::ports::{Clock, Workflow};
 use opsflow_core::provision::request::{admit, Admission};
 use opsflow_core::provision::steps::{PollPolicy, Settings};
 use opsflow_core::{AllowList, CommandSpec, CoreError, Ec2, Iam, ResponseSink, Ssm};
@@ -207,7 +208,8 @@ impl Ec2 for Model {
                 volume_id: VOLUME.into(),
             }],
             iam_association: self.association(&mut w, now),
-            tags: BTreeMap::new(),
+            // CloudFormation's tag on an instance the stack created: the stack owns it.
+            tags: BTreeMap::from([(STACK_ID_TAG.to_string(), stack_id())]),
             launch_time_epoch_s: Some(0),
         })
     }
@@ -319,6 +321,10 @@ impl Ssm for Model {
         w.commands.push((id.clone(), wait, now));
         Ok(id)
     }
+    async fn cancel_command(&self, _: &str, _: &str) -> Result<(), CoreError> {
+        self.call().await;
+        Ok(())
+    }
     async fn get_invocation(&self, command_id: &str, _: &str) -> Result<Invocation, CoreError> {
         let now = self.call().await;
         let mut w = self.world.lock().unwrap();
@@ -414,10 +420,14 @@ impl Meter {
     }
 }
 
+fn stack_id() -> String {
+    format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dev-ide/1")
+}
+
 fn request() -> Value {
     json!({
         "RequestType": "Create", "ServiceToken": function_arn("Request"), "ResponseURL": "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/r",
-        "StackId": format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dev-ide/1"), "RequestId": "bench-1",
+        "StackId": stack_id(), "RequestId": "bench-1",
         "LogicalResourceId": "Setup", "ResourceType": "Custom::OpsflowInstanceSetup",
         "ResourceProperties": {"ServiceToken": function_arn("Request"), "InstanceId": INSTANCE, "InstanceProfile": PROFILE,
             "VolumeSizeGiB": "32", "Bootstrap": {"Commands": ["yum install -y git"], "TimeoutSeconds": "1800"}}
@@ -435,7 +445,10 @@ async fn run_opsflow(draw: Draw, settings: &Settings, machine: &Arc<StateMachine
     });
     // The request handler (CloudFormation's call), at time 0.
     let started = Started::default();
-    let admission = admit(&model, &model, &model, &started, settings, &request()).await.expect("admit");
+    let clock = SteppedClock::starting_at(model.clock.lock().unwrap().now_ms());
+    let admission = admit(&model, &model, &model, &started, &clock, settings, &request())
+        .await
+        .expect("admit");
     assert!(matches!(admission, Admission::Started { .. }), "{admission:?}");
     meter.bill(0, model.clock.lock().unwrap().now_ms());
     let input = started.0.lock().unwrap().take().expect("an execution input");

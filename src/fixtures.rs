@@ -9,6 +9,7 @@ use opsflow_aws::Clients;
 use serde_json::{json, Value};
 
 use crate::local::LocalCloud;
+use opsflow_core::provision::guard::STACK_ID_TAG;
 
 /// An Amazon Linux AMI that moto knows.
 pub const LINUX_AMI: &str = "ami-1e749f67";
@@ -54,13 +55,25 @@ pub async fn instance_profile(clients: &Clients, name: &str, path: &str) -> anyh
     Ok(created.instance_profile().map(|p| p.arn().to_string()).unwrap_or_default())
 }
 
-/// A t3.small instance with an 8 GiB gp3 root volume and Name/Team tags; returns its id.
+/// A t3.small instance with an 8 GiB gp3 root volume and Name/Team tags, created by the local
+/// consumer stack ([`crate::local::stack_id`]): it carries CloudFormation's
+/// `aws:cloudformation:stack-id` tag naming that stack, as on AWS. Returns its id.
 pub async fn instance(clients: &Clients, name: &str) -> anyhow::Result<String> {
-    let tags = TagSpecification::builder()
+    instance_tagged(clients, name, &[(STACK_ID_TAG, &crate::local::stack_id())]).await
+}
+
+/// The same instance with `tags` instead of the stack's (none: an instance created by hand;
+/// another stack's id; an opt-in tag). On AWS nobody but CloudFormation can write `aws:` tags;
+/// moto lets a test do it, to stand in for another stack's instance.
+pub async fn instance_tagged(clients: &Clients, name: &str, tags: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut spec = TagSpecification::builder()
         .resource_type(ResourceType::Instance)
         .tags(Tag::builder().key("Name").value(name).build())
-        .tags(Tag::builder().key("Team").value("platform").build())
-        .build();
+        .tags(Tag::builder().key("Team").value("platform").build());
+    for (key, value) in tags {
+        spec = spec.tags(Tag::builder().key(*key).value(*value).build());
+    }
+    let tags = spec.build();
     // The root volume's device name is the AMI's (no /dev/xvda assumption).
     let image = clients
         .ec2

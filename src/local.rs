@@ -14,8 +14,8 @@ use opsflow_asl::{
     model, Clock as EngineClock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest,
 };
 use opsflow_aws::{Clients, ResponseBucket};
+use opsflow_core::ports::{Clock, SteppedClock, Workflow};
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
-use opsflow_core::ports::{Clock, Workflow};
 use opsflow_core::provision::request::{admit, safety_net, Admission};
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::CoreError;
@@ -238,6 +238,8 @@ type AdapterPorts = Ports<opsflow_aws::Ec2Adapter, opsflow_aws::IamAdapter, opsf
 /// Executions started by the request handler, run on the local engine.
 #[derive(Default)]
 struct Executions {
+    /// Errors the next StartExecution calls fail with (fault injection for tests).
+    failing_starts: Vec<CoreError>,
     started: HashSet<String>,
     pending: Vec<(String, Value)>,
     histories: HashMap<String, Vec<HistoryEvent>>,
@@ -250,6 +252,9 @@ pub struct LocalWorkflow {
     inner: Arc<Mutex<Executions>>,
 }
 
+/// Step Functions' largest execution input (256 KiB).
+pub const MAX_EXECUTION_INPUT_BYTES: usize = 262_144;
+
 pub fn execution_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:provision-instance:{name}")
 }
@@ -257,6 +262,18 @@ pub fn execution_arn(name: &str) -> String {
 impl Workflow for LocalWorkflow {
     async fn start_execution(&self, name: &str, input: &Value) -> Result<(), CoreError> {
         let mut e = self.inner.lock().unwrap();
+        if !e.failing_starts.is_empty() {
+            return Err(e.failing_starts.remove(0));
+        }
+        // As AWS: an input over 256 KiB is refused.
+        let size = input.to_string().len();
+        if size > MAX_EXECUTION_INPUT_BYTES {
+            return Err(CoreError::from_aws_error(
+                "StartExecution",
+                "InvalidExecutionInput",
+                &format!("Provided input exceeds the maximum size of {MAX_EXECUTION_INPUT_BYTES} bytes ({size})"),
+            ));
+        }
         if e.started.insert(name.to_string()) {
             e.pending.push((name.to_string(), input.clone()));
         }
@@ -293,7 +310,10 @@ pub struct Submission {
 }
 
 impl LocalPipeline {
-    pub async fn new(cloud: Arc<LocalCloud>, settings: Settings) -> anyhow::Result<LocalPipeline> {
+    pub async fn new(cloud: Arc<LocalCloud>, mut settings: Settings) -> anyhow::Result<LocalPipeline> {
+        // The local cloud's presigned response URLs are http://127.0.0.1 (a deployment allows
+        // them only with OPSFLOW_LOCAL_RESPONSE_URLS=1).
+        settings.local_response_urls = true;
         let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
         let ports = Arc::new(AdapterPorts {
             ec2: clients.ec2_adapter(),
@@ -342,7 +362,10 @@ impl LocalPipeline {
     pub async fn submit(&self, request: Value, mut on_event: impl FnMut(&HistoryEvent)) -> anyhow::Result<Submission> {
         let ports = (self.clients.ec2_adapter(), self.clients.iam_adapter(), self.clients.response_sink());
         self.invocations.fetch_add(1, Ordering::Relaxed);
-        let admission = admit(&ports.0, &ports.1, &ports.2, &self.workflow, &self.settings, &request)
+        // The handler's retries wait on a clock that moves at once (the local cloud's faults
+        // are counted, not timed), so a throttling scenario takes no real seconds.
+        let clock = SteppedClock::starting_at(self.cloud.now_ms().await?);
+        let admission = admit(&ports.0, &ports.1, &ports.2, &self.workflow, &clock, &self.settings, &request)
             .await
             .map_err(|e| anyhow!("request handler: {e}"))?;
         let pending = std::mem::take(&mut self.workflow.inner.lock().unwrap().pending);
@@ -375,9 +398,16 @@ impl LocalPipeline {
                 .insert(name.clone(), result.events.clone());
             if result.status != opsflow_asl::Status::Succeeded {
                 self.invocations.fetch_add(1, Ordering::Relaxed);
-                let answered = safety_net(&ports.2, &self.workflow, &execution_arn(&name), result.status.as_str(), &input)
-                    .await
-                    .map_err(|e| anyhow!("safety net: {e}"))?;
+                let answered = safety_net(
+                    &ports.2,
+                    &self.workflow,
+                    &self.settings,
+                    &execution_arn(&name),
+                    result.status.as_str(),
+                    &input,
+                )
+                .await
+                .map_err(|e| anyhow!("safety net: {e}"))?;
                 safety = answered.is_some();
             }
             execution = Some(result);
@@ -392,10 +422,17 @@ impl LocalPipeline {
     /// Runs the safety net as the EventBridge rule would for an execution that ended `status`.
     pub async fn run_safety_net(&self, name: &str, status: &str, input: &Value) -> anyhow::Result<bool> {
         let sink = self.clients.response_sink();
-        Ok(safety_net(&sink, &self.workflow, &execution_arn(name), status, input)
-            .await
-            .map_err(|e| anyhow!("{e}"))?
-            .is_some())
+        Ok(
+            safety_net(&sink, &self.workflow, &self.settings, &execution_arn(name), status, input)
+                .await
+                .map_err(|e| anyhow!("{e}"))?
+                .is_some(),
+        )
+    }
+
+    /// Makes the next StartExecution fail with `error`, as AWS might (a test's fault injection).
+    pub fn fail_next_start(&self, error: CoreError) {
+        self.workflow.inner.lock().unwrap().failing_starts.push(error);
     }
 
     /// The engine, to start executions directly (e.g. to abort one in a test).
@@ -413,12 +450,12 @@ impl LocalPipeline {
     }
 }
 
-/// A CloudFormation Create/Update/Delete request for `Custom::OpsflowInstanceSetup`.
 /// The consumer stack of the local requests.
-fn stack_id() -> String {
+pub fn stack_id() -> String {
     format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/dev-ide/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b")
 }
 
+/// A CloudFormation Create/Update/Delete request for `Custom::OpsflowInstanceSetup`.
 pub fn cfn_request(request_type: &str, request_id: &str, response_url: &str, properties: Value, extra: Value) -> Value {
     let mut r = json!({
         "RequestType": request_type,

@@ -247,7 +247,9 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
     let payload: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
     let clients = opsflow_aws::Clients::from_env().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
-    let settings = opsflow_core::provision::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let mut settings =
+        opsflow_core::provision::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
+    settings.local_response_urls = std::env::var("OPSFLOW_LOCAL_RESPONSE_URLS").is_ok_and(|v| v == "1");
     let result = match function {
         "Request" => {
             let arn = std::env::var("STATE_MACHINE_ARN").context("STATE_MACHINE_ARN is required for the Request handler")?;
@@ -257,7 +259,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 clients.response_sink(),
                 clients.workflow(&arn),
             );
-            opsflow_core::provision::request::admit(&ec2, &iam, &sink, &wf, &settings, &payload)
+            opsflow_core::provision::request::admit(&ec2, &iam, &sink, &wf, &opsflow_aws::SystemClock, &settings, &payload)
                 .await
                 .map(|a| json!(format!("{a:?}")))
         }

@@ -9,9 +9,13 @@ use tokio::sync::{Mutex, MutexGuard};
 use opsflow::fixtures;
 use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
 use opsflow_asl::Status;
+use opsflow_core::ports::SteppedClock;
+use opsflow_core::provision::guard::{OPT_IN_TAG, STACK_ID_TAG};
+use opsflow_core::provision::handlers::{invoke, Ports};
 use opsflow_core::provision::request::Admission;
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::AllowList;
+use opsflow_core::CoreError;
 use serde_json::{json, Value};
 
 /// Scenarios share the machine's two cores: one local cloud at a time.
@@ -501,4 +505,363 @@ async fn current_profile(w: &World) -> Option<String> {
         .iter()
         .find(|a| a.instance_id() == Some(w.instance_id.as_str()) && a.state().map(|s| s.as_str()) == Some("associated"))
         .and_then(|a| a.iam_instance_profile()?.arn().map(String::from))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening: opsflow acts only on what the requesting stack owns, and answers every request.
+
+const OTHER_STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/billing/00000000-4b5a-6978-8a9b-0c1d2e3f4a5b";
+
+/// An instance with exactly these owner tags (besides Name and Team).
+async fn instance_tagged(w: &World, tags: &[(&str, &str)]) -> String {
+    fixtures::instance_tagged(&w.pipeline.clients, "someone-elses", tags).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_the_stack_does_not_own_is_refused_before_anything_changes() {
+    let w = world(|_| {}).await;
+    for (case, tags) in [
+        ("another-stack", vec![(STACK_ID_TAG, OTHER_STACK)]),
+        ("untagged", vec![]),
+        ("opt-in-for-another-stack", vec![(OPT_IN_TAG, "billing")]),
+        ("opt-in-for-another-stack-id", vec![(OPT_IN_TAG, OTHER_STACK)]),
+    ] {
+        let foreign = instance_tagged(&w, &tags).await;
+        w.reset_calls().await;
+        // The attack: a bootstrap that reads the instance role's credentials, a profile swap,
+        // a volume grown to the maximum.
+        let p = json!({"InstanceId": foreign, "InstanceProfile": "dev-ide-profile", "VolumeSizeGiB": 2048,
+            "Bootstrap": {"Commands": ["curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/; exit 1"]}});
+        let (sub, answer) = w.send("Create", &format!("req-{case}"), p, Value::Null).await;
+        assert!(sub.execution.is_none(), "{case}: no execution");
+        assert_eq!(answer["Status"], "FAILED", "{case}");
+        let r = reason(&answer);
+        assert!(
+            r.starts_with(&format!(
+                "Step Validate failed: Forbidden: instance {foreign}: does not belong to stack {}",
+                opsflow::local::stack_id()
+            )),
+            "{case}: {r}"
+        );
+        assert!(
+            r.contains("aws:cloudformation:stack-id") && r.contains("opsflow:setup-stack"),
+            "{case}: {r}"
+        );
+        assert!(!r.contains("billing"), "{case}: another stack is not named: {r}");
+        assert_eq!(w.mutations().await, 0, "{case}: nothing changed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_created_elsewhere_that_opts_in_by_stack_name_is_set_up() {
+    let w = world(|_| {}).await;
+    let opted_in = instance_tagged(&w, &[(OPT_IN_TAG, "dev-ide")]).await;
+    let p = json!({"InstanceId": opted_in, "InstanceProfile": "dev-ide-profile"});
+    let (sub, answer) = w.send("Create", "req-opt-in", p, Value::Null).await;
+    assert_eq!(sub.execution.unwrap().status, Status::Succeeded);
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_invoked_directly_for_a_foreign_instance_changes_nothing() {
+    let w = world(|_| {}).await;
+    let foreign = instance_tagged(&w, &[(STACK_ID_TAG, OTHER_STACK)]).await;
+    let c = &w.pipeline.clients;
+    let ports = Ports {
+        ec2: c.ec2_adapter(),
+        iam: c.iam_adapter(),
+        ssm: c.ssm_adapter(),
+        sink: c.response_sink(),
+    };
+    let clock = SteppedClock::starting_at(w.cloud.now_ms().await.unwrap());
+    let settings = &w.pipeline.settings;
+    // A plan made for the stack's own instance, then pointed at another stack's.
+    let request = cfn_request(
+        "Create",
+        "req-direct",
+        &w.responses.url_for("req-direct").await.unwrap(),
+        props(&w.instance_id),
+        Value::Null,
+    );
+    let mut plan = invoke(&ports, settings, &clock, "Plan", json!({"request": request})).await.unwrap();
+    let own_volume = plan["volume"]["volume_id"].as_str().unwrap().to_string();
+    plan["instanceId"] = json!(foreign);
+    w.reset_calls().await;
+    for (function, payload) in [
+        ("AssignProfile", json!({"op": "assign", "plan": plan})),
+        ("ModifyVolume", json!({"op": "modify", "plan": plan})),
+        ("GrowFilesystem", json!({"request": request, "plan": plan})),
+        ("SendCommand", json!({"request": request, "plan": plan})),
+    ] {
+        let e = invoke(&ports, settings, &clock, function, payload).await.unwrap_err();
+        assert_eq!(e.name(), "Forbidden", "{function}: {e}");
+        assert!(
+            e.to_string().contains(&format!("instance {foreign}: does not belong to stack")),
+            "{function}: {e}"
+        );
+    }
+    // The stack's own instance, but another instance's volume.
+    let foreign_volume = c
+        .ec2
+        .describe_volumes()
+        .filters(aws_filter("attachment.instance-id", &foreign))
+        .send()
+        .await
+        .unwrap()
+        .volumes()[0]
+        .volume_id()
+        .unwrap()
+        .to_string();
+    plan["instanceId"] = json!(w.instance_id);
+    plan["volume"]["volume_id"] = json!(foreign_volume);
+    let e = invoke(&ports, settings, &clock, "ModifyVolume", json!({"op": "modify", "plan": plan}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Forbidden: volume {foreign_volume}: is not attached to instance {}: opsflow grows only the instance's own volumes",
+            w.instance_id
+        )
+    );
+    assert_ne!(own_volume, foreign_volume);
+    assert_eq!(w.mutations().await, 0, "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_with_a_usable_response_url_are_answered_failed_naming_what_is_wrong() {
+    let w = world(|_| {}).await;
+    let physical = json!({"PhysicalResourceId": format!("opsflow-setup-{}", w.instance_id)});
+    for (id, kind, p, extra, field) in [
+        ("req-props-string", "Create", json!("x"), Value::Null, "ResourceProperties"),
+        ("req-props-list", "Create", json!([1, 2]), Value::Null, "ResourceProperties"),
+        (
+            "req-update-no-old",
+            "Update",
+            props(&w.instance_id),
+            physical.clone(),
+            "OldResourceProperties",
+        ),
+        (
+            "req-update-no-physical",
+            "Update",
+            props(&w.instance_id),
+            json!({"OldResourceProperties": {}}),
+            "PhysicalResourceId",
+        ),
+        (
+            "req-upsert",
+            "Create",
+            props(&w.instance_id),
+            json!({"RequestType": "Upsert"}),
+            "RequestType",
+        ),
+    ] {
+        let (sub, answer) = w.send(kind, id, p, extra).await;
+        assert!(matches!(sub.admission, Admission::Answered(_)) && sub.execution.is_none(), "{id}");
+        assert_eq!(answer["Status"], "FAILED", "{id}: {answer}");
+        assert_eq!(answer["RequestId"], id);
+        let r = reason(&answer);
+        assert!(r.starts_with(&format!("Step Validate failed: InvalidInput: {field}")), "{id}: {r}");
+    }
+    assert_eq!(w.mutations().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_and_when_it_outlasts_the_retries_answered_failed() {
+    let w = world(|_| {}).await;
+    let throttle = |count: u32| {
+        json!({"operation": "ec2:DescribeInstances", "count": count, "code": "RequestLimitExceeded",
+               "message": "Request limit exceeded.", "http_status": 503})
+    };
+    // Two throttled calls: retried, then the execution starts.
+    w.cloud.control("faults", throttle(2)).await.unwrap();
+    let (sub, _) = w
+        .send("Create", "req-throttled-briefly", json!({"InstanceId": w.instance_id}), Value::Null)
+        .await;
+    assert!(matches!(sub.admission, Admission::Started { .. }));
+    // Throttled for longer than the handler retries: FAILED, saying so, nothing started.
+    w.cloud.control("faults", throttle(1000)).await.unwrap();
+    let (sub, answer) = w.send("Create", "req-throttled", props(&w.instance_id), Value::Null).await;
+    assert!(sub.execution.is_none());
+    let r = reason(&answer);
+    assert!(r.starts_with("Step Validate failed: Throttled: DescribeInstances"), "{r}");
+    assert!(r.contains("(still failing after 17 s of retries)"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_execution_error_is_answered_failed() {
+    let w = world(|_| {}).await;
+    w.pipeline.fail_next_start(CoreError::from_aws_error(
+        "StartExecution",
+        "AccessDeniedException",
+        "User is not authorized to perform: states:StartExecution",
+    ));
+    let (sub, answer) = w.send("Create", "req-start-fails", props(&w.instance_id), Value::Null).await;
+    assert!(sub.execution.is_none());
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(
+        reason(&answer).starts_with("Step Start failed: AccessDenied: StartExecution"),
+        "{}",
+        reason(&answer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_size_cap_is_answered_failed_naming_the_size() {
+    let w = world(|_| {}).await;
+    let mut p = props(&w.instance_id);
+    p["Bootstrap"]["Commands"] = json!(vec!["echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"; 1200]);
+    let (sub, answer) = w.send("Create", "req-huge", p, Value::Null).await;
+    assert!(sub.execution.is_none());
+    let r = reason(&answer);
+    assert!(
+        r.starts_with("Step Validate failed: InvalidInput: ResourceProperties: make the request "),
+        "{r}"
+    );
+    assert!(r.contains("at most 65536"), "{r}");
+    assert_eq!(w.mutations().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5000_character_instance_id_gets_a_small_answer_and_a_physical_id_not_built_from_it() {
+    let w = world(|_| {}).await;
+    let long = format!("i-{}", "0".repeat(4998));
+    let (sub, answer) = w.send("Create", "req-long-id", json!({"InstanceId": long}), Value::Null).await;
+    assert!(sub.execution.is_none());
+    assert!(answer.to_string().len() <= 4096, "{} bytes", answer.to_string().len());
+    assert_eq!(answer["PhysicalResourceId"], "opsflow-setup-invalid-req-long-id");
+    assert!(
+        reason(&answer).starts_with("Step Validate failed: InvalidInput: InstanceId"),
+        "{}",
+        reason(&answer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_url_cloudformation_would_not_send_starts_nothing_and_is_never_called() {
+    let w = world(|_| {}).await;
+    for url in [
+        "ftp://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x",
+        "https://attacker.example.com/collect",
+        "not a url",
+    ] {
+        let request = cfn_request("Create", "req-bad-url", url, props(&w.instance_id), Value::Null);
+        let e = w.pipeline.submit(request, |_| {}).await.err().expect("the request handler fails");
+        assert!(e.to_string().contains("InvalidInput: ResponseURL"), "{url}: {e}");
+    }
+    assert_eq!(w.mutations().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_instance_is_refused() {
+    let w = world(|_| {}).await;
+    w.pipeline
+        .clients
+        .ec2
+        .terminate_instances()
+        .instance_ids(&w.instance_id)
+        .send()
+        .await
+        .unwrap();
+    let (sub, answer) = w.send("Create", "req-terminated", props(&w.instance_id), Value::Null).await;
+    assert!(sub.execution.is_none());
+    let r = reason(&answer);
+    assert!(
+        r.starts_with(&format!(
+            "Step Validate failed: Conflict: instance {}: is terminated",
+            w.instance_id
+        )),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_shared_by_another_account_is_refused() {
+    let w = world(|_| {}).await;
+    let p = json!({"InstanceId": w.instance_id,
+        "Bootstrap": {"DocumentName": "arn:aws:ssm:us-east-1:999999999999:document/AWS-RunShellScript",
+                      "Parameters": {"commands": ["id"]}}});
+    let (sub, answer) = w.send("Create", "req-foreign-doc", p, Value::Null).await;
+    assert!(sub.execution.is_none());
+    let r = reason(&answer);
+    assert!(
+        r.starts_with("Step Validate failed: InvalidInput: Bootstrap.DocumentName: names a document of account 999999999999"),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_longer_than_an_execution_can_honour_is_refused() {
+    let w = world(|_| {}).await;
+    let mut p = props(&w.instance_id);
+    p["Bootstrap"]["TimeoutSeconds"] = json!("3600");
+    let (_, answer) = w.send("Create", "req-boot-3600", p.clone(), Value::Null).await;
+    assert!(
+        reason(&answer)
+            .starts_with("Step Validate failed: InvalidInput: Bootstrap.TimeoutSeconds: must be a whole number of seconds from 30 to 3120"),
+        "{}",
+        reason(&answer)
+    );
+    p["Bootstrap"]["TimeoutSeconds"] = json!("500");
+    p["ServiceTimeout"] = json!("600");
+    let (_, answer) = w.send("Create", "req-boot-service-timeout", p, Value::Null).await;
+    assert!(
+        reason(&answer).contains("must leave 180 s of the ServiceTimeout (600 s)"),
+        "{}",
+        reason(&answer)
+    );
+    assert_eq!(w.mutations().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_timeout_bounds_every_wait_so_the_answer_comes_first() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    // The agent never comes online; readiness alone would wait 900 s.
+    w.cloud
+        .control("config", json!({"ping_status": {w.instance_id.clone(): "ConnectionLost"}}))
+        .await
+        .unwrap();
+    let mut p = props(&w.instance_id);
+    p["ServiceTimeout"] = json!(300);
+    p["Bootstrap"]["TimeoutSeconds"] = json!(60);
+    let (sub, answer) = w.send("Create", "req-service-timeout", p, Value::Null).await;
+    let exec = sub.execution.unwrap();
+    let took_s = (exec.events.last().unwrap().timestamp_ms - exec.events[0].timestamp_ms) / 1000;
+    assert!(took_s < 300, "answered after {took_s} s, past CloudFormation's ServiceTimeout");
+    let r = reason(&answer);
+    assert!(r.starts_with("Step WaitForReadiness failed: DeadlineExceeded"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_terminated_during_the_bootstrap_fails_at_once_and_the_command_is_cancelled() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    w.cloud
+        .control(
+            "commands",
+            json!({"document": "AWS-RunShellScript", "match": "git", "duration_seconds": 1500}),
+        )
+        .await
+        .unwrap();
+    // The instance goes away two minutes in: during the bootstrap (the agent is online at 40 s).
+    w.cloud
+        .control(
+            "schedule",
+            json!({"instance_id": w.instance_id, "action": "terminate", "after_seconds": 120}),
+        )
+        .await
+        .unwrap();
+    let (sub, answer) = w.send("Create", "req-terminated-midway", props(&w.instance_id), Value::Null).await;
+    let exec = sub.execution.unwrap();
+    let took_s = (exec.events.last().unwrap().timestamp_ms - exec.events[0].timestamp_ms) / 1000;
+    assert!(took_s < 200, "noticed after {took_s} s, not when the command times out");
+    let r = reason(&answer);
+    assert!(
+        r.starts_with(&format!("Step Bootstrap failed: Conflict: instance {}: is ", w.instance_id)),
+        "{r}"
+    );
+    assert!(r.contains("cannot finish") && r.contains("was cancelled"), "{r}");
+    assert_eq!(w.calls("ssm:CancelCommand").await, 1);
 }

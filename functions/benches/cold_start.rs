@@ -189,6 +189,8 @@ fn start_once(binary: &Path, env: &[(&str, String)], event: &Value) -> Start {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
+        // The answer goes to the Runtime API server on 127.0.0.1, as to the local cloud.
+        .env("OPSFLOW_LOCAL_RESPONSE_URLS", "1")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -251,6 +253,8 @@ fn main() {
     let profile_arn = "arn:aws:iam::123456789012:instance-profile/dev-ide-profile".to_string();
     let plan = serde_json::to_value(Plan {
         instance_id: INSTANCE.into(),
+        stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/bench/1".into(),
+        deadline_epoch_s: i64::MAX / 2,
         platform: Platform::Linux,
         physical_resource_id: format!("opsflow-setup-{INSTANCE}"),
         profile: ProfileAction::Associate {

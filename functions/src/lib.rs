@@ -41,7 +41,11 @@ fn env_i64(name: &str, default: i64) -> Result<i64, CoreError> {
 
 /// `INSTANCE_PROFILE_ALLOW_LIST` (required), `ASSOCIATION_TIMEOUT_SECONDS` (300),
 /// `VOLUME_TIMEOUT_SECONDS` (1800), `READINESS_TIMEOUT_SECONDS` (900), `REBOOT_TIMEOUT_SECONDS` (600),
-/// `WATCH_SECONDS` (120: how long one invocation watches a wait; keep the Lambda timeout longer).
+/// `WATCH_SECONDS` (120: how long one invocation watches a wait; keep the Lambda timeout longer),
+/// `MAX_VOLUME_SIZE_GIB` (2048), `ACCOUNT_ID` (this account; unset: the requesting stack's),
+/// `REQUEST_RETRY_SECONDS` (20: how long the request handler retries throttling before it
+/// answers FAILED), `OPSFLOW_LOCAL_RESPONSE_URLS` (`1` allows http://127.0.0.1 answers: the
+/// local cloud only).
 pub fn settings_from_env() -> Result<Settings, CoreError> {
     let allow = std::env::var("INSTANCE_PROFILE_ALLOW_LIST").unwrap_or_default();
     let mut s = Settings::new(AllowList::parse(&allow)?);
@@ -50,6 +54,14 @@ pub fn settings_from_env() -> Result<Settings, CoreError> {
     s.readiness_timeout_s = env_i64("READINESS_TIMEOUT_SECONDS", s.readiness_timeout_s)?;
     s.reboot_timeout_s = env_i64("REBOOT_TIMEOUT_SECONDS", s.reboot_timeout_s)?;
     s.watch_s = env_i64("WATCH_SECONDS", s.watch_s)?;
+    s.request_retry_s = env_i64("REQUEST_RETRY_SECONDS", s.request_retry_s)?;
+    let max = env_i64("MAX_VOLUME_SIZE_GIB", i64::from(s.max_volume_size_gib))?;
+    s.max_volume_size_gib = u32::try_from(max)
+        .ok()
+        .filter(|m| (1..=opsflow_core::provision::props::MAX_VOLUME_SIZE_GIB).contains(m))
+        .ok_or_else(|| CoreError::invalid("MAX_VOLUME_SIZE_GIB", format!("must be 1..=65536, not {max}")))?;
+    s.account_id = std::env::var("ACCOUNT_ID").ok().filter(|a| !a.is_empty());
+    s.local_response_urls = std::env::var("OPSFLOW_LOCAL_RESPONSE_URLS").is_ok_and(|v| v == "1");
     if !(0..=600).contains(&s.watch_s) {
         return Err(CoreError::invalid("WATCH_SECONDS", format!("must be 0..=600, not {}", s.watch_s)));
     }

@@ -24,10 +24,12 @@ pub struct HttpResponseSink {
     timeout: Duration,
 }
 
-/// The reqwest client of the response sink, with [`RESPONSE_PUT_TIMEOUT`].
+/// The reqwest client of the response sink, with [`RESPONSE_PUT_TIMEOUT`]. It follows no
+/// redirect: the answer goes to the presigned URL that was checked, and nowhere else.
 pub fn response_http_client() -> Result<reqwest::Client, CoreError> {
     reqwest::Client::builder()
         .timeout(RESPONSE_PUT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| CoreError::transient("build the HTTP client", e.to_string()))
 }

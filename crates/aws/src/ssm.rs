@@ -110,4 +110,17 @@ impl Ssm for SsmAdapter {
             stderr: out.standard_error_content().unwrap_or("").to_string(),
         })
     }
+
+    async fn cancel_command(&self, command_id: &str, instance_id: &str) -> Result<(), CoreError> {
+        const OP: &str = "CancelCommand";
+        self.client
+            .cancel_command()
+            .command_id(command_id)
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        tracing::info!(command_id, instance_id, "command cancelled");
+        Ok(())
+    }
 }

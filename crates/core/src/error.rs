@@ -33,6 +33,10 @@ pub enum CoreError {
     /// The request is valid but opsflow (or AWS) cannot do it for this kind of resource.
     #[error("Unsupported: {subject}: {detail}")]
     Unsupported { subject: String, detail: String },
+    /// The requesting stack may not have opsflow act on the resource: it does not own it
+    /// (see `provision::guard`). Never retried: the template, or the instance's tags, must change.
+    #[error("Forbidden: {resource}: {detail}")]
+    Forbidden { resource: String, detail: String },
     /// The Lambda's role may not call the operation (a deployment problem, not a template one).
     #[error("AccessDenied: {operation}: {detail}")]
     AccessDenied { operation: String, detail: String },
@@ -47,10 +51,11 @@ pub enum CoreError {
 
 impl CoreError {
     /// Every variant name, as returned by [`CoreError::name`].
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "InvalidInput",
         "NotFound",
         "Conflict",
+        "Forbidden",
         "Throttled",
         "Transient",
         "LimitExceeded",
@@ -66,6 +71,7 @@ impl CoreError {
             CoreError::InvalidInput { .. } => "InvalidInput",
             CoreError::NotFound { .. } => "NotFound",
             CoreError::Conflict { .. } => "Conflict",
+            CoreError::Forbidden { .. } => "Forbidden",
             CoreError::Throttled { .. } => "Throttled",
             CoreError::Transient { .. } => "Transient",
             CoreError::LimitExceeded { .. } => "LimitExceeded",
@@ -97,6 +103,13 @@ impl CoreError {
 
     pub fn conflict(resource: impl Into<String>, detail: impl Into<String>) -> Self {
         CoreError::Conflict {
+            resource: resource.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn forbidden(resource: impl Into<String>, detail: impl Into<String>) -> Self {
+        CoreError::Forbidden {
             resource: resource.into(),
             detail: detail.into(),
         }
@@ -197,7 +210,11 @@ impl CoreError {
             | "InvalidDocumentVersion"
             | "InvalidOutputFolder"
             | "InvalidRole"
-            | "MaxDocumentSizeExceeded" => CoreError::InvalidInput { field: op, rule: detail },
+            | "MaxDocumentSizeExceeded"
+            | "InvalidExecutionInput"
+            | "InvalidName" => CoreError::InvalidInput { field: op, rule: detail },
+            "StateMachineDoesNotExist" => CoreError::NotFound { resource: op, detail },
+            "StateMachineDeleting" => CoreError::Conflict { resource: op, detail },
             _ if code.ends_with(".NotFound") => CoreError::NotFound { resource: op, detail },
             _ if code.ends_with(".Malformed") => CoreError::InvalidInput { field: op, rule: detail },
             _ if code.ends_with("LimitExceeded") => CoreError::LimitExceeded { resource: op, detail },
@@ -215,6 +232,7 @@ mod tests {
             CoreError::invalid("Bootstrap.TimeoutSeconds", "must be between 30 and 172800"),
             CoreError::not_found("instance i-0123456789abcdef0", "no such instance"),
             CoreError::conflict("volume vol-1", "a modification is in progress"),
+            CoreError::forbidden("instance i-0123456789abcdef0", "does not belong to stack dev-ide"),
             CoreError::throttled("DescribeInstances", "Rate exceeded"),
             CoreError::transient("ModifyVolume", "InternalError"),
             CoreError::limit_exceeded("volume vol-1", "four modifications in 24 hours"),

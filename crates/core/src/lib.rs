@@ -48,17 +48,19 @@ pub mod ports;
 pub mod provision;
 pub mod time;
 
-pub use provision::cfn::{changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ChangeSet, RequestType};
 pub use command::{command_outcome, invocation_lookup_error, tail, CommandOutcome, InvocationLookup};
 pub use error::CoreError;
 pub use facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
+pub use ports::{Ec2, Iam, ResponseSink, Ssm, Unused};
+pub use provision::cfn::{
+    changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ChangeSet, RequestType,
+};
 pub use provision::plan::{
     check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_volume, readiness, verify_profile, ChosenVolume,
     ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
-pub use ports::{Ec2, Iam, ResponseSink, Ssm, Unused};
 pub use provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, ProfileSpec, SetupProps};
 pub use provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget};

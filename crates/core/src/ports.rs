@@ -71,6 +71,9 @@ pub trait Ssm: Send + Sync {
     /// GetCommandInvocation. Errors carry the AWS code (see
     /// [`crate::command::invocation_lookup_error`] for `InvocationDoesNotExist`).
     fn get_invocation(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<Invocation, CoreError>> + Send;
+
+    /// CancelCommand for one instance's invocation (a command that ended already is no error).
+    fn cancel_command(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 }
 
 /// Time, for the steps that wait while they run: real time in a Lambda, the engine's clock
@@ -81,6 +84,28 @@ pub trait Clock: Send + Sync {
 
     /// Waits `ms` milliseconds.
     fn sleep(&self, ms: u64) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// A clock that never waits: `sleep` moves it on at once. For the local pipeline's request
+/// handler, whose retries must not hold a run for real seconds, and for models in benchmarks.
+#[derive(Debug)]
+pub struct SteppedClock(std::sync::atomic::AtomicI64);
+
+impl SteppedClock {
+    pub fn starting_at(now_ms: i64) -> Self {
+        SteppedClock(std::sync::atomic::AtomicI64::new(now_ms))
+    }
+}
+
+impl Clock for SteppedClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn sleep(&self, ms: u64) -> Result<(), CoreError> {
+        self.0.fetch_add(ms as i64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// Where the CloudFormation answer goes: an HTTP PUT of `body` to the presigned `url`.
@@ -101,8 +126,8 @@ pub trait Workflow: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::cfn::{CfnRequest, CfnResponse};
     use crate::facts::{AssociationState, BlockDevice, InstanceState, ModificationState, Platform};
+    use crate::provision::cfn::{CfnRequest, CfnResponse};
     use crate::provision::plan::{choose_volume, plan_profile, plan_volume, ProfileAction, VolumeAction, VolumeRules};
     use std::collections::BTreeMap;
     use std::pin::pin;
@@ -257,6 +282,10 @@ mod tests {
                 stderr: String::new(),
             })
         }
+        async fn cancel_command(&self, command_id: &str, instance_id: &str) -> Result<(), CoreError> {
+            self.log(format!("CancelCommand {command_id} {instance_id}"));
+            Ok(())
+        }
     }
 
     impl ResponseSink for FakeAws {
@@ -282,7 +311,8 @@ mod tests {
     #[test]
     fn port_futures_are_send() {
         let aws = FakeAws::default();
-        let spec = crate::provision::script::fs_grow_command(Platform::Linux, &crate::provision::script::FsTarget::MountPoint("/".into())).unwrap();
+        let spec = crate::provision::script::fs_grow_command(Platform::Linux, &crate::provision::script::FsTarget::MountPoint("/".into()))
+            .unwrap();
         run(assert_send(aws.describe_instance("i-0123456789abcdef0"))).unwrap();
         run(assert_send(aws.get_instance_profile("p"))).unwrap();
         run(assert_send(aws.send_command(&spec, "i-0123456789abcdef0"))).unwrap();
@@ -440,6 +470,9 @@ impl Ssm for Unused {
         Unused::fail("SSM")
     }
     async fn get_invocation(&self, _: &str, _: &str) -> Result<Invocation, CoreError> {
+        Unused::fail("SSM")
+    }
+    async fn cancel_command(&self, _: &str, _: &str) -> Result<(), CoreError> {
         Unused::fail("SSM")
     }
 }

@@ -1,7 +1,7 @@
 //! The `Answer` step of the provisioning state machine. It PUTs to CloudFormation's
 //! ResponseURL and calls no AWS API, so it loads no AWS configuration.
 use opsflow_aws::HttpResponseSink;
-use opsflow_core::{handlers::Ports, Unused};
+use opsflow_core::{provision::handlers::Ports, Unused};
 use opsflow_functions::FnError;
 
 #[tokio::main]

@@ -1,6 +1,6 @@
 //! The `Plan` step of the provisioning state machine.
 use opsflow_aws::AwsConfig;
-use opsflow_core::{handlers::Ports, Unused};
+use opsflow_core::{provision::handlers::Ports, Unused};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

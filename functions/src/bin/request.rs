@@ -1,7 +1,7 @@
 //! The custom resource request handler (the ServiceToken): validates, answers FAILED at once
 //! when the request cannot succeed, else starts one execution per RequestId.
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::{AwsConfig, HttpResponseSink};
+use opsflow_aws::{AwsConfig, HttpResponseSink, SystemClock};
 use opsflow_core::provision::request::{admit, Admission};
 use opsflow_core::CoreError;
 use opsflow_functions::{init_logging, settings_from_env, FnError};
@@ -21,7 +21,10 @@ async fn main() -> Result<(), Error> {
     );
     let (ec2, iam, sink, workflow, settings) = (&ec2, &iam, &sink, &workflow, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        match admit(ec2, iam, sink, workflow, settings, &event.payload).await.map_err(FnError)? {
+        match admit(ec2, iam, sink, workflow, &SystemClock, settings, &event.payload)
+            .await
+            .map_err(FnError)?
+        {
             Admission::Answered(r) => Ok::<Value, FnError>(json!({"answered": r.status, "reason": r.reason})),
             Admission::Started { execution_name } => Ok(json!({"started": execution_name})),
         }

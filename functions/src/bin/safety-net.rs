@@ -6,7 +6,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use opsflow_aws::{AwsConfig, HttpResponseSink, SfnWorkflow};
 use opsflow_core::provision::request::safety_net;
 use opsflow_core::CoreError;
-use opsflow_functions::{init_logging, FnError};
+use opsflow_functions::{init_logging, settings_from_env, FnError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -24,9 +24,10 @@ struct ExecutionStatusChange {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
+    let settings = settings_from_env().map_err(FnError)?;
     let aws = AwsConfig::from_env().await;
     let (sfn, sink) = (aws.sfn_client(), HttpResponseSink::build().map_err(FnError)?);
-    let (sfn, sink) = (&sfn, &sink);
+    let (sfn, sink, settings) = (&sfn, &sink, &settings);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<ExecutionStatusChange>>| async move {
             let d = event.payload.detail;
@@ -37,7 +38,7 @@ async fn main() -> Result<(), Error> {
                 ))
             })?;
             let workflow = SfnWorkflow::new(sfn.clone(), &d.state_machine_arn);
-            let answered = safety_net(sink, &workflow, &d.execution_arn, &d.status, &input)
+            let answered = safety_net(sink, &workflow, settings, &d.execution_arn, &d.status, &input)
                 .await
                 .map_err(FnError)?;
             Ok::<Value, FnError>(json!({"answered": answered.map(|r| r.status)}))

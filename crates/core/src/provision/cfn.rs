@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CoreError;
+use crate::provision::props::is_instance_id;
 
 /// The largest response body CloudFormation accepts.
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -56,8 +57,23 @@ pub struct CfnRequest {
 impl CfnRequest {
     /// Deserializes and checks the fields each request type must carry.
     pub fn from_value(value: Value) -> Result<CfnRequest, CoreError> {
+        if let Some(kind) = value
+            .get("RequestType")
+            .filter(|t| !matches!(t.as_str(), Some("Create" | "Update" | "Delete")))
+        {
+            return Err(CoreError::invalid(
+                "RequestType",
+                format!("must be Create, Update or Delete, got {}", crate::provision::props::show(kind)),
+            ));
+        }
         let request: CfnRequest = serde_json::from_value(value)
             .map_err(|e| CoreError::invalid("request", format!("is not a CloudFormation custom resource request: {e}")))?;
+        if !is_request_id(&request.request_id) {
+            return Err(CoreError::invalid(
+                "RequestId",
+                "must be 1 to 80 letters, digits, - and _ (CloudFormation sends a UUID)",
+            ));
+        }
         if !request.resource_properties.is_object() {
             return Err(CoreError::invalid("ResourceProperties", "is required and must be a map"));
         }
@@ -223,6 +239,84 @@ impl CfnResponse {
     }
 }
 
+/// CloudFormation's RequestIds are UUIDs; opsflow names the execution after it, so it must also
+/// be a Step Functions execution name: 1 to 80 of `[A-Za-z0-9_-]`.
+pub fn is_request_id(s: &str) -> bool {
+    (1..=80).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Where and how to answer a request that may be malformed, read leniently: CloudFormation
+/// waits (up to an hour) for an answer to every request, however broken the rest of it, so
+/// whatever carries these fields is answered. Identifiers longer than CloudFormation ever sends
+/// make the request unanswerable (the body could not stay within 4096 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    pub physical_resource_id: Option<String>,
+}
+
+impl ReplyTo {
+    pub fn from_value(value: &Value) -> Option<ReplyTo> {
+        let field = |key: &str, max: usize| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && s.len() <= max)
+                .map(String::from)
+        };
+        Some(ReplyTo {
+            response_url: field("ResponseURL", 8192)?,
+            stack_id: field("StackId", 1024)?,
+            request_id: field("RequestId", 256)?,
+            logical_resource_id: field("LogicalResourceId", 256)?,
+            physical_resource_id: field("PhysicalResourceId", 1024),
+        })
+    }
+
+    /// Where to answer a well-formed request.
+    pub fn of(request: &CfnRequest) -> ReplyTo {
+        ReplyTo {
+            response_url: request.response_url.clone(),
+            stack_id: request.stack_id.clone(),
+            request_id: request.request_id.clone(),
+            logical_resource_id: request.logical_resource_id.clone(),
+            physical_resource_id: request.physical_resource_id.clone(),
+        }
+    }
+
+    /// The stack's partition (`aws`, `aws-cn`, …), from the StackId ARN.
+    pub fn partition(&self) -> Option<&str> {
+        let mut parts = self.stack_id.split(':');
+        (parts.next() == Some("arn")).then_some(())?;
+        parts.next().filter(|p| p.starts_with("aws"))
+    }
+
+    /// A FAILED answer: with the PhysicalResourceId CloudFormation sent, if any, else a
+    /// placeholder built only from a valid RequestId.
+    pub fn failed(&self, reason: impl Into<String>) -> CfnResponse {
+        let physical = self.physical_resource_id.clone().unwrap_or_else(|| {
+            if is_request_id(&self.request_id) {
+                format!("{INVALID_PHYSICAL_ID_PREFIX}{}", self.request_id)
+            } else {
+                INVALID_PHYSICAL_ID_PREFIX.trim_end_matches('-').to_string()
+            }
+        });
+        CfnResponse {
+            status: CfnStatus::Failed,
+            reason: Some(reason.into()),
+            physical_resource_id: physical,
+            stack_id: self.stack_id.clone(),
+            request_id: self.request_id.clone(),
+            logical_resource_id: self.logical_resource_id.clone(),
+            no_echo: false,
+            data: BTreeMap::new(),
+        }
+    }
+}
+
 /// The physical resource ID to answer with (a SUCCESS, or a FAILED Create).
 ///
 /// Stable: `opsflow-setup-<instance id>` from Create on. An Update that changes `InstanceId`
@@ -230,6 +324,8 @@ impl CfnResponse {
 /// for the old one; any other Update, and every Delete, keeps the ID it was sent. A Create
 /// without a valid instance ID answers `opsflow-setup-invalid-<RequestId>`.
 pub fn physical_resource_id(request: &CfnRequest, instance_id: Option<&str>) -> String {
+    // Never built from unvalidated input: an instance id that is not one is no instance id.
+    let instance_id = instance_id.filter(|id| is_instance_id(id));
     let fresh = |id: &str| format!("{PHYSICAL_ID_PREFIX}{id}");
     let invalid = || format!("{INVALID_PHYSICAL_ID_PREFIX}{}", request.request_id);
     let given = request.physical_resource_id.as_deref().filter(|s| !s.is_empty());

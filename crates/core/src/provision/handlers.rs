@@ -5,9 +5,9 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::provision::cfn::CfnRequest;
 use crate::error::CoreError;
 use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
+use crate::provision::cfn::CfnRequest;
 use crate::provision::request::{self, Outcome};
 use crate::provision::steps::{self, CommandKind, CommandProgress, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
 
@@ -106,8 +106,8 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             let input: OpInput<VolumeProgress> = parse(function, payload)?;
             let ec2 = &ports.ec2;
             let mut p = match (input.op.as_str(), input.progress, &input.plan.volume) {
-                ("modify", _, Some(action)) => steps::modify_volume(ec2, settings, action, watch.now_s()).await?,
-                ("check", Some(p), _) => steps::check_volume(ec2, settings, &p, watch.now_s()).await?,
+                ("modify", _, Some(action)) => steps::modify_volume(ec2, settings, &input.plan, action, watch.now_s()).await?,
+                ("check", Some(p), _) => steps::check_volume(ec2, settings, &input.plan, &p, watch.now_s()).await?,
                 _ => {
                     return Err(CoreError::invalid(
                         "op",
@@ -116,7 +116,7 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
                 }
             };
             while !p.done && watch.pause(&p.poll).await? {
-                p = steps::check_volume(ec2, settings, &p, watch.now_s()).await?;
+                p = steps::check_volume(ec2, settings, &input.plan, &p, watch.now_s()).await?;
             }
             to_value(&p)
         }
@@ -138,20 +138,20 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             let input: RequestAndPlan = parse(function, payload)?;
             let request = request_of(input.request)?;
             let spec = steps::command_spec(kind, settings, &request, &input.plan)?;
-            let p = steps::send_command(&ports.ssm, kind, &spec, &input.plan, settings, watch.now_s()).await?;
-            to_value(&watch_command(&ports.ssm, settings, &watch, &input.plan, p).await?)
+            let p = steps::send_command(&ports.ec2, &ports.ssm, kind, &spec, &input.plan, settings, watch.now_s()).await?;
+            to_value(&watch_command(ports, settings, &watch, &input.plan, p).await?)
         }
         "CheckCommand" => {
             let input: ProgressInput<CommandProgress> = parse(function, payload)?;
             let progress = input.progress.ok_or_else(|| CoreError::invalid("progress", "is required"))?;
-            let p = steps::check_command(&ports.ssm, settings, &input.plan, &progress, watch.now_s()).await?;
-            to_value(&watch_command(&ports.ssm, settings, &watch, &input.plan, p).await?)
+            let p = steps::check_command(&ports.ec2, &ports.ssm, settings, &input.plan, &progress, watch.now_s()).await?;
+            to_value(&watch_command(ports, settings, &watch, &input.plan, p).await?)
         }
         "Answer" => {
             let input: AnswerInput = parse(function, payload)?;
             let outcome = outcome_of(&input);
             let request = request_of(input.state.get("request").cloned().unwrap_or(Value::Null))?;
-            let response = request::answer(&ports.sink, &request, &outcome).await?;
+            let response = request::answer(&ports.sink, settings, &request, &outcome).await?;
             Ok(json!({"status": response.status, "reason": response.reason, "physicalResourceId": response.physical_resource_id}))
         }
         other => Err(CoreError::invalid(
@@ -162,15 +162,15 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
 }
 
 /// Watches a command until it ends or the watch is over.
-async fn watch_command(
-    ssm: &impl Ssm,
+async fn watch_command<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
+    ports: &Ports<E, I, S, R>,
     settings: &Settings,
     watch: &Watch<'_, impl Clock>,
     plan: &Plan,
     mut p: CommandProgress,
 ) -> Result<CommandProgress, CoreError> {
     while !p.done && watch.pause(&p.poll).await? {
-        p = steps::check_command(ssm, settings, plan, &p, watch.now_s()).await?;
+        p = steps::check_command(&ports.ec2, &ports.ssm, settings, plan, &p, watch.now_s()).await?;
     }
     Ok(p)
 }

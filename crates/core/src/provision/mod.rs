@@ -4,6 +4,7 @@
 //!
 //! - [`cfn`]: the custom resource protocol: [`cfn::CfnRequest`], [`cfn::CfnResponse`],
 //!   physical IDs, update change sets.
+//! - [`guard`]: who may have opsflow do what: ownership, instance state, ResponseURL, documents.
 //! - [`props`]: [`props::SetupProps::parse`] and the instance profile [`props::AllowList`].
 //! - [`plan`]: profile, volume, readiness and file system decisions.
 //! - [`script`]: file system grow scripts (bash, PowerShell) and the bootstrap command.
@@ -13,6 +14,7 @@
 //! - [`handlers`]: the steps behind one JSON-in, JSON-out entry point per function name.
 
 pub mod cfn;
+pub mod guard;
 pub mod handlers;
 pub mod plan;
 pub mod props;

@@ -23,11 +23,20 @@ pub const RESOURCE_TYPE: &str = "Custom::OpsflowInstanceSetup";
 pub const ALLOW_LIST_PARAMETER: &str = "InstanceProfileAllowList";
 /// Largest `VolumeSizeGiB` of any EBS volume type (io2 and gp3: 65,536 GiB).
 pub const MAX_VOLUME_SIZE_GIB: u32 = 65_536;
-/// `Bootstrap.TimeoutSeconds` bounds and default: the `executionTimeout` of AWS-RunShellScript
-/// (default 3600 s, at most 172800 s = 48 h) and the 30 s minimum of SendCommand `TimeoutSeconds`.
+/// `Bootstrap.TimeoutSeconds` bounds and default. The minimum is SendCommand's 30 s. The maximum
+/// is what one execution can honour: the state machine's `TimeoutSeconds` ([`EXECUTION_TIMEOUT_SECONDS`])
+/// less [`RESERVED_SECONDS`] for the steps before the bootstrap and the answer after it (SSM
+/// itself would allow 48 h, but CloudFormation waits one hour at most).
 pub const MIN_TIMEOUT_SECONDS: u32 = 30;
-pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
-pub const DEFAULT_TIMEOUT_SECONDS: u32 = 3_600;
+pub const MAX_TIMEOUT_SECONDS: u32 = EXECUTION_TIMEOUT_SECONDS - RESERVED_SECONDS;
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 1_800;
+/// The provisioning state machine's `TimeoutSeconds` (statemachines/provision-instance.asl.json):
+/// 55 minutes, inside CloudFormation's hour.
+pub const EXECUTION_TIMEOUT_SECONDS: u32 = 3_300;
+/// Time a bootstrap leaves for everything else of the execution: sending, cancelling, undoing and answering.
+pub const RESERVED_SECONDS: u32 = 180;
+/// CloudFormation's `ServiceTimeout` of a custom resource: 1 to 3600 s (default 3600).
+pub const MAX_SERVICE_TIMEOUT_SECONDS: u32 = 3_600;
 
 const PROPERTIES: [&str; 9] = [
     "ServiceToken",
@@ -61,6 +70,9 @@ pub struct SetupProps {
     pub bootstrap: Option<Bootstrap>,
     pub reboot_fallback: bool,
     pub on_delete: OnDelete,
+    /// CloudFormation's `ServiceTimeout`: how long it waits for the answer (1 to 3600 s), when set.
+    #[serde(default)]
+    pub service_timeout_s: Option<u32>,
 }
 
 /// `InstanceProfile` as written: a name, or an ARN (which also gives the path).
@@ -165,7 +177,25 @@ impl SetupProps {
             .transpose()?
             .unwrap_or(false);
 
+        let service_timeout_s = obj
+            .get("ServiceTimeout")
+            .map(|v| whole_number(v, "ServiceTimeout", 1, MAX_SERVICE_TIMEOUT_SECONDS, "of seconds "))
+            .transpose()?;
+
         let bootstrap = obj.get("Bootstrap").map(parse_bootstrap).transpose()?;
+        if let (Some(b), Some(service_timeout)) = (&bootstrap, service_timeout_s) {
+            let most = service_timeout.min(EXECUTION_TIMEOUT_SECONDS).saturating_sub(RESERVED_SECONDS);
+            if b.timeout_seconds > most {
+                return Err(CoreError::invalid(
+                    "Bootstrap.TimeoutSeconds",
+                    format!(
+                        "must leave {RESERVED_SECONDS} s of the ServiceTimeout ({service_timeout} s) for the steps around the bootstrap: \
+                         at most {most}, got {}",
+                        b.timeout_seconds
+                    ),
+                ));
+            }
+        }
 
         let on_delete = match obj.get("OnDelete") {
             None => OnDelete::Retain,
@@ -204,7 +234,17 @@ impl SetupProps {
             bootstrap,
             reboot_fallback,
             on_delete,
+            service_timeout_s,
         })
+    }
+
+    /// How long the whole setup may take, from the plan on: CloudFormation's `ServiceTimeout`
+    /// (one hour by default) or the execution's timeout, whichever is shorter, less a minute to
+    /// undo and answer. Every wait's deadline is capped by it, so the answer comes before
+    /// CloudFormation gives up.
+    pub fn setup_window_s(&self) -> i64 {
+        let service = self.service_timeout_s.unwrap_or(MAX_SERVICE_TIMEOUT_SECONDS);
+        i64::from(service.min(EXECUTION_TIMEOUT_SECONDS)) - 60
     }
 }
 
@@ -609,7 +649,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// A value as quoted in messages: strings in quotes, long ones cut.
-fn show(value: &Value) -> String {
+pub(crate) fn show(value: &Value) -> String {
     match value {
         Value::String(s) => show_str(s),
         Value::Array(_) | Value::Object(_) => kind(value).to_string(),
@@ -813,6 +853,7 @@ mod tests {
                 }),
                 reboot_fallback: false,
                 on_delete: OnDelete::Revert,
+                service_timeout_s: None,
             }
         );
     }
@@ -830,6 +871,7 @@ mod tests {
                 bootstrap: None,
                 reboot_fallback: false,
                 on_delete: OnDelete::Retain,
+                service_timeout_s: Some(900),
             }
         );
     }
@@ -1168,7 +1210,7 @@ mod tests {
                         ("single".to_string(), vec!["one".to_string()]),
                     ]),
                 },
-                timeout_seconds: 3600,
+                timeout_seconds: 1800,
                 output_s3_bucket: None,
                 output_s3_prefix: None,
                 cloudwatch_log_group: None,
@@ -1227,16 +1269,40 @@ mod tests {
     }
 
     #[test]
+    fn service_timeout_bounds_the_bootstrap_and_the_setup_window() {
+        let p =
+            parse(json!({"InstanceId": ID, "ServiceTimeout": "600", "Bootstrap": {"Commands": ["x"], "TimeoutSeconds": "420"}})).unwrap();
+        assert_eq!(p.service_timeout_s, Some(600));
+        assert_eq!(p.setup_window_s(), 540);
+        assert_eq!(
+            invalid(json!({"InstanceId": ID, "ServiceTimeout": "600", "Bootstrap": {"Commands": ["x"], "TimeoutSeconds": "421"}})),
+            (
+                "Bootstrap.TimeoutSeconds".into(),
+                "must leave 180 s of the ServiceTimeout (600 s) for the steps around the bootstrap: at most 420, got 421".into()
+            )
+        );
+        // Without ServiceTimeout: CloudFormation's hour, cut to the execution's 55 minutes.
+        assert_eq!(parse(json!({"InstanceId": ID})).unwrap().setup_window_s(), 3240);
+        assert_eq!(
+            parse(json!({"InstanceId": ID, "ServiceTimeout": 3600})).unwrap().setup_window_s(),
+            3240
+        );
+        for bad in [json!("0"), json!(3601), json!("soon")] {
+            assert_eq!(invalid(json!({"InstanceId": ID, "ServiceTimeout": bad})).0, "ServiceTimeout");
+        }
+    }
+
+    #[test]
     fn bootstrap_timeout_range() {
-        for (v, want) in [(json!("30"), 30), (json!(172800), 172800)] {
+        for (v, want) in [(json!("30"), 30), (json!(3120), 3120)] {
             let p = parse(json!({"InstanceId": ID, "Bootstrap": {"Commands": ["x"], "TimeoutSeconds": v}})).unwrap();
             assert_eq!(p.bootstrap.unwrap().timeout_seconds, want);
         }
-        for v in [json!("29"), json!(172801), json!("1h")] {
+        for v in [json!("29"), json!(3121), json!(172800), json!("1h")] {
             let (field, rule) = invalid(json!({"InstanceId": ID, "Bootstrap": {"Commands": ["x"], "TimeoutSeconds": v}}));
             assert_eq!(field, "Bootstrap.TimeoutSeconds");
             assert!(
-                rule.starts_with("must be a whole number of seconds from 30 to 172800, got "),
+                rule.starts_with("must be a whole number of seconds from 30 to 3120, got "),
                 "{rule}"
             );
         }

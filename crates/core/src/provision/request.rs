@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CoreError;
-use crate::ports::{Ec2, Iam, ResponseSink};
-use crate::provision::cfn::{failure_reason, physical_resource_id, CfnRequest, CfnResponse, RequestType};
+use crate::ports::{Clock, Ec2, Iam, ResponseSink, Workflow};
+use crate::provision::cfn::{
+    failed_physical_resource_id, failure_reason, physical_resource_id, CfnRequest, CfnResponse, ReplyTo, RequestType,
+};
+use crate::provision::guard;
 use crate::provision::plan::verify_profile;
-use crate::provision::props::{OnDelete, SetupProps};
-use crate::provision::steps::{Plan, Settings};
+use crate::provision::props::OnDelete;
+use crate::provision::steps::{checked_props, Plan, Settings};
 
 /// What the answer step reports to CloudFormation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +40,12 @@ pub struct Outcome {
 }
 
 /// Answer: PUTs the one response to the ResponseURL (≤ 4096 bytes, Reason naming the step).
-pub async fn answer(sink: &impl ResponseSink, request: &CfnRequest, outcome: &Outcome) -> Result<CfnResponse, CoreError> {
+pub async fn answer(
+    sink: &impl ResponseSink,
+    settings: &Settings,
+    request: &CfnRequest,
+    outcome: &Outcome,
+) -> Result<CfnResponse, CoreError> {
     let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
     let physical = outcome
         .plan
@@ -76,99 +84,197 @@ pub async fn answer(sink: &impl ResponseSink, request: &CfnRequest, outcome: &Ou
     } else {
         let reason = failure();
         let physical = if request.request_type == RequestType::Create {
-            crate::provision::cfn::failed_physical_resource_id(request, instance_id)
+            failed_physical_resource_id(request, instance_id)
         } else {
             request.physical_resource_id.clone().unwrap_or(physical)
         };
         CfnResponse::failed(request, physical, reason)
     };
-    sink.put(&request.response_url, &response.to_body()).await?;
+    put_answer(sink, settings, &ReplyTo::of(request), &response).await?;
     Ok(response)
 }
 
 /// What the request handler decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
-    /// Answered at once (invalid properties, an unknown instance, a profile not allowed, or a
-    /// Delete with nothing to revert): no execution.
+    /// Answered at once (a malformed request, invalid properties, an instance that is unknown,
+    /// terminated or not the stack's, a profile not allowed, AWS errors that outlasted the
+    /// retries, a failed start, or a Delete with nothing to revert): no execution.
     Answered(CfnResponse),
     /// Started the execution named after the RequestId (or found it started).
     Started { execution_name: String },
 }
 
-/// The custom resource request handler: validates before anything changes and answers FAILED
-/// at once when the request cannot succeed; otherwise starts one execution per RequestId.
+/// The largest request opsflow starts an execution with. Step Functions refuses an input over
+/// 256 KiB, and the steps add their results to the request in the state; a request is a few
+/// KiB unless its bootstrap is a whole script.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The custom resource request handler (the ServiceToken): validates before anything changes
+/// and answers FAILED at once when the request cannot succeed; otherwise starts one execution
+/// per RequestId.
+///
+/// Every request that can be answered is answered: a malformed one FAILED naming what is
+/// wrong; throttling and transient errors are retried for [`Settings::request_retry_s`], then
+/// answered FAILED; a failed StartExecution is answered FAILED. The only requests left
+/// unanswered (an error, for the dead-letter queue and its alarm) are those without a usable
+/// ResponseURL: no answer can reach CloudFormation, and opsflow PUTs nowhere else.
 pub async fn admit(
     ec2: &impl Ec2,
     iam: &impl Iam,
     sink: &impl ResponseSink,
-    workflow: &impl crate::ports::Workflow,
+    workflow: &impl Workflow,
+    clock: &impl Clock,
     settings: &Settings,
     request_json: &Value,
 ) -> Result<Admission, CoreError> {
-    let request = CfnRequest::from_value(request_json.clone())?;
-    let instance_id = request
-        .resource_properties
-        .get("InstanceId")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let refuse = |e: CoreError| {
-        let reason = failure_reason("Validate", e.name(), &e.to_string());
+    let reply = reply_to(request_json, settings)?;
+    let answer_now = |response: CfnResponse| async {
+        put_answer(sink, settings, &reply, &response).await?;
+        Ok(Admission::Answered(response))
+    };
+    let request = match CfnRequest::from_value(request_json.clone()) {
+        Ok(request) => request,
+        Err(e) => return answer_now(reply.failed(failure_reason("Validate", e.name(), &e.to_string()))).await,
+    };
+    let refuse = |step: &str, e: CoreError| {
+        let reason = failure_reason(step, e.name(), &e.to_string());
+        let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
         if request.request_type == RequestType::Delete {
             let physical = request
                 .physical_resource_id
                 .clone()
-                .unwrap_or_else(|| physical_resource_id(&request, instance_id.as_deref()));
-            CfnResponse::success(&request, physical).with_reason(format!("{reason} (nothing to revert; the resource is deleted)"))
+                .unwrap_or_else(|| physical_resource_id(&request, instance_id));
+            CfnResponse::success(&request, physical).with_reason(format!("{reason} (nothing was reverted; the resource is deleted)"))
         } else {
-            CfnResponse::failed(
-                &request,
-                crate::provision::cfn::failed_physical_resource_id(&request, instance_id.as_deref()),
-                reason,
-            )
+            CfnResponse::failed(&request, failed_physical_resource_id(&request, instance_id), reason)
         }
     };
-    let checked = async {
-        let props = SetupProps::parse(&request.resource_properties, &settings.allow_list)?;
-        if request.request_type == RequestType::Delete {
-            return Ok::<bool, CoreError>(props.on_delete == OnDelete::Revert && props.instance_profile.is_some());
-        }
-        ec2.describe_instance(&props.instance_id).await?;
-        if let Some(spec) = &props.instance_profile {
-            let found = iam.get_instance_profile(&spec.name).await?;
-            verify_profile(spec, &found, &settings.allow_list)?;
-        }
-        Ok(true)
-    };
-    let start = match checked.await {
+    let size = request_json.to_string().len();
+    if size > MAX_REQUEST_BYTES {
+        let e = CoreError::invalid(
+            "ResourceProperties",
+            format!(
+                "make the request {size} bytes of JSON; opsflow accepts at most {MAX_REQUEST_BYTES} \
+                 (Step Functions refuses an execution input over 256 KiB, and the steps add to it): \
+                 keep long scripts in an SSM document and name it in Bootstrap.DocumentName"
+            ),
+        );
+        return answer_now(refuse("Validate", e)).await;
+    }
+    let start = match retrying(clock, settings.request_retry_s, || validate(ec2, iam, settings, &request)).await {
         Ok(start) => start,
-        Err(e) if e.is_retryable() => return Err(e),
-        Err(e) => {
-            let response = refuse(e);
-            sink.put(&request.response_url, &response.to_body()).await?;
-            return Ok(Admission::Answered(response));
-        }
+        Err(e) => return answer_now(refuse("Validate", e)).await,
     };
     if !start {
         let physical = request
             .physical_resource_id
             .clone()
-            .unwrap_or_else(|| physical_resource_id(&request, instance_id.as_deref()));
-        let response = CfnResponse::success(&request, physical);
-        sink.put(&request.response_url, &response.to_body()).await?;
-        return Ok(Admission::Answered(response));
+            .unwrap_or_else(|| physical_resource_id(&request, None));
+        return answer_now(CfnResponse::success(&request, physical)).await;
     }
-    workflow.start_execution(&request.request_id, request_json).await?;
+    if let Err(e) = retrying(clock, settings.request_retry_s, || {
+        workflow.start_execution(&request.request_id, request_json)
+    })
+    .await
+    {
+        return answer_now(refuse("Start", e)).await;
+    }
     Ok(Admission::Started {
         execution_name: request.request_id,
     })
+}
+
+/// Where the answer to a request goes, checked: without a usable ResponseURL (missing, or not
+/// the presigned S3 URL CloudFormation sends) the request cannot be answered at all.
+fn reply_to(request_json: &Value, settings: &Settings) -> Result<ReplyTo, CoreError> {
+    let reply = ReplyTo::from_value(request_json).ok_or_else(|| {
+        CoreError::invalid(
+            "request",
+            "lacks a ResponseURL, StackId, RequestId or LogicalResourceId that an answer could use: it cannot be answered",
+        )
+    })?;
+    let partition = reply
+        .partition()
+        .ok_or_else(|| CoreError::invalid("StackId", "is not an ARN: the request cannot be answered"))?;
+    guard::check_response_url(&reply.response_url, partition, settings.local_response_urls)?;
+    Ok(reply)
+}
+
+/// The checks before anything changes; true when an execution must run (false: a Delete with
+/// nothing to revert).
+async fn validate(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: &CfnRequest) -> Result<bool, CoreError> {
+    let (props, stack) = checked_props(request, settings)?;
+    if request.request_type == RequestType::Delete {
+        return Ok(props.on_delete == OnDelete::Revert && props.instance_profile.is_some());
+    }
+    let instance = ec2.describe_instance(&props.instance_id).await?;
+    guard::check_owner(&instance, &stack)?;
+    guard::check_instance_state(&instance)?;
+    if let Some(spec) = &props.instance_profile {
+        let found = iam.get_instance_profile(&spec.name).await?;
+        verify_profile(spec, &found, &settings.allow_list)?;
+    }
+    Ok(true)
+}
+
+/// Runs `call` again while it fails with `Throttled` or `Transient`, waiting 1 s, 2 s, 4 s, then
+/// 5 s between attempts, for at most `budget_s`; the last error says how long it was retried.
+async fn retrying<T, F: std::future::Future<Output = Result<T, CoreError>>>(
+    clock: &impl Clock,
+    budget_s: i64,
+    mut call: impl FnMut() -> F,
+) -> Result<T, CoreError> {
+    let started = clock.now_ms();
+    let mut delay_ms: u64 = 1000;
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && clock.now_ms() + delay_ms as i64 <= started + budget_s * 1000 => {
+                clock.sleep(delay_ms).await?;
+                delay_ms = (delay_ms * 2).min(5000);
+            }
+            Err(e) if e.is_retryable() => {
+                let waited = (clock.now_ms() - started) as f64 / 1000.0;
+                return Err(match e {
+                    CoreError::Throttled { operation, detail } => CoreError::Throttled {
+                        operation,
+                        detail: format!("{detail} (still failing after {waited:.0} s of retries)"),
+                    },
+                    CoreError::Transient { operation, detail } => CoreError::Transient {
+                        operation,
+                        detail: format!("{detail} (still failing after {waited:.0} s of retries)"),
+                    },
+                    other => other,
+                });
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Every answer goes out here: only to a ResponseURL that passes [`guard::check_response_url`].
+async fn put_answer(sink: &impl ResponseSink, settings: &Settings, reply: &ReplyTo, response: &CfnResponse) -> Result<(), CoreError> {
+    let partition = reply
+        .partition()
+        .ok_or_else(|| CoreError::invalid("StackId", "is not an ARN: the request cannot be answered"))?;
+    guard::check_response_url(&reply.response_url, partition, settings.local_response_urls)?;
+    tracing::info!(
+        stack = %reply.stack_id,
+        logical_resource_id = %reply.logical_resource_id,
+        request_id = %reply.request_id,
+        status = ?response.status,
+        reason = response.reason.as_deref().unwrap_or(""),
+        "opsflow answers CloudFormation"
+    );
+    sink.put(&reply.response_url, &response.to_body()).await
 }
 
 /// The safety net, run when an execution ends FAILED, TIMED_OUT or ABORTED: if no answer step
 /// finished, answers FAILED naming the execution's status, so the stack never hangs.
 pub async fn safety_net(
     sink: &impl ResponseSink,
-    workflow: &impl crate::ports::Workflow,
+    workflow: &impl Workflow,
+    settings: &Settings,
     execution_arn: &str,
     status: &str,
     request_json: &Value,
@@ -187,7 +293,7 @@ pub async fn safety_net(
         delete: request.request_type == RequestType::Delete,
         note: None,
     };
-    answer(sink, &request, &outcome).await.map(Some)
+    answer(sink, settings, &request, &outcome).await.map(Some)
 }
 
 /// `TIMED_OUT` → `TimedOut`.

@@ -13,17 +13,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::provision::cfn::{changed_fields, physical_resource_id, CfnRequest, ChangeSet, RequestType};
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
-use crate::facts::{AssociationState, ModificationState, PingStatus, Platform};
+use crate::facts::{AssociationState, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
+use crate::ports::{Clock, Ec2, Iam, Ssm};
+use crate::provision::cfn::{changed_fields, physical_resource_id, CfnRequest, ChangeSet, RequestType};
+use crate::provision::guard::{self, StackRef};
 use crate::provision::plan::{
     check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, previous_profile_from_tag,
     previous_profile_tag_value, profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction,
     VolumeRules, PREVIOUS_PROFILE_TAG,
 };
-use crate::ports::{Clock, Ec2, Iam, Ssm};
-use crate::provision::props::{AllowList, OnDelete, SetupProps};
+use crate::provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, SetupProps};
 use crate::provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
 
 /// Deployment settings of the steps (from the Lambdas' environment).
@@ -44,6 +45,16 @@ pub struct Settings {
     /// How long one invocation of a step may keep watching what it waits for before it hands
     /// the wait back to the state machine. The waiting Lambdas' timeout must be longer.
     pub watch_s: i64,
+    /// The deployment's `MaxVolumeSizeGiB`: no IAM condition can bound ModifyVolume's size.
+    pub max_volume_size_gib: u32,
+    /// This account (`ACCOUNT_ID`): the only account whose documents a bootstrap may name by
+    /// ARN. Unset, the requesting stack's account.
+    pub account_id: Option<String>,
+    /// `OPSFLOW_LOCAL_RESPONSE_URLS=1`: answers may go to `http://127.0.0.1` (the local cloud).
+    pub local_response_urls: bool,
+    /// How long the request handler retries throttling and transient errors before it answers
+    /// FAILED (its Lambda timeout must be longer).
+    pub request_retry_s: i64,
 }
 
 impl Settings {
@@ -57,6 +68,10 @@ impl Settings {
             reboot_timeout_s: 600,
             poll: PollPolicy::DEFAULT,
             watch_s: DEFAULT_WATCH_SECONDS,
+            max_volume_size_gib: DEFAULT_MAX_VOLUME_SIZE_GIB,
+            account_id: None,
+            local_response_urls: false,
+            request_retry_s: 20,
         }
     }
 }
@@ -77,6 +92,9 @@ impl PollPolicy {
         max_s: 5,
     };
 }
+
+/// [`Settings::max_volume_size_gib`] by default (the template's `MaxVolumeSizeGiB` default).
+pub const DEFAULT_MAX_VOLUME_SIZE_GIB: u32 = 2048;
 
 /// [`Settings::watch_s`] by default: two minutes of watching per invocation.
 pub const DEFAULT_WATCH_SECONDS: i64 = 120;
@@ -162,6 +180,12 @@ impl Poll {
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub instance_id: String,
+    /// The requesting stack's id: every step that changes the instance checks again that the
+    /// instance belongs to it ([`guard::check_owner`]).
+    pub stack_id: String,
+    /// When the whole setup must be over (seconds since the epoch): every wait's deadline is
+    /// capped by it, so CloudFormation is answered before its `ServiceTimeout`.
+    pub deadline_epoch_s: i64,
     pub platform: Platform,
     pub physical_resource_id: String,
     /// `Nothing`, `Associate`, `Replace`, `Disassociate` or `WaitForAssociation`.
@@ -184,15 +208,69 @@ pub struct Plan {
     pub reboot_fallback: bool,
 }
 
+impl Plan {
+    /// A wait of `timeout_s` from now, its deadline capped by the plan's.
+    pub fn poll(&self, now_s: i64, timeout_s: i64, policy: PollPolicy) -> Poll {
+        Poll::start(now_s, timeout_s.min(self.deadline_epoch_s - now_s).max(0), policy)
+    }
+
+    fn stack(&self) -> Result<StackRef<'_>, CoreError> {
+        StackRef::parse(&self.stack_id)
+    }
+
+    /// Reads the instance and checks that it still belongs to the plan's stack and can be set
+    /// up: a step can be invoked directly, with any plan, so each one that changes the
+    /// instance checks for itself.
+    async fn owned_instance(&self, ec2: &impl Ec2) -> Result<InstanceFacts, CoreError> {
+        let stack = self.stack()?;
+        let instance = ec2.describe_instance(&self.instance_id).await?;
+        guard::check_owner(&instance, &stack)?;
+        guard::check_instance_state(&instance)?;
+        Ok(instance)
+    }
+
+    /// Logs a change opsflow is about to make (the audit trail: stack, instance, action).
+    fn audit(&self, action: &str, detail: &str) {
+        tracing::info!(
+            stack = %self.stack_id,
+            physical_resource_id = %self.physical_resource_id,
+            instance = %self.instance_id,
+            action,
+            detail,
+            "opsflow changes the instance"
+        );
+    }
+}
+
+/// The request's properties, validated against the deployment's rules: the properties' own
+/// rules, the stack id, the volume size cap and the documents a bootstrap may name.
+pub fn checked_props<'r>(request: &'r CfnRequest, settings: &Settings) -> Result<(SetupProps, StackRef<'r>), CoreError> {
+    let props = SetupProps::parse(&request.resource_properties, &settings.allow_list)?;
+    let stack = StackRef::parse(&request.stack_id)?;
+    if let Some(size) = props.volume_size_gib {
+        guard::check_volume_size(size, settings.max_volume_size_gib)?;
+    }
+    if let Some(Bootstrap {
+        action: BootstrapAction::Document { name, .. },
+        ..
+    }) = &props.bootstrap
+    {
+        guard::check_document(name, settings.account_id.as_deref().unwrap_or(stack.account))?;
+    }
+    Ok((props, stack))
+}
+
 /// Plan: validates the properties (again — the request handler did so first), reads the
 /// instance, its volume and the wanted profile, and decides every step. Read-only.
 pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: &CfnRequest, now_s: i64) -> Result<Plan, CoreError> {
-    let props = SetupProps::parse(&request.resource_properties, &settings.allow_list)?;
+    let (props, stack) = checked_props(request, settings)?;
+    let deadline_epoch_s = now_s + props.setup_window_s();
     let changes = match (&request.request_type, &request.old_resource_properties) {
         (RequestType::Update, Some(old)) => changed_fields(old, &request.resource_properties),
         _ => ChangeSet::ALL,
     };
     let instance = ec2.describe_instance(&props.instance_id).await?;
+    guard::check_owner(&instance, &stack)?;
     let physical_resource_id = physical_resource_id(request, Some(&props.instance_id));
     let current = instance.iam_association.as_ref();
 
@@ -213,6 +291,8 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
         };
         return Ok(Plan {
             instance_id: props.instance_id,
+            stack_id: request.stack_id.clone(),
+            deadline_epoch_s,
             platform: instance.platform,
             physical_resource_id,
             profile,
@@ -227,6 +307,7 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
         });
     }
 
+    guard::check_instance_state(&instance)?;
     let (profile, wanted_profile_arn) = match &props.instance_profile {
         Some(spec) => {
             let found = iam.get_instance_profile(&spec.name).await?;
@@ -257,6 +338,8 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
     let bootstrap = props.bootstrap.is_some() && changes.bootstrap;
     Ok(Plan {
         instance_id: props.instance_id,
+        stack_id: request.stack_id.clone(),
+        deadline_epoch_s,
         platform: instance.platform,
         physical_resource_id,
         profile,
@@ -295,10 +378,10 @@ fn holds(assoc: Option<&crate::facts::Association>, wanted: Option<&str>) -> boo
 /// reported as `Transient`, which the state machine retries with backoff.
 pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, now_s: i64) -> Result<ProfileProgress, CoreError> {
     let id = &plan.instance_id;
-    let instance = ec2.describe_instance(id).await?;
+    let instance = plan.owned_instance(ec2).await?;
     let current = instance.iam_association.as_ref();
     let wanted = plan.wanted_profile_arn.as_deref();
-    let poll = Poll::start(now_s, settings.association_timeout_s, settings.poll);
+    let poll = plan.poll(now_s, settings.association_timeout_s, settings.poll);
     if holds(current, wanted) {
         let done = current.is_none_or(|a| a.state == AssociationState::Associated);
         return Ok(ProfileProgress {
@@ -309,6 +392,7 @@ pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, no
         });
     }
     if !instance.tags.contains_key(PREVIOUS_PROFILE_TAG) {
+        plan.audit("CreateTags", PREVIOUS_PROFILE_TAG);
         ec2.tag_instance(id, PREVIOUS_PROFILE_TAG, &previous_profile_tag_value(current))
             .await?;
     }
@@ -334,13 +418,22 @@ pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, no
         (None, _) => ProfileAction::Nothing,
     };
     let assoc = match action {
-        ProfileAction::Associate { profile } => Some(ec2.associate_profile(id, &profile).await.map_err(not_yet_visible)?),
-        ProfileAction::Replace { association_id, profile } => Some(
-            ec2.replace_profile_association(&association_id, &profile)
-                .await
-                .map_err(not_yet_visible)?,
-        ),
-        ProfileAction::Disassociate { association_id } => Some(ec2.disassociate_profile(&association_id).await?),
+        ProfileAction::Associate { profile } => {
+            plan.audit("AssociateIamInstanceProfile", &profile);
+            Some(ec2.associate_profile(id, &profile).await.map_err(not_yet_visible)?)
+        }
+        ProfileAction::Replace { association_id, profile } => {
+            plan.audit("ReplaceIamInstanceProfileAssociation", &profile);
+            Some(
+                ec2.replace_profile_association(&association_id, &profile)
+                    .await
+                    .map_err(not_yet_visible)?,
+            )
+        }
+        ProfileAction::Disassociate { association_id } => {
+            plan.audit("DisassociateIamInstanceProfile", &association_id);
+            Some(ec2.disassociate_profile(&association_id).await?)
+        }
         ProfileAction::WaitForAssociation { association_id, state } => {
             return Ok(ProfileProgress {
                 association_id: Some(association_id),
@@ -410,8 +503,14 @@ fn usable(state: ModificationState) -> bool {
 
 /// ModifyVolume: starts the modification unless one to the size (or more) is already under
 /// way or done; a modification in progress is waited on, not failed.
-pub async fn modify_volume(ec2: &impl Ec2, settings: &Settings, action: &VolumeAction, now_s: i64) -> Result<VolumeProgress, CoreError> {
-    let poll = Poll::start(now_s, settings.volume_timeout_s, settings.poll);
+pub async fn modify_volume(
+    ec2: &impl Ec2,
+    settings: &Settings,
+    plan: &Plan,
+    action: &VolumeAction,
+    now_s: i64,
+) -> Result<VolumeProgress, CoreError> {
+    let poll = plan.poll(now_s, settings.volume_timeout_s, settings.poll);
     let (volume_id, target) = match action {
         VolumeAction::Nothing { volume_id, size_gib } => {
             return Ok(VolumeProgress {
@@ -443,6 +542,20 @@ pub async fn modify_volume(ec2: &impl Ec2, settings: &Settings, action: &VolumeA
             });
         }
     }
+    // Only a volume of the stack's own instance, and never past the deployment's cap (no IAM
+    // condition ties a volume to its instance's tags or bounds its size).
+    let instance = plan.owned_instance(ec2).await?;
+    if !instance.block_devices.iter().any(|d| d.volume_id == volume_id) {
+        return Err(CoreError::forbidden(
+            format!("volume {volume_id}"),
+            format!(
+                "is not attached to instance {}: opsflow grows only the instance's own volumes",
+                plan.instance_id
+            ),
+        ));
+    }
+    guard::check_volume_size(target, settings.max_volume_size_gib)?;
+    plan.audit("ModifyVolume", &format!("{volume_id} to {target} GiB"));
     match ec2.modify_volume(&volume_id, target).await {
         Ok(m) => Ok(VolumeProgress {
             volume_id,
@@ -464,7 +577,13 @@ pub async fn modify_volume(ec2: &impl Ec2, settings: &Settings, action: &VolumeA
 
 /// CheckVolume: done when the modification to the size is `optimizing` or `completed`; a
 /// modification to a smaller size (someone else's) that ends is followed by ours.
-pub async fn check_volume(ec2: &impl Ec2, settings: &Settings, progress: &VolumeProgress, now_s: i64) -> Result<VolumeProgress, CoreError> {
+pub async fn check_volume(
+    ec2: &impl Ec2,
+    settings: &Settings,
+    plan: &Plan,
+    progress: &VolumeProgress,
+    now_s: i64,
+) -> Result<VolumeProgress, CoreError> {
     let m = ec2.describe_volume_modification(&progress.volume_id).await?;
     let state = m.as_ref().map(|m| m.state);
     match &m {
@@ -486,6 +605,7 @@ pub async fn check_volume(ec2: &impl Ec2, settings: &Settings, progress: &Volume
             let again = modify_volume(
                 ec2,
                 settings,
+                plan,
                 &VolumeAction::Grow {
                     volume_id: progress.volume_id.clone(),
                     from: m.target_size_gib,
@@ -557,10 +677,7 @@ pub async fn check_readiness(
     progress: Option<&ReadyProgress>,
     now_s: i64,
 ) -> Result<ReadyProgress, CoreError> {
-    let poll = progress.map_or_else(
-        || Poll::start(now_s, settings.readiness_timeout_s, settings.poll),
-        |p| p.poll.clone(),
-    );
+    let poll = progress.map_or_else(|| plan.poll(now_s, settings.readiness_timeout_s, settings.poll), |p| p.poll.clone());
     let rebooted_at = progress.and_then(|p| p.rebooted_at);
     let instance = ec2.describe_instance(&plan.instance_id).await?;
     let status = ec2.instance_status(&plan.instance_id).await?;
@@ -617,6 +734,8 @@ pub async fn check_readiness(
     }
     match rebooted_at {
         None => {
+            guard::check_owner(&instance, &plan.stack()?)?;
+            plan.audit("RebootInstances", "RebootFallback: SSM is not available");
             ec2.reboot_instance(&plan.instance_id).await?;
             Ok(ReadyProgress {
                 ready: false,
@@ -626,7 +745,7 @@ pub async fn check_readiness(
                     "rebooted {} (RebootFallback) because SSM was not available: {reason}",
                     plan.instance_id
                 )),
-                poll: Poll::start(now_s, settings.reboot_timeout_s, settings.poll),
+                poll: plan.poll(now_s, settings.reboot_timeout_s, settings.poll),
             })
         }
         Some(_) if !plan.bootstrap => Ok(ReadyProgress {
@@ -654,6 +773,16 @@ pub enum CommandKind {
     Filesystem,
     /// The template's `Bootstrap`.
     Bootstrap,
+}
+
+impl CommandKind {
+    /// The step's name in messages.
+    pub fn step(self) -> &'static str {
+        match self {
+            CommandKind::Filesystem => "GrowFilesystem",
+            CommandKind::Bootstrap => "Bootstrap",
+        }
+    }
 }
 
 /// A command sent and its progress.
@@ -708,6 +837,7 @@ pub fn command_spec(kind: CommandKind, settings: &Settings, request: &CfnRequest
 
 /// SendCommand: sends the file system or bootstrap command to the instance.
 pub async fn send_command(
+    ec2: &impl Ec2,
     ssm: &impl Ssm,
     kind: CommandKind,
     spec: &CommandSpec,
@@ -715,13 +845,16 @@ pub async fn send_command(
     settings: &Settings,
     now_s: i64,
 ) -> Result<CommandProgress, CoreError> {
+    plan.owned_instance(ec2).await?;
+    plan.audit("SendCommand", &format!("{} ({})", spec.document_name, kind.step()));
     let command_id = ssm.send_command(spec, &plan.instance_id).await?;
     let timeout = match kind {
         CommandKind::Filesystem => FS_GROW_TIMEOUT_SECONDS,
         CommandKind::Bootstrap => spec.timeout_seconds,
     };
-    // The deadline covers delivery and the command's own execution timeout, plus a margin.
-    let poll = Poll::start(now_s, i64::from(timeout) * 2 + 60, settings.poll);
+    // The deadline covers delivery and the command's own execution timeout, plus a margin,
+    // within the plan's: past it the command is cancelled (see check_command).
+    let poll = plan.poll(now_s, i64::from(timeout) * 2 + 60, settings.poll);
     Ok(CommandProgress {
         kind,
         command_id,
@@ -737,17 +870,79 @@ pub async fn send_command(
 
 /// CheckCommand: reads the invocation. Success → done; any other final status →
 /// `CommandFailed` with the status, exit code and the end of the output.
+///
+/// While the command runs, the instance must still be there to run it: one that stops or
+/// terminates fails the step at once (instead of when the command times out). A command that
+/// outlives its deadline (its own, or the plan's) is cancelled.
 pub async fn check_command(
+    ec2: &impl Ec2,
     ssm: &impl Ssm,
     settings: &Settings,
     plan: &Plan,
     progress: &CommandProgress,
     now_s: i64,
 ) -> Result<CommandProgress, CoreError> {
-    let what = match progress.kind {
-        CommandKind::Filesystem => "GrowFilesystem",
-        CommandKind::Bootstrap => "Bootstrap",
+    let cancelled = |e: CoreError| async {
+        let note = cancel_command(ssm, plan, &progress.command_id).await;
+        match e {
+            CoreError::DeadlineExceeded { what, detail } => CoreError::DeadlineExceeded {
+                what,
+                detail: format!("{detail}; {note}"),
+            },
+            CoreError::Conflict { resource, detail } => CoreError::Conflict {
+                resource,
+                detail: format!("{detail}; {note}"),
+            },
+            other => other,
+        }
     };
+    match read_command(ssm, settings, plan, progress, now_s).await {
+        Ok(p) if !p.done => {
+            let gone = match ec2.describe_instance(&plan.instance_id).await {
+                Ok(i) => matches!(
+                    i.state,
+                    InstanceState::Stopping | InstanceState::Stopped | InstanceState::ShuttingDown | InstanceState::Terminated
+                )
+                .then(|| i.state.to_string()),
+                Err(CoreError::NotFound { .. }) => Some("gone".to_string()),
+                Err(e) => return Err(e),
+            };
+            match gone {
+                Some(state) => Err(cancelled(CoreError::conflict(
+                    format!("instance {}", plan.instance_id),
+                    format!(
+                        "is {state}: command {} ({}) cannot finish",
+                        progress.command_id,
+                        progress.kind.step()
+                    ),
+                ))
+                .await),
+                None => Ok(p),
+            }
+        }
+        Err(e @ CoreError::DeadlineExceeded { .. }) => Err(cancelled(e).await),
+        other => other,
+    }
+}
+
+/// CancelCommand for the instance, best effort: the note says whether it was cancelled.
+pub async fn cancel_command(ssm: &impl Ssm, plan: &Plan, command_id: &str) -> String {
+    plan.audit("CancelCommand", command_id);
+    match ssm.cancel_command(command_id, &plan.instance_id).await {
+        Ok(()) => format!("command {command_id} was cancelled"),
+        Err(e) => format!("cancelling command {command_id} failed ({e})"),
+    }
+}
+
+/// Reads the invocation: done, still running (with the next poll), or failed.
+async fn read_command(
+    ssm: &impl Ssm,
+    settings: &Settings,
+    plan: &Plan,
+    progress: &CommandProgress,
+    now_s: i64,
+) -> Result<CommandProgress, CoreError> {
+    let what = progress.kind.step();
     let inv = match ssm.get_invocation(&progress.command_id, &plan.instance_id).await {
         Ok(inv) => inv,
         Err(CoreError::NotFound { detail, .. }) => {
