@@ -20,7 +20,8 @@
 #      role, scoped to its own log group).
 #   5. Consistency: the state machine's DefinitionSubstitutions match the `${...}` placeholders
 #      of its ASL file; every function's Binary is a binary of the functions package, which
-#      is a member of the Cargo workspace; samconfig.toml environments default/dev/prod.
+#      is a member of the Cargo workspace; samconfig.toml environments default/dev/prod
+#      (build and deploy agree on FunctionArchitecture).
 #
 # Tools: aws-sam-cli and cfn-lint pinned in infra/requirements-validate.txt, installed into
 # their own venv (default $REPO/.cache/validate-venv, override with OPSFLOW_VALIDATE_VENV):
@@ -414,7 +415,14 @@ def mode_consistency():
             problems.append(f"{where}: parameter_overrides name unknown parameters {sorted(keys - set(params))}")
         if required - keys:
             problems.append(f"{where}: parameter_overrides miss required parameters {sorted(required - keys)}")
-        print(f"  {where}: stack {stack}, overrides {sorted(keys)}")
+        arch = {}
+        for section, values in (("build", build.get("parameter_overrides", [])), ("deploy", overrides)):
+            values = values if isinstance(values, list) else values.split()
+            arch[section] = next((v.split("=", 1)[1] for v in values if v.startswith("FunctionArchitecture=")),
+                                 params.get("FunctionArchitecture", {}).get("Default"))
+        if arch["build"] != arch["deploy"]:
+            problems.append(f"{where}: FunctionArchitecture {arch['build']} in build but {arch['deploy']} in deploy")
+        print(f"  {where}: stack {stack}, {arch['deploy']}, overrides {sorted(keys)}")
 
     for p in problems:
         print(f"  {p}")
