@@ -15,10 +15,13 @@
 #      Lambda ARNs, so its ARN format check runs too.
 #   4. IAM: no wildcard action (grep on the YAML, then every statement of the SAM-transformed
 #      template: no `*`/`?` in actions, no NotAction, every action known to cfn-lint's IAM
-#      data); lists the statements that need Resource "*".
+#      data); lists the statements that need Resource "*". No role gets
+#      AWSLambdaBasicExecutionRole or writes logs on Resource "*" (each function has its own
+#      role, scoped to its own log group).
 #   5. Consistency: the state machine's DefinitionSubstitutions match the `${...}` placeholders
 #      of its ASL file; every function's Binary is a binary of the functions package, which
-#      is a member of the Cargo workspace; samconfig.toml environments default/dev/prod.
+#      is a member of the Cargo workspace; samconfig.toml environments default/dev/prod
+#      (build and deploy agree on FunctionArchitecture).
 #
 # Tools: aws-sam-cli and cfn-lint pinned in infra/requirements-validate.txt, installed into
 # their own venv (default $REPO/.cache/validate-venv, override with OPSFLOW_VALIDATE_VENV):
@@ -227,6 +230,30 @@ def check_template_iam(resources, service_map, label, verbose=True):
     return problems
 
 
+LOG_WRITES = {"logs:createloggroup", "logs:createlogstream", "logs:putlogevents"}
+
+
+def log_scope_problems(resources, label):
+    """Function roles write logs only to named log groups: no AWSLambdaBasicExecutionRole
+    (logs:* writes on every log group), no log writes on Resource "*"."""
+    problems = []
+    for name, res in sorted(resources.items()):
+        if res.get("Type") != "AWS::IAM::Role":
+            continue
+        props = res.get("Properties", {}) or {}
+        for m in props.get("ManagedPolicyArns", []) or []:
+            if "AWSLambdaBasicExecutionRole" in json.dumps(m):
+                problems.append(f"{label}: {name}: AWSLambdaBasicExecutionRole (logs on every log group)")
+        for where, doc in policy_documents({name: res}):
+            for st in statements_of(doc):
+                actions = st.get("Action", [])
+                actions = actions if isinstance(actions, list) else [actions]
+                res_ = st.get("Resource")
+                if res_ in ("*", ["*"]) and LOG_WRITES & {str(a).lower() for a in actions}:
+                    problems.append(f"{label}: {where}: log writes on Resource \"*\"")
+    return problems
+
+
 def translated_template():
     from samcli.lib.translate.sam_template_validator import SamTemplateValidator
     from samcli.yamlhelper import yaml_parse
@@ -254,6 +281,14 @@ def mode_iam(files):
     if len(found) != 4:
         raise SystemExit(f"self-test: expected 4 problems, found {found}")
 
+    bad_logs = {"R": {"Type": "AWS::IAM::Role", "Properties": {
+        "ManagedPolicyArns": ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
+        "Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [
+            {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"}]}}]}}}
+    found = log_scope_problems(bad_logs, "self-test")
+    if len(found) != 2:
+        raise SystemExit(f"self-test: expected 2 log-scope problems, found {found}")
+
     problems = []
     translated = translated_template()
     roles = sorted(k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role")
@@ -267,6 +302,7 @@ def mode_iam(files):
         print(f"    {r}: {', '.join(actions) or '(no inline permissions)'}"
               + (f"  [+ managed: {', '.join(managed)}]" if managed else ""))
     problems += check_template_iam(translated["Resources"], service_map, "infra/template.yaml")
+    problems += log_scope_problems(translated["Resources"], "infra/template.yaml")
     for f in files:
         tpl = load_yaml(f)
         problems += check_template_iam(tpl.get("Resources", {}), service_map, os.path.relpath(f, REPO))
@@ -274,7 +310,8 @@ def mode_iam(files):
         print(f"  {p}")
     if problems:
         raise SystemExit(1)
-    print(f"  no wildcard, unknown or NotAction actions in {1 + len(files)} template(s)")
+    print(f"  no wildcard, unknown or NotAction actions in {1 + len(files)} template(s);"
+          " function roles write logs only to their own log groups")
 
 
 # ---- consistency --------------------------------------------------------------------------------
@@ -378,7 +415,14 @@ def mode_consistency():
             problems.append(f"{where}: parameter_overrides name unknown parameters {sorted(keys - set(params))}")
         if required - keys:
             problems.append(f"{where}: parameter_overrides miss required parameters {sorted(required - keys)}")
-        print(f"  {where}: stack {stack}, overrides {sorted(keys)}")
+        arch = {}
+        for section, values in (("build", build.get("parameter_overrides", [])), ("deploy", overrides)):
+            values = values if isinstance(values, list) else values.split()
+            arch[section] = next((v.split("=", 1)[1] for v in values if v.startswith("FunctionArchitecture=")),
+                                 params.get("FunctionArchitecture", {}).get("Default"))
+        if arch["build"] != arch["deploy"]:
+            problems.append(f"{where}: FunctionArchitecture {arch['build']} in build but {arch['deploy']} in deploy")
+        print(f"  {where}: stack {stack}, {arch['deploy']}, overrides {sorted(keys)}")
 
     for p in problems:
         print(f"  {p}")
