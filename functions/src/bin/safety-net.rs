@@ -5,7 +5,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use opsflow_aws::{AwsConfig, HttpResponseSink, SfnWorkflow};
 use opsflow_core::provision::request::safety_net;
-use opsflow_core::CoreError;
+use opsflow_core::{CfnStatus, CoreError};
 use opsflow_functions::{init_logging, settings_from_env, FnError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -41,6 +41,11 @@ async fn main() -> Result<(), Error> {
             let answered = safety_net(sink, &workflow, settings, &d.execution_arn, &d.status, &input)
                 .await
                 .map_err(FnError)?;
+            if let Some(r) = &answered {
+                // The template's SafetyNetAnswers metric filter counts these lines.
+                let status = if r.status == CfnStatus::Failed { "FAILED" } else { "SUCCESS" };
+                tracing::warn!(answered = status, execution = %d.execution_arn, "the safety net answered CloudFormation");
+            }
             Ok::<Value, FnError>(json!({"answered": answered.map(|r| r.status)}))
         },
     ))
