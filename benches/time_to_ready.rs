@@ -28,7 +28,7 @@ use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
     PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
-use opsflow_core::ports::{Clock, SteppedClock, Workflow};
+use opsflow_core::ports::{Clock, SetupStore, SteppedClock, Workflow};
 use opsflow_core::provision::guard::STACK_ID_TAG;
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::provision::request::{admit, Admission};
@@ -103,6 +103,8 @@ struct World {
     seen: [Option<i64>; 5],
     answer: Option<Value>,
     calls: u64,
+    /// opsflow's state table.
+    items: BTreeMap<String, String>,
 }
 
 /// The modelled AWS: the core ports on the engine's virtual clock.
@@ -270,14 +272,6 @@ impl Ec2 for Model {
         self.world.lock().unwrap().rebooted_at = Some(now);
         Ok(())
     }
-    async fn tag_instance(&self, _: &str, _: &str, _: &str) -> Result<(), CoreError> {
-        self.call().await;
-        Ok(())
-    }
-    async fn untag_instance(&self, _: &str, _: &str) -> Result<(), CoreError> {
-        self.call().await;
-        Ok(())
-    }
 }
 
 impl Iam for Model {
@@ -353,6 +347,33 @@ impl ResponseSink for Model {
     async fn put(&self, _: &str, body: &str) -> Result<(), CoreError> {
         self.call().await;
         self.world.lock().unwrap().answer = serde_json::from_str(body).ok();
+        Ok(())
+    }
+}
+
+/// The state table: a DynamoDB call each, like the others.
+impl SetupStore for Model {
+    async fn get(&self, key: &str) -> Result<Option<String>, CoreError> {
+        self.call().await;
+        Ok(self.world.lock().unwrap().items.get(key).cloned())
+    }
+    async fn put_new(&self, key: &str, doc: &str, _: Option<i64>) -> Result<bool, CoreError> {
+        self.call().await;
+        let mut w = self.world.lock().unwrap();
+        if w.items.contains_key(key) {
+            return Ok(false);
+        }
+        w.items.insert(key.to_string(), doc.to_string());
+        Ok(true)
+    }
+    async fn put(&self, key: &str, doc: &str, _: Option<i64>) -> Result<(), CoreError> {
+        self.call().await;
+        self.world.lock().unwrap().items.insert(key.to_string(), doc.to_string());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), CoreError> {
+        self.call().await;
+        self.world.lock().unwrap().items.remove(key);
         Ok(())
     }
 }
@@ -442,11 +463,12 @@ async fn run_opsflow(draw: Draw, settings: &Settings, machine: &Arc<StateMachine
         iam: model.clone(),
         ssm: model.clone(),
         sink: model.clone(),
+        store: model.clone(),
     });
     // The request handler (CloudFormation's call), at time 0.
     let started = Started::default();
     let clock = SteppedClock::starting_at(model.clock.lock().unwrap().now_ms());
-    let admission = admit(&model, &model, &model, &started, &clock, settings, &request())
+    let admission = admit(&model, &model, &model, &model, &started, &clock, settings, &request())
         .await
         .expect("admit");
     assert!(matches!(admission, Admission::Started { .. }), "{admission:?}");

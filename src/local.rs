@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context};
 use opsflow_asl::{
     model, Clock as EngineClock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest,
 };
-use opsflow_aws::{Clients, ResponseBucket};
+use opsflow_aws::{Clients, DynamoStore, ResponseBucket};
 use opsflow_core::ports::{Clock, SteppedClock, Workflow};
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::provision::request::{admit, safety_net, Admission};
@@ -233,7 +233,11 @@ impl Clock for LocalClock {
     }
 }
 
-type AdapterPorts = Ports<opsflow_aws::Ec2Adapter, opsflow_aws::IamAdapter, opsflow_aws::SsmAdapter, opsflow_aws::HttpResponseSink>;
+type AdapterPorts =
+    Ports<opsflow_aws::Ec2Adapter, opsflow_aws::IamAdapter, opsflow_aws::SsmAdapter, opsflow_aws::HttpResponseSink, DynamoStore>;
+
+/// The local state table (the template's SetupStateTable).
+pub const SETUP_TABLE: &str = "opsflow-setup-state";
 
 /// Executions started by the request handler, run on the local engine.
 #[derive(Default)]
@@ -315,11 +319,14 @@ impl LocalPipeline {
         // them only with OPSFLOW_LOCAL_RESPONSE_URLS=1).
         settings.local_response_urls = true;
         let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
+        let store = clients.setup_store(SETUP_TABLE);
+        store.create_table().await.map_err(|e| anyhow!("creating the state table: {e}"))?;
         let ports = Arc::new(AdapterPorts {
             ec2: clients.ec2_adapter(),
             iam: clients.iam_adapter(),
             ssm: clients.ssm_adapter(),
             sink: clients.response_sink(),
+            store,
         });
         let invocations = Arc::new(AtomicU64::new(0));
         let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
@@ -360,14 +367,24 @@ impl LocalPipeline {
     /// the execution it starts (watching its events with `on_event`), and the safety net when
     /// the execution ends FAILED, TIMED_OUT or ABORTED.
     pub async fn submit(&self, request: Value, mut on_event: impl FnMut(&HistoryEvent)) -> anyhow::Result<Submission> {
-        let ports = (self.clients.ec2_adapter(), self.clients.iam_adapter(), self.clients.response_sink());
+        let c = &self.clients;
+        let ports = (c.ec2_adapter(), c.iam_adapter(), c.response_sink(), c.setup_store(SETUP_TABLE));
         self.invocations.fetch_add(1, Ordering::Relaxed);
         // The handler's retries wait on a clock that moves at once (the local cloud's faults
         // are counted, not timed), so a throttling scenario takes no real seconds.
         let clock = SteppedClock::starting_at(self.cloud.now_ms().await?);
-        let admission = admit(&ports.0, &ports.1, &ports.2, &self.workflow, &clock, &self.settings, &request)
-            .await
-            .map_err(|e| anyhow!("request handler: {e}"))?;
+        let admission = admit(
+            &ports.0,
+            &ports.1,
+            &ports.2,
+            &ports.3,
+            &self.workflow,
+            &clock,
+            &self.settings,
+            &request,
+        )
+        .await
+        .map_err(|e| anyhow!("request handler: {e}"))?;
         let pending = std::mem::take(&mut self.workflow.inner.lock().unwrap().pending);
         let mut execution = None;
         let mut safety = false;
@@ -398,17 +415,8 @@ impl LocalPipeline {
                 .insert(name.clone(), result.events.clone());
             if result.status != opsflow_asl::Status::Succeeded {
                 self.invocations.fetch_add(1, Ordering::Relaxed);
-                let answered = safety_net(
-                    &ports.2,
-                    &self.workflow,
-                    &self.settings,
-                    &execution_arn(&name),
-                    result.status.as_str(),
-                    &input,
-                )
-                .await
-                .map_err(|e| anyhow!("safety net: {e}"))?;
-                safety = answered.is_some();
+                let now_s = result.events.last().map_or(0, |e| e.timestamp_ms / 1000);
+                safety = self.safety_net(&name, result.status.as_str(), &input, now_s).await?;
             }
             execution = Some(result);
         }
@@ -421,13 +429,27 @@ impl LocalPipeline {
 
     /// Runs the safety net as the EventBridge rule would for an execution that ended `status`.
     pub async fn run_safety_net(&self, name: &str, status: &str, input: &Value) -> anyhow::Result<bool> {
-        let sink = self.clients.response_sink();
-        Ok(
-            safety_net(&sink, &self.workflow, &self.settings, &execution_arn(name), status, input)
-                .await
-                .map_err(|e| anyhow!("{e}"))?
-                .is_some(),
+        let now_s = self.cloud.now_ms().await? / 1000;
+        self.safety_net(name, status, input, now_s).await
+    }
+
+    async fn safety_net(&self, name: &str, status: &str, input: &Value, now_s: i64) -> anyhow::Result<bool> {
+        let c = &self.clients;
+        let answered = safety_net(
+            &c.ec2_adapter(),
+            &c.ssm_adapter(),
+            &c.response_sink(),
+            &c.setup_store(SETUP_TABLE),
+            &self.workflow,
+            &self.settings,
+            &execution_arn(name),
+            status,
+            input,
+            now_s,
         )
+        .await
+        .map_err(|e| anyhow!("safety net: {e}"))?;
+        Ok(answered.is_some())
     }
 
     /// Makes the next StartExecution fail with `error`, as AWS might (a test's fault injection).

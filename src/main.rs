@@ -250,6 +250,8 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
     let mut settings =
         opsflow_core::provision::steps::Settings::new(opsflow_core::AllowList::parse(&allow).map_err(|e| anyhow::anyhow!("{e}"))?);
     settings.local_response_urls = std::env::var("OPSFLOW_LOCAL_RESPONSE_URLS").is_ok_and(|v| v == "1");
+    let table = std::env::var("SETUP_TABLE_NAME").unwrap_or_else(|_| "opsflow-setup-state".to_string());
+    let store = clients.setup_store(&table);
     let result = match function {
         "Request" => {
             let arn = std::env::var("STATE_MACHINE_ARN").context("STATE_MACHINE_ARN is required for the Request handler")?;
@@ -259,7 +261,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 clients.response_sink(),
                 clients.workflow(&arn),
             );
-            opsflow_core::provision::request::admit(&ec2, &iam, &sink, &wf, &opsflow_aws::SystemClock, &settings, &payload)
+            opsflow_core::provision::request::admit(&ec2, &iam, &sink, &store, &wf, &opsflow_aws::SystemClock, &settings, &payload)
                 .await
                 .map(|a| json!(format!("{a:?}")))
         }
@@ -269,6 +271,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 iam: clients.iam_adapter(),
                 ssm: clients.ssm_adapter(),
                 sink: clients.response_sink(),
+                store,
             };
             invoke(&ports, &settings, &opsflow_aws::SystemClock, f, payload).await
         }

@@ -12,10 +12,11 @@ use opsflow_asl::Status;
 use opsflow_core::ports::SteppedClock;
 use opsflow_core::provision::guard::{OPT_IN_TAG, STACK_ID_TAG};
 use opsflow_core::provision::handlers::{invoke, Ports};
+use opsflow_core::provision::request::dead_letter;
 use opsflow_core::provision::request::Admission;
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::AllowList;
-use opsflow_core::CoreError;
+use opsflow_core::{CfnStatus, CoreError};
 use serde_json::{json, Value};
 
 /// Scenarios share the machine's two cores: one local cloud at a time.
@@ -572,6 +573,7 @@ async fn a_step_invoked_directly_for_a_foreign_instance_changes_nothing() {
         iam: c.iam_adapter(),
         ssm: c.ssm_adapter(),
         sink: c.response_sink(),
+        store: c.setup_store(opsflow::local::SETUP_TABLE),
     };
     let clock = SteppedClock::starting_at(w.cloud.now_ms().await.unwrap());
     let settings = &w.pipeline.settings;
@@ -864,4 +866,310 @@ async fn an_instance_terminated_during_the_bootstrap_fails_at_once_and_the_comma
     );
     assert!(r.contains("cannot finish") && r.contains("was cancelled"), "{r}");
     assert_eq!(w.calls("ssm:CancelCommand").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// opsflow's own state: what a resource changed and must undo, and which requests were answered.
+
+/// Gives `instance` the profile `arn`, as someone did before the stack.
+async fn associate(w: &World, instance: &str, arn: &str) {
+    let spec = opsflow_aws::aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+        .arn(arn)
+        .build();
+    w.pipeline
+        .clients
+        .ec2
+        .associate_iam_instance_profile()
+        .instance_id(instance)
+        .iam_instance_profile(spec)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The ARN of `instance`'s associated profile.
+async fn profile_of(w: &World, instance: &str) -> Option<String> {
+    let out = w
+        .pipeline
+        .clients
+        .ec2
+        .describe_iam_instance_profile_associations()
+        .send()
+        .await
+        .unwrap();
+    out.iam_instance_profile_associations()
+        .iter()
+        .find(|a| a.instance_id() == Some(instance) && a.state().map(|s| s.as_str()) == Some("associated"))
+        .and_then(|a| a.iam_instance_profile()?.arn().map(String::from))
+}
+
+fn revert_props(instance: &str) -> Value {
+    json!({"InstanceId": instance, "InstanceProfile": "dev-ide-profile", "OnDelete": "Revert"})
+}
+
+fn physical(instance: &str) -> Value {
+    json!({"PhysicalResourceId": format!("opsflow-setup-{instance}")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_restores_what_opsflow_recorded_not_what_a_tag_says() {
+    let w = world(|_| {}).await;
+    let old = fixtures::instance_profile(&w.pipeline.clients, "old-profile", "/opsflow/")
+        .await
+        .unwrap();
+    let admin = fixtures::instance_profile(&w.pipeline.clients, "admin-profile", "/opsflow/")
+        .await
+        .unwrap();
+    associate(&w, &w.instance_id, &old).await;
+    let (_, answer) = w
+        .send("Create", "req-tamper-create", revert_props(&w.instance_id), Value::Null)
+        .await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    // Someone who may tag the instance writes the tag the old design trusted.
+    w.pipeline
+        .clients
+        .ec2
+        .create_tags()
+        .resources(&w.instance_id)
+        .tags(
+            opsflow_aws::aws_sdk_ec2::types::Tag::builder()
+                .key("opsflow:previous-instance-profile")
+                .value(&admin)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, answer) = w
+        .send(
+            "Delete",
+            "req-tamper-delete",
+            revert_props(&w.instance_id),
+            physical(&w.instance_id),
+        )
+        .await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(profile_of(&w, &w.instance_id).await.as_deref(), Some(old.as_str()));
+    assert_eq!(w.calls("ec2:CreateTags").await, 1, "only the test's own tag: opsflow writes none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_still_restores_after_the_profile_left_the_allow_list() {
+    let w = world(|_| {}).await;
+    let old = fixtures::instance_profile(&w.pipeline.clients, "old-profile", "/legacy/")
+        .await
+        .unwrap();
+    associate(&w, &w.instance_id, &old).await;
+    let (_, answer) = w
+        .send("Create", "req-allow-create", revert_props(&w.instance_id), Value::Null)
+        .await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    // The deployment's allow-list changes: dev-ide-profile is no longer on it.
+    let narrowed = LocalPipeline::new(w.cloud.clone(), Settings::new(AllowList::parse("/other/").unwrap()))
+        .await
+        .unwrap();
+    let id = "req-allow-delete";
+    let request = cfn_request(
+        "Delete",
+        id,
+        &w.responses.url_for(id).await.unwrap(),
+        revert_props(&w.instance_id),
+        physical(&w.instance_id),
+    );
+    let sub = narrowed.submit(request, |_| {}).await.unwrap();
+    assert_eq!(sub.execution.unwrap().status, Status::Succeeded);
+    let answers = w.responses.answers(id).await.unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["Status"], "SUCCESS", "{}", answers[0]);
+    assert_eq!(profile_of(&w, &w.instance_id).await.as_deref(), Some(old.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lifecycle_on_an_instance_restores_its_own_previous_profile() {
+    let w = world(|_| {}).await;
+    let first = fixtures::instance_profile(&w.pipeline.clients, "first-profile", "/opsflow/")
+        .await
+        .unwrap();
+    let second = fixtures::instance_profile(&w.pipeline.clients, "second-profile", "/opsflow/")
+        .await
+        .unwrap();
+    associate(&w, &w.instance_id, &first).await;
+    w.send("Create", "req-life1-create", revert_props(&w.instance_id), Value::Null)
+        .await;
+    w.send("Delete", "req-life1-delete", revert_props(&w.instance_id), physical(&w.instance_id))
+        .await;
+    assert_eq!(profile_of(&w, &w.instance_id).await.as_deref(), Some(first.as_str()));
+    // Someone moves the instance to another profile; a new stack lifecycle starts afresh.
+    let assoc = w
+        .pipeline
+        .clients
+        .ec2
+        .describe_iam_instance_profile_associations()
+        .send()
+        .await
+        .unwrap();
+    let id = assoc
+        .iam_instance_profile_associations()
+        .iter()
+        .find(|a| a.instance_id() == Some(w.instance_id.as_str()) && a.state().map(|s| s.as_str()) == Some("associated"))
+        .and_then(|a| a.association_id())
+        .unwrap()
+        .to_string();
+    let spec = opsflow_aws::aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+        .arn(&second)
+        .build();
+    w.pipeline
+        .clients
+        .ec2
+        .replace_iam_instance_profile_association()
+        .association_id(id)
+        .iam_instance_profile(spec)
+        .send()
+        .await
+        .unwrap();
+    w.send("Create", "req-life2-create", revert_props(&w.instance_id), Value::Null)
+        .await;
+    let (_, answer) = w
+        .send("Delete", "req-life2-delete", revert_props(&w.instance_id), physical(&w.instance_id))
+        .await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(
+        profile_of(&w, &w.instance_id).await.as_deref(),
+        Some(second.as_str()),
+        "not the first lifecycle's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_puts_the_profile_back_and_says_what_it_left() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 1).await.unwrap();
+    let old = fixtures::instance_profile(&w.pipeline.clients, "old-profile", "/opsflow/")
+        .await
+        .unwrap();
+    associate(&w, &w.instance_id, &old).await;
+    let (sub, answer) = w.send("Create", "req-undo-create", props(&w.instance_id), Value::Null).await;
+    assert_eq!(sub.execution.unwrap().status, Status::Failed);
+    let r = reason(&answer);
+    assert!(r.starts_with("Step Bootstrap failed: CommandFailed"), "{r}");
+    assert!(r.contains("undone: instance profile back to old-profile"), "{r}");
+    assert!(r.contains("at 32 GiB if it grew (EBS volumes cannot shrink)"), "{r}");
+    assert_eq!(profile_of(&w, &w.instance_id).await.as_deref(), Some(old.as_str()));
+    // CloudFormation's rollback then deletes the resource: nothing is left to revert.
+    let (_, answer) = w
+        .send("Delete", "req-undo-delete", props(&w.instance_id), physical(&w.instance_id))
+        .await;
+    assert_eq!(answer["Status"], "SUCCESS");
+    assert_eq!(profile_of(&w, &w.instance_id).await.as_deref(), Some(old.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_that_moved_to_another_instance_puts_its_profile_back() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    let (_, answer) = w
+        .send(
+            "Create",
+            "req-move-create",
+            json!({"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile"}),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    let b = fixtures::instance(&w.pipeline.clients, "dev-ide-8").await.unwrap();
+    // The move to instance B fails in its bootstrap, after B got the profile.
+    w.cloud
+        .control(
+            "commands",
+            json!({"document": "AWS-RunShellScript", "match": "deploy", "exit_code": 2, "stdout": "deploy failed"}),
+        )
+        .await
+        .unwrap();
+    let new = json!({"InstanceId": b, "InstanceProfile": "dev-ide-profile", "Bootstrap": {"Commands": ["deploy"]}});
+    let extra = json!({"PhysicalResourceId": format!("opsflow-setup-{}", w.instance_id),
+                       "OldResourceProperties": {"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile"}});
+    let (_, answer) = w.send("Update", "req-move-update", new, extra).await;
+    assert_eq!(answer["Status"], "FAILED");
+    assert_eq!(
+        answer["PhysicalResourceId"],
+        format!("opsflow-setup-{}", w.instance_id),
+        "not a replacement"
+    );
+    assert!(
+        reason(&answer).contains("undone: instance profile removed, as before"),
+        "{}",
+        reason(&answer)
+    );
+    assert_eq!(profile_of(&w, &b).await, None, "B is as it was");
+    assert!(
+        profile_of(&w, &w.instance_id).await.unwrap().ends_with("/dev-ide-profile"),
+        "A keeps the stack's profile"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_request_is_answered_once() {
+    let w = world(|_| {}).await;
+    let bad = json!({"InstanceId": w.instance_id, "VolumeSizeGiB": "lots"});
+    // World::send asserts exactly one answer for the RequestId, after each delivery.
+    let (first, _) = w.send("Create", "req-twice-invalid", bad.clone(), Value::Null).await;
+    let (second, _) = w.send("Create", "req-twice-invalid", bad, Value::Null).await;
+    assert!(matches!(first.admission, Admission::Answered(_)) && matches!(second.admission, Admission::Answered(_)));
+    let minimal = json!({"InstanceId": w.instance_id});
+    let (first, _) = w.send("Create", "req-twice-valid", minimal.clone(), Value::Null).await;
+    let (second, _) = w.send("Create", "req-twice-valid", minimal, Value::Null).await;
+    assert!(
+        first.execution.is_some() && second.execution.is_none(),
+        "one execution per RequestId"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_answered_failed_once() {
+    let w = world(|_| {}).await;
+    let c = &w.pipeline.clients;
+    let (sink, store) = (c.response_sink(), c.setup_store(opsflow::local::SETUP_TABLE));
+    let now_s = w.cloud.now_ms().await.unwrap() / 1000;
+    // The request function's dead letter: the CloudFormation request itself.
+    let id = "req-dead-letter";
+    let request = cfn_request(
+        "Create",
+        id,
+        &w.responses.url_for(id).await.unwrap(),
+        props(&w.instance_id),
+        Value::Null,
+    );
+    let answered = dead_letter(&sink, &store, &w.pipeline.settings, &request, now_s).await.unwrap();
+    assert_eq!(answered.map(|r| r.status), Some(CfnStatus::Failed));
+    assert!(dead_letter(&sink, &store, &w.pipeline.settings, &request, now_s)
+        .await
+        .unwrap()
+        .is_none());
+    let answers = w.responses.answers(id).await.unwrap();
+    assert_eq!(answers.len(), 1);
+    assert!(
+        reason(&answers[0]).starts_with("Step Workflow failed: opsflow could not handle the request: the request handler failed"),
+        "{}",
+        answers[0]
+    );
+    // The safety net's dead letter: an execution status change carrying the request.
+    let id = "req-dead-safety-net";
+    let request = cfn_request(
+        "Delete",
+        id,
+        &w.responses.url_for(id).await.unwrap(),
+        props(&w.instance_id),
+        physical(&w.instance_id),
+    );
+    let event = json!({"detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "detail": {"status": "TIMED_OUT", "input": request.to_string()}});
+    dead_letter(&sink, &store, &w.pipeline.settings, &event, now_s).await.unwrap();
+    let answers = w.responses.answers(id).await.unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["Status"], "SUCCESS", "a Delete never blocks: {}", answers[0]);
+    assert!(
+        reason(&answers[0]).contains("the execution ended TIMED_OUT and the safety net failed to answer"),
+        "{}",
+        answers[0]
+    );
 }

@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use opsflow::local::LocalCloud;
+use opsflow::local::{LocalCloud, SETUP_TABLE};
 use opsflow_aws::Clients;
 use opsflow_core::facts::Platform;
 use opsflow_core::provision::plan::{ProfileAction, VolumeAction};
@@ -238,6 +238,8 @@ fn main() {
     // enrich-alert publishes to this topic.
     let topic = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let clients = Clients::for_endpoint(&cloud.endpoint).await.expect("clients");
+        // The provisioning functions keep their state in this table.
+        clients.setup_store(SETUP_TABLE).create_table().await.expect("CreateTable");
         let out = clients.sns.create_topic().name("opsflow-enriched-alerts").send().await;
         out.expect("CreateTopic").topic_arn().expect("a topic ARN").to_string()
     });
@@ -254,6 +256,9 @@ fn main() {
     let plan = serde_json::to_value(Plan {
         instance_id: INSTANCE.into(),
         stack_id: "arn:aws:cloudformation:us-east-1:123456789012:stack/bench/1".into(),
+        logical_resource_id: "Setup".into(),
+        request_id: "bench-1".into(),
+        reverting: false,
         deadline_epoch_s: i64::MAX / 2,
         platform: Platform::Linux,
         physical_resource_id: format!("opsflow-setup-{INSTANCE}"),
@@ -285,6 +290,7 @@ fn main() {
         ("check-readiness", json!({"plan": plan, "progress": null})),
         ("grow-filesystem", json!({"request": request, "plan": plan})),
         ("send-command", json!({"request": request, "plan": plan})),
+        ("undo", json!({"state": {"request": request, "plan": plan}})),
         (
             "check-command",
             json!({"plan": plan, "progress": {"kind": "Bootstrap", "commandId": "c0ffee00-0000-4000-8000-000000000000",
@@ -320,6 +326,7 @@ fn main() {
     let mut env = vec![
         ("AWS_ENDPOINT_URL", cloud.endpoint.clone()),
         ("INSTANCE_PROFILE_ALLOW_LIST", "dev-ide-profile".to_string()),
+        ("SETUP_TABLE_NAME", SETUP_TABLE.to_string()),
         // The command steps answer after sending, without watching the command.
         ("WATCH_SECONDS", "0".to_string()),
         (

@@ -5,6 +5,7 @@
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use opsflow_aws::SystemClock;
 use opsflow_core::alert::AlertSettings;
+use opsflow_core::ports::SetupStore;
 use opsflow_core::provision::handlers::{invoke, Ports};
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::{AllowList, CoreError, Ec2, Iam, ResponseSink, Ssm};
@@ -94,7 +95,10 @@ pub fn init_logging() {
 
 /// The main of a task function of the state machine, with the clients its step uses
 /// ([`opsflow_core::Unused`] for the others), built once.
-pub async fn run_task<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(function: &'static str, ports: Ports<E, I, S, R>) -> Result<(), Error> {
+pub async fn run_task<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore>(
+    function: &'static str,
+    ports: Ports<E, I, S, R, T>,
+) -> Result<(), Error> {
     init_logging();
     let settings = settings_from_env().map_err(FnError)?;
     let (ports, settings) = (&ports, &settings);

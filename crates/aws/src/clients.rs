@@ -96,6 +96,15 @@ impl AwsConfig {
     }
 
     /// The Step Functions client, for a function that serves several state machines.
+    /// opsflow's state table, named by `SETUP_TABLE_NAME`.
+    pub fn setup_store(&self) -> Result<crate::DynamoStore, CoreError> {
+        let table = std::env::var("SETUP_TABLE_NAME")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| CoreError::invalid("SETUP_TABLE_NAME", "is required: the DynamoDB table of opsflow's state"))?;
+        Ok(crate::DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.0), table))
+    }
+
     pub fn sfn_client(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.0)
     }
@@ -128,6 +137,7 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     /// Path-style addressing, which works against any endpoint (virtual-hosted needs DNS).
     pub s3: aws_sdk_s3::Client,
     pub sns: aws_sdk_sns::Client,
@@ -155,6 +165,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build()),
             sns: aws_sdk_sns::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
@@ -192,6 +203,11 @@ impl Clients {
 
     pub fn response_sink(&self) -> HttpResponseSink {
         HttpResponseSink::new(self.http.clone())
+    }
+
+    /// opsflow's state in the table `table`.
+    pub fn setup_store(&self, table: &str) -> crate::DynamoStore {
+        crate::DynamoStore::new(self.dynamodb.clone(), table)
     }
 }
 

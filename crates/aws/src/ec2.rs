@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::primitives::DateTime;
-use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, Tag, VolumeModification};
+use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, VolumeModification};
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Modification, ModificationState, Platform,
     StatusChecks, VolumeFacts,
@@ -311,54 +311,5 @@ impl Ec2 for Ec2Adapter {
             .await
             .map_err(|e| from_sdk_error(OP, &e))?;
         Ok(())
-    }
-
-    async fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> Result<(), CoreError> {
-        const OP: &str = "CreateTags";
-        self.client
-            .create_tags()
-            .resources(instance_id)
-            .tags(Tag::builder().key(key).value(value).build())
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(OP, &e))?;
-        Ok(())
-    }
-
-    async fn untag_instance(&self, instance_id: &str, key: &str) -> Result<(), CoreError> {
-        const OP: &str = "DeleteTags";
-        // A tag without a value deletes the key whatever its value.
-        self.client
-            .delete_tags()
-            .resources(instance_id)
-            .tags(Tag::builder().key(key).build())
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(OP, &e))?;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platform_from_platform_or_details() {
-        assert_eq!(platform_of(Some("windows"), None), Platform::Windows);
-        assert_eq!(platform_of(None, Some("Windows with SQL Server Standard")), Platform::Windows);
-        assert_eq!(platform_of(None, Some("Linux/UNIX")), Platform::Linux);
-        assert_eq!(platform_of(None, Some("Red Hat Enterprise Linux")), Platform::Linux);
-        assert_eq!(platform_of(None, None), Platform::Linux);
-    }
-
-    #[test]
-    fn profile_spec_by_arn_or_name() {
-        let by_arn = profile_spec("arn:aws:iam::123456789012:instance-profile/p");
-        assert_eq!(by_arn.arn(), Some("arn:aws:iam::123456789012:instance-profile/p"));
-        assert_eq!(by_arn.name(), None);
-        let by_name = profile_spec("p");
-        assert_eq!(by_name.name(), Some("p"));
-        assert_eq!(by_name.arn(), None);
     }
 }

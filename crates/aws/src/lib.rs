@@ -15,6 +15,7 @@
 pub mod alerts;
 pub mod clients;
 pub mod clock;
+pub mod dynamodb;
 pub mod ec2;
 pub mod error;
 pub mod http;
@@ -26,6 +27,7 @@ pub mod ssm;
 pub use alerts::{AlertAdapter, SnsPublisher};
 pub use clients::{AwsConfig, Clients, DEFAULT_REGION};
 pub use clock::SystemClock;
+pub use dynamodb::DynamoStore;
 pub use ec2::Ec2Adapter;
 pub use error::{aws_error_parts, from_sdk_error};
 pub use http::{HttpResponseSink, RESPONSE_PUT_TIMEOUT};
@@ -35,4 +37,7 @@ pub use sfn::SfnWorkflow;
 pub use ssm::SsmAdapter;
 
 /// The SDK crates, for callers that need their types (e.g. a custom `SdkConfig`).
-pub use {aws_config, aws_sdk_cloudwatch, aws_sdk_ec2, aws_sdk_iam, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns, aws_sdk_sqs, aws_sdk_ssm};
+pub use {
+    aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_ec2, aws_sdk_iam, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns, aws_sdk_sqs,
+    aws_sdk_ssm,
+};

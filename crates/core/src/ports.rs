@@ -46,12 +46,6 @@ pub trait Ec2: Send + Sync {
 
     /// RebootInstances (for `RebootFallback`).
     fn reboot_instance(&self, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
-
-    /// CreateTags with one tag (e.g. [`crate::provision::plan::PREVIOUS_PROFILE_TAG`]).
-    fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
-
-    /// DeleteTags for one tag key.
-    fn untag_instance(&self, instance_id: &str, key: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 }
 
 /// IAM: instance profiles.
@@ -84,6 +78,24 @@ pub trait Clock: Send + Sync {
 
     /// Waits `ms` milliseconds.
     fn sleep(&self, ms: u64) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// opsflow's own state, where only opsflow writes (a DynamoDB table on AWS): JSON documents
+/// by key (see `provision::state`).
+pub trait SetupStore: Send + Sync {
+    /// The document under `key`, if any (a strongly consistent read).
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>, CoreError>> + Send;
+
+    /// Writes `doc` under `key` unless a document is there already: false when one was (a
+    /// conditional write, so two writers never both win). `expires_at_s`: when the store may
+    /// drop it (seconds since the epoch).
+    fn put_new(&self, key: &str, doc: &str, expires_at_s: Option<i64>) -> impl Future<Output = Result<bool, CoreError>> + Send;
+
+    /// Writes `doc` under `key`, replacing what is there.
+    fn put(&self, key: &str, doc: &str, expires_at_s: Option<i64>) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// Removes `key` (no error when it is not there).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 }
 
 /// A clock that never waits: `sleep` moves it on at once. For the local pipeline's request
@@ -241,14 +253,6 @@ mod tests {
             self.log(format!("RebootInstances {instance_id}"));
             Ok(())
         }
-        async fn tag_instance(&self, instance_id: &str, key: &str, value: &str) -> Result<(), CoreError> {
-            self.log(format!("CreateTags {instance_id} {key}={value}"));
-            Ok(())
-        }
-        async fn untag_instance(&self, instance_id: &str, key: &str) -> Result<(), CoreError> {
-            self.log(format!("DeleteTags {instance_id} {key}"));
-            Ok(())
-        }
     }
 
     impl Iam for FakeAws {
@@ -302,7 +306,7 @@ mod tests {
         assert!(e.to_string().starts_with("Unsupported: EC2: "), "{e}");
         assert!(run(Unused.ping_status("i-1")).unwrap_err().to_string().contains("SSM"));
         assert!(run(Unused.get_instance_profile("p")).unwrap_err().to_string().contains("IAM"));
-        assert!(run(Unused.put("https://example/", "{}"))
+        assert!(run(ResponseSink::put(&Unused, "https://example/", "{}"))
             .unwrap_err()
             .to_string()
             .contains("ResponseURL"));
@@ -448,12 +452,6 @@ impl Ec2 for Unused {
     async fn reboot_instance(&self, _: &str) -> Result<(), CoreError> {
         Unused::fail("EC2")
     }
-    async fn tag_instance(&self, _: &str, _: &str, _: &str) -> Result<(), CoreError> {
-        Unused::fail("EC2")
-    }
-    async fn untag_instance(&self, _: &str, _: &str) -> Result<(), CoreError> {
-        Unused::fail("EC2")
-    }
 }
 
 impl Iam for Unused {
@@ -474,6 +472,21 @@ impl Ssm for Unused {
     }
     async fn cancel_command(&self, _: &str, _: &str) -> Result<(), CoreError> {
         Unused::fail("SSM")
+    }
+}
+
+impl SetupStore for Unused {
+    async fn get(&self, _: &str) -> Result<Option<String>, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn put_new(&self, _: &str, _: &str, _: Option<i64>) -> Result<bool, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn put(&self, _: &str, _: &str, _: Option<i64>) -> Result<(), CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn delete(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("DynamoDB")
     }
 }
 

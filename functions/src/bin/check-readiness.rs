@@ -10,6 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         iam: Unused,
         ssm: aws.ssm_adapter(),
         sink: Unused,
+        store: Unused,
     };
     opsflow_functions::run_task("CheckReadiness", ports).await
 }

@@ -10,6 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         iam: Unused,
         ssm: Unused,
         sink: Unused,
+        store: Unused,
     };
     opsflow_functions::run_task("ModifyVolume", ports).await
 }

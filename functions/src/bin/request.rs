@@ -13,15 +13,16 @@ async fn main() -> Result<(), Error> {
     let settings = settings_from_env().map_err(FnError)?;
     let state_machine = std::env::var("STATE_MACHINE_ARN").map_err(|_| FnError(CoreError::invalid("STATE_MACHINE_ARN", "is required")))?;
     let aws = AwsConfig::from_env().await;
-    let (ec2, iam, sink, workflow) = (
+    let (ec2, iam, sink, store, workflow) = (
         aws.ec2_adapter(),
         aws.iam_adapter(),
         HttpResponseSink::build().map_err(FnError)?,
+        aws.setup_store().map_err(FnError)?,
         aws.workflow(&state_machine),
     );
-    let (ec2, iam, sink, workflow, settings) = (&ec2, &iam, &sink, &workflow, &settings);
+    let (ec2, iam, sink, store, workflow, settings) = (&ec2, &iam, &sink, &store, &workflow, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        match admit(ec2, iam, sink, workflow, &SystemClock, settings, &event.payload)
+        match admit(ec2, iam, sink, store, workflow, &SystemClock, settings, &event.payload)
             .await
             .map_err(FnError)?
         {

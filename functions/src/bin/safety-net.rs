@@ -3,7 +3,8 @@
 //! answer step already did.
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::{AwsConfig, HttpResponseSink, SfnWorkflow};
+use opsflow_aws::{AwsConfig, HttpResponseSink, SfnWorkflow, SystemClock};
+use opsflow_core::ports::Clock;
 use opsflow_core::provision::request::safety_net;
 use opsflow_core::{CfnStatus, CoreError};
 use opsflow_functions::{init_logging, settings_from_env, FnError};
@@ -27,7 +28,8 @@ async fn main() -> Result<(), Error> {
     let settings = settings_from_env().map_err(FnError)?;
     let aws = AwsConfig::from_env().await;
     let (sfn, sink) = (aws.sfn_client(), HttpResponseSink::build().map_err(FnError)?);
-    let (sfn, sink, settings) = (&sfn, &sink, &settings);
+    let (ec2, ssm, store) = (aws.ec2_adapter(), aws.ssm_adapter(), aws.setup_store().map_err(FnError)?);
+    let (sfn, sink, settings, ec2, ssm, store) = (&sfn, &sink, &settings, &ec2, &ssm, &store);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<ExecutionStatusChange>>| async move {
             let d = event.payload.detail;
@@ -38,9 +40,20 @@ async fn main() -> Result<(), Error> {
                 ))
             })?;
             let workflow = SfnWorkflow::new(sfn.clone(), &d.state_machine_arn);
-            let answered = safety_net(sink, &workflow, settings, &d.execution_arn, &d.status, &input)
-                .await
-                .map_err(FnError)?;
+            let answered = safety_net(
+                ec2,
+                ssm,
+                sink,
+                store,
+                &workflow,
+                settings,
+                &d.execution_arn,
+                &d.status,
+                &input,
+                SystemClock.now_ms() / 1000,
+            )
+            .await
+            .map_err(FnError)?;
             if let Some(r) = &answered {
                 // The template's SafetyNetAnswers metric filter counts these lines.
                 let status = if r.status == CfnStatus::Failed { "FAILED" } else { "SUCCESS" };

@@ -1,6 +1,7 @@
 //! The `SendCommand` step of the provisioning state machine.
 use opsflow_aws::AwsConfig;
 use opsflow_core::{provision::handlers::Ports, Unused};
+use opsflow_functions::FnError;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -10,6 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         iam: Unused,
         ssm: aws.ssm_adapter(),
         sink: Unused,
+        store: aws.setup_store().map_err(FnError)?,
     };
     opsflow_functions::run_task("SendCommand", ports).await
 }

@@ -6,13 +6,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::CoreError;
-use crate::ports::{Clock, Ec2, Iam, ResponseSink, Ssm};
+use crate::ports::{Clock, Ec2, Iam, ResponseSink, SetupStore, Ssm};
 use crate::provision::cfn::CfnRequest;
 use crate::provision::request::{self, Outcome};
 use crate::provision::steps::{self, CommandKind, CommandProgress, Plan, ProfileProgress, ReadyProgress, Settings, VolumeProgress, Watch};
 
 /// The task functions of `statemachines/provision-instance.asl.json` (its `${<Name>FunctionArn}`).
-pub const TASK_FUNCTIONS: [&str; 8] = [
+pub const TASK_FUNCTIONS: [&str; 9] = [
     "Plan",
     "AssignProfile",
     "ModifyVolume",
@@ -20,15 +20,18 @@ pub const TASK_FUNCTIONS: [&str; 8] = [
     "GrowFilesystem",
     "SendCommand",
     "CheckCommand",
+    "Undo",
     "Answer",
 ];
 
 /// The AWS ports one function uses.
-pub struct Ports<E, I, S, R> {
+pub struct Ports<E, I, S, R, T> {
     pub ec2: E,
     pub iam: I,
     pub ssm: S,
     pub sink: R,
+    /// opsflow's own state (DynamoDB).
+    pub store: T,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(function: &str, payload: Value) -> Result<T, CoreError> {
@@ -72,8 +75,8 @@ fn request_of(v: Value) -> Result<CfnRequest, CoreError> {
 
 /// Runs the task function `function` on `payload`. The steps that wait watch what they wait
 /// for on `clock` (see [`steps::Watch`]) and return when it is done or their watch is over.
-pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
-    ports: &Ports<E, I, S, R>,
+pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore>(
+    ports: &Ports<E, I, S, R, T>,
     settings: &Settings,
     clock: &impl Clock,
     function: &str,
@@ -87,13 +90,23 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
                 request: Value,
             }
             let input: In = parse(function, payload)?;
-            to_value(&steps::plan(&ports.ec2, &ports.iam, settings, &request_of(input.request)?, watch.now_s()).await?)
+            to_value(
+                &steps::plan(
+                    &ports.ec2,
+                    &ports.iam,
+                    &ports.store,
+                    settings,
+                    &request_of(input.request)?,
+                    watch.now_s(),
+                )
+                .await?,
+            )
         }
         "AssignProfile" => {
             let input: OpInput<ProfileProgress> = parse(function, payload)?;
             let (ec2, plan) = (&ports.ec2, &input.plan);
             let mut p = match (input.op.as_str(), input.progress) {
-                ("assign", _) => steps::assign_profile(ec2, settings, plan, watch.now_s()).await?,
+                ("assign", _) => steps::assign_profile(ec2, &ports.store, settings, plan, watch.now_s()).await?,
                 ("check", Some(p)) => steps::check_association(ec2, settings, plan, &p, watch.now_s()).await?,
                 _ => return Err(CoreError::invalid("op", "must be \"assign\", or \"check\" with a progress")),
             };
@@ -138,7 +151,17 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             let input: RequestAndPlan = parse(function, payload)?;
             let request = request_of(input.request)?;
             let spec = steps::command_spec(kind, settings, &request, &input.plan)?;
-            let p = steps::send_command(&ports.ec2, &ports.ssm, kind, &spec, &input.plan, settings, watch.now_s()).await?;
+            let p = steps::send_command(
+                &ports.ec2,
+                &ports.ssm,
+                &ports.store,
+                kind,
+                &spec,
+                &input.plan,
+                settings,
+                watch.now_s(),
+            )
+            .await?;
             to_value(&watch_command(ports, settings, &watch, &input.plan, p).await?)
         }
         "CheckCommand" => {
@@ -147,11 +170,22 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
             let p = steps::check_command(&ports.ec2, &ports.ssm, settings, &input.plan, &progress, watch.now_s()).await?;
             to_value(&watch_command(ports, settings, &watch, &input.plan, p).await?)
         }
+        "Undo" => {
+            #[derive(Deserialize)]
+            struct In {
+                state: Value,
+            }
+            let input: In = parse(function, payload)?;
+            let request = request_of(input.state.get("request").cloned().unwrap_or(Value::Null))?;
+            let plan: Option<Plan> = input.state.get("plan").and_then(|p| serde_json::from_value(p.clone()).ok());
+            let report = crate::provision::undo::undo(&ports.ec2, &ports.ssm, &ports.store, &request, plan.as_ref()).await;
+            Ok(json!({"undone": report.undone, "left": report.left, "note": report.note()}))
+        }
         "Answer" => {
             let input: AnswerInput = parse(function, payload)?;
             let outcome = outcome_of(&input);
             let request = request_of(input.state.get("request").cloned().unwrap_or(Value::Null))?;
-            let response = request::answer(&ports.sink, settings, &request, &outcome).await?;
+            let response = request::answer(&ports.sink, &ports.store, settings, &request, &outcome, watch.now_s()).await?;
             Ok(json!({"status": response.status, "reason": response.reason, "physicalResourceId": response.physical_resource_id}))
         }
         other => Err(CoreError::invalid(
@@ -162,8 +196,8 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
 }
 
 /// Watches a command until it ends or the watch is over.
-async fn watch_command<E: Ec2, I: Iam, S: Ssm, R: ResponseSink>(
-    ports: &Ports<E, I, S, R>,
+async fn watch_command<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore>(
+    ports: &Ports<E, I, S, R, T>,
     settings: &Settings,
     watch: &Watch<'_, impl Clock>,
     plan: &Plan,
@@ -229,5 +263,6 @@ fn outcome_of(input: &AnswerInput) -> Outcome {
             Some(Value::Bool(false)) => s.pointer("/ready/reason").and_then(Value::as_str).map(String::from),
             _ => None,
         },
+        undone: s.pointer("/undo/note").and_then(Value::as_str).map(String::from),
     }
 }

@@ -34,11 +34,6 @@ pub enum ProfileAction {
     WaitForAssociation { association_id: String, state: AssociationState },
 }
 
-/// The instance tag that remembers the profile the instance had before opsflow first changed
-/// it, for `OnDelete: Revert`. Its value is that profile's ARN (or its name when the ARN is
-/// longer than the 256 characters of a tag value); the empty value means "no profile".
-pub const PREVIOUS_PROFILE_TAG: &str = "opsflow:previous-instance-profile";
-
 /// The profile name in an instance profile ARN (its last path segment), or the name itself.
 pub fn profile_name(arn_or_name: &str) -> &str {
     arn_or_name.rsplit('/').next().unwrap_or(arn_or_name)
@@ -104,25 +99,6 @@ pub fn plan_profile_restore(previous: Option<&str>, applied: &str, current: Opti
             },
         },
     }
-}
-
-/// The value of [`PREVIOUS_PROFILE_TAG`] to record before the first change.
-pub fn previous_profile_tag_value(current: Option<&Association>) -> String {
-    match current {
-        Some(a) if matches!(a.state, AssociationState::Associated | AssociationState::Associating) => {
-            if a.profile_arn.chars().count() <= 256 {
-                a.profile_arn.clone()
-            } else {
-                profile_name(&a.profile_arn).to_string()
-            }
-        }
-        _ => String::new(),
-    }
-}
-
-/// Reads [`PREVIOUS_PROFILE_TAG`] back: `None` for "the instance had no profile".
-pub fn previous_profile_from_tag(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// Checks the profile IAM returned against what the template asked and the allow-list.
@@ -566,26 +542,6 @@ mod tests {
                 state: AssociationState::Associating
             }
         );
-    }
-
-    #[test]
-    fn previous_profile_tag_round_trip() {
-        assert_eq!(previous_profile_tag_value(None), "");
-        assert_eq!(
-            previous_profile_tag_value(Some(&assoc(ARN_OLD, AssociationState::Associated))),
-            ARN_OLD
-        );
-        assert_eq!(
-            previous_profile_tag_value(Some(&assoc(ARN_OLD, AssociationState::Disassociated))),
-            ""
-        );
-        let long = format!("arn:aws:iam::123456789012:instance-profile/{}/name", "p".repeat(250));
-        assert_eq!(
-            previous_profile_tag_value(Some(&assoc(&long, AssociationState::Associated))),
-            "name"
-        );
-        assert_eq!(previous_profile_from_tag(""), None);
-        assert_eq!(previous_profile_from_tag(ARN_OLD), Some(ARN_OLD.to_string()));
     }
 
     #[test]

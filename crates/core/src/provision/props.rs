@@ -340,6 +340,14 @@ impl AllowList {
         Ok(list)
     }
 
+    /// Every profile (the list `/`): for a Delete, which only puts back what was there.
+    pub fn everything() -> AllowList {
+        AllowList {
+            names: vec![],
+            path_prefixes: vec!["/".to_string()],
+        }
+    }
+
     /// True when the name is listed, or the path (when known) starts with a listed prefix.
     pub fn allows(&self, profile_name: &str, profile_path: Option<&str>) -> bool {
         if self.names.iter().any(|n| n == profile_name) {

@@ -6,14 +6,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CoreError;
-use crate::ports::{Clock, Ec2, Iam, ResponseSink, Workflow};
+use crate::ports::{Clock, Ec2, Iam, ResponseSink, SetupStore, Ssm, Workflow};
 use crate::provision::cfn::{
-    failed_physical_resource_id, failure_reason, physical_resource_id, CfnRequest, CfnResponse, ReplyTo, RequestType,
+    failed_physical_resource_id, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ReplyTo, RequestType,
 };
 use crate::provision::guard;
 use crate::provision::plan::verify_profile;
+use crate::provision::props::is_instance_id;
 use crate::provision::props::OnDelete;
+use crate::provision::state;
 use crate::provision::steps::{checked_props, Plan, Settings};
+use crate::provision::undo::undo;
 
 /// What the answer step reports to CloudFormation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,16 +40,31 @@ pub struct Outcome {
     /// the file system without SSM to verify it.
     #[serde(default)]
     pub note: Option<String>,
+    /// On failure, what was undone and what was left (see [`crate::provision::undo`]).
+    #[serde(default)]
+    pub undone: Option<String>,
 }
 
 /// Answer: PUTs the one response to the ResponseURL (≤ 4096 bytes, Reason naming the step).
 pub async fn answer(
     sink: &impl ResponseSink,
+    store: &impl SetupStore,
     settings: &Settings,
     request: &CfnRequest,
     outcome: &Outcome,
+    now_s: i64,
 ) -> Result<CfnResponse, CoreError> {
-    let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
+    let instance_id = request
+        .resource_properties
+        .get("InstanceId")
+        .and_then(Value::as_str)
+        .filter(|id| is_instance_id(id));
+    if outcome.delete {
+        // The resource is gone: its lifecycle ends, and a later one on the instance starts afresh.
+        if let Some(id) = instance_id {
+            state::end_lifecycle(store, &state::lifecycle_key(&request.stack_id, &request.logical_resource_id, id)).await?;
+        }
+    }
     let physical = outcome
         .plan
         .as_ref()
@@ -54,7 +72,11 @@ pub async fn answer(
     let failure = || {
         let error = outcome.error.clone().unwrap_or_else(|| "States.Runtime".to_string());
         let cause = crate::provision::cfn::cause_message(outcome.cause.as_deref().unwrap_or(""));
-        failure_reason(outcome.step.as_deref().unwrap_or("Workflow"), &error, &cause)
+        let reason = failure_reason(outcome.step.as_deref().unwrap_or("Workflow"), &error, &cause);
+        match &outcome.undone {
+            Some(note) => format!("{reason} [{note}]"),
+            None => reason,
+        }
     };
     let response = if outcome.delete {
         let physical = request.physical_resource_id.clone().unwrap_or(physical);
@@ -90,7 +112,7 @@ pub async fn answer(
         };
         CfnResponse::failed(request, physical, reason)
     };
-    put_answer(sink, settings, &ReplyTo::of(request), &response).await?;
+    put_answer(sink, store, settings, &ReplyTo::of(request), &response, now_s).await?;
     Ok(response)
 }
 
@@ -119,18 +141,21 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// answered FAILED; a failed StartExecution is answered FAILED. The only requests left
 /// unanswered (an error, for the dead-letter queue and its alarm) are those without a usable
 /// ResponseURL: no answer can reach CloudFormation, and opsflow PUTs nowhere else.
+#[allow(clippy::too_many_arguments)]
 pub async fn admit(
     ec2: &impl Ec2,
     iam: &impl Iam,
     sink: &impl ResponseSink,
+    store: &impl SetupStore,
     workflow: &impl Workflow,
     clock: &impl Clock,
     settings: &Settings,
     request_json: &Value,
 ) -> Result<Admission, CoreError> {
     let reply = reply_to(request_json, settings)?;
+    let now_s = clock.now_ms().div_euclid(1000);
     let answer_now = |response: CfnResponse| async {
-        put_answer(sink, settings, &reply, &response).await?;
+        put_answer(sink, store, settings, &reply, &response, now_s).await?;
         Ok(Admission::Answered(response))
     };
     let request = match CfnRequest::from_value(request_json.clone()) {
@@ -252,12 +277,31 @@ async fn retrying<T, F: std::future::Future<Output = Result<T, CoreError>>>(
     }
 }
 
-/// Every answer goes out here: only to a ResponseURL that passes [`guard::check_response_url`].
-async fn put_answer(sink: &impl ResponseSink, settings: &Settings, reply: &ReplyTo, response: &CfnResponse) -> Result<(), CoreError> {
+/// Every answer goes out here: only to a ResponseURL that passes [`guard::check_response_url`],
+/// and once per RequestId: the answer is claimed in opsflow's state first (a redelivered
+/// request, the safety net or the dead-letter handler finds it claimed and sends nothing), and
+/// the claim is given back if the PUT fails, so that a retry can answer.
+pub async fn put_answer(
+    sink: &impl ResponseSink,
+    store: &impl SetupStore,
+    settings: &Settings,
+    reply: &ReplyTo,
+    response: &CfnResponse,
+    now_s: i64,
+) -> Result<(), CoreError> {
     let partition = reply
         .partition()
         .ok_or_else(|| CoreError::invalid("StackId", "is not an ARN: the request cannot be answered"))?;
     guard::check_response_url(&reply.response_url, partition, settings.local_response_urls)?;
+    let status = if response.status == CfnStatus::Success {
+        "SUCCESS"
+    } else {
+        "FAILED"
+    };
+    if !state::claim_answer(store, &reply.request_id, status, now_s).await? {
+        tracing::info!(request_id = %reply.request_id, "already answered: no second answer");
+        return Ok(());
+    }
     tracing::info!(
         stack = %reply.stack_id,
         logical_resource_id = %reply.logical_resource_id,
@@ -266,23 +310,34 @@ async fn put_answer(sink: &impl ResponseSink, settings: &Settings, reply: &Reply
         reason = response.reason.as_deref().unwrap_or(""),
         "opsflow answers CloudFormation"
     );
-    sink.put(&reply.response_url, &response.to_body()).await
+    if let Err(e) = sink.put(&reply.response_url, &response.to_body()).await {
+        state::release_answer(store, &reply.request_id).await?;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The safety net, run when an execution ends FAILED, TIMED_OUT or ABORTED: if no answer step
 /// finished, answers FAILED naming the execution's status, so the stack never hangs.
+#[allow(clippy::too_many_arguments)]
 pub async fn safety_net(
+    ec2: &impl Ec2,
+    ssm: &impl Ssm,
     sink: &impl ResponseSink,
+    store: &impl SetupStore,
     workflow: &impl Workflow,
     settings: &Settings,
     execution_arn: &str,
     status: &str,
     request_json: &Value,
+    now_s: i64,
 ) -> Result<Option<CfnResponse>, CoreError> {
     if workflow.answered(execution_arn).await? {
         return Ok(None);
     }
     let request = CfnRequest::from_value(request_json.clone())?;
+    // The execution ended without its failure path: undo here what it would have undone.
+    let undone = undo(ec2, ssm, store, &request, None).await.note();
     let outcome = Outcome {
         status: "FAILED".to_string(),
         step: Some("Workflow".to_string()),
@@ -292,8 +347,55 @@ pub async fn safety_net(
         data: serde_json::Map::new(),
         delete: request.request_type == RequestType::Delete,
         note: None,
+        undone,
     };
-    answer(sink, settings, &request, &outcome).await.map(Some)
+    answer(sink, store, settings, &request, &outcome, now_s).await.map(Some)
+}
+
+/// The dead-letter handler: an event whose handler failed for good (the request function, or
+/// the safety net, after Lambda's retries) arrives here, from the dead-letter queue, and the
+/// request it carries is answered FAILED (a Delete: SUCCESS, which never blocks), once. The event
+/// is the CloudFormation request itself, or the execution status change the safety net was
+/// given (the request is its `detail.input`). Returns `None` when it was answered already.
+pub async fn dead_letter(
+    sink: &impl ResponseSink,
+    store: &impl SetupStore,
+    settings: &Settings,
+    event: &Value,
+    now_s: i64,
+) -> Result<Option<CfnResponse>, CoreError> {
+    let (request_json, what) = match event.pointer("/detail/input").and_then(Value::as_str) {
+        Some(input) => (
+            serde_json::from_str::<Value>(input)
+                .map_err(|e| CoreError::invalid("detail.input", format!("is not the CloudFormation request: {e}")))?,
+            format!(
+                "the execution ended {} and the safety net failed to answer",
+                event.pointer("/detail/status").and_then(Value::as_str).unwrap_or("unanswered")
+            ),
+        ),
+        None => (event.clone(), "the request handler failed after Lambda's retries".to_string()),
+    };
+    let reply = reply_to(&request_json, settings)?;
+    let reason = format!("Step Workflow failed: opsflow could not handle the request: {what} (see the functions' log groups)");
+    let response = match CfnRequest::from_value(request_json.clone()) {
+        Ok(request) if request.request_type == RequestType::Delete => {
+            let physical = request
+                .physical_resource_id
+                .clone()
+                .unwrap_or_else(|| physical_resource_id(&request, None));
+            CfnResponse::success(&request, physical).with_reason(format!("{reason} (the resource is deleted anyway)"))
+        }
+        Ok(request) => {
+            let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
+            CfnResponse::failed(&request, failed_physical_resource_id(&request, instance_id), reason)
+        }
+        Err(_) => reply.failed(reason),
+    };
+    if state::answer_claimed(store, &reply.request_id).await? {
+        return Ok(None);
+    }
+    put_answer(sink, store, settings, &reply, &response, now_s).await?;
+    Ok(Some(response))
 }
 
 /// `TIMED_OUT` → `TimedOut`.

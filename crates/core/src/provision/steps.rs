@@ -16,16 +16,16 @@ use serde::{Deserialize, Serialize};
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
 use crate::facts::{AssociationState, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
-use crate::ports::{Clock, Ec2, Iam, Ssm};
+use crate::ports::{Clock, Ec2, Iam, SetupStore, Ssm};
 use crate::provision::cfn::{changed_fields, physical_resource_id, CfnRequest, ChangeSet, RequestType};
 use crate::provision::guard::{self, StackRef};
 use crate::provision::plan::{
-    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, previous_profile_from_tag,
-    previous_profile_tag_value, profile_name, readiness, verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction,
-    VolumeRules, PREVIOUS_PROFILE_TAG,
+    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, profile_name, readiness,
+    verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
 use crate::provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, SetupProps};
 use crate::provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
+use crate::provision::state;
 
 /// Deployment settings of the steps (from the Lambdas' environment).
 #[derive(Debug, Clone)]
@@ -183,6 +183,13 @@ pub struct Plan {
     /// The requesting stack's id: every step that changes the instance checks again that the
     /// instance belongs to it ([`guard::check_owner`]).
     pub stack_id: String,
+    /// The resource's logical id and the request: with the stack, they name the resource's
+    /// lifecycle in opsflow's state ([`state::lifecycle_key`]).
+    pub logical_resource_id: String,
+    pub request_id: String,
+    /// A Delete putting back the profile the instance had before (`OnDelete: Revert`).
+    #[serde(default)]
+    pub reverting: bool,
     /// When the whole setup must be over (seconds since the epoch): every wait's deadline is
     /// capped by it, so CloudFormation is answered before its `ServiceTimeout`.
     pub deadline_epoch_s: i64,
@@ -209,6 +216,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The key of this resource's lifecycle on the plan's instance.
+    pub fn lifecycle_key(&self) -> String {
+        state::lifecycle_key(&self.stack_id, &self.logical_resource_id, &self.instance_id)
+    }
+
     /// A wait of `timeout_s` from now, its deadline capped by the plan's.
     pub fn poll(&self, now_s: i64, timeout_s: i64, policy: PollPolicy) -> Poll {
         Poll::start(now_s, timeout_s.min(self.deadline_epoch_s - now_s).max(0), policy)
@@ -221,7 +233,7 @@ impl Plan {
     /// Reads the instance and checks that it still belongs to the plan's stack and can be set
     /// up: a step can be invoked directly, with any plan, so each one that changes the
     /// instance checks for itself.
-    async fn owned_instance(&self, ec2: &impl Ec2) -> Result<InstanceFacts, CoreError> {
+    pub(crate) async fn owned_instance(&self, ec2: &impl Ec2) -> Result<InstanceFacts, CoreError> {
         let stack = self.stack()?;
         let instance = ec2.describe_instance(&self.instance_id).await?;
         guard::check_owner(&instance, &stack)?;
@@ -230,7 +242,7 @@ impl Plan {
     }
 
     /// Logs a change opsflow is about to make (the audit trail: stack, instance, action).
-    fn audit(&self, action: &str, detail: &str) {
+    pub(crate) fn audit(&self, action: &str, detail: &str) {
         tracing::info!(
             stack = %self.stack_id,
             physical_resource_id = %self.physical_resource_id,
@@ -245,7 +257,13 @@ impl Plan {
 /// The request's properties, validated against the deployment's rules: the properties' own
 /// rules, the stack id, the volume size cap and the documents a bootstrap may name.
 pub fn checked_props<'r>(request: &'r CfnRequest, settings: &Settings) -> Result<(SetupProps, StackRef<'r>), CoreError> {
-    let props = SetupProps::parse(&request.resource_properties, &settings.allow_list)?;
+    // A Delete only puts back what the instance had: a profile taken off the allow-list since
+    // must not stop it.
+    let props = if request.request_type == RequestType::Delete {
+        SetupProps::parse(&request.resource_properties, &AllowList::everything())?
+    } else {
+        SetupProps::parse(&request.resource_properties, &settings.allow_list)?
+    };
     let stack = StackRef::parse(&request.stack_id)?;
     if let Some(size) = props.volume_size_gib {
         guard::check_volume_size(size, settings.max_volume_size_gib)?;
@@ -262,7 +280,14 @@ pub fn checked_props<'r>(request: &'r CfnRequest, settings: &Settings) -> Result
 
 /// Plan: validates the properties (again — the request handler did so first), reads the
 /// instance, its volume and the wanted profile, and decides every step. Read-only.
-pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: &CfnRequest, now_s: i64) -> Result<Plan, CoreError> {
+pub async fn plan(
+    ec2: &impl Ec2,
+    iam: &impl Iam,
+    store: &impl SetupStore,
+    settings: &Settings,
+    request: &CfnRequest,
+    now_s: i64,
+) -> Result<Plan, CoreError> {
     let (props, stack) = checked_props(request, settings)?;
     let deadline_epoch_s = now_s + props.setup_window_s();
     let changes = match (&request.request_type, &request.old_resource_properties) {
@@ -275,14 +300,14 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
     let current = instance.iam_association.as_ref();
 
     if request.request_type == RequestType::Delete {
-        let profile = match (props.on_delete, &props.instance_profile) {
-            (OnDelete::Revert, Some(spec)) => {
-                let previous = instance.tags.get(PREVIOUS_PROFILE_TAG).and_then(|v| previous_profile_from_tag(v));
-                match instance.tags.get(PREVIOUS_PROFILE_TAG) {
-                    Some(_) => plan_profile_restore(previous.as_deref(), &spec.name, current),
-                    None => ProfileAction::Nothing,
-                }
-            }
+        // Exactly what the instance had before this resource's lifecycle, from opsflow's own
+        // state; nothing when opsflow never changed the profile.
+        let key = state::lifecycle_key(&request.stack_id, &request.logical_resource_id, &props.instance_id);
+        let profile = match (props.on_delete, state::lifecycle(store, &key).await?) {
+            (OnDelete::Revert, Some(life)) => match life.applied_profile_arn.as_deref() {
+                Some(applied) => plan_profile_restore(life.previous_profile_arn.as_deref(), applied, current),
+                None => ProfileAction::Nothing,
+            },
             _ => ProfileAction::Nothing,
         };
         let wanted = match &profile {
@@ -292,6 +317,9 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
         return Ok(Plan {
             instance_id: props.instance_id,
             stack_id: request.stack_id.clone(),
+            logical_resource_id: request.logical_resource_id.clone(),
+            request_id: request.request_id.clone(),
+            reverting: true,
             deadline_epoch_s,
             platform: instance.platform,
             physical_resource_id,
@@ -339,6 +367,9 @@ pub async fn plan(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: 
     Ok(Plan {
         instance_id: props.instance_id,
         stack_id: request.stack_id.clone(),
+        logical_resource_id: request.logical_resource_id.clone(),
+        request_id: request.request_id.clone(),
+        reverting: false,
         deadline_epoch_s,
         platform: instance.platform,
         physical_resource_id,
@@ -376,7 +407,13 @@ fn holds(assoc: Option<&crate::facts::Association>, wanted: Option<&str>) -> boo
 /// associates, replaces or disassociates — unless the instance already holds the wanted
 /// profile. IAM's eventual consistency (EC2 rejecting a just-created profile as invalid) is
 /// reported as `Transient`, which the state machine retries with backoff.
-pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, now_s: i64) -> Result<ProfileProgress, CoreError> {
+pub async fn assign_profile(
+    ec2: &impl Ec2,
+    store: &impl SetupStore,
+    settings: &Settings,
+    plan: &Plan,
+    now_s: i64,
+) -> Result<ProfileProgress, CoreError> {
     let id = &plan.instance_id;
     let instance = plan.owned_instance(ec2).await?;
     let current = instance.iam_association.as_ref();
@@ -391,10 +428,23 @@ pub async fn assign_profile(ec2: &impl Ec2, settings: &Settings, plan: &Plan, no
             poll,
         });
     }
-    if !instance.tags.contains_key(PREVIOUS_PROFILE_TAG) {
-        plan.audit("CreateTags", PREVIOUS_PROFILE_TAG);
-        ec2.tag_instance(id, PREVIOUS_PROFILE_TAG, &previous_profile_tag_value(current))
-            .await?;
+    // Before the first change of the lifecycle, remember what the instance had (a retried or
+    // later change keeps that first record).
+    let life = if plan.reverting {
+        None
+    } else {
+        let fresh = state::Lifecycle {
+            instance_id: id.clone(),
+            previous_profile_arn: current
+                .filter(|a| matches!(a.state, AssociationState::Associated | AssociationState::Associating))
+                .map(|a| a.profile_arn.clone()),
+            applied_profile_arn: None,
+            started_by: plan.request_id.clone(),
+        };
+        Some(state::begin_lifecycle(store, &plan.lifecycle_key(), &fresh).await?)
+    };
+    if let Some(life) = life {
+        state::record_applied(store, &plan.lifecycle_key(), life, wanted).await?;
     }
     let not_yet_visible = |e: CoreError| match e {
         CoreError::InvalidInput { ref rule, .. } if rule.contains("iamInstanceProfile") || rule.contains("IAM Instance Profile") => {
@@ -836,9 +886,11 @@ pub fn command_spec(kind: CommandKind, settings: &Settings, request: &CfnRequest
 }
 
 /// SendCommand: sends the file system or bootstrap command to the instance.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_command(
     ec2: &impl Ec2,
     ssm: &impl Ssm,
+    store: &impl SetupStore,
     kind: CommandKind,
     spec: &CommandSpec,
     plan: &Plan,
@@ -848,6 +900,8 @@ pub async fn send_command(
     plan.owned_instance(ec2).await?;
     plan.audit("SendCommand", &format!("{} ({})", spec.document_name, kind.step()));
     let command_id = ssm.send_command(spec, &plan.instance_id).await?;
+    // Whatever ends the execution (a failure, a timeout, an abort) cancels it from there.
+    state::record_command(store, &plan.request_id, &command_id, &plan.instance_id, now_s).await?;
     let timeout = match kind {
         CommandKind::Filesystem => FS_GROW_TIMEOUT_SECONDS,
         CommandKind::Bootstrap => spec.timeout_seconds,

@@ -1,0 +1,18 @@
+//! The `Undo` step of the provisioning state machine's failure path: cancels the command the
+//! execution sent and puts the instance profile back when the failed request changed it.
+use opsflow_aws::AwsConfig;
+use opsflow_core::{provision::handlers::Ports, Unused};
+use opsflow_functions::FnError;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let aws = AwsConfig::from_env().await;
+    let ports = Ports {
+        ec2: aws.ec2_adapter(),
+        iam: Unused,
+        ssm: aws.ssm_adapter(),
+        sink: Unused,
+        store: aws.setup_store().map_err(FnError)?,
+    };
+    opsflow_functions::run_task("Undo", ports).await
+}
