@@ -7,7 +7,8 @@ What it adds on top of moto (see README.md for the control API):
   * behaviour patches on moto's classes (opsflow_moto_ext.py): SSM managed-instance view,
     SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
     modification progression and its errors (and failures), EC2 stop/terminate
-    transitions and scheduled stops/terminations;
+    transitions and scheduled stops/terminations; CloudFormation custom resources that
+    wait for a PUT to their ResponseURL (opsflow_moto_cfn.py);
   * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
     call counts, fault injection in the right wire format per protocol;
   * one clock for all time-driven progress: real time x time_scale, or driven explicitly.
@@ -42,6 +43,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import opsflow_moto_cfn as ext_cfn  # noqa: E402
 import opsflow_moto_ext as ext  # noqa: E402
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -532,6 +534,8 @@ class LocalCloudApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path.startswith(ext_cfn.RESPONSE_PATH):
+            return self.custom_resource_response(environ, start_response)
         if path.startswith("/_opsflow/") or path == "/_opsflow":
             return self.control(environ, start_response)
         if path.startswith(("/moto-api", "/latest/", "/favicon.ico")):
@@ -550,6 +554,34 @@ class LocalCloudApp:
             start_response(status, headers)
             return [body]
         return self.moto_app(environ, start_response)
+
+    # ----- ResponseURL of CloudFormation custom resources (S3 presigned URLs on AWS)
+    def custom_resource_response(self, environ: dict[str, Any],
+                                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "PUT":
+            status, headers, body = error_response("rest-xml", "s3", environ, "MethodNotAllowed",
+                                                   "The specified method is not allowed against this resource.", 405)
+            start_response(status, headers)
+            return [body]
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            raw = environ["wsgi.input"].read(int(length))
+        elif environ.get("wsgi.input_terminated"):
+            raw = environ["wsgi.input"].read()
+        else:
+            raw = b""
+        code, result = self.rt.custom_resources.answer(
+            environ.get("PATH_INFO", ""), parse_qs(environ.get("QUERY_STRING", "")), raw)
+        if code != 200:
+            s3_code = "SignatureDoesNotMatch" if code == 403 else "NoSuchKey"
+            status, headers, body = error_response("rest-xml", "s3", environ, s3_code, result["error"], code)
+            start_response(status, headers)
+            return [body]
+        # As S3: 200 and an empty body whatever the JSON says; x-opsflow-result tells what it did.
+        note = str(result.get("result", "")).encode("ascii", "replace").decode()[:500]
+        start_response("200 OK", [("ETag", f'"{uuid.uuid4().hex}"'), ("x-amz-request-id", uuid.uuid4().hex[:16]),
+                                  ("x-opsflow-result", note), ("Content-Length", "0")])
+        return [b""]
 
     # ----- control API
     def control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -679,8 +711,16 @@ class LocalCloudApp:
         self.rt.tick()
         return {**self.rt.clock.describe(), "moved": moved}
 
+    def api_get_custom_resources(self, _: Any) -> dict[str, Any]:
+        return {"requests": self.rt.custom_resources.list()}
+
+    def api_delete_custom_resources(self, _: Any) -> dict[str, Any]:
+        self.rt.custom_resources.clear()
+        return {"requests": []}
+
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()
+        self.rt.custom_resources.clear()
         return {"status": "reset", **self.rt.clock.describe()}
 
 
@@ -736,12 +776,13 @@ def main(argv: list[str] | None = None) -> None:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app, _ = build_app()
+    app, rt = build_app()
     if not args.no_warm_up:
         warm_up(app)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     os.environ.setdefault("MOTO_PORT", str(port))  # moto calls itself for some flows
+    rt.custom_resources.base_url = f"http://{host}:{port}"  # custom resources' ResponseURLs
     print(f"opsflow-localcloud (moto {moto.__version__}) listening on http://{host}:{port}", flush=True)
 
     def stop(signum: int, _frame: Any) -> None:

@@ -16,6 +16,8 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   VolumeModificationRateExceeded errors.
 * EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
   (``POST /_opsflow/schedule``) stops and terminations.
+* CloudFormation custom resources that wait for an answer to their ResponseURL
+  (``opsflow_moto_cfn.py``).
 
 All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
 holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
@@ -984,3 +986,6 @@ def install(rt: Any) -> None:
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)
+    import opsflow_moto_cfn
+
+    rt.custom_resources = opsflow_moto_cfn.install(rt)
