@@ -1037,7 +1037,17 @@ SERVICE_TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:opsflow-request"
 CUSTOM_TYPE = "Custom::OpsflowInstanceSetup"
 
 
-def _setup_template(profile: str = "web", size: int = 20) -> str:
+def _setup_template(profile: str = "web", size: int = 20, names: tuple[str, ...] = ("Setup",)) -> str:
+    """An EC2 instance and opsflow's custom resource(s) on it; Outputs read the first one."""
+    custom = "".join(f"""
+  {name}:
+    Type: {CUSTOM_TYPE}
+    Properties:
+      ServiceToken: {SERVICE_TOKEN}
+      InstanceId: !Ref Instance
+      Profile: {profile}
+      VolumeSizeGiB: {size}
+      Reboot: true""" for name in names)
     return f"""
 AWSTemplateFormatVersion: "2010-09-09"
 Resources:
@@ -1045,20 +1055,12 @@ Resources:
     Type: AWS::EC2::Instance
     Properties:
       ImageId: {LINUX_AMI}
-      InstanceType: t3.micro
-  Setup:
-    Type: {CUSTOM_TYPE}
-    Properties:
-      ServiceToken: {SERVICE_TOKEN}
-      InstanceId: !Ref Instance
-      Profile: {profile}
-      VolumeSizeGiB: {size}
-      Reboot: true
+      InstanceType: t3.micro{custom}
 Outputs:
   Ready:
-    Value: !GetAtt Setup.ReadyAt
+    Value: !GetAtt {names[0]}.ReadyAt
   SetupId:
-    Value: !Ref Setup
+    Value: !Ref {names[0]}
 """
 
 
@@ -1359,3 +1361,47 @@ def test_custom_resources_listing_is_oldest_first_and_can_be_cleared(aws: Any, c
     status, out = ctl.call("DELETE", "/_opsflow/custom_resources")
     assert status == 200 and out == {"requests": []}
     assert ctl.get("/_opsflow/custom_resources")["requests"] == []
+
+
+def test_update_that_adds_and_removes_custom_resources(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-1")
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(names=("Other",)))  # Setup out, Other in
+    create = _requests(ctl, stack_id)[1]["request"]
+    assert (create["RequestType"], create["LogicalResourceId"]) == ("Create", "Other")
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_IN_PROGRESS"
+    _respond(create, PhysicalResourceId="other-1")
+    # The removed resource is deleted in cleanup, after the update itself.
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+    delete = _requests(ctl, stack_id)[2]["request"]
+    assert (delete["RequestType"], delete["LogicalResourceId"], delete["PhysicalResourceId"]) == (
+        "Delete", "Setup", "setup-1")
+    _respond(delete)
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_COMPLETE"
+
+    # An update whose new resource fails rolls back: the new one is deleted.
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(names=("Other", "Third")))
+    third = _requests(ctl, stack_id)[3]["request"]
+    assert (third["RequestType"], third["LogicalResourceId"]) == ("Create", "Third")
+    _respond(third, "FAILED", Reason="bad", PhysicalResourceId="third-1")
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+    cleanup = _requests(ctl, stack_id)[4]["request"]
+    assert (cleanup["RequestType"], cleanup["LogicalResourceId"], cleanup["PhysicalResourceId"]) == (
+        "Delete", "Third", "third-1")
+    _respond(cleanup)
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+
+
+def test_delete_stack_while_a_create_waits_cancels_it(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    cfn.delete_stack(StackName=stack_id)
+    create, delete = _requests(ctl, stack_id)
+    assert create["state"] == "cancelled"
+    assert delete["request"]["RequestType"] == "Delete" and delete["request"]["PhysicalResourceId"]
+    status, headers = _respond(create["request"])  # the provider answers late: ignored
+    assert status == 200 and headers["x-opsflow-result"] == "ignored: the request is already cancelled"
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_IN_PROGRESS"
+    _respond(delete["request"])
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_COMPLETE"
