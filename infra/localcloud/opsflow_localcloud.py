@@ -43,7 +43,6 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import opsflow_moto_cfn as ext_cfn  # noqa: E402
 import opsflow_moto_ext as ext  # noqa: E402
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -534,7 +533,7 @@ class LocalCloudApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path.startswith(ext_cfn.RESPONSE_PATH):
+        if path.startswith(ext.CFN_RESPONSE_PATH):
             return self.custom_resource_response(environ, start_response)
         if path.startswith("/_opsflow/") or path == "/_opsflow":
             return self.control(environ, start_response)
@@ -542,6 +541,8 @@ class LocalCloudApp:
             return self.moto_app(environ, start_response)
         service, operation, protocol = identify(environ)
         key = f"{service}:{operation}"
+        if service == "cloudformation" and self.rt.custom_resources is None:
+            self.rt.ensure_custom_resources()  # patch moto's CloudFormation before it serves
         self.rt.count_call(key)
         self.rt.tick()
         latency = self.rt.latency_s(key)
@@ -570,7 +571,7 @@ class LocalCloudApp:
             raw = environ["wsgi.input"].read()
         else:
             raw = b""
-        code, result = self.rt.custom_resources.answer(
+        code, result = self.rt.ensure_custom_resources().answer(
             environ.get("PATH_INFO", ""), parse_qs(environ.get("QUERY_STRING", "")), raw)
         if code != 200:
             s3_code = "SignatureDoesNotMatch" if code == 403 else "NoSuchKey"
@@ -712,15 +713,18 @@ class LocalCloudApp:
         return {**self.rt.clock.describe(), "moved": moved}
 
     def api_get_custom_resources(self, _: Any) -> dict[str, Any]:
-        return {"requests": self.rt.custom_resources.list()}
+        registry = self.rt.custom_resources  # None until the first CloudFormation request
+        return {"requests": registry.list() if registry is not None else []}
 
     def api_delete_custom_resources(self, _: Any) -> dict[str, Any]:
-        self.rt.custom_resources.clear()
+        if self.rt.custom_resources is not None:
+            self.rt.custom_resources.clear()
         return {"requests": []}
 
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()
-        self.rt.custom_resources.clear()
+        if self.rt.custom_resources is not None:
+            self.rt.custom_resources.clear()
         return {"status": "reset", **self.rt.clock.describe()}
 
 
@@ -782,7 +786,7 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     os.environ.setdefault("MOTO_PORT", str(port))  # moto calls itself for some flows
-    rt.custom_resources.base_url = f"http://{host}:{port}"  # custom resources' ResponseURLs
+    rt.cfn_base_url = f"http://{host}:{port}"  # custom resources' ResponseURLs
     print(f"opsflow-localcloud (moto {moto.__version__}) listening on http://{host}:{port}", flush=True)
 
     def stop(signum: int, _frame: Any) -> None:

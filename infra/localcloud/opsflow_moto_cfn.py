@@ -32,13 +32,14 @@ from moto.cloudformation.custom_model import CustomModel
 from moto.cloudformation.exceptions import ValidationError
 from moto.cloudformation.models import CloudFormationBackend, Event, Stack, cloudformation_backends
 from moto.core.utils import utcnow
+from opsflow_moto_ext import CFN_RESPONSE_PATH
 
 #: CloudFormation rejects a response body above this size ("Response object is too long.").
 RESPONSE_BODY_LIMIT = 4096
 #: A PhysicalResourceId "can be up to 1 KB in size".
 PHYSICAL_ID_LIMIT = 1024
 #: Path prefix of the ResponseURLs the local cloud hands out.
-RESPONSE_PATH = "/_opsflow/cfn-response/"
+RESPONSE_PATH = CFN_RESPONSE_PATH
 #: Stack statuses during which a stack operation is still running (UpdateStack is refused).
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS", "DELETE_IN_PROGRESS", "UPDATE_IN_PROGRESS",
                "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS",

@@ -986,6 +986,29 @@ def install(rt: Any) -> None:
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)
-    import opsflow_moto_cfn
+    _prepare_cloudformation(rt)
 
-    rt.custom_resources = opsflow_moto_cfn.install(rt)
+
+#: Path prefix of the custom resources' ResponseURLs (opsflow_moto_cfn.py).
+CFN_RESPONSE_PATH = "/_opsflow/cfn-response/"
+
+
+def _prepare_cloudformation(rt: Any) -> None:
+    """The custom resource patches import moto's CloudFormation, which imports most of moto
+    (half a second): they are installed at the first CloudFormation request instead of at start.
+    ``rt.custom_resources`` is None until then; ``rt.cfn_base_url`` is the ResponseURLs' base."""
+    lock = threading.Lock()
+    rt.custom_resources = None
+    rt.cfn_base_url = None
+
+    def ensure_custom_resources() -> Any:
+        with lock:
+            if rt.custom_resources is None:
+                import opsflow_moto_cfn
+
+                registry = opsflow_moto_cfn.install(rt)
+                registry.base_url = rt.cfn_base_url
+                rt.custom_resources = registry
+        return rt.custom_resources
+
+    rt.ensure_custom_resources = ensure_custom_resources
