@@ -309,10 +309,7 @@ class OpsflowCustomResource(CustomModel):
         region_name: str,
     ) -> Any:
         if not isinstance(original_resource, OpsflowCustomResource):
-            return CustomModel.create_from_cloudformation_json(
-                new_resource_name, cloudformation_json, account_id, region_name,
-                LogicalId=original_resource.logical_id, StackId=original_resource.stack_id,
-                ResourceType=cloudformation_json["Type"])
+            return original_resource  # moto's own (Lambda) custom resource: moto updates nothing
         res = original_resource
         new_properties = cfn_strings(cloudformation_json.get("Properties") or {})
         if new_properties == res.properties:

@@ -1405,3 +1405,15 @@ def test_delete_stack_while_a_create_waits_cancels_it(aws: Any, ctl: Control) ->
     assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_IN_PROGRESS"
     _respond(delete["request"])
     assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+
+
+def test_aws_cloudformation_customresource_type_is_a_custom_resource_too(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    template = _setup_template().replace(CUSTOM_TYPE, "AWS::CloudFormation::CustomResource")
+    stack_id = cfn.create_stack(StackName=f"s-{uuid.uuid4().hex[:8]}", TemplateBody=template)["StackId"]
+    (rec,) = _requests(ctl, stack_id)
+    assert rec["request"]["ResourceType"] == "AWS::CloudFormation::CustomResource"
+    assert _resource(cfn, stack_id)["ResourceType"] == "AWS::CloudFormation::CustomResource"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "CREATE_IN_PROGRESS"
+    _respond(rec["request"], Data={"ReadyAt": "now"})
+    assert _stack(cfn, stack_id)["StackStatus"] == "CREATE_COMPLETE"
