@@ -7,7 +7,8 @@ What it adds on top of moto (see README.md for the control API):
   * behaviour patches on moto's classes (opsflow_moto_ext.py): SSM managed-instance view,
     SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
     modification progression and its errors (and failures), EC2 stop/terminate
-    transitions and scheduled stops/terminations;
+    transitions and scheduled stops/terminations; CloudFormation custom resources that
+    wait for a PUT to their ResponseURL (opsflow_moto_cfn.py);
   * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
     call counts, fault injection in the right wire format per protocol;
   * one clock for all time-driven progress: real time x time_scale, or driven explicitly.
@@ -532,12 +533,16 @@ class LocalCloudApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path.startswith(ext.CFN_RESPONSE_PATH):
+            return self.custom_resource_response(environ, start_response)
         if path.startswith("/_opsflow/") or path == "/_opsflow":
             return self.control(environ, start_response)
         if path.startswith(("/moto-api", "/latest/", "/favicon.ico")):
             return self.moto_app(environ, start_response)
         service, operation, protocol = identify(environ)
         key = f"{service}:{operation}"
+        if service == "cloudformation" and self.rt.custom_resources is None:
+            self.rt.ensure_custom_resources()  # patch moto's CloudFormation before it serves
         self.rt.count_call(key)
         self.rt.tick()
         latency = self.rt.latency_s(key)
@@ -550,6 +555,34 @@ class LocalCloudApp:
             start_response(status, headers)
             return [body]
         return self.moto_app(environ, start_response)
+
+    # ----- ResponseURL of CloudFormation custom resources (S3 presigned URLs on AWS)
+    def custom_resource_response(self, environ: dict[str, Any],
+                                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "PUT":
+            status, headers, body = error_response("rest-xml", "s3", environ, "MethodNotAllowed",
+                                                   "The specified method is not allowed against this resource.", 405)
+            start_response(status, headers)
+            return [body]
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            raw = environ["wsgi.input"].read(int(length))
+        elif environ.get("wsgi.input_terminated"):
+            raw = environ["wsgi.input"].read()
+        else:
+            raw = b""
+        code, result = self.rt.ensure_custom_resources().answer(
+            environ.get("PATH_INFO", ""), parse_qs(environ.get("QUERY_STRING", "")), raw)
+        if code != 200:
+            s3_code = "SignatureDoesNotMatch" if code == 403 else "NoSuchKey"
+            status, headers, body = error_response("rest-xml", "s3", environ, s3_code, result["error"], code)
+            start_response(status, headers)
+            return [body]
+        # As S3: 200 and an empty body whatever the JSON says; x-opsflow-result tells what it did.
+        note = str(result.get("result", "")).encode("ascii", "replace").decode()[:500]
+        start_response("200 OK", [("ETag", f'"{uuid.uuid4().hex}"'), ("x-amz-request-id", uuid.uuid4().hex[:16]),
+                                  ("x-opsflow-result", note), ("Content-Length", "0")])
+        return [b""]
 
     # ----- control API
     def control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -679,8 +712,19 @@ class LocalCloudApp:
         self.rt.tick()
         return {**self.rt.clock.describe(), "moved": moved}
 
+    def api_get_custom_resources(self, _: Any) -> dict[str, Any]:
+        registry = self.rt.custom_resources  # None until the first CloudFormation request
+        return {"requests": registry.list() if registry is not None else []}
+
+    def api_delete_custom_resources(self, _: Any) -> dict[str, Any]:
+        if self.rt.custom_resources is not None:
+            self.rt.custom_resources.clear()
+        return {"requests": []}
+
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()
+        if self.rt.custom_resources is not None:
+            self.rt.custom_resources.clear()
         return {"status": "reset", **self.rt.clock.describe()}
 
 
@@ -736,12 +780,13 @@ def main(argv: list[str] | None = None) -> None:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app, _ = build_app()
+    app, rt = build_app()
     if not args.no_warm_up:
         warm_up(app)
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     host, port = server.server_address[:2]
     os.environ.setdefault("MOTO_PORT", str(port))  # moto calls itself for some flows
+    rt.cfn_base_url = f"http://{host}:{port}"  # custom resources' ResponseURLs
     print(f"opsflow-localcloud (moto {moto.__version__}) listening on http://{host}:{port}", flush=True)
 
     def stop(signum: int, _frame: Any) -> None:

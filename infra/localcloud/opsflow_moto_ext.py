@@ -16,6 +16,8 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   VolumeModificationRateExceeded errors.
 * EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
   (``POST /_opsflow/schedule``) stops and terminations.
+* CloudFormation custom resources that wait for an answer to their ResponseURL
+  (``opsflow_moto_cfn.py``).
 
 All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
 holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
@@ -984,3 +986,29 @@ def install(rt: Any) -> None:
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)
+    _prepare_cloudformation(rt)
+
+
+#: Path prefix of the custom resources' ResponseURLs (opsflow_moto_cfn.py).
+CFN_RESPONSE_PATH = "/_opsflow/cfn-response/"
+
+
+def _prepare_cloudformation(rt: Any) -> None:
+    """The custom resource patches import moto's CloudFormation, which imports most of moto
+    (half a second): they are installed at the first CloudFormation request instead of at start.
+    ``rt.custom_resources`` is None until then; ``rt.cfn_base_url`` is the ResponseURLs' base."""
+    lock = threading.Lock()
+    rt.custom_resources = None
+    rt.cfn_base_url = None
+
+    def ensure_custom_resources() -> Any:
+        with lock:
+            if rt.custom_resources is None:
+                import opsflow_moto_cfn
+
+                registry = opsflow_moto_cfn.install(rt)
+                registry.base_url = rt.cfn_base_url
+                rt.custom_resources = registry
+        return rt.custom_resources
+
+    rt.ensure_custom_resources = ensure_custom_resources

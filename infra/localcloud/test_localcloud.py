@@ -1029,3 +1029,391 @@ def test_send_command_requires_online_when_configured(aws: Any, ctl: Control) ->
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(pytest.main([__file__, "-q"]))
+
+
+# --------------------------------------------------------------------------- CloudFormation custom resources
+
+SERVICE_TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:opsflow-request"
+CUSTOM_TYPE = "Custom::OpsflowInstanceSetup"
+
+
+def _setup_template(profile: str = "web", size: int = 20, names: tuple[str, ...] = ("Setup",)) -> str:
+    """An EC2 instance and opsflow's custom resource(s) on it; Outputs read the first one."""
+    custom = "".join(f"""
+  {name}:
+    Type: {CUSTOM_TYPE}
+    Properties:
+      ServiceToken: {SERVICE_TOKEN}
+      InstanceId: !Ref Instance
+      Profile: {profile}
+      VolumeSizeGiB: {size}
+      Reboot: true""" for name in names)
+    return f"""
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Instance:
+    Type: AWS::EC2::Instance
+    Properties:
+      ImageId: {LINUX_AMI}
+      InstanceType: t3.micro{custom}
+Outputs:
+  Ready:
+    Value: !GetAtt {names[0]}.ReadyAt
+  SetupId:
+    Value: !Ref {names[0]}
+"""
+
+
+def _requests(ctl: Control, stack_id: str) -> list[dict[str, Any]]:
+    return [r for r in ctl.get("/_opsflow/custom_resources")["requests"] if r["request"]["StackId"] == stack_id]
+
+
+def _put(url: str, body: Any, raw: bytes | None = None) -> tuple[int, dict[str, str]]:
+    data = raw if raw is not None else json.dumps(body).encode()
+    # As the cfn-response module does: PUT, empty Content-Type, the URL exactly as given.
+    req = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": ""})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def _respond(event: dict[str, Any], status: str = "SUCCESS", **fields: Any) -> tuple[int, dict[str, str]]:
+    body = {"Status": status, "StackId": event["StackId"], "RequestId": event["RequestId"],
+            "LogicalResourceId": event["LogicalResourceId"],
+            "PhysicalResourceId": event.get("PhysicalResourceId", "setup-1"), **fields}
+    return _put(event["ResponseURL"], body)
+
+
+def _resource(cfn: Any, stack_id: str, logical_id: str = "Setup") -> dict[str, Any]:
+    return cfn.describe_stack_resource(StackName=stack_id, LogicalResourceId=logical_id)["StackResourceDetail"]
+
+
+def _stack(cfn: Any, stack_id: str) -> dict[str, Any]:
+    return cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+
+
+def _create_setup_stack(aws: Any, ctl: Control, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    cfn = aws("cloudformation")
+    stack_id = cfn.create_stack(StackName=f"s-{uuid.uuid4().hex[:8]}", TemplateBody=_setup_template(),
+                                **kwargs)["StackId"]
+    (rec,) = _requests(ctl, stack_id)
+    return stack_id, rec
+
+
+def test_custom_resource_create_is_recorded_and_waits_for_its_answer(aws: Any, ctl: Control) -> None:
+    cfn, ec2 = aws("cloudformation"), aws("ec2")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    event = rec["request"]
+    assert rec["state"] == "waiting" and rec["answers"] == [] and rec["response"] is None
+    instance_id = _resource(cfn, stack_id, "Instance")["PhysicalResourceId"]
+    assert instance_id.startswith("i-")
+    # The fields of the User Guide's Create request, and only those.
+    assert set(event) == {"RequestType", "ServiceToken", "ResponseURL", "StackId", "RequestId", "ResourceType",
+                          "LogicalResourceId", "ResourceProperties"}
+    assert event["RequestType"] == "Create" and event["ServiceToken"] == SERVICE_TOKEN
+    assert event["StackId"] == stack_id and event["LogicalResourceId"] == "Setup"
+    assert event["ResourceType"] == CUSTOM_TYPE
+    assert str(uuid.UUID(event["RequestId"])) == event["RequestId"]
+    # Properties arrive as CloudFormation sends them: resolved, numbers and booleans as strings.
+    assert event["ResourceProperties"] == {"ServiceToken": SERVICE_TOKEN, "InstanceId": instance_id,
+                                           "Profile": "web", "VolumeSizeGiB": "20", "Reboot": "true"}
+    assert event["ResponseURL"].startswith(ctl.url + "/_opsflow/cfn-response/")
+    # The EC2 instance carries the stack id tag, as CloudFormation tags it.
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_instances(InstanceIds=[instance_id])[
+        "Reservations"][0]["Instances"][0]["Tags"]}
+    assert tags["aws:cloudformation:stack-id"] == stack_id
+    assert tags["aws:cloudformation:logical-id"] == "Instance"
+
+    detail = _resource(cfn, stack_id)
+    assert detail["ResourceType"] == CUSTOM_TYPE and detail["ResourceStatus"] == "CREATE_IN_PROGRESS"
+    assert "PhysicalResourceId" not in detail
+    assert _resource(cfn, stack_id, "Instance")["ResourceStatus"] == "CREATE_COMPLETE"
+    stack = _stack(cfn, stack_id)
+    assert stack["StackStatus"] == "CREATE_IN_PROGRESS" and "Outputs" not in stack
+    statuses = {r["LogicalResourceId"]: r["ResourceStatus"] for r in
+                cfn.describe_stack_resources(StackName=stack_id)["StackResources"]}
+    assert statuses == {"Instance": "CREATE_COMPLETE", "Setup": "CREATE_IN_PROGRESS"}
+    events = cfn.describe_stack_events(StackName=stack_id)["StackEvents"]
+    assert [(e["LogicalResourceId"], e["ResourceStatus"]) for e in events if e["LogicalResourceId"] == "Setup"] == [
+        ("Setup", "CREATE_IN_PROGRESS")]
+
+
+def test_custom_resource_success_completes_the_stack_with_its_data(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    status, headers = _respond(rec["request"], PhysicalResourceId="setup-i-1", Data={"ReadyAt": "2026-12-06T07:00Z"})
+    assert status == 200 and headers["x-opsflow-result"] == "applied"
+
+    detail = _resource(cfn, stack_id)
+    assert detail["ResourceStatus"] == "CREATE_COMPLETE" and detail["PhysicalResourceId"] == "setup-i-1"
+    stack = _stack(cfn, stack_id)
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]} == {
+        "Ready": "2026-12-06T07:00Z", "SetupId": "setup-i-1"}
+    (rec,) = _requests(ctl, stack_id)
+    assert rec["state"] == "answered" and rec["response"]["Status"] == "SUCCESS" and rec["error"] is None
+
+    # A second answer changes nothing, but is recorded.
+    status, headers = _respond(rec["request"], "FAILED", Reason="late")
+    assert status == 200 and headers["x-opsflow-result"].startswith("ignored")
+    (rec,) = _requests(ctl, stack_id)
+    assert len(rec["answers"]) == 2 and rec["response"]["Status"] == "SUCCESS"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "CREATE_COMPLETE"
+    assert _stack(cfn, stack_id)["StackStatus"] == "CREATE_COMPLETE"
+    events = [(e["LogicalResourceId"], e["ResourceStatus"]) for e in
+              cfn.describe_stack_events(StackName=stack_id)["StackEvents"]]
+    assert events[0] == (stack["StackName"], "CREATE_COMPLETE")
+    assert events.index(("Setup", "CREATE_COMPLETE")) < events.index(("Setup", "CREATE_IN_PROGRESS"))
+
+
+def test_custom_resource_failure_rolls_the_stack_back_with_a_delete(aws: Any, ctl: Control) -> None:
+    cfn, ec2 = aws("cloudformation"), aws("ec2")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    instance_id = _resource(cfn, stack_id, "Instance")["PhysicalResourceId"]
+    _respond(rec["request"], "FAILED", Reason="instance i-x is not in this stack", PhysicalResourceId="failed-1")
+
+    detail = _resource(cfn, stack_id)
+    assert detail["ResourceStatus"] == "DELETE_IN_PROGRESS"
+    stack = _stack(cfn, stack_id)
+    assert stack["StackStatus"] == "ROLLBACK_IN_PROGRESS"
+    assert stack["StackStatusReason"].startswith("The following resource(s) failed to create: [Setup]")
+    events = cfn.describe_stack_events(StackName=stack_id)["StackEvents"]
+    (failed,) = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
+    assert failed["LogicalResourceId"] == "Setup"
+    assert failed["ResourceStatusReason"] == "instance i-x is not in this stack"
+
+    create, delete = _requests(ctl, stack_id)
+    assert create["state"] == "answered"
+    event = delete["request"]
+    assert delete["state"] == "waiting" and event["RequestType"] == "Delete"
+    assert set(event) == {"RequestType", "ServiceToken", "ResponseURL", "StackId", "RequestId", "ResourceType",
+                          "LogicalResourceId", "PhysicalResourceId", "ResourceProperties"}
+    assert event["PhysicalResourceId"] == "failed-1"  # the id the FAILED answer gave
+    assert event["ResourceProperties"] == create["request"]["ResourceProperties"]
+    assert event["RequestId"] != create["request"]["RequestId"]
+
+    _respond(event)
+    assert _stack(cfn, stack_id)["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "DELETE_COMPLETE"
+    state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+    with pytest.raises(ClientError) as err:
+        cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(profile="db"))
+    assert "ROLLBACK_COMPLETE" in str(err.value)
+    # Deleting a rolled-back stack sends nothing more.
+    cfn.delete_stack(StackName=stack_id)
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+    assert len(_requests(ctl, stack_id)) == 2
+
+
+def test_delete_stack_sends_delete_and_waits_for_it(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-7")
+    cfn.delete_stack(StackName=stack_id)
+    _, delete = _requests(ctl, stack_id)
+    assert delete["request"]["RequestType"] == "Delete"
+    assert delete["request"]["PhysicalResourceId"] == "setup-7"
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_IN_PROGRESS"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "DELETE_IN_PROGRESS"
+    cfn.delete_stack(StackName=stack_id)  # again while it runs: nothing more is sent
+    assert len(_requests(ctl, stack_id)) == 2
+
+    _respond(delete["request"])
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+    names = [s["StackName"] for s in cfn.describe_stacks()["Stacks"]]
+    assert _stack(cfn, stack_id)["StackName"] not in names
+
+
+def test_delete_answered_failed_leaves_the_stack_delete_failed(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-8")
+    cfn.delete_stack(StackName=stack_id)
+    _, delete = _requests(ctl, stack_id)
+    _respond(delete["request"], "FAILED", Reason="cannot clean up")
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_FAILED"
+    detail = _resource(cfn, stack_id)
+    assert detail["ResourceStatus"] == "DELETE_FAILED" and detail["ResourceStatusReason"] == "cannot clean up"
+    cfn.delete_stack(StackName=stack_id)  # a retry sends Delete again
+    retry = _requests(ctl, stack_id)[-1]
+    assert retry["request"]["RequestType"] == "Delete" and retry["state"] == "waiting"
+    _respond(retry["request"])
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+
+
+def test_update_stack_sends_update_with_the_old_properties(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-1", Data={"ReadyAt": "t1"})
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(profile="db", size=40))
+    _, update = _requests(ctl, stack_id)
+    event = update["request"]
+    assert set(event) == {"RequestType", "ServiceToken", "ResponseURL", "StackId", "RequestId", "ResourceType",
+                          "LogicalResourceId", "PhysicalResourceId", "ResourceProperties", "OldResourceProperties"}
+    assert event["RequestType"] == "Update" and event["PhysicalResourceId"] == "setup-1"
+    assert event["ResourceProperties"]["Profile"] == "db" and event["ResourceProperties"]["VolumeSizeGiB"] == "40"
+    assert event["OldResourceProperties"] == rec["request"]["ResourceProperties"]
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_IN_PROGRESS"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "UPDATE_IN_PROGRESS"
+    with pytest.raises(ClientError) as err:
+        cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(profile="x"))
+    assert "UPDATE_IN_PROGRESS state and can not be updated" in str(err.value)
+
+    _respond(event, Data={"ReadyAt": "t2"})  # same PhysicalResourceId: an update in place
+    stack = _stack(cfn, stack_id)
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["Ready"] == "t2"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "UPDATE_COMPLETE"
+    assert len(_requests(ctl, stack_id)) == 2
+
+
+def test_update_with_a_new_physical_id_deletes_the_old_one_in_cleanup(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-old")
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(profile="db"))
+    _respond(_requests(ctl, stack_id)[1]["request"], PhysicalResourceId="setup-new")
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+    cleanup = _requests(ctl, stack_id)[2]["request"]
+    assert cleanup["RequestType"] == "Delete" and cleanup["PhysicalResourceId"] == "setup-old"
+    _respond(cleanup, "FAILED", Reason="gone already")  # a failed cleanup does not fail the update
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_COMPLETE"
+    assert _resource(cfn, stack_id)["PhysicalResourceId"] == "setup-new"
+
+
+def test_failed_update_is_rolled_back_with_a_second_update(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-1")
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(profile="db"))
+    update = _requests(ctl, stack_id)[1]["request"]
+    _respond(update, "FAILED", Reason="no such profile")
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"
+    back = _requests(ctl, stack_id)[2]["request"]
+    assert back["RequestType"] == "Update" and back["PhysicalResourceId"] == "setup-1"
+    assert back["ResourceProperties"] == update["OldResourceProperties"]
+    assert back["OldResourceProperties"] == update["ResourceProperties"]
+    _respond(back)
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert "Profile: web" in cfn.get_template(StackName=stack_id)["TemplateBody"]
+
+
+def test_invalid_answers_fail_the_resource_as_cloudformation_would(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    event = rec["request"]
+    # The presigned URL must be used as given: without its query string S3 refuses the PUT.
+    status, _ = _put(event["ResponseURL"].split("?")[0], {"Status": "SUCCESS"})
+    assert status == 403
+    assert _requests(ctl, stack_id)[0]["answers"] == []
+    status, headers = _respond(event, Data={"Blob": "x" * 5000})
+    assert status == 200 and "Response object is too long." in headers["x-opsflow-result"]
+    detail = _resource(cfn, stack_id)
+    assert detail["ResourceStatus"] == "DELETE_IN_PROGRESS"
+    (failed,) = [e for e in cfn.describe_stack_events(StackName=stack_id)["StackEvents"]
+                 if e["ResourceStatus"] == "CREATE_FAILED"]
+    assert failed["ResourceStatusReason"] == "Response object is too long."
+    create, delete = _requests(ctl, stack_id)
+    assert create["error"] == "Response object is too long."
+    # A body answering another request (here: the Create's RequestId) fails the Delete.
+    status, headers = _put(delete["request"]["ResponseURL"], {
+        "Status": "SUCCESS", "StackId": stack_id, "RequestId": create["request"]["RequestId"],
+        "LogicalResourceId": "Setup", "PhysicalResourceId": "x"})
+    assert status == 200 and "RequestId" in headers["x-opsflow-result"]
+    assert _stack(cfn, stack_id)["StackStatus"] == "ROLLBACK_FAILED"
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"Status": "DONE"}, "Status must be SUCCESS or FAILED"),
+    ({"Status": "FAILED"}, "needs a Reason"),
+    ({"Status": "SUCCESS", "PhysicalResourceId": ""}, "Invalid PhysicalResourceId"),
+    ({"Status": "SUCCESS", "LogicalResourceId": "Other"}, "LogicalResourceId"),
+    ({"Status": "SUCCESS", "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/x/y"}, "StackId"),
+])
+def test_answer_checks(aws: Any, ctl: Control, body: dict[str, Any], error: str) -> None:
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    event = rec["request"]
+    full = {"StackId": event["StackId"], "RequestId": event["RequestId"], "LogicalResourceId": "Setup",
+            "PhysicalResourceId": "p", **body}
+    status, headers = _put(event["ResponseURL"], full)
+    assert status == 200 and error in headers["x-opsflow-result"]
+    create = _requests(ctl, stack_id)[0]
+    assert create["state"] == "answered" and error in create["error"]
+    assert _stack(aws("cloudformation"), stack_id)["StackStatus"] == "ROLLBACK_IN_PROGRESS"
+
+
+def test_disable_rollback_leaves_the_stack_create_failed(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl, DisableRollback=True)
+    _respond(rec["request"], "FAILED", Reason="nope")
+    assert _stack(cfn, stack_id)["StackStatus"] == "CREATE_FAILED"
+    assert len(_requests(ctl, stack_id)) == 1
+
+
+def test_custom_resources_listing_is_oldest_first_and_can_be_cleared(aws: Any, ctl: Control) -> None:
+    first, _ = _create_setup_stack(aws, ctl)
+    second, _ = _create_setup_stack(aws, ctl)
+    listed = [r["request"]["StackId"] for r in ctl.get("/_opsflow/custom_resources")["requests"]]
+    assert listed[-2:] == [first, second]
+    status, out = ctl.call("DELETE", "/_opsflow/custom_resources")
+    assert status == 200 and out == {"requests": []}
+    assert ctl.get("/_opsflow/custom_resources")["requests"] == []
+
+
+def test_update_that_adds_and_removes_custom_resources(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    _respond(rec["request"], PhysicalResourceId="setup-1")
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(names=("Other",)))  # Setup out, Other in
+    create = _requests(ctl, stack_id)[1]["request"]
+    assert (create["RequestType"], create["LogicalResourceId"]) == ("Create", "Other")
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_IN_PROGRESS"
+    _respond(create, PhysicalResourceId="other-1")
+    # The removed resource is deleted in cleanup, after the update itself.
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+    delete = _requests(ctl, stack_id)[2]["request"]
+    assert (delete["RequestType"], delete["LogicalResourceId"], delete["PhysicalResourceId"]) == (
+        "Delete", "Setup", "setup-1")
+    _respond(delete)
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_COMPLETE"
+
+    # An update whose new resource fails rolls back: the new one is deleted.
+    cfn.update_stack(StackName=stack_id, TemplateBody=_setup_template(names=("Other", "Third")))
+    third = _requests(ctl, stack_id)[3]["request"]
+    assert (third["RequestType"], third["LogicalResourceId"]) == ("Create", "Third")
+    _respond(third, "FAILED", Reason="bad", PhysicalResourceId="third-1")
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+    cleanup = _requests(ctl, stack_id)[4]["request"]
+    assert (cleanup["RequestType"], cleanup["LogicalResourceId"], cleanup["PhysicalResourceId"]) == (
+        "Delete", "Third", "third-1")
+    _respond(cleanup)
+    assert _stack(cfn, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+
+
+def test_delete_stack_while_a_create_waits_cancels_it(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    stack_id, rec = _create_setup_stack(aws, ctl)
+    cfn.delete_stack(StackName=stack_id)
+    create, delete = _requests(ctl, stack_id)
+    assert create["state"] == "cancelled"
+    assert delete["request"]["RequestType"] == "Delete" and delete["request"]["PhysicalResourceId"]
+    status, headers = _respond(create["request"])  # the provider answers late: ignored
+    assert status == 200 and headers["x-opsflow-result"] == "ignored: the request is already cancelled"
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_IN_PROGRESS"
+    _respond(delete["request"])
+    assert _stack(cfn, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+
+
+def test_aws_cloudformation_customresource_type_is_a_custom_resource_too(aws: Any, ctl: Control) -> None:
+    cfn = aws("cloudformation")
+    template = _setup_template().replace(CUSTOM_TYPE, "AWS::CloudFormation::CustomResource")
+    stack_id = cfn.create_stack(StackName=f"s-{uuid.uuid4().hex[:8]}", TemplateBody=template)["StackId"]
+    (rec,) = _requests(ctl, stack_id)
+    assert rec["request"]["ResourceType"] == "AWS::CloudFormation::CustomResource"
+    assert _resource(cfn, stack_id)["ResourceType"] == "AWS::CloudFormation::CustomResource"
+    assert _resource(cfn, stack_id)["ResourceStatus"] == "CREATE_IN_PROGRESS"
+    _respond(rec["request"], Data={"ReadyAt": "now"})
+    assert _stack(cfn, stack_id)["StackStatus"] == "CREATE_COMPLETE"
