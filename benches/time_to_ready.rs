@@ -26,12 +26,12 @@ use opsflow::local::{function_arn, provision_machine, ACCOUNT, REGION};
 use opsflow_asl::{model, Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest};
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
-    PingStatus, Platform, ProfileRef, StatusChecks, VolumeFacts,
+    PingStatus, Platform, ProfileRef, StackResource, StatusChecks, VolumeFacts,
 };
-use opsflow_core::ports::{Clock, SetupStore, SteppedClock, Workflow};
+use opsflow_core::ports::{Clock, SetupStore, Stacks, SteppedClock, Workflow};
 use opsflow_core::provision::guard::STACK_ID_TAG;
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
-use opsflow_core::provision::request::{admit, Admission};
+use opsflow_core::provision::request::{admit, Admission, RequestPorts};
 use opsflow_core::provision::steps::{PollPolicy, Settings};
 use opsflow_core::{AllowList, CommandSpec, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use rand::SeedableRng;
@@ -351,6 +351,18 @@ impl ResponseSink for Model {
     }
 }
 
+/// CloudFormation: the stack's Create is under way.
+impl Stacks for Model {
+    async fn resource(&self, _: &str, _: &str) -> Result<Option<StackResource>, CoreError> {
+        self.call().await;
+        Ok(Some(StackResource {
+            stack_status: "CREATE_IN_PROGRESS".into(),
+            resource_type: "Custom::OpsflowInstanceSetup".into(),
+            resource_status: "CREATE_IN_PROGRESS".into(),
+        }))
+    }
+}
+
 /// The state table: a DynamoDB call each, like the others.
 impl SetupStore for Model {
     async fn get(&self, key: &str) -> Result<Option<String>, CoreError> {
@@ -466,14 +478,19 @@ async fn run_opsflow(draw: Draw, settings: &Settings, machine: &Arc<StateMachine
         store: model.clone(),
     });
     // The request handler (CloudFormation's call), at time 0.
-    let started = Started::default();
     let clock = SteppedClock::starting_at(model.clock.lock().unwrap().now_ms());
-    let admission = admit(&model, &model, &model, &model, &started, &clock, settings, &request())
-        .await
-        .expect("admit");
+    let handler = RequestPorts {
+        ec2: model.clone(),
+        iam: model.clone(),
+        sink: model.clone(),
+        store: model.clone(),
+        workflow: Started::default(),
+        stacks: model.clone(),
+    };
+    let admission = admit(&handler, &clock, settings, &request()).await.expect("admit");
     assert!(matches!(admission, Admission::Started { .. }), "{admission:?}");
     meter.bill(0, model.clock.lock().unwrap().now_ms());
-    let input = started.0.lock().unwrap().take().expect("an execution input");
+    let input = handler.workflow.0.lock().unwrap().take().expect("an execution input");
 
     let settings = Arc::new(settings.clone());
     let step = move |name, payload, clock| {

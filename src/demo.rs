@@ -21,7 +21,9 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     println!("starting the local cloud (moto + opsflow extension on 127.0.0.1)...");
     let cloud = Arc::new(tokio::task::spawn_blocking(LocalCloud::start).await??);
     println!("  local cloud at {}", cloud.endpoint);
-    let settings = Settings::new(AllowList::parse(fixtures::ALLOW_LIST).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let mut settings = Settings::new(AllowList::parse(fixtures::ALLOW_LIST).map_err(|e| anyhow::anyhow!("{e}"))?);
+    // The demo writes the request CloudFormation would send; no local stack sent it.
+    settings.verify_stack = false;
     let pipeline = LocalPipeline::new(cloud.clone(), settings).await?;
     let responses = ResponseStore::create(&pipeline.clients).await?;
 

@@ -16,7 +16,7 @@ use opsflow_asl::{
 use opsflow_aws::{Clients, DynamoStore, ResponseBucket};
 use opsflow_core::ports::{Clock, SteppedClock, Workflow};
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
-use opsflow_core::provision::request::{admit, safety_net, Admission};
+use opsflow_core::provision::request::{admit, safety_net, Admission, RequestPorts};
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
@@ -85,6 +85,17 @@ impl LocalCloud {
             bail!("local cloud control {path}: HTTP {status}: {text}");
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// GET a control resource (`/_opsflow/<path>`), e.g. `custom_resources`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self.http.get(format!("{}/_opsflow/{path}", self.endpoint)).send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("local cloud control {path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
     }
 
     /// The local cloud's clock (epoch ms): ahead of real time once an engine in virtual time drove it.
@@ -368,23 +379,21 @@ impl LocalPipeline {
     /// the execution ends FAILED, TIMED_OUT or ABORTED.
     pub async fn submit(&self, request: Value, mut on_event: impl FnMut(&HistoryEvent)) -> anyhow::Result<Submission> {
         let c = &self.clients;
-        let ports = (c.ec2_adapter(), c.iam_adapter(), c.response_sink(), c.setup_store(SETUP_TABLE));
+        let ports = RequestPorts {
+            ec2: c.ec2_adapter(),
+            iam: c.iam_adapter(),
+            sink: c.response_sink(),
+            store: c.setup_store(SETUP_TABLE),
+            workflow: self.workflow.clone(),
+            stacks: c.stacks_adapter(),
+        };
         self.invocations.fetch_add(1, Ordering::Relaxed);
         // The handler's retries wait on a clock that moves at once (the local cloud's faults
         // are counted, not timed), so a throttling scenario takes no real seconds.
         let clock = SteppedClock::starting_at(self.cloud.now_ms().await?);
-        let admission = admit(
-            &ports.0,
-            &ports.1,
-            &ports.2,
-            &ports.3,
-            &self.workflow,
-            &clock,
-            &self.settings,
-            &request,
-        )
-        .await
-        .map_err(|e| anyhow!("request handler: {e}"))?;
+        let admission = admit(&ports, &clock, &self.settings, &request)
+            .await
+            .map_err(|e| anyhow!("request handler: {e}"))?;
         let pending = std::mem::take(&mut self.workflow.inner.lock().unwrap().pending);
         let mut execution = None;
         let mut safety = false;

@@ -255,13 +255,15 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
     let result = match function {
         "Request" => {
             let arn = std::env::var("STATE_MACHINE_ARN").context("STATE_MACHINE_ARN is required for the Request handler")?;
-            let (ec2, iam, sink, wf) = (
-                clients.ec2_adapter(),
-                clients.iam_adapter(),
-                clients.response_sink(),
-                clients.workflow(&arn),
-            );
-            opsflow_core::provision::request::admit(&ec2, &iam, &sink, &store, &wf, &opsflow_aws::SystemClock, &settings, &payload)
+            let ports = opsflow_core::provision::request::RequestPorts {
+                ec2: clients.ec2_adapter(),
+                iam: clients.iam_adapter(),
+                sink: clients.response_sink(),
+                store,
+                workflow: clients.workflow(&arn),
+                stacks: clients.stacks_adapter(),
+            };
+            opsflow_core::provision::request::admit(&ports, &opsflow_aws::SystemClock, &settings, &payload)
                 .await
                 .map(|a| json!(format!("{a:?}")))
         }

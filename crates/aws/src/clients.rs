@@ -96,6 +96,11 @@ impl AwsConfig {
     }
 
     /// The Step Functions client, for a function that serves several state machines.
+    /// CloudFormation, for the request handler's check of a request.
+    pub fn stacks_adapter(&self) -> crate::StackAdapter {
+        crate::StackAdapter::new(aws_sdk_cloudformation::Client::new(&self.0))
+    }
+
     /// opsflow's state table, named by `SETUP_TABLE_NAME`.
     pub fn setup_store(&self) -> Result<crate::DynamoStore, CoreError> {
         let table = std::env::var("SETUP_TABLE_NAME")
@@ -138,6 +143,7 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
     /// Path-style addressing, which works against any endpoint (virtual-hosted needs DNS).
     pub s3: aws_sdk_s3::Client,
     pub sns: aws_sdk_sns::Client,
@@ -166,6 +172,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            cloudformation: aws_sdk_cloudformation::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build()),
             sns: aws_sdk_sns::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
@@ -203,6 +210,10 @@ impl Clients {
 
     pub fn response_sink(&self) -> HttpResponseSink {
         HttpResponseSink::new(self.http.clone())
+    }
+
+    pub fn stacks_adapter(&self) -> crate::StackAdapter {
+        crate::StackAdapter::new(self.cloudformation.clone())
     }
 
     /// opsflow's state in the table `table`.

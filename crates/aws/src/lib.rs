@@ -23,6 +23,7 @@ pub mod iam;
 pub mod s3;
 pub mod sfn;
 pub mod ssm;
+pub mod stacks;
 
 pub use alerts::{AlertAdapter, SnsPublisher};
 pub use clients::{AwsConfig, Clients, DEFAULT_REGION};
@@ -35,9 +36,10 @@ pub use iam::IamAdapter;
 pub use s3::ResponseBucket;
 pub use sfn::SfnWorkflow;
 pub use ssm::SsmAdapter;
+pub use stacks::StackAdapter;
 
 /// The SDK crates, for callers that need their types (e.g. a custom `SdkConfig`).
 pub use {
-    aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_ec2, aws_sdk_iam, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns, aws_sdk_sqs,
-    aws_sdk_ssm,
+    aws_config, aws_sdk_cloudformation, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_ec2, aws_sdk_iam, aws_sdk_s3, aws_sdk_sfn,
+    aws_sdk_sns, aws_sdk_sqs, aws_sdk_ssm,
 };

@@ -149,6 +149,17 @@ pub struct InstanceFacts {
     pub launch_time_epoch_s: Option<i64>,
 }
 
+/// A resource of a CloudFormation stack, as DescribeStacks and DescribeStackResource report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackResource {
+    /// `StackStatus`, e.g. `CREATE_IN_PROGRESS`, `UPDATE_COMPLETE_CLEANUP_IN_PROGRESS`.
+    pub stack_status: String,
+    /// `ResourceType`, e.g. `Custom::OpsflowInstanceSetup`.
+    pub resource_type: String,
+    /// `ResourceStatus`, e.g. `CREATE_IN_PROGRESS`.
+    pub resource_status: String,
+}
+
 /// The latest modification of a volume (EC2 DescribeVolumesModifications).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modification {

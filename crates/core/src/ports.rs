@@ -8,7 +8,9 @@
 use std::future::Future;
 
 use crate::error::CoreError;
-use crate::facts::{Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StatusChecks, VolumeFacts};
+use crate::facts::{
+    Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StackResource, StatusChecks, VolumeFacts,
+};
 use crate::provision::script::CommandSpec;
 
 /// EC2: instances, volumes and instance profile associations.
@@ -78,6 +80,14 @@ pub trait Clock: Send + Sync {
 
     /// Waits `ms` milliseconds.
     fn sleep(&self, ms: u64) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// CloudFormation, for the request handler: whether a request belongs to a stack operation in
+/// progress.
+pub trait Stacks: Send + Sync {
+    /// The stack's status and the resource's type and status; `None` when the stack or the
+    /// resource does not exist.
+    fn resource(&self, stack_id: &str, logical_id: &str) -> impl Future<Output = Result<Option<StackResource>, CoreError>> + Send;
 }
 
 /// opsflow's own state, where only opsflow writes (a DynamoDB table on AWS): JSON documents
@@ -472,6 +482,12 @@ impl Ssm for Unused {
     }
     async fn cancel_command(&self, _: &str, _: &str) -> Result<(), CoreError> {
         Unused::fail("SSM")
+    }
+}
+
+impl Stacks for Unused {
+    async fn resource(&self, _: &str, _: &str) -> Result<Option<StackResource>, CoreError> {
+        Unused::fail("CloudFormation")
     }
 }
 

@@ -15,13 +15,18 @@
 //!   says so. The sink follows no redirects.
 //! - **Documents** ([`check_document`]): a bootstrap document given by ARN must be AWS-owned
 //!   (an ARN with no account) or this account's; another account's shared document is refused.
+//! - **A live request** ([`check_live_request`]): anyone who may invoke the ServiceToken may send
+//!   it any event, naming any stack. A request is acted on only if CloudFormation really has it
+//!   under way: the stack exists with an operation in progress and holds the resource, of the
+//!   request's type, in the status the request type implies.
 //! - **Volume size** ([`check_volume_size`]): no IAM condition bounds ModifyVolume's size, so
 //!   the deployment's `MaxVolumeSizeGiB` does, here.
 
 use url::{Host, Url};
 
 use crate::error::CoreError;
-use crate::facts::{InstanceFacts, InstanceState};
+use crate::facts::{InstanceFacts, InstanceState, StackResource};
+use crate::provision::cfn::{CfnRequest, RequestType};
 
 /// CloudFormation's own tag on the instances a stack creates: the stack's id (ARN).
 pub const STACK_ID_TAG: &str = "aws:cloudformation:stack-id";
@@ -118,6 +123,56 @@ pub fn check_owner(instance: &InstanceFacts, stack: &StackRef) -> Result<(), Cor
             stack.id
         ),
     ))
+}
+
+/// The request is one CloudFormation has under way: its stack exists with an operation in
+/// progress, and holds the resource with the request's type, `CREATE_IN_PROGRESS` for a Create
+/// and `UPDATE_IN_PROGRESS` for an Update. A Delete comes with the resource `DELETE_IN_PROGRESS`,
+/// or while the stack cleans up after an update or rolls back (the resource then shows the
+/// status of its replacement or its failure). Otherwise `Forbidden`: opsflow acts on nothing.
+pub fn check_live_request(request: &CfnRequest, found: Option<&StackResource>) -> Result<(), CoreError> {
+    let subject = || format!("request {}", request.request_id);
+    let Some(found) = found else {
+        return Err(CoreError::forbidden(
+            subject(),
+            format!(
+                "stack {} has no resource {}: CloudFormation did not send this request",
+                request.stack_id, request.logical_resource_id
+            ),
+        ));
+    };
+    if found.resource_type != request.resource_type {
+        return Err(CoreError::forbidden(
+            subject(),
+            format!(
+                "resource {} of stack {} is a {}, not a {}: CloudFormation did not send this request",
+                request.logical_resource_id, request.stack_id, found.resource_type, request.resource_type
+            ),
+        ));
+    }
+    let stack = found.stack_status.as_str();
+    let resource = found.resource_status.as_str();
+    let live = stack.ends_with("_IN_PROGRESS")
+        && match request.request_type {
+            RequestType::Create => resource == "CREATE_IN_PROGRESS",
+            RequestType::Update => resource == "UPDATE_IN_PROGRESS",
+            RequestType::Delete => {
+                resource == "DELETE_IN_PROGRESS"
+                    || stack.ends_with("CLEANUP_IN_PROGRESS")
+                    || stack.ends_with("ROLLBACK_IN_PROGRESS")
+                    || stack == "DELETE_IN_PROGRESS"
+            }
+        };
+    if !live {
+        return Err(CoreError::forbidden(
+            subject(),
+            format!(
+                "stack {} is {stack} with {} {resource}: no {:?} of it is under way, so CloudFormation did not send this request",
+                request.stack_id, request.logical_resource_id, request.request_type
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A terminated or shutting-down instance can never be set up (and a stopped one is waited on
@@ -328,6 +383,57 @@ mod tests {
             assert!(text.ends_with(carries), "{text}");
             assert!(!text.contains("billing"), "another stack is not named: {text}");
         }
+    }
+
+    fn request(kind: &str) -> CfnRequest {
+        CfnRequest::from_value(serde_json::json!({
+            "RequestType": kind, "ResponseURL": "https://b.s3.amazonaws.com/x", "StackId": STACK, "RequestId": "r-1",
+            "ResourceType": "Custom::OpsflowInstanceSetup", "LogicalResourceId": "Setup", "PhysicalResourceId": "opsflow-setup-i-1",
+            "ResourceProperties": {}, "OldResourceProperties": {}
+        }))
+        .unwrap()
+    }
+
+    fn found(stack: &str, resource_type: &str, resource: &str) -> StackResource {
+        StackResource {
+            stack_status: stack.into(),
+            resource_type: resource_type.into(),
+            resource_status: resource.into(),
+        }
+    }
+
+    #[test]
+    fn a_request_is_live_only_while_its_stack_operation_is_under_way() {
+        const T: &str = "Custom::OpsflowInstanceSetup";
+        for (kind, stack, resource) in [
+            ("Create", "CREATE_IN_PROGRESS", "CREATE_IN_PROGRESS"),
+            ("Create", "UPDATE_IN_PROGRESS", "CREATE_IN_PROGRESS"),
+            ("Update", "UPDATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"),
+            ("Update", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_IN_PROGRESS"),
+            ("Delete", "DELETE_IN_PROGRESS", "DELETE_IN_PROGRESS"),
+            ("Delete", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE"),
+            ("Delete", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE"),
+            ("Delete", "ROLLBACK_IN_PROGRESS", "CREATE_FAILED"),
+        ] {
+            assert!(
+                check_live_request(&request(kind), Some(&found(stack, T, resource))).is_ok(),
+                "{kind} {stack} {resource}"
+            );
+        }
+        for (kind, stack, resource_type, resource) in [
+            ("Create", "CREATE_COMPLETE", T, "CREATE_COMPLETE"),
+            ("Create", "UPDATE_IN_PROGRESS", T, "UPDATE_IN_PROGRESS"),
+            ("Update", "UPDATE_COMPLETE", T, "UPDATE_COMPLETE"),
+            ("Delete", "CREATE_COMPLETE", T, "CREATE_COMPLETE"),
+            ("Delete", "UPDATE_IN_PROGRESS", T, "UPDATE_IN_PROGRESS"),
+            ("Create", "CREATE_IN_PROGRESS", "AWS::EC2::Instance", "CREATE_IN_PROGRESS"),
+        ] {
+            let e = check_live_request(&request(kind), Some(&found(stack, resource_type, resource))).unwrap_err();
+            assert_eq!(e.name(), "Forbidden", "{kind} {stack} {resource}");
+            assert!(e.to_string().contains("CloudFormation did not send this request"), "{e}");
+        }
+        let e = check_live_request(&request("Create"), None).unwrap_err();
+        assert!(e.to_string().contains("has no resource Setup"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CoreError;
-use crate::ports::{Clock, Ec2, Iam, ResponseSink, SetupStore, Ssm, Workflow};
+use crate::ports::{Clock, Ec2, Iam, ResponseSink, SetupStore, Ssm, Stacks, Workflow};
 use crate::provision::cfn::{
     failed_physical_resource_id, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ReplyTo, RequestType,
 };
@@ -127,6 +127,16 @@ pub enum Admission {
     Started { execution_name: String },
 }
 
+/// The ports of the request handler.
+pub struct RequestPorts<E, I, R, T, W, K> {
+    pub ec2: E,
+    pub iam: I,
+    pub sink: R,
+    pub store: T,
+    pub workflow: W,
+    pub stacks: K,
+}
+
 /// The largest request opsflow starts an execution with. Step Functions refuses an input over
 /// 256 KiB, and the steps add their results to the request in the state; a request is a few
 /// KiB unless its bootstrap is a whole script.
@@ -141,17 +151,20 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// answered FAILED; a failed StartExecution is answered FAILED. The only requests left
 /// unanswered (an error, for the dead-letter queue and its alarm) are those without a usable
 /// ResponseURL: no answer can reach CloudFormation, and opsflow PUTs nowhere else.
-#[allow(clippy::too_many_arguments)]
-pub async fn admit(
-    ec2: &impl Ec2,
-    iam: &impl Iam,
-    sink: &impl ResponseSink,
-    store: &impl SetupStore,
-    workflow: &impl Workflow,
+pub async fn admit<E: Ec2, I: Iam, R: ResponseSink, T: SetupStore, W: Workflow, K: Stacks>(
+    ports: &RequestPorts<E, I, R, T, W, K>,
     clock: &impl Clock,
     settings: &Settings,
     request_json: &Value,
 ) -> Result<Admission, CoreError> {
+    let RequestPorts {
+        ec2,
+        iam,
+        sink,
+        store,
+        workflow,
+        stacks,
+    } = ports;
     let reply = reply_to(request_json, settings)?;
     let now_s = clock.now_ms().div_euclid(1000);
     let answer_now = |response: CfnResponse| async {
@@ -187,7 +200,7 @@ pub async fn admit(
         );
         return answer_now(refuse("Validate", e)).await;
     }
-    let start = match retrying(clock, settings.request_retry_s, || validate(ec2, iam, settings, &request)).await {
+    let start = match retrying(clock, settings.request_retry_s, || validate(ec2, iam, stacks, settings, &request)).await {
         Ok(start) => start,
         Err(e) => return answer_now(refuse("Validate", e)).await,
     };
@@ -228,8 +241,18 @@ fn reply_to(request_json: &Value, settings: &Settings) -> Result<ReplyTo, CoreEr
 
 /// The checks before anything changes; true when an execution must run (false: a Delete with
 /// nothing to revert).
-async fn validate(ec2: &impl Ec2, iam: &impl Iam, settings: &Settings, request: &CfnRequest) -> Result<bool, CoreError> {
+async fn validate(
+    ec2: &impl Ec2,
+    iam: &impl Iam,
+    stacks: &impl Stacks,
+    settings: &Settings,
+    request: &CfnRequest,
+) -> Result<bool, CoreError> {
     let (props, stack) = checked_props(request, settings)?;
+    if settings.verify_stack {
+        let found = stacks.resource(&request.stack_id, &request.logical_resource_id).await?;
+        guard::check_live_request(request, found.as_ref())?;
+    }
     if request.request_type == RequestType::Delete {
         return Ok(props.on_delete == OnDelete::Revert && props.instance_profile.is_some());
     }

@@ -55,6 +55,10 @@ pub struct Settings {
     /// How long the request handler retries throttling and transient errors before it answers
     /// FAILED (its Lambda timeout must be longer).
     pub request_retry_s: i64,
+    /// Whether the request handler checks with CloudFormation that a request belongs to a stack
+    /// operation under way ([`guard::check_live_request`]). Always on in a deployment; off only
+    /// for local runs whose requests no stack sent.
+    pub verify_stack: bool,
 }
 
 impl Settings {
@@ -72,6 +76,7 @@ impl Settings {
             account_id: None,
             local_response_urls: false,
             request_retry_s: 20,
+            verify_stack: true,
         }
     }
 }
