@@ -408,6 +408,9 @@ impl Clock for StepClock {
 struct Started(Mutex<Option<Value>>);
 
 impl Workflow for Started {
+    async fn stop_execution(&self, _: &str, _: &str) -> Result<bool, CoreError> {
+        Ok(false)
+    }
     async fn start_execution(&self, _: &str, input: &Value) -> Result<(), CoreError> {
         *self.0.lock().unwrap() = Some(input.clone());
         Ok(())
@@ -486,6 +489,7 @@ async fn run_opsflow(draw: Draw, settings: &Settings, machine: &Arc<StateMachine
         store: model.clone(),
         workflow: Started::default(),
         stacks: model.clone(),
+        ssm: model.clone(),
     };
     let admission = admit(&handler, &clock, settings, &request()).await.expect("admit");
     assert!(matches!(admission, Admission::Started { .. }), "{admission:?}");

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use opsflow_asl::{
-    model, Clock as EngineClock, Engine, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest,
+    model, Clock as EngineClock, Engine, ExecutionHandle, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError,
+    TaskClock, TaskRequest,
 };
 use opsflow_aws::{Clients, DynamoStore, ResponseBucket};
 use opsflow_core::ports::{Clock, SteppedClock, Workflow};
@@ -257,6 +258,8 @@ struct Executions {
     failing_starts: Vec<CoreError>,
     started: HashSet<String>,
     pending: Vec<(String, Value)>,
+    /// The executions running now, to stop them.
+    running: HashMap<String, ExecutionHandle>,
     histories: HashMap<String, Vec<HistoryEvent>>,
 }
 
@@ -275,6 +278,14 @@ pub fn execution_arn(name: &str) -> String {
 }
 
 impl Workflow for LocalWorkflow {
+    async fn stop_execution(&self, name: &str, cause: &str) -> Result<bool, CoreError> {
+        let handle = self.inner.lock().unwrap().running.get(name).cloned();
+        Ok(handle.is_some_and(|h| {
+            h.stop(Some("opsflow.Superseded"), Some(cause));
+            true
+        }))
+    }
+
     async fn start_execution(&self, name: &str, input: &Value) -> Result<(), CoreError> {
         let mut e = self.inner.lock().unwrap();
         if !e.failing_starts.is_empty() {
@@ -386,6 +397,7 @@ impl LocalPipeline {
             store: c.setup_store(SETUP_TABLE),
             workflow: self.workflow.clone(),
             stacks: c.stacks_adapter(),
+            ssm: c.ssm_adapter(),
         };
         self.invocations.fetch_add(1, Ordering::Relaxed);
         // The handler's retries wait on a clock that moves at once (the local cloud's faults
@@ -407,6 +419,12 @@ impl LocalPipeline {
                     record_history: true,
                 },
             );
+            self.workflow
+                .inner
+                .lock()
+                .unwrap()
+                .running
+                .insert(name.clone(), running.handle.clone());
             let result = loop {
                 tokio::select! {
                     Some(ev) = running.events.recv() => on_event(&ev),
@@ -416,12 +434,11 @@ impl LocalPipeline {
             while let Ok(ev) = running.events.try_recv() {
                 on_event(&ev);
             }
-            self.workflow
-                .inner
-                .lock()
-                .unwrap()
-                .histories
-                .insert(name.clone(), result.events.clone());
+            {
+                let mut e = self.workflow.inner.lock().unwrap();
+                e.running.remove(&name);
+                e.histories.insert(name.clone(), result.events.clone());
+            }
             if result.status != opsflow_asl::Status::Succeeded {
                 self.invocations.fetch_add(1, Ordering::Relaxed);
                 let now_s = result.events.last().map_or(0, |e| e.timestamp_ms / 1000);

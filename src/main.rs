@@ -262,6 +262,7 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
                 store,
                 workflow: clients.workflow(&arn),
                 stacks: clients.stacks_adapter(),
+                ssm: clients.ssm_adapter(),
             };
             opsflow_core::provision::request::admit(&ports, &opsflow_aws::SystemClock, &settings, &payload)
                 .await

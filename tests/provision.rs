@@ -1176,3 +1176,67 @@ async fn a_dead_letter_is_answered_failed_once() {
         answers[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_while_the_create_still_runs_stops_it_and_undoes_it_first() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    // A long bootstrap, and every check of it takes real time: the Create is still running when
+    // CloudFormation (having given up on it) sends the Delete.
+    w.cloud
+        .control(
+            "commands",
+            json!({"document": "AWS-RunShellScript", "match": "migrate", "duration_seconds": 900}),
+        )
+        .await
+        .unwrap();
+    w.cloud
+        .control("config", json!({"latency_ms": {"ssm:GetCommandInvocation": 300}}))
+        .await
+        .unwrap();
+    let p = json!({"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile", "Bootstrap": {"Commands": ["migrate"]}});
+    let create = cfn_request(
+        "Create",
+        "req-slow-create",
+        &w.responses.url_for("req-slow-create").await.unwrap(),
+        p.clone(),
+        Value::Null,
+    );
+    let delete = cfn_request(
+        "Delete",
+        "req-early-delete",
+        &w.responses.url_for("req-early-delete").await.unwrap(),
+        p,
+        physical(&w.instance_id),
+    );
+    let deleting = async {
+        while w.calls("ssm:SendCommand").await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        w.pipeline.submit(delete, |_| {}).await.unwrap()
+    };
+    let (created, deleted) = tokio::join!(w.pipeline.submit(create, |_| {}), deleting);
+    let created = created.unwrap();
+    assert_eq!(created.execution.unwrap().status, Status::Aborted);
+    assert!(deleted.execution.is_none(), "OnDelete: Retain has nothing to revert");
+    let create_answers = w.responses.answers("req-slow-create").await.unwrap();
+    assert_eq!(create_answers.len(), 1, "{create_answers:?}");
+    assert_eq!(create_answers[0]["Status"], "FAILED");
+    assert!(
+        reason(&create_answers[0]).starts_with("Step Workflow failed: ExecutionAborted"),
+        "{}",
+        create_answers[0]
+    );
+    let delete_answers = w.responses.answers("req-early-delete").await.unwrap();
+    assert_eq!(delete_answers.len(), 1);
+    assert_eq!(delete_answers[0]["Status"], "SUCCESS");
+    let r = reason(&delete_answers[0]);
+    assert!(
+        r.starts_with("stopped the execution of Create request req-slow-create (undone: command "),
+        "{r}"
+    );
+    assert!(r.contains("instance profile removed, as before"), "{r}");
+    // What the Create did is undone: the profile it attached is gone, its command cancelled.
+    assert_eq!(profile_of(&w, &w.instance_id).await, None);
+    assert!(w.calls("ssm:CancelCommand").await >= 1);
+}

@@ -26,7 +26,36 @@ impl SfnWorkflow {
     }
 }
 
+impl SfnWorkflow {
+    /// The ARN of the execution named `name` of this state machine.
+    pub fn execution_arn(&self, name: &str) -> String {
+        format!("{}:{name}", self.state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+    }
+}
+
 impl Workflow for SfnWorkflow {
+    async fn stop_execution(&self, name: &str, cause: &str) -> Result<bool, CoreError> {
+        let arn = self.execution_arn(name);
+        let described = match self.client.describe_execution().execution_arn(&arn).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_does_not_exist()) => return Ok(false),
+            Err(e) => return Err(from_sdk_error("DescribeExecution", &e)),
+        };
+        if described.status() != &aws_sdk_sfn::types::ExecutionStatus::Running {
+            return Ok(false);
+        }
+        self.client
+            .stop_execution()
+            .execution_arn(&arn)
+            .error("opsflow.Superseded")
+            .cause(cause)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("StopExecution", &e))?;
+        tracing::warn!(execution = %arn, cause, "execution stopped");
+        Ok(true)
+    }
+
     async fn start_execution(&self, name: &str, input: &Value) -> Result<(), CoreError> {
         const OP: &str = "StartExecution";
         let result = self

@@ -143,6 +143,10 @@ pub trait Workflow: Send + Sync {
 
     /// Whether the execution's history shows an answer step that finished (the response was PUT).
     fn answered(&self, execution_arn: &str) -> impl Future<Output = Result<bool, CoreError>> + Send;
+
+    /// Stops the execution named `name` if it still runs (StopExecution with `cause`); true when
+    /// it was running.
+    fn stop_execution(&self, name: &str, cause: &str) -> impl Future<Output = Result<bool, CoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
         store: aws.setup_store().map_err(FnError)?,
         workflow: aws.workflow(&state_machine),
         stacks: aws.stacks_adapter(),
+        ssm: aws.ssm_adapter(),
     };
     let (ports, settings) = (&ports, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -59,6 +59,7 @@ pub async fn answer(
         .get("InstanceId")
         .and_then(Value::as_str)
         .filter(|id| is_instance_id(id));
+    state::end_running(store, &request.stack_id, &request.logical_resource_id, &request.request_id).await?;
     if outcome.delete {
         // The resource is gone: its lifecycle ends, and a later one on the instance starts afresh.
         if let Some(id) = instance_id {
@@ -128,9 +129,11 @@ pub enum Admission {
 }
 
 /// The ports of the request handler.
-pub struct RequestPorts<E, I, R, T, W, K> {
+pub struct RequestPorts<E, I, S, R, T, W, K> {
     pub ec2: E,
     pub iam: I,
+    /// To cancel the command of an execution a later request stops.
+    pub ssm: S,
     pub sink: R,
     pub store: T,
     pub workflow: W,
@@ -151,8 +154,8 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// answered FAILED; a failed StartExecution is answered FAILED. The only requests left
 /// unanswered (an error, for the dead-letter queue and its alarm) are those without a usable
 /// ResponseURL: no answer can reach CloudFormation, and opsflow PUTs nowhere else.
-pub async fn admit<E: Ec2, I: Iam, R: ResponseSink, T: SetupStore, W: Workflow, K: Stacks>(
-    ports: &RequestPorts<E, I, R, T, W, K>,
+pub async fn admit<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore, W: Workflow, K: Stacks>(
+    ports: &RequestPorts<E, I, S, R, T, W, K>,
     clock: &impl Clock,
     settings: &Settings,
     request_json: &Value,
@@ -164,6 +167,7 @@ pub async fn admit<E: Ec2, I: Iam, R: ResponseSink, T: SetupStore, W: Workflow, 
         store,
         workflow,
         stacks,
+        ..
     } = ports;
     let reply = reply_to(request_json, settings)?;
     let now_s = clock.now_ms().div_euclid(1000);
@@ -204,12 +208,30 @@ pub async fn admit<E: Ec2, I: Iam, R: ResponseSink, T: SetupStore, W: Workflow, 
         Ok(start) => start,
         Err(e) => return answer_now(refuse("Validate", e)).await,
     };
+    // An execution still running for this resource (CloudFormation gave up on it) is stopped,
+    // and what it did undone, before this request goes on.
+    let superseded = match retrying(clock, settings.request_retry_s, || supersede(ports, &request)).await {
+        Ok(note) => note,
+        Err(e) => return answer_now(refuse("Start", e)).await,
+    };
     if !start {
         let physical = request
             .physical_resource_id
             .clone()
             .unwrap_or_else(|| physical_resource_id(&request, None));
-        return answer_now(CfnResponse::success(&request, physical)).await;
+        let response = CfnResponse::success(&request, physical);
+        return answer_now(match superseded {
+            Some(note) => response.with_reason(format!("{note}; nothing else to revert")),
+            None => response,
+        })
+        .await;
+    }
+    let running = state::Running {
+        request_id: request.request_id.clone(),
+        request: request_json.clone(),
+    };
+    if let Err(e) = state::record_running(store, &request.stack_id, &request.logical_resource_id, &running, now_s).await {
+        return answer_now(refuse("Start", e)).await;
     }
     if let Err(e) = retrying(clock, settings.request_retry_s, || {
         workflow.start_execution(&request.request_id, request_json)
@@ -218,9 +240,39 @@ pub async fn admit<E: Ec2, I: Iam, R: ResponseSink, T: SetupStore, W: Workflow, 
     {
         return answer_now(refuse("Start", e)).await;
     }
+    if let Some(note) = superseded {
+        tracing::warn!(request_id = %request.request_id, note, "a running execution was stopped first");
+    }
     Ok(Admission::Started {
         execution_name: request.request_id,
     })
+}
+
+/// Stops the execution another request of the same resource still runs, and undoes what it
+/// did; the note says what happened (`None` when nothing ran).
+async fn supersede<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore, W: Workflow, K: Stacks>(
+    ports: &RequestPorts<E, I, S, R, T, W, K>,
+    request: &CfnRequest,
+) -> Result<Option<String>, CoreError> {
+    let Some(running) = state::running(&ports.store, &request.stack_id, &request.logical_resource_id).await? else {
+        return Ok(None);
+    };
+    if running.request_id == request.request_id {
+        return Ok(None);
+    }
+    let cause = format!("superseded by {:?} request {}", request.request_type, request.request_id);
+    if !ports.workflow.stop_execution(&running.request_id, &cause).await? {
+        return Ok(None);
+    }
+    let old = CfnRequest::from_value(running.request)?;
+    let report = undo(&ports.ec2, &ports.ssm, &ports.store, &old, None).await;
+    state::end_running(&ports.store, &request.stack_id, &request.logical_resource_id, &running.request_id).await?;
+    Ok(Some(format!(
+        "stopped the execution of {:?} request {}{}",
+        old.request_type,
+        old.request_id,
+        report.note().map(|n| format!(" ({n})")).unwrap_or_default()
+    )))
 }
 
 /// Where the answer to a request goes, checked: without a usable ResponseURL (missing, or not

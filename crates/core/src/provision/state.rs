@@ -95,6 +95,52 @@ pub async fn release_answer(store: &impl SetupStore, request_id: &str) -> Result
     store.delete(&answer_key(request_id)).await
 }
 
+/// The execution running for a resource (a stack's logical id): a Delete or an Update that
+/// arrives while it runs (CloudFormation gave up on it, or its ServiceTimeout passed) stops it
+/// and undoes what it did first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Running {
+    pub request_id: String,
+    /// The request it runs for, to undo it.
+    pub request: serde_json::Value,
+}
+
+pub fn running_key(stack_id: &str, logical_id: &str) -> String {
+    format!("running|{stack_id}|{logical_id}")
+}
+
+pub async fn running(store: &impl SetupStore, stack_id: &str, logical_id: &str) -> Result<Option<Running>, CoreError> {
+    let key = running_key(stack_id, logical_id);
+    match store.get(&key).await? {
+        Some(text) => from_json(&key, &text).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub async fn record_running(
+    store: &impl SetupStore,
+    stack_id: &str,
+    logical_id: &str,
+    running: &Running,
+    now_s: i64,
+) -> Result<(), CoreError> {
+    store
+        .put(&running_key(stack_id, logical_id), &to_json(running)?, Some(now_s + ANSWER_TTL_S))
+        .await
+}
+
+/// Forgets the resource's running execution, if it is `request_id`'s.
+pub async fn end_running(store: &impl SetupStore, stack_id: &str, logical_id: &str, request_id: &str) -> Result<(), CoreError> {
+    if running(store, stack_id, logical_id)
+        .await?
+        .is_some_and(|r| r.request_id == request_id)
+    {
+        store.delete(&running_key(stack_id, logical_id)).await?;
+    }
+    Ok(())
+}
+
 /// The command a request's execution last sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -122,34 +122,46 @@ async fn restore_profile(
         .as_deref()
         .map_or("no profile".to_string(), |p| profile_name(p).to_string());
     tracing::info!(stack = %request.stack_id, request_id = %request.request_id, instance = instance_id, ?action, "opsflow undoes its profile change");
-    match action {
-        ProfileAction::Nothing
-            if current
-                .is_some_and(|a| a.state == AssociationState::Associated && profile_name(&a.profile_arn) != profile_name(applied)) =>
-        {
-            report
-                .left
-                .push(format!("the instance profile of {instance_id}, changed by someone else since"));
+    let changed = match apply(ec2, instance_id, &action).await {
+        // Another undo of the same request (the safety net, a superseding request) got there
+        // first: what counts is what the instance holds now.
+        Err(CoreError::NotFound { .. }) => {
+            let now = ec2.describe_instance(instance_id).await?;
+            let holds = now.iam_association.as_ref().map(|a| profile_name(&a.profile_arn).to_string());
+            if holds != life.previous_profile_arn.as_deref().map(|p| profile_name(p).to_string()) {
+                return Err(CoreError::conflict(
+                    format!("instance {instance_id}"),
+                    "its profile changed while it was put back",
+                ));
+            }
+            true
         }
-        ProfileAction::Nothing => {}
-        ProfileAction::Associate { profile } => {
-            ec2.associate_profile(instance_id, &profile).await?;
-            report.undone.push(format!("instance profile back to {previous}"));
-        }
-        ProfileAction::Replace { association_id, profile } => {
-            ec2.replace_profile_association(&association_id, &profile).await?;
-            report.undone.push(format!("instance profile back to {previous}"));
-        }
-        ProfileAction::Disassociate { association_id } => {
-            ec2.disassociate_profile(&association_id).await?;
-            report.undone.push("instance profile removed, as before".to_string());
-        }
-        ProfileAction::WaitForAssociation { .. } => {
-            return Err(CoreError::conflict(
-                format!("instance {instance_id}"),
-                "its profile association is still changing",
-            ));
-        }
+        other => other?,
+    };
+    let someone_else =
+        current.is_some_and(|a| a.state == AssociationState::Associated && profile_name(&a.profile_arn) != profile_name(applied));
+    if changed && life.previous_profile_arn.is_none() {
+        report.undone.push("instance profile removed, as before".to_string());
+    } else if changed {
+        report.undone.push(format!("instance profile back to {previous}"));
+    } else if someone_else {
+        report
+            .left
+            .push(format!("the instance profile of {instance_id}, changed by someone else since"));
     }
     state::end_lifecycle(store, &key).await
+}
+
+/// Makes the change; true when one was made.
+async fn apply(ec2: &impl Ec2, instance_id: &str, action: &ProfileAction) -> Result<bool, CoreError> {
+    match action {
+        ProfileAction::Nothing => Ok(false),
+        ProfileAction::Associate { profile } => ec2.associate_profile(instance_id, profile).await.map(|_| true),
+        ProfileAction::Replace { association_id, profile } => ec2.replace_profile_association(association_id, profile).await.map(|_| true),
+        ProfileAction::Disassociate { association_id } => ec2.disassociate_profile(association_id).await.map(|_| true),
+        ProfileAction::WaitForAssociation { .. } => Err(CoreError::conflict(
+            format!("instance {instance_id}"),
+            "its profile association is still changing",
+        )),
+    }
 }
