@@ -1235,19 +1235,24 @@ impl Parser {
                         self.err(l, "Iterator", "'ItemProcessor' and the legacy 'Iterator' cannot both be set");
                         None
                     }
-                    (Some(p), None) => {
+                    // One rule for both forms: the processor's ProcessorConfig.Mode decides.
+                    (Some(p), None) | (None, Some(p)) => {
+                        let field = if obj.contains_key("ItemProcessor") {
+                            "ItemProcessor"
+                        } else {
+                            "Iterator"
+                        };
                         if let Some(mode) = p.get("ProcessorConfig").and_then(|c| c.get("Mode")) {
                             if mode != "INLINE" {
                                 self.err(
                                     l,
-                                    "ItemProcessor.ProcessorConfig.Mode",
+                                    &format!("{field}.ProcessorConfig.Mode"),
                                     format!("{mode} is not supported by this engine; only INLINE"),
                                 );
                             }
                         }
-                        self.machine(p, &format!("{l} > ItemProcessor"), false)
+                        self.machine(p, &format!("{l} > {field}"), false)
                     }
-                    (None, Some(p)) => self.machine(p, &format!("{l} > Iterator"), false),
                     (None, None) => {
                         self.err(l, "ItemProcessor", "is required");
                         None
@@ -1270,7 +1275,7 @@ impl Parser {
                 };
                 let items = match obj.get("Items") {
                     None => None,
-                    Some(v @ Value::Array(_)) => Some(JTemplate::Const(v.clone())),
+                    Some(v @ Value::Array(_)) => self.jtemplate(l, "Items", Some(v)),
                     Some(Value::String(s)) if expression_body(s).is_some() => self.jtemplate(l, "Items", obj.get("Items")),
                     Some(_) => {
                         self.err(l, "Items", "must be a JSON array or a JSONata expression \"{% ... %}\"");

@@ -212,8 +212,13 @@ pub(super) async fn run_jsonpath_state(exec: &Arc<Exec>, st: &State, raw: &Value
                             return Err(Stop::Failed(StatesError::runtime(format!(
                                 "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
                                 p.text(),
-                                v.map_or("null".to_string(), |v| v.to_string())
-                            ))))
+                                // AWS shows the value as it is, a string without quotes.
+                                match v {
+                                    Some(Value::String(s)) => s,
+                                    Some(v) => v.to_string(),
+                                    None => "null".to_string(),
+                                }
+                            ))));
                         }
                     }
                 }

@@ -43,7 +43,7 @@ pub(super) fn run_machine<'a>(
                     input: current.clone(),
                 },
             );
-            let entered_id = pc.last_event;
+            pc.entered_event = pc.last_event;
             if st.uses_context {
                 let retries = matches!(st.kind, Kind::Task(_) | Kind::Parallel { .. } | Kind::Map(_));
                 let s = &mut Arc::make_mut(&mut pc.context)["State"];
@@ -67,12 +67,7 @@ pub(super) fn run_machine<'a>(
             let step = match step {
                 Ok(step) => step,
                 Err(Stop::Failed(mut err)) => {
-                    if err.error == names::RUNTIME && !err.cause.starts_with(RUNTIME_PREFIX) {
-                        err.cause = format!(
-                            "{RUNTIME_PREFIX} '{}' (entered at the event id #{entered_id}). {}",
-                            st.name, err.cause
-                        );
-                    }
+                    report_state_error(exec, st, &mut err, pc);
                     let catcher = if is_catchable(&err.error) {
                         st.catch
                             .iter()
@@ -133,6 +128,29 @@ pub(super) fn run_machine<'a>(
     })
 }
 
+/// AWS prefixes the cause of a `States.Runtime` or `States.QueryEvaluationError` with the state
+/// and the id of its Entered event ("An error occurred while executing the state 'S' (entered at
+/// the event id #n). …"), once, where the error arises; a JSONata evaluation error is also
+/// logged as an `EvaluationFailed` event (state, error, cause, and the field as `location`).
+pub(super) fn report_state_error(exec: &Exec, st: &State, err: &mut StatesError, pc: &mut PathCtx) {
+    let prefixed = err.error == names::RUNTIME || err.error == names::QUERY_EVALUATION_ERROR;
+    if !prefixed || err.cause.starts_with(RUNTIME_PREFIX) {
+        return;
+    }
+    err.cause = format!(
+        "{RUNTIME_PREFIX} '{}' (entered at the event id #{}). {}",
+        st.name, pc.entered_event, err.cause
+    );
+    if err.error == names::QUERY_EVALUATION_ERROR && st.lang == Lang::Jsonata {
+        let mut d = vec![("error", json!(err.error)), ("cause", json!(err.cause))];
+        if let Some(field) = err.cause.split("for the field '").nth(1).and_then(|r| r.split('\'').next()) {
+            d.push(("location", json!(field)));
+        }
+        d.push(("state", json!(&*st.name)));
+        exec.emit(pc, "EvaluationFailed", details("evaluationFailedEventDetails", d));
+    }
+}
+
 pub(super) fn entered_type(k: &Kind) -> &'static str {
     match k {
         Kind::Pass { .. } => "PassStateEntered",
@@ -187,8 +205,9 @@ pub(super) async fn run_state(exec: &Arc<Exec>, st: &State, raw: &Value, pc: &mu
 /// Runs a Task, Parallel or Map body under the state's retriers. A Parallel or Map state
 /// that finally fails logs `ParallelStateFailed` / `MapStateFailed` once (not for States.Runtime).
 pub(super) async fn with_retry(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
-    let r = retry_loop(exec, st, eff, pc).await;
-    if let Err(Stop::Failed(e)) = &r {
+    let mut r = retry_loop(exec, st, eff, pc).await;
+    if let Err(Stop::Failed(e)) = &mut r {
+        report_state_error(exec, st, e, pc);
         let failed = match st.kind {
             Kind::Parallel { .. } => Some("ParallelStateFailed"),
             Kind::Map(_) => Some("MapStateFailed"),

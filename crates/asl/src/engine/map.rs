@@ -9,6 +9,13 @@ pub(super) async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Va
         (None, None) => eff.clone(),
     };
     let Value::Array(items) = items else {
+        if st.lang == Lang::Jsonata {
+            // AWS: an Items expression that is not an array is a query evaluation error.
+            return Err(Stop::Failed(StatesError::new(
+                names::QUERY_EVALUATION_ERROR,
+                format!("Map state input must be an array but was: {}", type_name(&items)),
+            )));
+        }
         return Err(Stop::Failed(StatesError::runtime(format!(
             "Map state input must be an array, but the ItemsPath '{}' selected {}",
             m.items_path.as_ref().map_or("$", |p| p.text()),

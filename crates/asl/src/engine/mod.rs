@@ -365,6 +365,8 @@ struct PathCtx {
     vars: Vars,
     now_ms: i64,
     last_event: u64,
+    /// The id of the current state's `…StateEntered` event (named in error causes).
+    entered_event: u64,
     /// The context object without Execution.Input, shared between paths until one changes it.
     context: Arc<Value>,
 }
@@ -441,6 +443,7 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
         vars: Vars::new(),
         now_ms: exec.start_ms,
         last_event: 0,
+        entered_event: 0,
         context: Arc::new(context),
     };
     let input = exec.exec_input.clone();
@@ -649,7 +652,12 @@ impl Exec {
             Seconds::Fixed(n) => Ok(*n),
             Seconds::Path(p) => {
                 let v = p.eval_required(&self.scope(eff, pc), field)?;
-                v.as_u64().ok_or_else(|| {
+                // AWS takes a numeric string ("1", e.g. from a variable) for these two counts.
+                let numeric_string = || match (&v, field) {
+                    (Value::String(s), "MaxConcurrencyPath" | "ToleratedFailureCountPath") => s.parse::<u64>().ok(),
+                    _ => None,
+                };
+                v.as_u64().or_else(numeric_string).ok_or_else(|| {
                     StatesError::runtime(format!(
                         "The value selected by {field} '{}' must be a non-negative integer, not {v}",
                         p.text()

@@ -7,6 +7,7 @@ pub(super) fn child_ctx(pc: &PathCtx) -> PathCtx {
         vars: Vars::child(Arc::new(pc.vars.clone())),
         now_ms: pc.now_ms,
         last_event: pc.last_event,
+        entered_event: pc.entered_event,
         context: pc.context.clone(),
     }
 }
