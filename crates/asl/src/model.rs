@@ -145,7 +145,21 @@ pub enum Target {
     LambdaArn(String),
     /// `arn:aws:states:::lambda:invoke` (result is the Invoke API response).
     LambdaInvoke,
+    /// `arn:aws:states:::states:startExecution[.sync|.sync:2|.waitForTaskToken]`: a nested
+    /// execution of a registered state machine.
+    StartExecution(StartMode),
     Other,
+}
+
+/// How a Task waits for the execution it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Request-response (and `.waitForTaskToken`): the result is `{ExecutionArn, StartDate}`.
+    Start,
+    /// `.sync`: waits; the result is DescribeExecution's, `Input`/`Output` as JSON text.
+    Sync,
+    /// `.sync:2`: waits; the result is DescribeExecution's, `Input`/`Output` as JSON.
+    Sync2,
 }
 
 impl Task {
@@ -162,11 +176,20 @@ impl Task {
             Target::LambdaArn(function_name(&base).to_string())
         } else if base == "arn:aws:states:::lambda:invoke" {
             Target::LambdaInvoke
+        } else if base == "arn:aws:states:::states:startExecution" {
+            Target::StartExecution(if resource.ends_with(".sync:2") {
+                StartMode::Sync2
+            } else if resource.ends_with(".sync") {
+                StartMode::Sync
+            } else {
+                StartMode::Start
+            })
         } else {
             Target::Other
         };
         let (resource_type, resource_name) = match resource.strip_prefix("arn:aws:states:::") {
-            Some(rest) => match rest.rfind(':') {
+            // `states:startExecution.sync:2` is resourceType `states`, resource `startExecution.sync:2`.
+            Some(rest) => match rest[..rest.find(".sync").unwrap_or(rest.len())].rfind(':') {
                 Some(i) => (rest[..i].to_string(), rest[i + 1..].to_string()),
                 None => (rest.to_string(), String::new()),
             },

@@ -35,6 +35,7 @@ mod flow;
 mod io;
 mod machine;
 mod map;
+mod nested;
 mod parallel;
 mod task;
 
@@ -43,6 +44,7 @@ use io::*;
 pub use machine::error_matches;
 use machine::*;
 use map::*;
+pub use nested::ChildExecution;
 use parallel::*;
 use task::*;
 
@@ -104,6 +106,14 @@ impl TaskClock {
         match &*self.inner {
             TaskClockInner::Virtual(now) => now.load(Ordering::Relaxed),
             TaskClockInner::Real { scale, start_ms, started } => start_ms + (started.elapsed().as_secs_f64() * scale * 1000.0) as i64,
+        }
+    }
+
+    /// Moves a virtual clock on by `ms` (time spent elsewhere, e.g. by a child execution on its
+    /// own clock); a real clock has already moved.
+    pub(crate) fn advance_virtual(&self, ms: i64) {
+        if let TaskClockInner::Virtual(now) = &*self.inner {
+            now.fetch_add(ms.max(0), Ordering::Relaxed);
         }
     }
 
@@ -177,6 +187,9 @@ pub struct ExecutionResult {
     pub task_invocations: u64,
     /// Engine time from start to end, ms on the engine's clock.
     pub engine_ms: i64,
+    /// Executions this one started (`states:startExecution`) that have finished, each with its
+    /// own history, in the order they finished.
+    pub children: Vec<ChildExecution>,
 }
 
 /// Options of one execution.
@@ -207,6 +220,7 @@ pub struct EngineBuilder {
     clock: Option<Clock>,
     region: Option<String>,
     account: Option<String>,
+    state_machines: HashMap<String, Arc<StateMachine>>,
 }
 
 impl EngineBuilder {
@@ -219,6 +233,13 @@ impl EngineBuilder {
     /// (e.g. `arn:aws:states:::aws-sdk:ec2:*`). `.sync` / `.waitForTaskToken` suffixes are stripped first.
     pub fn resource(mut self, arn: impl Into<String>, h: impl TaskHandler) -> Self {
         self.resources.push((arn.into(), Arc::new(h)));
+        self
+    }
+    /// Registers a state machine that `arn:aws:states:::states:startExecution` can start, by
+    /// name; a `StateMachineArn` `arn:aws:states:<region>:<account>:stateMachine:<name>[:…]`
+    /// reaches it by the name it ends in.
+    pub fn state_machine(mut self, name: impl Into<String>, sm: Arc<StateMachine>) -> Self {
+        self.state_machines.insert(name.into(), sm);
         self
     }
     pub fn mock(mut self, case: MockCase) -> Self {
@@ -248,6 +269,9 @@ impl EngineBuilder {
                 clock: self.clock.unwrap_or(Clock::Virtual),
                 region: self.region.unwrap_or_else(|| "us-east-1".into()),
                 account: self.account.unwrap_or_else(|| "123456789012".into()),
+                state_machines: self.state_machines,
+                tokens: Mutex::new(HashMap::new()),
+                child_names: Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -260,6 +284,12 @@ struct Inner {
     clock: Clock,
     region: String,
     account: String,
+    state_machines: HashMap<String, Arc<StateMachine>>,
+    /// Every waiting callback of every execution, for the engine-wide callback API (a child
+    /// execution answers its parent's `.waitForTaskToken` task through it).
+    tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenMsg>>>,
+    /// ARNs of the executions started by name through `states:startExecution`.
+    child_names: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The local Step Functions engine. Cheap to clone.
@@ -343,6 +373,8 @@ struct Exec {
     abort: watch::Sender<bool>,
     stop_reason: Mutex<Option<(Option<String>, Option<String>)>>,
     rng: Mutex<u64>,
+    /// Finished child executions (shared with the ones still running in the background).
+    children: Arc<Mutex<Vec<ChildExecution>>>,
 }
 
 /// Why a path stopped without output.
@@ -378,8 +410,14 @@ impl Engine {
 
     /// Starts an execution on the current Tokio runtime.
     pub fn start(&self, sm: Arc<StateMachine>, input: Value, opts: StartOptions) -> RunningExecution {
+        self.start_at(sm, input, opts, None)
+    }
+
+    /// Starts an execution whose clock starts at `start_ms` (a child execution starts at its
+    /// parent's time), or now.
+    fn start_at(&self, sm: Arc<StateMachine>, input: Value, opts: StartOptions, start_ms: Option<i64>) -> RunningExecution {
         let (tx, rx) = mpsc::unbounded_channel();
-        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx);
+        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx, start_ms);
         let handle = ExecutionHandle { exec: exec.clone() };
         let result = tokio::spawn(async move { run_execution(exec, sm, opts).await });
         RunningExecution {
@@ -394,12 +432,40 @@ impl Engine {
         // Nobody watches this execution live: a closed channel makes emitting skip the copy.
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
-        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx);
+        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx, None);
         run_execution(exec, sm.clone(), opts).await
     }
 
-    fn new_exec(&self, opts: &StartOptions, input: Value, timeout: Option<u64>, sink: mpsc::UnboundedSender<HistoryEvent>) -> Arc<Exec> {
-        let start_ms = chrono::Utc::now().timestamp_millis();
+    /// `SendTaskSuccess` for a token of any execution of this engine.
+    pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), CallbackError> {
+        if json_len(&output) > MAX_PAYLOAD_BYTES {
+            return Err(CallbackError::InvalidOutput("the output is larger than 256 KiB".into()));
+        }
+        self.send_token(token, TokenMsg::Success(output))
+    }
+    /// `SendTaskFailure` for a token of any execution of this engine.
+    pub fn send_task_failure(&self, token: &str, error: &str, cause: &str) -> Result<(), CallbackError> {
+        self.send_token(token, TokenMsg::Failure(StatesError::new(error, cause)))
+    }
+    /// `SendTaskHeartbeat` for a token of any execution of this engine.
+    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), CallbackError> {
+        self.send_token(token, TokenMsg::Heartbeat)
+    }
+    fn send_token(&self, token: &str, msg: TokenMsg) -> Result<(), CallbackError> {
+        let tokens = self.inner.tokens.lock().unwrap();
+        let tx = tokens.get(token).ok_or(CallbackError::TaskDoesNotExist)?;
+        tx.send(msg).map_err(|_| CallbackError::TaskDoesNotExist)
+    }
+
+    fn new_exec(
+        &self,
+        opts: &StartOptions,
+        input: Value,
+        timeout: Option<u64>,
+        sink: mpsc::UnboundedSender<HistoryEvent>,
+        start_ms: Option<i64>,
+    ) -> Arc<Exec> {
+        let start_ms = start_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let seed = opts
             .name
             .bytes()
@@ -422,6 +488,7 @@ impl Engine {
             abort: watch::channel(false).0,
             stop_reason: Mutex::new(None),
             rng: Mutex::new(seed),
+            children: Arc::new(Mutex::new(Vec::new())),
         })
     }
 }
@@ -509,7 +576,8 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
             (Status::Aborted, None, error, cause)
         }
     };
-    exec.tokens.lock().unwrap().clear();
+    exec.clear_tokens();
+    let children = std::mem::take(&mut *exec.children.lock().unwrap());
     let chunks = std::mem::take(&mut *exec.history.lock().unwrap());
     let mut events = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
     chunks.into_iter().for_each(|c| events.extend(c));
@@ -522,6 +590,7 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
         transitions: exec.transitions.load(Ordering::Relaxed),
         task_invocations: exec.invocations.load(Ordering::Relaxed),
         engine_ms: pc.now_ms - exec.start_ms,
+        children,
     }
 }
 
@@ -549,6 +618,24 @@ async fn sleep_opt(d: Option<Duration>) {
 }
 
 impl Exec {
+    fn register_token(&self, token: &str, tx: mpsc::UnboundedSender<TokenMsg>) {
+        self.engine.tokens.lock().unwrap().insert(token.to_string(), tx.clone());
+        self.tokens.lock().unwrap().insert(token.to_string(), tx);
+    }
+
+    fn remove_token(&self, token: &str) {
+        self.engine.tokens.lock().unwrap().remove(token);
+        self.tokens.lock().unwrap().remove(token);
+    }
+
+    fn clear_tokens(&self) {
+        let mine: Vec<String> = self.tokens.lock().unwrap().drain().map(|(k, _)| k).collect();
+        let mut all = self.engine.tokens.lock().unwrap();
+        for t in mine {
+            all.remove(&t);
+        }
+    }
+
     /// The JSONata environment of a state: `$states` (input, result, errorOutput, context with
     /// the execution input) and the visible variables; `$now()` reads the engine's clock.
     fn jenv(&self, pc: &PathCtx, seen: &Seen) -> Env {

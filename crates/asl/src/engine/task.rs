@@ -119,6 +119,16 @@ pub(super) async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut
     }
 }
 
+/// The handler registered for a Task's resource: its exact ARN, or a prefix ending in `*` or `:`.
+fn resource_handler(exec: &Exec, task: &Task) -> Option<Arc<dyn TaskHandler>> {
+    let h = exec.engine.resources.iter().find(|(k, _)| {
+        *k == task.base
+            || (k.ends_with('*') && task.base.starts_with(&k[..k.len() - 1]))
+            || (k.ends_with(':') && task.base.starts_with(k.as_str()))
+    });
+    h.map(|(_, h)| h.clone())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn invoke(
     exec: &Arc<Exec>,
@@ -171,14 +181,16 @@ pub(super) async fn invoke(
             };
             (exec.engine.lambdas.get(&f).cloned(), Some(f), payload)
         }
-        Target::Other => {
-            let h = exec.engine.resources.iter().find(|(k, _)| {
-                *k == task.base
-                    || (k.ends_with('*') && task.base.starts_with(&k[..k.len() - 1]))
-                    || (k.ends_with(':') && task.base.starts_with(k.as_str()))
-            });
-            (h.map(|(_, h)| h.clone()), None, params)
+        // A handler registered for the resource wins; else the engine's own integrations.
+        Target::StartExecution(mode) => {
+            let h = resource_handler(exec, task).unwrap_or_else(|| nested::start_execution(exec, *mode));
+            (Some(h), None, params)
         }
+        Target::Other => (
+            resource_handler(exec, task).or_else(|| nested::callback_api(exec, &task.base)),
+            None,
+            params,
+        ),
     };
     let Some(handler) = handler else {
         return Err(Stop::Failed(match function {
@@ -212,7 +224,7 @@ pub(super) async fn invoke(
     // Callback registration happens before the handler runs, so an instant callback is not lost.
     let mut rx = token.as_ref().map(|t| {
         let (tx, rx) = mpsc::unbounded_channel();
-        exec.tokens.lock().unwrap().insert(t.clone(), tx);
+        exec.register_token(t, tx);
         rx
     });
     let mut abort_rx = exec.abort.subscribe();
@@ -245,7 +257,7 @@ pub(super) async fn invoke(
         None => return Err(timed_out(pc, timeout.unwrap_or(0))),
         Some(Err(e)) => {
             if let Some(t) = &token {
-                exec.tokens.lock().unwrap().remove(t);
+                exec.remove_token(t);
             }
             return Err(Stop::Failed(shape_lambda_error(e)));
         }
@@ -291,7 +303,7 @@ pub(super) async fn invoke(
             _ = abort_rx.wait_for(|a| *a) => break Err(Stop::Aborted),
         }
     };
-    exec.tokens.lock().unwrap().remove(&token);
+    exec.remove_token(&token);
     result
 }
 
