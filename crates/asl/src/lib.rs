@@ -10,6 +10,7 @@ pub mod jsonata;
 pub mod mock;
 pub mod model;
 pub mod path;
+pub mod store;
 pub mod time;
 
 pub use engine::{
@@ -20,3 +21,4 @@ pub use error::{LoadError, StatesError};
 pub use history::HistoryEvent;
 pub use mock::MockCase;
 pub use model::StateMachine;
+pub use store::{LocalDirStore, MemoryStore, ObjectStore};

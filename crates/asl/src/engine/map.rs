@@ -3,25 +3,10 @@
 use super::*;
 
 pub(super) async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
-    let items = match (&m.items_path, &m.items) {
-        (Some(p), _) => p.eval_required(&exec.scope(eff, pc), "ItemsPath")?,
-        (None, Some(t)) => t.eval(&exec.jenv(pc, &Seen::of(eff)), "Items")?,
-        (None, None) => eff.clone(),
-    };
-    let Value::Array(items) = items else {
-        if st.lang == Lang::Jsonata {
-            // AWS: an Items expression that is not an array is a query evaluation error.
-            return Err(Stop::Failed(StatesError::new(
-                names::QUERY_EVALUATION_ERROR,
-                format!("Map state input must be an array but was: {}", type_name(&items)),
-            )));
-        }
-        return Err(Stop::Failed(StatesError::runtime(format!(
-            "Map state input must be an array, but the ItemsPath '{}' selected {}",
-            m.items_path.as_ref().map_or("$", |p| p.text()),
-            type_name(&items)
-        ))));
-    };
+    if let Some(d) = &m.distributed {
+        return super::distributed::run_distributed(exec, st, m, d, eff, pc).await;
+    }
+    let items = map_items(exec, st, m, eff, pc)?;
     let max = match &m.max_concurrency {
         None => 0,
         Some(s) => exec.seconds(s, eff, pc, "MaxConcurrencyPath")?,
@@ -31,65 +16,14 @@ pub(super) async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Va
     } else {
         (max as usize).min(INLINE_MAP_CONCURRENCY)
     };
-    let tolerated_count = match &m.tolerated_failure_count {
-        None => 0,
-        Some(s) => exec.seconds(s, eff, pc, "ToleratedFailureCountPath")?,
-    };
-    let tolerated_pct = match &m.tolerated_failure_percentage {
-        None => 0.0,
-        Some(Percentage::Fixed(p)) => *p,
-        Some(Percentage::Path(p)) => match p.eval_required(&exec.scope(eff, pc), "ToleratedFailurePercentagePath")?.as_f64() {
-            Some(x) if (0.0..=100.0).contains(&x) => x,
-            _ => {
-                return Err(Stop::Failed(StatesError::runtime(
-                    "ToleratedFailurePercentagePath must select a number between 0 and 100",
-                )))
-            }
-        },
-        Some(Percentage::Jsonata(t)) => match t.eval(&exec.jenv(pc, &Seen::of(eff)), "ToleratedFailurePercentage")?.as_f64() {
-            Some(x) if (0.0..=100.0).contains(&x) => x,
-            _ => {
-                return Err(Stop::Failed(StatesError::new(
-                    names::QUERY_EVALUATION_ERROR,
-                    "ToleratedFailurePercentage must evaluate to a number between 0 and 100",
-                )))
-            }
-        },
-    };
+    let (tolerated_count, tolerated_pct) = tolerance(exec, m, eff, pc)?;
     let n = items.len();
     exec.emit(
         pc,
         "MapStateStarted",
         details("mapStateStartedEventDetails", vec![("length", json!(n))]),
     );
-
-    // Item inputs are built up front: ItemSelector sees the state's effective input as `$`
-    // and the item in $$.Map.Item.
-    let mut inputs = Vec::with_capacity(n);
-    match &m.item_selector {
-        None => inputs = items,
-        Some(selector) => {
-            let mut ctx = (*pc.context).clone();
-            for (i, item) in items.into_iter().enumerate() {
-                ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
-                inputs.push(match selector {
-                    Assign::Path(t) => t.eval(&Scope {
-                        input: eff,
-                        context: &ctx,
-                        vars: &pc.vars,
-                        execution_input: Some(&exec.exec_input),
-                    })?,
-                    Assign::Jsonata(t) => {
-                        let item_pc = PathCtx {
-                            context: Arc::new(ctx.clone()),
-                            ..pc.clone()
-                        };
-                        t.eval(&exec.jenv(&item_pc, &Seen::of(eff)), "ItemSelector")?
-                    }
-                });
-            }
-        }
-    }
+    let inputs = select_items(exec, m, items, eff, pc)?;
     let processor = &m.processor;
     let base = child_ctx(pc);
     let name = &st.name;
@@ -169,4 +103,85 @@ pub(super) async fn run_map(exec: &Arc<Exec>, st: &State, m: &MapState, eff: &Va
     (pc.now_ms, pc.last_event) = (end, last);
     exec.emit(pc, "MapStateSucceeded", Details::None);
     Ok(Value::Array(results))
+}
+
+/// The items of a Map without an ItemReader: ItemsPath (default `$`) or JSONata `Items`.
+pub(super) fn map_items(exec: &Exec, st: &State, m: &MapState, eff: &Value, pc: &PathCtx) -> Result<Vec<Value>, Stop> {
+    let items = match (&m.items_path, &m.items) {
+        (Some(p), _) => p.eval_required(&exec.scope(eff, pc), "ItemsPath")?,
+        (None, Some(t)) => t.eval(&exec.jenv(pc, &Seen::of(eff)), "Items")?,
+        (None, None) => eff.clone(),
+    };
+    match items {
+        Value::Array(items) => Ok(items),
+        // AWS: an Items expression that is not an array is a query evaluation error.
+        items if st.lang == Lang::Jsonata => Err(Stop::Failed(StatesError::new(
+            names::QUERY_EVALUATION_ERROR,
+            format!("Map state input must be an array but was: {}", type_name(&items)),
+        ))),
+        items => Err(Stop::Failed(StatesError::runtime(format!(
+            "Map state input must be an array, but the ItemsPath '{}' selected {}",
+            m.items_path.as_ref().map_or("$", |p| p.text()),
+            type_name(&items)
+        )))),
+    }
+}
+
+/// ToleratedFailureCount(Path) and ToleratedFailurePercentage(Path): (count, percentage).
+pub(super) fn tolerance(exec: &Exec, m: &MapState, eff: &Value, pc: &PathCtx) -> Result<(u64, f64), Stop> {
+    let tolerated_count = match &m.tolerated_failure_count {
+        None => 0,
+        Some(s) => exec.seconds(s, eff, pc, "ToleratedFailureCountPath")?,
+    };
+    let tolerated_pct = match &m.tolerated_failure_percentage {
+        None => 0.0,
+        Some(Percentage::Fixed(p)) => *p,
+        Some(Percentage::Path(p)) => match p.eval_required(&exec.scope(eff, pc), "ToleratedFailurePercentagePath")?.as_f64() {
+            Some(x) if (0.0..=100.0).contains(&x) => x,
+            _ => {
+                return Err(Stop::Failed(StatesError::runtime(
+                    "ToleratedFailurePercentagePath must select a number between 0 and 100",
+                )))
+            }
+        },
+        Some(Percentage::Jsonata(t)) => match t.eval(&exec.jenv(pc, &Seen::of(eff)), "ToleratedFailurePercentage")?.as_f64() {
+            Some(x) if (0.0..=100.0).contains(&x) => x,
+            _ => {
+                return Err(Stop::Failed(StatesError::new(
+                    names::QUERY_EVALUATION_ERROR,
+                    "ToleratedFailurePercentage must evaluate to a number between 0 and 100",
+                )))
+            }
+        },
+    };
+    Ok((tolerated_count, tolerated_pct))
+}
+
+/// Item inputs, built up front: ItemSelector sees the state's effective input as `$` and the
+/// item in `$$.Map.Item`.
+pub(super) fn select_items(exec: &Exec, m: &MapState, items: Vec<Value>, eff: &Value, pc: &PathCtx) -> Result<Vec<Value>, Stop> {
+    let Some(selector) = &m.item_selector else {
+        return Ok(items);
+    };
+    let mut inputs = Vec::with_capacity(items.len());
+    let mut ctx = (*pc.context).clone();
+    for (i, item) in items.into_iter().enumerate() {
+        ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
+        inputs.push(match selector {
+            Assign::Path(t) => t.eval(&Scope {
+                input: eff,
+                context: &ctx,
+                vars: &pc.vars,
+                execution_input: Some(&exec.exec_input),
+            })?,
+            Assign::Jsonata(t) => {
+                let item_pc = PathCtx {
+                    context: Arc::new(ctx.clone()),
+                    ..pc.clone()
+                };
+                t.eval(&exec.jenv(&item_pc, &Seen::of(eff)), "ItemSelector")?
+            }
+        });
+    }
+    Ok(inputs)
 }

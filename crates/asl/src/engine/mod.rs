@@ -31,6 +31,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 pub const INLINE_MAP_CONCURRENCY: usize = 40;
 const HISTORY_CHUNK: usize = 1024;
 
+mod distributed;
 mod flow;
 mod io;
 mod machine;
@@ -221,9 +222,16 @@ pub struct EngineBuilder {
     region: Option<String>,
     account: Option<String>,
     state_machines: HashMap<String, Arc<StateMachine>>,
+    store: Option<Arc<dyn crate::store::ObjectStore>>,
 }
 
 impl EngineBuilder {
+    /// The object store a Distributed Map's `ItemReader` reads from and its `ResultWriter`
+    /// writes to (S3 on AWS).
+    pub fn object_store(mut self, store: Arc<dyn crate::store::ObjectStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
     /// Serves the Lambda function `name` (reached by a function ARN resource or `lambda:invoke`).
     pub fn lambda(mut self, name: impl Into<String>, h: impl TaskHandler) -> Self {
         self.lambdas.insert(name.into(), Arc::new(h));
@@ -270,6 +278,7 @@ impl EngineBuilder {
                 region: self.region.unwrap_or_else(|| "us-east-1".into()),
                 account: self.account.unwrap_or_else(|| "123456789012".into()),
                 state_machines: self.state_machines,
+                store: self.store,
                 tokens: Mutex::new(HashMap::new()),
                 child_names: Mutex::new(std::collections::HashSet::new()),
             }),
@@ -285,6 +294,7 @@ struct Inner {
     region: String,
     account: String,
     state_machines: HashMap<String, Arc<StateMachine>>,
+    store: Option<Arc<dyn crate::store::ObjectStore>>,
     /// Every waiting callback of every execution, for the engine-wide callback API (a child
     /// execution answers its parent's `.waitForTaskToken` task through it).
     tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenMsg>>>,
@@ -433,6 +443,14 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
         let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx, None);
+        run_execution(exec, sm.clone(), opts).await
+    }
+
+    /// Runs an execution to its end, its clock starting at `start_ms` (a child execution).
+    async fn run_at(&self, sm: &Arc<StateMachine>, input: Value, opts: StartOptions, start_ms: i64) -> ExecutionResult {
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx, Some(start_ms));
         run_execution(exec, sm.clone(), opts).await
     }
 
