@@ -148,6 +148,8 @@ pub enum Target {
     /// `arn:aws:states:::states:startExecution[.sync|.sync:2|.waitForTaskToken]`: a nested
     /// execution of a registered state machine.
     StartExecution(StartMode),
+    /// `arn:aws:states:::http:invoke`: the HTTP Task.
+    Http,
     Other,
 }
 
@@ -176,6 +178,8 @@ impl Task {
             Target::LambdaArn(function_name(&base).to_string())
         } else if base == "arn:aws:states:::lambda:invoke" {
             Target::LambdaInvoke
+        } else if base == "arn:aws:states:::http:invoke" {
+            Target::Http
         } else if base == "arn:aws:states:::states:startExecution" {
             Target::StartExecution(if resource.ends_with(".sync:2") {
                 StartMode::Sync2

@@ -33,6 +33,7 @@ const HISTORY_CHUNK: usize = 1024;
 
 mod distributed;
 mod flow;
+mod http;
 mod io;
 mod machine;
 mod map;
@@ -223,9 +224,17 @@ pub struct EngineBuilder {
     account: Option<String>,
     state_machines: HashMap<String, Arc<StateMachine>>,
     store: Option<Arc<dyn crate::store::ObjectStore>>,
+    connections: HashMap<String, Value>,
 }
 
 impl EngineBuilder {
+    /// An EventBridge connection the HTTP Task may use, by its ARN: `{"AuthorizationType":
+    /// "API_KEY" | "BASIC" | "OAUTH_CLIENT_CREDENTIALS", "AuthParameters": {…}}` as
+    /// EventBridge's CreateConnection takes it (secrets included).
+    pub fn connection(mut self, arn: impl Into<String>, connection: Value) -> Self {
+        self.connections.insert(arn.into(), connection);
+        self
+    }
     /// The object store a Distributed Map's `ItemReader` reads from and its `ResultWriter`
     /// writes to (S3 on AWS).
     pub fn object_store(mut self, store: Arc<dyn crate::store::ObjectStore>) -> Self {
@@ -279,6 +288,9 @@ impl EngineBuilder {
                 account: self.account.unwrap_or_else(|| "123456789012".into()),
                 state_machines: self.state_machines,
                 store: self.store,
+                connections: self.connections,
+                http: std::sync::OnceLock::new(),
+                oauth_tokens: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
                 child_names: Mutex::new(std::collections::HashSet::new()),
             }),
@@ -295,6 +307,11 @@ struct Inner {
     account: String,
     state_machines: HashMap<String, Arc<StateMachine>>,
     store: Option<Arc<dyn crate::store::ObjectStore>>,
+    connections: HashMap<String, Value>,
+    /// The HTTP Task's client, built on first use.
+    http: std::sync::OnceLock<reqwest::Client>,
+    /// OAuth access tokens by connection ARN.
+    oauth_tokens: Mutex<HashMap<String, String>>,
     /// Every waiting callback of every execution, for the engine-wide callback API (a child
     /// execution answers its parent's `.waitForTaskToken` task through it).
     tokens: Mutex<HashMap<String, mpsc::UnboundedSender<TokenMsg>>>,

@@ -186,6 +186,11 @@ pub(super) async fn invoke(
             let h = resource_handler(exec, task).unwrap_or_else(|| nested::start_execution(exec, *mode));
             (Some(h), None, params)
         }
+        Target::Http => (
+            Some(resource_handler(exec, task).unwrap_or_else(|| http::http_invoke(exec))),
+            None,
+            params,
+        ),
         Target::Other => (
             resource_handler(exec, task).or_else(|| nested::callback_api(exec, &task.base)),
             None,
