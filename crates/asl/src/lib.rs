@@ -17,6 +17,7 @@ pub use engine::{
     CallbackError, Clock, Engine, EngineBuilder, ExecutionHandle, ExecutionResult, RunningExecution, StartOptions, Status, TaskClock,
     TaskHandler, TaskRequest,
 };
+pub use engine::{InspectionLevel, TestStateError, TestStateOutput, TestStateRequest};
 pub use error::{LoadError, StatesError};
 pub use history::HistoryEvent;
 pub use mock::MockCase;

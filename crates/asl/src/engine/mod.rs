@@ -40,6 +40,7 @@ mod map;
 mod nested;
 mod parallel;
 mod task;
+mod test_state;
 
 use flow::*;
 use io::*;
@@ -49,6 +50,7 @@ use map::*;
 pub use nested::ChildExecution;
 use parallel::*;
 use task::*;
+pub use test_state::{InspectionLevel, TestStateError, TestStateOutput, TestStateRequest};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, StatesError>> + Send>>;
 
