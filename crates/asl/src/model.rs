@@ -309,8 +309,10 @@ pub struct ItemReader {
     pub get_object: bool,
     /// `Parameters` / `Arguments`: `Bucket`, `Key` or `Prefix`.
     pub params: Assign,
-    /// `ReaderConfig.InputType`: `JSON`, `JSONL`, `CSV` (`s3:getObject` only).
+    /// `ReaderConfig.InputType`: `JSON`, `JSONL`, `CSV`, `MANIFEST` (an S3 inventory; `s3:getObject` only).
     pub input_type: Option<String>,
+    /// `ReaderConfig.ItemsPointer`: a JSON Pointer to the array inside a JSON object (`InputType` JSON).
+    pub items_pointer: Option<String>,
     /// `CSVHeaderLocation` `GIVEN`: these headers; `FIRST_ROW` (default): None.
     pub csv_headers: Option<Vec<String>>,
     pub csv_delimiter: char,
@@ -909,19 +911,39 @@ impl Parser {
                 let rc = r.get("ReaderConfig").and_then(Value::as_object).unwrap_or(&empty);
                 let input_type = rc.get("InputType").and_then(Value::as_str).map(String::from);
                 match (get_object, input_type.as_deref()) {
-                    (true, Some("JSON" | "JSONL" | "CSV")) | (false, None) => {}
-                    (true, Some("MANIFEST" | "PARQUET")) => self.err(
+                    (true, Some("JSON" | "JSONL" | "CSV" | "MANIFEST")) | (false, None) => {}
+                    (true, Some("PARQUET")) => self.err(
                         l,
                         "ItemReader.ReaderConfig.InputType",
-                        "MANIFEST and PARQUET are not supported by this engine; use JSON, JSONL or CSV",
+                        "PARQUET is not supported by this engine; use JSON, JSONL, CSV or MANIFEST",
                     ),
                     (true, _) => self.err(
                         l,
                         "ItemReader.ReaderConfig.InputType",
-                        "is required for s3:getObject: JSON, JSONL or CSV",
+                        "is required for s3:getObject: JSON, JSONL, CSV or MANIFEST",
                     ),
                     (false, Some(_)) => self.err(l, "ItemReader.ReaderConfig.InputType", "is not used with s3:listObjectsV2"),
                 }
+                match rc.get("ManifestType").and_then(Value::as_str) {
+                    None | Some("S3_INVENTORY") => {}
+                    Some(o) => self.err(
+                        l,
+                        "ItemReader.ReaderConfig.ManifestType",
+                        format!("'{o}' is not supported by this engine; only S3_INVENTORY"),
+                    ),
+                }
+                let items_pointer = match rc.get("ItemsPointer") {
+                    None => None,
+                    Some(Value::String(p)) if p.is_empty() || p.starts_with('/') => Some(p.clone()),
+                    Some(_) => {
+                        self.err(
+                            l,
+                            "ItemReader.ReaderConfig.ItemsPointer",
+                            "must be a JSON Pointer such as \"/data/items\"",
+                        );
+                        None
+                    }
+                };
                 let csv_headers = match rc.get("CSVHeaderLocation").and_then(Value::as_str) {
                     None | Some("FIRST_ROW") => None,
                     Some("GIVEN") => match rc.get("CSVHeaders").and_then(Value::as_array) {
@@ -964,6 +986,7 @@ impl Parser {
                     get_object,
                     params,
                     input_type,
+                    items_pointer,
                     csv_headers,
                     csv_delimiter,
                     max_items,

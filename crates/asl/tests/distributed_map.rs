@@ -399,3 +399,49 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+#[tokio::test]
+async fn item_reader_reads_an_s3_inventory_through_its_manifest() {
+    use std::io::Write;
+    let store = Arc::new(MemoryStore::new());
+    let manifest = json!({"sourceBucket": "src", "destinationBucket": "arn:aws:s3:::inv", "version": "2016-11-30",
+        "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+        "files": [{"key": "src/cfg/data/a.csv.gz", "size": 1}, {"key": "src/cfg/data/b.csv", "size": 1}]});
+    store.insert("inv", "src/cfg/2026-12-06T00-00Z/manifest.json", manifest.to_string());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"\"src\",\"logs/1.log\",\"10\"\n\"src\",\"logs/2.log\",\"20\"\n")
+        .unwrap();
+    store.insert("inv", "src/cfg/data/a.csv.gz", gz.finish().unwrap());
+    store.insert("inv", "src/cfg/data/b.csv", "\"src\",\"logs/3.log\",\"30\"\n");
+    let def = reader(
+        "arn:aws:states:::s3:getObject",
+        json!({"Bucket": "inv", "Key": "src/cfg/2026-12-06T00-00Z/manifest.json"}),
+        json!({"InputType": "MANIFEST"}),
+    );
+    let r = run_with(&store_engine(&store), def, json!({})).await;
+    assert_eq!(
+        r.output,
+        Some(json!([
+            {"Bucket": "src", "Key": "logs/1.log", "Size": "10"},
+            {"Bucket": "src", "Key": "logs/2.log", "Size": "20"},
+            {"Bucket": "src", "Key": "logs/3.log", "Size": "30"}
+        ])),
+        "{:?}",
+        r.cause
+    );
+}
+
+#[tokio::test]
+async fn items_pointer_selects_the_array_inside_a_json_object() {
+    let store = Arc::new(MemoryStore::new());
+    store.insert("data", "doc.json", r#"{"meta": {}, "data": {"hosts": ["a", "b"]}}"#);
+    let def = reader(
+        "arn:aws:states:::s3:getObject",
+        json!({"Bucket": "data", "Key": "doc.json"}),
+        json!({"InputType": "JSON", "ItemsPointer": "/data/hosts"}),
+    );
+    assert_eq!(
+        run_with(&store_engine(&store), def, json!({})).await.output,
+        Some(json!(["a", "b"]))
+    );
+}

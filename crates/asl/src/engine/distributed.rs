@@ -382,7 +382,10 @@ async fn read_items(exec: &Arc<Exec>, r: &ItemReader, eff: &Value, pc: &PathCtx)
         .clone()
         .ok_or_else(|| failed("No object store is configured for ItemReader (EngineBuilder::object_store)".into()))?;
     let bucket = params.get("Bucket").and_then(Value::as_str).unwrap_or_default();
-    let mut items = if r.get_object {
+    let mut items = if r.input_type.as_deref() == Some("MANIFEST") {
+        let key = params.get("Key").and_then(Value::as_str).unwrap_or_default();
+        read_inventory(&*store, bucket, key).await.map_err(failed)?
+    } else if r.get_object {
         let key = params.get("Key").and_then(Value::as_str).unwrap_or_default();
         let body = store.get_object(bucket, key).await.map_err(failed)?;
         let text = String::from_utf8(body).map_err(|_| failed(format!("s3://{bucket}/{key} is not UTF-8 text")))?;
@@ -406,7 +409,55 @@ async fn read_items(exec: &Arc<Exec>, r: &ItemReader, eff: &Value, pc: &PathCtx)
     Ok(items)
 }
 
-/// The items of an object: a JSON array, JSON Lines, or CSV rows as objects of strings.
+/// The objects an S3 inventory lists: its `manifest.json` (`destinationBucket`, `fileFormat`
+/// CSV, `fileSchema`, `files[].key`), then each data file (gzipped CSV without a header), one
+/// item per row with the schema's fields as strings (e.g. `{"Bucket", "Key", "Size"}`).
+async fn read_inventory(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Vec<Value>, String> {
+    let body = store.get_object(bucket, key).await?;
+    let manifest: Value = serde_json::from_slice(&body).map_err(|e| format!("s3://{bucket}/{key} is not an S3 inventory manifest: {e}"))?;
+    if manifest.get("fileFormat").and_then(Value::as_str) != Some("CSV") {
+        return Err(format!("s3://{bucket}/{key}: only CSV inventories can be read (fileFormat CSV)"));
+    }
+    let schema: Vec<String> = manifest
+        .get("fileSchema")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("s3://{bucket}/{key} has no fileSchema"))?
+        .split(',')
+        .map(|f| f.trim().to_string())
+        .collect();
+    let destination = manifest
+        .get("destinationBucket")
+        .and_then(Value::as_str)
+        .map_or(bucket, |b| b.strip_prefix("arn:aws:s3:::").unwrap_or(b))
+        .to_string();
+    let mut items = Vec::new();
+    for file in manifest.get("files").and_then(Value::as_array).into_iter().flatten() {
+        let Some(data_key) = file.get("key").and_then(Value::as_str) else {
+            return Err(format!("s3://{bucket}/{key}: a file has no key"));
+        };
+        let raw = store.get_object(&destination, data_key).await?;
+        let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .map_err(|e| format!("s3://{destination}/{data_key} is not gzip: {e}"))?;
+            out
+        } else {
+            raw
+        };
+        let text = String::from_utf8(bytes).map_err(|_| format!("s3://{destination}/{data_key} is not UTF-8 text"))?;
+        for row in csv_rows(&text, ',').map_err(|m| format!("s3://{destination}/{data_key}: {m}"))? {
+            items.push(Value::Object(
+                schema.iter().cloned().zip(row.into_iter().map(Value::String)).collect(),
+            ));
+        }
+    }
+    Ok(items)
+}
+
+/// The items of an object: a JSON array (or the array `ItemsPointer` points to), JSON Lines, or
+/// CSV rows as objects of strings.
 fn parse_items(text: &str, r: &ItemReader) -> Result<Vec<Value>, String> {
     match r.input_type.as_deref() {
         Some("JSONL") => text
@@ -431,11 +482,17 @@ fn parse_items(text: &str, r: &ItemReader) -> Result<Vec<Value>, String> {
             })
             .collect()
         }
-        _ => match serde_json::from_str(text) {
-            Ok(Value::Array(a)) => Ok(a),
-            Ok(_) => Err("the JSON file does not hold an array".into()),
-            Err(e) => Err(format!("not JSON: {e}")),
-        },
+        _ => {
+            let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+            let v = match &r.items_pointer {
+                Some(p) => v.pointer(p).cloned().ok_or_else(|| format!("ItemsPointer '{p}' selects nothing"))?,
+                None => v,
+            };
+            match v {
+                Value::Array(a) => Ok(a),
+                _ => Err("the JSON does not hold an array".into()),
+            }
+        }
     }
 }
 
