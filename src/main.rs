@@ -108,6 +108,9 @@ enum Sfn {
         variables: Option<String>,
         #[arg(long, default_value = "INFO", value_parser = ["INFO", "DEBUG", "TRACE"])]
         inspection_level: String,
+        /// With TRACE, show an HTTP Task's connection credentials instead of <redacted>.
+        #[arg(long)]
+        reveal_secrets: bool,
         #[command(flatten)]
         integrations: Integrations,
     },
@@ -215,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     state_configuration,
                     variables,
                     inspection_level,
+                    reveal_secrets,
                     integrations,
                 },
         } => {
@@ -230,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_configuration: opt(&state_configuration, "state-configuration")?,
                 variables: opt(&variables, "variables")?,
                 inspection_level: inspection_level.parse::<InspectionLevel>().map_err(|e| anyhow::anyhow!(e))?,
+                reveal_secrets,
             };
             let engine = match integrations.apply(Engine::builder())? {
                 Ok(b) => b.build(),

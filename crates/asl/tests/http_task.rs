@@ -253,3 +253,45 @@ async fn oauth_client_credentials_fetch_a_token_once_and_send_it_as_bearer() {
     assert_eq!(token_requests[0].body, "grant_type=client_credentials&scope=read");
     assert_eq!(token_requests[0].header("authorization"), Some("Basic aWQ6c2Vj"));
 }
+
+#[tokio::test]
+async fn test_state_at_trace_shows_the_http_request_and_response_with_secrets_redacted() {
+    let (base, _) = serve(|_| (404, "application/json", r#"{"message":"gone"}"#.into())).await;
+    let def = http_task(json!({"ApiEndpoint": format!("{base}/items"), "Method": "GET", "Authentication": {"ConnectionArn": CONN}}));
+    let mut req = opsflow_asl::TestStateRequest {
+        definition: def,
+        inspection_level: opsflow_asl::InspectionLevel::Trace,
+        ..Default::default()
+    };
+    let out = tokio::time::timeout(Duration::from_secs(20), engine(api_key()).test_state(req.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((out.status, out.error.as_deref()), ("FAILED", Some("States.Http.StatusCode.404")));
+    let request = &out.inspection_data["request"];
+    assert_eq!(
+        (request["method"].as_str(), request["url"].as_str()),
+        (Some("GET"), Some(format!("{base}/items").as_str()))
+    );
+    let headers = request["headers"].as_str().unwrap();
+    assert!(
+        headers.contains("x-api-key: <redacted>") && headers.contains("x-tenant: <redacted>"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("User-Agent: Amazon|StepFunctions|HttpInvoke|us-east-1"),
+        "{headers}"
+    );
+    let response = &out.inspection_data["response"];
+    assert_eq!(
+        (response["statusCode"].as_str(), response["body"].as_str()),
+        (Some("404"), Some(r#"{"message":"gone"}"#))
+    );
+    // revealSecrets shows them.
+    req.reveal_secrets = true;
+    let out = engine(api_key()).test_state(req).await.unwrap();
+    assert!(out.inspection_data["request"]["headers"]
+        .as_str()
+        .unwrap()
+        .contains("x-api-key: secret-1"));
+}

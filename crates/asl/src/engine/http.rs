@@ -52,7 +52,7 @@ fn client(engine: &Inner) -> &reqwest::Client {
 impl TaskHandler for HttpInvoke {
     fn invoke(&self, req: TaskRequest) -> HandlerFuture {
         let engine = self.engine.clone();
-        Box::pin(async move { call(&engine, &req.payload).await })
+        Box::pin(async move { call(&engine, &req.payload, None).await })
     }
 }
 
@@ -165,7 +165,18 @@ fn key_values(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-async fn call(engine: &Inner, p: &Value) -> Result<Value, StatesError> {
+/// The HTTP request and response of one call, for TestState's TRACE inspection level
+/// (`InspectionDataRequest` / `InspectionDataResponse`); connection secrets are shown as
+/// `<redacted>` unless `reveal_secrets`.
+#[derive(Debug, Default)]
+pub(super) struct HttpTrace {
+    pub reveal_secrets: bool,
+    pub request: Option<Value>,
+    pub response: Option<Value>,
+}
+
+/// One HTTP Task call, recording the request and response in `trace` when given.
+pub(super) async fn call(engine: &Inner, p: &Value, mut trace: Option<&mut HttpTrace>) -> Result<Value, StatesError> {
     let endpoint = p
         .get("ApiEndpoint")
         .and_then(Value::as_str)
@@ -273,18 +284,23 @@ async fn call(engine: &Inner, p: &Value) -> Result<Value, StatesError> {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&join_pairs(&query));
     }
-    let client = client(engine);
-    let mut rb = client.request(method, &url);
+    // Every header sent, in order, with whether its value is a connection secret.
+    let mut sent: Vec<(String, String, bool)> = Vec::new();
     let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     if let (Some(ct), false) = (content_type, has("content-type")) {
-        rb = rb.header("Content-Type", ct);
+        sent.push(("Content-Type".into(), ct.into(), false));
     }
-    for (k, v) in &headers {
-        rb = rb.header(k.as_str(), v.as_str());
+    let from_connection = key_values(invocation.get("HeaderParameters")).len();
+    let own = headers.len() - from_connection;
+    for (i, (k, v)) in headers.into_iter().enumerate() {
+        sent.push((k, v, i >= own));
     }
-    rb = rb
-        .header("User-Agent", format!("Amazon|StepFunctions|HttpInvoke|{}", engine.region))
-        .header("Range", "bytes=0-262144");
+    sent.push((
+        "User-Agent".into(),
+        format!("Amazon|StepFunctions|HttpInvoke|{}", engine.region),
+        false,
+    ));
+    sent.push(("Range".into(), "bytes=0-262144".into(), false));
     match conn.get("AuthorizationType").and_then(Value::as_str) {
         Some("API_KEY") => {
             let k = auth
@@ -295,7 +311,7 @@ async fn call(engine: &Inner, p: &Value) -> Result<Value, StatesError> {
                 .pointer("/ApiKeyAuthParameters/ApiKeyValue")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            rb = rb.header(k, v);
+            sent.push((k.into(), v.into(), true));
         }
         Some("BASIC") => {
             let u = auth
@@ -306,13 +322,30 @@ async fn call(engine: &Inner, p: &Value) -> Result<Value, StatesError> {
                 .pointer("/BasicAuthParameters/Password")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            rb = rb.header("Authorization", basic(u, pw));
+            sent.push(("Authorization".into(), basic(u, pw), true));
         }
         Some("OAUTH_CLIENT_CREDENTIALS") => {
             let token = oauth_token(engine, arn, &auth).await?;
-            rb = rb.header("Authorization", format!("Bearer {token}"));
+            sent.push(("Authorization".into(), format!("Bearer {token}"), true));
         }
         _ => {}
+    }
+    let mut rb = client(engine).request(method.clone(), &url);
+    for (k, v, _) in &sent {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    if let Some(t) = trace.as_deref_mut() {
+        let shown: Vec<String> = sent
+            .iter()
+            .map(|(k, v, secret)| format!("{k}: {}", if *secret && !t.reveal_secrets { "<redacted>" } else { v }))
+            .collect();
+        t.request = Some(json!({
+            "protocol": url.split("://").next().unwrap_or("https"),
+            "method": method.as_str(),
+            "url": url,
+            "headers": format!("[{}]", shown.join(", ")),
+            "body": body.clone().unwrap_or_default(),
+        }));
     }
     if let Some(b) = body {
         rb = rb.body(b);
@@ -338,7 +371,26 @@ async fn call(engine: &Inner, p: &Value) -> Result<Value, StatesError> {
             media == "application/json" || media.ends_with("+json")
         })
         .unwrap_or(false);
+    let version = format!("{:?}", resp.version());
     let text = resp.text().await.map_err(socket_error)?;
+    if let Some(t) = trace {
+        let shown: Vec<String> = hs
+            .iter()
+            .flat_map(|(k, vs)| {
+                vs.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(move |v| format!("{k}: {}", v.as_str().unwrap_or_default()))
+            })
+            .collect();
+        t.response = Some(json!({
+            "protocol": version,
+            "statusCode": status.as_u16().to_string(),
+            "statusMessage": status.canonical_reason().unwrap_or(""),
+            "headers": format!("[{}]", shown.join(", ")),
+            "body": text,
+        }));
+    }
     let body = if is_json {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     } else {

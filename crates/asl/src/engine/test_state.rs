@@ -20,8 +20,10 @@
 //!   (`input`, `afterInputPath`, `afterParameters` / `afterArguments`, `result`,
 //!   `afterResultSelector`, `afterResultPath`, `afterItemsPath`, `afterItemSelector`,
 //!   `afterItemBatcher`, `maxConcurrency`, `toleratedFailureCount`,
-//!   `toleratedFailurePercentage`, `variables`); TRACE is DEBUG here (the HTTP request and
-//!   response are not captured).
+//!   `toleratedFailurePercentage`, `variables`); TRACE adds an HTTP Task's `request`
+//!   (`protocol`, `method`, `url`, `headers`, `body`) and `response` (`protocol`, `statusCode`,
+//!   `statusMessage`, `headers`, `body`), the connection's secrets `<redacted>` unless
+//!   `reveal_secrets`.
 
 use super::map::{map_items, select_items, tolerance};
 use super::*;
@@ -65,6 +67,8 @@ pub struct TestStateRequest {
     /// Workflow variables visible to the state.
     pub variables: Option<Value>,
     pub inspection_level: InspectionLevel,
+    /// Show the connection's credentials in a TRACE of an HTTP Task (else `<redacted>`).
+    pub reveal_secrets: bool,
 }
 
 /// A TestState response. [`TestStateOutput::to_json`] gives the API's shape.
@@ -250,6 +254,10 @@ impl Engine {
         }
         let mut probe = Probe {
             debug: req.inspection_level != InspectionLevel::Info,
+            trace: (req.inspection_level == InspectionLevel::Trace).then(|| super::http::HttpTrace {
+                reveal_secrets: req.reveal_secrets,
+                ..Default::default()
+            }),
             data: Map::new(),
         };
         let raw = req.input.clone();
@@ -367,6 +375,8 @@ impl Engine {
 /// The inspection data being collected (DEBUG and TRACE only).
 struct Probe {
     debug: bool,
+    /// TRACE: the HTTP Task's request and response.
+    trace: Option<super::http::HttpTrace>,
     data: Map<String, Value>,
 }
 
@@ -418,9 +428,21 @@ async fn run_one(
                     &args,
                 );
             }
-            match mock {
-                Some(r) => r?,
-                None => super::task::run_task(exec, st, &eff, pc).await?,
+            match (mock, &st.kind, probe.trace.as_mut()) {
+                (Some(r), _, _) => r?,
+                // TRACE an HTTP Task: the call itself, with its request and response.
+                (None, Kind::Task(t), Some(trace)) if t.target == crate::model::Target::Http => {
+                    let args = state_args(exec, st, &eff, pc)?;
+                    let r = super::http::call(&exec.engine, &args, Some(trace)).await;
+                    if let Some(req) = trace.request.take() {
+                        probe.data.insert("request".into(), req);
+                    }
+                    if let Some(resp) = trace.response.take() {
+                        probe.data.insert("response".into(), resp);
+                    }
+                    r?
+                }
+                (None, _, _) => super::task::run_task(exec, st, &eff, pc).await?,
             }
         }
         _ => {
