@@ -185,3 +185,42 @@ async fn task_events_name_the_states_integration_as_aws_does() {
     assert_eq!(scheduled.detail("resourceType"), Some("states"));
     assert_eq!(scheduled.detail("resource"), Some("startExecution.sync:2"));
 }
+
+#[tokio::test]
+async fn a_sync_task_logs_task_submitted_with_the_start_response_before_it_ends() {
+    let def = parent(
+        "arn:aws:states:::states:startExecution.sync",
+        json!({"StateMachineArn": "Child", "Name": "logged", "Input": {"n": 1}}),
+    );
+    let r = run_with(&engine(), def, json!({})).await;
+    assert_eq!(
+        types(&r),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSubmitted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let submitted = r.events.iter().find(|e| e.event_type == "TaskSubmitted").unwrap().to_json();
+    let output: Value = serde_json::from_str(submitted["taskSubmittedEventDetails"]["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output["ExecutionArn"],
+        "arn:aws:states:us-east-1:123456789012:execution:Child:logged"
+    );
+    // Submitted when the child started; succeeded when it ended, 100 s later on the virtual clock.
+    let succeeded = r.events.iter().find(|e| e.event_type == "TaskSucceeded").unwrap();
+    let submitted = r.events.iter().find(|e| e.event_type == "TaskSubmitted").unwrap();
+    assert_eq!(succeeded.timestamp_ms - submitted.timestamp_ms, 100_000);
+    // A failed child is submitted too, then fails.
+    let def = parent(
+        "arn:aws:states:::states:startExecution.sync:2",
+        json!({"StateMachineArn": "Failing"}),
+    );
+    let t = types(&run_with(&engine(), def, json!({})).await);
+    assert_eq!(t[4..6], ["TaskSubmitted", "TaskFailed"]);
+}

@@ -2,6 +2,7 @@
 //! mocked responses, `.waitForTaskToken` callbacks with heartbeats, time limits, Task events.
 
 use super::*;
+use crate::model::StartMode;
 
 pub(super) async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut PathCtx) -> Result<Value, Stop> {
     let Kind::Task(task) = &st.kind else { unreachable!() };
@@ -70,6 +71,9 @@ pub(super) async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut
     let outcome = invoke(exec, st, task, params, token.clone(), timeout, heartbeat, pc).await;
     let now = exec.now(pc);
     pc.now_ms = pc.now_ms.max(now);
+    if let Target::StartExecution(StartMode::Sync | StartMode::Sync2) = task.target {
+        submitted_child(exec, task, &outcome, pc);
+    }
     // A result over the payload limit fails the task (States.ALL can catch it, as on AWS).
     let outcome = outcome.and_then(|v| {
         if json_len(&v) > MAX_PAYLOAD_BYTES {
@@ -117,6 +121,31 @@ pub(super) async fn run_task(exec: &Arc<Exec>, st: &State, eff: &Value, pc: &mut
         }
         Err(other) => Err(other),
     }
+}
+
+/// A `.sync` nested execution logs `TaskSubmitted` with the StartExecution response
+/// (`ExecutionArn`, `StartDate`), at the child's start, before the Task's end, as AWS logs the
+/// "Run a Job" pattern. The description the child left (its result, or the failure's cause)
+/// says which execution it was.
+fn submitted_child(exec: &Exec, task: &Task, outcome: &Result<Value, Stop>, pc: &mut PathCtx) {
+    let described = match outcome {
+        Ok(v) => Some(v.clone()),
+        Err(Stop::Failed(e)) if e.error == names::TASK_FAILED => serde_json::from_str::<Value>(&e.cause).ok(),
+        _ => None,
+    };
+    let Some(d) = described.filter(|d| d.get("ExecutionArn").is_some()) else {
+        return;
+    };
+    let start = d.get("StartDate").and_then(Value::as_i64).unwrap_or(pc.now_ms);
+    let end = pc.now_ms;
+    pc.now_ms = start.min(end);
+    let mut fields = vec![("resourceType", json!(task.resource_type)), ("resource", json!(task.resource_name))];
+    fields.extend(payload(
+        "output",
+        &json!({"ExecutionArn": d["ExecutionArn"], "StartDate": d["StartDate"]}),
+    ));
+    exec.emit(pc, "TaskSubmitted", details("taskSubmittedEventDetails", fields));
+    pc.now_ms = end;
 }
 
 /// The handler registered for a Task's resource: its exact ARN, or a prefix ending in `*` or `:`.
