@@ -295,3 +295,27 @@ async fn test_state_at_trace_shows_the_http_request_and_response_with_secrets_re
         .unwrap()
         .contains("x-api-key: secret-1"));
 }
+
+#[tokio::test]
+async fn no_answer_within_the_time_limit_is_states_http_socket() {
+    // A server that accepts and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    // AWS's limit is 60 s; the engine takes a shorter one for this test.
+    let engine = Engine::builder()
+        .connection(CONN, api_key())
+        .http_time_limit(Duration::from_millis(300))
+        .build();
+    let def = http_task(json!({"ApiEndpoint": format!("http://{addr}/slow"), "Method": "GET", "Authentication": {"ConnectionArn": CONN}}));
+    let started = std::time::Instant::now();
+    let r = bounded(run_with(&engine, def, json!({}))).await;
+    assert_eq!(r.error.as_deref(), Some("States.Http.Socket"));
+    assert!(r.cause.unwrap().contains("did not complete within 300 ms"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

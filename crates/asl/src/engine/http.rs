@@ -43,7 +43,7 @@ fn client(engine: &Inner) -> &reqwest::Client {
     static FALLBACK: OnceLock<reqwest::Client> = OnceLock::new();
     engine.http.get_or_init(|| {
         reqwest::Client::builder()
-            .timeout(HTTP_TASK_LIMIT)
+            .timeout(engine.http_limit)
             .build()
             .unwrap_or_else(|_| FALLBACK.get_or_init(reqwest::Client::new).clone())
     })
@@ -350,7 +350,7 @@ pub(super) async fn call(engine: &Inner, p: &Value, mut trace: Option<&mut HttpT
     if let Some(b) = body {
         rb = rb.body(b);
     }
-    let resp = rb.send().await.map_err(socket_error)?;
+    let resp = rb.send().await.map_err(|e| socket_error(e, engine.http_limit))?;
     let status = resp.status();
     let mut hs = Map::new();
     for name in resp.headers().keys() {
@@ -372,7 +372,7 @@ pub(super) async fn call(engine: &Inner, p: &Value, mut trace: Option<&mut HttpT
         })
         .unwrap_or(false);
     let version = format!("{:?}", resp.version());
-    let text = resp.text().await.map_err(socket_error)?;
+    let text = resp.text().await.map_err(|e| socket_error(e, engine.http_limit))?;
     if let Some(t) = trace {
         let shown: Vec<String> = hs
             .iter()
@@ -412,12 +412,9 @@ pub(super) async fn call(engine: &Inner, p: &Value, mut trace: Option<&mut HttpT
     }
 }
 
-fn socket_error(e: reqwest::Error) -> StatesError {
+fn socket_error(e: reqwest::Error, limit: Duration) -> StatesError {
     if e.is_timeout() {
-        StatesError::new(
-            SOCKET,
-            format!("The HTTP request did not complete within {} seconds", HTTP_TASK_LIMIT.as_secs()),
-        )
+        StatesError::new(SOCKET, format!("The HTTP request did not complete within {} ms", limit.as_millis()))
     } else {
         StatesError::new(SOCKET, format!("The HTTP request failed: {e}"))
     }

@@ -227,9 +227,16 @@ pub struct EngineBuilder {
     state_machines: HashMap<String, Arc<StateMachine>>,
     store: Option<Arc<dyn crate::store::ObjectStore>>,
     connections: HashMap<String, Value>,
+    http_limit: Option<Duration>,
 }
 
 impl EngineBuilder {
+    /// How long an HTTP Task's request may take before `States.Http.Socket` (AWS: 60 s, the
+    /// default; a shorter one suits tests).
+    pub fn http_time_limit(mut self, limit: Duration) -> Self {
+        self.http_limit = Some(limit);
+        self
+    }
     /// An EventBridge connection the HTTP Task may use, by its ARN: `{"AuthorizationType":
     /// "API_KEY" | "BASIC" | "OAUTH_CLIENT_CREDENTIALS", "AuthParameters": {…}}` as
     /// EventBridge's CreateConnection takes it (secrets included).
@@ -291,6 +298,7 @@ impl EngineBuilder {
                 state_machines: self.state_machines,
                 store: self.store,
                 connections: self.connections,
+                http_limit: self.http_limit.unwrap_or(http::HTTP_TASK_LIMIT),
                 http: std::sync::OnceLock::new(),
                 oauth_tokens: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
@@ -310,6 +318,7 @@ struct Inner {
     state_machines: HashMap<String, Arc<StateMachine>>,
     store: Option<Arc<dyn crate::store::ObjectStore>>,
     connections: HashMap<String, Value>,
+    http_limit: Duration,
     /// The HTTP Task's client, built on first use.
     http: std::sync::OnceLock<reqwest::Client>,
     /// OAuth access tokens by connection ARN.
