@@ -206,3 +206,20 @@ async fn an_unknown_state_name_or_an_invalid_definition_is_refused() {
         TestStateError::InvalidDefinition(_)
     ));
 }
+
+#[tokio::test]
+async fn a_distributed_map_shows_its_batches_with_the_batch_input() {
+    let def = machine(json!({"M": {"Type": "Map", "ItemsPath": "$.items",
+        "ItemBatcher": {"MaxItemsPerBatch": 2, "BatchInput": {"job.$": "$.job"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+        "End": true}}));
+    let mut req = request(def, json!({"job": "j", "items": [1, 2, 3]}));
+    req.mock = Some(json!({"result": "[]"}));
+    req.inspection_level = InspectionLevel::Debug;
+    let out = Engine::builder().build().test_state(req).await.unwrap();
+    let batches: Value = serde_json::from_str(out.inspection_data["afterItemBatcher"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        batches,
+        json!([{"BatchInput": {"job": "j"}, "Items": [1, 2]}, {"BatchInput": {"job": "j"}, "Items": [3]}])
+    );
+}

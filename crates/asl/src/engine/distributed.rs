@@ -538,7 +538,7 @@ fn csv_rows(text: &str, delim: char) -> Result<Vec<Vec<String>>, String> {
 }
 
 /// Groups item inputs into batch inputs `{"BatchInput", "Items"}`.
-fn batch(exec: &Exec, b: &ItemBatcher, inputs: Vec<Value>, eff: &Value, pc: &PathCtx) -> Result<Vec<(Value, usize)>, Stop> {
+pub(super) fn batch(exec: &Exec, b: &ItemBatcher, inputs: Vec<Value>, eff: &Value, pc: &PathCtx) -> Result<Vec<(Value, usize)>, Stop> {
     let max_items = match &b.max_items {
         Some(s) => exec.seconds(s, eff, pc, "MaxItemsPerBatchPath")? as usize,
         None => usize::MAX,

@@ -526,12 +526,8 @@ fn inspect_map(
     let selected = select_items(exec, m, items, eff, pc)?;
     probe.put("afterItemSelector", &Value::Array(selected.clone()));
     if let Some(b) = m.distributed.as_ref().and_then(|d| d.batcher.as_ref()) {
-        let max = match &b.max_items {
-            Some(s) => exec.seconds(s, eff, pc, "MaxItemsPerBatchPath")? as usize,
-            None => usize::MAX,
-        };
-        let batches: Vec<Value> = selected.chunks(max.max(1)).map(|c| json!({"Items": c})).collect();
-        probe.put("afterItemBatcher", &Value::Array(batches));
+        let batches = super::distributed::batch(exec, b, selected, eff, pc)?;
+        probe.put("afterItemBatcher", &Value::Array(batches.into_iter().map(|(v, _)| v).collect()));
     }
     if let Some(s) = &m.max_concurrency {
         probe.num("maxConcurrency", json!(exec.seconds(s, eff, pc, "MaxConcurrencyPath")?));
