@@ -194,14 +194,22 @@ async fn map_run(
     let n = children_inputs.len();
     let mut sizes = Vec::with_capacity(n);
     let mut queue = children_inputs.into_iter().enumerate();
-    let mut running = FuturesUnordered::new();
+    // The pool: each child a task of its own (on a multi-threaded runtime they run on every
+    // core); dropping the set, when the Map Run fails or the execution stops, aborts them all.
+    let mut running = tokio::task::JoinSet::new();
     for (i, (input, size)) in queue.by_ref().take(limit) {
         sizes.push(size);
-        running.push(spawn(i, input, start));
+        running.spawn(spawn(i, input, start));
     }
     let mut done: Vec<Option<Child>> = (0..n).map(|_| None).collect();
     let (mut failed_items, mut end) = (0usize, start);
-    while let Some((i, child)) = running.next().await {
+    while let Some(joined) = running.join_next().await {
+        let (i, child) = joined.map_err(|e| {
+            Stop::Failed(StatesError::runtime(format!(
+                "a child execution of Map Run {} did not finish: {e}",
+                run.arn
+            )))
+        })?;
         let child_end = child.start_ms + child.result.engine_ms;
         end = end.max(child_end);
         if child.result.status != Status::Succeeded {
@@ -224,7 +232,7 @@ async fn map_run(
         if let Some((j, (input, size))) = queue.next() {
             sizes.push(size);
             let at = if clock == Clock::Virtual { child_end } else { exec.now(pc) };
-            running.push(spawn(j, input, at));
+            running.spawn(spawn(j, input, at));
         }
         done[i] = Some(child);
     }
