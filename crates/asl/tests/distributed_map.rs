@@ -127,6 +127,7 @@ async fn an_untolerated_child_failure_fails_the_map_run_with_exceed_tolerated_fa
     assert_eq!(t[t.len() - 3..], ["MapRunFailed", "MapStateFailed", "ExecutionFailed"]);
     let failed = r.events.iter().find(|e| e.event_type == "MapRunFailed").unwrap();
     assert_eq!(failed.error(), Some("States.ExceedToleratedFailureThreshold"));
+    assert_eq!(r.cause.as_deref(), Some("The specified tolerated failure threshold was exceeded"));
 }
 
 #[tokio::test]

@@ -543,7 +543,7 @@ fn inspect_map(
         if failed > count && (failed as f64 * 100.0 / n.max(1) as f64) > pct {
             return Err(Stop::Failed(StatesError::new(
                 names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                format!("The specified tolerated failure threshold was exceeded: {failed} of {n} iterations failed"),
+                super::distributed::TOLERATED_FAILURE_CAUSE,
             )));
         }
     }
