@@ -223,3 +223,14 @@ async fn a_distributed_map_shows_its_batches_with_the_batch_input() {
         json!([{"BatchInput": {"job": "j"}, "Items": [1, 2]}, {"BatchInput": {"job": "j"}, "Items": [3]}])
     );
 }
+
+#[tokio::test]
+async fn a_query_evaluation_error_is_reported_without_an_execution_prefix() {
+    let def = json!({"QueryLanguage": "JSONata", "Type": "Pass", "Output": "{% $states.input.absent %}", "End": true});
+    let out = Engine::builder().build().test_state(request(def, json!({}))).await.unwrap();
+    assert_eq!((out.status, out.error.as_deref()), ("FAILED", Some("States.QueryEvaluationError")));
+    assert_eq!(
+        out.cause.as_deref(),
+        Some("The JSONata expression '$states.input.absent' specified for the field 'Output' returned nothing (undefined).")
+    );
+}

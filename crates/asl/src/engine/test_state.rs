@@ -282,8 +282,9 @@ impl Engine {
                 out.output = Some(s.output);
                 out.next_state = s.next.map(name_of);
             }
-            Err(Stop::Failed(mut err)) => {
-                report_state_error(&exec, st, &mut err, &mut pc);
+            // The cause as the state gave it: no "(entered at the event id #n)" prefix, since a
+            // tested state has no execution history.
+            Err(Stop::Failed(err)) => {
                 let retry_count = config.get("retrierRetryCount").and_then(Value::as_u64).unwrap_or(0) as u32;
                 let retrier = (err.error != names::RUNTIME)
                     .then(|| {
