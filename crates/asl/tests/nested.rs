@@ -224,3 +224,21 @@ async fn a_sync_task_logs_task_submitted_with_the_start_response_before_it_ends(
     let t = types(&run_with(&engine(), def, json!({})).await);
     assert_eq!(t[4..6], ["TaskSubmitted", "TaskFailed"]);
 }
+
+#[tokio::test]
+async fn a_state_machine_registered_by_its_arn_is_reached_by_that_arn() {
+    let arn = "arn:aws:states:eu-west-1:210987654321:stateMachine:Elsewhere";
+    let engine = Engine::builder().state_machine(arn, machine(child_def())).build();
+    let def = parent(
+        "arn:aws:states:::states:startExecution.sync:2",
+        json!({"StateMachineArn": arn, "Input": {"n": 5}}),
+    );
+    let r = run_with(&engine, def, json!({})).await;
+    let out = r.output.unwrap();
+    assert_eq!(out["Output"], json!({"n": 10}));
+    assert_eq!(out["StateMachineArn"], arn);
+    assert!(out["ExecutionArn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:states:eu-west-1:210987654321:execution:Elsewhere:"));
+}

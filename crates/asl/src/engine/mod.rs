@@ -262,8 +262,8 @@ impl EngineBuilder {
         self
     }
     /// Registers a state machine that `arn:aws:states:::states:startExecution` can start, by
-    /// name; a `StateMachineArn` `arn:aws:states:<region>:<account>:stateMachine:<name>[:…]`
-    /// reaches it by the name it ends in.
+    /// its ARN or by name; a `StateMachineArn` `arn:aws:states:<region>:<account>:stateMachine:<name>[:…]`
+    /// reaches it by that exact ARN, else by the name after `:stateMachine:`.
     pub fn state_machine(mut self, name: impl Into<String>, sm: Arc<StateMachine>) -> Self {
         self.state_machines.insert(name.into(), sm);
         self

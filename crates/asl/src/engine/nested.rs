@@ -121,19 +121,34 @@ impl TaskHandler for StartExecution {
                 )));
             };
             let sm_name = machine_name(arn).to_string();
-            let Some(sm) = engine.inner.state_machines.get(&sm_name).cloned() else {
+            // Registered by its full ARN, or by its name.
+            let registered = engine
+                .inner
+                .state_machines
+                .get(arn)
+                .or_else(|| engine.inner.state_machines.get(&sm_name));
+            let Some(sm) = registered.cloned() else {
                 return Err(StatesError::new(
                     "StepFunctions.StateMachineDoesNotExistException",
                     format!("State Machine Does Not Exist: '{arn}'"),
                 ));
             };
             let (region, account) = (&engine.inner.region, &engine.inner.account);
-            let sm_arn = format!("arn:aws:states:{region}:{account}:stateMachine:{sm_name}");
+            let by_arn = arn.starts_with("arn:") && engine.inner.state_machines.contains_key(arn);
+            let sm_arn = if by_arn {
+                arn.to_string()
+            } else {
+                format!("arn:aws:states:{region}:{account}:stateMachine:{sm_name}")
+            };
             let name = match p.get("Name").and_then(Value::as_str) {
                 Some(n) => n.to_string(),
                 None => uuid::Uuid::new_v4().to_string(),
             };
-            let exec_arn = format!("arn:aws:states:{region}:{account}:execution:{sm_name}:{name}");
+            let exec_arn = if by_arn {
+                format!("{}:{name}", arn.replacen(":stateMachine:", ":execution:", 1))
+            } else {
+                format!("arn:aws:states:{region}:{account}:execution:{sm_name}:{name}")
+            };
             if p.get("Name").is_some() && !engine.inner.child_names.lock().unwrap().insert(exec_arn.clone()) {
                 return Err(StatesError::new(
                     "StepFunctions.ExecutionAlreadyExistsException",
