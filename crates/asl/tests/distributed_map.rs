@@ -446,3 +446,19 @@ async fn items_pointer_selects_the_array_inside_a_json_object() {
         Some(json!(["a", "b"]))
     );
 }
+
+#[tokio::test]
+async fn an_express_child_runs_for_at_most_five_minutes() {
+    let waiting = |execution_type: &str, seconds: u64| {
+        let mut def = dmap(json!({}));
+        def["States"]["M"]["ItemProcessor"] = json!({"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": execution_type},
+            "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": seconds, "End": true}}});
+        def
+    };
+    let r = run(waiting("EXPRESS", 400), json!([1])).await;
+    assert_eq!(r.error.as_deref(), Some("States.ExceedToleratedFailureThreshold"));
+    assert_eq!(r.children[0].result.status, Status::TimedOut);
+    assert_eq!(r.children[0].result.engine_ms, 300_000);
+    assert_eq!(run(waiting("EXPRESS", 299), json!([1])).await.status, Status::Succeeded);
+    assert_eq!(run(waiting("STANDARD", 400), json!([1])).await.status, Status::Succeeded);
+}

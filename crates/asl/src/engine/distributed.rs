@@ -35,6 +35,8 @@ use crate::store::ObjectStore;
 /// AWS runs at most 10,000 child executions of a Distributed Map at once.
 pub const DISTRIBUTED_MAP_CONCURRENCY: usize = 10_000;
 
+/// An Express workflow's longest run (AWS quotas: "Maximum execution time: 5 minutes").
+pub const EXPRESS_MAX_SECONDS: u64 = 300;
 pub(super) const TOLERATED_FAILURE_CAUSE: &str = "The specified tolerated failure threshold was exceeded";
 const ITEM_READER_FAILED: &str = "States.ItemReaderFailed";
 const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
@@ -170,6 +172,8 @@ async fn map_run(
     let clock = exec.engine.clock;
     let record = exec.record;
     let start = exec.now(pc);
+    // AWS: an Express workflow runs for at most five minutes.
+    let express_limit = (d.execution_type == "EXPRESS").then_some(EXPRESS_MAX_SECONDS);
     let spawn = |i: usize, input: Value, at: i64| {
         let engine = engine.clone();
         let processor = m.processor.clone();
@@ -180,7 +184,7 @@ async fn map_run(
         };
         async move {
             let name = opts.name.clone();
-            let result = engine.run_at(&processor, input.clone(), opts, at).await;
+            let result = engine.run_at(&processor, input.clone(), opts, at, express_limit).await;
             (
                 i,
                 Child {

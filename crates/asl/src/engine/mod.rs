@@ -474,11 +474,23 @@ impl Engine {
         run_execution(exec, sm.clone(), opts).await
     }
 
-    /// Runs an execution to its end, its clock starting at `start_ms` (a child execution).
-    async fn run_at(&self, sm: &Arc<StateMachine>, input: Value, opts: StartOptions, start_ms: i64) -> ExecutionResult {
+    /// Runs an execution to its end, its clock starting at `start_ms` (a child execution), with
+    /// at most `max_seconds` (an EXPRESS child's five minutes) on top of the machine's own limit.
+    async fn run_at(
+        &self,
+        sm: &Arc<StateMachine>,
+        input: Value,
+        opts: StartOptions,
+        start_ms: i64,
+        max_seconds: Option<u64>,
+    ) -> ExecutionResult {
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
-        let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx, Some(start_ms));
+        let timeout = match (sm.timeout_seconds, max_seconds) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let exec = self.new_exec(&opts, input, timeout, tx, Some(start_ms));
         run_execution(exec, sm.clone(), opts).await
     }
 
@@ -574,8 +586,8 @@ async fn run_execution(exec: Arc<Exec>, sm: Arc<StateMachine>, opts: StartOption
     } else {
         let mut abort_rx = exec.abort.subscribe();
         let fut = run_machine(&exec, &sm, input, &mut pc);
-        let real_deadline = match (exec.engine.clock, sm.timeout_seconds) {
-            (Clock::Real { scale }, Some(t)) => Some(Duration::from_secs_f64(t as f64 / scale)),
+        let real_deadline = match (exec.engine.clock, exec.deadline_ms) {
+            (Clock::Real { scale }, Some(d)) => Some(Duration::from_secs_f64((d - exec.start_ms) as f64 / 1000.0 / scale)),
             _ => None,
         };
         tokio::select! {
