@@ -172,6 +172,7 @@ async fn map_run(
     let clock = exec.engine.clock;
     let record = exec.record;
     let start = exec.now(pc);
+    let keep_inputs = exec.record || transformation(d) == "NONE";
     // AWS: an Express workflow runs for at most five minutes.
     let express_limit = (d.execution_type == "EXPRESS").then_some(EXPRESS_MAX_SECONDS);
     let spawn = |i: usize, input: Value, at: i64| {
@@ -235,6 +236,11 @@ async fn map_run(
             sizes.push(size);
             let at = if clock == Clock::Virtual { child_end } else { exec.now(pc) };
             running.spawn(spawn(j, input, at));
+        }
+        // A succeeded child's input is needed only to describe it (NONE) or keep its history.
+        let mut child = child;
+        if !keep_inputs && child.result.status == Status::Succeeded {
+            child.input = Value::Null;
         }
         done[i] = Some(child);
     }
@@ -304,12 +310,19 @@ fn describe_child(run: &MapRun, c: &Child) -> Value {
 }
 
 /// The Map's result: the children's results transformed, or (exporting) where they were written.
+/// `WriterConfig.Transformation`: COMPACT by default, NONE by default when exporting to S3.
+fn transformation(d: &Distributed) -> &str {
+    let writer = d.writer.as_ref();
+    let export = writer.and_then(|w| w.params.as_ref());
+    writer
+        .and_then(|w| w.transformation.as_deref())
+        .unwrap_or(if export.is_some() { "NONE" } else { "COMPACT" })
+}
+
 async fn results(exec: &Arc<Exec>, d: &Distributed, run: &MapRun, children: &[Child], eff: &Value, pc: &PathCtx) -> Result<Value, Stop> {
     let writer = d.writer.as_ref();
     let export = writer.and_then(|w| w.params.as_ref());
-    let transformation = writer
-        .and_then(|w| w.transformation.as_deref())
-        .unwrap_or(if export.is_some() { "NONE" } else { "COMPACT" });
+    let transformation = transformation(d);
     let transform = |cs: &mut dyn Iterator<Item = &Child>| -> Vec<Value> {
         let mut out = Vec::new();
         for c in cs {
