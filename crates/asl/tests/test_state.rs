@@ -160,6 +160,15 @@ async fn map_and_parallel_need_a_mock_and_failed_iterations_count_against_the_to
         .await
         .unwrap_err();
     assert!(matches!(err, TestStateError::Validation(_)), "{err}");
+    // The mocked result of a Map is an array.
+    let mut not_array = request(def.clone(), json!({"items": [1]}));
+    not_array.mock = Some(json!({"result": "{\"a\": 1}"}));
+    assert!(matches!(
+        engine.test_state(not_array.clone()).await.unwrap_err(),
+        TestStateError::Validation(_)
+    ));
+    not_array.mock = Some(json!({"result": "{\"a\": 1}", "fieldValidationMode": "NONE"}));
+    assert_eq!(engine.test_state(not_array).await.unwrap().status, "SUCCEEDED");
     let mut req = request(def.clone(), json!({"items": [1, 2, 3]}));
     req.mock = Some(json!({"result": "[1, 2, 3]"}));
     req.inspection_level = InspectionLevel::Debug;

@@ -216,6 +216,16 @@ impl Engine {
                 }
             }),
         };
+        // A Map or Parallel state's result is an array; fieldValidationMode NONE skips the check.
+        let validate = req.mock.as_ref().and_then(|m| m.get("fieldValidationMode")).and_then(Value::as_str) != Some("NONE");
+        if let (true, Some(Ok(v)), Kind::Map(_) | Kind::Parallel { .. }) = (validate, &mock, &st.kind) {
+            if !v.is_array() {
+                return Err(TestStateError::Validation(format!(
+                    "The mocked result of the {} state '{name}' must be a JSON array",
+                    if matches!(st.kind, Kind::Map(_)) { "Map" } else { "Parallel" }
+                )));
+            }
+        }
 
         let opts = StartOptions {
             name: "TestState".into(),
