@@ -242,3 +242,49 @@ async fn a_state_machine_registered_by_its_arn_is_reached_by_that_arn() {
         .unwrap()
         .starts_with("arn:aws:states:eu-west-1:210987654321:execution:Elsewhere:"));
 }
+
+#[tokio::test]
+async fn stopping_the_parent_stops_the_child_it_waits_for() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    /// Set when the child's task is dropped (its execution stopped).
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (started, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (s, d) = (started.clone(), stopped.clone());
+    let child = json!({"StartAt": "Hang", "States": {"Hang": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:hang", "End": true}}});
+    let engine = Engine::builder()
+        .state_machine("Hanging", machine(child))
+        .lambda("hang", move |_req: opsflow_asl::TaskRequest| {
+            let (s, guard) = (s.clone(), SetOnDrop(d.clone()));
+            async move {
+                s.store(true, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+                drop(guard);
+                Ok(json!(null))
+            }
+        })
+        .build();
+    let def = parent(
+        "arn:aws:states:::states:startExecution.sync:2",
+        json!({"StateMachineArn": "Hanging"}),
+    );
+    let running = engine.start(machine(def), json!({}), opsflow_asl::StartOptions::default());
+    let wait_for = |flag: Arc<AtomicBool>| async move {
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !flag.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .is_ok()
+    };
+    assert!(wait_for(started).await, "the child never started");
+    running.handle.stop(Some("Stopped"), None);
+    assert_eq!(running.result.await.unwrap().status, Status::Aborted);
+    assert!(wait_for(stopped).await, "the child kept running after its parent stopped");
+}
