@@ -3,3 +3,4 @@
 pub mod alerts;
 pub mod fixtures;
 pub mod local;
+pub mod object_store;

@@ -352,6 +352,8 @@ impl LocalPipeline {
         });
         let invocations = Arc::new(AtomicU64::new(0));
         let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
+        // A Distributed Map's ItemReader and ResultWriter reach the local cloud's S3.
+        builder = builder.object_store(Arc::new(crate::object_store::S3Store::new(clients.s3.clone())));
         for name in TASK_FUNCTIONS {
             let (ports, settings, cloud, count) = (ports.clone(), settings.clone(), cloud.clone(), invocations.clone());
             builder = builder.lambda(format!("opsflow-{name}"), move |req: TaskRequest| {

@@ -1,5 +1,5 @@
-//! The opsflow command line: `opsflow sfn run` / `opsflow sfn validate` run and check Amazon
-//! States Language files on the local engine.
+//! The opsflow command line: `opsflow sfn run` / `opsflow sfn validate` /
+//! `opsflow sfn test-state` run, check and test Amazon States Language files on the local engine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use opsflow_asl::{model, Clock, Engine, MockCase, StartOptions, Status};
+use opsflow_asl::{
+    model, Clock, Engine, EngineBuilder, InspectionLevel, LocalDirStore, MockCase, StartOptions, Status, TestStateError, TestStateRequest,
+};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -17,6 +19,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the `sfn` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// The local Step Functions engine.
@@ -74,12 +78,105 @@ enum Sfn {
         /// With --clock real, how many times faster than real time the clock runs.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
+        #[command(flatten)]
+        integrations: Integrations,
+    },
+    /// Test one state as the Step Functions TestState API does; prints its response
+    /// {"status","output","error","cause","nextState","inspectionData"}. Exit 0 when the state
+    /// SUCCEEDED, 1 for FAILED / RETRIABLE / CAUGHT_ERROR, 2 when the request is refused.
+    TestState {
+        /// A state machine definition (an .asl.json file), or one state's definition.
+        #[arg(long)]
+        definition: PathBuf,
+        /// The state to test (default: the definition's StartAt).
+        #[arg(long)]
+        state_name: Option<String>,
+        /// The state's input: JSON text, or @FILE.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// {"result": "<JSON text>"} or {"errorOutput": {"error", "cause"}}: JSON text or @FILE.
+        #[arg(long)]
+        mock: Option<String>,
+        /// A context object ($$), merged over the default one: JSON text or @FILE.
+        #[arg(long)]
+        context: Option<String>,
+        /// {"retrierRetryCount", "errorCausedByState", "mapIterationFailureCount", "mapItemReaderData"}: JSON text or @FILE.
+        #[arg(long)]
+        state_configuration: Option<String>,
+        /// Workflow variables visible to the state: a JSON object, or @FILE.
+        #[arg(long)]
+        variables: Option<String>,
+        #[arg(long, default_value = "INFO", value_parser = ["INFO", "DEBUG", "TRACE"])]
+        inspection_level: String,
+        /// With TRACE, show an HTTP Task's connection credentials instead of <redacted>.
+        #[arg(long)]
+        reveal_secrets: bool,
+        #[command(flatten)]
+        integrations: Integrations,
     },
     /// Validate definitions; prints every error with its state and field.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// What the engine's own integrations reach, shared by `sfn run` and `sfn test-state`.
+#[derive(clap::Args)]
+struct Integrations {
+    /// A state machine that `states:startExecution` Tasks may start, as NAME=FILE (repeatable).
+    #[arg(long = "state-machine", value_name = "NAME=FILE")]
+    state_machines: Vec<String>,
+    /// The EventBridge connections HTTP Tasks use: a JSON file mapping each ConnectionArn to
+    /// {"AuthorizationType", "AuthParameters"} as CreateConnection takes them.
+    #[arg(long, value_name = "FILE")]
+    connections: Option<PathBuf>,
+    /// A folder standing in for S3 (Distributed Map ItemReader / ResultWriter): s3://BUCKET/KEY is DIR/BUCKET/KEY.
+    #[arg(long, value_name = "DIR")]
+    s3_dir: Option<PathBuf>,
+}
+
+impl Integrations {
+    /// Registers the state machines, connections and S3 folder; Err(code) when a file is invalid.
+    fn apply(&self, mut builder: EngineBuilder) -> anyhow::Result<Result<EngineBuilder, ExitCode>> {
+        for spec in &self.state_machines {
+            let Some((name, file)) = spec.split_once('=') else {
+                bail!("--state-machine takes NAME=FILE, not '{spec}'");
+            };
+            let file = PathBuf::from(file);
+            match load(&file)? {
+                Ok(sm) => builder = builder.state_machine(name, Arc::new(sm)),
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{}: {e}", file.display());
+                    }
+                    return Ok(Err(ExitCode::from(2)));
+                }
+            }
+        }
+        if let Some(file) = &self.connections {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let Value::Object(conns) = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))? else {
+                bail!("{} must hold a JSON object of ConnectionArn -> connection", file.display());
+            };
+            for (arn, c) in conns {
+                builder = builder.connection(arn, c);
+            }
+        }
+        if let Some(dir) = &self.s3_dir {
+            builder = builder.object_store(Arc::new(LocalDirStore::new(dir)));
+        }
+        Ok(Ok(builder))
+    }
+}
+
+/// A JSON argument: JSON text, or @FILE to read it from a file.
+fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
+    let text = match text.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read the {what} file {file}"))?,
+        None => text.to_string(),
+    };
+    serde_json::from_str(&text).with_context(|| format!("--{what} is not valid JSON"))
 }
 
 mod demo;
@@ -111,6 +208,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(demo::run(bootstrap_exit))
         }
         Command::Sfn {
+            command:
+                Sfn::TestState {
+                    definition,
+                    state_name,
+                    input,
+                    mock,
+                    context,
+                    state_configuration,
+                    variables,
+                    inspection_level,
+                    reveal_secrets,
+                    integrations,
+                },
+        } => {
+            let text = std::fs::read_to_string(&definition).with_context(|| format!("cannot read {}", definition.display()))?;
+            let definition_json: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", definition.display()))?;
+            let opt = |v: &Option<String>, what: &str| v.as_deref().map(|t| json_arg(t, what)).transpose();
+            let req = TestStateRequest {
+                definition: definition_json,
+                state_name,
+                input: json_arg(&input, "input")?,
+                mock: opt(&mock, "mock")?,
+                context: opt(&context, "context")?,
+                state_configuration: opt(&state_configuration, "state-configuration")?,
+                variables: opt(&variables, "variables")?,
+                inspection_level: inspection_level.parse::<InspectionLevel>().map_err(|e| anyhow::anyhow!(e))?,
+                reveal_secrets,
+            };
+            let engine = match integrations.apply(Engine::builder())? {
+                Ok(b) => b.build(),
+                Err(code) => return Ok(code),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            match rt.block_on(engine.test_state(req)) {
+                Ok(out) => {
+                    println!("{}", out.to_json());
+                    Ok(if out.status == "SUCCEEDED" {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(TestStateError::InvalidDefinition(errors)) => {
+                    for e in errors {
+                        eprintln!("{}: {e}", definition.display());
+                    }
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => {
+                    eprintln!("opsflow: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Sfn {
             command: Sfn::Validate { files },
         } => {
             let mut ok = true;
@@ -139,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     trace,
                     clock,
                     time_scale,
+                    integrations,
                 },
         } => {
             let sm = match load(&definition)? {
@@ -164,7 +317,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "real" => bail!("--time-scale must be greater than 0"),
                 _ => Clock::Virtual,
             };
-            let mut builder = Engine::builder().clock(clock);
+            let mut builder = match integrations.apply(Engine::builder().clock(clock))? {
+                Ok(b) => b,
+                Err(code) => return Ok(code),
+            };
             if let (Some(file), Some(case)) = (mock_config, test_case) {
                 let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
                 // An explicit --state-machine-name must exist in the file; otherwise the
@@ -212,6 +368,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             if history {
                 out["events"] = Value::Array(result.events.iter().map(|e| e.to_json()).collect());
+                // Nested and Distributed Map child executions, each with its own history.
+                if !result.children.is_empty() {
+                    out["children"] = Value::Array(
+                        result
+                            .children
+                            .iter()
+                            .map(|c| {
+                                json!({"executionArn": c.execution_arn, "stateMachineArn": c.state_machine_arn, "startedBy": c.started_by,
+                                    "status": c.result.status.as_str(),
+                                    "events": c.result.events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})
+                            })
+                            .collect(),
+                    );
+                }
             }
             println!("{out}");
             Ok(if result.status == Status::Succeeded {

@@ -145,6 +145,148 @@ fn validate_accepts_the_repository_definitions() {
         "bench/definitions/counter-loop.asl.json",
         "bench/definitions/map-pass.asl.json",
         "bench/definitions/task-loop.asl.json",
+        "bench/definitions/distributed-map-batch100.asl.json",
+        "bench/definitions/distributed-map-batch1.asl.json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn run_starts_the_state_machines_given_with_state_machine_name_file() {
+    let child = temp_file(
+        "child.asl.json",
+        r#"{"StartAt":"D","States":{"D":{"Type":"Pass","Parameters":{"n.$":"States.MathAdd($.n, $.n)"},"End":true}}}"#,
+    );
+    let parent = temp_file(
+        "parent.asl.json",
+        r#"{"StartAt":"S","States":{"S":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2",
+            "Parameters":{"StateMachineArn":"arn:aws:states:us-east-1:123456789012:stateMachine:Doubler","Input":{"n.$":"$.n"}},
+            "OutputPath":"$.Output","End":true}}}"#,
+    );
+    let spec = format!("Doubler={child}");
+    let o = opsflow(&[
+        "sfn",
+        "run",
+        "--definition",
+        &parent,
+        "--input",
+        r#"{"n":4}"#,
+        "--state-machine",
+        &spec,
+        "--history",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    assert_eq!(v["output"], json!({"n": 8}));
+    assert_eq!(v["children"][0]["status"], "SUCCEEDED");
+    assert_eq!(v["children"][0]["events"][0]["type"], "ExecutionStarted");
+    // Without it, the child does not exist.
+    let o = opsflow(&["sfn", "run", "--definition", &parent, "--input", r#"{"n":4}"#]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout_json(&o)["error"], "StepFunctions.StateMachineDoesNotExistException");
+}
+
+#[test]
+fn run_reads_a_distributed_maps_items_from_the_s3_folder() {
+    let dir = std::env::temp_dir().join(format!("opsflow-cli-s3-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("fleet")).unwrap();
+    std::fs::write(dir.join("fleet/hosts.csv"), "host,zone\na,z1\nb,z2\n").unwrap();
+    let def = temp_file(
+        "dmap.asl.json",
+        r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemReader":{"Resource":"arn:aws:states:::s3:getObject",
+            "ReaderConfig":{"InputType":"CSV","CSVHeaderLocation":"FIRST_ROW"},"Parameters":{"Bucket":"fleet","Key":"hosts.csv"}},
+            "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"STANDARD"},"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},
+            "End":true}}}"#,
+    );
+    let o = opsflow(&["sfn", "run", "--definition", &def, "--s3-dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        stdout_json(&o)["output"],
+        json!([{"host": "a", "zone": "z1"}, {"host": "b", "zone": "z2"}])
+    );
+}
+
+#[test]
+fn run_calls_http_tasks_with_the_connections_file() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = sock.read(&mut buf).unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).to_string();
+        let body = r#"{"ok":true}"#;
+        let _ = write!(
+            sock,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        req
+    });
+    let conns = temp_file(
+        "connections.json",
+        r#"{"arn:aws:events:us-east-1:123456789012:connection/Api/1":{"AuthorizationType":"API_KEY","AuthParameters":{"ApiKeyAuthParameters":{"ApiKeyName":"x-api-key","ApiKeyValue":"k1"}}}}"#,
+    );
+    let def = temp_file(
+        "http.asl.json",
+        &format!(
+            r#"{{"StartAt":"H","States":{{"H":{{"Type":"Task","Resource":"arn:aws:states:::http:invoke","Parameters":{{"ApiEndpoint":"http://127.0.0.1:{port}/ping","Method":"GET","Authentication":{{"ConnectionArn":"arn:aws:events:us-east-1:123456789012:connection/Api/1"}}}},"OutputPath":"$.ResponseBody","End":true}}}}}}"#
+        ),
+    );
+    let o = opsflow(&["sfn", "run", "--definition", &def, "--connections", &conns]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(stdout_json(&o)["output"], json!({"ok": true}));
+    let req = server.join().unwrap().to_ascii_lowercase();
+    assert!(req.starts_with("get /ping http/1.1"), "{req}");
+    assert!(req.contains("x-api-key: k1"), "{req}");
+}
+
+#[test]
+fn test_state_prints_the_test_state_response() {
+    let def = temp_file(
+        "ts.asl.json",
+        r#"{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","Parameters":{"FunctionName":"f","Payload.$":"$"},
+            "Retry":[{"ErrorEquals":["Throttled"],"MaxAttempts":2}],"OutputPath":"$.Payload","Next":"Done"},"Done":{"Type":"Succeed"}}}"#,
+    );
+    let o = opsflow(&[
+        "sfn",
+        "test-state",
+        "--definition",
+        &def,
+        "--input",
+        r#"{"a":1}"#,
+        "--mock",
+        r#"{"result":"{\"Payload\":{\"b\":2}}"}"#,
+        "--inspection-level",
+        "DEBUG",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    assert_eq!(
+        (v["status"].as_str(), v["output"].as_str(), v["nextState"].as_str()),
+        (Some("SUCCEEDED"), Some(r#"{"b":2}"#), Some("Done"))
+    );
+    assert_eq!(v["inspectionData"]["afterParameters"], r#"{"FunctionName":"f","Payload":{"a":1}}"#);
+    // A mocked error with retries left: RETRIABLE, exit 1.
+    let o = opsflow(&[
+        "sfn",
+        "test-state",
+        "--definition",
+        &def,
+        "--state-name",
+        "T",
+        "--mock",
+        r#"{"errorOutput":{"error":"Throttled","cause":"busy"}}"#,
+        "--state-configuration",
+        r#"{"retrierRetryCount":0}"#,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v = stdout_json(&o);
+    assert_eq!(v["status"], "RETRIABLE");
+    assert_eq!(v["inspectionData"]["errorDetails"]["retryIndex"], 0);
+    // An unknown state is refused with exit 2.
+    let o = opsflow(&["sfn", "test-state", "--definition", &def, "--state-name", "Nope"]);
+    assert_eq!(o.status.code(), Some(2));
 }

@@ -1,14 +1,15 @@
-//! Engine throughput benchmark: three definitions from bench/definitions, each run in its own
+//! Engine throughput benchmark: definitions from bench/definitions, each run in its own
 //! process (so peak RSS is per definition), printing transitions/second and peak memory, and
 //! — when Node.js is available — the same files on aws-local-stepfunctions for a side-by-side
-//! ratio. Run with `cargo bench -p opsflow-asl --bench engine` (or `make bench`).
+//! ratio (it has no Distributed Map, so those cases stand alone, in items/second). Run with
+//! `cargo bench -p opsflow-asl --bench engine` (or `make bench`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use opsflow_asl::{model, Engine, StartOptions, Status, TaskRequest};
+use opsflow_asl::{model, Engine, MemoryStore, StartOptions, Status, TaskRequest};
 use serde_json::{json, Value};
 
 struct Case {
@@ -16,6 +17,11 @@ struct Case {
     file: &'static str,
     input: fn() -> Value,
     als_args: &'static [&'static str],
+    /// Items a Map processes (0: not a Map case), for items/second.
+    items: usize,
+    runs: usize,
+    /// Keep the history (and the Distributed Map's child histories) in the result.
+    record: bool,
 }
 
 const CASES: &[Case] = &[
@@ -24,18 +30,45 @@ const CASES: &[Case] = &[
         file: "counter-loop.asl.json",
         input: || json!({"i": 0, "n": 5000}),
         als_args: &["--input", r#"{"i":0,"n":5000}"#],
+        items: 0,
+        runs: RUNS,
+        record: true,
     },
     Case {
         name: "Map over 10,000 items (Pass)",
         file: "map-pass.asl.json",
         input: || json!({"items": (0..10_000).collect::<Vec<_>>()}),
         als_args: &["--items", "10000"],
+        items: 10_000,
+        runs: RUNS,
+        record: true,
     },
     Case {
         name: "Task loop (in-process handler)",
         file: "task-loop.asl.json",
         input: || json!({"i": 0, "n": 5000}),
         als_args: &["--input", r#"{"i":0,"n":5000}"#, "--handler", "counter"],
+        items: 0,
+        runs: RUNS,
+        record: true,
+    },
+    Case {
+        name: "Distributed Map 100,000 items, batches of 100",
+        file: "distributed-map-batch100.asl.json",
+        input: || json!({}),
+        als_args: &[],
+        items: 100_000,
+        runs: 5,
+        record: false,
+    },
+    Case {
+        name: "Distributed Map 100,000 items, batches of 1",
+        file: "distributed-map-batch1.asl.json",
+        input: || json!({}),
+        als_args: &[],
+        items: 100_000,
+        runs: 3,
+        record: false,
     },
 ];
 
@@ -58,7 +91,14 @@ fn peak_rss_bytes() -> u64 {
 fn run_one(case: &Case) {
     let text = std::fs::read_to_string(definitions_dir().join(case.file)).unwrap();
     let sm = Arc::new(model::parse(&text).expect("valid definition"));
+    // The Distributed Maps read their 100,000 items from s3://bench/items.json, in memory.
+    let store = Arc::new(MemoryStore::new());
+    if case.file.starts_with("distributed") {
+        let items: Vec<Value> = (0..case.items).map(|i| json!({"id": i})).collect();
+        store.insert("bench", "items.json", Value::Array(items).to_string());
+    }
     let engine = Engine::builder()
+        .object_store(store)
         .lambda("counter", |req: TaskRequest| async move {
             let mut v = req.payload;
             let i = v["i"].as_i64().unwrap_or(0);
@@ -69,10 +109,14 @@ fn run_one(case: &Case) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut best = f64::MAX;
     let mut transitions = 0;
-    for _ in 0..RUNS {
+    for _ in 0..case.runs {
         let input = (case.input)();
+        let opts = StartOptions {
+            record_history: case.record,
+            ..StartOptions::default()
+        };
         let t = Instant::now();
-        let r = rt.block_on(engine.run(&sm, input, StartOptions::default()));
+        let r = rt.block_on(engine.run(&sm, input, opts));
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(r.status, Status::Succeeded, "{:?} {:?}", r.error, r.cause);
         transitions = r.transitions;
@@ -80,7 +124,8 @@ fn run_one(case: &Case) {
     }
     println!(
         "{}",
-        json!({"transitions": transitions, "seconds": best, "tps": transitions as f64 / best, "peak_rss": peak_rss_bytes()})
+        json!({"transitions": transitions, "seconds": best, "tps": transitions as f64 / best,
+            "items_per_s": case.items as f64 / best, "peak_rss": peak_rss_bytes()})
     );
 }
 
@@ -100,6 +145,9 @@ fn child(case_index: usize) -> Option<Value> {
 /// package (bench/als, `npm ci` there) is missing.
 fn als(case: &Case) -> Option<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/als");
+    if case.als_args.is_empty() {
+        return None;
+    }
     if !dir.join("node_modules/aws-local-stepfunctions").exists() {
         return None;
     }
@@ -133,10 +181,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("opsflow-asl engine benchmark (best of {RUNS} runs, one process per definition, history recorded)");
+    println!("opsflow-asl engine benchmark (best of {RUNS} runs — 5 and 3 for the Distributed Maps, whose child histories are not kept — one process per definition)");
     println!(
-        "{:<44} {:>11} {:>14} {:>10} | {:>14} {:>10} {:>8}",
-        "definition", "transitions", "transitions/s", "peak RSS", "ALS trans/s", "ALS RSS", "ratio"
+        "{:<48} {:>11} {:>14} {:>10} {:>10} | {:>14} {:>10} {:>8}",
+        "definition", "transitions", "transitions/s", "items/s", "peak RSS", "ALS trans/s", "ALS RSS", "ratio"
     );
     for (i, case) in CASES.iter().enumerate() {
         let Some(ours) = child(i) else { continue };
@@ -157,9 +205,19 @@ fn main() {
             }
             None => ("n/a".into(), "n/a".into(), "n/a".into()),
         };
+        // A Distributed Map's parent makes one transition; its children are counted in items.
+        let tps = if case.file.starts_with("distributed") {
+            "-".to_string()
+        } else {
+            format!("{tps:.0}")
+        };
+        let items = match ours["items_per_s"].as_f64() {
+            Some(x) if case.items > 0 => format!("{x:.0}"),
+            _ => "-".into(),
+        };
         println!(
-            "{:<44} {:>11} {:>14.0} {:>6.1} MiB | {:>14} {:>10} {:>8}",
-            case.name, ours["transitions"], tps, rss, als_tps, als_rss, ratio
+            "{:<48} {:>11} {:>14} {:>10} {:>6.1} MiB | {:>14} {:>10} {:>8}",
+            case.name, ours["transitions"], tps, items, rss, als_tps, als_rss, ratio
         );
     }
 }

@@ -115,7 +115,7 @@ fn join(at: &str, k: &str) -> String {
     if at.is_empty() {
         k.to_string()
     } else {
-        format!("{at}.{k}")
+        format!("{at}/{k}")
     }
 }
 
@@ -226,6 +226,10 @@ fn range(start: &Value, end: &Value, step: &Value) -> Result<Value, String> {
         }
         out.push(json!(i));
         i += st;
+    }
+    // A JSONata sequence of one item is that item: AWS returns `$range(1, 9, 9)` as `1`.
+    if out.len() == 1 {
+        return Ok(out.pop().unwrap_or_default());
     }
     Ok(Value::Array(out))
 }

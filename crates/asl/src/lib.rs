@@ -10,13 +10,16 @@ pub mod jsonata;
 pub mod mock;
 pub mod model;
 pub mod path;
+pub mod store;
 pub mod time;
 
 pub use engine::{
     CallbackError, Clock, Engine, EngineBuilder, ExecutionHandle, ExecutionResult, RunningExecution, StartOptions, Status, TaskClock,
     TaskHandler, TaskRequest,
 };
+pub use engine::{InspectionLevel, TestStateError, TestStateOutput, TestStateRequest};
 pub use error::{LoadError, StatesError};
 pub use history::HistoryEvent;
 pub use mock::MockCase;
 pub use model::StateMachine;
+pub use store::{LocalDirStore, MemoryStore, ObjectStore};

@@ -145,7 +145,23 @@ pub enum Target {
     LambdaArn(String),
     /// `arn:aws:states:::lambda:invoke` (result is the Invoke API response).
     LambdaInvoke,
+    /// `arn:aws:states:::states:startExecution[.sync|.sync:2|.waitForTaskToken]`: a nested
+    /// execution of a registered state machine.
+    StartExecution(StartMode),
+    /// `arn:aws:states:::http:invoke`: the HTTP Task.
+    Http,
     Other,
+}
+
+/// How a Task waits for the execution it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Request-response (and `.waitForTaskToken`): the result is `{ExecutionArn, StartDate}`.
+    Start,
+    /// `.sync`: waits; the result is DescribeExecution's, `Input`/`Output` as JSON text.
+    Sync,
+    /// `.sync:2`: waits; the result is DescribeExecution's, `Input`/`Output` as JSON.
+    Sync2,
 }
 
 impl Task {
@@ -162,11 +178,22 @@ impl Task {
             Target::LambdaArn(function_name(&base).to_string())
         } else if base == "arn:aws:states:::lambda:invoke" {
             Target::LambdaInvoke
+        } else if base == "arn:aws:states:::http:invoke" {
+            Target::Http
+        } else if base == "arn:aws:states:::states:startExecution" {
+            Target::StartExecution(if resource.ends_with(".sync:2") {
+                StartMode::Sync2
+            } else if resource.ends_with(".sync") {
+                StartMode::Sync
+            } else {
+                StartMode::Start
+            })
         } else {
             Target::Other
         };
         let (resource_type, resource_name) = match resource.strip_prefix("arn:aws:states:::") {
-            Some(rest) => match rest.rfind(':') {
+            // `states:startExecution.sync:2` is resourceType `states`, resource `startExecution.sync:2`.
+            Some(rest) => match rest[..rest.find(".sync").unwrap_or(rest.len())].rfind(':') {
                 Some(i) => (rest[..i].to_string(), rest[i + 1..].to_string()),
                 None => (rest.to_string(), String::new()),
             },
@@ -188,6 +215,15 @@ impl Task {
             timeout,
             heartbeat,
         }
+    }
+}
+
+/// Which of a Map's processor fields is set: `ItemProcessor`, or the legacy `Iterator`.
+fn processor_field(obj: &Map<String, Value>) -> &'static str {
+    if obj.contains_key("Iterator") && !obj.contains_key("ItemProcessor") {
+        "Iterator"
+    } else {
+        "ItemProcessor"
     }
 }
 
@@ -250,6 +286,56 @@ pub struct MapState {
     pub max_concurrency: Option<Seconds>,
     pub tolerated_failure_count: Option<Seconds>,
     pub tolerated_failure_percentage: Option<Percentage>,
+    /// Set for `ProcessorConfig.Mode: DISTRIBUTED`.
+    pub distributed: Option<Box<Distributed>>,
+}
+
+/// A Distributed Map's own configuration.
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    /// `ProcessorConfig.ExecutionType`: `STANDARD` or `EXPRESS`.
+    pub execution_type: String,
+    /// `Label`, else the state name: names the Map Run and the child executions.
+    pub label: Option<String>,
+    pub reader: Option<ItemReader>,
+    pub batcher: Option<ItemBatcher>,
+    pub writer: Option<ResultWriter>,
+}
+
+/// `ItemReader`: where the items come from.
+#[derive(Debug, Clone)]
+pub struct ItemReader {
+    /// `s3:getObject` (true) or `s3:listObjectsV2` (false).
+    pub get_object: bool,
+    /// `Parameters` / `Arguments`: `Bucket`, `Key` or `Prefix`.
+    pub params: Assign,
+    /// `ReaderConfig.InputType`: `JSON`, `JSONL`, `CSV`, `MANIFEST` (an S3 inventory; `s3:getObject` only).
+    pub input_type: Option<String>,
+    /// `ReaderConfig.ItemsPointer`: a JSON Pointer to the array inside a JSON object (`InputType` JSON).
+    pub items_pointer: Option<String>,
+    /// `CSVHeaderLocation` `GIVEN`: these headers; `FIRST_ROW` (default): None.
+    pub csv_headers: Option<Vec<String>>,
+    pub csv_delimiter: char,
+    pub max_items: Option<Seconds>,
+}
+
+/// `ItemBatcher`.
+#[derive(Debug, Clone)]
+pub struct ItemBatcher {
+    pub max_items: Option<Seconds>,
+    pub max_bytes: Option<Seconds>,
+    pub batch_input: Option<Assign>,
+}
+
+/// `ResultWriter`.
+#[derive(Debug, Clone)]
+pub struct ResultWriter {
+    /// `Parameters` / `Arguments` (`Bucket`, `Prefix`) when the results are exported.
+    pub params: Option<Assign>,
+    /// `WriterConfig.Transformation`: `NONE`, `COMPACT` or `FLATTEN`.
+    pub transformation: Option<String>,
+    /// `WriterConfig.OutputType`: `JSON` or `JSONL`.
+    pub output_type: String,
 }
 
 #[derive(Debug, Clone)]
@@ -728,6 +814,262 @@ impl Parser {
             },
             (None, None) => None,
         }
+    }
+
+    /// The Distributed Map fields, checked against `ProcessorConfig.Mode` (one rule for
+    /// `ItemProcessor` and the legacy `Iterator`).
+    fn distributed(&mut self, l: &str, obj: &Map<String, Value>, lang: Lang) -> Option<Box<Distributed>> {
+        let field = processor_field(obj);
+        let config = obj.get(field).and_then(|p| p.get("ProcessorConfig"));
+        let mode = config.and_then(|c| c.get("Mode")).and_then(Value::as_str).unwrap_or("INLINE");
+        let params_field = if lang == Lang::Jsonata { "Arguments" } else { "Parameters" };
+        match mode {
+            "INLINE" => {
+                for f in ["ItemReader", "ItemBatcher", "ResultWriter", "Label"] {
+                    if obj.contains_key(f) {
+                        self.err(l, f, "is only for a Distributed Map (ProcessorConfig.Mode DISTRIBUTED)");
+                    }
+                }
+                if let Some(t) = config.and_then(|c| c.get("ExecutionType")) {
+                    self.err(
+                        l,
+                        &format!("{field}.ProcessorConfig.ExecutionType"),
+                        format!("{t} is only for Mode DISTRIBUTED"),
+                    );
+                }
+                return None;
+            }
+            "DISTRIBUTED" => {}
+            other => {
+                self.err(
+                    l,
+                    &format!("{field}.ProcessorConfig.Mode"),
+                    format!("'{other}' is not INLINE or DISTRIBUTED"),
+                );
+                return None;
+            }
+        }
+        let execution_type = match config.and_then(|c| c.get("ExecutionType")).and_then(Value::as_str) {
+            Some(t @ ("STANDARD" | "EXPRESS")) => t.to_string(),
+            _ => {
+                self.err(
+                    l,
+                    &format!("{field}.ProcessorConfig.ExecutionType"),
+                    "is required for Mode DISTRIBUTED: STANDARD or EXPRESS",
+                );
+                "STANDARD".to_string()
+            }
+        };
+        if let Some(Value::Number(n)) = obj.get("MaxConcurrency") {
+            if n.as_u64().is_some_and(|n| n > 10_000) {
+                self.err(l, "MaxConcurrency", "a Distributed Map runs at most 10000 child executions at once");
+            }
+        }
+        let label = match obj.get("Label") {
+            None => None,
+            Some(Value::String(s))
+                if s.len() <= 40
+                    && !s
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)) =>
+            {
+                Some(s.clone())
+            }
+            Some(_) => {
+                self.err(
+                    l,
+                    "Label",
+                    "must be a string of at most 40 characters without whitespace or special characters",
+                );
+                None
+            }
+        };
+        let sub = |p: &mut Parser, v: Option<&Value>, f: &str| -> Option<Assign> {
+            match lang {
+                Lang::Jsonata => p.jtemplate(l, f, v).map(Assign::Jsonata),
+                Lang::JsonPath => p.template(l, f, v).map(Assign::Path),
+            }
+        };
+        let reader = match obj.get("ItemReader") {
+            None => None,
+            Some(Value::Object(r)) => {
+                let resource = r.get("Resource").and_then(Value::as_str).unwrap_or("");
+                let get_object = match resource {
+                    "arn:aws:states:::s3:getObject" => true,
+                    "arn:aws:states:::s3:listObjectsV2" => false,
+                    _ => {
+                        self.err(
+                            l,
+                            "ItemReader.Resource",
+                            "must be arn:aws:states:::s3:getObject or arn:aws:states:::s3:listObjectsV2",
+                        );
+                        true
+                    }
+                };
+                let params = sub(self, r.get(params_field), &format!("ItemReader.{params_field}"));
+                let empty = Map::new();
+                let rc = r.get("ReaderConfig").and_then(Value::as_object).unwrap_or(&empty);
+                let input_type = rc.get("InputType").and_then(Value::as_str).map(String::from);
+                match (get_object, input_type.as_deref()) {
+                    (true, Some("JSON" | "JSONL" | "CSV" | "MANIFEST")) | (false, None) => {}
+                    (true, Some("PARQUET")) => self.err(
+                        l,
+                        "ItemReader.ReaderConfig.InputType",
+                        "PARQUET is not supported by this engine; use JSON, JSONL, CSV or MANIFEST",
+                    ),
+                    (true, _) => self.err(
+                        l,
+                        "ItemReader.ReaderConfig.InputType",
+                        "is required for s3:getObject: JSON, JSONL, CSV or MANIFEST",
+                    ),
+                    (false, Some(_)) => self.err(l, "ItemReader.ReaderConfig.InputType", "is not used with s3:listObjectsV2"),
+                }
+                match rc.get("ManifestType").and_then(Value::as_str) {
+                    None | Some("S3_INVENTORY") => {}
+                    Some(o) => self.err(
+                        l,
+                        "ItemReader.ReaderConfig.ManifestType",
+                        format!("'{o}' is not supported by this engine; only S3_INVENTORY"),
+                    ),
+                }
+                let items_pointer = match rc.get("ItemsPointer") {
+                    None => None,
+                    Some(Value::String(p)) if p.is_empty() || p.starts_with('/') => Some(p.clone()),
+                    Some(_) => {
+                        self.err(
+                            l,
+                            "ItemReader.ReaderConfig.ItemsPointer",
+                            "must be a JSON Pointer such as \"/data/items\"",
+                        );
+                        None
+                    }
+                };
+                let csv_headers = match rc.get("CSVHeaderLocation").and_then(Value::as_str) {
+                    None | Some("FIRST_ROW") => None,
+                    Some("GIVEN") => match rc.get("CSVHeaders").and_then(Value::as_array) {
+                        Some(h) if h.iter().all(Value::is_string) => Some(h.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
+                        _ => {
+                            self.err(
+                                l,
+                                "ItemReader.ReaderConfig.CSVHeaders",
+                                "is required with CSVHeaderLocation GIVEN: an array of strings",
+                            );
+                            None
+                        }
+                    },
+                    Some(o) => {
+                        self.err(
+                            l,
+                            "ItemReader.ReaderConfig.CSVHeaderLocation",
+                            format!("'{o}' is not FIRST_ROW or GIVEN"),
+                        );
+                        None
+                    }
+                };
+                let csv_delimiter = match rc.get("CSVDelimiter").and_then(Value::as_str) {
+                    None | Some("COMMA") => ',',
+                    Some("PIPE") => '|',
+                    Some("SEMICOLON") => ';',
+                    Some("SPACE") => ' ',
+                    Some("TAB") => '\t',
+                    Some(o) => {
+                        self.err(
+                            l,
+                            "ItemReader.ReaderConfig.CSVDelimiter",
+                            format!("'{o}' is not COMMA, PIPE, SEMICOLON, SPACE or TAB"),
+                        );
+                        ','
+                    }
+                };
+                let max_items = self.seconds(l, rc, "MaxItems", 0);
+                params.map(|params| ItemReader {
+                    get_object,
+                    params,
+                    input_type,
+                    items_pointer,
+                    csv_headers,
+                    csv_delimiter,
+                    max_items,
+                })
+            }
+            Some(_) => {
+                self.err(l, "ItemReader", "must be a JSON object");
+                None
+            }
+        };
+        let batcher = match obj.get("ItemBatcher") {
+            None => None,
+            Some(Value::Object(b)) => {
+                let max_items = self.seconds(l, b, "MaxItemsPerBatch", 1);
+                let max_bytes = self.seconds(l, b, "MaxInputBytesPerBatch", 1);
+                if max_items.is_none() && max_bytes.is_none() {
+                    self.err(l, "ItemBatcher", "needs MaxItemsPerBatch(Path) or MaxInputBytesPerBatch(Path)");
+                }
+                let batch_input = b.get("BatchInput").and_then(|v| sub(self, Some(v), "ItemBatcher.BatchInput"));
+                Some(ItemBatcher {
+                    max_items,
+                    max_bytes,
+                    batch_input,
+                })
+            }
+            Some(_) => {
+                self.err(l, "ItemBatcher", "must be a JSON object");
+                None
+            }
+        };
+        let writer = match obj.get("ResultWriter") {
+            None => None,
+            Some(Value::Object(w)) => {
+                let params = match w.get("Resource").and_then(Value::as_str) {
+                    Some("arn:aws:states:::s3:putObject") => sub(self, w.get(params_field), &format!("ResultWriter.{params_field}")),
+                    Some(_) => {
+                        self.err(l, "ResultWriter.Resource", "must be arn:aws:states:::s3:putObject");
+                        None
+                    }
+                    None => None,
+                };
+                let wc = w.get("WriterConfig");
+                if params.is_none() && wc.is_none() {
+                    self.err(l, "ResultWriter", "needs Resource and Parameters, WriterConfig, or both");
+                }
+                let transformation = match wc.and_then(|c| c.get("Transformation")).and_then(Value::as_str) {
+                    None => None,
+                    Some(t @ ("NONE" | "COMPACT" | "FLATTEN")) => Some(t.to_string()),
+                    Some(o) => {
+                        self.err(
+                            l,
+                            "ResultWriter.WriterConfig.Transformation",
+                            format!("'{o}' is not NONE, COMPACT or FLATTEN"),
+                        );
+                        None
+                    }
+                };
+                let output_type = match wc.and_then(|c| c.get("OutputType")).and_then(Value::as_str) {
+                    None | Some("JSON") => "JSON".to_string(),
+                    Some("JSONL") => "JSONL".to_string(),
+                    Some(o) => {
+                        self.err(l, "ResultWriter.WriterConfig.OutputType", format!("'{o}' is not JSON or JSONL"));
+                        "JSON".to_string()
+                    }
+                };
+                Some(ResultWriter {
+                    params,
+                    transformation,
+                    output_type,
+                })
+            }
+            Some(_) => {
+                self.err(l, "ResultWriter", "must be a JSON object");
+                None
+            }
+        };
+        Some(Box::new(Distributed {
+            execution_type,
+            label,
+            reader,
+            batcher,
+            writer,
+        }))
     }
 
     fn error_equals(&mut self, l: &str, field: &str, v: Option<&Value>) -> Vec<String> {
@@ -1235,29 +1577,14 @@ impl Parser {
                         self.err(l, "Iterator", "'ItemProcessor' and the legacy 'Iterator' cannot both be set");
                         None
                     }
-                    (Some(p), None) => {
-                        if let Some(mode) = p.get("ProcessorConfig").and_then(|c| c.get("Mode")) {
-                            if mode != "INLINE" {
-                                self.err(
-                                    l,
-                                    "ItemProcessor.ProcessorConfig.Mode",
-                                    format!("{mode} is not supported by this engine; only INLINE"),
-                                );
-                            }
-                        }
-                        self.machine(p, &format!("{l} > ItemProcessor"), false)
-                    }
-                    (None, Some(p)) => self.machine(p, &format!("{l} > Iterator"), false),
+                    // One rule for both forms: the processor's ProcessorConfig.Mode decides.
+                    (Some(p), None) | (None, Some(p)) => self.machine(p, &format!("{l} > {}", processor_field(obj)), false),
                     (None, None) => {
                         self.err(l, "ItemProcessor", "is required");
                         None
                     }
                 };
-                for f in ["ItemReader", "ItemBatcher", "ResultWriter"] {
-                    if obj.contains_key(f) {
-                        self.err(l, f, "is only for Distributed Map, which this engine does not run");
-                    }
-                }
+                let distributed = self.distributed(l, obj, lang);
                 let item_selector = match (obj.get("ItemSelector"), obj.get("Parameters")) {
                     (Some(_), Some(_)) => {
                         self.err(l, "ItemSelector", "'ItemSelector' and the legacy 'Parameters' cannot both be set");
@@ -1270,7 +1597,7 @@ impl Parser {
                 };
                 let items = match obj.get("Items") {
                     None => None,
-                    Some(v @ Value::Array(_)) => Some(JTemplate::Const(v.clone())),
+                    Some(v @ Value::Array(_)) => self.jtemplate(l, "Items", Some(v)),
                     Some(Value::String(s)) if expression_body(s).is_some() => self.jtemplate(l, "Items", obj.get("Items")),
                     Some(_) => {
                         self.err(l, "Items", "must be a JSON array or a JSONata expression \"{% ... %}\"");
@@ -1337,6 +1664,7 @@ impl Parser {
                     max_concurrency,
                     tolerated_failure_count,
                     tolerated_failure_percentage,
+                    distributed,
                 }))
             }
             _ => unreachable!(),

@@ -146,8 +146,10 @@ fn parse_simple(rest: &str) -> Option<Vec<Seg>> {
                 let inner = rest[i + 1..close].trim();
                 if (inner.starts_with('\'') && inner.ends_with('\'') || inner.starts_with('"') && inner.ends_with('"')) && inner.len() >= 2
                 {
+                    // The name between the quotes is read literally, backslashes and the other
+                    // quote character included (AWS evaluates `$['Test\""Name"']` so).
                     let name = &inner[1..inner.len() - 1];
-                    if name.contains(['\'', '"', '\\']) {
+                    if name.contains(inner.as_bytes()[0] as char) {
                         return None;
                     }
                     segs.push(Seg::Key(name.to_string()));

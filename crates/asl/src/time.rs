@@ -2,9 +2,10 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Parses an ISO-8601 / RFC 3339 timestamp (Wait `Timestamp`, `TimestampPath`). AWS requires
-/// an uppercase `T` separator and a zone designator (`Z` or an offset).
+/// an uppercase `T` separator (RFC 3339 also allows a space; AWS rejects it with
+/// States.Runtime) and a zone designator (`Z` or an offset).
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    if s.contains('t') || s.contains('z') {
+    if s.contains(['t', 'z', ' ']) {
         return None;
     }
     DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
