@@ -160,6 +160,13 @@ impl Drop for LocalCloud {
     }
 }
 
+/// Real time, epoch ms.
+fn real_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn unique() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
@@ -412,7 +419,7 @@ impl LocalPipeline {
         let mut execution = None;
         let mut safety = false;
         for (name, input) in pending {
-            let mut running = self.engine.start(
+            let mut running = self.engine.start_at(
                 self.machine.clone(),
                 input.clone(),
                 StartOptions {
@@ -420,6 +427,10 @@ impl LocalPipeline {
                     state_machine_name: "provision-instance".into(),
                     record_history: true,
                 },
+                // Never behind the local cloud: an earlier long run in virtual time may have
+                // driven its clock past real time, and time-driven progress (a volume
+                // modification, an agent coming online) must not look already done or late.
+                Some(real_now_ms().max(self.cloud.now_ms().await?)),
             );
             self.workflow
                 .inner

@@ -1240,3 +1240,29 @@ async fn a_delete_while_the_create_still_runs_stops_it_and_undoes_it_first() {
     assert_eq!(profile_of(&w, &w.instance_id).await, None);
     assert!(w.calls("ssm:CancelCommand").await >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_after_a_long_one_starts_where_the_local_cloud_clock_is() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    // A 40-minute bootstrap in virtual time drives the local cloud's clock 40 minutes ahead.
+    w.cloud
+        .control(
+            "commands",
+            json!({"document": "AWS-RunShellScript", "match": "yum", "duration_seconds": 2400, "count": 1}),
+        )
+        .await
+        .unwrap();
+    let mut p = props(&w.instance_id);
+    p["Bootstrap"]["TimeoutSeconds"] = json!(3000);
+    let (first, answer) = w.send("Create", "req-long-run", p, Value::Null).await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    let first_end = first.execution.unwrap().events.last().unwrap().timestamp_ms;
+    // The next execution starts at that clock, not at real time 40 minutes behind it, so the
+    // volume it grows is not seen as modified long ago (nor its wait as past its deadline).
+    let other = fixtures::instance(&w.pipeline.clients, "dev-ide-8").await.unwrap();
+    let (second, answer) = w.send("Create", "req-next-run", props(&other), Value::Null).await;
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    let second_start = second.execution.unwrap().events[0].timestamp_ms;
+    assert!(second_start >= first_end, "{second_start} < {first_end}");
+}

@@ -452,8 +452,8 @@ impl Engine {
     }
 
     /// Starts an execution whose clock starts at `start_ms` (a child execution starts at its
-    /// parent's time), or now.
-    fn start_at(&self, sm: Arc<StateMachine>, input: Value, opts: StartOptions, start_ms: Option<i64>) -> RunningExecution {
+    /// parent's time; a local run starts where the services it drives already are), or now.
+    pub fn start_at(&self, sm: Arc<StateMachine>, input: Value, opts: StartOptions, start_ms: Option<i64>) -> RunningExecution {
         let (tx, rx) = mpsc::unbounded_channel();
         let exec = self.new_exec(&opts, input, sm.timeout_seconds, tx, start_ms);
         let handle = ExecutionHandle { exec: exec.clone() };
