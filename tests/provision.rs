@@ -1266,3 +1266,35 @@ async fn a_run_after_a_long_one_starts_where_the_local_cloud_clock_is() {
     let second_start = second.execution.unwrap().events[0].timestamp_ms;
     assert!(second_start >= first_end, "{second_start} < {first_end}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_modification_that_fails_is_answered_failed_naming_the_volume() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    w.cloud.control("volume_failures", json!({"fail_after_seconds": 30})).await.unwrap();
+    let (sub, answer) = w.send("Create", "req-volume-fails", props(&w.instance_id), Value::Null).await;
+    assert_eq!(sub.execution.unwrap().status, Status::Failed);
+    let r = reason(&answer);
+    assert!(r.starts_with("Step ModifyVolume failed: Conflict: volume vol-"), "{r}");
+    assert!(r.contains("the modification to 32 GiB failed"), "{r}");
+    assert!(r.contains("undone: instance profile removed, as before"), "{r}");
+    assert_eq!(w.calls("ssm:SendCommand").await, 0, "no command after a failed volume");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeliverable_bootstrap_is_answered_failed_with_ssms_reason() {
+    let w = world(|_| {}).await;
+    fixtures::realistic_cloud(&w.cloud, 0).await.unwrap();
+    w.cloud
+        .control(
+            "commands",
+            json!({"document": "AWS-RunShellScript", "match": "git clone", "undeliverable": true, "pending_seconds": 5}),
+        )
+        .await
+        .unwrap();
+    let (sub, answer) = w.send("Create", "req-undeliverable", props(&w.instance_id), Value::Null).await;
+    assert_eq!(sub.execution.unwrap().status, Status::Failed);
+    let r = reason(&answer);
+    assert!(r.starts_with("Step Bootstrap failed: CommandFailed"), "{r}");
+    assert!(r.contains("Failed: the command could not be delivered"), "{r}");
+}
