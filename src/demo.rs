@@ -119,12 +119,51 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     println!("  answers PUT        {}", answers.len());
     let ok = answers.len() == 1 && answers[0]["Status"] == "SUCCESS";
 
+    let refused = another_stack(&cloud, &pipeline, &responses, &instance_id).await?;
+
     let alert_ok = alert(&cloud, &pipeline.clients, &instance_id).await?;
-    Ok(if alert_ok && (ok || bootstrap_exit != 0) {
+    Ok(if alert_ok && refused && (ok || bootstrap_exit != 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Someone whose stack does not own the instance names it anyway, with a bootstrap that would
+/// read the instance role's credentials: the request handler refuses before anything changes.
+async fn another_stack(cloud: &LocalCloud, pipeline: &LocalPipeline, responses: &ResponseStore, instance_id: &str) -> anyhow::Result<bool> {
+    let other = "arn:aws:cloudformation:us-east-1:123456789012:stack/someone-else/7c1d9e52-0b3a-4f6e-9d28-5a4b3c2d1e0f";
+    println!("\nAnother stack names {instance_id} (a bootstrap that reads the instance role's credentials)");
+    let request_id = "9a7c3e10-55d2-4b8e-8f61-0c2b4d6e8a13";
+    let properties = serde_json::json!({"InstanceId": instance_id, "InstanceProfile": "dev-ide-profile",
+        "Bootstrap": {"Commands": ["curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/"]}});
+    let request = cfn_request(
+        "Create",
+        request_id,
+        &responses.url_for(request_id).await?,
+        properties,
+        serde_json::json!({"StackId": other}),
+    );
+    cloud.reset_calls().await?;
+    let submission = pipeline.submit(request, |_| {}).await?;
+    let changes: u64 = cloud
+        .calls()
+        .await?
+        .iter()
+        .filter(|(op, _)| !op.contains(":Describe") && !op.contains(":Get") && !op.starts_with("dynamodb:") && !op.starts_with("s3:"))
+        .map(|(_, n)| n)
+        .sum();
+    let answer = responses.answers(request_id).await?;
+    let reason = answer.first().and_then(|a| a["Reason"].as_str()).unwrap_or_default().to_string();
+    println!(
+        "  answered at once: {} {reason}",
+        answer.first().map_or("?".into(), |a| a["Status"].to_string())
+    );
+    println!(
+        "  executions started: {}, AWS calls that change something: {changes}",
+        submission.execution.iter().count()
+    );
+    Ok(submission.execution.is_none() && changes == 0 && reason.contains("Forbidden"))
 }
 
 /// The URL up to its query, and the query's parameter names: the signature is noise here.
