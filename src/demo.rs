@@ -155,10 +155,8 @@ async fn another_stack(cloud: &LocalCloud, pipeline: &LocalPipeline, responses: 
         .sum();
     let answer = responses.answers(request_id).await?;
     let reason = answer.first().and_then(|a| a["Reason"].as_str()).unwrap_or_default().to_string();
-    println!(
-        "  answered at once: {} {reason}",
-        answer.first().map_or("?".into(), |a| a["Status"].to_string())
-    );
+    let status = answer.first().and_then(|a| a["Status"].as_str()).unwrap_or("no answer");
+    println!("  answered at once: {status}: {reason}");
     println!(
         "  executions started: {}, AWS calls that change something: {changes}",
         submission.execution.iter().count()
