@@ -53,9 +53,12 @@ pub async fn undo(ec2: &impl Ec2, ssm: &impl Ssm, store: &impl SetupStore, reque
     if request.request_type == RequestType::Delete {
         return report;
     }
-    match state::sent_command(store, &request.request_id).await {
+    let sent = state::sent_command(store, &request.request_id).await;
+    match &sent {
         Ok(Some(sent)) => match ssm.get_invocation(&sent.command_id, &sent.instance_id).await {
             Ok(inv) if matches!(inv.status.as_str(), "Pending" | "InProgress" | "Delayed") => {
+                tracing::info!(stack = %request.stack_id, request_id = %request.request_id, instance = %sent.instance_id,
+                    action = "CancelCommand", detail = %sent.command_id, "opsflow changes the instance");
                 match ssm.cancel_command(&sent.command_id, &sent.instance_id).await {
                     Ok(()) => report.undone.push(format!("command {} cancelled", sent.command_id)),
                     Err(e) => report
@@ -90,7 +93,7 @@ pub async fn undo(ec2: &impl Ec2, ssm: &impl Ssm, store: &impl SetupStore, reque
             .left
             .push(format!("volume {volume_id} at {to} GiB if it grew (EBS volumes cannot shrink)"));
     }
-    if plan.is_some_and(|p| p.bootstrap) && state::sent_command(store, &request.request_id).await.ok().flatten().is_some() {
+    if plan.is_some_and(|p| p.bootstrap) && sent.is_ok_and(|s| s.is_some()) {
         report.left.push("whatever the bootstrap changed on the instance".to_string());
     }
     report
