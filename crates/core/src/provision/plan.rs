@@ -34,6 +34,19 @@ pub enum ProfileAction {
     WaitForAssociation { association_id: String, state: AssociationState },
 }
 
+impl ProfileAction {
+    /// The EC2 call the action makes and what it names (a profile, an association), for the
+    /// audit log; `None` when it makes none.
+    pub fn call(&self) -> Option<(&'static str, &str)> {
+        match self {
+            ProfileAction::Associate { profile } => Some(("AssociateIamInstanceProfile", profile)),
+            ProfileAction::Replace { profile, .. } => Some(("ReplaceIamInstanceProfileAssociation", profile)),
+            ProfileAction::Disassociate { association_id } => Some(("DisassociateIamInstanceProfile", association_id)),
+            ProfileAction::Nothing | ProfileAction::WaitForAssociation { .. } => None,
+        }
+    }
+}
+
 /// The profile name in an instance profile ARN (its last path segment), or the name itself.
 pub fn profile_name(arn_or_name: &str) -> &str {
     arn_or_name.rsplit('/').next().unwrap_or(arn_or_name)

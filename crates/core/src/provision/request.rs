@@ -183,11 +183,8 @@ pub async fn admit<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore, W: Wo
         let reason = failure_reason(step, e.name(), &e.to_string());
         let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
         if request.request_type == RequestType::Delete {
-            let physical = request
-                .physical_resource_id
-                .clone()
-                .unwrap_or_else(|| physical_resource_id(&request, instance_id));
-            CfnResponse::success(&request, physical).with_reason(format!("{reason} (nothing was reverted; the resource is deleted)"))
+            CfnResponse::success(&request, physical_resource_id(&request, instance_id))
+                .with_reason(format!("{reason} (nothing was reverted; the resource is deleted)"))
         } else {
             CfnResponse::failed(&request, failed_physical_resource_id(&request, instance_id), reason)
         }
@@ -215,11 +212,8 @@ pub async fn admit<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore, W: Wo
         Err(e) => return answer_now(refuse("Start", e)).await,
     };
     if !start {
-        let physical = request
-            .physical_resource_id
-            .clone()
-            .unwrap_or_else(|| physical_resource_id(&request, None));
-        let response = CfnResponse::success(&request, physical);
+        // (A Delete: its physical id is the one CloudFormation sent.)
+        let response = CfnResponse::success(&request, physical_resource_id(&request, None));
         return answer_now(match superseded {
             Some(note) => response.with_reason(format!("{note}; nothing else to revert")),
             None => response,
@@ -284,11 +278,17 @@ fn reply_to(request_json: &Value, settings: &Settings) -> Result<ReplyTo, CoreEr
             "lacks a ResponseURL, StackId, RequestId or LogicalResourceId that an answer could use: it cannot be answered",
         )
     })?;
+    check_reply(&reply, settings)?;
+    Ok(reply)
+}
+
+/// The answer may go to the request's ResponseURL: [`guard::check_response_url`] for the
+/// stack's partition.
+fn check_reply(reply: &ReplyTo, settings: &Settings) -> Result<(), CoreError> {
     let partition = reply
         .partition()
         .ok_or_else(|| CoreError::invalid("StackId", "is not an ARN: the request cannot be answered"))?;
-    guard::check_response_url(&reply.response_url, partition, settings.local_response_urls)?;
-    Ok(reply)
+    guard::check_response_url(&reply.response_url, partition, settings.local_response_urls)
 }
 
 /// The checks before anything changes; true when an execution must run (false: a Delete with
@@ -355,7 +355,8 @@ async fn retrying<T, F: std::future::Future<Output = Result<T, CoreError>>>(
 /// Every answer goes out here: only to a ResponseURL that passes [`guard::check_response_url`],
 /// and once per RequestId: the answer is claimed in opsflow's state first (a redelivered
 /// request, the safety net or the dead-letter handler finds it claimed and sends nothing), and
-/// the claim is given back if the PUT fails, so that a retry can answer.
+/// the claim is given back if the PUT fails, so that a retry can answer. False when the request
+/// was answered already.
 pub async fn put_answer(
     sink: &impl ResponseSink,
     store: &impl SetupStore,
@@ -363,11 +364,8 @@ pub async fn put_answer(
     reply: &ReplyTo,
     response: &CfnResponse,
     now_s: i64,
-) -> Result<(), CoreError> {
-    let partition = reply
-        .partition()
-        .ok_or_else(|| CoreError::invalid("StackId", "is not an ARN: the request cannot be answered"))?;
-    guard::check_response_url(&reply.response_url, partition, settings.local_response_urls)?;
+) -> Result<bool, CoreError> {
+    check_reply(reply, settings)?;
     let status = if response.status == CfnStatus::Success {
         "SUCCESS"
     } else {
@@ -375,7 +373,7 @@ pub async fn put_answer(
     };
     if !state::claim_answer(store, &reply.request_id, status, now_s).await? {
         tracing::info!(request_id = %reply.request_id, "already answered: no second answer");
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!(
         stack = %reply.stack_id,
@@ -389,7 +387,7 @@ pub async fn put_answer(
         state::release_answer(store, &reply.request_id).await?;
         return Err(e);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The safety net, run when an execution ends FAILED, TIMED_OUT or ABORTED: if no answer step
@@ -453,24 +451,16 @@ pub async fn dead_letter(
     let reply = reply_to(&request_json, settings)?;
     let reason = format!("Step Workflow failed: opsflow could not handle the request: {what} (see the functions' log groups)");
     let response = match CfnRequest::from_value(request_json.clone()) {
-        Ok(request) if request.request_type == RequestType::Delete => {
-            let physical = request
-                .physical_resource_id
-                .clone()
-                .unwrap_or_else(|| physical_resource_id(&request, None));
-            CfnResponse::success(&request, physical).with_reason(format!("{reason} (the resource is deleted anyway)"))
-        }
+        Ok(request) if request.request_type == RequestType::Delete => CfnResponse::success(&request, physical_resource_id(&request, None))
+            .with_reason(format!("{reason} (the resource is deleted anyway)")),
         Ok(request) => {
             let instance_id = request.resource_properties.get("InstanceId").and_then(Value::as_str);
             CfnResponse::failed(&request, failed_physical_resource_id(&request, instance_id), reason)
         }
         Err(_) => reply.failed(reason),
     };
-    if state::answer_claimed(store, &reply.request_id).await? {
-        return Ok(None);
-    }
-    put_answer(sink, store, settings, &reply, &response, now_s).await?;
-    Ok(Some(response))
+    let sent = put_answer(sink, store, settings, &reply, &response, now_s).await?;
+    Ok(sent.then_some(response))
 }
 
 /// `TIMED_OUT` → `TimedOut`.

@@ -51,11 +51,13 @@ fn from_json<T: for<'de> Deserialize<'de>>(key: &str, text: &str) -> Result<T, C
     serde_json::from_str(text).map_err(|e| CoreError::conflict(format!("state record {key}"), format!("is not readable: {e}")))
 }
 
+/// The record the store gave for `key`, if any, read.
+fn record<T: for<'de> Deserialize<'de>>(key: &str, text: Option<String>) -> Result<Option<T>, CoreError> {
+    text.map(|text| from_json(key, &text)).transpose()
+}
+
 pub async fn lifecycle(store: &impl SetupStore, key: &str) -> Result<Option<Lifecycle>, CoreError> {
-    match store.get(key).await? {
-        Some(text) => from_json(key, &text).map(Some),
-        None => Ok(None),
-    }
+    record(key, store.get(key).await?)
 }
 
 /// Starts the lifecycle unless one is under way (the first change of a lifecycle records what
@@ -85,11 +87,6 @@ pub async fn claim_answer(store: &impl SetupStore, request_id: &str, status: &st
     store.put_new(&answer_key(request_id), &record, Some(now_s + ANSWER_TTL_S)).await
 }
 
-/// Whether the request was answered (or is being answered).
-pub async fn answer_claimed(store: &impl SetupStore, request_id: &str) -> Result<bool, CoreError> {
-    Ok(store.get(&answer_key(request_id)).await?.is_some())
-}
-
 /// Gives a claim back when the PUT failed, so a retry can answer.
 pub async fn release_answer(store: &impl SetupStore, request_id: &str) -> Result<(), CoreError> {
     store.delete(&answer_key(request_id)).await
@@ -112,10 +109,7 @@ pub fn running_key(stack_id: &str, logical_id: &str) -> String {
 
 pub async fn running(store: &impl SetupStore, stack_id: &str, logical_id: &str) -> Result<Option<Running>, CoreError> {
     let key = running_key(stack_id, logical_id);
-    match store.get(&key).await? {
-        Some(text) => from_json(&key, &text).map(Some),
-        None => Ok(None),
-    }
+    record(&key, store.get(&key).await?)
 }
 
 pub async fn record_running(
@@ -172,8 +166,5 @@ pub async fn record_command(
 
 pub async fn sent_command(store: &impl SetupStore, request_id: &str) -> Result<Option<SentCommand>, CoreError> {
     let key = command_key(request_id);
-    match store.get(&key).await? {
-        Some(text) => from_json(&key, &text).map(Some),
-        None => Ok(None),
-    }
+    record(&key, store.get(&key).await?)
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
-use crate::facts::{AssociationState, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
+use crate::facts::{Association, AssociationState, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
 use crate::ports::{Clock, Ec2, Iam, SetupStore, Ssm};
 use crate::provision::cfn::{changed_fields, physical_resource_id, CfnRequest, ChangeSet, RequestType};
 use crate::provision::guard::{self, StackRef};
@@ -435,9 +435,7 @@ pub async fn assign_profile(
     }
     // Before the first change of the lifecycle, remember what the instance had (a retried or
     // later change keeps that first record).
-    let life = if plan.reverting {
-        None
-    } else {
+    if !plan.reverting {
         let fresh = state::Lifecycle {
             instance_id: id.clone(),
             previous_profile_arn: current
@@ -446,9 +444,7 @@ pub async fn assign_profile(
             applied_profile_arn: None,
             started_by: plan.request_id.clone(),
         };
-        Some(state::begin_lifecycle(store, &plan.lifecycle_key(), &fresh).await?)
-    };
-    if let Some(life) = life {
+        let life = state::begin_lifecycle(store, &plan.lifecycle_key(), &fresh).await?;
         state::record_applied(store, &plan.lifecycle_key(), life, wanted).await?;
     }
     let not_yet_visible = |e: CoreError| match e {
@@ -472,39 +468,39 @@ pub async fn assign_profile(
         },
         (None, _) => ProfileAction::Nothing,
     };
-    let assoc = match action {
-        ProfileAction::Associate { profile } => {
-            plan.audit("AssociateIamInstanceProfile", &profile);
-            Some(ec2.associate_profile(id, &profile).await.map_err(not_yet_visible)?)
-        }
-        ProfileAction::Replace { association_id, profile } => {
-            plan.audit("ReplaceIamInstanceProfileAssociation", &profile);
-            Some(
-                ec2.replace_profile_association(&association_id, &profile)
-                    .await
-                    .map_err(not_yet_visible)?,
-            )
-        }
-        ProfileAction::Disassociate { association_id } => {
-            plan.audit("DisassociateIamInstanceProfile", &association_id);
-            Some(ec2.disassociate_profile(&association_id).await?)
-        }
-        ProfileAction::WaitForAssociation { association_id, state } => {
-            return Ok(ProfileProgress {
-                association_id: Some(association_id),
-                state: Some(state),
-                done: false,
-                poll,
-            })
-        }
-        ProfileAction::Nothing => None,
-    };
+    if let ProfileAction::WaitForAssociation { association_id, state } = action {
+        return Ok(ProfileProgress {
+            association_id: Some(association_id),
+            state: Some(state),
+            done: false,
+            poll,
+        });
+    }
+    if let Some((operation, detail)) = action.call() {
+        plan.audit(operation, detail);
+    }
+    let assoc = apply_profile(ec2, id, &action).await.map_err(not_yet_visible)?;
     Ok(ProfileProgress {
         association_id: assoc.as_ref().map(|a| a.association_id.clone()),
         state: assoc.as_ref().map(|a| a.state),
         done: assoc.is_none(),
         poll,
     })
+}
+
+/// Makes the profile change `action` names; the association it leaves, `None` when there is
+/// nothing to change. An association still changing is a `Conflict`: the caller waits first.
+pub(crate) async fn apply_profile(ec2: &impl Ec2, instance_id: &str, action: &ProfileAction) -> Result<Option<Association>, CoreError> {
+    match action {
+        ProfileAction::Nothing => Ok(None),
+        ProfileAction::Associate { profile } => ec2.associate_profile(instance_id, profile).await.map(Some),
+        ProfileAction::Replace { association_id, profile } => ec2.replace_profile_association(association_id, profile).await.map(Some),
+        ProfileAction::Disassociate { association_id } => ec2.disassociate_profile(association_id).await.map(Some),
+        ProfileAction::WaitForAssociation { .. } => Err(CoreError::conflict(
+            format!("instance {instance_id}"),
+            "its profile association is still changing",
+        )),
+    }
 }
 
 /// CheckAssociation: done when the instance holds the wanted profile, `associated`.
@@ -1059,19 +1055,7 @@ async fn read_command(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    struct FakeClock(AtomicI64);
-
-    impl Clock for FakeClock {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::Relaxed)
-        }
-        async fn sleep(&self, ms: u64) -> Result<(), CoreError> {
-            self.0.fetch_add(ms as i64, Ordering::Relaxed);
-            Ok(())
-        }
-    }
+    use crate::ports::SteppedClock;
 
     #[test]
     fn the_default_poll_backs_off_from_1_s_to_5_s_and_stops_at_the_deadline() {
@@ -1095,7 +1079,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_waits_each_delay_and_hands_back_before_its_window_ends() {
-        let clock = FakeClock(AtomicI64::new(1_000_000));
+        let clock = SteppedClock::starting_at(1_000_000);
         let settings = Settings {
             watch_s: 10,
             ..Settings::new(AllowList::parse("p").unwrap())

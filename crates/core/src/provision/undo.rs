@@ -18,10 +18,10 @@ use crate::facts::AssociationState;
 use crate::ports::{Ec2, SetupStore, Ssm};
 use crate::provision::cfn::{CfnRequest, RequestType};
 use crate::provision::guard::{self, StackRef};
-use crate::provision::plan::{plan_profile_restore, profile_name, ProfileAction, VolumeAction};
+use crate::provision::plan::{plan_profile_restore, profile_name, VolumeAction};
 use crate::provision::props::is_instance_id;
 use crate::provision::state;
-use crate::provision::steps::Plan;
+use crate::provision::steps::{apply_profile, Plan};
 
 /// What was undone and what was left, for the Reason of the FAILED answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +125,7 @@ async fn restore_profile(
         .as_deref()
         .map_or("no profile".to_string(), |p| profile_name(p).to_string());
     tracing::info!(stack = %request.stack_id, request_id = %request.request_id, instance = instance_id, ?action, "opsflow undoes its profile change");
-    let changed = match apply(ec2, instance_id, &action).await {
+    let changed = match apply_profile(ec2, instance_id, &action).await.map(|a| a.is_some()) {
         // Another undo of the same request (the safety net, a superseding request) got there
         // first: what counts is what the instance holds now.
         Err(CoreError::NotFound { .. }) => {
@@ -153,18 +153,4 @@ async fn restore_profile(
             .push(format!("the instance profile of {instance_id}, changed by someone else since"));
     }
     state::end_lifecycle(store, &key).await
-}
-
-/// Makes the change; true when one was made.
-async fn apply(ec2: &impl Ec2, instance_id: &str, action: &ProfileAction) -> Result<bool, CoreError> {
-    match action {
-        ProfileAction::Nothing => Ok(false),
-        ProfileAction::Associate { profile } => ec2.associate_profile(instance_id, profile).await.map(|_| true),
-        ProfileAction::Replace { association_id, profile } => ec2.replace_profile_association(association_id, profile).await.map(|_| true),
-        ProfileAction::Disassociate { association_id } => ec2.disassociate_profile(association_id).await.map(|_| true),
-        ProfileAction::WaitForAssociation { .. } => Err(CoreError::conflict(
-            format!("instance {instance_id}"),
-            "its profile association is still changing",
-        )),
-    }
 }
