@@ -14,13 +14,26 @@ use opsflow_asl::{
     model, Clock as EngineClock, Engine, ExecutionHandle, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError,
     TaskClock, TaskRequest,
 };
-use opsflow_aws::{Clients, DynamoStore, ResponseBucket};
+use opsflow_aws::{Clients, DynamoStore, ResponseBucket, SystemClock};
 use opsflow_core::ports::{Clock, SteppedClock, Workflow};
 use opsflow_core::provision::handlers::{invoke, Ports, TASK_FUNCTIONS};
 use opsflow_core::provision::request::{admit, safety_net, Admission, RequestPorts};
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
+
+/// The AWS calls that change an instance.
+pub const INSTANCE_MUTATIONS: [&str; 9] = [
+    "ec2:AssociateIamInstanceProfile",
+    "ec2:ReplaceIamInstanceProfileAssociation",
+    "ec2:DisassociateIamInstanceProfile",
+    "ec2:ModifyVolume",
+    "ec2:RebootInstances",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "ssm:SendCommand",
+    "ssm:CancelCommand",
+];
 
 /// The account and region of local ARNs.
 pub const ACCOUNT: &str = "123456789012";
@@ -113,6 +126,13 @@ impl LocalCloud {
         v["now_ms"].as_i64().with_context(|| format!("no now_ms in {v}"))
     }
 
+    /// Calls since the last reset that change an instance (its profile, volume, tags, or what
+    /// runs on it): what a refused request must not have made.
+    pub async fn mutations(&self) -> anyhow::Result<u64> {
+        let calls = self.calls().await?;
+        Ok(INSTANCE_MUTATIONS.iter().map(|op| calls.get(*op).copied().unwrap_or(0)).sum())
+    }
+
     /// Zeroes the AWS call counts.
     pub async fn reset_calls(&self) -> anyhow::Result<()> {
         self.http
@@ -158,13 +178,6 @@ impl Drop for LocalCloud {
             .output();
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
-}
-
-/// Real time, epoch ms.
-fn real_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn unique() -> u64 {
@@ -430,7 +443,7 @@ impl LocalPipeline {
                 // Never behind the local cloud: an earlier long run in virtual time may have
                 // driven its clock past real time, and time-driven progress (a volume
                 // modification, an agent coming online) must not look already done or late.
-                Some(real_now_ms().max(self.cloud.now_ms().await?)),
+                Some(SystemClock.now_ms().max(self.cloud.now_ms().await?)),
             );
             self.workflow
                 .inner

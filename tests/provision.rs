@@ -67,17 +67,7 @@ impl World {
     }
 
     async fn mutations(&self) -> u64 {
-        let calls = self.cloud.calls().await.unwrap();
-        [
-            "ec2:AssociateIamInstanceProfile",
-            "ec2:ReplaceIamInstanceProfileAssociation",
-            "ec2:ModifyVolume",
-            "ssm:SendCommand",
-            "ec2:CreateTags",
-        ]
-        .iter()
-        .map(|op| calls.get(*op).copied().unwrap_or(0))
-        .sum()
+        self.cloud.mutations().await.unwrap()
     }
 
     async fn reset_calls(&self) {
@@ -107,7 +97,7 @@ async fn create_sets_up_the_instance_and_answers_success_with_data() {
     assert_eq!(answer["Data"]["CommandStatus"], "Success");
     assert!(answer["Data"]["AssociationId"].as_str().unwrap().starts_with("iip-assoc-"));
     // The instance really has the profile and the bigger volume.
-    assert!(current_profile(&w).await.unwrap().ends_with("/opsflow/dev-ide-profile"));
+    assert!(profile_of(&w, &w.instance_id).await.unwrap().ends_with("/opsflow/dev-ide-profile"));
     let vols = w
         .pipeline
         .clients
@@ -469,46 +459,19 @@ async fn delete_with_on_delete_revert_restores_the_previous_profile() {
     let old_arn = fixtures::instance_profile(&w.pipeline.clients, "old-profile", "/opsflow/")
         .await
         .unwrap();
-    let old = opsflow_aws::aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
-        .arn(&old_arn)
-        .build();
-    w.pipeline
-        .clients
-        .ec2
-        .associate_iam_instance_profile()
-        .instance_id(&w.instance_id)
-        .iam_instance_profile(old)
-        .send()
-        .await
-        .unwrap();
+    associate(&w, &w.instance_id, &old_arn).await;
     let p = json!({"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile", "OnDelete": "Revert"});
     let (_, answer) = w.send("Create", "req-revert-create", p.clone(), Value::Null).await;
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     assert_eq!(answer["Data"]["PreviousInstanceProfileArn"], old_arn.as_str());
-    assert!(current_profile(&w).await.unwrap().ends_with("/dev-ide-profile"));
+    assert!(profile_of(&w, &w.instance_id).await.unwrap().ends_with("/dev-ide-profile"));
 
     let physical = json!({"PhysicalResourceId": format!("opsflow-setup-{}", w.instance_id)});
     let (sub, answer) = w.send("Delete", "req-revert-delete", p, physical).await;
     assert!(matches!(sub.admission, Admission::Started { .. }));
     assert_eq!(sub.execution.unwrap().status, Status::Succeeded);
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
-    assert_eq!(current_profile(&w).await.as_deref(), Some(old_arn.as_str()));
-}
-
-/// The ARN of the instance's associated profile.
-async fn current_profile(w: &World) -> Option<String> {
-    let out = w
-        .pipeline
-        .clients
-        .ec2
-        .describe_iam_instance_profile_associations()
-        .send()
-        .await
-        .unwrap();
-    out.iam_instance_profile_associations()
-        .iter()
-        .find(|a| a.instance_id() == Some(w.instance_id.as_str()) && a.state().map(|s| s.as_str()) == Some("associated"))
-        .and_then(|a| a.iam_instance_profile()?.arn().map(String::from))
+    assert_eq!(profile_of(&w, &w.instance_id).await.as_deref(), Some(old_arn.as_str()));
 }
 
 // ---------------------------------------------------------------------------------------------
