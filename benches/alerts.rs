@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use opsflow::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::fixtures;
+use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::local::LocalCloud;
 use opsflow_aws::Clients;
 use opsflow_core::alert::{datapoint_queries, handle, incoming, AlertLookups, AlertSettings, Incoming, Target};

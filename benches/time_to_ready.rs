@@ -22,7 +22,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use opsflow::local::{function_arn, provision_machine, ACCOUNT, REGION};
+use opsflow::local::provision::provision_machine;
+use opsflow::local::{function_arn, ACCOUNT, REGION};
 use opsflow_asl::{model, Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest};
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,

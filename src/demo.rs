@@ -4,9 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use opsflow::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::fixtures;
-use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
+use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
+use opsflow::local::provision::{cfn_request, LocalPipeline, ResponseStore};
+use opsflow::local::LocalCloud;
 use opsflow_asl::HistoryEvent;
 use opsflow_aws::Clients;
 use opsflow_core::alert::{publication, AlertSettings, Enriched};

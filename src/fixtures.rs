@@ -56,10 +56,10 @@ pub async fn instance_profile(clients: &Clients, name: &str, path: &str) -> anyh
 }
 
 /// A t3.small instance with an 8 GiB gp3 root volume and Name/Team tags, created by the local
-/// consumer stack ([`crate::local::stack_id`]): it carries CloudFormation's
+/// consumer stack ([`crate::local::provision::stack_id`]): it carries CloudFormation's
 /// `aws:cloudformation:stack-id` tag naming that stack, as on AWS. Returns its id.
 pub async fn instance(clients: &Clients, name: &str) -> anyhow::Result<String> {
-    instance_tagged(clients, name, &[(STACK_ID_TAG, &crate::local::stack_id())]).await
+    instance_tagged(clients, name, &[(STACK_ID_TAG, &crate::local::provision::stack_id())]).await
 }
 
 /// The same instance with `tags` instead of the stack's (none: an instance created by hand;

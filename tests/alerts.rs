@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use opsflow::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::fixtures;
+use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::local::LocalCloud;
 use opsflow_aws::Clients;
 use opsflow_core::alert::AlertSettings;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 use opsflow::fixtures;
-use opsflow::local::{cfn_request, LocalCloud, LocalPipeline, ResponseStore};
+use opsflow::local::provision::{cfn_request, LocalPipeline, ResponseStore};
+use opsflow::local::LocalCloud;
 use opsflow_asl::Status;
 use opsflow_core::ports::SteppedClock;
 use opsflow_core::provision::guard::{OPT_IN_TAG, STACK_ID_TAG};
@@ -54,7 +55,7 @@ async fn world(settings: impl FnOnce(&mut Settings)) -> World {
 }
 
 impl World {
-    async fn send(&self, kind: &str, id: &str, props: Value, extra: Value) -> (opsflow::local::Submission, Value) {
+    async fn send(&self, kind: &str, id: &str, props: Value, extra: Value) -> (opsflow::local::provision::Submission, Value) {
         let request = cfn_request(kind, id, &self.responses.url_for(id).await.unwrap(), props, extra);
         let submission = self.pipeline.submit(request, |_| {}).await.unwrap();
         let answers = self.responses.answers(id).await.unwrap();
@@ -506,7 +507,7 @@ async fn an_instance_the_stack_does_not_own_is_refused_before_anything_changes()
         assert!(
             r.starts_with(&format!(
                 "Step Validate failed: Forbidden: instance {foreign}: does not belong to stack {}",
-                opsflow::local::stack_id()
+                opsflow::local::provision::stack_id()
             )),
             "{case}: {r}"
         );
@@ -539,7 +540,7 @@ async fn a_step_invoked_directly_for_a_foreign_instance_changes_nothing() {
         iam: c.iam_adapter(),
         ssm: c.ssm_adapter(),
         sink: c.response_sink(),
-        store: c.setup_store(opsflow::local::SETUP_TABLE),
+        store: c.setup_store(opsflow::local::provision::SETUP_TABLE),
     };
     let clock = SteppedClock::starting_at(w.cloud.now_ms().await.unwrap());
     let settings = &w.pipeline.settings;
@@ -1094,7 +1095,7 @@ async fn a_redelivered_request_is_answered_once() {
 async fn a_dead_letter_is_answered_failed_once() {
     let w = world(|_| {}).await;
     let c = &w.pipeline.clients;
-    let (sink, store) = (c.response_sink(), c.setup_store(opsflow::local::SETUP_TABLE));
+    let (sink, store) = (c.response_sink(), c.setup_store(opsflow::local::provision::SETUP_TABLE));
     let now_s = w.cloud.now_ms().await.unwrap() / 1000;
     // The request function's dead letter: the CloudFormation request itself.
     let id = "req-dead-letter";

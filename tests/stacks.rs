@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsflow::fixtures;
-use opsflow::local::{function_arn, LocalCloud, LocalPipeline, ResponseStore};
+use opsflow::local::provision::{LocalPipeline, ResponseStore};
+use opsflow::local::{function_arn, LocalCloud};
 use opsflow_asl::Status;
 use opsflow_core::provision::request::Admission;
 use opsflow_core::provision::steps::Settings;

@@ -19,7 +19,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use opsflow::local::{LocalCloud, SETUP_TABLE};
+use opsflow::local::provision::SETUP_TABLE;
+use opsflow::local::LocalCloud;
 use opsflow_aws::Clients;
 use opsflow_core::facts::Platform;
 use opsflow_core::provision::plan::{ProfileAction, VolumeAction};

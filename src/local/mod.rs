@@ -1,0 +1,62 @@
+//! opsflow offline: the real state machine files on the local engine, the real handlers
+//! in-process, AWS calls to the local cloud (moto + extension on 127.0.0.1), whose clock the
+//! engine drives. One module per capability, the local cloud shared:
+//!
+//! - [`cloud`]: starting, stopping and steering the local cloud.
+//! - [`provision`]: the custom resource's pipeline.
+//! - [`alerts`]: alarms through the enrich handler to a subscribed queue.
+
+pub mod alerts;
+pub mod cloud;
+pub mod provision;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use opsflow_asl::TaskClock;
+use opsflow_core::ports::Clock;
+use opsflow_core::CoreError;
+use serde_json::json;
+
+pub use cloud::LocalCloud;
+
+/// The account and region of local ARNs.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// The repository root (where `statemachines/` and `infra/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:opsflow-{name}")
+}
+
+pub(crate) fn unique() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A step's clock on the local engine: the engine's clock for the invocation, which the local
+/// cloud's time-driven progress follows while the step waits.
+pub(crate) struct LocalClock {
+    pub(crate) task: TaskClock,
+    pub(crate) cloud: Arc<LocalCloud>,
+}
+
+impl Clock for LocalClock {
+    fn now_ms(&self) -> i64 {
+        self.task.now_ms()
+    }
+
+    async fn sleep(&self, ms: u64) -> Result<(), CoreError> {
+        self.task.sleep(ms).await;
+        self.cloud
+            .control("clock", json!({"now_ms": self.task.now_ms()}))
+            .await
+            .map(|_| ())
+            .map_err(|e| CoreError::transient("set the local cloud's clock", e.to_string()))
+    }
+}
