@@ -32,6 +32,8 @@
 //! - [`provision`]: the custom resource, one capability in one folder: the CloudFormation
 //!   protocol, property validation, plans, scripts, the steps and their JSON entry points.
 //! - [`alert`]: CloudWatch alarms in, enriched alerts out.
+//! - [`runbook`]: the catalogue of pre-approved procedures, the runner's input, targets, rate
+//!   controls and results.
 //!
 //! Shared by the capabilities:
 //! - [`command`]: SSM command statuses to [`CommandOutcome`].
@@ -46,6 +48,7 @@ pub mod error;
 pub mod facts;
 pub mod ports;
 pub mod provision;
+pub mod runbook;
 pub mod time;
 
 pub use command::{command_outcome, invocation_lookup_error, tail, CommandOutcome, InvocationLookup};

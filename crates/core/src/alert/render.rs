@@ -16,10 +16,10 @@ use crate::alert::model::{AlarmKind, Enriched, InstanceView, Metric, MetricQuery
 pub const SCHEMA: &str = "opsflow.enriched-alert/1";
 
 /// SNS's limit for an email subject.
-const SUBJECT_MAX: usize = 100;
-const SMS_MAX: usize = 140;
+pub(crate) const SUBJECT_MAX: usize = 100;
+pub(crate) const SMS_MAX: usize = 140;
 /// SNS's message limit is 256 KiB; the attributes and some headroom come off it.
-const MESSAGE_MAX: usize = 256 * 1024 - 8 * 1024;
+pub(crate) const MESSAGE_MAX: usize = 256 * 1024 - 8 * 1024;
 /// Values shown in the text's datapoints line.
 const TEXT_DATAPOINTS: usize = 20;
 const TEXT_TAGS: usize = 15;
@@ -160,7 +160,7 @@ fn fit(build: impl Fn(Caps) -> Publication) -> Publication {
 }
 
 /// The SNS message for `MessageStructure: json`: every value a string.
-fn message(text: &str, sms: &str, body: &Value) -> String {
+pub(crate) fn message(text: &str, sms: &str, body: &Value) -> String {
     let body = body.to_string();
     json!({
         "default": text,
@@ -523,7 +523,7 @@ fn num(v: f64) -> String {
 
 /// One line of printable ASCII: line breaks and other whitespace become one space, common
 /// typography becomes its ASCII look-alike, anything else non-ASCII becomes `?`.
-fn ascii_line(text: &str) -> String {
+pub(crate) fn ascii_line(text: &str) -> String {
     let mapped: String = text
         .chars()
         .map(|c| match c {
@@ -540,7 +540,7 @@ fn ascii_line(text: &str) -> String {
 }
 
 /// At most `max` characters, ending in "..." when cut.
-fn limit(text: &str, max: usize) -> String {
+pub(crate) fn limit(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }

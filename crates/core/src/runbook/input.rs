@@ -1,0 +1,454 @@
+//! The runner's input, from a schedule or an operator, checked against the catalogue before
+//! anything runs. Every error names the field and the rule.
+//!
+//! ```json
+//! {"Procedure": "restart-app", "Parameters": {"Service": "billing-api"},
+//!  "Targets": {"Tags": [{"Key": "Env", "Values": ["dev"]}]},
+//!  "Accounts": ["111111111111"], "Regions": ["eu-west-1"],
+//!  "MaxConcurrency": "10%", "MaxErrors": "2", "Notify": "OnFailure", "DryRun": false}
+//! ```
+//! `Targets` is one of `InstanceIds`, `Tags` (every filter must match; a filter matches any of
+//! its values) or `ResourceGroup`. `Accounts` and `Regions` default to the runner's own.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::catalogue::{Catalogue, Kind, Procedure};
+use super::rate::Rate;
+use crate::error::CoreError;
+
+const FIELDS: [&str; 10] = [
+    "Procedure",
+    "Parameters",
+    "Targets",
+    "Accounts",
+    "Regions",
+    "MaxConcurrency",
+    "MaxErrors",
+    "Notify",
+    "DryRun",
+    "StartedBy",
+];
+/// At most this many tag filters, values per filter, instance ids, accounts and regions.
+pub const MAX_TAG_FILTERS: usize = 5;
+pub const MAX_TAG_VALUES: usize = 20;
+pub const MAX_INSTANCE_IDS: usize = 10_000;
+pub const MAX_ACCOUNTS: usize = 100;
+pub const MAX_REGIONS: usize = 30;
+
+/// Which instances, before the opt-in, platform and state checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetSelector {
+    InstanceIds(Vec<String>),
+    Tags(Vec<TagFilter>),
+    ResourceGroup(String),
+    /// An http-check procedure: its endpoint is the one target.
+    Endpoint,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagFilter {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// When the results are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notify {
+    OnFailure,
+    Always,
+    Never,
+}
+
+/// A checked, completed run request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunRequest {
+    pub procedure: String,
+    pub kind: Kind,
+    pub parameters: BTreeMap<String, String>,
+    pub targets: TargetSelector,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub max_concurrency: Rate,
+    pub max_errors: Rate,
+    pub notify: Notify,
+    pub dry_run: bool,
+    /// Who asked, as the caller says (the schedule's ARN, or the operator's principal).
+    pub started_by: String,
+}
+
+/// Where the runner itself runs: the defaults of `Accounts` and `Regions`.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub account: String,
+    pub region: String,
+}
+
+/// Checks `input` against the catalogue.
+pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunRequest, CoreError> {
+    let obj = input
+        .as_object()
+        .ok_or_else(|| CoreError::invalid("Input", "must be a JSON object"))?;
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(CoreError::invalid(
+            unknown.as_str(),
+            format!("is not a runner input field ({})", FIELDS.join(", ")),
+        ));
+    }
+    let name = match obj.get("Procedure") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => {
+            return Err(CoreError::invalid(
+                "Procedure",
+                "is required: the name of a procedure of the catalogue",
+            ))
+        }
+    };
+    let procedure = catalogue.get(name)?;
+    let parameters = procedure.parameters(obj.get("Parameters"))?;
+    let targets = targets(obj.get("Targets"), procedure)?;
+    let accounts = list(
+        obj,
+        "Accounts",
+        &home.account,
+        MAX_ACCOUNTS,
+        valid_account,
+        "a 12-digit AWS account id",
+    )?;
+    let regions = list(
+        obj,
+        "Regions",
+        &home.region,
+        MAX_REGIONS,
+        valid_region,
+        "an AWS Region code such as eu-west-1",
+    )?;
+    let max_concurrency = rate(
+        obj,
+        "MaxConcurrency",
+        procedure.defaults.max_concurrency,
+        procedure.limits.max_concurrency,
+        procedure,
+    )?;
+    let max_errors = rate(
+        obj,
+        "MaxErrors",
+        procedure.defaults.max_errors,
+        procedure.limits.max_errors,
+        procedure,
+    )?;
+    let notify = match obj.get("Notify") {
+        None | Some(Value::Null) => Notify::OnFailure,
+        Some(Value::String(s)) => match s.as_str() {
+            "OnFailure" => Notify::OnFailure,
+            "Always" => Notify::Always,
+            "Never" => Notify::Never,
+            _ => return Err(CoreError::invalid("Notify", "must be OnFailure, Always or Never")),
+        },
+        Some(_) => return Err(CoreError::invalid("Notify", "must be OnFailure, Always or Never")),
+    };
+    let dry_run = match obj.get("DryRun") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+        Some(_) => return Err(CoreError::invalid("DryRun", "must be true or false")),
+    };
+    let started_by = match obj.get("StartedBy") {
+        None | Some(Value::Null) => "unknown".to_string(),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control) => s.clone(),
+        Some(_) => {
+            return Err(CoreError::invalid(
+                "StartedBy",
+                "must be a principal or schedule ARN of at most 512 characters",
+            ))
+        }
+    };
+    Ok(RunRequest {
+        procedure: procedure.name.clone(),
+        kind: procedure.kind,
+        parameters,
+        targets,
+        accounts,
+        regions,
+        max_concurrency,
+        max_errors,
+        notify,
+        dry_run,
+        started_by,
+    })
+}
+
+fn targets(value: Option<&Value>, procedure: &Procedure) -> Result<TargetSelector, CoreError> {
+    if !procedure.kind.on_instances() {
+        return match value {
+            None | Some(Value::Null) => Ok(TargetSelector::Endpoint),
+            Some(_) => Err(CoreError::invalid(
+                "Targets",
+                format!("procedure {} calls its endpoint and takes no instance targets", procedure.name),
+            )),
+        };
+    }
+    let rule = "must be one of {\"InstanceIds\": [...]}, {\"Tags\": [{\"Key\": ..., \"Values\": [...]}]} or {\"ResourceGroup\": name}";
+    let obj = match value {
+        Some(Value::Object(o)) if o.len() == 1 => o,
+        None | Some(Value::Null) => return Err(CoreError::invalid("Targets", format!("is required: {rule}"))),
+        Some(_) => return Err(CoreError::invalid("Targets", rule)),
+    };
+    let (key, v) = obj.iter().next().expect("one entry");
+    match key.as_str() {
+        "InstanceIds" => {
+            let ids = strings(v, "Targets.InstanceIds", MAX_INSTANCE_IDS)?;
+            if let Some((i, bad)) = ids.iter().enumerate().find(|(_, id)| !valid_instance_id(id)) {
+                return Err(CoreError::invalid(
+                    format!("Targets.InstanceIds[{i}]"),
+                    format!("{bad:?} is not an instance id (i- and 8 or 17 hex digits)"),
+                ));
+            }
+            Ok(TargetSelector::InstanceIds(ids))
+        }
+        "Tags" => {
+            let filters = v
+                .as_array()
+                .filter(|a| !a.is_empty() && a.len() <= MAX_TAG_FILTERS)
+                .ok_or_else(|| {
+                    CoreError::invalid(
+                        "Targets.Tags",
+                        format!("must be a list of 1 to {MAX_TAG_FILTERS} filters {{\"Key\", \"Values\"}}"),
+                    )
+                })?;
+            let mut out = Vec::new();
+            for (i, f) in filters.iter().enumerate() {
+                let field = format!("Targets.Tags[{i}]");
+                let key = f.get("Key").and_then(Value::as_str).filter(|k| !k.is_empty() && k.len() <= 128);
+                let key = key.ok_or_else(|| CoreError::invalid(format!("{field}.Key"), "must be a tag key of 1 to 128 characters"))?;
+                if f.as_object().is_some_and(|o| o.keys().any(|k| k != "Key" && k != "Values")) {
+                    return Err(CoreError::invalid(field, "has only Key and Values"));
+                }
+                let values = strings(f.get("Values").unwrap_or(&Value::Null), &format!("{field}.Values"), MAX_TAG_VALUES)?;
+                if values.iter().any(|v| v.len() > 256) {
+                    return Err(CoreError::invalid(
+                        format!("{field}.Values"),
+                        "a tag value has at most 256 characters",
+                    ));
+                }
+                out.push(TagFilter {
+                    key: key.to_string(),
+                    values,
+                });
+            }
+            Ok(TargetSelector::Tags(out))
+        }
+        "ResourceGroup" => match v {
+            Value::String(s) if !s.is_empty() && s.len() <= 300 => Ok(TargetSelector::ResourceGroup(s.clone())),
+            _ => Err(CoreError::invalid("Targets.ResourceGroup", "must be a resource group name or ARN")),
+        },
+        other => Err(CoreError::invalid(format!("Targets.{other}"), rule)),
+    }
+}
+
+fn strings(v: &Value, field: &str, max: usize) -> Result<Vec<String>, CoreError> {
+    let rule = || CoreError::invalid(field, format!("must be a list of 1 to {max} non-empty strings without repeats"));
+    let a = v.as_array().filter(|a| !a.is_empty() && a.len() <= max).ok_or_else(rule)?;
+    let mut out: Vec<String> = Vec::with_capacity(a.len());
+    for x in a {
+        match x.as_str() {
+            Some(s) if !s.is_empty() && !out.iter().any(|o| o == s) => out.push(s.to_string()),
+            _ => return Err(rule()),
+        }
+    }
+    Ok(out)
+}
+
+fn list(
+    obj: &Map<String, Value>,
+    field: &str,
+    default: &str,
+    max: usize,
+    valid: fn(&str) -> bool,
+    what: &str,
+) -> Result<Vec<String>, CoreError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(vec![default.to_string()]),
+        Some(v) => {
+            let items = strings(v, field, max)?;
+            if let Some((i, bad)) = items.iter().enumerate().find(|(_, s)| !valid(s)) {
+                return Err(CoreError::invalid(format!("{field}[{i}]"), format!("{bad:?} is not {what}")));
+            }
+            Ok(items)
+        }
+    }
+}
+
+fn rate(obj: &Map<String, Value>, field: &str, default: Rate, cap: Rate, procedure: &Procedure) -> Result<Rate, CoreError> {
+    let r = match obj.get(field) {
+        None | Some(Value::Null) => return Ok(default),
+        Some(v) => Rate::parse(field, v)?,
+    };
+    if r.exceeds(cap, procedure.targets.max_targets) {
+        return Err(CoreError::invalid(
+            field,
+            format!("{r} is above procedure {}'s limit of {cap}", procedure.name),
+        ));
+    }
+    Ok(r)
+}
+
+pub fn valid_account(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`, …
+pub fn valid_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[0].len() == 2
+        && parts
+            .iter()
+            .take(parts.len() - 1)
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub fn valid_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-")
+        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn home() -> Home {
+        Home {
+            account: "123456789012".into(),
+            region: "eu-west-1".into(),
+        }
+    }
+
+    fn cat() -> Catalogue {
+        Catalogue::builtin()
+    }
+
+    #[test]
+    fn a_full_input_is_checked_and_completed() {
+        let r = check(
+            &json!({"Procedure": "restart-app", "Parameters": {"Service": "billing-api"},
+                    "Targets": {"Tags": [{"Key": "Env", "Values": ["dev"]}]},
+                    "Accounts": ["111111111111", "222222222222"], "Regions": ["eu-west-1", "eu-north-1"],
+                    "MaxConcurrency": "10%", "MaxErrors": 1, "Notify": "Always", "StartedBy": "arn:aws:sts::123456789012:assumed-role/oncall/ann"}),
+            &cat(),
+            &home(),
+        )
+        .unwrap();
+        assert_eq!(r.parameters["GraceSeconds"], "30");
+        assert_eq!(r.accounts.len(), 2);
+        assert_eq!(r.max_concurrency, Rate::Percent(10));
+        assert_eq!(r.max_errors, Rate::Count(1));
+        assert_eq!(r.notify, Notify::Always);
+        assert_eq!(
+            r.targets,
+            TargetSelector::Tags(vec![TagFilter {
+                key: "Env".into(),
+                values: vec!["dev".into()]
+            }])
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_runners_home_and_the_procedures_rates() {
+        let r = check(
+            &json!({"Procedure": "disk-cleanup", "Targets": {"InstanceIds": ["i-0123456789abcdef0"]}}),
+            &cat(),
+            &home(),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.accounts, r.regions),
+            (vec!["123456789012".to_string()], vec!["eu-west-1".to_string()])
+        );
+        assert_eq!(
+            (r.max_concurrency, r.max_errors, r.notify, r.dry_run),
+            (Rate::Percent(10), Rate::Count(2), Notify::OnFailure, false)
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_field_and_the_rule() {
+        let t = json!({"InstanceIds": ["i-0123456789abcdef0"]});
+        for (input, expected) in [
+            (json!([]), "InvalidInput: Input: must be a JSON object"),
+            (
+                json!({"Procedure": "rm -rf"}),
+                "InvalidInput: Procedure: \"rm -rf\" is not in the catalogue",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "Commands": ["id"]}),
+                "InvalidInput: Commands: is not a runner input field",
+            ),
+            (json!({"Procedure": "disk-cleanup"}), "InvalidInput: Targets: is required"),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": {"InstanceIds": ["i-1"]}}),
+                "Targets.InstanceIds[0]: \"i-1\" is not an instance id",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": {"Tags": []}}),
+                "Targets.Tags: must be a list of 1 to 5",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": {"Tags": [{"Key": "Env"}]}}),
+                "Targets.Tags[0].Values: must be a list",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "Accounts": ["1234"]}),
+                "Accounts[0]: \"1234\" is not a 12-digit AWS account id",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "Regions": ["Europe"]}),
+                "Regions[0]: \"Europe\" is not an AWS Region code",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "MaxConcurrency": "80%"}),
+                "MaxConcurrency: 80% is above procedure disk-cleanup's limit of 50%",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "MaxErrors": "x"}),
+                "MaxErrors: must be a whole number",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "Notify": "Sometimes"}),
+                "Notify: must be OnFailure, Always or Never",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "DryRun": "yes"}),
+                "DryRun: must be true or false",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "Parameters": {"Path": "/"}}),
+                "Parameters.Path: procedure disk-cleanup takes no parameters",
+            ),
+            (
+                json!({"Procedure": "healthz", "Targets": t}),
+                "Targets: procedure healthz calls its endpoint and takes no instance targets",
+            ),
+        ] {
+            let e = check(&input, &cat(), &home()).unwrap_err().to_string();
+            assert!(e.contains(expected), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn identifiers_follow_aws_shapes() {
+        assert!(valid_region("us-gov-west-1") && valid_region("eu-north-1") && valid_region("ap-southeast-5"));
+        assert!(!valid_region("eu-west") && !valid_region("EU-west-1") && !valid_region("eu-west-1a"));
+        assert!(valid_instance_id("i-0123abcd") && valid_instance_id("i-0123456789abcdef0"));
+        assert!(!valid_instance_id("i-0123ABCD") && !valid_instance_id("i-012"));
+    }
+}

@@ -1,0 +1,18 @@
+//! Fleet runbooks: pre-approved procedures run on many instances, across accounts and regions.
+//!
+//! The runner (`statemachines/run-runbook.asl.json`) checks its input against the catalogue
+//! ([`input`], [`catalogue`]), resolves the targets ([`targets`]), runs the procedure on each
+//! as a nested execution inside a Distributed Map bounded by [`rate`] controls with SSM Run
+//! Command's meaning, and summarizes and publishes the results ([`results`]).
+
+pub mod catalogue;
+pub mod input;
+pub mod rate;
+pub mod results;
+pub mod targets;
+
+pub use catalogue::{Catalogue, Kind, Os, Procedure};
+pub use input::{check, Home, Notify, RunRequest, TargetSelector};
+pub use rate::Rate;
+pub use results::{Counts, Summary, TargetResult, TargetStatus};
+pub use targets::{select, Candidate, Controls, Excluded, Target};
