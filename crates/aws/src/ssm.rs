@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{CloudWatchOutputConfig, InstanceInformationStringFilter};
+use opsflow_core::command::CommandSpec;
 use opsflow_core::facts::{Invocation, PingStatus};
 use opsflow_core::ports::Ssm;
-use opsflow_core::provision::script::CommandSpec;
 use opsflow_core::CoreError;
 
 use crate::error::{from_sdk_error, unexpected};

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use common::{block_on, local_cloud, unique, CloudTest};
 use opsflow_aws::{aws_error_parts, Clients};
+use opsflow_core::command::CommandSpec;
 use opsflow_core::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, INVOCATION_GRACE_S};
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Modification, ModificationState, PingStatus,
     Platform, ProfileRef, StatusChecks, VolumeFacts,
 };
 use opsflow_core::ports::{Ec2, Iam, Ssm};
-use opsflow_core::provision::script::CommandSpec;
 use opsflow_core::CoreError;
 use serde_json::json;
 

@@ -14,8 +14,8 @@ use opsflow_aws::aws_config::timeout::TimeoutConfig;
 use opsflow_aws::aws_config::{BehaviorVersion, Region};
 use opsflow_aws::aws_sdk_ec2::config::Credentials;
 use opsflow_aws::{Clients, RESPONSE_PUT_TIMEOUT};
+use opsflow_core::command::CommandSpec;
 use opsflow_core::ports::{Ec2, ResponseSink, Ssm};
-use opsflow_core::provision::script::CommandSpec;
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
 

@@ -1,14 +1,44 @@
-//! SSM Run Command results: from GetCommandInvocation to an outcome the state machine acts on.
+//! SSM Run Command, shared by the capabilities: the SendCommand call ([`CommandSpec`]) and its
+//! results, from GetCommandInvocation to an outcome the state machine acts on.
 //!
 //! `Status` is one of Pending, InProgress, Delayed, Success, Cancelled, TimedOut, Failed and
 //! Cancelling; `StatusDetails` refines it with Delivery Timed Out, Execution Timed Out,
 //! Undeliverable, Terminated, Invalid Platform, Access Denied and the like (AWS writes them with
 //! spaces; they are compared here without spaces and case).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::facts::Invocation;
+use crate::facts::{Invocation, Platform};
+
+/// The SSM document running shell lines on Linux.
+pub const LINUX_SHELL_DOCUMENT: &str = "AWS-RunShellScript";
+/// The SSM document running PowerShell lines on Windows.
+pub const WINDOWS_SHELL_DOCUMENT: &str = "AWS-RunPowerShellScript";
+
+/// One SSM SendCommand call for one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    pub document_name: String,
+    /// Document parameters; command lines stay one list item each.
+    pub parameters: BTreeMap<String, Vec<String>>,
+    /// SendCommand `TimeoutSeconds`: how long the command may wait to be delivered and start.
+    pub timeout_seconds: u32,
+    pub output_s3_bucket: Option<String>,
+    pub output_s3_prefix: Option<String>,
+    /// Enables `CloudWatchOutputConfig` with this log group.
+    pub cloudwatch_log_group: Option<String>,
+}
+
+/// The shell document of a platform.
+pub fn shell_document(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Linux => LINUX_SHELL_DOCUMENT,
+        Platform::Windows => WINDOWS_SHELL_DOCUMENT,
+    }
+}
 
 /// Bytes of output kept in an outcome (the CloudFormation answer holds 4096 bytes in all).
 pub const DEFAULT_TAIL_BYTES: usize = 1024;

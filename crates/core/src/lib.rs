@@ -51,7 +51,7 @@ pub mod provision;
 pub mod runbook;
 pub mod time;
 
-pub use command::{command_outcome, invocation_lookup_error, tail, CommandOutcome, InvocationLookup};
+pub use command::{command_outcome, invocation_lookup_error, tail, CommandOutcome, CommandSpec, InvocationLookup};
 pub use error::CoreError;
 pub use facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Invocation, Modification, ModificationState,
@@ -66,4 +66,4 @@ pub use provision::plan::{
     ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
 pub use provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, ProfileSpec, SetupProps};
-pub use provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget};
+pub use provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, FsTarget};

@@ -7,11 +7,11 @@
 
 use std::future::Future;
 
+use crate::command::CommandSpec;
 use crate::error::CoreError;
 use crate::facts::{
     Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StackResource, StatusChecks, VolumeFacts,
 };
-use crate::provision::script::CommandSpec;
 
 /// EC2: instances, volumes and instance profile associations.
 pub trait Ec2: Send + Sync {

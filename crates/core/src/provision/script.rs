@@ -15,41 +15,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::{shell_document, CommandSpec};
 use crate::error::CoreError;
 use crate::facts::Platform;
 use crate::provision::plan::ChosenVolume;
 use crate::provision::props::{is_ec2_device_name, Bootstrap, BootstrapAction};
 
-/// The SSM document running shell lines on Linux.
-pub const LINUX_SHELL_DOCUMENT: &str = "AWS-RunShellScript";
-/// The SSM document running PowerShell lines on Windows.
-pub const WINDOWS_SHELL_DOCUMENT: &str = "AWS-RunPowerShellScript";
 /// The prefix of the line the grow scripts print last.
 pub const FS_SIZE_MARKER: &str = "OPSFLOW_FS_SIZE_BYTES=";
 /// Execution and delivery timeout of the grow script.
 pub const FS_GROW_TIMEOUT_SECONDS: u32 = 600;
-
-/// One SSM SendCommand call for one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandSpec {
-    pub document_name: String,
-    /// Document parameters; command lines stay one list item each.
-    pub parameters: BTreeMap<String, Vec<String>>,
-    /// SendCommand `TimeoutSeconds`: how long the command may wait to be delivered and start.
-    pub timeout_seconds: u32,
-    pub output_s3_bucket: Option<String>,
-    pub output_s3_prefix: Option<String>,
-    /// Enables `CloudWatchOutputConfig` with this log group.
-    pub cloudwatch_log_group: Option<String>,
-}
-
-/// The shell document of a platform.
-pub fn shell_document(platform: Platform) -> &'static str {
-    match platform {
-        Platform::Linux => LINUX_SHELL_DOCUMENT,
-        Platform::Windows => WINDOWS_SHELL_DOCUMENT,
-    }
-}
 
 /// The SendCommand call for `Bootstrap`.
 ///

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::CommandSpec;
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
 use crate::facts::{Association, AssociationState, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
@@ -24,7 +25,7 @@ use crate::provision::plan::{
     verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
 };
 use crate::provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, SetupProps};
-use crate::provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, CommandSpec, FsTarget, FS_GROW_TIMEOUT_SECONDS};
+use crate::provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, FsTarget, FS_GROW_TIMEOUT_SECONDS};
 use crate::provision::state;
 
 /// Deployment settings of the steps (from the Lambdas' environment).
