@@ -57,6 +57,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # SSM commands
     "invocation_does_not_exist_seconds": 0.0,
     "command_pending_seconds": 0.0,
+    # how long a node is down when a script exits 194 (shell) / 3010 (PowerShell) between runs
+    "reboot_seconds": 0.0,
     # EBS volume modifications
     "volume_modifying_seconds": 0.0,
     "volume_optimizing_seconds": 0.0,
@@ -176,6 +178,7 @@ class Runtime:
             self.volume_failures = []
             self.schedules = []
             self.calls = {}
+        self.commands.clear_log()
         self.clock.reset()
 
     def _id(self, prefix: str) -> str:
@@ -232,10 +235,29 @@ class Runtime:
     # ----- command rules
     def add_rule(self, body: dict[str, Any]) -> dict[str, Any]:
         allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds",
-                   "exit_code", "stdout", "stderr", "count", "undeliverable"}
+                   "exit_code", "stdout", "stderr", "count", "undeliverable", "runs", "reboot_seconds"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise BadRequest(f"unknown command rule keys: {unknown}; known: {sorted(allowed)}")
+        runs = body.get("runs")
+        if runs is not None:
+            if set(body) & {"duration_seconds", "exit_code", "stdout", "stderr"}:
+                raise BadRequest("give either runs or duration_seconds/exit_code/stdout/stderr, not both")
+            if not isinstance(runs, list) or not runs:
+                raise BadRequest("runs must be a non-empty list of {exit_code, duration_seconds, stdout, stderr}")
+            checked = []
+            for run in runs:
+                if not isinstance(run, dict) or set(run) - {"exit_code", "duration_seconds", "stdout", "stderr"}:
+                    raise BadRequest("each run is an object with exit_code, duration_seconds, stdout, stderr")
+                code = run.get("exit_code", 0)
+                if isinstance(code, bool) or not isinstance(code, int):
+                    raise BadRequest("exit_code must be an integer")
+                checked.append({"exit_code": code, "duration_seconds": _num(run, "duration_seconds", 0.0),
+                                "stdout": str(run.get("stdout", "")), "stderr": str(run.get("stderr", ""))})
+            if checked[-1]["exit_code"] in ext.REBOOT_EXIT_CODES.values():
+                raise BadRequest("the last run exits with a reboot code (194/3010): the agent would reboot "
+                                 "and run the script again; add the run that follows")
+            runs = checked
         rule = {
             "id": self._id("rule"),
             "document": body.get("document") or "*",
@@ -248,6 +270,8 @@ class Runtime:
             "stderr": str(body.get("stderr", "")),
             "remaining": int(body["count"]) if body.get("count") is not None else None,
             "undeliverable": _bool(body, "undeliverable", False),
+            "runs": runs,
+            "reboot_seconds": _num(body, "reboot_seconds", None),
         }
         with self.lock:
             self.rules.append(rule)
@@ -720,6 +744,13 @@ class LocalCloudApp:
         if self.rt.custom_resources is not None:
             self.rt.custom_resources.clear()
         return {"requests": []}
+
+    def api_get_invocations(self, _: Any) -> dict[str, Any]:
+        return {"invocations": self.rt.commands.invocation_log(self.rt.clock.now_ms())}
+
+    def api_delete_invocations(self, _: Any) -> dict[str, Any]:
+        self.rt.commands.clear_log()
+        return {"invocations": []}
 
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()

@@ -1417,3 +1417,129 @@ def test_aws_cloudformation_customresource_type_is_a_custom_resource_too(aws: An
     assert _resource(cfn, stack_id)["ResourceStatus"] == "CREATE_IN_PROGRESS"
     _respond(rec["request"], Data={"ReadyAt": "now"})
     assert _stack(cfn, stack_id)["StackStatus"] == "CREATE_COMPLETE"
+
+
+# --------------------------------------------------------------------------- reboot-and-resume, Windows, output
+
+
+def test_exit_194_reboots_the_instance_and_runs_the_script_again(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "patch", "reboot_seconds": 20, "runs": [
+        {"exit_code": 194, "duration_seconds": 5, "stdout": "installing"},
+        {"exit_code": 0, "duration_seconds": 3, "stdout": "patched"}]})
+    cid = _send(ssm, [iid], ["patch"])
+    ctl.advance(5)  # first run exits 194: the reboot begins
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost"
+    assert ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+    (row,) = ctl.get("/_opsflow/invocations")["invocations"]
+    assert (row["runs"], row["reboots"], row["ended_ms"], row["exit_code"]) == (1, 1, None, None)
+    ctl.advance(20)  # back: the second run starts
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    ctl.advance(3)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardOutputContent"]) == ("Success", 0, "patched")
+    (row,) = ctl.get("/_opsflow/invocations")["invocations"]
+    assert (row["runs"], row["reboots"], row["exit_code"]) == (2, 1, 0)
+    assert row["ended_ms"] - row["started_ms"] == 28000
+
+
+def test_reboot_codes_belong_to_their_plugin(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (lin,) = _managed(aws, ctl)
+    (win,) = _managed(aws, ctl, windows=True)
+    ctl.post("/_opsflow/config", {"reboot_seconds": 10})
+    runs = [{"exit_code": 3010, "duration_seconds": 1}, {"exit_code": 0, "duration_seconds": 1, "stdout": "ok"}]
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunShellScript", "match": "x", "runs": runs})
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunPowerShellScript", "match": "x", "runs": [
+        {"exit_code": 194, "duration_seconds": 1}, {"exit_code": 0, "duration_seconds": 1}]})
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunPowerShellScript", "match": "y", "runs": runs})
+    shell = _send(ssm, [lin], ["x"])
+    ps_194 = _send(ssm, [win], ["x"], document="AWS-RunPowerShellScript")
+    ctl.advance(1)
+    assert (_inv(ssm, shell, lin)["Status"], _inv(ssm, shell, lin)["ResponseCode"]) == ("Failed", 3010)
+    assert (_inv(ssm, ps_194, win)["Status"], _inv(ssm, ps_194, win)["ResponseCode"]) == ("Failed", 194)
+    ps = _send(ssm, [win], ["y"], document="AWS-RunPowerShellScript")
+    ctl.advance(1)
+    assert _info(ssm, [win])[0]["PingStatus"] == "ConnectionLost"  # config reboot_seconds
+    ctl.advance(11)
+    inv = _inv(ssm, ps, win)
+    assert (inv["Status"], inv["StandardOutputContent"], inv["PluginName"]) == ("Success", "ok", "aws:runPowerShellScript")
+    # a list that ends asking for a reboot describes no end
+    bad = ctl.call("POST", "/_opsflow/commands", {"runs": [{"exit_code": 194}]})
+    assert bad[0] == 400
+
+
+def test_windows_instance_platform_and_powershell_s3_output_key(aws: Any, ctl: Control) -> None:
+    ssm, s3, ec2 = aws("ssm"), aws("s3"), aws("ec2")
+    (win,) = _managed(aws, ctl, windows=True)
+    info = _info(ssm, [win])[0]
+    assert info["PlatformType"] == "Windows" and "Windows" in info["PlatformName"]
+    assert ec2.describe_instances(InstanceIds=[win])["Reservations"][0]["Instances"][0]["Platform"] == "windows"
+    bucket = f"ssm-out-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunPowerShellScript", "stdout": "hi"})
+    cid = _send(ssm, [win], ["Get-Date"], document="AWS-RunPowerShellScript", OutputS3BucketName=bucket)
+    ctl.advance(0.001)
+    key = f"{cid}/{win}/awsrunPowerShellScript/0.awsrunPowerShellScript/stdout"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hi"
+    assert _inv(ssm, cid, win)["StandardOutputUrl"] == f"https://s3.us-east-1.amazonaws.com/{bucket}/{key}"
+
+
+def test_invocation_log_gives_overlap_and_clears(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    a, b, c = _managed(aws, ctl, n=3)
+    ctl.post("/_opsflow/commands", {"match": "work", "duration_seconds": 10})
+    t0 = ctl.now_ms()
+    first = _send(ssm, [a, b], ["work"])
+    ctl.advance(5)
+    _send(ssm, [c], ["work"])
+    rows = ctl.get("/_opsflow/invocations")["invocations"]
+    assert {r["instance_id"] for r in rows[:2]} == {a, b} and rows[2]["instance_id"] == c  # oldest command first
+    assert all(r["ended_ms"] is None and r["status"] == "InProgress" for r in rows)
+    ctl.advance(10)
+    rows = ctl.get("/_opsflow/invocations")["invocations"]
+    assert [(r["started_ms"] - t0, r["ended_ms"] - t0) for r in rows] == [(0, 10000), (0, 10000), (5000, 15000)]
+    events = sorted([(r["started_ms"], 1) for r in rows] + [(r["ended_ms"], -1) for r in rows])
+    running, peak = 0, 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    assert peak == 3
+    assert {r["command_id"] for r in rows[:2]} == {first}
+    assert all(r["document"] == "AWS-RunShellScript" and r["account"] == "123456789012" for r in rows)
+    assert ctl.call("DELETE", "/_opsflow/invocations")[0] == 200
+    assert ctl.get("/_opsflow/invocations")["invocations"] == []
+    _send(ssm, [a], ["work"])
+    ctl.post("/_opsflow/reset", {})
+    assert ctl.get("/_opsflow/invocations")["invocations"] == []
+
+
+def test_cloudwatch_output_goes_to_the_documents_default_group_or_the_named_one(aws: Any, ctl: Control) -> None:
+    ssm, logs = aws("ssm"), aws("logs")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "report", "stdout": "all good", "stderr": "a warning"})
+    cid = _send(ssm, [iid], ["report"], CloudWatchOutputConfig={"CloudWatchOutputEnabled": True})
+    ctl.advance(0.001)
+    inv = _inv(ssm, cid, iid)
+    group = "/aws/ssm/AWS-RunShellScript"
+    assert inv["CloudWatchOutputConfig"] == {"CloudWatchLogGroupName": group, "CloudWatchOutputEnabled": True}
+    for stream, text in (("stdout", "all good"), ("stderr", "a warning")):
+        events = logs.get_log_events(logGroupName=group, logStreamName=f"{cid}/{iid}/aws-runShellScript/{stream}",
+                                     startFromHead=True)["events"]
+        assert [e["message"] for e in events] == [text]
+    named = f"/fleet/{uuid.uuid4().hex[:6]}"
+    cid2 = _send(ssm, [iid], ["report"], CloudWatchOutputConfig={"CloudWatchOutputEnabled": True,
+                                                                  "CloudWatchLogGroupName": named})
+    ctl.advance(0.001)
+    streams = logs.describe_log_streams(logGroupName=named)["logStreams"]
+    assert sorted(s["logStreamName"] for s in streams) == [f"{cid2}/{iid}/aws-runShellScript/stderr",
+                                                           f"{cid2}/{iid}/aws-runShellScript/stdout"]
+    # without the config nothing is written and the invocation says so
+    cid3 = _send(ssm, [iid], ["report"])
+    ctl.advance(0.001)
+    assert _inv(ssm, cid3, iid)["CloudWatchOutputConfig"]["CloudWatchOutputEnabled"] is False
+    assert not any(s["logStreamName"].startswith(cid3) for s in logs.describe_log_streams(
+        logGroupName=group)["logStreams"])
