@@ -59,6 +59,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "command_pending_seconds": 0.0,
     # how long a node is down when a script exits 194 (shell) / 3010 (PowerShell) between runs
     "reboot_seconds": 0.0,
+    # STS: AssumeRole checks the role exists and its trust policy allows the caller
+    "sts_trust_enforced": True,
     # EBS volume modifications
     "volume_modifying_seconds": 0.0,
     "volume_optimizing_seconds": 0.0,
@@ -167,6 +169,7 @@ class Runtime:
         self.volume_failures: list[dict[str, Any]] = []
         self.schedules: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}
         self._next_id = 1
         self.reset()
 
@@ -489,6 +492,14 @@ def identify(environ: dict[str, Any]) -> tuple[str, str, str]:
     return service, _rest_operation(service, environ) or environ.get("REQUEST_METHOD", "?"), protocol
 
 
+def _access_key(environ: dict[str, Any]) -> str:
+    """The access key id that signed the request (Authorization header or presigned query)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        return auth.split("Credential=", 1)[1].split("/", 1)[0].strip()
+    return (parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential") or [""])[0].split("/", 1)[0]
+
+
 def _rest_operation(service: str, environ: dict[str, Any]) -> str | None:
     try:
         from moto.core.request import Request
@@ -578,7 +589,31 @@ class LocalCloudApp:
                                                    fault["message"], fault["http_status"])
             start_response(status, headers)
             return [body]
+        if key == "sts:AssumeRole" and self.rt.cfg("sts_trust_enforced"):
+            denial = self.assume_role_denial(environ, protocol)
+            if denial is not None:
+                status, headers, body = error_response(protocol, service, environ, "AccessDenied", denial, 403)
+                start_response(status, headers)
+                return [body]
         return self.moto_app(environ, start_response)
+
+    @staticmethod
+    def assume_role_denial(environ: dict[str, Any], protocol: str) -> str | None:
+        """AccessDenied's message if the role's trust policy does not let the caller in, else None."""
+        if protocol == "json":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length > 0 else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            try:
+                params = {k: [v] for k, v in json.loads(raw or b"{}").items()}
+            except ValueError:
+                params = {}
+        else:
+            params = parse_qs(_read_form_body(environ))
+            params.update(parse_qs(environ.get("QUERY_STRING", "")))
+        role_arn = (params.get("RoleArn") or [""])[0]
+        external_id = (params.get("ExternalId") or [None])[0]
+        return ext.assume_role_denial(_access_key(environ), role_arn, external_id)
 
     # ----- ResponseURL of CloudFormation custom resources (S3 presigned URLs on AWS)
     def custom_resource_response(self, environ: dict[str, Any],
@@ -744,6 +779,23 @@ class LocalCloudApp:
         if self.rt.custom_resources is not None:
             self.rt.custom_resources.clear()
         return {"requests": []}
+
+    def api_get_accounts(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            return {"accounts": list(self.rt.accounts.values())}
+
+    def api_post_accounts(self, body: Any) -> dict[str, Any]:
+        body = self._object(body)
+        unknown = sorted(set(body) - {"account_id"})
+        if unknown:
+            raise BadRequest(f"unknown account keys: {unknown}; known: ['account_id']")
+        account_id = body.get("account_id")
+        if not isinstance(account_id, str) or len(account_id) != 12 or not account_id.isdigit():
+            raise BadRequest("account_id must be a 12-digit string")
+        with self.rt.lock:
+            seeded = ext.seed_account(account_id, self.rt.accounts.get(account_id))
+            self.rt.accounts[account_id] = seeded
+        return seeded
 
     def api_get_invocations(self, _: Any) -> dict[str, Any]:
         return {"invocations": self.rt.commands.invocation_log(self.rt.clock.now_ms())}

@@ -19,6 +19,8 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
 * SSM reboot-and-resume: a rule's ``runs`` whose exit 194 (shell) / 3010 (PowerShell) reboots
   the node (agent ConnectionLost) and runs the script again; output to CloudWatch Logs and to a
   bucket of any account; the invocation log (GET /_opsflow/invocations).
+* STS: AssumeRole evaluates the role's trust policy (principal, ExternalId conditions, Deny);
+  ``seed_account`` gives an administrator key in any account.
 * CloudFormation custom resources that wait for an answer to their ResponseURL
   (``opsflow_moto_cfn.py``).
 
@@ -1154,6 +1156,7 @@ def install(rt: Any) -> None:
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)
+    _patch_sts()
     _prepare_cloudformation(rt)
 
 
@@ -1181,3 +1184,187 @@ def _prepare_cloudformation(rt: Any) -> None:
 
     rt.ensure_custom_resources = ensure_custom_resources
 
+
+# --------------------------------------------------------------------------- STS: trust policies and accounts
+
+PARTITION = "aws"
+#: The IAM user POST /_opsflow/accounts creates in an account to seed it.
+SEED_USER = "opsflow-admin"
+ADMIN_POLICY_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def default_account() -> str:
+    """The account moto gives credentials it does not know (e.g. the `testing` keys)."""
+    import os
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+
+
+def caller_identity(access_key: str) -> dict[str, Any]:
+    """Who signs with this access key, as moto maps keys to accounts (iam_backends' access_keys):
+    {"account", "arn", "role_arn" (assumed-role sessions only)}."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account_id, partitions in list(iam_backends.items()):
+        iam = partitions[PARTITION]
+        if access_key not in iam.access_keys:
+            continue
+        for assumed in list(sts_backends[account_id][PARTITION].assumed_roles):
+            if assumed.access_key_id == access_key:
+                return {"account": account_id, "arn": assumed.arn, "role_arn": assumed.role_arn}
+        user = iam.get_user_from_access_key_id(access_key)
+        if user is not None:
+            return {"account": account_id, "arn": user.arn, "role_arn": None}
+        return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:root", "role_arn": None}
+    account_id = default_account()
+    # moto's GetCallerIdentity calls such a caller the IAM user "moto"
+    return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:user/moto", "role_arn": None}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _principal_matches(principal: Any, caller: dict[str, Any]) -> bool:
+    if principal == "*":
+        return True
+    if not isinstance(principal, dict):
+        return False
+    for p in _as_list(principal.get("AWS", [])):
+        p = str(p)
+        if p == "*":
+            return True
+        if p == caller["account"] or p == f"arn:aws:iam::{caller['account']}:root":
+            return True  # the account: any of its principals (its own policies decide, not checked here)
+        if p == caller["arn"] or (caller["role_arn"] and p == caller["role_arn"]):
+            return True  # that user, that role's sessions, or that very session
+    return False
+
+
+def _action_matches(action: Any) -> bool:
+    return any(fnmatch.fnmatchcase("sts:assumerole", str(a).lower()) for a in _as_list(action))
+
+
+def _string_like(pattern: str, value: str) -> bool:
+    import re
+
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def _conditions_hold(condition: Any, context: dict[str, str]) -> bool:
+    """Every operator and every key must hold (AND); any of a key's values may match (OR).
+    A key the request lacks fails the operator. Operators other than StringEquals / StringLike
+    are not evaluated: the statement does not apply (fails closed)."""
+    if not condition:
+        return True
+    if not isinstance(condition, dict):
+        return False
+    for operator, keys in condition.items():
+        if operator not in ("StringEquals", "StringLike") or not isinstance(keys, dict):
+            return False
+        for key, values in keys.items():
+            actual = context.get(key.lower())  # condition keys are case-insensitive
+            if actual is None:
+                return False
+            test = (lambda v: v == actual) if operator == "StringEquals" else (lambda v: _string_like(v, actual))
+            if not any(test(str(v)) for v in _as_list(values)):
+                return False
+    return True
+
+
+def trust_allows(document: Any, caller: dict[str, Any], external_id: str | None) -> bool:
+    """IAM's evaluation of a role trust policy for sts:AssumeRole: an explicit Deny wins, else
+    an Allow is needed, else implicit deny. NotPrincipal / NotAction statements never apply."""
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        try:
+            document = json.loads(document)
+        except ValueError:
+            document = json.loads(unquote(document))
+    context = {"aws:principalaccount": caller["account"], "aws:principalarn": caller["role_arn"] or caller["arn"]}
+    if external_id is not None:
+        context["sts:externalid"] = external_id
+    allowed = False
+    for st in _as_list(document.get("Statement", [])):
+        if not isinstance(st, dict) or "Principal" not in st or "Action" not in st:
+            continue
+        if not (_principal_matches(st["Principal"], caller) and _action_matches(st["Action"])
+                and _conditions_hold(st.get("Condition"), context)):
+            continue
+        if st.get("Effect") == "Deny":
+            return False
+        if st.get("Effect") == "Allow":
+            allowed = True
+    return allowed
+
+
+def find_role(role_arn: str) -> Any:
+    """The IAM role with this exact ARN in the account the ARN names, or None."""
+    import re
+
+    from moto.iam.models import iam_backends
+
+    m = re.match(r"arn:aws:iam::(\d{12}):role/", role_arn or "")
+    if not m or m.group(1) not in iam_backends:
+        return None
+    for role in iam_backends[m.group(1)][PARTITION].roles.values():
+        if role.arn == role_arn:
+            return role
+    return None
+
+
+def assume_role_denial(access_key: str, role_arn: str, external_id: str | None) -> str | None:
+    """None if the role's trust policy lets this caller assume it, else AWS's AccessDenied text."""
+    caller = caller_identity(access_key)
+    role = find_role(role_arn)
+    if role is not None:
+        try:
+            if trust_allows(role.assume_role_policy_document, caller, external_id):
+                return None
+        except (ValueError, AttributeError, TypeError):
+            pass  # a document we cannot read allows nothing
+    return f"User: {caller['arn']} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+
+
+def _patch_sts() -> None:
+    """GetCallerIdentity for keys moto does not know: moto answers arn:aws:sts::ACCT:user/moto;
+    an IAM user's ARN is arn:aws:iam::ACCT:user/NAME (STS API reference, GetCallerIdentity)."""
+    from moto.sts.models import STSBackend
+
+    def make(orig: Any) -> Any:
+        def get_caller_identity(self: Any, access_key_id: str, region: str) -> tuple[str, str, str]:
+            user_id, arn, account_id = orig(self, access_key_id, region)
+            if arn.endswith(f":sts::{account_id}:user/moto"):
+                arn = arn.replace(":sts::", ":iam::", 1)
+            return user_id, arn, account_id
+
+        return get_caller_identity
+
+    wrap(STSBackend, "get_caller_identity", make)
+
+
+def seed_account(account_id: str, known: dict[str, Any] | None) -> dict[str, Any]:
+    """An administrator's access key in `account_id` (the IAM user opsflow-admin with
+    AdministratorAccess), created once; moto maps the key to that account. `known` is what an
+    earlier call returned: reused while moto still has that key (a moto reset drops it)."""
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[account_id][PARTITION]
+    if known and known["access_key_id"] in iam.access_keys:
+        return known
+    if SEED_USER not in iam.users:
+        iam.create_user(region_name="us-east-1", user_name=SEED_USER)
+        try:
+            iam.attach_user_policy(ADMIN_POLICY_ARN, SEED_USER)
+        except Exception:  # noqa: BLE001 - managed policies not loaded: permissions are not checked anyway
+            pass
+    for old in list(iam.users[SEED_USER].access_keys):  # at most 2 keys per user: start afresh
+        iam.delete_access_key(old.access_key_id, SEED_USER)
+    key = iam.create_access_key(SEED_USER)
+    return {"account_id": account_id, "user_arn": iam.users[SEED_USER].arn,
+            "access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}
