@@ -57,6 +57,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # SSM commands
     "invocation_does_not_exist_seconds": 0.0,
     "command_pending_seconds": 0.0,
+    # how long a node is down when a script exits 194 (shell) / 3010 (PowerShell) between runs
+    "reboot_seconds": 0.0,
+    # STS: AssumeRole checks the role exists and its trust policy allows the caller
+    "sts_trust_enforced": True,
     # EBS volume modifications
     "volume_modifying_seconds": 0.0,
     "volume_optimizing_seconds": 0.0,
@@ -165,6 +169,7 @@ class Runtime:
         self.volume_failures: list[dict[str, Any]] = []
         self.schedules: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}
         self._next_id = 1
         self.reset()
 
@@ -176,6 +181,7 @@ class Runtime:
             self.volume_failures = []
             self.schedules = []
             self.calls = {}
+        self.commands.clear_log()
         self.clock.reset()
 
     def _id(self, prefix: str) -> str:
@@ -232,10 +238,29 @@ class Runtime:
     # ----- command rules
     def add_rule(self, body: dict[str, Any]) -> dict[str, Any]:
         allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds",
-                   "exit_code", "stdout", "stderr", "count", "undeliverable"}
+                   "exit_code", "stdout", "stderr", "count", "undeliverable", "runs", "reboot_seconds"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise BadRequest(f"unknown command rule keys: {unknown}; known: {sorted(allowed)}")
+        runs = body.get("runs")
+        if runs is not None:
+            if set(body) & {"duration_seconds", "exit_code", "stdout", "stderr"}:
+                raise BadRequest("give either runs or duration_seconds/exit_code/stdout/stderr, not both")
+            if not isinstance(runs, list) or not runs:
+                raise BadRequest("runs must be a non-empty list of {exit_code, duration_seconds, stdout, stderr}")
+            checked = []
+            for run in runs:
+                if not isinstance(run, dict) or set(run) - {"exit_code", "duration_seconds", "stdout", "stderr"}:
+                    raise BadRequest("each run is an object with exit_code, duration_seconds, stdout, stderr")
+                code = run.get("exit_code", 0)
+                if isinstance(code, bool) or not isinstance(code, int):
+                    raise BadRequest("exit_code must be an integer")
+                checked.append({"exit_code": code, "duration_seconds": _num(run, "duration_seconds", 0.0),
+                                "stdout": str(run.get("stdout", "")), "stderr": str(run.get("stderr", ""))})
+            if checked[-1]["exit_code"] in ext.REBOOT_EXIT_CODES.values():
+                raise BadRequest("the last run exits with a reboot code (194/3010): the agent would reboot "
+                                 "and run the script again; add the run that follows")
+            runs = checked
         rule = {
             "id": self._id("rule"),
             "document": body.get("document") or "*",
@@ -248,6 +273,8 @@ class Runtime:
             "stderr": str(body.get("stderr", "")),
             "remaining": int(body["count"]) if body.get("count") is not None else None,
             "undeliverable": _bool(body, "undeliverable", False),
+            "runs": runs,
+            "reboot_seconds": _num(body, "reboot_seconds", None),
         }
         with self.lock:
             self.rules.append(rule)
@@ -465,6 +492,14 @@ def identify(environ: dict[str, Any]) -> tuple[str, str, str]:
     return service, _rest_operation(service, environ) or environ.get("REQUEST_METHOD", "?"), protocol
 
 
+def _access_key(environ: dict[str, Any]) -> str:
+    """The access key id that signed the request (Authorization header or presigned query)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        return auth.split("Credential=", 1)[1].split("/", 1)[0].strip()
+    return (parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential") or [""])[0].split("/", 1)[0]
+
+
 def _rest_operation(service: str, environ: dict[str, Any]) -> str | None:
     try:
         from moto.core.request import Request
@@ -554,7 +589,31 @@ class LocalCloudApp:
                                                    fault["message"], fault["http_status"])
             start_response(status, headers)
             return [body]
+        if key == "sts:AssumeRole" and self.rt.cfg("sts_trust_enforced"):
+            denial = self.assume_role_denial(environ, protocol)
+            if denial is not None:
+                status, headers, body = error_response(protocol, service, environ, "AccessDenied", denial, 403)
+                start_response(status, headers)
+                return [body]
         return self.moto_app(environ, start_response)
+
+    @staticmethod
+    def assume_role_denial(environ: dict[str, Any], protocol: str) -> str | None:
+        """AccessDenied's message if the role's trust policy does not let the caller in, else None."""
+        if protocol == "json":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length > 0 else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            try:
+                params = {k: [v] for k, v in json.loads(raw or b"{}").items()}
+            except ValueError:
+                params = {}
+        else:
+            params = parse_qs(_read_form_body(environ))
+            params.update(parse_qs(environ.get("QUERY_STRING", "")))
+        role_arn = (params.get("RoleArn") or [""])[0]
+        external_id = (params.get("ExternalId") or [None])[0]
+        return ext.assume_role_denial(_access_key(environ), role_arn, external_id)
 
     # ----- ResponseURL of CloudFormation custom resources (S3 presigned URLs on AWS)
     def custom_resource_response(self, environ: dict[str, Any],
@@ -720,6 +779,30 @@ class LocalCloudApp:
         if self.rt.custom_resources is not None:
             self.rt.custom_resources.clear()
         return {"requests": []}
+
+    def api_get_accounts(self, _: Any) -> dict[str, Any]:
+        with self.rt.lock:
+            return {"accounts": list(self.rt.accounts.values())}
+
+    def api_post_accounts(self, body: Any) -> dict[str, Any]:
+        body = self._object(body)
+        unknown = sorted(set(body) - {"account_id"})
+        if unknown:
+            raise BadRequest(f"unknown account keys: {unknown}; known: ['account_id']")
+        account_id = body.get("account_id")
+        if not isinstance(account_id, str) or len(account_id) != 12 or not account_id.isdigit():
+            raise BadRequest("account_id must be a 12-digit string")
+        with self.rt.lock:
+            seeded = ext.seed_account(account_id, self.rt.accounts.get(account_id))
+            self.rt.accounts[account_id] = seeded
+        return seeded
+
+    def api_get_invocations(self, _: Any) -> dict[str, Any]:
+        return {"invocations": self.rt.commands.invocation_log(self.rt.clock.now_ms())}
+
+    def api_delete_invocations(self, _: Any) -> dict[str, Any]:
+        self.rt.commands.clear_log()
+        return {"invocations": []}
 
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()

@@ -16,6 +16,11 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   VolumeModificationRateExceeded errors.
 * EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
   (``POST /_opsflow/schedule``) stops and terminations.
+* SSM reboot-and-resume: a rule's ``runs`` whose exit 194 (shell) / 3010 (PowerShell) reboots
+  the node (agent ConnectionLost) and runs the script again; output to CloudWatch Logs and to a
+  bucket of any account; the invocation log (GET /_opsflow/invocations).
+* STS: AssumeRole evaluates the role's trust policy (principal, ExternalId conditions, Deny);
+  ``seed_account`` gives an administrator key in any account.
 * CloudFormation custom resources that wait for an answer to their ResponseURL
   (``opsflow_moto_cfn.py``).
 
@@ -47,8 +52,10 @@ from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 UTC = _dt.UTC
-#: SSM cuts StandardOutputContent / StandardErrorContent of GetCommandInvocation here.
+#: SSM keeps the first 24,000 characters of stdout in GetCommandInvocation's StandardOutputContent
+#: and the first 8,000 of stderr in StandardErrorContent (API reference, GetCommandInvocation).
 SSM_GET_INVOCATION_OUTPUT_LIMIT = 24000
+SSM_GET_INVOCATION_ERROR_LIMIT = 8000
 #: ... and the plugin Output of ListCommandInvocations(Details=true) here.
 SSM_LIST_INVOCATIONS_OUTPUT_LIMIT = 2500
 SSM_DEFAULT_EXECUTION_TIMEOUT = 3600
@@ -160,6 +167,9 @@ def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
         if now < online_at:
             return None
         status, last_ping = "ConnectionLost", online_at
+    elif (reboot_start := _rebooting_since(instance, now)) is not None:
+        # A script asked for a reboot (exit 194 / 3010): the agent is gone until the node is back.
+        status, last_ping = "ConnectionLost", reboot_start
     elif now >= online_at:
         status, last_ping = "Online", now
     else:
@@ -182,6 +192,14 @@ def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
         "SourceType": "AWS::EC2::Instance",
         "_tags": {t.get("key", t.get("Key")): t.get("value", t.get("Value")) for t in instance.get_tags()},
     }
+
+
+def _rebooting_since(instance: Instance, now: int) -> int | None:
+    for inv in getattr(instance, "opsflow_invocations", ()):
+        start = inv.rebooting(now)
+        if start is not None:
+            return start
+    return None
 
 
 def all_managed_instances(rt: Any, account_id: str, region: str) -> list[dict[str, Any]]:
@@ -512,14 +530,24 @@ def _patch_ec2_volumes(rt: Any) -> None:
 # --------------------------------------------------------------------------- SSM: command progression
 
 
+#: Exit codes that make SSM Agent reboot the node and then run the script again (SSM user guide,
+#: "Handling reboots when running commands"): `exit 194` for Linux/macOS (aws:runShellScript),
+#: `exit 3010` for Windows (aws:runPowerShellScript). Any other plugin/code pair is an ordinary exit.
+REBOOT_EXIT_CODES = {"aws:runShellScript": 194, "aws:runPowerShellScript": 3010}
+
+
 class InvocationRun:
     """The scripted life of one command invocation (one instance).
 
-    The rule fixes it at SendCommand: Pending for `pending_seconds`, then InProgress for
-    `duration_seconds`, then Success/Failed by exit code (TimedOut past the execution
-    timeout), or Failed/Undeliverable after `pending_seconds` with an `undeliverable` rule.
-    If the instance stops or terminates before the invocation ends, its agent never reports
-    again: the invocation stays where it was (Pending or InProgress) until the command
+    The rule fixes it at SendCommand: Pending for `pending_seconds`, then InProgress while the
+    script runs, then Success/Failed by exit code (TimedOut past the execution timeout), or
+    Failed/Undeliverable after `pending_seconds` with an `undeliverable` rule. A rule's `runs`
+    are successive runs of the script: a run that exits with the plugin's reboot code (194 for
+    aws:runShellScript, 3010 for aws:runPowerShellScript) is followed by a reboot of
+    `reboot_seconds` (the instance's agent is ConnectionLost, the invocation stays InProgress),
+    then the next run; the first run that exits otherwise ends the invocation with its code and
+    output. If the instance stops or terminates before the invocation ends, its agent never
+    reports again: the invocation stays where it was (Pending or InProgress) until the command
     expires, then ends TimedOut/DeliveryTimedOut (see `_plan`).
     """
 
@@ -527,17 +555,23 @@ class InvocationRun:
         self.instance_id = instance_id
         self.instance = cmd.instance(instance_id)
         self.rule_id = rule.get("id")
-        self.exit_code = int(rule.get("exit_code", 0))
-        self.stdout = str(rule.get("stdout", ""))
-        self.stderr = str(rule.get("stderr", ""))
         self.t0 = t0 = cmd.requested
         self.expires_at = cmd.expires_at
         pending = ms(rule["pending_seconds"] if rule.get("pending_seconds") is not None
                      else rt.cfg("command_pending_seconds"))
-        duration = ms(rule.get("duration_seconds", 0))
+        runs = rule.get("runs") or [{"exit_code": rule.get("exit_code", 0),
+                                     "duration_seconds": rule.get("duration_seconds", 0),
+                                     "stdout": rule.get("stdout", ""), "stderr": rule.get("stderr", "")}]
+        reboot_ms = ms(rule["reboot_seconds"] if rule.get("reboot_seconds") is not None
+                       else rt.cfg("reboot_seconds"))
+        reboot_code = REBOOT_EXIT_CODES.get(cmd.plugin)
         self.visible_at = t0 + ms(rt.cfg("invocation_does_not_exist_seconds"))
         self.cancelled_at: int | None = None
         self.outputs_written = False
+        #: (start, end) of each run of the script and of each reboot between runs
+        self.run_spans: list[tuple[int, int]] = []
+        self.reboot_spans: list[tuple[int, int]] = []
+        self.exit_code, self.stdout, self.stderr = 0, "", ""
         self.exec_start: int | None
         if cmd.delivery_timeout is not None and pending > cmd.delivery_timeout:
             self.exec_start = None
@@ -550,14 +584,27 @@ class InvocationRun:
             self.final_at = t0 + pending
             self.final = ("Failed", "Undeliverable", -1)
         else:
-            self.exec_start = t0 + pending
-            if duration > cmd.execution_timeout:
-                self.final_at = self.exec_start + cmd.execution_timeout
-                self.final = ("TimedOut", "ExecutionTimedOut", -1)
-            else:
-                self.final_at = self.exec_start + duration
-                status = "Success" if self.exit_code == 0 else "Failed"
-                self.final = (status, status, self.exit_code)
+            self.exec_start = t = t0 + pending
+            for i, run in enumerate(runs):
+                duration = ms(run.get("duration_seconds", 0))
+                self.stdout, self.stderr = str(run.get("stdout", "")), str(run.get("stderr", ""))
+                if duration > cmd.execution_timeout:  # each run is one execution of the script
+                    self.run_spans.append((t, t + cmd.execution_timeout))
+                    self.final_at = t + cmd.execution_timeout
+                    self.final = ("TimedOut", "ExecutionTimedOut", -1)
+                    break
+                self.run_spans.append((t, t + duration))
+                t += duration
+                code = int(run.get("exit_code", 0))
+                if code == reboot_code and i < len(runs) - 1:
+                    self.reboot_spans.append((t, t + reboot_ms))
+                    t += reboot_ms
+                    continue
+                self.exit_code = code
+                self.final_at = t
+                status = "Success" if code == 0 else "Failed"
+                self.final = (status, status, code)
+                break
 
     def _plan(self) -> tuple[int | None, int, tuple[str, str, int]]:
         """(execution start, end, final status) as things stand, the instance's fate included."""
@@ -572,6 +619,31 @@ class InvocationRun:
         # response from SSM Agent, the command invocation is marked as deliveryTimeout").
         started = self.exec_start if self.exec_start <= down else None
         return started, max(self.expires_at, down), ("TimedOut", "DeliveryTimedOut", -1)
+
+    def _cut(self) -> int:
+        """The time after which nothing more happens on the instance (cancel, stop, terminate)."""
+        cut = self.final_at
+        if self.cancelled_at is not None:
+            cut = min(cut, self.cancelled_at)
+        if self.instance is not None:
+            down = instance_went_down_at(self.instance, self.t0, self.final_at)
+            if down is not None:
+                cut = min(cut, down)
+        return cut
+
+    def counts(self, now: int) -> tuple[int, int]:
+        """(runs started, reboots started) by `now`."""
+        cut = min(now, self._cut())
+        return (sum(1 for s, _ in self.run_spans if s <= cut),
+                sum(1 for s, _ in self.reboot_spans if s <= cut))
+
+    def rebooting(self, now: int) -> int | None:
+        """When the current reboot began, if the instance is rebooting for this invocation at `now`."""
+        cut = self._cut()
+        for start, end in self.reboot_spans:
+            if start <= now < end and start < cut:
+                return start
+        return None
 
     def cancel(self, now: int) -> bool:
         if self.cancelled_at is None and now < self._plan()[1]:
@@ -614,6 +686,7 @@ class CommandRun:
         self.command = command
         self.requested = rt.clock.now_ms()
         self.plugin = _plugin_name(command.document_name)
+        self.set_cloudwatch(None)
         params = command.parameters or {}
         self.delivery_timeout = ms(user_timeout) if user_timeout else None
         exec_timeout = (params.get("executionTimeout") or [None])[0]
@@ -632,7 +705,9 @@ class CommandRun:
         self.invocations: dict[str, InvocationRun] = {}
         for instance_id in command.instance_ids:
             rule = rt.pick_command_rule(command.document_name, text, instance_id)
-            self.invocations[instance_id] = InvocationRun(rt, self, instance_id, rule)
+            inv = self.invocations[instance_id] = InvocationRun(rt, self, instance_id, rule)
+            if inv.instance is not None and inv.reboot_spans:
+                inv.instance.opsflow_invocations = [*getattr(inv.instance, "opsflow_invocations", []), inv]
 
     def instance(self, instance_id: str) -> Instance | None:
         try:
@@ -646,6 +721,23 @@ class CommandRun:
         parts = [self.command.output_s3_key_prefix.strip("/")] if self.command.output_s3_key_prefix else []
         parts += [self.command.command_id, instance_id, step, f"0.{step}", stream]
         return "/".join(parts)
+
+    # -- CloudWatch Logs output (SendCommand's CloudWatchOutputConfig)
+    def set_cloudwatch(self, config: dict[str, Any] | None) -> None:
+        config = config or {}
+        self.cw_enabled = bool(config.get("CloudWatchOutputEnabled"))
+        # API reference: without a name, SSM creates the group aws/ssm/<DocumentName>; the
+        # group as SSM creates it (and as the console and users read it) starts with a slash.
+        self.cw_group = config.get("CloudWatchLogGroupName") or (
+            f"/aws/ssm/{self.command.document_name}" if self.cw_enabled else "")
+
+    def cloudwatch_config(self) -> dict[str, Any]:
+        return {"CloudWatchLogGroupName": self.cw_group, "CloudWatchOutputEnabled": self.cw_enabled}
+
+    def cw_stream(self, instance_id: str, stream: str) -> str:
+        # <CommandId>/<InstanceId>/aws-runShellScript/stdout: the plugin name with '-' for ':'
+        # (a colon is not allowed in a log stream name).
+        return f"{self.command.command_id}/{instance_id}/{self.plugin.replace(':', '-')}/{stream}"
 
     def s3_region(self) -> str:
         return self.command.output_s3_region or self.command.backend_region
@@ -711,9 +803,9 @@ def invocation_view(rt: Any, run: CommandRun, inv: InvocationRun, now: int) -> d
         "StatusDetails": st["StatusDetails"],
         "StandardOutputContent": _truncate(st["stdout"], SSM_GET_INVOCATION_OUTPUT_LIMIT),
         "StandardOutputUrl": run.s3_url(inv.instance_id, "stdout"),
-        "StandardErrorContent": _truncate(st["stderr"], SSM_GET_INVOCATION_OUTPUT_LIMIT),
+        "StandardErrorContent": _truncate(st["stderr"], SSM_GET_INVOCATION_ERROR_LIMIT),
         "StandardErrorUrl": run.s3_url(inv.instance_id, "stderr"),
-        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "CloudWatchOutputConfig": run.cloudwatch_config(),
     }
 
 
@@ -756,27 +848,62 @@ def list_invocation_view(run: CommandRun, inv: InvocationRun, now: int, details:
         "CommandPlugins": plugins,
         "ServiceRole": cmd.service_role_arn or "",
         "NotificationConfig": {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""},
-        "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
+        "CloudWatchOutputConfig": run.cloudwatch_config(),
     }
 
 
 class CommandRegistry:
-    """Commands whose S3 output still has to be written once they finish."""
+    """Every command sent (the invocation log), and those whose S3 output still has to be
+    written once they finish."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.unwritten: list[CommandRun] = []
+        self.log: list[CommandRun] = []
 
     def add(self, run: CommandRun) -> None:
-        if run.command.output_s3_bucket_name:
-            with self.lock:
+        with self.lock:
+            self.log.append(run)
+            if run.command.output_s3_bucket_name:
                 self.unwritten.append(run)
 
+    def track_output(self, run: CommandRun) -> None:
+        """Make sure a command whose output goes somewhere (S3, CloudWatch Logs) gets written."""
+        with self.lock:
+            if run not in self.unwritten:
+                self.unwritten.append(run)
+
+    def clear_log(self) -> None:
+        with self.lock:
+            self.log = []
+
+    def invocation_log(self, now: int) -> list[dict[str, Any]]:
+        """One row per invocation, oldest command first (GET /_opsflow/invocations)."""
+        with self.lock:
+            runs = list(self.log)
+        rows = []
+        for run in runs:
+            cmd = run.command
+            for iid, inv in run.invocations.items():
+                st = inv.state(now)
+                final = st["Status"] in FINAL_STATUSES
+                n_runs, n_reboots = inv.counts(now)
+                rows.append({
+                    "account": cmd.account_id, "region": cmd.backend_region,
+                    "command_id": cmd.command_id, "instance_id": iid, "document": cmd.document_name,
+                    "requested_ms": run.requested, "started_ms": st["start"],
+                    "ended_ms": st["end"] if final else None,
+                    "status": st["Status"], "status_details": st["StatusDetails"],
+                    "exit_code": st["ResponseCode"] if final else None,
+                    "runs": n_runs, "reboots": n_reboots,
+                })
+        return rows
+
     def flush(self, rt: Any) -> None:
-        """Write stdout/stderr objects of invocations that reached a final state."""
+        """Write stdout/stderr of invocations that reached a final state to the command's
+        S3 bucket and CloudWatch Logs group (only non-empty streams)."""
         if not self.unwritten:
             return
-        from moto.s3.models import s3_backends
         from moto.utilities.utils import get_partition
 
         now = rt.clock.now_ms()
@@ -791,19 +918,53 @@ class CommandRegistry:
                     if st["Status"] not in FINAL_STATUSES:
                         continue
                     inv.outputs_written = True
-                    backend = s3_backends[cmd.account_id][get_partition(run.s3_region())]
-                    if cmd.output_s3_bucket_name not in backend.buckets:
+                    streams = [(name, st[name]) for name in ("stdout", "stderr") if st[name]]
+                    if run.cw_enabled and streams:
+                        _write_cloudwatch(run, inv.instance_id, streams)
+                    if not cmd.output_s3_bucket_name:
+                        continue
+                    backend = _bucket_backend(cmd.account_id, get_partition(run.s3_region()),
+                                              cmd.output_s3_bucket_name)
+                    if backend is None:
                         continue  # SSM fails the upload silently; the command itself is unaffected
-                    for stream in ("stdout", "stderr"):
-                        if st[stream]:
-                            backend.put_object(
-                                cmd.output_s3_bucket_name,
-                                run.s3_key(inv.instance_id, stream),
-                                st[stream].encode(),
-                            )
+                    for name, text in streams:
+                        backend.put_object(cmd.output_s3_bucket_name, run.s3_key(inv.instance_id, name),
+                                           text.encode())
                 if any(not inv.outputs_written for inv in run.invocations.values()):
                     keep.append(run)
             self.unwritten = keep
+
+
+def _write_cloudwatch(run: CommandRun, instance_id: str, streams: list[tuple[str, str]]) -> None:
+    """The agent's CloudWatch output: group (created if missing), one stream per output stream.
+    Written once the invocation ends (the agent streams while it runs), stamped in real time
+    (moto refuses events more than 14 days old or 2 hours ahead of its own clock)."""
+    import time
+
+    from moto.logs.models import logs_backends
+
+    backend = logs_backends[run.command.account_id][run.command.backend_region]
+    if run.cw_group not in backend.groups:
+        backend.create_log_group(run.cw_group, {})
+    for name, text in streams:
+        stream = run.cw_stream(instance_id, name)
+        if stream not in backend.groups[run.cw_group].streams:
+            backend.create_log_stream(run.cw_group, stream)
+        backend.put_log_events(run.cw_group, stream, [{"timestamp": int(time.time() * 1000), "message": text}])
+
+
+def _bucket_backend(account_id: str, partition: str, bucket: str) -> Any:
+    """moto's S3 backend holding `bucket`: the command's own account first, then any other.
+    Bucket names are global on AWS, and the bucket of a fleet's output is often in another
+    account than the instance (its policy, not checked here, lets the instance profile write)."""
+    from moto.s3.models import s3_backends
+
+    if bucket in s3_backends[account_id][partition].buckets:
+        return s3_backends[account_id][partition]
+    for other, partitions in list(s3_backends.items()):
+        if other != account_id and partition in partitions and bucket in partitions[partition].buckets:
+            return partitions[partition]
+    return None
 
 
 def _patch_ssm(rt: Any) -> None:
@@ -847,6 +1008,7 @@ def _patch_ssm(rt: Any) -> None:
             if run is not None:
                 out.update(run.aggregate(rt.clock.now_ms()))
                 out["RequestedDateTime"] = to_dt(run.requested)
+                out["CloudWatchOutputConfig"] = run.cloudwatch_config()
             return out
 
         return method
@@ -938,6 +1100,14 @@ def _patch_ssm(rt: Any) -> None:
         def send_command(self: SimpleSystemManagerResponse) -> ActionResult:
             result = orig(self)
             command = result.result["Command"]  # type: ignore[index]
+            cw = self._get_param("CloudWatchOutputConfig")
+            if cw:  # moto ignores it
+                run = getattr(self.ssm_backend.get_command_by_id(command["CommandId"]), "opsflow", None)
+                if run is not None:
+                    run.set_cloudwatch(cw)
+                    command["CloudWatchOutputConfig"] = run.cloudwatch_config()
+                    if run.cw_enabled:
+                        registry.track_output(run)
             # As AWS: the SendCommand answer itself always says Pending with zero counts.
             command.update({"Status": "Pending", "StatusDetails": "Pending", "CompletedCount": 0,
                             "ErrorCount": 0, "DeliveryTimedOutCount": 0})
@@ -986,6 +1156,7 @@ def install(rt: Any) -> None:
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)
+    _patch_sts()
     _prepare_cloudformation(rt)
 
 
@@ -1012,3 +1183,188 @@ def _prepare_cloudformation(rt: Any) -> None:
         return rt.custom_resources
 
     rt.ensure_custom_resources = ensure_custom_resources
+
+
+# --------------------------------------------------------------------------- STS: trust policies and accounts
+
+PARTITION = "aws"
+#: The IAM user POST /_opsflow/accounts creates in an account to seed it.
+SEED_USER = "opsflow-admin"
+ADMIN_POLICY_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def default_account() -> str:
+    """The account moto gives credentials it does not know (e.g. the `testing` keys)."""
+    import os
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+
+
+def caller_identity(access_key: str) -> dict[str, Any]:
+    """Who signs with this access key, as moto maps keys to accounts (iam_backends' access_keys):
+    {"account", "arn", "role_arn" (assumed-role sessions only)}."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account_id, partitions in list(iam_backends.items()):
+        iam = partitions[PARTITION]
+        if access_key not in iam.access_keys:
+            continue
+        for assumed in list(sts_backends[account_id][PARTITION].assumed_roles):
+            if assumed.access_key_id == access_key:
+                return {"account": account_id, "arn": assumed.arn, "role_arn": assumed.role_arn}
+        user = iam.get_user_from_access_key_id(access_key)
+        if user is not None:
+            return {"account": account_id, "arn": user.arn, "role_arn": None}
+        return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:root", "role_arn": None}
+    account_id = default_account()
+    # moto's GetCallerIdentity calls such a caller the IAM user "moto"
+    return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:user/moto", "role_arn": None}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _principal_matches(principal: Any, caller: dict[str, Any]) -> bool:
+    if principal == "*":
+        return True
+    if not isinstance(principal, dict):
+        return False
+    for p in _as_list(principal.get("AWS", [])):
+        p = str(p)
+        if p == "*":
+            return True
+        if p == caller["account"] or p == f"arn:aws:iam::{caller['account']}:root":
+            return True  # the account: any of its principals (its own policies decide, not checked here)
+        if p == caller["arn"] or (caller["role_arn"] and p == caller["role_arn"]):
+            return True  # that user, that role's sessions, or that very session
+    return False
+
+
+def _action_matches(action: Any) -> bool:
+    return any(fnmatch.fnmatchcase("sts:assumerole", str(a).lower()) for a in _as_list(action))
+
+
+def _string_like(pattern: str, value: str) -> bool:
+    import re
+
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def _conditions_hold(condition: Any, context: dict[str, str]) -> bool:
+    """Every operator and every key must hold (AND); any of a key's values may match (OR).
+    A key the request lacks fails the operator. Operators other than StringEquals / StringLike
+    are not evaluated: the statement does not apply (fails closed)."""
+    if not condition:
+        return True
+    if not isinstance(condition, dict):
+        return False
+    for operator, keys in condition.items():
+        if operator not in ("StringEquals", "StringLike") or not isinstance(keys, dict):
+            return False
+        for key, values in keys.items():
+            actual = context.get(key.lower())  # condition keys are case-insensitive
+            if actual is None:
+                return False
+            test = (lambda v: v == actual) if operator == "StringEquals" else (lambda v: _string_like(v, actual))
+            if not any(test(str(v)) for v in _as_list(values)):
+                return False
+    return True
+
+
+def trust_allows(document: Any, caller: dict[str, Any], external_id: str | None) -> bool:
+    """IAM's evaluation of a role trust policy for sts:AssumeRole: an explicit Deny wins, else
+    an Allow is needed, else implicit deny. NotPrincipal / NotAction statements never apply."""
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        try:
+            document = json.loads(document)
+        except ValueError:
+            document = json.loads(unquote(document))
+    context = {"aws:principalaccount": caller["account"], "aws:principalarn": caller["role_arn"] or caller["arn"]}
+    if external_id is not None:
+        context["sts:externalid"] = external_id
+    allowed = False
+    for st in _as_list(document.get("Statement", [])):
+        if not isinstance(st, dict) or "Principal" not in st or "Action" not in st:
+            continue
+        if not (_principal_matches(st["Principal"], caller) and _action_matches(st["Action"])
+                and _conditions_hold(st.get("Condition"), context)):
+            continue
+        if st.get("Effect") == "Deny":
+            return False
+        if st.get("Effect") == "Allow":
+            allowed = True
+    return allowed
+
+
+def find_role(role_arn: str) -> Any:
+    """The IAM role with this exact ARN in the account the ARN names, or None."""
+    import re
+
+    from moto.iam.models import iam_backends
+
+    m = re.match(r"arn:aws:iam::(\d{12}):role/", role_arn or "")
+    if not m or m.group(1) not in iam_backends:
+        return None
+    for role in iam_backends[m.group(1)][PARTITION].roles.values():
+        if role.arn == role_arn:
+            return role
+    return None
+
+
+def assume_role_denial(access_key: str, role_arn: str, external_id: str | None) -> str | None:
+    """None if the role's trust policy lets this caller assume it, else AWS's AccessDenied text."""
+    caller = caller_identity(access_key)
+    role = find_role(role_arn)
+    if role is not None:
+        try:
+            if trust_allows(role.assume_role_policy_document, caller, external_id):
+                return None
+        except (ValueError, AttributeError, TypeError):
+            pass  # a document we cannot read allows nothing
+    return f"User: {caller['arn']} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+
+
+def _patch_sts() -> None:
+    """GetCallerIdentity for keys moto does not know: moto answers arn:aws:sts::ACCT:user/moto;
+    an IAM user's ARN is arn:aws:iam::ACCT:user/NAME (STS API reference, GetCallerIdentity)."""
+    from moto.sts.models import STSBackend
+
+    def make(orig: Any) -> Any:
+        def get_caller_identity(self: Any, access_key_id: str, region: str) -> tuple[str, str, str]:
+            user_id, arn, account_id = orig(self, access_key_id, region)
+            if arn.endswith(f":sts::{account_id}:user/moto"):
+                arn = arn.replace(":sts::", ":iam::", 1)
+            return user_id, arn, account_id
+
+        return get_caller_identity
+
+    wrap(STSBackend, "get_caller_identity", make)
+
+
+def seed_account(account_id: str, known: dict[str, Any] | None) -> dict[str, Any]:
+    """An administrator's access key in `account_id` (the IAM user opsflow-admin with
+    AdministratorAccess), created once; moto maps the key to that account. `known` is what an
+    earlier call returned: reused while moto still has that key (a moto reset drops it)."""
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[account_id][PARTITION]
+    if known and known["access_key_id"] in iam.access_keys:
+        return known
+    if SEED_USER not in iam.users:
+        iam.create_user(region_name="us-east-1", user_name=SEED_USER)
+        try:
+            iam.attach_user_policy(ADMIN_POLICY_ARN, SEED_USER)
+        except Exception:  # noqa: BLE001 - managed policies not loaded: permissions are not checked anyway
+            pass
+    for old in list(iam.users[SEED_USER].access_keys):  # at most 2 keys per user: start afresh
+        iam.delete_access_key(old.access_key_id, SEED_USER)
+    key = iam.create_access_key(SEED_USER)
+    return {"account_id": account_id, "user_arn": iam.users[SEED_USER].arn,
+            "access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}

@@ -1417,3 +1417,299 @@ def test_aws_cloudformation_customresource_type_is_a_custom_resource_too(aws: An
     assert _resource(cfn, stack_id)["ResourceStatus"] == "CREATE_IN_PROGRESS"
     _respond(rec["request"], Data={"ReadyAt": "now"})
     assert _stack(cfn, stack_id)["StackStatus"] == "CREATE_COMPLETE"
+
+
+# --------------------------------------------------------------------------- several accounts, STS trust
+
+MEMBER_A, MEMBER_B = "123456789012", "111111111111"
+
+
+def _client_for(endpoint: str, name: str, creds: dict[str, str], region: str = "us-east-1") -> Any:
+    return boto3.client(name, endpoint_url=endpoint, region_name=region, config=NO_RETRY,
+                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds.get("SessionToken"))
+
+
+def _seed(ctl: Control, account_id: str) -> dict[str, str]:
+    out = ctl.post("/_opsflow/accounts", {"account_id": account_id})
+    return {"AccessKeyId": out["access_key_id"], "SecretAccessKey": out["secret_access_key"]}
+
+
+def _trust(principal: Any, **condition: Any) -> str:
+    st: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+    if condition:
+        st["Condition"] = condition
+    return json.dumps({"Version": "2012-10-17", "Statement": [st]})
+
+
+def _member_role(endpoint: str, ctl: Control, trust: str, account: str = MEMBER_B) -> str:
+    iam = _client_for(endpoint, "iam", _seed(ctl, account))
+    name = f"opsflow-member-{uuid.uuid4().hex[:6]}"
+    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+
+
+def _denied(call: Any) -> dict[str, Any]:
+    with pytest.raises(ClientError) as err:
+        call()
+    return err.value.response
+
+
+def test_seeded_account_credentials_belong_to_that_account(aws: Any, ctl: Control, endpoint: str) -> None:
+    creds = _seed(ctl, MEMBER_B)
+    ident = _client_for(endpoint, "sts", creds).get_caller_identity()
+    assert ident["Account"] == MEMBER_B
+    assert ident["Arn"] == f"arn:aws:iam::{MEMBER_B}:user/opsflow-admin"
+    # the same key again (idempotent), listed
+    assert _seed(ctl, MEMBER_B) == creds
+    assert MEMBER_B in [a["account_id"] for a in ctl.get("/_opsflow/accounts")["accounts"]]
+    # the default test credentials are moto's default account, an IAM user ARN as AWS writes one
+    default = aws("sts").get_caller_identity()
+    assert (default["Account"], default["Arn"]) == (MEMBER_A, f"arn:aws:iam::{MEMBER_A}:user/moto")
+    assert ctl.call("POST", "/_opsflow/accounts", {"account_id": "12"})[0] == 400
+
+
+def test_assume_role_with_the_right_external_id_gives_credentials_of_the_member_account(
+        aws: Any, ctl: Control, endpoint: str) -> None:
+    role = _member_role(endpoint, ctl, _trust(f"arn:aws:iam::{MEMBER_A}:root",
+                                              StringEquals={"sts:ExternalId": "fleet-42"}))
+    out = aws("sts").assume_role(RoleArn=role, RoleSessionName="runbook", ExternalId="fleet-42")
+    ident = _client_for(endpoint, "sts", out["Credentials"]).get_caller_identity()
+    assert ident["Account"] == MEMBER_B
+    assert ident["Arn"] == f"arn:aws:sts::{MEMBER_B}:assumed-role/{role.split('/')[-1]}/runbook"
+
+
+@pytest.mark.parametrize("external_id", [None, "wrong"])
+def test_assume_role_without_the_external_id_it_requires_is_denied(
+        aws: Any, ctl: Control, endpoint: str, external_id: str | None) -> None:
+    role = _member_role(endpoint, ctl, _trust(MEMBER_A, StringEquals={"sts:ExternalId": "fleet-42"}))
+    kw = {"ExternalId": external_id} if external_id else {}
+    resp = _denied(lambda: aws("sts").assume_role(RoleArn=role, RoleSessionName="sess", **kw))
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert resp["Error"]["Code"] == "AccessDenied"
+    assert resp["Error"]["Type"] == "Sender"
+    assert resp["Error"]["Message"] == (f"User: arn:aws:iam::{MEMBER_A}:user/moto is not authorized to perform: "
+                                        f"sts:AssumeRole on resource: {role}")
+
+
+def test_assume_role_of_a_missing_role_or_one_trusting_another_account_is_denied(
+        aws: Any, ctl: Control, endpoint: str) -> None:
+    sts = aws("sts")
+    missing = f"arn:aws:iam::{MEMBER_B}:role/opsflow-member-missing"
+    assert _denied(lambda: sts.assume_role(RoleArn=missing, RoleSessionName="sess"))["Error"]["Code"] == "AccessDenied"
+    other = _member_role(endpoint, ctl, _trust("arn:aws:iam::222222222222:root"))
+    assert _denied(lambda: sts.assume_role(RoleArn=other, RoleSessionName="sess"))["Error"]["Code"] == "AccessDenied"
+    # with enforcement off, moto's own behaviour (any ARN is assumable) comes back
+    ctl.post("/_opsflow/config", {"sts_trust_enforced": False})
+    assert sts.assume_role(RoleArn=missing, RoleSessionName="sess")["Credentials"]["AccessKeyId"]
+
+
+def test_trust_by_role_arn_string_like_and_explicit_deny(aws: Any, ctl: Control, endpoint: str) -> None:
+    # a hub role in account A, assumable by A; the member role trusts only that hub role
+    hub = aws("iam").create_role(RoleName=f"hub-{uuid.uuid4().hex[:6]}",
+                                 AssumeRolePolicyDocument=_trust(MEMBER_A))["Role"]["Arn"]
+    hub_creds = aws("sts").assume_role(RoleArn=hub, RoleSessionName="lambda")["Credentials"]
+    hub_sts = _client_for(endpoint, "sts", hub_creds)
+    member = _member_role(endpoint, ctl, _trust(hub, StringLike={"sts:ExternalId": "fleet-*"}))
+    assert hub_sts.assume_role(RoleArn=member, RoleSessionName="tt", ExternalId="fleet-7")["Credentials"]
+    assert _denied(lambda: hub_sts.assume_role(RoleArn=member, RoleSessionName="tt", ExternalId="other"))
+    # the account's default caller is not the hub role
+    assert _denied(lambda: aws("sts").assume_role(RoleArn=member, RoleSessionName="tt", ExternalId="fleet-7"))
+    # an explicit Deny wins over the Allow
+    doc = json.loads(_trust("*"))
+    doc["Statement"].append({"Effect": "Deny", "Principal": {"AWS": hub}, "Action": "sts:AssumeRole"})
+    denied = _member_role(endpoint, ctl, json.dumps(doc))
+    assert _denied(lambda: hub_sts.assume_role(RoleArn=denied, RoleSessionName="tt"))
+    assert aws("sts").assume_role(RoleArn=denied, RoleSessionName="tt")["Credentials"]
+
+
+def test_member_account_region_is_isolated_for_ec2_and_ssm(aws: Any, ctl: Control, endpoint: str) -> None:
+    role = _member_role(endpoint, ctl, _trust(MEMBER_A, StringEquals={"sts:ExternalId": "ext-x"}))
+    creds = aws("sts").assume_role(RoleArn=role, RoleSessionName="sess", ExternalId="ext-x")["Credentials"]
+    region = "eu-north-1"
+    ec2, ssm = _client_for(endpoint, "ec2", creds, region), _client_for(endpoint, "ssm", creds, region)
+    iam = _client_for(endpoint, "iam", creds)
+    tag = uuid.uuid4().hex[:8]
+    (iid,) = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=LINUX_AMI, MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "fleet", "Value": tag}]}])["Instances"]]
+    profile = _profile(iam)
+    ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": profile}, InstanceId=iid)
+    found = ec2.describe_instances(Filters=[{"Name": "tag:fleet", "Values": [tag]}])["Reservations"]
+    assert [i["InstanceId"] for r in found for i in r["Instances"]] == [iid]
+    assert [i["InstanceId"] for i in ssm.describe_instance_information(
+        Filters=[{"Key": "tag:fleet", "Values": [tag]}])["InstanceInformationList"]] == [iid]
+    cid = _send(ssm, [iid], ["uptime"])
+    assert _inv(ssm, cid, iid)["Status"] == "Success"
+    # account A (same region, and its own default region) sees none of it
+    a_ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=region, config=NO_RETRY,
+                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert a_ec2.describe_instances(Filters=[{"Name": "tag:fleet", "Values": [tag]}])["Reservations"] == []
+    assert aws("ec2").describe_instances(Filters=[{"Name": "tag:fleet", "Values": [tag]}])["Reservations"] == []
+    assert _denied(lambda: aws("ssm").get_command_invocation(CommandId=cid, InstanceId=iid))
+    # and account B's other region neither
+    b_use1 = _client_for(endpoint, "ec2", creds, "us-east-1")
+    assert b_use1.describe_instances(Filters=[{"Name": "tag:fleet", "Values": [tag]}])["Reservations"] == []
+    (row,) = [r for r in ctl.get("/_opsflow/invocations")["invocations"] if r["command_id"] == cid]
+    assert (row["account"], row["region"], row["status"]) == (MEMBER_B, region, "Success")
+
+
+def test_sns_publish_delivers_to_a_subscribed_sqs_queue_with_attributes(aws: Any, ctl: Control) -> None:
+    sns, sqs = aws("sns"), aws("sqs")
+    topic = sns.create_topic(Name=f"t-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
+    sns.publish(TopicArn=topic, Message="done", MessageAttributes={
+        "status": {"DataType": "String", "StringValue": "Success"}})
+    (msg,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)["Messages"]
+    body = json.loads(msg["Body"])  # not raw delivery: the SNS envelope, attributes inside it
+    assert body["Message"] == "done"
+    assert body["MessageAttributes"]["status"] == {"Type": "String", "Value": "Success"}
+
+
+# --------------------------------------------------------------------------- reboot-and-resume, Windows, output
+
+
+def test_exit_194_reboots_the_instance_and_runs_the_script_again(aws: Any, ctl: Control) -> None:
+    ssm, ec2 = aws("ssm"), aws("ec2")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "patch", "reboot_seconds": 20, "runs": [
+        {"exit_code": 194, "duration_seconds": 5, "stdout": "installing"},
+        {"exit_code": 0, "duration_seconds": 3, "stdout": "patched"}]})
+    cid = _send(ssm, [iid], ["patch"])
+    ctl.advance(5)  # first run exits 194: the reboot begins
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost"
+    assert ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+    (row,) = ctl.get("/_opsflow/invocations")["invocations"]
+    assert (row["runs"], row["reboots"], row["ended_ms"], row["exit_code"]) == (1, 1, None, None)
+    ctl.advance(20)  # back: the second run starts
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    ctl.advance(3)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardOutputContent"]) == ("Success", 0, "patched")
+    (row,) = ctl.get("/_opsflow/invocations")["invocations"]
+    assert (row["runs"], row["reboots"], row["exit_code"]) == (2, 1, 0)
+    assert row["ended_ms"] - row["started_ms"] == 28000
+
+
+def test_reboot_codes_belong_to_their_plugin(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    (lin,) = _managed(aws, ctl)
+    (win,) = _managed(aws, ctl, windows=True)
+    ctl.post("/_opsflow/config", {"reboot_seconds": 10})
+    runs = [{"exit_code": 3010, "duration_seconds": 1}, {"exit_code": 0, "duration_seconds": 1, "stdout": "ok"}]
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunShellScript", "match": "x", "runs": runs})
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunPowerShellScript", "match": "x", "runs": [
+        {"exit_code": 194, "duration_seconds": 1}, {"exit_code": 0, "duration_seconds": 1}]})
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunPowerShellScript", "match": "y", "runs": runs})
+    shell = _send(ssm, [lin], ["x"])
+    ps_194 = _send(ssm, [win], ["x"], document="AWS-RunPowerShellScript")
+    ctl.advance(1)
+    assert (_inv(ssm, shell, lin)["Status"], _inv(ssm, shell, lin)["ResponseCode"]) == ("Failed", 3010)
+    assert (_inv(ssm, ps_194, win)["Status"], _inv(ssm, ps_194, win)["ResponseCode"]) == ("Failed", 194)
+    ps = _send(ssm, [win], ["y"], document="AWS-RunPowerShellScript")
+    ctl.advance(1)
+    assert _info(ssm, [win])[0]["PingStatus"] == "ConnectionLost"  # config reboot_seconds
+    ctl.advance(11)
+    inv = _inv(ssm, ps, win)
+    assert (inv["Status"], inv["StandardOutputContent"], inv["PluginName"]) == ("Success", "ok", "aws:runPowerShellScript")
+    # a list that ends asking for a reboot describes no end
+    bad = ctl.call("POST", "/_opsflow/commands", {"runs": [{"exit_code": 194}]})
+    assert bad[0] == 400
+
+
+def test_windows_instance_platform_and_powershell_s3_output_key(aws: Any, ctl: Control) -> None:
+    ssm, s3, ec2 = aws("ssm"), aws("s3"), aws("ec2")
+    (win,) = _managed(aws, ctl, windows=True)
+    info = _info(ssm, [win])[0]
+    assert info["PlatformType"] == "Windows" and "Windows" in info["PlatformName"]
+    assert ec2.describe_instances(InstanceIds=[win])["Reservations"][0]["Instances"][0]["Platform"] == "windows"
+    bucket = f"ssm-out-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    ctl.post("/_opsflow/commands", {"document": "AWS-RunPowerShellScript", "stdout": "hi"})
+    cid = _send(ssm, [win], ["Get-Date"], document="AWS-RunPowerShellScript", OutputS3BucketName=bucket)
+    ctl.advance(0.001)
+    key = f"{cid}/{win}/awsrunPowerShellScript/0.awsrunPowerShellScript/stdout"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hi"
+    assert _inv(ssm, cid, win)["StandardOutputUrl"] == f"https://s3.us-east-1.amazonaws.com/{bucket}/{key}"
+
+
+def test_long_output_keeps_the_first_characters_and_goes_whole_to_a_bucket_of_another_account(
+        aws: Any, ctl: Control, endpoint: str) -> None:
+    ssm = aws("ssm")
+    (iid,) = _managed(aws, ctl)
+    b_s3 = _client_for(endpoint, "s3", _seed(ctl, MEMBER_B))
+    bucket = f"fleet-out-{uuid.uuid4().hex[:8]}"
+    b_s3.create_bucket(Bucket=bucket)
+    out = "".join(f"{i:09d}\n" for i in range(3000))  # 30000 characters
+    err = "E" * 9000
+    ctl.post("/_opsflow/commands", {"match": "big", "stdout": out, "stderr": err, "exit_code": 1})
+    cid = _send(ssm, [iid], ["big"], OutputS3BucketName=bucket)
+    ctl.advance(0.001)
+    inv = _inv(ssm, cid, iid)
+    assert inv["StandardOutputContent"] == out[:24000]
+    assert inv["StandardErrorContent"] == err[:8000]
+    key = f"{cid}/{iid}/awsrunShellScript/0.awsrunShellScript/stdout"
+    assert inv["StandardOutputUrl"] == f"https://s3.us-east-1.amazonaws.com/{bucket}/{key}"
+    assert b_s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() == out
+    details = ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"][0]
+    assert details["CommandPlugins"][0]["Output"] == out[:2500]
+
+
+def test_invocation_log_gives_overlap_and_clears(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    a, b, c = _managed(aws, ctl, n=3)
+    ctl.post("/_opsflow/commands", {"match": "work", "duration_seconds": 10})
+    t0 = ctl.now_ms()
+    first = _send(ssm, [a, b], ["work"])
+    ctl.advance(5)
+    _send(ssm, [c], ["work"])
+    rows = ctl.get("/_opsflow/invocations")["invocations"]
+    assert {r["instance_id"] for r in rows[:2]} == {a, b} and rows[2]["instance_id"] == c  # oldest command first
+    assert all(r["ended_ms"] is None and r["status"] == "InProgress" for r in rows)
+    ctl.advance(10)
+    rows = ctl.get("/_opsflow/invocations")["invocations"]
+    assert [(r["started_ms"] - t0, r["ended_ms"] - t0) for r in rows] == [(0, 10000), (0, 10000), (5000, 15000)]
+    events = sorted([(r["started_ms"], 1) for r in rows] + [(r["ended_ms"], -1) for r in rows])
+    running, peak = 0, 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    assert peak == 3
+    assert {r["command_id"] for r in rows[:2]} == {first}
+    assert all(r["document"] == "AWS-RunShellScript" and r["account"] == MEMBER_A for r in rows)
+    assert ctl.call("DELETE", "/_opsflow/invocations")[0] == 200
+    assert ctl.get("/_opsflow/invocations")["invocations"] == []
+    _send(ssm, [a], ["work"])
+    ctl.post("/_opsflow/reset", {})
+    assert ctl.get("/_opsflow/invocations")["invocations"] == []
+
+
+def test_cloudwatch_output_goes_to_the_documents_default_group_or_the_named_one(aws: Any, ctl: Control) -> None:
+    ssm, logs = aws("ssm"), aws("logs")
+    (iid,) = _managed(aws, ctl)
+    ctl.post("/_opsflow/commands", {"match": "report", "stdout": "all good", "stderr": "a warning"})
+    cid = _send(ssm, [iid], ["report"], CloudWatchOutputConfig={"CloudWatchOutputEnabled": True})
+    ctl.advance(0.001)
+    inv = _inv(ssm, cid, iid)
+    group = "/aws/ssm/AWS-RunShellScript"
+    assert inv["CloudWatchOutputConfig"] == {"CloudWatchLogGroupName": group, "CloudWatchOutputEnabled": True}
+    for stream, text in (("stdout", "all good"), ("stderr", "a warning")):
+        events = logs.get_log_events(logGroupName=group, logStreamName=f"{cid}/{iid}/aws-runShellScript/{stream}",
+                                     startFromHead=True)["events"]
+        assert [e["message"] for e in events] == [text]
+    named = f"/fleet/{uuid.uuid4().hex[:6]}"
+    cid2 = _send(ssm, [iid], ["report"], CloudWatchOutputConfig={"CloudWatchOutputEnabled": True,
+                                                                  "CloudWatchLogGroupName": named})
+    ctl.advance(0.001)
+    streams = logs.describe_log_streams(logGroupName=named)["logStreams"]
+    assert sorted(s["logStreamName"] for s in streams) == [f"{cid2}/{iid}/aws-runShellScript/stderr",
+                                                           f"{cid2}/{iid}/aws-runShellScript/stdout"]
+    # without the config nothing is written and the invocation says so
+    cid3 = _send(ssm, [iid], ["report"])
+    ctl.advance(0.001)
+    assert _inv(ssm, cid3, iid)["CloudWatchOutputConfig"]["CloudWatchOutputEnabled"] is False
+    assert not any(s["logStreamName"].startswith(cid3) for s in logs.describe_log_streams(
+        logGroupName=group)["logStreams"])
