@@ -41,6 +41,7 @@
 //! - [`facts`]: what the ports report.
 //! - [`error`]: the one error enum.
 //! - [`time`]: UTC formatting for messages.
+//! - [`wait`]: the one way to wait, a poll loop with backoff and a deadline.
 
 pub mod alert;
 pub mod command;
@@ -50,6 +51,7 @@ pub mod ports;
 pub mod provision;
 pub mod runbook;
 pub mod time;
+pub mod wait;
 
 pub use command::{command_outcome, invocation_lookup_error, tail, CommandOutcome, CommandSpec, InvocationLookup};
 pub use error::CoreError;

@@ -82,7 +82,7 @@ pub async fn invoke<E: Ec2, I: Iam, S: Ssm, R: ResponseSink, T: SetupStore>(
     function: &str,
     payload: Value,
 ) -> Result<Value, CoreError> {
-    let watch = Watch::start(clock, settings);
+    let watch = Watch::start(clock, settings.watch_s);
     match function {
         "Plan" => {
             #[derive(Deserialize)]
