@@ -339,7 +339,7 @@ impl Ssm for Model {
             } else {
                 String::new()
             },
-            stderr: String::new(),
+            ..Invocation::default()
         })
     }
 }

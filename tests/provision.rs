@@ -1174,7 +1174,9 @@ async fn a_delete_while_the_create_still_runs_stops_it_and_undoes_it_first() {
         physical(&w.instance_id),
     );
     let deleting = async {
-        while w.calls("ssm:SendCommand").await == 0 {
+        // Once the command is being watched, the send step has recorded it (the record follows
+        // SendCommand's answer: a Delete between the two would find no command to cancel).
+        while w.calls("ssm:GetCommandInvocation").await == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         w.pipeline.submit(delete, |_| {}).await.unwrap()

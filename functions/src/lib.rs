@@ -8,6 +8,8 @@ use opsflow_core::alert::AlertSettings;
 use opsflow_core::ports::SetupStore;
 use opsflow_core::provision::handlers::{invoke, Ports};
 use opsflow_core::provision::steps::Settings;
+use opsflow_core::runbook::handlers::RunbookPorts;
+use opsflow_core::runbook::Catalogue;
 use opsflow_core::{AllowList, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use serde_json::Value;
 
@@ -86,6 +88,58 @@ pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
         .filter(|c| (1..=50).contains(c))
         .ok_or_else(|| CoreError::invalid("GROUP_INSTANCE_CAP", format!("must be 1..=50, not {cap}")))?;
     Ok((topic, s))
+}
+
+/// The runbook functions' settings: `RUNS_BUCKET` (required), `RUNS_RETENTION_DAYS` (90),
+/// `RUN_COMMAND_STATE_MACHINE_ARN` and `HTTP_CHECK_STATE_MACHINE_ARN` (Validate),
+/// `CONNECTIONS` (Validate: a JSON object of the catalogue's connection names to EventBridge
+/// connection ARNs), `OUTPUT_LOG_GROUP` (commands' CloudWatch output, optional),
+/// `WATCH_SECONDS` (60: how long one CheckCommand watches; keep the Lambda timeout longer).
+pub fn runbook_settings_from_env() -> Result<opsflow_core::runbook::steps::Settings, CoreError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let bucket =
+        var("RUNS_BUCKET").ok_or_else(|| CoreError::invalid("RUNS_BUCKET", "is required: the bucket of runs and command output"))?;
+    let mut s = opsflow_core::runbook::steps::Settings::new(&bucket);
+    s.retention_days = env_i64("RUNS_RETENTION_DAYS", s.retention_days)?;
+    for (kind, name) in [
+        ("run-command", "RUN_COMMAND_STATE_MACHINE_ARN"),
+        ("http-check", "HTTP_CHECK_STATE_MACHINE_ARN"),
+    ] {
+        if let Some(arn) = var(name) {
+            s.procedure_arns.insert(kind.to_string(), arn);
+        }
+    }
+    if let Some(json) = var("CONNECTIONS") {
+        s.connections = serde_json::from_str(&json)
+            .map_err(|e| CoreError::invalid("CONNECTIONS", format!("must be a JSON object of names to connection ARNs: {e}")))?;
+    }
+    s.output_log_group = var("OUTPUT_LOG_GROUP");
+    s.watch_s = env_i64("WATCH_SECONDS", s.watch_s)?;
+    if !(0..=600).contains(&s.watch_s) {
+        return Err(CoreError::invalid("WATCH_SECONDS", format!("must be 0..=600, not {}", s.watch_s)));
+    }
+    Ok(s)
+}
+
+/// The main of a runbook function, with the ports its step uses ([`opsflow_core::Unused`] for
+/// the others), built once; the catalogue is the one compiled in.
+pub async fn run_runbook_task<F, O, L, P>(function: &'static str, ports: RunbookPorts<F, O, L, P>) -> Result<(), Error>
+where
+    F: opsflow_core::ports::Fleet,
+    O: opsflow_core::ports::Objects,
+    L: opsflow_core::ports::RunLog,
+    P: opsflow_core::alert::AlertPublisher,
+{
+    init_logging();
+    let settings = runbook_settings_from_env().map_err(FnError)?;
+    let catalogue = Catalogue::builtin();
+    let (ports, settings, catalogue) = (&ports, &settings, &catalogue);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        opsflow_core::runbook::handlers::invoke(function, ports, settings, catalogue, event.payload, &SystemClock)
+            .await
+            .map_err(FnError)
+    }))
+    .await
 }
 
 /// JSON logs (Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON`), one span per invocation from the runtime.

@@ -125,6 +125,25 @@ impl AwsConfig {
         )
     }
 
+    /// The member accounts, through the role `MEMBER_ROLE_NAME` with `MEMBER_EXTERNAL_ID`.
+    pub fn member_fleet(&self) -> Result<crate::MemberFleet, CoreError> {
+        crate::MemberFleet::from_env(&self.0)
+    }
+
+    /// S3 objects (runs, command output).
+    pub fn s3_objects(&self) -> crate::S3Objects {
+        crate::S3Objects::new(aws_sdk_s3::Client::new(&self.0))
+    }
+
+    /// The runbook audit trail, the table named by `RUNS_TABLE`.
+    pub fn run_log(&self) -> Result<crate::DynamoRunLog, CoreError> {
+        let table = std::env::var("RUNS_TABLE")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| CoreError::invalid("RUNS_TABLE", "is required: the DynamoDB table of runbook runs"))?;
+        Ok(crate::DynamoRunLog::new(aws_sdk_dynamodb::Client::new(&self.0), table))
+    }
+
     /// Publishes enriched alerts to `topic_arn`.
     pub fn sns_publisher(&self, topic_arn: &str) -> crate::SnsPublisher {
         crate::SnsPublisher::new(aws_sdk_sns::Client::new(&self.0), topic_arn)

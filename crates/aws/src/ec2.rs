@@ -28,6 +28,26 @@ impl Ec2Adapter {
     pub fn client(&self) -> &aws_sdk_ec2::Client {
         &self.client
     }
+
+    /// DescribeInstances with these filters, every page (facts without the profile association).
+    pub async fn find_instances(&self, filters: Vec<aws_sdk_ec2::types::Filter>) -> Result<Vec<InstanceFacts>, CoreError> {
+        const OP: &str = "DescribeInstances";
+        let mut pages = self
+            .client
+            .describe_instances()
+            .set_filters(Some(filters))
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error(OP, &e))?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                out.push(instance_facts(instance, None)?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// `Platform` is `windows` for Windows instances and absent otherwise; `PlatformDetails`

@@ -108,6 +108,8 @@ impl Ssm for SsmAdapter {
             response_code: out.response_code(),
             stdout: out.standard_output_content().unwrap_or("").to_string(),
             stderr: out.standard_error_content().unwrap_or("").to_string(),
+            stdout_url: out.standard_output_url().unwrap_or("").to_string(),
+            stderr_url: out.standard_error_url().unwrap_or("").to_string(),
         })
     }
 

@@ -479,6 +479,7 @@ fn send_command_and_invocation_follow_the_command_rules() {
                 response_code: 1,
                 stdout: "partial\n".into(),
                 stderr: "boom\n".into(),
+                ..Default::default()
             }
         );
         assert_eq!(

@@ -183,7 +183,7 @@ mod tests {
             status_details: details.into(),
             response_code: code,
             stdout: "out".into(),
-            stderr: String::new(),
+            ..Invocation::default()
         }
     }
 

@@ -199,7 +199,7 @@ pub struct ProfileRef {
 }
 
 /// The part of SSM GetCommandInvocation that decides the outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invocation {
     /// `Pending`, `InProgress`, `Delayed`, `Success`, `Cancelled`, `TimedOut`, `Failed` or `Cancelling`.
     pub status: String,
@@ -209,8 +209,14 @@ pub struct Invocation {
     pub response_code: i32,
     /// `StandardOutputContent` (SSM keeps its first 24,000 characters).
     pub stdout: String,
-    /// `StandardErrorContent`.
+    /// `StandardErrorContent` (SSM keeps its first 8,000 characters).
     pub stderr: String,
+    /// `StandardOutputUrl`: the whole output in S3, when the command wrote it there.
+    #[serde(default)]
+    pub stdout_url: String,
+    /// `StandardErrorUrl`.
+    #[serde(default)]
+    pub stderr_url: String,
 }
 
 #[cfg(test)]

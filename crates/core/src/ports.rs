@@ -12,6 +12,7 @@ use crate::error::CoreError;
 use crate::facts::{
     Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StackResource, StatusChecks, VolumeFacts,
 };
+use crate::runbook::log::TargetRow;
 
 /// EC2: instances, volumes and instance profile associations.
 pub trait Ec2: Send + Sync {
@@ -106,6 +107,89 @@ pub trait SetupStore: Send + Sync {
 
     /// Removes `key` (no error when it is not there).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// One member account and region, reached through its member role: what a runbook does there.
+pub trait Member: Send + Sync {
+    /// DescribeInstances of the instances a query selects (not terminated), with tags.
+    fn find_instances(&self, query: &InstanceQuery) -> impl Future<Output = Result<Vec<InstanceFacts>, CoreError>> + Send;
+
+    /// DescribeInstanceInformation: the ping status of each of these instances SSM knows.
+    fn ping_statuses(
+        &self,
+        instance_ids: &[String],
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, PingStatus>, CoreError>> + Send;
+
+    /// DescribeInstances for one instance; `NotFound` when it does not exist.
+    fn describe_instance(&self, instance_id: &str) -> impl Future<Output = Result<InstanceFacts, CoreError>> + Send;
+
+    /// SendCommand for one instance; returns the command ID.
+    fn send_command(&self, spec: &CommandSpec, instance_id: &str) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// GetCommandInvocation.
+    fn get_invocation(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<Invocation, CoreError>> + Send;
+
+    /// CancelCommand for one instance's invocation.
+    fn cancel_command(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// What DescribeInstances is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceQuery {
+    Ids(Vec<String>),
+    /// Every filter must match; a filter matches any of its values.
+    Tags(Vec<(String, Vec<String>)>),
+}
+
+/// The member accounts: a [`Member`] per account and region. The adapter assumes the member
+/// role itself (with the ExternalId) and caches the session; credentials never leave it.
+pub trait Fleet: Send + Sync {
+    type Member: Member;
+
+    fn member(&self, account: &str, region: &str) -> impl Future<Output = Result<Self::Member, CoreError>> + Send;
+}
+
+/// S3 objects opsflow writes and reads (targets, summaries, command output).
+pub trait Objects: Send + Sync {
+    fn put(&self, bucket: &str, key: &str, body: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// The object's text; `NotFound` when it does not exist.
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// The last `bytes` bytes of the object (a ranged GET); `NotFound` when it does not exist.
+    fn tail(&self, bucket: &str, key: &str, bytes: usize) -> impl Future<Output = Result<String, CoreError>> + Send;
+}
+
+/// The runbook audit trail (a DynamoDB table on AWS): one row per target of each run, plus the
+/// run's error count.
+pub trait RunLog: Send + Sync {
+    /// The run's errors so far (a strongly consistent read; 0 when none was counted).
+    fn errors(&self, run: &str) -> impl Future<Output = Result<u32, CoreError>> + Send;
+
+    /// Writes `row` unless the target already has one; returns the row that was there.
+    fn begin(&self, row: &TargetRow) -> impl Future<Output = Result<Option<TargetRow>, CoreError>> + Send;
+
+    /// Writes the final `row` if the target's row is not final yet and, in the same
+    /// transaction, counts an error on the run when `error`; false when it was final already.
+    fn finish(&self, row: &TargetRow, error: bool) -> impl Future<Output = Result<bool, CoreError>> + Send;
+
+    /// Every target row of the run.
+    fn targets(&self, run: &str) -> impl Future<Output = Result<Vec<TargetRow>, CoreError>> + Send;
+
+    /// Target rows that started at or after `since` (RFC 3339), any run.
+    fn since(&self, since: &str) -> impl Future<Output = Result<Vec<TargetRow>, CoreError>> + Send;
+
+    /// Remembers the command a procedure execution sent; returns the one remembered before, if
+    /// any (then nothing is written), so a retried send never sends twice.
+    fn command(
+        &self,
+        execution: &str,
+        command_id: &str,
+        expires_at_s: i64,
+    ) -> impl Future<Output = Result<Option<String>, CoreError>> + Send;
+
+    /// The command a procedure execution sent, if any.
+    fn sent_command(&self, execution: &str) -> impl Future<Output = Result<Option<String>, CoreError>> + Send;
 }
 
 /// A clock that never waits: `sleep` moves it on at once. For the local pipeline's request
@@ -296,8 +380,7 @@ mod tests {
                 status: "Success".into(),
                 status_details: "Success".into(),
                 response_code: 0,
-                stdout: String::new(),
-                stderr: String::new(),
+                ..Invocation::default()
             })
         }
         async fn cancel_command(&self, command_id: &str, instance_id: &str) -> Result<(), CoreError> {
@@ -315,7 +398,7 @@ mod tests {
 
     #[test]
     fn unused_ports_fail_naming_the_service() {
-        let e = run(Unused.describe_instance("i-0123456789abcdef0")).unwrap_err();
+        let e = run(Ec2::describe_instance(&Unused, "i-0123456789abcdef0")).unwrap_err();
         assert_eq!(e.name(), "Unsupported");
         assert!(e.to_string().starts_with("Unsupported: EC2: "), "{e}");
         assert!(run(Unused.ping_status("i-1")).unwrap_err().to_string().contains("SSM"));
@@ -513,5 +596,75 @@ impl SetupStore for Unused {
 impl ResponseSink for Unused {
     async fn put(&self, _: &str, _: &str) -> Result<(), CoreError> {
         Unused::fail("ResponseURL")
+    }
+}
+
+impl Fleet for Unused {
+    type Member = Unused;
+    async fn member(&self, _: &str, _: &str) -> Result<Unused, CoreError> {
+        Unused::fail("member accounts")
+    }
+}
+
+impl Member for Unused {
+    async fn find_instances(&self, _: &InstanceQuery) -> Result<Vec<InstanceFacts>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn ping_statuses(&self, _: &[String]) -> Result<std::collections::BTreeMap<String, PingStatus>, CoreError> {
+        Unused::fail("SSM")
+    }
+    async fn describe_instance(&self, _: &str) -> Result<InstanceFacts, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn send_command(&self, _: &CommandSpec, _: &str) -> Result<String, CoreError> {
+        Unused::fail("SSM")
+    }
+    async fn get_invocation(&self, _: &str, _: &str) -> Result<Invocation, CoreError> {
+        Unused::fail("SSM")
+    }
+    async fn cancel_command(&self, _: &str, _: &str) -> Result<(), CoreError> {
+        Unused::fail("SSM")
+    }
+}
+
+impl Objects for Unused {
+    async fn put(&self, _: &str, _: &str, _: &str) -> Result<(), CoreError> {
+        Unused::fail("S3")
+    }
+    async fn get(&self, _: &str, _: &str) -> Result<String, CoreError> {
+        Unused::fail("S3")
+    }
+    async fn tail(&self, _: &str, _: &str, _: usize) -> Result<String, CoreError> {
+        Unused::fail("S3")
+    }
+}
+
+impl RunLog for Unused {
+    async fn errors(&self, _: &str) -> Result<u32, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn begin(&self, _: &TargetRow) -> Result<Option<TargetRow>, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn finish(&self, _: &TargetRow, _: bool) -> Result<bool, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn targets(&self, _: &str) -> Result<Vec<TargetRow>, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn since(&self, _: &str) -> Result<Vec<TargetRow>, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn command(&self, _: &str, _: &str, _: i64) -> Result<Option<String>, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+    async fn sent_command(&self, _: &str) -> Result<Option<String>, CoreError> {
+        Unused::fail("DynamoDB")
+    }
+}
+
+impl crate::alert::AlertPublisher for Unused {
+    async fn publish(&self, _: &crate::alert::Publication) -> Result<String, CoreError> {
+        Unused::fail("SNS")
     }
 }

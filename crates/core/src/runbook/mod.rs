@@ -6,9 +6,12 @@
 //! Command's meaning, and summarizes and publishes the results ([`results`]).
 
 pub mod catalogue;
+pub mod handlers;
 pub mod input;
+pub mod log;
 pub mod rate;
 pub mod results;
+pub mod steps;
 pub mod targets;
 
 pub use catalogue::{Catalogue, Kind, Os, Procedure};

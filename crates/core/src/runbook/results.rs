@@ -19,6 +19,9 @@ use crate::alert::Publication;
 /// How one target ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TargetStatus {
+    /// In the audit trail while the procedure runs; a summary reports a target still `Running`
+    /// (its execution ended without a record) as failed.
+    Running,
     Succeeded,
     Failed,
     TimedOut,
@@ -30,6 +33,7 @@ pub enum TargetStatus {
 impl TargetStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            TargetStatus::Running => "Running",
             TargetStatus::Succeeded => "Succeeded",
             TargetStatus::Failed => "Failed",
             TargetStatus::TimedOut => "TimedOut",
@@ -41,6 +45,19 @@ impl TargetStatus {
     /// Whether it counts as an error against `MaxErrors`.
     pub fn is_error(self) -> bool {
         matches!(self, TargetStatus::Failed | TargetStatus::TimedOut | TargetStatus::Cancelled)
+    }
+
+    pub fn parse(text: &str) -> Option<TargetStatus> {
+        [
+            TargetStatus::Running,
+            TargetStatus::Succeeded,
+            TargetStatus::Failed,
+            TargetStatus::TimedOut,
+            TargetStatus::Cancelled,
+            TargetStatus::NotStarted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 

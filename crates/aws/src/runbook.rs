@@ -1,0 +1,487 @@
+//! The runbook ports with the SDK: [`MemberFleet`] (the member accounts, through their role),
+//! [`S3Objects`] and [`DynamoRunLog`] (the audit trail).
+//!
+//! A member account is reached with `sts:AssumeRole` on `arn:<partition>:iam::<account>:role/<name>`
+//! with the deployment's ExternalId, by the function itself: the SDK's assume-role provider
+//! caches the session (refreshing it before it expires) and one [`MemberAdapter`] per account
+//! and region is kept for the life of the process. Credentials never leave this module.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::Region;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_ssm::types::InstanceInformationStringFilter;
+use opsflow_core::command::CommandSpec;
+use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus};
+use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, Objects, RunLog, Ssm};
+use opsflow_core::runbook::log::TargetRow;
+use opsflow_core::runbook::TargetStatus;
+use opsflow_core::CoreError;
+
+use crate::error::{from_sdk_error, unexpected};
+use crate::{Ec2Adapter, SsmAdapter};
+
+/// The partition of a region (`cn-…` → `aws-cn`, `us-gov-…` → `aws-us-gov`).
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// The member accounts.
+#[derive(Clone)]
+pub struct MemberFleet {
+    base: aws_config::SdkConfig,
+    role_name: String,
+    external_id: String,
+    members: Arc<Mutex<HashMap<(String, String), MemberAdapter>>>,
+}
+
+impl std::fmt::Debug for MemberFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberFleet")
+            .field("role_name", &self.role_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemberFleet {
+    /// `base` is the function's own configuration (its credentials assume the member role).
+    pub fn new(base: &aws_config::SdkConfig, role_name: &str, external_id: &str) -> MemberFleet {
+        MemberFleet {
+            base: base.clone(),
+            role_name: role_name.to_string(),
+            external_id: external_id.to_string(),
+            members: Arc::default(),
+        }
+    }
+
+    /// From `MEMBER_ROLE_NAME` (default `opsflow-member`) and `MEMBER_EXTERNAL_ID` (required).
+    pub fn from_env(base: &aws_config::SdkConfig) -> Result<MemberFleet, CoreError> {
+        let role = std::env::var("MEMBER_ROLE_NAME")
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "opsflow-member".to_string());
+        let external_id = std::env::var("MEMBER_EXTERNAL_ID")
+            .ok()
+            .filter(|x| !x.is_empty())
+            .ok_or_else(|| CoreError::invalid("MEMBER_EXTERNAL_ID", "is required: the ExternalId of the member role"))?;
+        Ok(MemberFleet::new(base, &role, &external_id))
+    }
+
+    pub fn role_arn(&self, account: &str, region: &str) -> String {
+        format!("arn:{}:iam::{account}:role/{}", partition(region), self.role_name)
+    }
+}
+
+impl Fleet for MemberFleet {
+    type Member = MemberAdapter;
+
+    async fn member(&self, account: &str, region: &str) -> Result<MemberAdapter, CoreError> {
+        let key = (account.to_string(), region.to_string());
+        if let Some(m) = self.members.lock().expect("members").get(&key) {
+            return Ok(m.clone());
+        }
+        let role_arn = self.role_arn(account, region);
+        let provider = AssumeRoleProvider::builder(&role_arn)
+            .external_id(&self.external_id)
+            .session_name("opsflow-runbook")
+            .region(Region::new(region.to_string()))
+            .configure(&self.base)
+            .build()
+            .await;
+        // Assume now, so that a role that cannot be assumed fails here with its reason.
+        use aws_credential_types::provider::ProvideCredentials;
+        provider.provide_credentials().await.map_err(|e| {
+            let detail = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.to_string());
+            CoreError::access_denied("sts:AssumeRole", format!("{role_arn}: {detail}"))
+        })?;
+        let config = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .region(Region::new(region.to_string()))
+            .build();
+        let member = MemberAdapter {
+            ec2: Ec2Adapter::new(aws_sdk_ec2::Client::new(&config)),
+            ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(&config)),
+        };
+        self.members.lock().expect("members").insert(key, member.clone());
+        Ok(member)
+    }
+}
+
+/// One member account and region.
+#[derive(Clone, Debug)]
+pub struct MemberAdapter {
+    ec2: Ec2Adapter,
+    ssm: SsmAdapter,
+}
+
+impl Member for MemberAdapter {
+    /// DescribeInstances with `instance-id` or `tag:<key>` filters, every page, not terminated.
+    async fn find_instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceFacts>, CoreError> {
+        let mut filters = vec![Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .build()];
+        match query {
+            InstanceQuery::Ids(ids) => filters.push(Filter::builder().name("instance-id").set_values(Some(ids.clone())).build()),
+            InstanceQuery::Tags(tags) => {
+                for (k, v) in tags {
+                    filters.push(Filter::builder().name(format!("tag:{k}")).set_values(Some(v.clone())).build());
+                }
+            }
+        }
+        self.ec2.find_instances(filters).await
+    }
+
+    /// DescribeInstanceInformation with the `InstanceIds` filter, 50 at a time, every page.
+    async fn ping_statuses(&self, instance_ids: &[String]) -> Result<BTreeMap<String, PingStatus>, CoreError> {
+        const OP: &str = "DescribeInstanceInformation";
+        let mut out = BTreeMap::new();
+        for chunk in instance_ids.chunks(50) {
+            let filter = InstanceInformationStringFilter::builder()
+                .key("InstanceIds")
+                .set_values(Some(chunk.to_vec()))
+                .build()
+                .map_err(|e| CoreError::invalid(OP, e.to_string()))?;
+            let mut pages = self
+                .ssm
+                .client()
+                .describe_instance_information()
+                .filters(filter)
+                .max_results(50)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_invalid_instance_id()) => break,
+                    Err(e) => return Err(from_sdk_error(OP, &e)),
+                };
+                for info in page.instance_information_list() {
+                    if let (Some(id), Some(p)) = (info.instance_id(), info.ping_status().and_then(|p| PingStatus::parse(p.as_str()))) {
+                        out.insert(id.to_string(), p);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe_instance(&self, instance_id: &str) -> Result<InstanceFacts, CoreError> {
+        self.ec2.describe_instance(instance_id).await
+    }
+
+    async fn send_command(&self, spec: &CommandSpec, instance_id: &str) -> Result<String, CoreError> {
+        self.ssm.send_command(spec, instance_id).await
+    }
+
+    async fn get_invocation(&self, command_id: &str, instance_id: &str) -> Result<Invocation, CoreError> {
+        self.ssm.get_invocation(command_id, instance_id).await
+    }
+
+    async fn cancel_command(&self, command_id: &str, instance_id: &str) -> Result<(), CoreError> {
+        self.ssm.cancel_command(command_id, instance_id).await
+    }
+}
+
+/// [`Objects`] on S3.
+#[derive(Clone, Debug)]
+pub struct S3Objects {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Objects {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Objects { client }
+    }
+}
+
+impl Objects for S3Objects {
+    async fn put(&self, bucket: &str, key: &str, body: &str) -> Result<(), CoreError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("PutObject", &e))?;
+        Ok(())
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<String, CoreError> {
+        self.read(bucket, key, None).await
+    }
+
+    /// A ranged GET of the last `bytes` bytes (`Range: bytes=-N`), cut to whole characters.
+    async fn tail(&self, bucket: &str, key: &str, bytes: usize) -> Result<String, CoreError> {
+        self.read(bucket, key, Some(format!("bytes=-{bytes}"))).await
+    }
+}
+
+impl S3Objects {
+    async fn read(&self, bucket: &str, key: &str, range: Option<String>) -> Result<String, CoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(s) if s.is_no_such_key() => CoreError::not_found(format!("s3://{bucket}/{key}"), "no such object"),
+                _ => from_sdk_error("GetObject", &e),
+            })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| CoreError::transient("GetObject", e.to_string()))?;
+        let bytes = body.into_bytes();
+        // A range may start inside a character: drop the partial one.
+        let start = (0..bytes.len().min(4))
+            .find(|&i| std::str::from_utf8(&bytes[i..]).is_ok())
+            .unwrap_or(0);
+        Ok(String::from_utf8_lossy(&bytes[start..]).into_owned())
+    }
+}
+
+/// [`RunLog`] on the runs table (partition key `Run`, sort key `Target`; a target row keeps
+/// its document in `Doc`; the run's error count is the item `Target = "#errors"`; a procedure
+/// execution's command is `Run = <execution>, Target = "#command"`; `ExpiresAt` is the TTL).
+#[derive(Clone, Debug)]
+pub struct DynamoRunLog {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+const ERRORS: &str = "#errors";
+const COMMAND: &str = "#command";
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+impl DynamoRunLog {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoRunLog {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// CreateTable with the template's key schema, unless it exists (local cloud and tests).
+    pub async fn create_table(&self) -> Result<(), CoreError> {
+        use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+        let build = |e: aws_sdk_dynamodb::error::BuildError| CoreError::invalid("CreateTable", e.to_string());
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
+        let result = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr("Run").map_err(build)?)
+            .attribute_definitions(attr("Target").map_err(build)?)
+            .key_schema(key("Run", KeyType::Hash).map_err(build)?)
+            .key_schema(key("Target", KeyType::Range).map_err(build)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
+            Err(e) => Err(from_sdk_error("CreateTable", &e)),
+        }
+    }
+
+    fn row_item(row: &TargetRow) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("Run".to_string(), s(&row.run)),
+            ("Target".to_string(), s(&row.target)),
+            ("Doc".to_string(), s(&serde_json::to_string(row).expect("a row serializes"))),
+            ("Status".to_string(), s(row.status.as_str())),
+            ("Procedure".to_string(), s(&row.procedure)),
+            ("StartedAt".to_string(), s(&row.started_at)),
+            ("ExpiresAt".to_string(), AttributeValue::N(row.expires_at.to_string())),
+        ])
+    }
+
+    fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<TargetRow, CoreError> {
+        let doc = item
+            .get("Doc")
+            .and_then(|d| d.as_s().ok())
+            .ok_or_else(|| unexpected("Query", "a target row without Doc"))?;
+        serde_json::from_str(doc).map_err(|e| unexpected("Query", format!("a target row that does not parse: {e}")))
+    }
+
+    async fn get(&self, run: &str, target: &str) -> Result<Option<HashMap<String, AttributeValue>>, CoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("Run", s(run))
+            .key("Target", s(target))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("GetItem", &e))?;
+        Ok(out.item)
+    }
+}
+
+impl RunLog for DynamoRunLog {
+    async fn errors(&self, run: &str) -> Result<u32, CoreError> {
+        Ok(self
+            .get(run, ERRORS)
+            .await?
+            .and_then(|i| i.get("Errors").and_then(|n| n.as_n().ok()).and_then(|n| n.parse().ok()))
+            .unwrap_or(0))
+    }
+
+    async fn begin(&self, row: &TargetRow) -> Result<Option<TargetRow>, CoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::row_item(row)))
+            .condition_expression("attribute_not_exists(#r)")
+            .expression_attribute_names("#r", "Run")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let item = self
+                    .get(&row.run, &row.target)
+                    .await?
+                    .ok_or_else(|| unexpected("PutItem", "the row that failed the condition is gone"))?;
+                Ok(Some(Self::parse_row(&item)?))
+            }
+            Err(e) => Err(from_sdk_error("PutItem", &e)),
+        }
+    }
+
+    async fn finish(&self, row: &TargetRow, error: bool) -> Result<bool, CoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| CoreError::invalid("TransactWriteItems", e.to_string());
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::row_item(row)))
+            .condition_expression("attribute_not_exists(#r) OR #s = :running")
+            .expression_attribute_names("#r", "Run")
+            .expression_attribute_names("#s", "Status")
+            .expression_attribute_values(":running", s(TargetStatus::Running.as_str()))
+            .build()
+            .map_err(build)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        if error {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("Run", s(&row.run))
+                .key("Target", s(ERRORS))
+                .update_expression("ADD Errors :one SET ExpiresAt = :exp")
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":exp", AttributeValue::N(row.expires_at.to_string()))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()) => Ok(false),
+            Err(e) => Err(from_sdk_error("TransactWriteItems", &e)),
+        }
+    }
+
+    async fn targets(&self, run: &str) -> Result<Vec<TargetRow>, CoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#r = :run")
+            .expression_attribute_names("#r", "Run")
+            .expression_attribute_values(":run", s(run))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut rows = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error("Query", &e))?;
+            for item in page.items() {
+                if item.contains_key("Doc") {
+                    rows.push(Self::parse_row(item)?);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn since(&self, since: &str) -> Result<Vec<TargetRow>, CoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("attribute_exists(Doc) AND StartedAt >= :since")
+            .expression_attribute_values(":since", s(since))
+            .into_paginator()
+            .send();
+        let mut rows = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error("Scan", &e))?;
+            for item in page.items() {
+                rows.push(Self::parse_row(item)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn command(&self, execution: &str, command_id: &str, expires_at_s: i64) -> Result<Option<String>, CoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("Run", s(execution))
+            .item("Target", s(COMMAND))
+            .item("CommandId", s(command_id))
+            .item("ExpiresAt", AttributeValue::N(expires_at_s.to_string()))
+            .condition_expression("attribute_not_exists(#r)")
+            .expression_attribute_names("#r", "Run")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => self.sent_command(execution).await,
+            Err(e) => Err(from_sdk_error("PutItem", &e)),
+        }
+    }
+
+    async fn sent_command(&self, execution: &str) -> Result<Option<String>, CoreError> {
+        Ok(self
+            .get(execution, COMMAND)
+            .await?
+            .and_then(|i| i.get("CommandId").and_then(|c| c.as_s().ok()).cloned()))
+    }
+}

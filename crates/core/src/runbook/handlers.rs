@@ -1,0 +1,169 @@
+//! The runbook functions as one JSON-in, JSON-out entry point per function name: the deployed
+//! Lambdas (thin mains) and the local engine call the same [`invoke`].
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::catalogue::Catalogue;
+use super::steps::{self, CommandProgress, Resolved, Run, Scope, Settings, SummaryRef};
+use super::targets::Target;
+use crate::alert::AlertPublisher;
+use crate::error::CoreError;
+use crate::ports::{Clock, Fleet, Objects, RunLog};
+
+/// The task functions of the runner and the procedures (their `${Runbook<Name>FunctionArn}`).
+pub const TASK_FUNCTIONS: [&str; 8] = [
+    "Validate",
+    "Resolve",
+    "Admit",
+    "Record",
+    "Summarize",
+    "Notify",
+    "SendCommand",
+    "CheckCommand",
+];
+
+/// The placeholder of a function's ARN in the state machine files.
+pub fn placeholder(function: &str) -> String {
+    format!("${{Runbook{function}FunctionArn}}")
+}
+
+/// The AWS ports one function uses ([`crate::Unused`] for the others).
+pub struct RunbookPorts<F, O, L, P> {
+    pub fleet: F,
+    pub objects: O,
+    pub log: L,
+    pub publisher: P,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(function: &str, payload: Value) -> Result<T, CoreError> {
+    serde_json::from_value(payload).map_err(|e| CoreError::invalid(format!("{function} input"), e.to_string()))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, CoreError> {
+    serde_json::to_value(v).map_err(|e| CoreError::transient("serialize", e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ValidateInput {
+    input: Value,
+    execution: String,
+    start_time: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResolveInput {
+    run: Run,
+    scope: Scope,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AdmitInput {
+    run: Run,
+    target: Target,
+    allowed_errors: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordInput {
+    run: Run,
+    target: Target,
+    outcome: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendInput {
+    run: Run,
+    target: Target,
+    execution: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CheckInput {
+    target: Target,
+    command: CommandProgress,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SummarizeInput {
+    run: Run,
+    #[serde(default)]
+    targets: Option<Resolved>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NotifyInput {
+    summary: SummaryRef,
+}
+
+/// Runs the task function `function` on `payload`.
+pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
+    function: &str,
+    ports: &RunbookPorts<F, O, L, P>,
+    settings: &Settings,
+    catalogue: &Catalogue,
+    payload: Value,
+    clock: &impl Clock,
+) -> Result<Value, CoreError> {
+    let now_s = clock.now_ms().div_euclid(1000);
+    match function {
+        "Validate" => {
+            let i: ValidateInput = parse(function, payload)?;
+            to_value(&steps::validate(&i.input, &i.execution, &i.start_time, settings, catalogue)?)
+        }
+        "Resolve" => {
+            let i: ResolveInput = parse(function, payload)?;
+            to_value(&steps::resolve(&i.run, &i.scope, &ports.fleet, &ports.objects, settings, catalogue).await?)
+        }
+        "Admit" => {
+            let i: AdmitInput = parse(function, payload)?;
+            to_value(&steps::admit(&i.run, &i.target, i.allowed_errors, &ports.log, settings, now_s).await?)
+        }
+        "Record" => {
+            let i: RecordInput = parse(function, payload)?;
+            let status = steps::record(&i.run, &i.target, &i.outcome, &ports.log, settings, now_s).await?;
+            Ok(json!({"Status": status.as_str()}))
+        }
+        "SendCommand" => {
+            let i: SendInput = parse(function, payload)?;
+            to_value(
+                &steps::send_command(
+                    &i.run,
+                    &i.target,
+                    &i.execution,
+                    &ports.fleet,
+                    &ports.log,
+                    settings,
+                    catalogue,
+                    now_s,
+                )
+                .await?,
+            )
+        }
+        "CheckCommand" => {
+            let i: CheckInput = parse(function, payload)?;
+            to_value(&steps::check_command(&i.target, &i.command, &ports.fleet, &ports.objects, settings, clock).await?)
+        }
+        "Summarize" => {
+            let i: SummarizeInput = parse(function, payload)?;
+            to_value(&steps::summarize(&i.run, i.targets.as_ref(), &ports.log, &ports.objects, settings, now_s).await?)
+        }
+        "Notify" => {
+            let i: NotifyInput = parse(function, payload)?;
+            let id = steps::notify(&i.summary, &ports.objects, &ports.publisher).await?;
+            Ok(json!({"MessageId": id}))
+        }
+        other => Err(CoreError::invalid(
+            "function",
+            format!("{other:?} is not a runbook function ({})", TASK_FUNCTIONS.join(", ")),
+        )),
+    }
+}

@@ -1,0 +1,17 @@
+//! A target's Record step: its final audit row; a failure counts against MaxErrors.
+use opsflow_aws::AwsConfig;
+use opsflow_core::runbook::handlers::RunbookPorts;
+use opsflow_core::Unused;
+use opsflow_functions::FnError;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let aws = AwsConfig::from_env().await;
+    let ports = RunbookPorts {
+        fleet: Unused,
+        objects: Unused,
+        log: aws.run_log().map_err(FnError)?,
+        publisher: Unused,
+    };
+    opsflow_functions::run_runbook_task("Record", ports).await
+}
