@@ -5,12 +5,12 @@
 #   infra/validate.sh install     only install (idempotent)
 #
 # Checks (none talks to AWS; nothing is deployed):
-#   1. cfn-lint on infra/template.yaml and infra/examples/*.yaml (errors, warnings and
-#      informational findings all fail).
+#   1. cfn-lint on infra/template.yaml, infra/member-account.yaml (the member accounts' StackSet
+#      template) and infra/examples/*.yaml (errors, warnings and informational findings all fail).
 #   2. sam validate --lint (cfn-lint through SAM) and sam validate (the SAM translator), run
 #      with dummy credentials and HTTP(S)_PROXY pointing at a closed local port, so any
 #      attempt to reach AWS (or SAM's PyPI version check) fails instead of leaking out.
-#   3. asl-validator on statemachines/*.asl.json as deployed (it accepts `${Name}` Resource
+#   3. asl-validator on statemachines/*.asl.json and statemachines/procedures/*.asl.json as deployed (it accepts `${Name}` Resource
 #      placeholders by design), and again on a copy with the placeholders replaced by example
 #      Lambda ARNs, so its ARN format check runs too.
 #   4. IAM: no wildcard action (grep on the YAML, then every statement of the SAM-transformed
@@ -444,7 +444,7 @@ PYEOF
 }
 
 check_cfn_lint() {
-  (cd "$REPO" && offline "$VENV/bin/cfn-lint" --include-checks I -- infra/template.yaml infra/examples/*.yaml) || return 1
+  (cd "$REPO" && offline "$VENV/bin/cfn-lint" --include-checks I -- infra/template.yaml infra/member-account.yaml infra/examples/*.yaml) || return 1
   echo "  cfn-lint $("$VENV/bin/cfn-lint" --version | awk '{print $2}'): no errors, warnings or informational findings"
 }
 
@@ -459,7 +459,7 @@ check_sam_validate_translate() {
 check_asl() {
   local f copy rc=0
   local validator="$HERE/node_modules/.bin/asl-validator"
-  local files=("$REPO"/statemachines/*.asl.json)
+  local files=("$REPO"/statemachines/*.asl.json "$REPO"/statemachines/procedures/*.asl.json)
   [ -e "${files[0]}" ] || { echo "  no statemachines/*.asl.json"; return 1; }
   for f in "${files[@]}"; do
     # As deployed: Resource "${PlanFunctionArn}" matches asl-validator's substitution pattern.
@@ -494,13 +494,13 @@ check_iam() {
     echo "  grep self-test: expected 6 matches in:"; grep_wildcard_actions "$bad" || true
     return 1
   fi
-  local files=("$TEMPLATE" "$HERE"/examples/*.yaml) found
+  local files=("$TEMPLATE" "$HERE"/member-account.yaml "$HERE"/examples/*.yaml) found
   if found="$(grep_wildcard_actions "${files[@]}")"; then
     echo "  wildcard actions found:"; echo "$found"
     return 1
   fi
   echo "  grep: no wildcard action in ${#files[@]} YAML file(s)"
-  (cd "$REPO" && offline "$PY" "$CHECKS_PY" iam "$REPO" "$HERE"/examples/*.yaml) || return 1
+  (cd "$REPO" && offline "$PY" "$CHECKS_PY" iam "$REPO" "$HERE"/member-account.yaml "$HERE"/examples/*.yaml) || return 1
 }
 
 check_consistency() {
@@ -520,10 +520,10 @@ main() {
        "cfn-lint $("$VENV/bin/cfn-lint" --version | awk '{print $2}'),"\
        "asl-validator $("$HERE/node_modules/.bin/asl-validator" --version)"
   write_checks_py
-  run_check "cfn-lint infra/template.yaml infra/examples/*.yaml" check_cfn_lint
+  run_check "cfn-lint infra/template.yaml infra/member-account.yaml infra/examples/*.yaml" check_cfn_lint
   run_check "sam validate --lint (cfn-lint via SAM, offline)" check_sam_validate_lint
   run_check "sam validate (SAM translator, offline)" check_sam_validate_translate
-  run_check "asl-validator statemachines/*.asl.json (as deployed and substituted)" check_asl
+  run_check "asl-validator statemachines/{,procedures/}*.asl.json (as deployed and substituted)" check_asl
   run_check "IAM: no wildcard or unknown actions" check_iam
   run_check "consistency: ASL substitutions, function binaries, samconfig.toml" check_consistency
   t2=$(date +%s)
