@@ -5,10 +5,12 @@
 //! - [`cloud`]: starting, stopping and steering the local cloud.
 //! - [`provision`]: the custom resource's pipeline.
 //! - [`alerts`]: alarms through the enrich handler to a subscribed queue.
+//! - [`runbook`]: fleet runbooks across the local cloud's accounts and regions.
 
 pub mod alerts;
 pub mod cloud;
 pub mod provision;
+pub mod runbook;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -74,6 +74,20 @@ impl AwsConfig {
         )
     }
 
+    /// [`AwsConfig::for_endpoint`] in `region`, signed with these keys (the local cloud maps
+    /// keys to their account: a seeded account's administrator, say).
+    pub async fn for_endpoint_as(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Self {
+        AwsConfig(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(endpoint)
+                .region(Region::new(region.to_string()))
+                .credentials_provider(Credentials::new(access_key, secret_key, None, None, "opsflow-static"))
+                .timeout_config(timeout_config())
+                .load()
+                .await,
+        )
+    }
+
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.0
     }
@@ -181,6 +195,15 @@ impl Clients {
     /// See [`AwsConfig::for_endpoint`].
     pub async fn for_endpoint(endpoint: &str) -> Result<Self, CoreError> {
         Self::from_sdk_config(AwsConfig::for_endpoint(endpoint).await.sdk_config())
+    }
+
+    /// See [`AwsConfig::for_endpoint_as`].
+    pub async fn for_endpoint_as(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Result<Self, CoreError> {
+        Self::from_sdk_config(
+            AwsConfig::for_endpoint_as(endpoint, region, access_key, secret_key)
+                .await
+                .sdk_config(),
+        )
     }
 
     /// From a loaded [`SdkConfig`] (to choose retries, timeouts or an HTTP client yourself).

@@ -50,6 +50,9 @@ pub struct Settings {
     pub procedure_arns: BTreeMap<String, String>,
     /// EventBridge connection ARNs by the catalogue's connection names (Validate).
     pub connections: BTreeMap<String, String>,
+    /// Endpoints that replace a catalogue procedure's `Http.Url`, by procedure name (the local
+    /// runner points an HTTP check at a local server; a deployment sets none).
+    pub endpoint_overrides: BTreeMap<String, String>,
     /// `CloudWatchOutputConfig` log group of commands, if any.
     pub output_log_group: Option<String>,
     pub poll: PollPolicy,
@@ -66,6 +69,7 @@ impl Settings {
             retention_days: 90,
             procedure_arns: BTreeMap::new(),
             connections: BTreeMap::new(),
+            endpoint_overrides: BTreeMap::new(),
             output_log_group: None,
             poll: PollPolicy {
                 first_s: 2,
@@ -169,7 +173,11 @@ pub fn validate(
     let http = match &procedure.http {
         None => None,
         Some(h) => Some(HttpCall {
-            api_endpoint: h.url.clone(),
+            api_endpoint: settings
+                .endpoint_overrides
+                .get(&procedure.name)
+                .cloned()
+                .unwrap_or_else(|| h.url.clone()),
             method: h.method.clone(),
             connection_arn: settings.connections.get(&h.connection).cloned().ok_or_else(|| {
                 CoreError::unsupported(

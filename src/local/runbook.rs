@@ -1,0 +1,453 @@
+//! Fleet runbooks, offline: the runner and the procedures' state machine files on the local
+//! engine, the runbook functions in-process with the real adapters, against the local cloud,
+//! whose accounts stand for the member accounts (each with its member role, checked with its
+//! ExternalId by the local cloud's STS) and whose clock the engine drives.
+//!
+//! The Distributed Map's children, the nested procedure executions, the HTTP Task (through a
+//! connection registered with the engine, its secret never in a definition or a payload), the
+//! ItemReader over S3 and the run's row written by the DynamoDB integration all run as they
+//! would on AWS.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context};
+use aws_sdk_dynamodb::types::AttributeValue;
+use opsflow_asl::{model, Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskRequest};
+use opsflow_aws::{aws_sdk_dynamodb, aws_sdk_ec2, AwsConfig, Clients, DynamoRunLog, MemberFleet, S3Objects, SnsPublisher, SystemClock};
+use opsflow_core::ports::Clock;
+use opsflow_core::runbook::handlers::{invoke, placeholder, RunbookPorts, TASK_FUNCTIONS};
+use opsflow_core::runbook::steps::Settings;
+use opsflow_core::runbook::{Catalogue, Summary};
+use serde_json::{json, Value};
+
+use super::{function_arn, repo_root, LocalClock, LocalCloud, ACCOUNT, REGION};
+
+/// The local runs table (the template's RunsTable).
+pub const RUNS_TABLE: &str = "opsflow-runs";
+/// The local runs bucket (the template's RunsBucket).
+pub const RUNS_BUCKET: &str = "opsflow-runs-local";
+/// The local results topic's name (the template's RunbookResultsTopic).
+pub const RESULTS_TOPIC: &str = "opsflow-runbook-results";
+/// The member role's name, as `infra/member-account.yaml` creates it.
+pub const MEMBER_ROLE: &str = "opsflow-member";
+/// The runner's state machine name.
+pub const RUNNER: &str = "opsflow-run-runbook";
+
+/// The ARN of a local state machine.
+pub fn state_machine_arn(name: &str) -> String {
+    format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
+}
+
+/// An EventBridge connection for the HTTP Task: its ARN and its definition with the secret, as
+/// CreateConnection takes it.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub name: String,
+    pub arn: String,
+    pub definition: Value,
+}
+
+impl Connection {
+    /// An API key connection: `header: key` on every call.
+    pub fn api_key(name: &str, header: &str, key: &str) -> Connection {
+        Connection {
+            name: name.to_string(),
+            arn: format!("arn:aws:events:{REGION}:{ACCOUNT}:connection/{name}/5c0ffee0-0000-4000-8000-000000000001"),
+            definition: json!({"AuthorizationType": "API_KEY", "AuthParameters": {"ApiKeyAuthParameters": {"ApiKeyName": header, "ApiKeyValue": key}}}),
+        }
+    }
+}
+
+/// How the local runner reaches the member accounts and endpoints.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub role_name: String,
+    pub external_id: String,
+    pub connections: Vec<Connection>,
+    /// Procedure name → the endpoint its HTTP check calls instead of the catalogue's.
+    pub endpoints: BTreeMap<String, String>,
+}
+
+/// Targets running now and the most seen at once: what the Map let through, observed where the
+/// targets start (Admit) and end (Record).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl InFlight {
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+/// A progress event for the operator's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Started { target: String },
+    NotStarted { target: String },
+    Finished { target: String, status: String },
+}
+
+type Ports = RunbookPorts<MemberFleet, S3Objects, DynamoRunLog, SnsPublisher>;
+type Listener = Arc<Mutex<Option<Box<dyn FnMut(Progress) + Send>>>>;
+
+/// The runner on the local engine.
+pub struct LocalRunbooks {
+    pub cloud: Arc<LocalCloud>,
+    /// The central account's clients.
+    pub clients: Clients,
+    pub topic_arn: String,
+    pub log: DynamoRunLog,
+    engine: Engine,
+    runner: Arc<StateMachine>,
+    in_flight: Arc<InFlight>,
+    listener: Listener,
+}
+
+/// A run's end.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub execution: ExecutionResult,
+    pub execution_arn: String,
+    /// The summary the runner wrote (none for a dry run or a refused input).
+    pub summary: Option<Summary>,
+}
+
+fn machine(relative: &str, substitutions: &[(String, String)]) -> anyhow::Result<Arc<StateMachine>> {
+    let path = repo_root().join(relative);
+    let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for (from, to) in substitutions {
+        text = text.replace(from, to);
+    }
+    model::parse(&text).map(Arc::new).map_err(|e| {
+        anyhow!(
+            "{}: {}",
+            path.display(),
+            e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
+        )
+    })
+}
+
+/// The local name of a runbook function (`Validate` → `opsflow-runbook-validate`).
+pub fn function_name(function: &str) -> String {
+    let mut kebab = String::new();
+    for (i, c) in function.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            kebab.push('-');
+        }
+        kebab.push(c.to_ascii_lowercase());
+    }
+    format!("runbook-{kebab}")
+}
+
+/// A DynamoDB JSON attribute value (`{"S": "…"}`, `{"N": "1"}`, `{"M": {…}}`, …).
+fn attribute(v: &Value) -> Result<AttributeValue, String> {
+    let obj = v
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| format!("{v} is not a DynamoDB attribute value"))?;
+    let (kind, inner) = obj.iter().next().expect("one entry");
+    let strings = |x: &Value| -> Result<Vec<String>, String> {
+        x.as_array()
+            .ok_or_else(|| format!("{kind} must be a list"))?
+            .iter()
+            .map(|s| s.as_str().map(str::to_string).ok_or_else(|| format!("{kind} holds strings")))
+            .collect()
+    };
+    Ok(match (kind.as_str(), inner) {
+        ("S", Value::String(s)) => AttributeValue::S(s.clone()),
+        ("N", Value::String(n)) => AttributeValue::N(n.clone()),
+        ("BOOL", Value::Bool(b)) => AttributeValue::Bool(*b),
+        ("NULL", Value::Bool(true)) => AttributeValue::Null(true),
+        ("SS", x) => AttributeValue::Ss(strings(x)?),
+        ("NS", x) => AttributeValue::Ns(strings(x)?),
+        ("L", Value::Array(items)) => AttributeValue::L(items.iter().map(attribute).collect::<Result<_, _>>()?),
+        ("M", Value::Object(m)) => AttributeValue::M(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), attribute(x)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        _ => return Err(format!("{v} is not a DynamoDB attribute value")),
+    })
+}
+
+impl LocalRunbooks {
+    pub async fn new(cloud: Arc<LocalCloud>, options: Options) -> anyhow::Result<LocalRunbooks> {
+        let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
+        let log = DynamoRunLog::new(clients.dynamodb.clone(), RUNS_TABLE);
+        log.create_table().await.map_err(|e| anyhow!("creating the runs table: {e}"))?;
+        match clients.s3.create_bucket().bucket(RUNS_BUCKET).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e) => return Err(anyhow!("creating the runs bucket: {e:?}")),
+        }
+        let topic_arn = clients
+            .sns
+            .create_topic()
+            .name(RESULTS_TOPIC)
+            .send()
+            .await
+            .context("CreateTopic")?
+            .topic_arn()
+            .unwrap_or_default()
+            .to_string();
+        let base = AwsConfig::for_endpoint(&cloud.endpoint).await;
+        let ports = Arc::new(Ports {
+            fleet: MemberFleet::new(base.sdk_config(), &options.role_name, &options.external_id),
+            objects: S3Objects::new(clients.s3.clone()),
+            log: log.clone(),
+            publisher: clients.sns_publisher(&topic_arn),
+        });
+        let mut settings = Settings::new(RUNS_BUCKET);
+        settings.procedure_arns = BTreeMap::from([
+            ("run-command".to_string(), state_machine_arn("opsflow-run-command")),
+            ("http-check".to_string(), state_machine_arn("opsflow-http-check")),
+        ]);
+        settings.connections = options.connections.iter().map(|c| (c.name.clone(), c.arn.clone())).collect();
+        settings.endpoint_overrides = options.endpoints.clone();
+        let (settings, catalogue) = (Arc::new(settings), Arc::new(Catalogue::builtin()));
+        let in_flight = Arc::new(InFlight::default());
+        let listener: Listener = Arc::default();
+
+        let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
+        builder = builder.object_store(Arc::new(crate::object_store::S3Store::new(clients.s3.clone())));
+        for c in &options.connections {
+            builder = builder.connection(c.arn.clone(), c.definition.clone());
+        }
+        for function in TASK_FUNCTIONS {
+            let (ports, settings, catalogue, cloud) = (ports.clone(), settings.clone(), catalogue.clone(), cloud.clone());
+            let (in_flight, listener) = (in_flight.clone(), listener.clone());
+            builder = builder.lambda(format!("opsflow-{}", function_name(function)), move |req: TaskRequest| {
+                let (ports, settings, catalogue, cloud) = (ports.clone(), settings.clone(), catalogue.clone(), cloud.clone());
+                let (in_flight, listener) = (in_flight.clone(), listener.clone());
+                async move {
+                    cloud
+                        .control("clock", json!({"now_ms": req.now_ms}))
+                        .await
+                        .map_err(|e| StatesError::new("Lambda.Unknown", e.to_string()))?;
+                    let target = req.payload.get("Target").map(target_label).unwrap_or_default();
+                    let clock = LocalClock { task: req.clock, cloud };
+                    let out = invoke(function, &*ports, &settings, &catalogue, req.payload, &clock)
+                        .await
+                        .map_err(|e| StatesError::new(e.name(), e.to_string()))?;
+                    let event = match function {
+                        "Admit" if out["Start"] == true => {
+                            let now = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+                            in_flight.max.fetch_max(now, Ordering::SeqCst);
+                            Some(Progress::Started { target })
+                        }
+                        "Admit" => Some(Progress::NotStarted { target }),
+                        "Record" => {
+                            in_flight.now.fetch_sub(1, Ordering::SeqCst);
+                            let status = out["Status"].as_str().unwrap_or_default().to_string();
+                            Some(Progress::Finished { target, status })
+                        }
+                        _ => None,
+                    };
+                    if let (Some(event), Some(f)) = (event, listener.lock().expect("listener").as_mut()) {
+                        f(event);
+                    }
+                    Ok(out)
+                }
+            });
+        }
+        let dynamodb = clients.dynamodb.clone();
+        builder = builder.resource("arn:aws:states:::dynamodb:putItem", move |req: TaskRequest| {
+            let dynamodb = dynamodb.clone();
+            async move {
+                let table = req.payload["TableName"].as_str().unwrap_or_default().to_string();
+                let item = req.payload["Item"]
+                    .as_object()
+                    .ok_or_else(|| StatesError::new("States.Runtime", "PutItem needs an Item object"))?
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), attribute(v)?)))
+                    .collect::<Result<std::collections::HashMap<_, _>, String>>()
+                    .map_err(|e| StatesError::new("DynamoDB.ValidationException", e))?;
+                dynamodb
+                    .put_item()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        let code = e
+                            .as_service_error()
+                            .and_then(|s| aws_sdk_dynamodb::error::ProvideErrorMetadata::code(s))
+                            .unwrap_or("SdkClientException");
+                        StatesError::new(format!("DynamoDB.{code}"), format!("{e:?}"))
+                    })?;
+                Ok(json!({}))
+            }
+        });
+        let subs: Vec<(String, String)> = TASK_FUNCTIONS
+            .iter()
+            .map(|f| (placeholder(f), function_arn(&function_name(f))))
+            .chain([("${RunsTableName}".to_string(), RUNS_TABLE.to_string())])
+            .collect();
+        builder = builder
+            .state_machine(
+                state_machine_arn("opsflow-run-command"),
+                machine("statemachines/procedures/run-command.asl.json", &subs)?,
+            )
+            .state_machine(
+                state_machine_arn("opsflow-http-check"),
+                machine("statemachines/procedures/http-check.asl.json", &subs)?,
+            );
+        let runner = machine("statemachines/run-runbook.asl.json", &subs)?;
+        Ok(LocalRunbooks {
+            cloud,
+            clients,
+            topic_arn,
+            log,
+            engine: builder.build(),
+            runner,
+            in_flight,
+            listener,
+        })
+    }
+
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
+    }
+
+    /// Runs the runner on `input` (as a schedule or `opsflow run` would start it), calling
+    /// `on_progress` as targets start and end, and reads the summary it wrote.
+    pub async fn run(&self, input: Value, name: &str, on_progress: impl FnMut(Progress) + Send + 'static) -> anyhow::Result<RunOutcome> {
+        *self.listener.lock().expect("listener") = Some(Box::new(on_progress));
+        self.in_flight.now.store(0, Ordering::SeqCst);
+        self.in_flight.max.store(0, Ordering::SeqCst);
+        let start = SystemClock.now_ms().max(self.cloud.now_ms().await?);
+        let opts = StartOptions {
+            name: name.to_string(),
+            state_machine_name: RUNNER.to_string(),
+            record_history: true,
+        };
+        let running = self.engine.start_at(self.runner.clone(), input, opts, Some(start));
+        let execution = running.result.await.context("the runner's execution")?;
+        *self.listener.lock().expect("listener") = None;
+        let execution_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:{RUNNER}:{name}");
+        let key = format!("runs/{name}/summary.json");
+        let summary = match self.clients.s3.get_object().bucket(RUNS_BUCKET).key(&key).send().await {
+            Ok(out) => {
+                let bytes = out.body.collect().await.context("reading the summary")?.into_bytes();
+                Some(serde_json::from_slice(&bytes).context("parsing the summary")?)
+            }
+            Err(_) => None,
+        };
+        Ok(RunOutcome {
+            execution,
+            execution_arn,
+            summary,
+        })
+    }
+}
+
+fn target_label(t: &Value) -> String {
+    let id = t["InstanceId"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or(t["Name"].as_str())
+        .unwrap_or("?");
+    format!(
+        "{} {} {id}",
+        t["Account"].as_str().unwrap_or("?"),
+        t["Region"].as_str().unwrap_or("?")
+    )
+}
+
+/// A member account of the local cloud, seeded: its administrator's clients and the member role
+/// (trusting the central account, with the ExternalId condition), as `infra/member-account.yaml`
+/// would create it.
+pub struct MemberAccount {
+    pub account: String,
+    access_key: String,
+    secret_key: String,
+    endpoint: String,
+}
+
+/// The tag that opts an instance in to runbooks, and its usual value.
+pub const OPT_IN: (&str, &str) = ("opsflow:runbooks", "enabled");
+/// A Windows AMI that moto knows.
+pub const WINDOWS_AMI: &str = "ami-03cf127a";
+
+impl MemberAccount {
+    pub async fn seed(cloud: &LocalCloud, account: &str, external_id: &str) -> anyhow::Result<MemberAccount> {
+        let keys = cloud.control("accounts", json!({"account_id": account})).await?;
+        let m = MemberAccount {
+            account: account.to_string(),
+            access_key: keys["access_key_id"].as_str().context("access_key_id")?.to_string(),
+            secret_key: keys["secret_access_key"].as_str().context("secret_access_key")?.to_string(),
+            endpoint: cloud.endpoint.clone(),
+        };
+        let iam = m.clients(REGION).await?.iam;
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]});
+        match iam
+            .create_role()
+            .role_name(MEMBER_ROLE)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => {}
+            Err(e) => return Err(anyhow!("CreateRole {MEMBER_ROLE} in {account}: {e:?}")),
+        }
+        match crate::fixtures::instance_profile(&m.clients(REGION).await?, "fleet-ssm", "/").await {
+            Ok(_) => {}
+            Err(e) if format!("{e:?}").contains("EntityAlreadyExists") => {}
+            Err(e) => return Err(e),
+        }
+        Ok(m)
+    }
+
+    /// The account administrator's clients in `region`.
+    pub async fn clients(&self, region: &str) -> anyhow::Result<Clients> {
+        Clients::for_endpoint_as(&self.endpoint, region, &self.access_key, &self.secret_key)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// A managed instance (its SSM agent Online) in `region` with `tags` (and Name), Linux or
+    /// Windows; returns its id.
+    pub async fn instance(&self, region: &str, name: &str, tags: &[(&str, &str)], windows: bool) -> anyhow::Result<String> {
+        use aws_sdk_ec2::types::{IamInstanceProfileSpecification, ResourceType, Tag, TagSpecification};
+        let c = self.clients(region).await?;
+        let mut spec = TagSpecification::builder()
+            .resource_type(ResourceType::Instance)
+            .tags(Tag::builder().key("Name").value(name).build());
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        let out = c
+            .ec2
+            .run_instances()
+            .image_id(if windows { WINDOWS_AMI } else { crate::fixtures::LINUX_AMI })
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(spec.build())
+            .send()
+            .await
+            .context("RunInstances")?;
+        let id = out
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .context("no instance")?
+            .to_string();
+        c.ec2
+            .associate_iam_instance_profile()
+            .instance_id(&id)
+            .iam_instance_profile(IamInstanceProfileSpecification::builder().name("fleet-ssm").build())
+            .send()
+            .await
+            .context("AssociateIamInstanceProfile")?;
+        Ok(id)
+    }
+}
