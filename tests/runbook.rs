@@ -29,7 +29,7 @@ struct World {
     b: MemberAccount,
 }
 
-async fn world_with(external_id: &str) -> World {
+async fn world_with(external_id: &str, endpoint: Option<&str>) -> World {
     let serial = SERIAL.lock().await;
     let cloud = Arc::new(tokio::task::spawn_blocking(LocalCloud::start).await.unwrap().expect("local cloud"));
     let a = MemberAccount::seed(&cloud, A, EXTERNAL_ID).await.unwrap();
@@ -38,7 +38,10 @@ async fn world_with(external_id: &str) -> World {
         role_name: "opsflow-member".into(),
         external_id: external_id.into(),
         connections: vec![Connection::api_key("healthz", "x-api-key", "s3cr3t-k3y-never-in-history")],
-        endpoints: Default::default(),
+        endpoints: endpoint
+            .map(|e| [("healthz".to_string(), e.to_string())].into_iter().collect())
+            .unwrap_or_default(),
+        http_time_limit: Some(std::time::Duration::from_millis(1500)),
     };
     let runbooks = LocalRunbooks::new(cloud.clone(), options).await.unwrap();
     World {
@@ -51,7 +54,7 @@ async fn world_with(external_id: &str) -> World {
 }
 
 async fn world() -> World {
-    world_with(EXTERNAL_ID).await
+    world_with(EXTERNAL_ID, None).await
 }
 
 fn run_input(procedure: &str, extra: Value) -> Value {
@@ -178,5 +181,342 @@ fn a_tagged_fleet_in_two_accounts_and_two_regions_runs_target_by_target() {
             .filter(|p| matches!(p, Progress::Started { .. }))
             .count();
         assert_eq!(started, 8);
+    });
+}
+
+/// The runner's execution ends as the summary says; the run is refused when `error` is given.
+fn failed_with(out: &opsflow::local::runbook::RunOutcome, error: &str) -> String {
+    assert_eq!(out.execution.status, Status::Failed, "{:?}", out.execution.output);
+    assert_eq!(out.execution.error.as_deref(), Some(error), "{:?}", out.execution.cause);
+    let cause = out.execution.cause.clone().unwrap_or_default();
+    // A Lambda's error arrives as AWS words it: {"errorType", "errorMessage"}.
+    match serde_json::from_str::<Value>(&cause) {
+        Ok(v) if v["errorMessage"].is_string() => v["errorMessage"].as_str().unwrap().to_string(),
+        _ => cause,
+    }
+}
+
+/// Every event of an execution and of the executions it started, as text.
+fn all_history(r: &opsflow_asl::ExecutionResult) -> String {
+    let mut text = format!("{:?}", r.events);
+    for c in &r.children {
+        text.push_str(&all_history(&c.result));
+    }
+    text
+}
+
+async fn invocation_count(w: &World) -> usize {
+    w.cloud.get("invocations").await.unwrap()["invocations"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_wrong_external_id_is_refused_before_anything_runs() {
+    block_on(async {
+        let w = world_with("not-the-agreed-id", None).await;
+        dev_fleet(&w).await;
+        let out = w
+            .runbooks
+            .run(run_input("disk-cleanup", json!({})), "wrong-id", |_| {})
+            .await
+            .unwrap();
+        let cause = failed_with(&out, "AccessDenied");
+        assert!(
+            cause.contains("sts:AssumeRole") && cause.contains(&format!("arn:aws:iam::{A}:role/opsflow-member")),
+            "{cause}"
+        );
+        assert_eq!(invocation_count(&w).await, 0);
+        assert!(w.runbooks.log.targets(&out.execution_arn).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_procedure_outside_the_catalogue_is_refused_before_anything_runs() {
+    block_on(async {
+        let w = world().await;
+        dev_fleet(&w).await;
+        let mut input = run_input("disk-cleanup", json!({}));
+        input["Procedure"] = json!("rm-rf");
+        let out = w.runbooks.run(input, "not-allowed", |_| {}).await.unwrap();
+        let cause = failed_with(&out, "InvalidInput");
+        assert!(cause.contains("Procedure: \"rm-rf\" is not in the catalogue"), "{cause}");
+        let mut input = run_input("restart-app", json!({"Parameters": {"Service": "postgres"}}));
+        input["Targets"] = json!({"InstanceIds": ["i-0123456789abcdef0"]});
+        let out = w.runbooks.run(input, "bad-parameter", |_| {}).await.unwrap();
+        let cause = failed_with(&out, "InvalidInput");
+        assert!(
+            cause.contains("Parameters.Service: must be one of app, billing-api, worker"),
+            "{cause}"
+        );
+        assert_eq!(invocation_count(&w).await, 0);
+    });
+}
+
+#[test]
+fn max_errors_stops_new_starts_and_the_rest_are_not_started() {
+    block_on(async {
+        let w = world().await;
+        dev_fleet(&w).await;
+        let queue = w
+            .runbooks
+            .clients
+            .sqs
+            .create_queue()
+            .queue_name("ops")
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        let queue_arn = w
+            .runbooks
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(opsflow_aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&opsflow_aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        w.runbooks
+            .clients
+            .sns
+            .subscribe()
+            .topic_arn(&w.runbooks.topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .unwrap();
+        // The first two invocations fail; with one at a time and one error allowed, the second
+        // failure stops new starts.
+        commands(
+            &w,
+            json!([
+                {"document": "AWS-RunShellScript", "match": "journalctl", "duration_seconds": 5, "stdout": "ok\n"},
+                {"document": "AWS-RunShellScript", "match": "journalctl", "duration_seconds": 5, "exit_code": 1, "count": 2,
+                 "stdout": "Vacuuming done\n", "stderr": "find: '/var/tmp/x': Permission denied\n"}
+            ]),
+        )
+        .await;
+        let out = w
+            .runbooks
+            .run(
+                run_input("disk-cleanup", json!({"MaxConcurrency": "1", "MaxErrors": "1"})),
+                "stop-early",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        let cause = failed_with(&out, "TargetsFailed");
+        assert_eq!(cause, "runbook disk-cleanup: 2 of 8 failed, 6 not started");
+        let s = out.summary.unwrap();
+        assert_eq!((s.counts.failed, s.counts.not_started, s.counts.succeeded), (2, 6, 0));
+        assert_eq!(invocation_count(&w).await, 2, "no command after the second error");
+        let failed = &s.targets[0];
+        assert_eq!((failed.status, failed.exit_code), (TargetStatus::Failed, Some(1)));
+        assert!(failed.output_tail.ends_with("Permission denied"), "{failed:?}");
+        assert!(
+            failed
+                .output_url
+                .as_deref()
+                .is_some_and(|u| u.contains("opsflow-runs-local/output/disk-cleanup/stop-early/")),
+            "{failed:?}"
+        );
+        let rows = w.runbooks.log.targets(&out.execution_arn).await.unwrap();
+        assert_eq!(rows.len(), 8, "every target has its audit row, the not started too");
+        assert_eq!(rows.iter().filter(|r| r.status == TargetStatus::NotStarted).count(), 6);
+        let got = w
+            .runbooks
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(got.messages()[0].body().unwrap()).unwrap();
+        assert_eq!(body["counts"]["notStarted"], 6);
+        assert_eq!(body["failures"][0]["exitCode"], 1);
+        assert!(body["failures"][0]["outputTail"].as_str().unwrap().contains("Permission denied"));
+    });
+}
+
+#[test]
+fn a_reboot_asked_with_exit_194_is_carried_through() {
+    block_on(async {
+        let w = world().await;
+        let id =
+            w.a.instance("eu-west-1", "patch-me", &[("Env", "dev"), OPT_IN], false)
+                .await
+                .unwrap();
+        commands(
+            &w,
+            json!([{"document": "AWS-RunShellScript", "match": "journalctl", "reboot_seconds": 90,
+            "runs": [{"exit_code": 194, "duration_seconds": 20, "stdout": "kernel updated, rebooting\n"},
+                     {"exit_code": 0, "duration_seconds": 10, "stdout": "after reboot: all clean\n"}]}]),
+        )
+        .await;
+        let mut input = run_input("disk-cleanup", json!({"Accounts": [A], "Regions": ["eu-west-1"]}));
+        input["Targets"] = json!({"InstanceIds": [id]});
+        let out = w.runbooks.run(input, "reboot", |_| {}).await.unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!((t.status, t.exit_code), (TargetStatus::Succeeded, Some(0)));
+        assert!(t.output_tail.contains("after reboot: all clean"), "{t:?}");
+        let inv = &w.cloud.get("invocations").await.unwrap()["invocations"][0];
+        assert_eq!((inv["runs"].as_u64(), inv["reboots"].as_u64()), (Some(2), Some(1)), "{inv}");
+    });
+}
+
+#[test]
+fn output_past_ssms_window_keeps_its_last_lines_from_the_s3_copy() {
+    block_on(async {
+        let w = world().await;
+        let id =
+            w.b.instance("eu-north-1", "chatty", &[("Env", "dev"), OPT_IN], false)
+                .await
+                .unwrap();
+        let mut stdout: String = (0..2_000).map(|i| format!("line {i:05} of a long cleanup log\n")).collect();
+        stdout.push_str("FATAL: the very last line\n");
+        assert!(stdout.len() > 60_000);
+        commands(
+            &w,
+            json!([{"document": "AWS-RunShellScript", "match": "journalctl", "duration_seconds": 3, "exit_code": 3, "stdout": stdout}]),
+        )
+        .await;
+        let mut input = run_input("disk-cleanup", json!({"Accounts": [B], "Regions": ["eu-north-1"]}));
+        input["Targets"] = json!({"InstanceIds": [id]});
+        let out = w.runbooks.run(input, "long-output", |_| {}).await.unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.exit_code, Some(3));
+        assert!(
+            t.output_tail.ends_with("FATAL: the very last line"),
+            "the tail is the end of the output: {:?}",
+            &t.output_tail[t.output_tail.len().saturating_sub(200)..]
+        );
+        assert!(t.output_tail.len() <= 2_048 + 64);
+        let url = t.output_url.clone().unwrap();
+        let (bucket, key) = opsflow_core::runbook::steps::s3_location(&url).unwrap();
+        let full = w
+            .runbooks
+            .clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_eq!(full.len(), stdout.len(), "the S3 copy is the whole output");
+    });
+}
+
+#[test]
+fn a_dry_run_lists_the_targets_and_changes_nothing() {
+    block_on(async {
+        let w = world().await;
+        dev_fleet(&w).await;
+        w.a.instance("eu-west-1", "stopped-one", &[("Env", "dev"), OPT_IN], false)
+            .await
+            .unwrap();
+        let before = w.cloud.get("calls").await.unwrap();
+        let out = w
+            .runbooks
+            .run(run_input("disk-cleanup", json!({"DryRun": true})), "dry", |_| {})
+            .await
+            .unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let resolved = out.execution.output.unwrap();
+        assert_eq!(resolved["Count"], 9);
+        assert_eq!(resolved["Preview"].as_array().unwrap().len(), 9);
+        assert!(out.summary.is_none());
+        let after = w.cloud.get("calls").await.unwrap();
+        let mutating = |c: &Value| -> u64 {
+            c["calls"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| opsflow::local::cloud::INSTANCE_MUTATIONS.contains(&k.as_str()))
+                .map(|(_, v)| v.as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(mutating(&after), mutating(&before), "a dry run changed an instance");
+        assert_eq!(invocation_count(&w).await, 0);
+    });
+}
+
+#[test]
+fn the_http_check_fails_on_a_non_2xx_and_keeps_the_secret_out_of_the_history() {
+    block_on(async {
+        let endpoint = opsflow::local::runbook::HealthEndpoint::start(vec![500, 503], std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        let w = world_with(EXTERNAL_ID, Some(&endpoint.url)).await;
+        let out = w
+            .runbooks
+            .run(json!({"Procedure": "healthz", "Notify": "OnFailure"}), "healthz-1", |_| {})
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.status, TargetStatus::Failed);
+        assert!(t.reason.contains("States.Http.StatusCode.503"), "{t:?}");
+        let requests = endpoint.requests();
+        assert_eq!(requests.len(), 2, "one retry of a 5xx");
+        assert!(
+            requests.iter().all(|(line, h)| line.starts_with("GET /healthz?deep=true")
+                && h.contains(&("x-api-key".to_string(), "s3cr3t-k3y-never-in-history".to_string()))),
+            "{requests:?}"
+        );
+        let history = all_history(&out.execution);
+        assert!(
+            history.contains("ConnectionArn"),
+            "the history is read: {}",
+            &history[..history.len().min(300)]
+        );
+        assert!(!history.contains("s3cr3t-k3y"), "the secret is in the history");
+    });
+}
+
+#[test]
+fn the_http_check_passes_after_one_500_and_fails_when_the_endpoint_hangs() {
+    block_on(async {
+        let flaky = opsflow::local::runbook::HealthEndpoint::start(vec![500, 200], std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        let w = world_with(EXTERNAL_ID, Some(&flaky.url)).await;
+        let out = w
+            .runbooks
+            .run(json!({"Procedure": "healthz"}), "healthz-flaky", |_| {})
+            .await
+            .unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        assert_eq!(flaky.requests().len(), 2);
+        drop(w);
+        let hung = opsflow::local::runbook::HealthEndpoint::start(vec![200], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let w = world_with(EXTERNAL_ID, Some(&hung.url)).await;
+        let out = w
+            .runbooks
+            .run(json!({"Procedure": "healthz"}), "healthz-hung", |_| {})
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.status, TargetStatus::Failed);
+        assert!(t.reason.starts_with("States."), "{t:?}");
     });
 }

@@ -68,6 +68,8 @@ pub struct Options {
     pub connections: Vec<Connection>,
     /// Procedure name → the endpoint its HTTP check calls instead of the catalogue's.
     pub endpoints: BTreeMap<String, String>,
+    /// The HTTP Task's time limit (AWS: 60 s), shorter in tests.
+    pub http_time_limit: Option<std::time::Duration>,
 }
 
 /// Targets running now and the most seen at once: what the Map let through, observed where the
@@ -215,6 +217,9 @@ impl LocalRunbooks {
 
         let mut builder = Engine::builder().clock(EngineClock::Virtual).region(REGION).account(ACCOUNT);
         builder = builder.object_store(Arc::new(crate::object_store::S3Store::new(clients.s3.clone())));
+        if let Some(limit) = options.http_time_limit {
+            builder = builder.http_time_limit(limit);
+        }
         for c in &options.connections {
             builder = builder.connection(c.arn.clone(), c.definition.clone());
         }
@@ -449,5 +454,77 @@ impl MemberAccount {
             .await
             .context("AssociateIamInstanceProfile")?;
         Ok(id)
+    }
+}
+
+/// A health endpoint on 127.0.0.1 for the HTTP check: answers the scripted statuses in turn
+/// (the last one from then on), after `delay`, and records each request's line and headers.
+pub struct HealthEndpoint {
+    pub url: String,
+    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HealthEndpoint {
+    pub async fn start(statuses: Vec<u16>, delay: std::time::Duration) -> anyhow::Result<HealthEndpoint> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/healthz", listener.local_addr()?);
+        let seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (log, statuses) = (log.clone(), statuses.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let mut lines = head.lines();
+                    let line = lines.next().unwrap_or_default().to_string();
+                    let headers = lines
+                        .filter_map(|l| {
+                            l.split_once(':')
+                                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        })
+                        .collect();
+                    let n = {
+                        let mut seen = log.lock().expect("seen");
+                        seen.push((line, headers));
+                        seen.len()
+                    };
+                    tokio::time::sleep(delay).await;
+                    let code = statuses.get(n - 1).or(statuses.last()).copied().unwrap_or(200);
+                    let body = if code < 300 {
+                        r#"{"status":"ok"}"#
+                    } else {
+                        r#"{"status":"unhealthy"}"#
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Ok(HealthEndpoint { url, seen, task })
+    }
+
+    /// Each request: its request line and headers (lowercase names).
+    pub fn requests(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+impl Drop for HealthEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
