@@ -459,9 +459,12 @@ impl MemberAccount {
 
 /// A health endpoint on 127.0.0.1 for the HTTP check: answers the scripted statuses in turn
 /// (the last one from then on), after `delay`, and records each request's line and headers.
+/// A request the endpoint received: its request line and headers (lowercase names).
+pub type SeenRequest = (String, Vec<(String, String)>);
+
 pub struct HealthEndpoint {
     pub url: String,
-    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -470,7 +473,7 @@ impl HealthEndpoint {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/healthz", listener.local_addr()?);
-        let seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<SeenRequest>>> = Arc::default();
         let log = seen.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -518,7 +521,7 @@ impl HealthEndpoint {
     }
 
     /// Each request: its request line and headers (lowercase names).
-    pub fn requests(&self) -> Vec<(String, Vec<(String, String)>)> {
+    pub fn requests(&self) -> Vec<SeenRequest> {
         self.seen.lock().expect("seen").clone()
     }
 }
