@@ -35,6 +35,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         bootstrap_exit: i32,
     },
+    /// Run a pre-approved procedure of the catalogue on a fleet: starts the deployed runner (or,
+    /// with --local, the same state machines on the local engine against AWS_ENDPOINT_URL) and
+    /// follows it. Exit 0 when every target succeeded, 1 otherwise, 2 for invalid usage or a
+    /// procedure outside the catalogue.
+    Run(runbook_cli::RunArgs),
+    /// The audit trail of runbook runs, target by target.
+    Runs(runbook_cli::RunsArgs),
     /// Run one Lambda handler locally on an event file, against the AWS endpoint of the
     /// environment (AWS_ENDPOINT_URL for the local cloud), and print its result.
     Invoke {
@@ -180,6 +187,7 @@ fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
 }
 
 mod demo;
+mod runbook_cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -202,6 +210,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Invoke { function, event } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(invoke_one(&function, &event))
+        }
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(runbook_cli::run(args))
+        }
+        Command::Runs(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(runbook_cli::runs(args))
         }
         Command::Demo { bootstrap_exit } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -520,3 +520,87 @@ fn the_http_check_passes_after_one_500_and_fails_when_the_endpoint_hangs() {
         assert!(t.reason.starts_with("States."), "{t:?}");
     });
 }
+
+/// `opsflow run …` as an operator types it, against this world's local cloud.
+fn opsflow(w: &World, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_opsflow"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &w.cloud.endpoint)
+        .env("OPSFLOW_EXTERNAL_ID", EXTERNAL_ID)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_operators_command_line_keeps_its_contract() {
+    block_on(async {
+        let w = world().await;
+        let ids = dev_fleet(&w).await;
+        commands(&w, json!([{"document": "AWS-RunShellScript", "match": "journalctl", "duration_seconds": 5, "stdout": "ok\n"},
+                            {"document": "AWS-RunShellScript", "match": "journalctl", "instance_id": ids[3], "exit_code": 2, "stdout": "no space left\n"}])).await;
+        let fleet = [
+            "--targets",
+            "tag:Env=dev",
+            "--accounts",
+            "111111111111,222222222222",
+            "--regions",
+            "eu-west-1,eu-north-1",
+        ];
+        let w2 = &w;
+        let run = move |extra: &[&str]| {
+            let mut args = vec!["run", "disk-cleanup", "--local"];
+            args.extend_from_slice(&fleet);
+            args.extend_from_slice(extra);
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            let w = w2;
+            async move { tokio::task::block_in_place(|| opsflow(w, &args.iter().map(String::as_str).collect::<Vec<_>>())) }
+        };
+        let (code, stdout, stderr) = run(&["--dry-run", "--output", "json"]).await;
+        assert_eq!(code, 0, "{stderr}");
+        let dry: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(dry["resolved"]["Count"], 8, "{dry}");
+        assert_eq!(invocation_count(&w).await, 0, "a dry run sent a command");
+
+        let (code, stdout, stderr) = run(&["--max-concurrency", "25%", "--output", "json"]).await;
+        assert_eq!(code, 1, "one target failed: exit 1; {stderr}");
+        let out: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(out["status"], "Failed");
+        assert_eq!(out["procedure"], "disk-cleanup");
+        assert!(out["execution"].as_str().unwrap().starts_with("arn:aws:states:"));
+        assert_eq!(out["counts"], json!({"targets": 8, "succeeded": 7, "failed": 1, "notStarted": 0}));
+        let failed = &out["targets"][0];
+        assert_eq!(
+            (
+                failed["instanceId"].as_str(),
+                failed["status"].as_str(),
+                failed["exitCode"].as_i64()
+            ),
+            (Some(ids[3].as_str()), Some("Failed"), Some(2))
+        );
+        for key in ["account", "region", "outputTail", "outputUrl"] {
+            assert!(failed.get(key).is_some(), "{key} missing: {failed}");
+        }
+
+        let (code, _, stderr) = run(&["--param", "Path=/"]).await;
+        assert_eq!(code, 2, "a parameter the procedure does not take is invalid usage: {stderr}");
+        assert!(stderr.contains("Parameters.Path"), "{stderr}");
+        let (code, _, stderr) =
+            tokio::task::block_in_place(|| opsflow(&w, &["run", "rm-rf", "--local", "--instance-ids", "i-0123456789abcdef0"]));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("not in the catalogue"), "{stderr}");
+
+        let (code, stdout, stderr) = tokio::task::block_in_place(|| opsflow(&w, &["runs", "--local", "--since", "1h", "--output", "json"]));
+        assert_eq!(code, 0, "{stderr}");
+        let rows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(rows.len(), 8, "one audit row per target of the one real run");
+        assert!(
+            rows.iter().all(|r| r["StartedBy"].as_str().unwrap().starts_with("arn:aws:")),
+            "{rows:?}"
+        );
+    });
+}

@@ -27,7 +27,8 @@ pub const INSTANCE_MUTATIONS: [&str; 9] = [
 /// A running local cloud; stopped when dropped.
 pub struct LocalCloud {
     pub endpoint: String,
-    state_dir: PathBuf,
+    /// Where the server this value started keeps its state; `None` for one it only attached to.
+    state_dir: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -59,7 +60,17 @@ impl LocalCloud {
         }
         Ok(LocalCloud {
             endpoint,
-            state_dir,
+            state_dir: Some(state_dir),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+        })
+    }
+
+    /// A local cloud that is already running at `endpoint` (started by `localcloud.sh start`):
+    /// used, never stopped.
+    pub fn attach(endpoint: &str) -> anyhow::Result<LocalCloud> {
+        Ok(LocalCloud {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            state_dir: None,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
         })
     }
@@ -144,18 +155,19 @@ impl LocalCloud {
 
 impl Drop for LocalCloud {
     fn drop(&mut self) {
+        let Some(state_dir) = &self.state_dir else { return };
         if std::env::var_os("OPSFLOW_KEEP_LOCALCLOUD_LOG").is_some() {
             let _ = std::fs::copy(
-                self.state_dir.join("server.log"),
+                state_dir.join("server.log"),
                 std::env::temp_dir().join("opsflow-localcloud-server.log"),
             );
         }
         let _ = Command::new("bash")
             .arg(script())
             .args(["stop", "--state-dir"])
-            .arg(&self.state_dir)
+            .arg(state_dir)
             .stdin(Stdio::null())
             .output();
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        let _ = std::fs::remove_dir_all(state_dir);
     }
 }

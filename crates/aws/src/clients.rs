@@ -182,6 +182,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sts: aws_sdk_sts::Client,
     /// For the CloudFormation ResponseURL PUT only.
     pub http: reqwest::Client,
 }
@@ -219,6 +220,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
             http: crate::http::response_http_client()?,
         })
     }
