@@ -123,7 +123,8 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
     let refused = another_stack(&cloud, &pipeline, &responses, &instance_id).await?;
 
     let alert_ok = alert(&cloud, &pipeline.clients, &instance_id).await?;
-    Ok(if alert_ok && refused && (ok || bootstrap_exit != 0) {
+    let runbooks_ok = crate::demo_runbook::run(&cloud).await?;
+    Ok(if alert_ok && runbooks_ok && refused && (ok || bootstrap_exit != 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -89,9 +89,9 @@ impl InFlight {
 /// A progress event for the operator's command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    Started { target: String },
-    NotStarted { target: String },
-    Finished { target: String, status: String },
+    Started { at_ms: i64, target: String },
+    NotStarted { at_ms: i64, target: String },
+    Finished { at_ms: i64, target: String, status: String },
 }
 
 type Ports = RunbookPorts<MemberFleet, S3Objects, DynamoRunLog, SnsPublisher>;
@@ -235,6 +235,7 @@ impl LocalRunbooks {
                         .await
                         .map_err(|e| StatesError::new("Lambda.Unknown", e.to_string()))?;
                     let target = req.payload.get("Target").map(target_label).unwrap_or_default();
+                    let at_ms = req.now_ms;
                     let clock = LocalClock { task: req.clock, cloud };
                     let out = invoke(function, &*ports, &settings, &catalogue, req.payload, &clock)
                         .await
@@ -243,13 +244,13 @@ impl LocalRunbooks {
                         "Admit" if out["Start"] == true => {
                             let now = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
                             in_flight.max.fetch_max(now, Ordering::SeqCst);
-                            Some(Progress::Started { target })
+                            Some(Progress::Started { at_ms, target })
                         }
-                        "Admit" => Some(Progress::NotStarted { target }),
+                        "Admit" => Some(Progress::NotStarted { at_ms, target }),
                         "Record" => {
                             in_flight.now.fetch_sub(1, Ordering::SeqCst);
                             let status = out["Status"].as_str().unwrap_or_default().to_string();
-                            Some(Progress::Finished { target, status })
+                            Some(Progress::Finished { at_ms, target, status })
                         }
                         _ => None,
                     };
@@ -352,13 +353,14 @@ impl LocalRunbooks {
 }
 
 fn target_label(t: &Value) -> String {
-    let id = t["InstanceId"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or(t["Name"].as_str())
-        .unwrap_or("?");
+    let (id, name) = (t["InstanceId"].as_str().unwrap_or_default(), t["Name"].as_str().unwrap_or_default());
+    let what = match (id.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (false, true) => id.to_string(),
+        (false, false) => format!("{id} ({name})"),
+    };
     format!(
-        "{} {} {id}",
+        "{what} in {} {}",
         t["Account"].as_str().unwrap_or("?"),
         t["Region"].as_str().unwrap_or("?")
     )

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::input::Notify;
+use super::targets::Excluded;
 use crate::alert::render::{ascii_line, limit, message, MESSAGE_MAX, SMS_MAX, SUBJECT_MAX};
 use crate::alert::Publication;
 
@@ -127,6 +128,12 @@ pub struct Summary {
     pub procedure: String,
     pub counts: Counts,
     pub targets: Vec<TargetResult>,
+    /// Instances the selector found that the run left alone (not opted in, stopped, agent not
+    /// Online, platform), with the first few reasons.
+    #[serde(default)]
+    pub excluded_count: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Excluded>,
 }
 
 impl Summary {
@@ -148,7 +155,20 @@ impl Summary {
             procedure: procedure.to_string(),
             counts,
             targets,
+            excluded_count: 0,
+            excluded: vec![],
         }
+    }
+
+    /// With the instances the run left alone. A run that found instances but could run on none
+    /// of them failed: someone must look (an agent offline everywhere, a tag typed wrong).
+    pub fn with_excluded(mut self, count: usize, shown: Vec<Excluded>) -> Summary {
+        self.excluded_count = count;
+        self.excluded = shown;
+        if self.counts.targets == 0 && count > 0 {
+            self.status = "Failed".to_string();
+        }
+        self
     }
 
     /// Whether `notify` asks for a message about this run.
@@ -176,7 +196,7 @@ impl Summary {
     fn subject(&self) -> String {
         let c = &self.counts;
         let what = if c.targets == 0 {
-            "no targets".to_string()
+            format!("no targets, {} excluded", self.excluded_count)
         } else if c.failed + c.not_started == 0 {
             format!("all {} succeeded", c.targets)
         } else if c.not_started == 0 {
@@ -227,6 +247,20 @@ impl Summary {
                 .collect();
             text.push_str(&format!("\nNot started (MaxErrors reached): {}\n", ids.join(", ")));
         }
+        if self.excluded_count > 0 {
+            text.push_str(&format!(
+                "\nExcluded: {} instances the selector found were left alone",
+                self.excluded_count
+            ));
+            if !self.excluded.is_empty() {
+                text.push_str(", e.g.:\n");
+                for e in &self.excluded {
+                    text.push_str(&format!("    {} in {} {}: {}\n", e.instance_id, e.account, e.region, e.reason));
+                }
+            } else {
+                text.push('\n');
+            }
+        }
         if omitted > 0 {
             text.push_str(&format!("\n{omitted} more not listed here (the message would pass SNS's size limit); see the JSON body's counts and `opsflow runs`.\n"));
         }
@@ -238,6 +272,8 @@ impl Summary {
             "counts": self.counts,
             "failures": failures,
             "omitted": omitted,
+            "excludedCount": self.excluded_count,
+            "excluded": self.excluded,
         });
         let sms = limit(&ascii_line(&subject), SMS_MAX);
         Publication {
@@ -351,6 +387,26 @@ mod tests {
         let bad = Summary::new("e", "p", vec![result("i-00000001", TargetStatus::TimedOut, "")]);
         assert!(bad.should_notify(Notify::OnFailure) && !bad.should_notify(Notify::Never));
         assert_eq!(bad.publication().subject, "runbook p: 1 of 1 failed");
+    }
+
+    #[test]
+    fn a_run_that_found_instances_but_ran_on_none_failed() {
+        let excluded = Excluded {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            instance_id: "i-00000001".into(),
+            reason: "its SSM agent is ConnectionLost".into(),
+        };
+        let s = Summary::new("e", "p", vec![]).with_excluded(20, vec![excluded]);
+        assert_eq!(s.status, "Failed");
+        let p = s.publication();
+        assert_eq!(p.subject, "runbook p: no targets, 20 excluded");
+        let m: Value = serde_json::from_str(&p.message).unwrap();
+        assert!(m["default"]
+            .as_str()
+            .unwrap()
+            .contains("i-00000001 in 111111111111 eu-west-1: its SSM agent is ConnectionLost"));
+        assert_eq!(Summary::new("e", "p", vec![]).status, "Succeeded", "nothing found, nothing to do");
     }
 
     #[test]

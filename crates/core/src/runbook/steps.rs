@@ -870,6 +870,10 @@ pub async fn summarize(
         }
     }
     let summary = Summary::new(&run.id, &run.procedure, results);
+    let summary = match targets {
+        Some(t) => summary.with_excluded(t.excluded_count, t.excluded.clone()),
+        None => summary,
+    };
     let key = run_key(run, "summary.json");
     objects.put(&settings.runs_bucket, &key, &summary.to_json().to_string()).await?;
     Ok(SummaryRef {

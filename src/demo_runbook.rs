@@ -1,0 +1,290 @@
+//! The demo's second act: fleet runbooks, entered by an EventBridge schedule. A fleet in two
+//! accounts and two regions of the local cloud; the weekly schedule of
+//! `infra/examples/runbook-schedules.yaml` fires (its Input read from that file); a bad image
+//! makes some targets fail, MaxErrors stops new starts; the results as a subscribed queue gets
+//! them; the audit rows; then the 15-minute HTTP check against a local endpoint that answers 500
+//! once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use opsflow::local::runbook::{Connection, HealthEndpoint, LocalRunbooks, MemberAccount, Options, Progress, OPT_IN};
+use opsflow::local::LocalCloud;
+use opsflow_aws::aws_sdk_sqs::types::QueueAttributeName;
+use opsflow_core::ports::RunLog;
+use opsflow_core::runbook::TargetStatus;
+use serde_json::{json, Value};
+
+const EXTERNAL_ID: &str = "opsflow-demo-7d41";
+const ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
+const REGIONS: [&str; 2] = ["eu-north-1", "eu-west-1"];
+const SCHEDULES: &str = "infra/examples/runbook-schedules.yaml";
+
+/// The `Input` of schedule `logical_id` in the example stack, with its parameters substituted
+/// and the context attribute EventBridge Scheduler fills in when it fires.
+fn schedule_input(logical_id: &str, params: &[(&str, &str)], schedule_arn: &str) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(opsflow::local::repo_root().join(SCHEDULES)).context(SCHEDULES)?;
+    let start = text
+        .find(&format!("\n  {logical_id}:\n"))
+        .ok_or_else(|| anyhow!("{SCHEDULES}: no {logical_id}"))?;
+    let rest = &text[start..];
+    let input_at = rest
+        .find("Input:")
+        .ok_or_else(|| anyhow!("{SCHEDULES}: {logical_id} has no Input"))?;
+    let block: Vec<&str> = rest[input_at..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("          ") || l.trim().is_empty())
+        .collect();
+    let mut json_text = block.join("\n");
+    for (k, v) in params {
+        json_text = json_text.replace(&format!("${{{k}}}"), v);
+    }
+    json_text = json_text.replace("<aws.scheduler.schedule-arn>", schedule_arn);
+    serde_json::from_str(&json_text).with_context(|| format!("{SCHEDULES}: {logical_id}'s Input"))
+}
+
+pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
+    let wall = Instant::now();
+    println!("\n━━ Act 2: fleet runbooks (EventBridge Scheduler → the runbook runner) ━━");
+    let health = HealthEndpoint::start(vec![500, 200], std::time::Duration::ZERO).await?;
+    let options = Options {
+        role_name: "opsflow-member".into(),
+        external_id: EXTERNAL_ID.into(),
+        connections: vec![Connection::api_key("healthz", "x-api-key", "demo-key-kept-in-the-connection")],
+        endpoints: [("healthz".to_string(), health.url.clone())].into_iter().collect(),
+        http_time_limit: None,
+    };
+    let runbooks = LocalRunbooks::new(cloud.clone(), options).await?;
+    // The fleet's agents have long been online (act 1 made new agents wait 40 s).
+    cloud.control("config", json!({"online_delay_seconds": 0})).await?;
+
+    println!("member accounts (each with the member role, trusted with ExternalId {EXTERNAL_ID}):");
+    let mut failing = Vec::new();
+    let mut count = 0;
+    for account in ACCOUNTS {
+        let member = MemberAccount::seed(cloud, account, EXTERNAL_ID).await?;
+        for region in REGIONS {
+            let mut ids = Vec::new();
+            for n in 1..=5 {
+                let name = format!("dev-{}-{n}", &region[3..]);
+                ids.push(member.instance(region, &name, &[("Env", "dev"), OPT_IN], false).await?);
+            }
+            count += ids.len();
+            if account == ACCOUNTS[0] && region == REGIONS[0] {
+                failing.extend(ids.iter().take(3).cloned());
+            }
+            println!(
+                "  {account} {region}: {} dev instances, opted in ({}={})",
+                ids.len(),
+                OPT_IN.0,
+                OPT_IN.1
+            );
+        }
+        let other = member.instance(REGIONS[1], "dev-not-opted-in", &[("Env", "dev")], false).await?;
+        println!("  {account} {}: {other} is Env=dev but has not opted in: never touched", REGIONS[1]);
+    }
+    let journal = "Vacuuming done, freed 1.2G of archived journals from /var/log/journal.\nFilesystem      Size  Used Avail Use% Mounted on\n/dev/nvme0n1p1  8.0G  3.1G  4.9G  39% /\n";
+    let mut rules = vec![json!({"document": "AWS-RunShellScript", "match": "journalctl", "duration_seconds": 40, "stdout": journal})];
+    for id in &failing {
+        rules.push(
+            json!({"document": "AWS-RunShellScript", "match": "journalctl", "instance_id": id, "duration_seconds": 25, "exit_code": 1,
+            "stdout": "Vacuuming done, freed 0B.\n", "stderr": "find: cannot delete '/var/tmp/build-cache': Read-only file system\n"}),
+        );
+    }
+    cloud.control("commands", json!({ "rules": rules })).await?;
+    println!(
+        "  scenario: the image of {} in {} mounts /var/tmp read-only: its cleanup fails",
+        ACCOUNTS[0], REGIONS[0]
+    );
+
+    let queue = runbooks
+        .clients
+        .sqs
+        .create_queue()
+        .queue_name("ops-team")
+        .send()
+        .await?
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let queue_arn = runbooks
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    runbooks
+        .clients
+        .sns
+        .subscribe()
+        .topic_arn(&runbooks.topic_arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await?;
+    println!("  the ops team's queue is subscribed to the RunbookResults topic");
+
+    let schedule_arn = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/opsflow-weekly-disk-cleanup";
+    let input = schedule_input(
+        "WeeklyDiskCleanup",
+        &[("DevAccountA", ACCOUNTS[0]), ("DevAccountB", ACCOUNTS[1])],
+        schedule_arn,
+    )?;
+    println!("\nSunday 03:00 Europe/Helsinki: schedule WeeklyDiskCleanup ({SCHEDULES}) fires; StartExecution with its Input:");
+    println!("  {input}");
+    let t0 = std::sync::Mutex::new(None::<i64>);
+    let out = runbooks
+        .run(input, "weekly-disk-cleanup-20261206T010000Z", move |p| {
+            let at = |ms: i64| {
+                let mut t = t0.lock().expect("t0");
+                (ms - *t.get_or_insert(ms)) as f64 / 1000.0
+            };
+            match p {
+                Progress::Started { at_ms, target } => println!("  {:>7.1}s  ▶ {target}", at(at_ms)),
+                Progress::NotStarted { at_ms, target } => println!("  {:>7.1}s  ⏹ not started (MaxErrors): {target}", at(at_ms)),
+                Progress::Finished { at_ms, target, status } => {
+                    println!(
+                        "  {:>7.1}s  {} {status}: {target}",
+                        at(at_ms),
+                        if status == "Succeeded" { "✓" } else { "✗" }
+                    )
+                }
+            }
+        })
+        .await?;
+    let summary = out
+        .summary
+        .clone()
+        .ok_or_else(|| anyhow!("the runner wrote no summary: {:?} {:?}", out.execution.error, out.execution.cause))?;
+    let c = summary.counts;
+    let ended = match (&out.execution.error, &out.execution.cause) {
+        (Some(e), Some(c)) => format!("{} ({e}: {c})", out.execution.status.as_str()),
+        _ => out.execution.status.as_str().to_string(),
+    };
+    println!(
+        "\nrun {}: {ended}\n  {} targets: {} succeeded, {} failed, {} not started; {} excluded; at most {} at once (MaxConcurrency 10%)",
+        out.execution_arn,
+        c.targets,
+        c.succeeded,
+        c.failed,
+        c.not_started,
+        summary.excluded_count,
+        runbooks.in_flight().max()
+    );
+    println!(
+        "  engine time {:.0} s (virtual), transitions {} in the runner, {} child executions",
+        out.execution.engine_ms as f64 / 1000.0,
+        out.execution.transitions,
+        count_children(&out.execution)
+    );
+
+    let got = runbooks
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await?;
+    println!("\nWhat the ops team's queue received (SNS → SQS):");
+    for m in got.messages() {
+        let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
+        println!("  Subject: {}", envelope["Subject"].as_str().unwrap_or_default());
+        let attributes: Vec<String> = envelope["MessageAttributes"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v["Value"].as_str().unwrap_or_default()))
+            .collect();
+        println!("  Attributes: {}", attributes.join(", "));
+        let body: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}"))?;
+        for f in body["failures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["status"] == "Failed")
+            .take(2)
+        {
+            println!(
+                "  ✗ {} ({}) {} {} exit {}: last lines:",
+                f["instanceId"].as_str().unwrap_or_default(),
+                f["name"].as_str().unwrap_or_default(),
+                f["account"].as_str().unwrap_or_default(),
+                f["region"].as_str().unwrap_or_default(),
+                f["exitCode"]
+            );
+            for line in f["outputTail"].as_str().unwrap_or_default().lines() {
+                println!("      | {line}");
+            }
+            println!("      full output: {}", f["outputUrl"].as_str().unwrap_or_default());
+        }
+        println!(
+            "  … and {} more failures / not started in the message (email subscribers get the same as text)",
+            body["failures"].as_array().map_or(0, |a| a.len().saturating_sub(2))
+        );
+    }
+
+    let rows = runbooks.log.targets(&out.execution_arn).await.map_err(|e| anyhow!("{e}"))?;
+    println!("\nThe audit trail (`opsflow runs`): {} rows for this run, e.g.", rows.len());
+    for r in rows
+        .iter()
+        .filter(|r| r.status != TargetStatus::NotStarted)
+        .take(3)
+        .chain(rows.iter().filter(|r| r.status == TargetStatus::NotStarted).take(1))
+    {
+        println!(
+            "  {} {:<10} {}/{}/{} exit {} by {}",
+            r.started_at,
+            r.status.as_str(),
+            r.account,
+            r.region,
+            r.instance_id,
+            r.exit_code.map_or("-".into(), |c| c.to_string()),
+            r.started_by
+        );
+    }
+
+    println!("\nEvery 15 minutes: schedule HealthzEvery15Minutes fires the http-check procedure (HTTP Task through the");
+    println!("EventBridge connection \"healthz\", which holds the API key); the local endpoint answers 500, then 200");
+    let input = schedule_input(
+        "HealthzEvery15Minutes",
+        &[],
+        "arn:aws:scheduler:us-east-1:123456789012:schedule/default/opsflow-healthz",
+    )?;
+    let check = runbooks.run(input, "healthz-20261206T091500Z", |_| {}).await?;
+    for (line, headers) in health.requests() {
+        let key = headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == "demo-key-kept-in-the-connection");
+        println!(
+            "  endpoint got {line} (x-api-key from the connection: {})",
+            if key { "yes" } else { "no" }
+        );
+    }
+    let check_summary = check.summary.clone().ok_or_else(|| anyhow!("no healthz summary"))?;
+    println!(
+        "  healthz run: {} — {} (one retry of the 500; no notification: Notify OnFailure)",
+        check.execution.status.as_str(),
+        check_summary.targets.first().map_or("", |t| t.status.as_str())
+    );
+    println!("\nAct 2 wall time {:.1} s", wall.elapsed().as_secs_f64());
+    let ok = c.failed == 3
+        && c.not_started > 0
+        && c.succeeded + c.failed + c.not_started == count
+        && runbooks.in_flight().max() <= 2
+        && check.execution.status == opsflow_asl::Status::Succeeded
+        && health.requests().len() == 2
+        && !got.messages().is_empty();
+    Ok(ok)
+}
+
+fn count_children(r: &opsflow_asl::ExecutionResult) -> usize {
+    r.children.iter().map(|c| 1 + count_children(&c.result)).sum()
+}
