@@ -1150,15 +1150,18 @@ async fn a_delete_while_the_create_still_runs_stops_it_and_undoes_it_first() {
     w.cloud
         .control(
             "commands",
-            json!({"document": "AWS-RunShellScript", "match": "migrate", "duration_seconds": 900}),
+            json!({"document": "AWS-RunShellScript", "match": "migrate", "duration_seconds": 3000}),
         )
         .await
         .unwrap();
+    // Each check costs a real second, so the command's 3000 virtual seconds outlast a loaded
+    // machine's slowest Delete by far.
     w.cloud
-        .control("config", json!({"latency_ms": {"ssm:GetCommandInvocation": 300}}))
+        .control("config", json!({"latency_ms": {"ssm:GetCommandInvocation": 1000}}))
         .await
         .unwrap();
-    let p = json!({"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile", "Bootstrap": {"Commands": ["migrate"]}});
+    let p = json!({"InstanceId": w.instance_id, "InstanceProfile": "dev-ide-profile",
+                   "Bootstrap": {"Commands": ["migrate"], "TimeoutSeconds": "3100"}});
     let create = cfn_request(
         "Create",
         "req-slow-create",

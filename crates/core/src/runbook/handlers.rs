@@ -73,6 +73,8 @@ struct RecordInput {
     run: Run,
     target: Target,
     outcome: Value,
+    #[serde(default)]
+    started_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -129,7 +131,7 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
         }
         "Record" => {
             let i: RecordInput = parse(function, payload)?;
-            let status = steps::record(&i.run, &i.target, &i.outcome, &ports.log, settings, now_s).await?;
+            let status = steps::record(&i.run, &i.target, &i.outcome, i.started_at.as_deref(), &ports.log, settings, now_s).await?;
             Ok(json!({"Status": status.as_str()}))
         }
         "SendCommand" => {

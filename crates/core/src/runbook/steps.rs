@@ -38,6 +38,8 @@ pub const SSM_STDOUT_WINDOW: usize = 24_000;
 pub const SSM_STDERR_WINDOW: usize = 8_000;
 /// How many exclusions and (for a dry run) targets the runner's state shows; all are in S3.
 pub const SHOWN: usize = 25;
+/// How many account × region pairs ResolveTargets lists at once.
+pub const RESOLVE_CONCURRENCY: usize = 8;
 
 /// The deployment's settings of the runbook functions.
 #[derive(Debug, Clone)]
@@ -272,22 +274,29 @@ pub async fn resolve<F: Fleet>(
                 TargetSelector::Tags(filters) => InstanceQuery::Tags(filters.iter().map(|f| (f.key.clone(), f.values.clone())).collect()),
                 _ => unreachable!("handled above"),
             };
-            let places: Vec<(&String, &String)> = scope
+            let places: Vec<(String, String)> = scope
                 .accounts
                 .iter()
-                .flat_map(|a| scope.regions.iter().map(move |r| (a, r)))
+                .flat_map(|a| scope.regions.iter().map(move |r| (a.clone(), r.clone())))
                 .collect();
-            let found = futures::future::join_all(places.iter().map(|(a, r)| candidates(fleet, a, r, &query))).await;
-            let mut all = Vec::new();
-            for (i, f) in found.into_iter().enumerate() {
-                let (a, r) = places[i];
-                all.extend(f.map_err(|e| match e {
+            // A few accounts and regions at a time: each is an AssumeRole and a few list calls.
+            use futures::StreamExt;
+            let query = &query;
+            let found: Vec<_> = futures::stream::iter(places.into_iter().map(|(a, r)| async move {
+                candidates(fleet, &a, &r, query).await.map_err(|e| match e {
                     CoreError::AccessDenied { operation, detail } => CoreError::AccessDenied {
                         operation,
                         detail: format!("account {a} in {r}: {detail}"),
                     },
                     other => other,
-                })?);
+                })
+            }))
+            .buffered(RESOLVE_CONCURRENCY)
+            .collect()
+            .await;
+            let mut all = Vec::new();
+            for f in found {
+                all.extend(f?);
             }
             select(all, procedure)
         }
@@ -347,10 +356,12 @@ async fn candidates<F: Fleet>(fleet: &F, account: &str, region: &str, query: &In
 }
 
 /// Admit's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Admission {
     pub start: bool,
+    /// When the target was admitted (its row's start), for Record.
+    pub started_at: String,
 }
 
 fn row(run: &Run, target: &Target, status: TargetStatus, now_s: i64, settings: &Settings) -> TargetRow {
@@ -396,11 +407,16 @@ pub async fn admit(
         );
         r.ended_at = Some(r.started_at.clone());
     }
-    let start = match log.begin(&r).await? {
-        None => r.status == TargetStatus::Running,
-        Some(existing) => existing.status == TargetStatus::Running,
-    };
-    Ok(Admission { start })
+    Ok(match log.begin(&r).await? {
+        None => Admission {
+            start: r.status == TargetStatus::Running,
+            started_at: r.started_at,
+        },
+        Some(existing) => Admission {
+            start: existing.status == TargetStatus::Running,
+            started_at: existing.started_at,
+        },
+    })
 }
 
 /// A procedure's outcome as its result (`Output` of the nested execution) or its failure.
@@ -491,18 +507,20 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// Record: the target's final row; a failure counts against MaxErrors (once, even if retried).
+/// `started_at` is Admit's (the row's start).
 pub async fn record(
     run: &Run,
     target: &Target,
     outcome: &Value,
+    started_at: Option<&str>,
     log: &impl RunLog,
     settings: &Settings,
     now_s: i64,
 ) -> Result<TargetStatus, CoreError> {
     let (result, execution) = procedure_result(outcome);
     let mut r = row(run, target, result.status, now_s, settings);
-    if let Some(existing) = log.targets(&run.id).await?.into_iter().find(|x| x.target == r.target) {
-        r.started_at = existing.started_at;
+    if let Some(at) = started_at {
+        r.started_at = at.to_string();
     }
     r.exit_code = result.exit_code;
     r.output_tail = result.output_tail;
