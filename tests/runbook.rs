@@ -604,3 +604,50 @@ fn the_operators_command_line_keeps_its_contract() {
         );
     });
 }
+
+#[test]
+fn a_resource_group_selects_its_tag_querys_instances_where_it_exists() {
+    block_on(async {
+        let w = world().await;
+        let ids = dev_fleet(&w).await;
+        let query = json!({"ResourceTypeFilters": ["AWS::EC2::Instance"], "TagFilters": [{"Key": "Env", "Values": ["dev"]}]});
+        w.a.clients("eu-west-1")
+            .await
+            .unwrap()
+            .resource_groups
+            .create_group()
+            .name("dev-fleet")
+            .resource_query(
+                opsflow_aws::aws_sdk_resourcegroups::types::ResourceQuery::builder()
+                    .r#type(opsflow_aws::aws_sdk_resourcegroups::types::QueryType::TagFilters10)
+                    .query(query.to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut input = run_input("disk-cleanup", json!({"DryRun": true}));
+        input["Targets"] = json!({"ResourceGroup": "dev-fleet"});
+        let out = w.runbooks.run(input.clone(), "group", |_| {}).await.unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let resolved = out.execution.output.unwrap();
+        let got: Vec<&str> = resolved["Preview"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["InstanceId"].as_str().unwrap())
+            .collect();
+        // Only account A's eu-west-1 has the group (dev_fleet: A eu-west-1 first, two instances).
+        let mut expected: Vec<&str> = ids[..2].iter().map(String::as_str).collect();
+        expected.sort();
+        assert_eq!(got, expected);
+        input["Targets"] = json!({"ResourceGroup": "no-such-group"});
+        let out = w.runbooks.run(input, "no-group", |_| {}).await.unwrap();
+        let cause = failed_with(&out, "NotFound");
+        assert!(
+            cause.contains("no account and region of the run has a resource group \"no-such-group\""),
+            "{cause}"
+        );
+    });
+}

@@ -183,6 +183,7 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sts: aws_sdk_sts::Client,
+    pub resource_groups: aws_sdk_resourcegroups::Client,
     /// For the CloudFormation ResponseURL PUT only.
     pub http: reqwest::Client,
 }
@@ -221,6 +222,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            resource_groups: aws_sdk_resourcegroups::Client::new(config),
             http: crate::http::response_http_client()?,
         })
     }

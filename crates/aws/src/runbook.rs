@@ -115,6 +115,7 @@ impl Fleet for MemberFleet {
         let member = MemberAdapter {
             ec2: Ec2Adapter::new(aws_sdk_ec2::Client::new(&config)),
             ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(&config)),
+            groups: aws_sdk_resourcegroups::Client::new(&config),
         };
         self.members.lock().expect("members").insert(key, member.clone());
         Ok(member)
@@ -126,6 +127,7 @@ impl Fleet for MemberFleet {
 pub struct MemberAdapter {
     ec2: Ec2Adapter,
     ssm: SsmAdapter,
+    groups: aws_sdk_resourcegroups::Client,
 }
 
 impl Member for MemberAdapter {
@@ -139,11 +141,34 @@ impl Member for MemberAdapter {
             InstanceQuery::Ids(ids) => filters.push(Filter::builder().name("instance-id").set_values(Some(ids.clone())).build()),
             InstanceQuery::Tags(tags) => {
                 for (k, v) in tags {
-                    filters.push(Filter::builder().name(format!("tag:{k}")).set_values(Some(v.clone())).build());
+                    filters.push(match v.is_empty() {
+                        // A key with any value.
+                        true => Filter::builder().name("tag-key").values(k).build(),
+                        false => Filter::builder().name(format!("tag:{k}")).set_values(Some(v.clone())).build(),
+                    });
                 }
             }
         }
         self.ec2.find_instances(filters).await
+    }
+
+    async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
+        const OP: &str = "GetGroupQuery";
+        let out = self
+            .groups
+            .get_group_query()
+            .group(group)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(s) if s.is_not_found_exception() => CoreError::not_found(format!("resource group {group}"), "no such group"),
+                _ => from_sdk_error(OP, &e),
+            })?;
+        let q = out
+            .group_query()
+            .and_then(|g| g.resource_query())
+            .ok_or_else(|| unexpected(OP, "no GroupQuery.ResourceQuery"))?;
+        Ok((q.r#type().as_str().to_string(), q.query().to_string()))
     }
 
     /// DescribeInstanceInformation with the `InstanceIds` filter, 50 at a time, every page.

@@ -114,6 +114,10 @@ pub trait Member: Send + Sync {
     /// DescribeInstances of the instances a query selects (not terminated), with tags.
     fn find_instances(&self, query: &InstanceQuery) -> impl Future<Output = Result<Vec<InstanceFacts>, CoreError>> + Send;
 
+    /// Resource Groups GetGroupQuery: the group's query `Type` and `Query` (JSON text);
+    /// `NotFound` when the account and region have no such group.
+    fn group_query(&self, group: &str) -> impl Future<Output = Result<(String, String), CoreError>> + Send;
+
     /// DescribeInstanceInformation: the ping status of each of these instances SSM knows.
     fn ping_statuses(
         &self,
@@ -137,7 +141,8 @@ pub trait Member: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceQuery {
     Ids(Vec<String>),
-    /// Every filter must match; a filter matches any of its values.
+    /// Every filter must match; a filter matches any of its values (with no values, any
+    /// instance that has the key).
     Tags(Vec<(String, Vec<String>)>),
 }
 
@@ -609,6 +614,9 @@ impl Fleet for Unused {
 impl Member for Unused {
     async fn find_instances(&self, _: &InstanceQuery) -> Result<Vec<InstanceFacts>, CoreError> {
         Unused::fail("EC2")
+    }
+    async fn group_query(&self, _: &str) -> Result<(String, String), CoreError> {
+        Unused::fail("Resource Groups")
     }
     async fn ping_statuses(&self, _: &[String]) -> Result<std::collections::BTreeMap<String, PingStatus>, CoreError> {
         Unused::fail("SSM")

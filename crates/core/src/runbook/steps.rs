@@ -262,17 +262,14 @@ pub async fn resolve<F: Fleet>(
             };
             (vec![target], vec![])
         }
-        TargetSelector::ResourceGroup(_) => {
-            return Err(CoreError::unsupported(
-                "Targets.ResourceGroup",
-                "resource groups are not resolved yet: select by Tags or InstanceIds",
-            ))
-        }
         selector => {
             let query = match selector {
-                TargetSelector::InstanceIds(ids) => InstanceQuery::Ids(ids.clone()),
-                TargetSelector::Tags(filters) => InstanceQuery::Tags(filters.iter().map(|f| (f.key.clone(), f.values.clone())).collect()),
-                _ => unreachable!("handled above"),
+                TargetSelector::InstanceIds(ids) => Query::Instances(InstanceQuery::Ids(ids.clone())),
+                TargetSelector::Tags(filters) => Query::Instances(InstanceQuery::Tags(
+                    filters.iter().map(|f| (f.key.clone(), f.values.clone())).collect(),
+                )),
+                TargetSelector::ResourceGroup(g) => Query::Group(g.clone()),
+                TargetSelector::Endpoint => unreachable!("handled above"),
             };
             let places: Vec<(String, String)> = scope
                 .accounts
@@ -295,8 +292,18 @@ pub async fn resolve<F: Fleet>(
             .collect()
             .await;
             let mut all = Vec::new();
+            let mut groups_found = 0;
             for f in found {
-                all.extend(f?);
+                if let Some(c) = f? {
+                    groups_found += 1;
+                    all.extend(c);
+                }
+            }
+            if let (Query::Group(g), 0) = (&query, groups_found) {
+                return Err(CoreError::not_found(
+                    "Targets.ResourceGroup",
+                    format!("no account and region of the run has a resource group {g:?}"),
+                ));
             }
             select(all, procedure)
         }
@@ -328,9 +335,26 @@ pub async fn resolve<F: Fleet>(
     })
 }
 
-async fn candidates<F: Fleet>(fleet: &F, account: &str, region: &str, query: &InstanceQuery) -> Result<Vec<Candidate>, CoreError> {
+/// What ResolveTargets asks each account and region.
+enum Query {
+    Instances(InstanceQuery),
+    /// A resource group of that account and region, by name.
+    Group(String),
+}
+
+/// The instances of one account and region; `None` when the query names a resource group the
+/// account and region do not have.
+async fn candidates<F: Fleet>(fleet: &F, account: &str, region: &str, query: &Query) -> Result<Option<Vec<Candidate>>, CoreError> {
     let member = fleet.member(account, region).await?;
-    let instances = member.find_instances(query).await?;
+    let query = match query {
+        Query::Instances(q) => q.clone(),
+        Query::Group(g) => match member.group_query(g).await {
+            Ok((kind, text)) => InstanceQuery::Tags(super::targets::group_tag_filters(g, &kind, &text)?),
+            Err(CoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        },
+    };
+    let instances = member.find_instances(&query).await?;
     let running: Vec<String> = instances
         .iter()
         .filter(|i| i.state == InstanceState::Running)
@@ -341,18 +365,20 @@ async fn candidates<F: Fleet>(fleet: &F, account: &str, region: &str, query: &In
     } else {
         member.ping_statuses(&running).await?
     };
-    Ok(instances
-        .into_iter()
-        .map(|i| Candidate {
-            account: account.to_string(),
-            region: region.to_string(),
-            ping: pings.get(&i.instance_id).copied(),
-            instance_id: i.instance_id,
-            state: i.state,
-            platform: i.platform,
-            tags: i.tags,
-        })
-        .collect())
+    Ok(Some(
+        instances
+            .into_iter()
+            .map(|i| Candidate {
+                account: account.to_string(),
+                region: region.to_string(),
+                ping: pings.get(&i.instance_id).copied(),
+                instance_id: i.instance_id,
+                state: i.state,
+                platform: i.platform,
+                tags: i.tags,
+            })
+            .collect(),
+    ))
 }
 
 /// Admit's result.

@@ -136,6 +136,53 @@ pub fn controls(targets: usize, max_concurrency: Rate, max_errors: Rate) -> Cont
     }
 }
 
+/// The tag filters of a resource group's query, for DescribeInstances. A tag-based group
+/// (`TAG_FILTERS_1_0`) selects the resources that match every filter (a filter: any of its
+/// values, or with none any value), of its resource types: it must include EC2 instances. A
+/// CloudFormation-stack group (`CLOUDFORMATION_STACK_1_0`) is refused: select by the stack's tag.
+pub fn group_tag_filters(group: &str, kind: &str, query: &str) -> Result<Vec<(String, Vec<String>)>, CoreError> {
+    let field = "Targets.ResourceGroup";
+    if kind != "TAG_FILTERS_1_0" {
+        return Err(CoreError::unsupported(
+            field,
+            format!("group {group} is a {kind} group; only tag-based groups (TAG_FILTERS_1_0) are resolved: select by Tags (e.g. aws:cloudformation:stack-name)"),
+        ));
+    }
+    let q: serde_json::Value =
+        serde_json::from_str(query).map_err(|e| CoreError::invalid(field, format!("group {group}'s query is not JSON: {e}")))?;
+    let types: Vec<&str> = q["ResourceTypeFilters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .collect();
+    if !types.iter().any(|t| *t == "AWS::EC2::Instance" || *t == "AWS::AllSupported") {
+        return Err(CoreError::invalid(
+            field,
+            format!("group {group} holds no EC2 instances (its resource types: {})", types.join(", ")),
+        ));
+    }
+    let filters: Vec<(String, Vec<String>)> = q["TagFilters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let key = f["Key"].as_str()?.to_string();
+            let values = f["Values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            Some((key, values))
+        })
+        .collect();
+    if filters.is_empty() {
+        return Err(CoreError::invalid(field, format!("group {group}'s query has no tag filters")));
+    }
+    Ok(filters)
+}
+
 /// Refuses a run with more targets than the procedure allows.
 pub fn check_count(targets: usize, procedure: &Procedure) -> Result<(), CoreError> {
     let max = procedure.targets.max_targets as usize;
@@ -208,6 +255,25 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_tag_based_groups_filters_become_the_instance_query() {
+        let q = r#"{"ResourceTypeFilters":["AWS::EC2::Instance"],"TagFilters":[{"Key":"Env","Values":["dev","test"]},{"Key":"Team","Values":[]}]}"#;
+        assert_eq!(
+            group_tag_filters("dev", "TAG_FILTERS_1_0", q).unwrap(),
+            vec![
+                ("Env".to_string(), vec!["dev".to_string(), "test".to_string()]),
+                ("Team".to_string(), vec![])
+            ]
+        );
+        let buckets = r#"{"ResourceTypeFilters":["AWS::S3::Bucket"],"TagFilters":[{"Key":"Env","Values":["dev"]}]}"#;
+        assert!(group_tag_filters("b", "TAG_FILTERS_1_0", buckets)
+            .unwrap_err()
+            .to_string()
+            .contains("holds no EC2 instances"));
+        let e = group_tag_filters("s", "CLOUDFORMATION_STACK_1_0", "{}").unwrap_err();
+        assert_eq!(e.name(), "Unsupported");
     }
 
     #[test]
