@@ -479,9 +479,18 @@ fn send_command_and_invocation_follow_the_command_rules() {
                 response_code: 1,
                 stdout: "partial\n".into(),
                 stderr: "boom\n".into(),
-                ..Default::default()
+                stdout_url: done.stdout_url.clone(),
+                stderr_url: done.stderr_url.clone(),
             }
         );
+        // With an output bucket, the URLs of the whole output in S3.
+        for (url, stream) in [(&done.stdout_url, "stdout"), (&done.stderr_url, "stderr")] {
+            assert!(
+                url.starts_with("https://s3.us-east-1.amazonaws.com/")
+                    && url.ends_with(&format!("/{command_id}/{id}/awsrunShellScript/0.awsrunShellScript/{stream}")),
+                "{url}"
+            );
+        }
         assert_eq!(
             command_outcome(&done, 1024),
             CommandOutcome::Failed {
