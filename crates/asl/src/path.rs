@@ -171,6 +171,26 @@ fn is_definite(rest: &str) -> bool {
     !(rest.contains("..") || rest.contains('*') || rest.contains("[?") || rest.contains(':') || rest.contains(','))
 }
 
+/// True when the text ends before the 4 hex digits of its last `\u` escape. serde_json_path
+/// 0.7.2 reads those digits with a streaming parser and panics (`unreachable!`) when the text
+/// runs out there (found by the `path_query` fuzz target), so such a query is refused first.
+/// No valid query ends so: the digits, the closing quote and `]` follow every escape.
+fn ends_inside_unicode_escape(query: &str) -> bool {
+    let b = query.as_bytes();
+    let (mut i, mut last) = (0, None);
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') {
+                last = Some(i);
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    last.is_some_and(|at| b.len() - at < "\\uXXXX".len())
+}
+
 impl Path {
     /// Parses `$...`, `$$...` or `$var...`.
     pub fn parse(text: &str) -> Result<Path, String> {
@@ -189,6 +209,11 @@ impl Path {
         let kind = match parse_simple(rest) {
             Some(segs) => Kind::Simple(segs),
             None => {
+                if ends_inside_unicode_escape(rest) {
+                    return Err(format!(
+                        "'{text}' is not a valid JSONPath: it ends inside a '\\u' escape, which needs 4 hex digits"
+                    ));
+                }
                 let query = JsonPath::parse(&format!("${rest}")).map_err(|e| format!("'{text}' is not a valid JSONPath: {e}"))?;
                 Kind::Query {
                     query: Box::new(query),
@@ -518,6 +543,19 @@ mod tests {
         let vars = Vars::new();
         let ctx = json!({"Execution": {"Id": "arn:x"}});
         Path::parse(path).unwrap().eval(&Scope::new(input, &ctx, &vars))
+    }
+
+    // Found by the `path_query` fuzz target: serde_json_path panicked on these.
+    #[test]
+    fn a_query_that_ends_inside_a_unicode_escape_is_refused_not_a_panic() {
+        for text in [r#"$["\u"#, r#"$['a\u00"#, r#"$['\uD83D\u"#, r#"$['\uD83D\uDC"#, r#"$[?(@.a == "\u"#] {
+            let e = Path::parse(text).expect_err(text);
+            assert!(e.contains("ends inside a '\\u' escape"), "{text}: {e}");
+        }
+        // A complete escape, and a `\\u` that is no escape, still parse.
+        for text in [r#"$["\u0041"]"#, r#"$['\uD83D\uDE00']"#, r#"$["\\u"]"#, r#"$[?(@.a == '\\u')]"#] {
+            assert!(Path::parse(text).is_ok(), "{text}");
+        }
     }
 
     #[test]
