@@ -349,9 +349,10 @@ pub fn jsonata(data: &[u8]) {
     let Ok(template) = JTemplate::compile(&field) else { return };
     let input = document(doc);
     let states = json!({"input": input, "context": context()});
-    // A tenth of the engine's step budget: the limit is hit the same way, ten times sooner.
-    let steps = opsflow_asl::jsonata::MAX_STEPS / 10;
-    let env = Env::new(states, [("x".to_string(), input.clone())], 1_796_000_000_000).with_max_steps(steps);
+    // A thousandth of the engine's bounds: they are hit the same way, a thousand times sooner.
+    let steps = opsflow_asl::jsonata::MAX_STEPS / 1000;
+    let timeout = std::time::Duration::from_secs(opsflow_asl::jsonata::MAX_SECONDS) / 1000;
+    let env = Env::new(states, [("x".to_string(), input.clone())], 1_796_000_000_000).with_bounds(steps, timeout);
     if let Err(e) = template.eval(&env, "Output") {
         assert!(e.error.starts_with("States."), "not a States error: {e}");
     }

@@ -160,11 +160,11 @@ impl Env {
         }
     }
 
-    /// A smaller step budget, for the fuzz target (more inputs a second; the same code paths).
+    /// Smaller bounds, for the fuzz target: the same code paths, many more inputs a second.
     #[doc(hidden)]
-    pub fn with_max_steps(mut self, steps: u64) -> Env {
+    pub fn with_bounds(mut self, steps: u64, timeout: std::time::Duration) -> Env {
         let options = std::mem::replace(&mut self.options, Options::new());
-        self.options = options.max_steps(steps);
+        self.options = options.max_steps(steps).timeout(timeout);
         self
     }
 
