@@ -118,7 +118,9 @@ def main():
             write("path_query", s + "\x00" + input_of(j))
         if s.startswith("States.") and "(" in s:
             write("intrinsic", s + "\x00" + input_of(j))
-        if s.startswith("{%") and s.endswith("%}"):
+        # (Not the tests' huge ranges: jlens builds a range of up to 10^7 items before its
+        # array limit applies, a quarter second each time a mutation keeps it.)
+        if s.startswith("{%") and s.endswith("%}") and not re.search(r"\.\.\s*\d{5}", s):
             write("jsonata", s[2:-2] + "\x00" + input_of(j))
         if "OPSFLOW_FS_SIZE_BYTES" in s:
             write("command_output", s)

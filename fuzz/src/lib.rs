@@ -302,6 +302,20 @@ fn vars(input: &Value) -> Vars {
     vars
 }
 
+/// An evaluation's error is a `States.*` error (one that Retry and Catch can match).
+fn assert_states_error<T>(result: Result<T, opsflow_asl::StatesError>) {
+    if let Err(e) = result {
+        assert!(e.error.starts_with("States."), "not a States error: {e}");
+    }
+}
+
+/// Evaluates on the document `doc` (after the NUL), with a context object and variables.
+fn on_document<T>(doc: &[u8], eval: impl FnOnce(&Scope) -> Result<T, opsflow_asl::StatesError>) {
+    let input = document(doc);
+    let (ctx, vars) = (context(), vars(&input));
+    assert_states_error(eval(&Scope::new(&input, &ctx, &vars)));
+}
+
 /// A reference path or JSONPath query (before the NUL) read from a document (after it).
 pub fn path_query(data: &[u8]) {
     let (text, doc) = split(data);
@@ -313,9 +327,7 @@ pub fn path_query(data: &[u8]) {
     let (ctx, vars) = (context(), vars(&input));
     let scope = Scope::new(&input, &ctx, &vars);
     let _ = path.eval(&scope);
-    if let Err(e) = path.eval_required(&scope, "InputPath") {
-        assert!(e.error.starts_with("States."), "not a States error: {e}");
-    }
+    assert_states_error(path.eval_required(&scope, "InputPath"));
     if let Some(segs) = path.reference_segments() {
         let _ = opsflow_asl::path::set_at(input.clone(), segs, json!({"r": 1}));
     }
@@ -329,13 +341,8 @@ pub fn path_query(data: &[u8]) {
 pub fn intrinsic(data: &[u8]) {
     let (text, doc) = split(data);
     let Ok(text) = std::str::from_utf8(text) else { return };
-    let Ok(call) = opsflow_asl::intrinsics::Intrinsic::parse(text) else {
-        return;
-    };
-    let input = document(doc);
-    let (ctx, vars) = (context(), vars(&input));
-    if let Err(e) = call.eval(&Scope::new(&input, &ctx, &vars)) {
-        assert!(e.error.starts_with("States."), "not a States error: {e}");
+    if let Ok(call) = opsflow_asl::intrinsics::Intrinsic::parse(text) {
+        on_document(doc, |scope| call.eval(scope));
     }
 }
 
@@ -353,22 +360,15 @@ pub fn jsonata(data: &[u8]) {
     let steps = opsflow_asl::jsonata::MAX_STEPS / 1000;
     let timeout = std::time::Duration::from_secs(opsflow_asl::jsonata::MAX_SECONDS) / 1000;
     let env = Env::new(states, [("x".to_string(), input.clone())], 1_796_000_000_000).with_bounds(steps, timeout);
-    if let Err(e) = template.eval(&env, "Output") {
-        assert!(e.error.starts_with("States."), "not a States error: {e}");
-    }
+    assert_states_error(template.eval(&env, "Output"));
 }
 
 /// A Choice rule (a JSON object, before the NUL) evaluated on a document (after it).
 pub fn choice_rule(data: &[u8]) {
     let (rule, doc) = split(data);
     let Some(rule) = json(rule) else { return };
-    let Ok(rule) = opsflow_asl::choice::Rule::parse(&rule) else {
-        return;
-    };
-    let input = document(doc);
-    let (ctx, vars) = (context(), vars(&input));
-    if let Err(e) = rule.eval(&Scope::new(&input, &ctx, &vars)) {
-        assert!(e.error.starts_with("States."), "not a States error: {e}");
+    if let Ok(rule) = opsflow_asl::choice::Rule::parse(&rule) {
+        on_document(doc, |scope| rule.eval(scope));
     }
 }
 
