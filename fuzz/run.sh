@@ -35,6 +35,7 @@ python3 fuzz/seeds.py 2>/dev/null
 
 logs=$(mktemp -d)
 status=0
+failed=0
 printf '%-16s %12s %8s %8s %8s %9s %7s\n' target executions corpus cov ft findings seconds
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t" "fuzz/artifacts/$t"
@@ -54,9 +55,11 @@ for t in "${targets[@]}"; do
     printf '%-16s %12s %8s %8s %8s %9s %7s\n' "$t" "${execs:-?}" "$corpus" "${cov:-?}" "${ft:-?}" "$findings" "$secs"
     if [ "$rc" -ne 0 ] || [ "$findings" -ne 0 ]; then
         status=1
+        failed=$((failed + 1))
         echo "  $t failed (exit $rc); its log:" >&2
         grep -E 'panicked|ERROR|SUMMARY|Test unit written|timeout|out-of-memory' "$logs/$t.log" | head -8 | sed 's/^/    /' >&2
     fi
 done
 echo "logs: $logs"
+echo "fuzz: $(( ${#targets[@]} - failed )) passed, $failed failed"
 exit $status
