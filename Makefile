@@ -7,7 +7,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo demo-fail demo-engine test lint build bench bench-deps bench-pipeline clean
+.PHONY: demo demo-fail demo-engine test lint build bench bench-deps bench-pipeline clean fuzz fuzz-smoke
 
 build:
 	$(CARGO) build --bin opsflow
@@ -35,6 +35,21 @@ test: lint
 	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json benches/*.asl.json
 	infra/localcloud/localcloud.sh test -q
 	infra/validate.sh
+	$(MAKE) fuzz-smoke
+
+# Fuzzing every parser of untrusted input (README, Fuzzing): libFuzzer through cargo-fuzz on the
+# stable toolchain, a table of executions, corpus, coverage and findings per target.
+#   make fuzz FUZZ_RUNS=1000000      or   make fuzz FUZZ_SECONDS=120   (per target)
+#   make fuzz FUZZ_TARGETS="jsonata path_query"
+FUZZ_RUNS ?=
+FUZZ_SECONDS ?=
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
+
+# CI's share: each target a few seconds, after replaying its seeds and regression inputs.
+fuzz-smoke:
+	FUZZ_SECONDS=3 fuzz/run.sh
 
 # aws-local-stepfunctions, for the side-by-side figures of the engine benchmark.
 bench-deps:

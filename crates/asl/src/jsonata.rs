@@ -119,6 +119,20 @@ fn join(at: &str, k: &str) -> String {
     }
 }
 
+/// The bounds of one evaluation. jlens has none by default (a backtracking regular expression or
+/// a nested range runs for hours; found by the `jsonata` fuzz target), and Step Functions, which
+/// publishes none, ends such a state too: past them the field fails with
+/// `States.QueryEvaluationError` naming the limit. Steps are counted, not timed, so the same
+/// expression fails the same way on every machine; a regular expression's backtracking counts
+/// one step per 1,024 of its own, so [`MAX_SECONDS`] of wall-clock time bounds it too.
+pub const MAX_STEPS: u64 = 2_000_000;
+pub const MAX_SECONDS: u64 = 1;
+/// Strings, arrays and results as large as a state's whole payload may be (256 KiB), not more.
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+pub const MAX_ARRAY_ITEMS: usize = 256 * 1024;
+/// Nesting (recursion) depth.
+pub const MAX_DEPTH: usize = 1_000;
+
 /// What expressions of one state see: `$states` and the workflow variables.
 pub struct Env {
     bindings: Bindings,
@@ -135,8 +149,23 @@ impl Env {
         }
         Env {
             bindings: bindings.var("states", states),
-            options: Options::new().now(now_ms),
+            options: Options::new()
+                .now(now_ms)
+                .max_steps(MAX_STEPS)
+                .timeout(std::time::Duration::from_secs(MAX_SECONDS))
+                .max_depth(MAX_DEPTH)
+                .max_string_length(MAX_VALUE_BYTES)
+                .max_array_length(MAX_ARRAY_ITEMS)
+                .max_result_size(MAX_VALUE_BYTES),
         }
+    }
+
+    /// Smaller bounds, for the fuzz target: the same code paths, many more inputs a second.
+    #[doc(hidden)]
+    pub fn with_bounds(mut self, steps: u64, timeout: std::time::Duration) -> Env {
+        let options = std::mem::replace(&mut self.options, Options::new());
+        self.options = options.max_steps(steps).timeout(timeout);
+        self
     }
 
     pub fn eval(&self, e: &Expr, field: &str) -> Result<Value, StatesError> {
@@ -271,6 +300,31 @@ mod tests {
     fn eval(expr: &str, states: Value) -> Result<Value, StatesError> {
         let env = Env::new(states, [("limit".to_string(), json!(3))], 1_700_000_000_000);
         JTemplate::compile(&json!(expr)).unwrap().eval(&env, "Output")
+    }
+
+    // Found by the `jsonata` fuzz target: without bounds these ran for minutes or exhausted memory.
+    #[test]
+    fn a_pathological_expression_fails_with_a_query_evaluation_error_in_bounded_time() {
+        let input = json!({"input": {"s": "a".repeat(40)}});
+        for expr in [
+            "{% $match($states.input.s, /(a+)+b/) %}",
+            "{% $count([1..100000].([1..100000])) %}",
+            "{% $sum([1..10000000]) %}",
+            "{% ($f := function($n) { $n = 0 ? 0 : 1 + $f($n - 1) }; $f(100000)) %}",
+            "{% $pad('', 100000000) %}",
+            "{% $join([1..100000].($string($) & 'abcdefghij')) %}",
+        ] {
+            let started = std::time::Instant::now();
+            let e = eval(expr, input.clone()).expect_err(expr);
+            assert_eq!(e.error, names::QUERY_EVALUATION_ERROR, "{expr}: {e}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{expr} took {:?}",
+                started.elapsed()
+            );
+        }
+        // Ordinary work stays well inside the bounds.
+        assert_eq!(eval("{% $count([1..100000]) %}", input).unwrap(), json!(100000));
     }
 
     #[test]

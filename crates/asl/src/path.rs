@@ -171,6 +171,52 @@ fn is_definite(rest: &str) -> bool {
     !(rest.contains("..") || rest.contains('*') || rest.contains("[?") || rest.contains(':') || rest.contains(','))
 }
 
+/// True when the text ends before the 4 hex digits of its last `\u` escape. serde_json_path
+/// 0.7.2 reads those digits with a streaming parser and panics (`unreachable!`) when the text
+/// runs out there (found by the `path_query` fuzz target), so such a query is refused first.
+/// No valid query ends so: the digits, the closing quote and `]` follow every escape.
+fn ends_inside_unicode_escape(query: &str) -> bool {
+    let b = query.as_bytes();
+    let (mut i, mut last) = (0, None);
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') {
+                last = Some(i);
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    last.is_some_and(|at| b.len() - at < "\\uXXXX".len())
+}
+
+/// How deep a query may nest `[` and `(`. serde_json_path's parser takes time exponential in
+/// the nesting of filters (40 levels: minutes; found by the `path_query` fuzz target); real
+/// paths nest two or three.
+pub const MAX_QUERY_NESTING: usize = 16;
+
+/// The deepest nesting of `[` and `(` outside quoted names and strings.
+fn nesting(query: &str) -> usize {
+    let (mut depth, mut deepest, mut quote, mut escaped) = (0usize, 0, None, false);
+    for c in query.chars() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '[' | '(') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | ')') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    deepest
+}
+
 impl Path {
     /// Parses `$...`, `$$...` or `$var...`.
     pub fn parse(text: &str) -> Result<Path, String> {
@@ -189,6 +235,19 @@ impl Path {
         let kind = match parse_simple(rest) {
             Some(segs) => Kind::Simple(segs),
             None => {
+                if ends_inside_unicode_escape(rest) {
+                    return Err(format!(
+                        "'{text}' is not a valid JSONPath: it ends inside a '\\u' escape, which needs 4 hex digits"
+                    ));
+                }
+                let nesting = nesting(rest);
+                if nesting > MAX_QUERY_NESTING {
+                    return Err(format!(
+                        "'{}' is not a valid JSONPath: it nests brackets and parentheses {nesting} deep, \
+                         at most {MAX_QUERY_NESTING} are allowed",
+                        truncate(text, 128)
+                    ));
+                }
                 let query = JsonPath::parse(&format!("${rest}")).map_err(|e| format!("'{text}' is not a valid JSONPath: {e}"))?;
                 Kind::Query {
                     query: Box::new(query),
@@ -518,6 +577,32 @@ mod tests {
         let vars = Vars::new();
         let ctx = json!({"Execution": {"Id": "arn:x"}});
         Path::parse(path).unwrap().eval(&Scope::new(input, &ctx, &vars))
+    }
+
+    // Found by the `path_query` fuzz target: serde_json_path panicked on these.
+    #[test]
+    fn a_query_that_ends_inside_a_unicode_escape_is_refused_not_a_panic() {
+        for text in [r#"$["\u"#, r#"$['a\u00"#, r#"$['\uD83D\u"#, r#"$['\uD83D\uDC"#, r#"$[?(@.a == "\u"#] {
+            let e = Path::parse(text).expect_err(text);
+            assert!(e.contains("ends inside a '\\u' escape"), "{text}: {e}");
+        }
+        // A complete escape, and a `\\u` that is no escape, still parse.
+        for text in [r#"$["\u0041"]"#, r#"$['\uD83D\uDE00']"#, r#"$["\\u"]"#, r#"$[?(@.a == '\\u')]"#] {
+            assert!(Path::parse(text).is_ok(), "{text}");
+        }
+    }
+
+    // Found by the `path_query` fuzz target: 40 nested filters took minutes to parse.
+    #[test]
+    fn a_query_nested_deeper_than_16_is_refused_quickly() {
+        let deep = format!("$.a{}", "[?(@.b".repeat(30));
+        let started = std::time::Instant::now();
+        let e = Path::parse(&deep).unwrap_err();
+        assert!(e.contains("nests brackets and parentheses 60 deep, at most 16"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        // Brackets inside quoted names do not count; real filters still parse.
+        assert!(Path::parse(&format!("$['{}'][?(@.a > 1)]", "[(".repeat(20))).is_ok());
+        assert!(Path::parse("$.a[?(@.b[?(@.c == 'x')])].d").is_ok());
     }
 
     #[test]

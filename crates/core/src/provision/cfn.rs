@@ -29,6 +29,19 @@ pub enum RequestType {
     Delete,
 }
 
+/// The most of each identifier an answer repeats, measured as JSON text (escapes included, so
+/// 1,024 control characters are 6,144 bytes): together they stay well within
+/// [`MAX_BODY_BYTES`] whatever else the answer says. CloudFormation sends far shorter ones.
+pub const MAX_STACK_ID_BYTES: usize = 1024;
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+pub const MAX_LOGICAL_ID_BYTES: usize = 256;
+pub const MAX_PHYSICAL_ID_BYTES: usize = 1024;
+
+/// The length of `s` as a JSON string, without its quotes.
+fn json_len(s: &str) -> usize {
+    serde_json::to_string(s).map_or(usize::MAX, |json| json.len() - 2)
+}
+
 /// A request from CloudFormation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CfnRequest {
@@ -73,6 +86,18 @@ impl CfnRequest {
                 "RequestId",
                 "must be 1 to 80 letters, digits, - and _ (CloudFormation sends a UUID)",
             ));
+        }
+        for (field, id, max) in [
+            ("StackId", Some(&request.stack_id), MAX_STACK_ID_BYTES),
+            ("LogicalResourceId", Some(&request.logical_resource_id), MAX_LOGICAL_ID_BYTES),
+            ("PhysicalResourceId", request.physical_resource_id.as_ref(), MAX_PHYSICAL_ID_BYTES),
+        ] {
+            if let Some(n) = id.map(|id| json_len(id)).filter(|n| *n > max) {
+                return Err(CoreError::invalid(
+                    field,
+                    format!("is {n} bytes as JSON, over {max}: the answer repeats it and may not exceed {MAX_BODY_BYTES} bytes"),
+                ));
+            }
         }
         if !request.resource_properties.is_object() {
             return Err(CoreError::invalid("ResourceProperties", "is required and must be a map"));
@@ -264,15 +289,15 @@ impl ReplyTo {
             value
                 .get(key)
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty() && s.len() <= max)
+                .filter(|s| !s.is_empty() && json_len(s) <= max)
                 .map(String::from)
         };
         Some(ReplyTo {
             response_url: field("ResponseURL", 8192)?,
-            stack_id: field("StackId", 1024)?,
-            request_id: field("RequestId", 256)?,
-            logical_resource_id: field("LogicalResourceId", 256)?,
-            physical_resource_id: field("PhysicalResourceId", 1024),
+            stack_id: field("StackId", MAX_STACK_ID_BYTES)?,
+            request_id: field("RequestId", MAX_REQUEST_ID_BYTES)?,
+            logical_resource_id: field("LogicalResourceId", MAX_LOGICAL_ID_BYTES)?,
+            physical_resource_id: field("PhysicalResourceId", MAX_PHYSICAL_ID_BYTES),
         })
     }
 
@@ -469,6 +494,32 @@ mod tests {
     fn with(mut v: Value, key: &str, value: Value) -> Value {
         v[key] = value;
         v
+    }
+
+    // Found by the `cfn_request` fuzz target's property: identifiers of control characters, which
+    // JSON escapes six bytes each, made a 7,675-byte answer.
+    #[test]
+    fn identifiers_too_long_as_json_are_refused_and_every_answer_fits_in_4096_bytes() {
+        let control = |n: usize| "\u{1}".repeat(n);
+        let request = with(create(), "StackId", json!(format!("{STACK}{}", control(900))));
+        let request = with(request, "LogicalResourceId", json!(control(250)));
+        let e = CfnRequest::from_value(request.clone()).unwrap_err();
+        assert!(e.to_string().starts_with("InvalidInput: StackId: is "), "{e}");
+        assert!(ReplyTo::from_value(&request).is_none());
+        let e = CfnRequest::from_value(with(create(), "LogicalResourceId", json!(control(50)))).unwrap_err();
+        assert!(
+            e.to_string().starts_with("InvalidInput: LogicalResourceId: is 300 bytes as JSON"),
+            "{e}"
+        );
+        // At the limits, the longest answer still fits.
+        let longest = with(create(), "StackId", json!(control(MAX_STACK_ID_BYTES / 6)));
+        let longest = with(longest, "LogicalResourceId", json!(control(MAX_LOGICAL_ID_BYTES / 6)));
+        let longest = with(longest, "PhysicalResourceId", json!(control(MAX_PHYSICAL_ID_BYTES / 6)));
+        let reply = ReplyTo::from_value(&longest).unwrap();
+        assert!(reply.failed("x".repeat(10_000)).to_body().len() <= MAX_BODY_BYTES);
+        let request = CfnRequest::from_value(longest).unwrap();
+        let answer = CfnResponse::failed(&request, control(MAX_PHYSICAL_ID_BYTES / 6), "x".repeat(10_000));
+        assert!(answer.with_data("Big", "y".repeat(10_000)).to_body().len() <= MAX_BODY_BYTES);
     }
 
     fn update(old_instance: &str, new_instance: &str) -> CfnRequest {
