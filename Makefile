@@ -35,7 +35,6 @@ test: lint
 	$(CARGO) run -q --bin opsflow -- sfn validate bench/definitions/*.asl.json examples/*.asl.json benches/*.asl.json
 	infra/localcloud/localcloud.sh test -q
 	infra/validate.sh
-	$(MAKE) fuzz-smoke
 
 # Fuzzing every parser of untrusted input (README, Fuzzing): libFuzzer through cargo-fuzz on the
 # stable toolchain, a table of executions, corpus, coverage and findings per target.
