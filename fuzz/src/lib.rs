@@ -428,6 +428,7 @@ pub fn command_output(data: &[u8]) {
             response_code: data.first().map_or(-1, |&b| i32::from(b) - 2),
             stdout: stdout.into(),
             stderr: stderr.into(),
+            ..Invocation::default()
         }
     });
     let _ = script::parse_fs_size(&invocation.stdout);
@@ -438,5 +439,64 @@ pub fn command_output(data: &[u8]) {
     }
     if let Some(code) = data.first() {
         let _ = script::fs_script_exit_reason(i32::from(*code));
+    }
+}
+
+/// The runbook runner's input (from schedules and operators): checked against the repository's
+/// catalogue, it is refused naming a field, or becomes a run whose state stays small and
+/// survives the JSON round trip through the state machine. The same bytes, read as a
+/// procedure's outcome, are recorded as a final status; read as target results, they render
+/// within SNS's limits.
+pub fn runbook_input(data: &[u8]) {
+    use opsflow_core::runbook::{catalogue::Catalogue, steps, Summary, TargetResult, TargetStatus};
+    let v = document(data);
+    let mut settings = steps::Settings::new("runs");
+    settings.procedure_arns = [("run-command", "arn:aws:states:eu-west-1:123456789012:stateMachine:rc"), ("http-check", "arn:aws:states:eu-west-1:123456789012:stateMachine:hc")]
+        .into_iter()
+        .map(|(k, a)| (k.to_string(), a.to_string()))
+        .collect();
+    settings.connections.insert("healthz".into(), "arn:aws:events:eu-west-1:123456789012:connection/healthz/x".into());
+    let catalogue = Catalogue::builtin();
+    match steps::validate(&v, "arn:aws:states:eu-west-1:123456789012:execution:run-runbook:fuzz", "2026-12-06T00:00:00Z", &settings, &catalogue) {
+        Ok(validated) => {
+            let text = serde_json::to_string(&validated.run).expect("a run serializes");
+            assert!(text.len() <= 64 * 1024, "a run of {} bytes would be copied into every target", text.len());
+            let back: steps::Run = serde_json::from_str(&text).expect("a run reads back");
+            assert_eq!(back, validated.run);
+        }
+        Err(CoreError::InvalidInput { field, .. }) => assert!(!field.is_empty()),
+        Err(e) => panic!("input refused with {} instead of InvalidInput: {e}", e.name()),
+    }
+    let (result, _) = steps::procedure_result(&v);
+    assert_ne!(result.status, TargetStatus::Running, "an outcome is recorded as a final status");
+    if let Ok(results) = serde_json::from_value::<Vec<TargetResult>>(v.clone()) {
+        let p = Summary::new("e", "p", results).publication();
+        assert!(p.subject.len() <= SNS_SUBJECT_MAX && p.subject.is_ascii() && !p.subject.contains('\n'), "{}", p.subject);
+        let size = p.message.len() + p.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        assert!(size <= SNS_MESSAGE_MAX, "{size} bytes");
+    }
+}
+
+/// A catalogue file: it loads, or is refused naming the file and a field; a loaded procedure
+/// completes or refuses parameters naming the parameter.
+pub fn runbook_catalogue(data: &[u8]) {
+    use opsflow_core::runbook::catalogue::Catalogue;
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let name = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("Name").and_then(Value::as_str).map(|n| format!("{n}.json")))
+        .unwrap_or_else(|| "fuzz.json".to_string());
+    match Catalogue::load(&[(&name, text)]) {
+        Ok(c) => {
+            for p in c.procedures() {
+                match p.parameters(None) {
+                    Ok(_) => {}
+                    Err(CoreError::InvalidInput { field, .. }) => assert!(field.starts_with("Parameters."), "{field}"),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        Err(CoreError::InvalidInput { field, .. }) => assert!(field.starts_with(&name), "{field}"),
+        Err(e) => panic!("a catalogue refused with {} instead of InvalidInput: {e}", e.name()),
     }
 }

@@ -378,11 +378,11 @@ impl Procedure {
                 }
             }
             if let Some(d) = &spec.default {
-                check_value(&format!("{field}.Default"), spec, d)?;
+                check_value(&format!("{file}: {field}.Default"), spec, d)?;
             }
             for v in &spec.allowed_values {
                 check_value(
-                    &format!("{field}.AllowedValues"),
+                    &format!("{file}: {field}.AllowedValues"),
                     &ParameterSpec {
                         allowed_values: vec![],
                         ..spec.clone()
@@ -612,7 +612,10 @@ mod tests {
             ),
             (unknown, "unknown field `Sudo`"),
             (bad_pattern, "Parameters.Unit.AllowedPattern: is not a regular expression"),
-            (default_outside, "Parameters.GraceSeconds.Default: must be from 0 to 300"),
+            (
+                default_outside,
+                "InvalidInput: restart-service.json: Parameters.GraceSeconds.Default: must be from 0 to 300",
+            ),
             (wrong_name, "Name: must be 1 to 64 lowercase"),
         ] {
             let e = proc(v).unwrap_err().to_string();

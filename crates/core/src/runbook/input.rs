@@ -94,8 +94,10 @@ pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunReq
         .as_object()
         .ok_or_else(|| CoreError::invalid("Input", "must be a JSON object"))?;
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        // An empty key still gets a field name a reader can see.
+        let field = if unknown.is_empty() { "\"\"" } else { unknown.as_str() };
         return Err(CoreError::invalid(
-            unknown.as_str(),
+            field,
             format!("is not a runner input field ({})", FIELDS.join(", ")),
         ));
     }
