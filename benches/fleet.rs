@@ -22,6 +22,10 @@
 //!   account × region (9 commands), each with MaxConcurrency 10% of its own targets and its own
 //!   MaxErrors, SSM starting the next target the moment one ends; and the baseline of the whole
 //!   fleet in one account and region (one command).
+//!
+//! Environment: `FLEET_SIZES=200,2000` runs other fleet sizes; `FLEET_RECORD_GETS_ITS_ROW=1`
+//! answers Record's read of the run's rows with its own row (one GetItem), the fix the README
+//! suggests for Record reading every row of the run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
