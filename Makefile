@@ -58,6 +58,7 @@ bench: bench-deps
 	$(CARGO) bench -p opsflow-asl --bench engine
 	$(CARGO) bench --bench alerts
 	$(CARGO) bench --bench time_to_ready
+	$(CARGO) bench --bench fleet
 	$(CARGO) bench -p opsflow-functions --bench cold_start
 
 # The two benchmarks of the provisioning pipeline alone (see README, Benchmarks).
