@@ -23,9 +23,7 @@
 //!   MaxErrors, SSM starting the next target the moment one ends; and the baseline of the whole
 //!   fleet in one account and region (one command).
 //!
-//! Environment: `FLEET_SIZES=200,2000` runs other fleet sizes; `FLEET_RECORD_GETS_ITS_ROW=1`
-//! answers Record's read of the run's rows with its own row (one GetItem), the fix the README
-//! suggests for Record reading every row of the run.
+//! Environment: `FLEET_SIZES=200,2000` runs other fleet sizes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,9 +172,6 @@ struct Aws {
     world: Arc<Mutex<World>>,
     store: Arc<MemoryStore>,
     clock: TaskClock,
-    /// `FLEET_RECORD_GETS_ITS_ROW`: Record's read of the run's rows answered with its target's
-    /// row alone, one GetItem (the fix this benchmark suggests), with the target's key.
-    own_row: Option<String>,
 }
 
 impl Aws {
@@ -214,6 +209,10 @@ impl Fleet for Aws {
 }
 
 impl Member for AwsMember {
+    async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
+        Err(CoreError::not_found(format!("resource group {group}"), "the model has no resource groups"))
+    }
+
     async fn find_instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceFacts>, CoreError> {
         let found: Vec<InstanceFacts> = {
             let w = self.aws.world.lock().unwrap();
@@ -367,13 +366,6 @@ impl RunLog for Aws {
 
     /// A strongly consistent Query of the run's rows: one call per 1 MB page.
     async fn targets(&self, run: &str) -> Result<Vec<TargetRow>, CoreError> {
-        if let Some(id) = &self.own_row {
-            self.call("dynamodb:GetItem").await;
-            let mut w = self.world.lock().unwrap();
-            w.rru += 1;
-            let rows = w.rows.get(run).map(|(rows, _)| rows.as_slice()).unwrap_or_default();
-            return Ok(rows.iter().filter(|r| &r.instance_id == id).cloned().collect());
-        }
         let (rows, pages) = {
             let mut w = self.world.lock().unwrap();
             let rows = w.rows.get(run).map(|(rows, _)| rows.clone()).unwrap_or_default();
@@ -496,15 +488,10 @@ fn engine(world: &Arc<Mutex<World>>, store: &Arc<MemoryStore>, meter: &Arc<Meter
             let (settings, catalogue) = (settings.clone(), catalogue.clone());
             async move {
                 let instance = req.payload["Target"]["InstanceId"].as_str().map(str::to_string);
-                let own_row = match (function, &instance) {
-                    ("Record", Some(id)) if std::env::var_os("FLEET_RECORD_GETS_ITS_ROW").is_some() => Some(id.clone()),
-                    _ => None,
-                };
                 let aws = Aws {
                     world: world.clone(),
                     store,
                     clock: req.clock.clone(),
-                    own_row,
                 };
                 let ports = RunbookPorts {
                     fleet: aws.clone(),
@@ -921,11 +908,6 @@ async fn main() {
     println!(
         "prices: Standard ${PRICE_TRANSITION}/transition; Express ${PRICE_EXPRESS_REQUEST}/request + ${PRICE_EXPRESS_GB_S}/GB-s at 64 MB (100 ms steps); Lambda ${PRICE_LAMBDA_REQUEST}/request + ${PRICE_LAMBDA_GB_S}/GB-s at 128 MB (arm64)"
     );
-    if std::env::var_os("FLEET_RECORD_GETS_ITS_ROW").is_some() {
-        println!(
-            "FLEET_RECORD_GETS_ITS_ROW: Record reads its own row (one GetItem) instead of the run's rows (the suggested fix, modelled)"
-        );
-    }
     println!();
     for n in sizes {
         run(n).await;
