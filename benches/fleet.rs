@@ -210,7 +210,10 @@ impl Fleet for Aws {
 
 impl Member for AwsMember {
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
-        Err(CoreError::not_found(format!("resource group {group}"), "the model has no resource groups"))
+        Err(CoreError::not_found(
+            format!("resource group {group}"),
+            "the model has no resource groups",
+        ))
     }
 
     async fn find_instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceFacts>, CoreError> {

@@ -22,7 +22,9 @@ fn main() {
     let mut out = String::from("&[\n");
     for name in names {
         println!("cargo:rerun-if-changed={DIR}/{name}");
-        out.push_str(&format!("    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{DIR}/{name}\"))),\n"));
+        out.push_str(&format!(
+            "    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{DIR}/{name}\"))),\n"
+        ));
     }
     out.push(']');
     let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("catalogue.rs");
