@@ -192,7 +192,8 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
     let links = vec![Link {
         label: "Alarm".into(),
         url: format!(
-            "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#alarmsV2:alarm/{}",
+            "{}/cloudwatch/home?region={region}#alarmsV2:alarm/{}",
+            console(&region),
             url_encode(&alarm.name)
         ),
     }];
@@ -240,15 +241,15 @@ fn view(
             "{id} is not a managed instance in SSM (no agent registered, or its role does not allow SSM)"
         ));
     }
-    let r = &alarm.region;
+    let (r, base) = (&alarm.region, console(&alarm.region));
     let links = vec![
         Link {
             label: "Instance".into(),
-            url: format!("https://{r}.console.aws.amazon.com/ec2/home?region={r}#InstanceDetails:instanceId={id}"),
+            url: format!("{base}/ec2/home?region={r}#InstanceDetails:instanceId={id}"),
         },
         Link {
             label: "Session Manager".into(),
-            url: format!("https://{r}.console.aws.amazon.com/systems-manager/session-manager/{id}?region={r}"),
+            url: format!("{base}/systems-manager/session-manager/{id}?region={r}"),
         },
     ];
     InstanceView {
@@ -276,6 +277,19 @@ fn assessment(views: &[InstanceView]) -> Option<String> {
             render::human_duration(only.uptime_s.unwrap_or(0))
         )),
         _ => None,
+    }
+}
+
+/// The AWS Management Console of a region's partition: the regional host in the `aws`
+/// partition, `console.amazonaws.cn` in China (`cn-…`), `console.amazonaws-us-gov.com` in
+/// GovCloud (`us-gov-…`); each link also names the region in its query.
+pub fn console(region: &str) -> String {
+    if region.starts_with("cn-") {
+        "https://console.amazonaws.cn".to_string()
+    } else if region.starts_with("us-gov-") {
+        "https://console.amazonaws-us-gov.com".to_string()
+    } else {
+        format!("https://{region}.console.aws.amazon.com")
     }
 }
 
@@ -314,6 +328,14 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_links_follow_the_regions_partition() {
+        assert_eq!(console("eu-west-1"), "https://eu-west-1.console.aws.amazon.com");
+        assert_eq!(console("cn-north-1"), "https://console.amazonaws.cn");
+        assert_eq!(console("cn-northwest-1"), "https://console.amazonaws.cn");
+        assert_eq!(console("us-gov-west-1"), "https://console.amazonaws-us-gov.com");
+    }
     use crate::alert::model::{Dimension, Metric, MetricStat};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
