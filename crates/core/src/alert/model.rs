@@ -28,9 +28,10 @@ pub struct Alarm {
     pub source: String,
 }
 
-/// What the alarm watches.
+/// What the alarm watches. Variants and their fields are camelCase alike (`rename_all` alone
+/// renames only the variants: schema 1 had `evaluation_periods` beside `evaluationPeriods`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum AlarmKind {
     /// One metric with a static threshold.
     Metric {

@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use crate::alert::model::{AlarmKind, Enriched, InstanceView, Metric, MetricQuery, MetricStat, Publication, Target};
 
 /// The `schema` of the JSON body.
-pub const SCHEMA: &str = "opsflow.enriched-alert/1";
+/// Version 2: `alarm.kind`'s fields are camelCase like the rest (1 had three snake_case ones).
+pub const SCHEMA: &str = "opsflow.enriched-alert/2";
 
 /// SNS's limit for an email subject.
 pub(crate) const SUBJECT_MAX: usize = 100;
@@ -572,6 +573,36 @@ fn clip_bytes(text: &str, max: usize) -> (&str, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alarm_kind_is_camel_case_like_the_rest_of_the_schema() {
+        let kinds = [
+            AlarmKind::Metric {
+                stat: MetricStat {
+                    metric: Metric {
+                        namespace: "AWS/EC2".into(),
+                        name: "CPUUtilization".into(),
+                        dimensions: vec![],
+                    },
+                    period_s: 300,
+                    stat: "Average".into(),
+                    unit: None,
+                },
+                comparison: None,
+                threshold: None,
+                evaluation_periods: Some(3),
+            },
+            AlarmKind::Composite {
+                rule: "ALARM(a)".into(),
+                triggering_alarms: vec!["arn:aws:cloudwatch:eu-west-1:1:alarm:a".into()],
+            },
+        ];
+        for kind in kinds {
+            let text = serde_json::to_string(&kind).unwrap();
+            assert!(!text.contains('_'), "snake_case in the schema: {text}");
+        }
+        assert_eq!(SCHEMA, "opsflow.enriched-alert/2");
+    }
     use crate::alert::model::{AgentInfo, Alarm, Datapoint, Dimension, InstanceDetails, Link, Severity};
 
     const AT_MS: i64 = 1_795_402_872_345; // 2026-11-23 03:01:12.345 UTC
