@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
+use opsflow::fixtures;
 use opsflow::local::runbook::{Connection, HealthEndpoint, LocalRunbooks, MemberAccount, Options, Progress, OPT_IN};
 use opsflow::local::LocalCloud;
-use opsflow_aws::aws_sdk_sqs::types::QueueAttributeName;
 use opsflow_core::ports::RunLog;
 use opsflow_core::runbook::TargetStatus;
 use serde_json::{json, Value};
@@ -99,36 +99,8 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
         ACCOUNTS[0], REGIONS[0]
     );
 
-    let queue = runbooks
-        .clients
-        .sqs
-        .create_queue()
-        .queue_name("ops-team")
-        .send()
-        .await?
-        .queue_url()
-        .unwrap_or_default()
-        .to_string();
-    let queue_arn = runbooks
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
-    runbooks
-        .clients
-        .sns
-        .subscribe()
-        .topic_arn(&runbooks.topic_arn)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await?;
+    let (queue, queue_arn) = fixtures::queue(&runbooks.clients, "ops-team").await?;
+    fixtures::subscribe(&runbooks.clients, &runbooks.topic_arn, &queue_arn).await?;
     println!("  the ops team's queue is subscribed to the RunbookResults topic");
 
     let schedule_arn = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/opsflow-weekly-disk-cleanup";

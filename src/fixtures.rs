@@ -5,6 +5,7 @@
 use anyhow::Context;
 use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, ResourceType, Tag, TagSpecification, VolumeType};
 use opsflow_aws::aws_sdk_ec2;
+use opsflow_aws::aws_sdk_sqs::types::QueueAttributeName;
 use opsflow_aws::Clients;
 use serde_json::{json, Value};
 
@@ -185,4 +186,53 @@ pub async fn managed_instance(clients: &Clients, name: &str, role: &str, admin: 
         .await
         .context("AssociateIamInstanceProfile")?;
     Ok(instance_id)
+}
+
+/// An SQS queue named `name` (an existing one is reused): its URL and ARN.
+pub async fn queue(clients: &Clients, name: &str) -> anyhow::Result<(String, String)> {
+    let url = clients
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .context("CreateQueue")?
+        .queue_url()
+        .context("no QueueUrl")?
+        .to_string();
+    let attrs = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("GetQueueAttributes")?;
+    let arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .context("no QueueArn")?
+        .clone();
+    Ok((url, arn))
+}
+
+/// An SNS topic named `name` (CreateTopic is idempotent): its ARN.
+pub async fn topic(clients: &Clients, name: &str) -> anyhow::Result<String> {
+    let out = clients.sns.create_topic().name(name).send().await.context("CreateTopic")?;
+    Ok(out.topic_arn().context("no TopicArn")?.to_string())
+}
+
+/// Subscribes the queue `queue_arn` to `topic` (SNS envelope, not raw): the subscription ARN.
+pub async fn subscribe(clients: &Clients, topic: &str, queue_arn: &str) -> anyhow::Result<String> {
+    let out = clients
+        .sns
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .context("Subscribe")?;
+    Ok(out.subscription_arn().context("no SubscriptionArn")?.to_string())
 }

@@ -256,40 +256,8 @@ fn max_errors_stops_new_starts_and_the_rest_are_not_started() {
     block_on(async {
         let w = world().await;
         dev_fleet(&w).await;
-        let queue = w
-            .runbooks
-            .clients
-            .sqs
-            .create_queue()
-            .queue_name("ops")
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_string();
-        let queue_arn = w
-            .runbooks
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(opsflow_aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&opsflow_aws::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
-        w.runbooks
-            .clients
-            .sns
-            .subscribe()
-            .topic_arn(&w.runbooks.topic_arn)
-            .protocol("sqs")
-            .endpoint(&queue_arn)
-            .attributes("RawMessageDelivery", "true")
-            .send()
+        let (queue, queue_arn) = opsflow::fixtures::queue(&w.runbooks.clients, "ops").await.unwrap();
+        opsflow::fixtures::subscribe(&w.runbooks.clients, &w.runbooks.topic_arn, &queue_arn)
             .await
             .unwrap();
         // The first two invocations fail; with one at a time and one error allowed, the second
@@ -340,7 +308,8 @@ fn max_errors_stops_new_starts_and_the_rest_are_not_started() {
             .send()
             .await
             .unwrap();
-        let body: Value = serde_json::from_str(got.messages()[0].body().unwrap()).unwrap();
+        let envelope: Value = serde_json::from_str(got.messages()[0].body().unwrap()).unwrap();
+        let body: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
         assert_eq!(body["counts"]["notStarted"], 6);
         assert_eq!(body["failures"][0]["exitCode"], 1);
         assert!(body["failures"][0]["outputTail"].as_str().unwrap().contains("Permission denied"));

@@ -12,11 +12,13 @@
 use anyhow::{bail, Context};
 use opsflow_aws::aws_sdk_cloudwatch::primitives::DateTime;
 use opsflow_aws::aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, Statistic};
-use opsflow_aws::aws_sdk_sqs::types::{Message, QueueAttributeName};
+use opsflow_aws::aws_sdk_sqs::types::Message;
 use opsflow_aws::{AlertAdapter, Clients, SnsPublisher};
 use opsflow_core::alert::{handle, AlertSettings};
 use opsflow_core::time::format_utc;
 use opsflow_core::CoreError;
+
+use crate::fixtures::{queue, subscribe, topic};
 use serde_json::{json, Value};
 
 /// The topics, the stand-in subscription and the inbox.
@@ -43,52 +45,6 @@ pub struct Delivery {
 /// CloudWatch's timestamp format in alarm notifications: `2026-11-23T03:01:12.345+0000`.
 fn cloudwatch_time(ms: i64) -> String {
     format_utc(ms.div_euclid(1000)).replace('Z', &format!(".{:03}+0000", ms.rem_euclid(1000)))
-}
-
-async fn queue(clients: &Clients, name: &str) -> anyhow::Result<(String, String)> {
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .context("CreateQueue")?
-        .queue_url()
-        .context("no QueueUrl")?
-        .to_string();
-    let attrs = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .context("GetQueueAttributes")?;
-    let arn = attrs
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .context("no QueueArn")?
-        .clone();
-    Ok((url, arn))
-}
-
-async fn topic(clients: &Clients, name: &str) -> anyhow::Result<String> {
-    let out = clients.sns.create_topic().name(name).send().await.context("CreateTopic")?;
-    Ok(out.topic_arn().context("no TopicArn")?.to_string())
-}
-
-async fn subscribe(clients: &Clients, topic: &str, queue_arn: &str) -> anyhow::Result<String> {
-    let out = clients
-        .sns
-        .subscribe()
-        .topic_arn(topic)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .return_subscription_arn(true)
-        .send()
-        .await
-        .context("Subscribe")?;
-    Ok(out.subscription_arn().context("no SubscriptionArn")?.to_string())
 }
 
 impl LocalAlerts {

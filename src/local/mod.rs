@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use opsflow_asl::TaskClock;
+use anyhow::{anyhow, Context};
+
+use opsflow_asl::{model, StateMachine, TaskClock};
 use opsflow_core::ports::Clock;
 use opsflow_core::CoreError;
 use serde_json::json;
@@ -61,4 +63,21 @@ impl Clock for LocalClock {
             .map(|_| ())
             .map_err(|e| CoreError::transient("set the local cloud's clock", e.to_string()))
     }
+}
+
+/// A state machine file of the repository, as SAM would deploy it: each `(placeholder, value)`
+/// of `substitutions` replaced (DefinitionSubstitutions), then parsed.
+pub fn load_machine(relative: &str, substitutions: &[(String, String)]) -> anyhow::Result<Arc<StateMachine>> {
+    let path = repo_root().join(relative);
+    let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for (from, to) in substitutions {
+        text = text.replace(from, to);
+    }
+    model::parse(&text).map(Arc::new).map_err(|e| {
+        anyhow!(
+            "{}: {}",
+            path.display(),
+            e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
+        )
+    })
 }

@@ -6,10 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use opsflow_asl::{
-    model, Clock as EngineClock, Engine, ExecutionHandle, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError,
-    TaskRequest,
+    Clock as EngineClock, Engine, ExecutionHandle, ExecutionResult, HistoryEvent, StartOptions, StateMachine, StatesError, TaskRequest,
 };
 use opsflow_aws::{Clients, DynamoStore, ResponseBucket, SystemClock};
 use opsflow_core::ports::{Clock, SteppedClock, Workflow};
@@ -19,7 +18,7 @@ use opsflow_core::provision::steps::Settings;
 use opsflow_core::CoreError;
 use serde_json::{json, Value};
 
-use super::{function_arn, repo_root, LocalClock, LocalCloud, ACCOUNT, REGION};
+use super::{function_arn, load_machine, LocalClock, LocalCloud, ACCOUNT, REGION};
 
 /// Where CloudFormation would read the answers: presigned PUT URLs into a bucket of the local
 /// cloud's S3, versioned so that every PUT is kept and counted.
@@ -61,18 +60,11 @@ impl ResponseStore {
 
 /// The provisioning state machine, as SAM would deploy it, with local function ARNs.
 pub fn provision_machine() -> anyhow::Result<Arc<StateMachine>> {
-    let path = repo_root().join("statemachines/provision-instance.asl.json");
-    let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    for f in TASK_FUNCTIONS {
-        text = text.replace(&format!("${{{f}FunctionArn}}"), &function_arn(f));
-    }
-    model::parse(&text).map(Arc::new).map_err(|e| {
-        anyhow!(
-            "{}: {}",
-            path.display(),
-            e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
-        )
-    })
+    let substitutions: Vec<(String, String)> = TASK_FUNCTIONS
+        .iter()
+        .map(|f| (format!("${{{f}FunctionArn}}"), function_arn(f)))
+        .collect();
+    load_machine("statemachines/provision-instance.asl.json", &substitutions)
 }
 
 type AdapterPorts =

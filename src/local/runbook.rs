@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context};
 use aws_sdk_dynamodb::types::AttributeValue;
-use opsflow_asl::{model, Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskRequest};
+use opsflow_asl::{Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskRequest};
 use opsflow_aws::{aws_sdk_dynamodb, aws_sdk_ec2, AwsConfig, Clients, DynamoRunLog, MemberFleet, S3Objects, SnsPublisher, SystemClock};
 use opsflow_core::ports::Clock;
 use opsflow_core::runbook::handlers::{invoke, placeholder, RunbookPorts, TASK_FUNCTIONS};
@@ -22,7 +22,7 @@ use opsflow_core::runbook::steps::Settings;
 use opsflow_core::runbook::{Catalogue, Summary};
 use serde_json::{json, Value};
 
-use super::{function_arn, repo_root, LocalClock, LocalCloud, ACCOUNT, REGION};
+use super::{function_arn, load_machine, LocalClock, LocalCloud, ACCOUNT, REGION};
 
 /// The local runs table (the template's RunsTable).
 pub const RUNS_TABLE: &str = "opsflow-runs";
@@ -119,21 +119,6 @@ pub struct RunOutcome {
     pub summary: Option<Summary>,
 }
 
-fn machine(relative: &str, substitutions: &[(String, String)]) -> anyhow::Result<Arc<StateMachine>> {
-    let path = repo_root().join(relative);
-    let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    for (from, to) in substitutions {
-        text = text.replace(from, to);
-    }
-    model::parse(&text).map(Arc::new).map_err(|e| {
-        anyhow!(
-            "{}: {}",
-            path.display(),
-            e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")
-        )
-    })
-}
-
 /// The local name of a runbook function (`Validate` → `opsflow-runbook-validate`).
 pub fn function_name(function: &str) -> String {
     let mut kebab = String::new();
@@ -187,16 +172,7 @@ impl LocalRunbooks {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
             Err(e) => return Err(anyhow!("creating the runs bucket: {e:?}")),
         }
-        let topic_arn = clients
-            .sns
-            .create_topic()
-            .name(RESULTS_TOPIC)
-            .send()
-            .await
-            .context("CreateTopic")?
-            .topic_arn()
-            .unwrap_or_default()
-            .to_string();
+        let topic_arn = crate::fixtures::topic(&clients, RESULTS_TOPIC).await?;
         let base = AwsConfig::for_endpoint(&cloud.endpoint).await;
         let ports = Arc::new(Ports {
             fleet: MemberFleet::new(base.sdk_config(), &options.role_name, &options.external_id),
@@ -297,13 +273,13 @@ impl LocalRunbooks {
         builder = builder
             .state_machine(
                 state_machine_arn("opsflow-run-command"),
-                machine("statemachines/procedures/run-command.asl.json", &subs)?,
+                load_machine("statemachines/procedures/run-command.asl.json", &subs)?,
             )
             .state_machine(
                 state_machine_arn("opsflow-http-check"),
-                machine("statemachines/procedures/http-check.asl.json", &subs)?,
+                load_machine("statemachines/procedures/http-check.asl.json", &subs)?,
             );
-        let runner = machine("statemachines/run-runbook.asl.json", &subs)?;
+        let runner = load_machine("statemachines/run-runbook.asl.json", &subs)?;
         Ok(LocalRunbooks {
             cloud,
             clients,
