@@ -205,17 +205,6 @@ async fn locate(d: &Deployment, clients: &Clients) -> anyhow::Result<Located> {
     })
 }
 
-fn home_of_machine(arn: &str) -> anyhow::Result<Home> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts.as_slice() {
-        ["arn", _, "states", region, account, "stateMachine", ..] => Ok(Home {
-            account: account.to_string(),
-            region: region.to_string(),
-        }),
-        _ => bail!("{arn} is not a state machine ARN"),
-    }
-}
-
 /// Live progress: targets done, failed and running, from the audit trail.
 struct Follow {
     bar: Option<ProgressBar>,
@@ -297,7 +286,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(locate(&args.deployment, &clients).await?)
     };
     let home = match &located {
-        Some(l) => home_of_machine(&l.runner_arn)?,
+        Some(l) => opsflow_core::runbook::steps::home_of(&l.runner_arn).map_err(|e| anyhow!("{e}"))?,
         None => home,
     };
     if let Err(e) = input::check(&input, &catalogue, &home) {

@@ -66,6 +66,17 @@ aws_enum! {
     }
 }
 
+impl InstanceState {
+    /// Stopping, stopped, shutting down or terminated: a command on it cannot finish (its SSM
+    /// agent is going or gone).
+    pub fn is_going_down(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Stopping | InstanceState::Stopped | InstanceState::ShuttingDown | InstanceState::Terminated
+        )
+    }
+}
+
 impl Platform {
     /// From EC2's `Instance.Platform`, which is `windows` for Windows instances and absent otherwise.
     pub fn from_ec2(platform: Option<&str>) -> Platform {

@@ -551,7 +551,7 @@ pub(crate) fn limit(text: &str, max: usize) -> String {
 }
 
 /// At most `max` characters, ending in "…" when cut.
-fn clip_chars(text: &str, max: usize) -> String {
+pub(crate) fn clip_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::CommandSpec;
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, DEFAULT_TAIL_BYTES, INVOCATION_GRACE_S};
 use crate::error::CoreError;
-use crate::facts::{Association, AssociationState, InstanceFacts, InstanceState, ModificationState, PingStatus, Platform};
+use crate::facts::{Association, AssociationState, InstanceFacts, ModificationState, PingStatus, Platform};
 use crate::ports::{Ec2, Iam, SetupStore, Ssm};
 use crate::provision::cfn::{changed_fields, physical_resource_id, CfnRequest, ChangeSet, RequestType};
 use crate::provision::guard::{self, StackRef};
@@ -863,11 +863,7 @@ pub async fn check_command(
     match read_command(ssm, settings, plan, progress, now_s).await {
         Ok(p) if !p.done => {
             let gone = match ec2.describe_instance(&plan.instance_id).await {
-                Ok(i) => matches!(
-                    i.state,
-                    InstanceState::Stopping | InstanceState::Stopped | InstanceState::ShuttingDown | InstanceState::Terminated
-                )
-                .then(|| i.state.to_string()),
+                Ok(i) => i.state.is_going_down().then(|| i.state.to_string()),
                 Err(CoreError::NotFound { .. }) => Some("gone".to_string()),
                 Err(e) => return Err(e),
             };

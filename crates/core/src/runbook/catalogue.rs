@@ -74,20 +74,17 @@ impl Os {
         }
     }
 
-    /// The AWS-owned document that runs commands on this OS.
-    pub fn shell_document(self) -> &'static str {
+    /// EC2's spelling of the platform.
+    pub fn platform(self) -> crate::facts::Platform {
         match self {
-            Os::Linux => "AWS-RunShellScript",
-            Os::Windows => "AWS-RunPowerShellScript",
+            Os::Linux => crate::facts::Platform::Linux,
+            Os::Windows => crate::facts::Platform::Windows,
         }
     }
 
-    /// The exit code that asks SSM to reboot the instance and run the script again.
-    pub fn reboot_exit_code(self) -> i32 {
-        match self {
-            Os::Linux => 194,
-            Os::Windows => 3010,
-        }
+    /// The AWS-owned document that runs commands on this OS.
+    pub fn shell_document(self) -> &'static str {
+        crate::command::shell_document(self.platform())
     }
 }
 

@@ -23,6 +23,7 @@ use super::log::{target_key, TargetRow};
 use super::rate::{may_start, Rate};
 use super::results::{Counts, Summary, TargetStatus};
 use super::targets::{check_count, check_opt_in, controls, select, Candidate, Excluded, Target};
+use crate::alert::render::clip_chars;
 use crate::alert::AlertPublisher;
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, CommandSpec, InvocationLookup, INVOCATION_GRACE_S};
 use crate::error::CoreError;
@@ -140,18 +141,18 @@ pub struct Validated {
 }
 
 /// The runner's own account and region, from its execution ARN
-/// (`arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`): the defaults of
-/// `Accounts` and `Regions`.
+/// (`arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`) or its state
+/// machine's (`…:stateMachine:<machine>`): the defaults of `Accounts` and `Regions`.
 pub fn home_of(execution: &str) -> Result<Home, CoreError> {
     let parts: Vec<&str> = execution.split(':').collect();
     match parts.as_slice() {
-        ["arn", _, "states", region, account, "execution", ..] if input::valid_account(account) => Ok(Home {
+        ["arn", _, "states", region, account, "execution" | "stateMachine", ..] if input::valid_account(account) => Ok(Home {
             account: account.to_string(),
             region: region.to_string(),
         }),
         _ => Err(CoreError::invalid(
             "Execution",
-            format!("{execution:?} is not a Step Functions execution ARN"),
+            format!("{execution:?} is not a Step Functions execution or state machine ARN"),
         )),
     }
 }
@@ -508,7 +509,7 @@ pub fn procedure_result(outcome: &Value) -> (ProcedureResult, Option<String>) {
         (Some("ABORTED"), _) => TargetStatus::Cancelled,
         _ => TargetStatus::Failed,
     };
-    let mut r = failed(clip(&format!("{child_error}: {child_cause}"), 1_024));
+    let mut r = failed(clip_chars(&format!("{child_error}: {child_cause}"), 1_024));
     r.status = status;
     (r, execution)
 }
@@ -522,13 +523,6 @@ fn failed(reason: String) -> ProcedureResult {
         reason,
         command_id: None,
         status_code: None,
-    }
-}
-
-fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
     }
 }
 
@@ -737,14 +731,7 @@ pub async fn check_command<F: Fleet>(
             });
         }
         let stopped = match member.describe_instance(&target.instance_id).await {
-            Ok(i)
-                if matches!(
-                    i.state,
-                    InstanceState::Stopping | InstanceState::Stopped | InstanceState::ShuttingDown | InstanceState::Terminated
-                ) =>
-            {
-                Some(format!("the instance is {}", i.state))
-            }
+            Ok(i) if i.state.is_going_down() => Some(format!("the instance is {}", i.state)),
             Ok(_) => None,
             Err(CoreError::NotFound { .. }) => Some("the instance is gone".to_string()),
             Err(e) => return Err(e),
@@ -819,7 +806,7 @@ async fn finished(
         if let (Some(out), err) = (stdout, stderr) {
             tail = crate::command::tail(&out, &err.unwrap_or_default(), settings.tail_bytes);
         } else {
-            tail = format!("(the output passed SSM's {SSM_STDOUT_WINDOW}-character window and its S3 copy could not be read; this is its beginning)\n{}", clip(&inv.stdout, settings.tail_bytes / 2));
+            tail = format!("(the output passed SSM's {SSM_STDOUT_WINDOW}-character window and its S3 copy could not be read; this is its beginning)\n{}", clip_chars(&inv.stdout, settings.tail_bytes / 2));
         }
     }
     let output_url = [&inv.stdout_url, &inv.stderr_url].into_iter().find(|u| !u.is_empty()).cloned();
@@ -971,6 +958,18 @@ mod tests {
         );
         let (ok, _) = procedure_result(&json!({"Output": {"Status": "Succeeded", "ExitCode": 0}, "ExecutionArn": "e"}));
         assert_eq!(ok.status, TargetStatus::Succeeded);
+    }
+
+    #[test]
+    fn home_is_read_from_an_execution_or_a_state_machine_arn() {
+        for arn in [
+            "arn:aws:states:eu-west-1:123456789012:execution:run-runbook:x",
+            "arn:aws:states:eu-west-1:123456789012:stateMachine:run-runbook",
+        ] {
+            let h = home_of(arn).unwrap();
+            assert_eq!((h.account.as_str(), h.region.as_str()), ("123456789012", "eu-west-1"));
+        }
+        assert!(home_of("arn:aws:lambda:eu-west-1:123456789012:function:f").is_err());
     }
 
     #[test]
