@@ -36,35 +36,7 @@ impl DynamoStore {
     /// CreateTable with the template's key schema, unless it exists (for the local cloud and
     /// tests; on AWS the template creates it).
     pub async fn create_table(&self) -> Result<(), CoreError> {
-        use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-        let build = |e: aws_sdk_dynamodb::error::BuildError| CoreError::invalid("CreateTable", e.to_string());
-        let result = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(build)?,
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already there (a second pipeline on the same local cloud).
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
-            Err(e) => Err(from_sdk_error("CreateTable", &e)),
-        }
+        create_table(&self.client, &self.table, "pk", None).await
     }
 }
 
@@ -118,5 +90,40 @@ impl SetupStore for DynamoStore {
             .await
             .map_err(|e| from_sdk_error("DeleteItem", &e))?;
         Ok(())
+    }
+}
+
+/// CreateTable with string keys (a partition key, and a sort key if given), on demand, unless a
+/// table of that name exists already (a second pipeline on the same local cloud).
+pub(crate) async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    partition: &str,
+    sort: Option<&str>,
+) -> Result<(), CoreError> {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let build = |e: aws_sdk_dynamodb::error::BuildError| CoreError::invalid("CreateTable", e.to_string());
+    let mut request = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in [(partition, KeyType::Hash)].into_iter().chain(sort.map(|s| (s, KeyType::Range))) {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(build)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()
+                    .map_err(build)?,
+            );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
+        Err(e) => Err(from_sdk_error("CreateTable", &e)),
     }
 }

@@ -316,31 +316,7 @@ impl DynamoRunLog {
 
     /// CreateTable with the template's key schema, unless it exists (local cloud and tests).
     pub async fn create_table(&self) -> Result<(), CoreError> {
-        use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-        let build = |e: aws_sdk_dynamodb::error::BuildError| CoreError::invalid("CreateTable", e.to_string());
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
-        let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
-        let result = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .attribute_definitions(attr("Run").map_err(build)?)
-            .attribute_definitions(attr("Target").map_err(build)?)
-            .key_schema(key("Run", KeyType::Hash).map_err(build)?)
-            .key_schema(key("Target", KeyType::Range).map_err(build)?)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
-            Err(e) => Err(from_sdk_error("CreateTable", &e)),
-        }
+        crate::dynamodb::create_table(&self.client, &self.table, "Run", Some("Target")).await
     }
 
     fn row_item(row: &TargetRow) -> HashMap<String, AttributeValue> {
