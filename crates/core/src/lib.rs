@@ -49,6 +49,7 @@ pub mod error;
 pub mod facts;
 pub mod ports;
 pub mod provision;
+pub mod readiness;
 pub mod runbook;
 pub mod time;
 pub mod wait;
@@ -64,8 +65,9 @@ pub use provision::cfn::{
     changed_fields, failure_reason, physical_resource_id, CfnRequest, CfnResponse, CfnStatus, ChangeSet, RequestType,
 };
 pub use provision::plan::{
-    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_volume, readiness, verify_profile, ChosenVolume,
-    ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
+    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_volume, verify_profile, ChosenVolume, ProfileAction,
+    VolumeAction, VolumeRules,
 };
 pub use provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, ProfileSpec, SetupProps};
 pub use provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, FsTarget};
+pub use readiness::{readiness, Readiness, ReadinessFacts};

@@ -21,12 +21,13 @@ use crate::ports::{Ec2, Iam, SetupStore, Ssm};
 use crate::provision::cfn::{changed_fields, physical_resource_id, CfnRequest, ChangeSet, RequestType};
 use crate::provision::guard::{self, StackRef};
 use crate::provision::plan::{
-    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, profile_name, readiness,
-    verify_profile, ProfileAction, Readiness, ReadinessFacts, VolumeAction, VolumeRules,
+    check_reboot_fallback, choose_volume, plan_profile, plan_profile_restore, plan_profile_to, plan_volume, profile_name, verify_profile,
+    ProfileAction, VolumeAction, VolumeRules,
 };
 use crate::provision::props::{AllowList, Bootstrap, BootstrapAction, OnDelete, SetupProps};
 use crate::provision::script::{bootstrap_command, fs_grow_command, parse_fs_size, FsTarget, FS_GROW_TIMEOUT_SECONDS};
 use crate::provision::state;
+use crate::readiness::{readiness, Readiness, ReadinessFacts};
 pub use crate::wait::{Poll, PollPolicy, Watch};
 
 /// Deployment settings of the steps (from the Lambdas' environment).
