@@ -71,6 +71,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # `stopped` / `terminated` (StopInstances, TerminateInstances and scheduled actions)
     "instance_stopping_seconds": 0.0,
     "instance_shutting_down_seconds": 0.0,
+    # EC2 start: how long a started instance is `pending` before `running`, then how long its
+    # status checks are `initializing` before `ok`
+    "instance_pending_seconds": 0.0,
+    "status_checks_seconds": 0.0,
     # clock
     "time_scale": 1.0,
     # network: "service:Operation" (fnmatch pattern) -> real milliseconds added before answering

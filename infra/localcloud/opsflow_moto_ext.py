@@ -159,19 +159,30 @@ def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
     if since is None:
         return None
     now = rt.clock.now_ms()
-    online_at = since + ms(rt.cfg("online_delay_seconds"))
+    delay = ms(rt.cfg("online_delay_seconds"))
+    online_at = since + delay
+    # Registered before the latest StartInstances: SSM keeps listing it (ConnectionLost) while
+    # it is down and until its agent pings again after the boot.
+    starts = getattr(instance, "opsflow_starts", [])
+    assoc = instance.ec2_backend.iam_instance_profile_associations[instance.id]
+    known_since = starts[-1] if starts and assoc.opsflow_since + delay <= starts[-1] else None
     override = (rt.cfg("ping_status") or {}).get(instance.id)
     if override:
         status, last_ping = override, min(now, online_at)
     elif instance.state != "running":
-        if now < online_at:
+        if known_since is not None:
+            status, last_ping = "ConnectionLost", known_since
+        elif now < online_at:
             return None
-        status, last_ping = "ConnectionLost", online_at
+        else:
+            status, last_ping = "ConnectionLost", online_at
     elif (reboot_start := _rebooting_since(instance, now)) is not None:
         # A script asked for a reboot (exit 194 / 3010): the agent is gone until the node is back.
         status, last_ping = "ConnectionLost", reboot_start
     elif now >= online_at:
         status, last_ping = "Online", now
+    elif known_since is not None:
+        status, last_ping = "ConnectionLost", known_since
     else:
         return None
     windows = (instance.platform or "").lower() == "windows"
@@ -282,8 +293,41 @@ def _patch_ec2_instances(rt: Any) -> None:
 
         return method
 
-    wrap(Instance, "start", booted)
     wrap(Instance, "reboot", booted)
+
+    def start(orig: Any) -> Any:
+        def method(self: Instance, *args: Any, **kwargs: Any) -> Any:
+            if self.state in ("pending", "running"):
+                return copy.copy(self._state)  # StartInstances on a started instance changes nothing
+            if self.state != "stopped":
+                # EC2 answers IncorrectInstanceState for a stopping (or terminated) instance.
+                raise EC2ClientError(
+                    "IncorrectInstanceState",
+                    f"The instance '{self.id}' is not in a state from which it can be started.")
+            result = orig(self, *args, **kwargs)
+            now = rt.clock.now_ms()
+            running_at = now + ms(rt.cfg("instance_pending_seconds"))
+            self._state = ClockedInstanceState(rt.clock, ("pending", 0), ("running", 16), running_at)
+            self.opsflow_booted = running_at  # the agent starts with the OS
+            self.opsflow_checks_ok_at = running_at + ms(rt.cfg("status_checks_seconds"))
+            self.opsflow_starts = [*getattr(self, "opsflow_starts", []), now]
+            return result
+
+        return method
+
+    wrap(Instance, "start", start)
+
+    def checks(orig_prop: Any) -> Any:
+        def getter(self: Instance) -> dict[str, Any]:
+            ok_at = getattr(self, "opsflow_checks_ok_at", None)
+            if self.state_code == 16 and ok_at is not None and rt.clock.now_ms() < ok_at:
+                return {"Details": [{"Name": "reachability", "Status": "initializing"}], "Status": "initializing"}
+            return orig_prop.fget(self)
+
+        return property(getter)
+
+    Instance.instance_status = checks(Instance.instance_status)
+    Instance.system_status = checks(Instance.system_status)
 
 
 # --------------------------------------------------------------------------- EC2: stop / terminate on the clock

@@ -688,6 +688,45 @@ def test_stop_and_terminate_calls_take_the_configured_transition(aws: Any, ctl: 
     assert _state(ec2, a) == (80, "stopped")
 
 
+def _checks(ec2: Any, iid: str) -> tuple[str, str, str]:
+    (st,) = ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)["InstanceStatuses"]
+    return st["InstanceState"]["Name"], st["SystemStatus"]["Status"], st["InstanceStatus"]["Status"]
+
+
+def test_a_started_instance_is_pending_then_running_with_checks_initializing_then_ok(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    ctl.post("/_opsflow/config", {"instance_pending_seconds": 20, "status_checks_seconds": 30,
+                                  "online_delay_seconds": 10})
+    (iid,) = _managed(aws, ctl)
+    ctl.advance(10)
+    ec2.stop_instances(InstanceIds=[iid])
+    with pytest.raises(ClientError) as e:
+        ec2.start_instances(InstanceIds=["i-0000000000000dead"])
+    out = ec2.start_instances(InstanceIds=[iid])["StartingInstances"][0]
+    assert out["CurrentState"]["Name"] == "pending" and out["PreviousState"]["Name"] == "stopped"
+    assert _checks(ec2, iid) == ("pending", "not-applicable", "not-applicable")
+    assert ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"] == [], "only running ones by default"
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost"
+    ctl.advance(20)
+    assert _state(ec2, iid) == (16, "running")
+    assert _checks(ec2, iid) == ("running", "initializing", "initializing")
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost", "the agent has not pinged since the boot"
+    ctl.advance(10)
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    ctl.advance(20)
+    assert _checks(ec2, iid) == ("running", "ok", "ok")
+    # a second start changes nothing, a stopping instance cannot be started
+    again = ec2.start_instances(InstanceIds=[iid])["StartingInstances"][0]
+    assert again["PreviousState"]["Name"] == "running"
+    assert _checks(ec2, iid) == ("running", "ok", "ok")
+    ctl.post("/_opsflow/config", {"instance_stopping_seconds": 15})
+    ec2.stop_instances(InstanceIds=[iid])
+    with pytest.raises(ClientError) as e:
+        ec2.start_instances(InstanceIds=[iid])
+    assert e.value.response["Error"]["Code"] == "IncorrectInstanceState"
+    assert "not in a state from which it can be started" in e.value.response["Error"]["Message"]
+
+
 def test_schedule_rejects_bad_input(aws: Any, ctl: Control) -> None:
     (iid,) = _instances(aws)
     assert ctl.call("POST", "/_opsflow/schedule", {"instance_id": "i-0000000000000dead", "action": "stop",
