@@ -209,6 +209,18 @@ impl Fleet for Aws {
 }
 
 impl Member for AwsMember {
+    async fn instance_status(&self, id: &str) -> Result<Option<opsflow_core::StatusChecks>, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn stop_instance(&self, id: &str) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
         Err(CoreError::not_found(
             format!("resource group {group}"),

@@ -620,3 +620,242 @@ fn a_resource_group_selects_its_tag_querys_instances_where_it_exists() {
         );
     });
 }
+
+// ----------------------------------------------------------------------------------------------
+// Maintenance procedures: start-and-check, clean-stop
+// ----------------------------------------------------------------------------------------------
+
+/// Instances in account A, eu-west-1, tagged Env=maint and opted in with `opt_in`; returns ids.
+async fn maintenance_fleet(w: &World, n: usize, opt_in: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let tags = [("Env", "maint"), (OPT_IN.0, opt_in)];
+        ids.push(w.a.instance(REGIONS[0], &format!("maint-{i}"), &tags, false).await.unwrap());
+    }
+    ids
+}
+
+fn maintenance_input(procedure: &str, parameters: Value) -> Value {
+    json!({
+        "Procedure": procedure,
+        "Targets": {"Tags": [{"Key": "Env", "Values": ["maint"]}]},
+        "Accounts": [A],
+        "Regions": [REGIONS[0]],
+        "Parameters": parameters,
+        "MaxConcurrency": "2",
+        "StartedBy": "arn:aws:sts::123456789012:assumed-role/oncall/ann",
+    })
+}
+
+async fn state_of(w: &World, id: &str) -> String {
+    let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    let i = &out.reservations()[0].instances()[0];
+    i.state().and_then(|s| s.name()).unwrap().as_str().to_string()
+}
+
+/// Every invocation of `document` in the local cloud's log.
+async fn invocations_of(w: &World, document: &str) -> Vec<Value> {
+    let all = w.cloud.get("invocations").await.unwrap();
+    all["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["document"] == document)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn start_and_check_starts_a_stopped_instance_waits_until_ready_then_runs_the_health_check() {
+    block_on(async {
+        let w = world().await;
+        w.cloud
+            .control(
+                "config",
+                json!({"instance_pending_seconds": 20, "status_checks_seconds": 40, "online_delay_seconds": 10}),
+            )
+            .await
+            .unwrap();
+        let ids = maintenance_fleet(&w, 2, "start-and-check").await;
+        let (stopped, running) = (&ids[0], &ids[1]);
+        let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+        ec2.stop_instances().instance_ids(stopped).send().await.unwrap();
+        assert_eq!(state_of(&w, stopped).await, "stopped");
+        commands(
+            &w,
+            json!([{"document": "opsflow-HealthCheck", "duration_seconds": 3,
+                    "stdout": "PASS disk:/: 61% free (minimum 10%)\nPASS unit:app: active\n0 check(s) failed\n"}]),
+        )
+        .await;
+        let start_ms = w.cloud.now_ms().await.unwrap();
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input("start-and-check", json!({"Units": "app"})),
+                "morning-start",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.execution.status,
+            Status::Succeeded,
+            "{:?} {:?}",
+            out.execution.error,
+            out.execution.cause
+        );
+        let s = out.summary.unwrap();
+        assert_eq!((s.counts.targets, s.counts.succeeded), (2, 2), "{s:?}");
+        assert!(s.targets.iter().all(|t| t.output_tail.contains("PASS unit:app: active")), "{s:?}");
+        assert_eq!(state_of(&w, stopped).await, "running");
+        // The health check ran on the started instance only once it was ready: running after
+        // 20 s, status checks ok 40 s later (its agent was Online after 30 s).
+        let checks = invocations_of(&w, "opsflow-HealthCheck").await;
+        assert_eq!(checks.len(), 2, "{checks:?}");
+        let on_started = checks.iter().find(|i| i["instance_id"] == stopped.as_str()).unwrap();
+        let waited = on_started["requested_ms"].as_i64().unwrap() - start_ms;
+        assert!((60_000..120_000).contains(&waited), "sent {waited} ms after the start");
+        let on_running = checks.iter().find(|i| i["instance_id"] == running.as_str()).unwrap();
+        assert!(
+            on_running["requested_ms"].as_i64().unwrap() - start_ms < 60_000,
+            "no wait for a ready instance"
+        );
+        // The document got the parameters; nothing is spliced into a command line.
+        let rows = w.runbooks.log.targets(&out.execution_arn).await.unwrap();
+        assert!(rows.iter().all(|r| r.status == TargetStatus::Succeeded));
+    });
+}
+
+#[test]
+fn a_failed_health_check_fails_the_target_naming_the_checks_that_failed() {
+    block_on(async {
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 1, "start-and-check").await;
+        commands(
+            &w,
+            json!([{"document": "opsflow-HealthCheck", "exit_code": 1,
+                    "stdout": "PASS disk:/: 61% free (minimum 10%)\nFAIL unit:app: failed\nFAIL port:5432: nothing accepts connections on 127.0.0.1:5432\n2 check(s) failed\n"}]),
+        )
+        .await;
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input("start-and-check", json!({"Units": "app", "Ports": "5432"})),
+                "check-db",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!((t.instance_id.as_str(), t.status), (ids[0].as_str(), TargetStatus::Failed));
+        assert_eq!(
+            t.reason,
+            "health check failed: unit:app: failed; port:5432: nothing accepts connections on 127.0.0.1:5432"
+        );
+        // A parameter outside the catalogue's pattern never reaches SSM.
+        let refused = w
+            .runbooks
+            .run(
+                maintenance_input("start-and-check", json!({"Units": "app; reboot"})),
+                "check-injected",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        let cause = failed_with(&refused, "InvalidInput");
+        assert!(cause.contains("Parameters.Units"), "{cause}");
+        assert_eq!(invocations_of(&w, "opsflow-HealthCheck").await.len(), 1);
+    });
+}
+
+#[test]
+fn clean_stop_runs_the_pre_stop_script_then_stops_and_waits_until_stopped() {
+    block_on(async {
+        let w = world().await;
+        w.cloud.control("config", json!({"instance_stopping_seconds": 45})).await.unwrap();
+        let ids = maintenance_fleet(&w, 2, "clean-stop").await;
+        commands(
+            &w,
+            json!([{"document": "opsflow-PreStop", "duration_seconds": 30, "stdout": "stopping app\nstopping postgresql\npre-stop done\n"}]),
+        )
+        .await;
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input("clean-stop", json!({"Services": "app postgresql"})),
+                "evening-stop",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.execution.status,
+            Status::Succeeded,
+            "{:?} {:?}",
+            out.execution.error,
+            out.execution.cause
+        );
+        let s = out.summary.unwrap();
+        assert_eq!(s.counts.succeeded, 2, "{s:?}");
+        for id in &ids {
+            assert_eq!(state_of(&w, id).await, "stopped", "{id}");
+        }
+        assert!(s.targets.iter().all(|t| t.output_tail.contains("pre-stop done")), "{s:?}");
+        // The stop came after the script's end: it ran 30 s on a running instance.
+        let pre = invocations_of(&w, "opsflow-PreStop").await;
+        assert!(pre.iter().all(|i| i["status"] == "Success"), "{pre:?}");
+    });
+}
+
+#[test]
+fn a_failing_pre_stop_aborts_or_stops_anyway_as_the_policy_says() {
+    block_on(async {
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 1, "clean-stop").await;
+        commands(
+            &w,
+            json!([{"document": "opsflow-PreStop", "duration_seconds": 5, "exit_code": 1,
+                    "stdout": "stopping postgresql\n", "stderr": "FAIL unit:postgresql: did not stop within 120s\n"}]),
+        )
+        .await;
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input("clean-stop", json!({"Services": "postgresql"})),
+                "stop-abort",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.status, TargetStatus::Failed);
+        assert!(
+            t.reason.contains("was not stopped and keeps running (OnPreStopFailure=abort)"),
+            "{t:?}"
+        );
+        assert!(t.output_tail.contains("did not stop within 120s"), "{t:?}");
+        assert_eq!(state_of(&w, &ids[0]).await, "running", "abort leaves the instance running");
+
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input("clean-stop", json!({"Services": "postgresql", "OnPreStopFailure": "stop"})),
+                "stop-anyway",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.status, TargetStatus::Failed);
+        assert!(
+            t.reason
+                .starts_with("stopped although the pre-stop script did not succeed (OnPreStopFailure=stop)"),
+            "{t:?}"
+        );
+        assert_eq!(state_of(&w, &ids[0]).await, "stopped", "stop anyway stops it");
+    });
+}

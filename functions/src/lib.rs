@@ -91,7 +91,8 @@ pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
 }
 
 /// The runbook functions' settings: `RUNS_BUCKET` (required), `RUNS_RETENTION_DAYS` (90),
-/// `RUN_COMMAND_STATE_MACHINE_ARN` and `HTTP_CHECK_STATE_MACHINE_ARN` (Validate),
+/// `RUN_COMMAND_STATE_MACHINE_ARN`, `HTTP_CHECK_STATE_MACHINE_ARN`,
+/// `START_AND_CHECK_STATE_MACHINE_ARN` and `CLEAN_STOP_STATE_MACHINE_ARN` (Validate),
 /// `CONNECTIONS` (Validate: a JSON object of the catalogue's connection names to EventBridge
 /// connection ARNs), `OUTPUT_LOG_GROUP` (commands' CloudWatch output, optional),
 /// `WATCH_SECONDS` (60: how long one CheckCommand watches; keep the Lambda timeout longer).
@@ -104,6 +105,8 @@ pub fn runbook_settings_from_env() -> Result<opsflow_core::runbook::steps::Setti
     for (kind, name) in [
         ("run-command", "RUN_COMMAND_STATE_MACHINE_ARN"),
         ("http-check", "HTTP_CHECK_STATE_MACHINE_ARN"),
+        ("start-and-check", "START_AND_CHECK_STATE_MACHINE_ARN"),
+        ("clean-stop", "CLEAN_STOP_STATE_MACHINE_ARN"),
     ] {
         if let Some(arn) = var(name) {
             s.procedure_arns.insert(kind.to_string(), arn);

@@ -32,6 +32,8 @@ pub const RUNS_BUCKET: &str = "opsflow-runs-local";
 pub const RESULTS_TOPIC: &str = "opsflow-runbook-results";
 /// The member role's name, as `infra/member-account.yaml` creates it.
 pub const MEMBER_ROLE: &str = "opsflow-member";
+/// The procedure kinds, each a state machine `statemachines/procedures/<kind>.asl.json`.
+pub const PROCEDURES: [&str; 4] = ["run-command", "http-check", "start-and-check", "clean-stop"];
 /// The runner's state machine name.
 pub const RUNNER: &str = "opsflow-run-runbook";
 
@@ -181,10 +183,10 @@ impl LocalRunbooks {
             publisher: clients.sns_publisher(&topic_arn),
         });
         let mut settings = Settings::new(RUNS_BUCKET);
-        settings.procedure_arns = BTreeMap::from([
-            ("run-command".to_string(), state_machine_arn("opsflow-run-command")),
-            ("http-check".to_string(), state_machine_arn("opsflow-http-check")),
-        ]);
+        settings.procedure_arns = PROCEDURES
+            .iter()
+            .map(|kind| (kind.to_string(), state_machine_arn(&format!("opsflow-{kind}"))))
+            .collect();
         settings.connections = options.connections.iter().map(|c| (c.name.clone(), c.arn.clone())).collect();
         settings.endpoint_overrides = options.endpoints.clone();
         let (settings, catalogue) = (Arc::new(settings), Arc::new(Catalogue::builtin()));
@@ -270,15 +272,12 @@ impl LocalRunbooks {
             .map(|f| (placeholder(f), function_arn(&function_name(f))))
             .chain([("${RunsTableName}".to_string(), RUNS_TABLE.to_string())])
             .collect();
-        builder = builder
-            .state_machine(
-                state_machine_arn("opsflow-run-command"),
-                load_machine("statemachines/procedures/run-command.asl.json", &subs)?,
-            )
-            .state_machine(
-                state_machine_arn("opsflow-http-check"),
-                load_machine("statemachines/procedures/http-check.asl.json", &subs)?,
+        for kind in PROCEDURES {
+            builder = builder.state_machine(
+                state_machine_arn(&format!("opsflow-{kind}")),
+                load_machine(&format!("statemachines/procedures/{kind}.asl.json"), &subs)?,
             );
+        }
         let runner = load_machine("statemachines/run-runbook.asl.json", &subs)?;
         Ok(LocalRunbooks {
             cloud,

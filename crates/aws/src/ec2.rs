@@ -21,6 +21,29 @@ pub struct Ec2Adapter {
 }
 
 impl Ec2Adapter {
+    /// StartInstances for one instance.
+    pub async fn start_instance(&self, instance_id: &str) -> Result<(), CoreError> {
+        const OP: &str = "StartInstances";
+        self.client
+            .start_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
+
+    /// StopInstances for one instance (not forced: the OS shuts down cleanly).
+    pub async fn stop_instance(&self, instance_id: &str) -> Result<(), CoreError> {
+        const OP: &str = "StopInstances";
+        self.client
+            .stop_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
     pub fn new(client: aws_sdk_ec2::Client) -> Self {
         Ec2Adapter { client }
     }

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::command::CommandSpec;
-use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus};
+use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus, StatusChecks};
 use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, Objects, RunLog, Ssm};
 use opsflow_core::runbook::log::TargetRow;
 use opsflow_core::runbook::TargetStatus;
@@ -219,6 +219,18 @@ impl Member for MemberAdapter {
 
     async fn cancel_command(&self, command_id: &str, instance_id: &str) -> Result<(), CoreError> {
         self.ssm.cancel_command(command_id, instance_id).await
+    }
+
+    async fn instance_status(&self, instance_id: &str) -> Result<Option<StatusChecks>, CoreError> {
+        self.ec2.instance_status(instance_id).await
+    }
+
+    async fn start_instance(&self, instance_id: &str) -> Result<(), CoreError> {
+        self.ec2.start_instance(instance_id).await
+    }
+
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), CoreError> {
+        self.ec2.stop_instance(instance_id).await
     }
 }
 

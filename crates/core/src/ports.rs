@@ -135,6 +135,15 @@ pub trait Member: Send + Sync {
 
     /// CancelCommand for one instance's invocation.
     fn cancel_command(&self, command_id: &str, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// DescribeInstanceStatus: both status checks; `None` while EC2 reports none.
+    fn instance_status(&self, instance_id: &str) -> impl Future<Output = Result<Option<StatusChecks>, CoreError>> + Send;
+
+    /// StartInstances for one instance (a started one stays as it is).
+    fn start_instance(&self, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// StopInstances for one instance (a stopping or stopped one stays as it is).
+    fn stop_instance(&self, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
 }
 
 /// What DescribeInstances is asked for.
@@ -632,6 +641,15 @@ impl Member for Unused {
     }
     async fn cancel_command(&self, _: &str, _: &str) -> Result<(), CoreError> {
         Unused::fail("SSM")
+    }
+    async fn instance_status(&self, _: &str) -> Result<Option<StatusChecks>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn start_instance(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn stop_instance(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
     }
 }
 

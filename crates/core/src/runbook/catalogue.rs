@@ -43,6 +43,14 @@ pub enum Kind {
     RunCommand,
     #[serde(rename = "http-check")]
     HttpCheck,
+    /// StartInstances, wait until ready (running, status checks passed, SSM Online), then the
+    /// procedure's command as the health check.
+    #[serde(rename = "start-and-check")]
+    StartAndCheck,
+    /// The procedure's command as the pre-stop script, then StopInstances and wait `stopped`;
+    /// the `OnPreStopFailure` parameter decides what a failed pre-stop does.
+    #[serde(rename = "clean-stop")]
+    CleanStop,
 }
 
 impl Kind {
@@ -50,14 +58,24 @@ impl Kind {
         match self {
             Kind::RunCommand => "run-command",
             Kind::HttpCheck => "http-check",
+            Kind::StartAndCheck => "start-and-check",
+            Kind::CleanStop => "clean-stop",
         }
     }
 
     /// Whether the procedure runs on instances (and so takes `Targets`).
     pub fn on_instances(self) -> bool {
-        self == Kind::RunCommand
+        self != Kind::HttpCheck
+    }
+
+    /// Whether the procedure sends an SSM command (its `Commands` or `Document`).
+    pub fn sends_command(self) -> bool {
+        self != Kind::HttpCheck
     }
 }
+
+/// The clean-stop parameter that decides what a failed pre-stop script does.
+pub const ON_PRE_STOP_FAILURE: &str = "OnPreStopFailure";
 
 /// An operating system, as SSM's `PlatformType` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -108,6 +126,17 @@ pub struct ParameterSpec {
     pub min: Option<i64>,
     #[serde(default)]
     pub max: Option<i64>,
+    /// Who reads the parameter: the SSM document (`Command`, the default) or the procedure's
+    /// state machine (`Procedure`, e.g. a policy); the latter never reaches the instance.
+    #[serde(default, rename = "Use")]
+    pub used_by: ParameterUse,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParameterUse {
+    #[default]
+    Command,
+    Procedure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +247,19 @@ pub struct Timeouts {
     pub delivery_seconds: u32,
     #[serde(default = "default_execution")]
     pub execution_seconds: u32,
+    /// start-and-check: how long a started instance has to become ready.
+    #[serde(default = "default_ready")]
+    pub ready_seconds: u32,
+    /// clean-stop: how long StopInstances has to reach `stopped`.
+    #[serde(default = "default_stop")]
+    pub stop_seconds: u32,
+}
+
+fn default_ready() -> u32 {
+    900
+}
+fn default_stop() -> u32 {
+    900
 }
 
 fn default_delivery() -> u32 {
@@ -232,6 +274,8 @@ impl Default for Timeouts {
         Timeouts {
             delivery_seconds: default_delivery(),
             execution_seconds: default_execution(),
+            ready_seconds: default_ready(),
+            stop_seconds: default_stop(),
         }
     }
 }
@@ -282,12 +326,18 @@ impl Procedure {
         if self.description.trim().is_empty() {
             return bad("Description", "must say what the procedure does");
         }
+        let command_parameters = self.parameters.values().any(|p| p.used_by == ParameterUse::Command);
         match self.kind {
-            Kind::RunCommand => {
+            Kind::RunCommand | Kind::StartAndCheck | Kind::CleanStop => {
                 match (&self.document, self.commands.is_empty()) {
                     (Some(_), false) => return bad("Commands", "give either Commands or Document, not both"),
-                    (None, true) => return bad("Commands", "a run-command procedure needs Commands or a Document"),
-                    (None, false) if !self.parameters.is_empty() => {
+                    (None, true) => {
+                        return bad(
+                            "Commands",
+                            &format!("a {} procedure needs Commands or a Document", self.kind.as_str()),
+                        )
+                    }
+                    (None, false) if command_parameters => {
                         return bad(
                             "Parameters",
                             "fixed Commands take no parameters (nothing is spliced into a command line): use an SSM Document with typed parameters",
@@ -316,6 +366,9 @@ impl Procedure {
                 }
             }
             Kind::HttpCheck => {
+                if self.parameters.values().any(|p| p.used_by == ParameterUse::Procedure) {
+                    return bad("Parameters", "an http-check procedure reads no procedure parameters");
+                }
                 let Some(http) = &self.http else {
                     return bad("Http", "an http-check procedure needs Http (Url, Connection)");
                 };
@@ -331,6 +384,21 @@ impl Procedure {
                 if http.connection.trim().is_empty() {
                     return bad("Http.Connection", "must name the EventBridge connection that holds the secret");
                 }
+            }
+        }
+        if self.kind == Kind::CleanStop {
+            let policy = self.parameters.get(ON_PRE_STOP_FAILURE);
+            let ok = policy.is_some_and(|p| {
+                p.used_by == ParameterUse::Procedure
+                    && p.kind == ParameterType::String
+                    && !p.allowed_values.is_empty()
+                    && p.allowed_values.iter().all(|v| v == "abort" || v == "stop")
+            });
+            if !ok {
+                return bad(
+                    &format!("Parameters.{ON_PRE_STOP_FAILURE}"),
+                    "a clean-stop procedure needs this String parameter with \"Use\": \"Procedure\" and AllowedValues among abort, stop",
+                );
             }
         }
         if self.targets.platforms.is_empty() {
@@ -351,6 +419,11 @@ impl Procedure {
                 "Timeouts.ExecutionSeconds",
                 "must be 30 to 172800 (the documents' executionTimeout)",
             );
+        }
+        for (field, v) in [("Timeouts.ReadySeconds", t.ready_seconds), ("Timeouts.StopSeconds", t.stop_seconds)] {
+            if !(60..=86_400).contains(&v) {
+                return bad(field, "must be 60 to 86400");
+            }
         }
         for (field, asked, cap) in [
             (
@@ -545,6 +618,44 @@ mod tests {
         let c = Catalogue::builtin();
         assert!(c.procedures().count() >= 2, "{c:?}");
         assert!(c.procedures().all(|p| !p.description.is_empty()));
+    }
+
+    #[test]
+    fn a_clean_stop_needs_its_failure_policy_as_a_procedure_parameter() {
+        let stop = |params: serde_json::Value| {
+            proc(json!({
+                "Name": "clean-stop", "Description": "Stops cleanly.", "Kind": "clean-stop",
+                "Commands": {"Linux": ["systemctl stop app"]}, "Parameters": params,
+                "Targets": {"Platforms": ["Linux"]}
+            }))
+        };
+        let rule = "clean-stop.json: Parameters.OnPreStopFailure: a clean-stop procedure needs this String parameter";
+        for (params, rule) in [
+            (json!({}), rule),
+            (
+                json!({"OnPreStopFailure": {"Type": "String", "Use": "Procedure", "AllowedValues": ["abort", "reboot"]}}),
+                rule,
+            ),
+            // Without "Use": "Procedure" it would be a document parameter, which fixed Commands refuse.
+            (
+                json!({"OnPreStopFailure": {"Type": "String", "AllowedValues": ["abort", "stop"]}}),
+                "clean-stop.json: Parameters: fixed Commands take no parameters",
+            ),
+        ] {
+            let e = stop(params.clone()).unwrap_err().to_string();
+            assert!(e.contains(rule), "{params}: {e}");
+        }
+        // A procedure parameter may stand beside fixed Commands: it never reaches the instance.
+        let c = stop(
+            json!({"OnPreStopFailure": {"Type": "String", "Use": "Procedure", "Default": "abort", "AllowedValues": ["abort", "stop"]}}),
+        )
+        .unwrap();
+        let p = c.get("clean-stop").unwrap();
+        assert_eq!(
+            p.parameters(Some(&json!({"OnPreStopFailure": "stop"}))).unwrap()["OnPreStopFailure"],
+            "stop"
+        );
+        assert!(p.parameters(Some(&json!({"OnPreStopFailure": "later"}))).is_err());
     }
 
     #[test]

@@ -4,15 +4,17 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::catalogue::Catalogue;
-use super::steps::{self, CommandProgress, Resolved, Run, Scope, Settings, SummaryRef};
+use super::catalogue::{Catalogue, Kind};
+use super::instance::{self, InstanceProgress};
+use super::results::TargetStatus;
+use super::steps::{self, CommandProgress, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
 use super::targets::Target;
 use crate::alert::AlertPublisher;
 use crate::error::CoreError;
 use crate::ports::{Clock, Fleet, Objects, RunLog};
 
 /// The task functions of the runner and the procedures (their `${Runbook<Name>FunctionArn}`).
-pub const TASK_FUNCTIONS: [&str; 8] = [
+pub const TASK_FUNCTIONS: [&str; 9] = [
     "Validate",
     "Resolve",
     "Admit",
@@ -21,6 +23,7 @@ pub const TASK_FUNCTIONS: [&str; 8] = [
     "Notify",
     "SendCommand",
     "CheckCommand",
+    "Instance",
 ];
 
 /// The placeholder of a function's ARN in the state machine files.
@@ -90,6 +93,22 @@ struct SendInput {
 struct CheckInput {
     target: Target,
     command: CommandProgress,
+    #[serde(default)]
+    run: Option<Run>,
+}
+
+/// The maintenance procedures' instance steps, one function: `Action` says which.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceInput {
+    action: String,
+    run: Run,
+    target: Target,
+    #[serde(default)]
+    progress: Option<InstanceProgress>,
+    /// clean-stop: the pre-stop script's result, for the final result.
+    #[serde(default)]
+    pre_stop: Option<ProcedureResult>,
 }
 
 #[derive(Deserialize)]
@@ -152,7 +171,44 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
         }
         "CheckCommand" => {
             let i: CheckInput = parse(function, payload)?;
-            to_value(&steps::check_command(&i.target, &i.command, &ports.fleet, &ports.objects, settings, clock).await?)
+            let mut p = steps::check_command(&i.target, &i.command, &ports.fleet, &ports.objects, settings, clock).await?;
+            if let (Some(r), Some(Kind::StartAndCheck)) = (p.result.as_mut(), i.run.map(|r| r.kind)) {
+                if r.status != TargetStatus::Succeeded {
+                    r.reason = instance::health_reason(r);
+                }
+            }
+            to_value(&p)
+        }
+        "Instance" => {
+            let i: InstanceInput = parse(function, payload)?;
+            let waiting = |what: &str| {
+                i.progress
+                    .clone()
+                    .ok_or_else(|| CoreError::invalid(format!("{function} input"), format!("{what} needs Progress")))
+            };
+            let p = match i.action.as_str() {
+                "Start" => instance::start(&i.run, &i.target, &ports.fleet, settings, catalogue, now_s).await?,
+                "CheckReady" => instance::check_ready(&i.target, &waiting("CheckReady")?, &ports.fleet, settings, clock).await?,
+                "Stop" => instance::stop(&i.run, &i.target, &ports.fleet, settings, catalogue, now_s).await?,
+                "CheckStopped" => {
+                    instance::check_stopped(
+                        &i.target,
+                        &waiting("CheckStopped")?,
+                        i.pre_stop.as_ref(),
+                        &ports.fleet,
+                        settings,
+                        clock,
+                    )
+                    .await?
+                }
+                other => {
+                    return Err(CoreError::invalid(
+                        "Action",
+                        format!("{other:?} is not an instance step (Start, CheckReady, Stop, CheckStopped)"),
+                    ))
+                }
+            };
+            to_value(&p)
         }
         "Summarize" => {
             let i: SummarizeInput = parse(function, payload)?;

@@ -8,6 +8,7 @@
 pub mod catalogue;
 pub mod handlers;
 pub mod input;
+pub mod instance;
 pub mod log;
 pub mod rate;
 pub mod results;

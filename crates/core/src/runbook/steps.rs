@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::catalogue::{Catalogue, Kind, Os, Procedure};
+use super::catalogue::{Catalogue, Kind, Os, ParameterUse, Procedure};
 use super::input::{self, Home, Notify, TargetSelector};
 use super::log::{target_key, TargetRow};
 use super::rate::{may_start, Rate};
@@ -496,10 +496,9 @@ pub fn procedure_result(outcome: &Value) -> (ProcedureResult, Option<String>) {
         ),
         _ => (error.to_string(), cause.to_string()),
     };
-    if child_error == "CommandFailed" {
-        if let Ok(r) = serde_json::from_str::<ProcedureResult>(&child_cause) {
-            return (r, execution);
-        }
+    // A procedure that fails with its result as the cause (CommandFailed, PreStopFailed, …).
+    if let Ok(r) = serde_json::from_str::<ProcedureResult>(&child_cause) {
+        return (r, execution);
     }
     let status = match (
         child.as_ref().and_then(|c| c.get("Status")).and_then(Value::as_str),
@@ -608,7 +607,11 @@ pub fn command_spec(
     let (document_name, params) = match &procedure.document {
         Some(doc) => (
             doc.name.clone(),
-            parameters.iter().map(|(k, v)| (k.clone(), vec![v.clone()])).collect(),
+            parameters
+                .iter()
+                .filter(|(k, _)| procedure.parameters.get(*k).is_none_or(|p| p.used_by == ParameterUse::Command))
+                .map(|(k, v)| (k.clone(), vec![v.clone()]))
+                .collect(),
         ),
         None => {
             let lines = procedure
@@ -1021,6 +1024,17 @@ mod tests {
         assert_eq!(spec.document_name, "opsflow-RestartService");
         assert_eq!(spec.parameters["Service"], vec!["worker".to_string()]);
         assert!(!spec.parameters.contains_key("commands"));
+        // The clean-stop policy is the state machine's, never a document parameter.
+        let c = cat.get("clean-stop").unwrap();
+        let params = c
+            .parameters(Some(&json!({"Services": "app worker", "OnPreStopFailure": "stop"})))
+            .unwrap();
+        let spec = command_spec(c, &params, Os::Linux, &v.run, &settings).unwrap();
+        assert_eq!(spec.document_name, "opsflow-PreStop");
+        assert_eq!(
+            spec.parameters.keys().collect::<Vec<_>>(),
+            ["Services", "StopTimeoutSeconds"].iter().collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! From the instances a selector found to the targets a procedure runs on.
 //!
 //! An instance becomes a target only if it opted in (the procedure's opt-in tag with one of its
-//! values), runs a platform the procedure supports, is `running`, and its SSM agent is `Online`.
+//! values), runs a platform the procedure supports, is `running`, and its SSM agent is `Online`
+//! (a start-and-check also takes stopped and pending instances, whatever their agent).
 //! Everything else is reported as excluded, with the reason, and never touched. The same opt-in
 //! rule is checked again, on fresh facts, by the step that sends the command.
 
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::{Os, Procedure};
+use super::catalogue::{Kind, Os, Procedure};
 use super::rate::Rate;
 use crate::error::CoreError;
 use crate::facts::{InstanceState, PingStatus, Platform};
@@ -75,6 +76,21 @@ pub fn check_opt_in(instance_id: &str, tags: &BTreeMap<String, String>, procedur
     }
 }
 
+/// Why an instance in `state` cannot be a target of a `kind` procedure, if it cannot: a
+/// start-and-check starts a stopped instance (a running or pending one is only checked; its SSM
+/// agent need not be Online yet, the procedure waits for it); the others need it running.
+fn unfit_state(kind: Kind, state: InstanceState) -> Option<String> {
+    match (kind, state) {
+        (_, InstanceState::Running) => None,
+        (Kind::StartAndCheck, InstanceState::Stopped | InstanceState::Pending) => None,
+        (Kind::StartAndCheck, InstanceState::Stopping) => {
+            Some("the instance is stopping; it can be started once it is stopped".to_string())
+        }
+        (Kind::CleanStop, InstanceState::Stopped | InstanceState::Stopping) => Some(format!("the instance is already {state}")),
+        _ => Some(format!("the instance is {state}")),
+    }
+}
+
 /// Splits candidates into targets and exclusions, in a stable order (account, region, id).
 pub fn select(mut candidates: Vec<Candidate>, procedure: &Procedure) -> (Vec<Target>, Vec<Excluded>) {
     candidates.sort_by(|a, b| (&a.account, &a.region, &a.instance_id).cmp(&(&b.account, &b.region, &b.instance_id)));
@@ -90,9 +106,9 @@ pub fn select(mut candidates: Vec<Candidate>, procedure: &Procedure) -> (Vec<Tar
             })
         } else if !procedure.targets.platforms.contains(&os) {
             Some(format!("procedure {} does not run on {os:?}", procedure.name))
-        } else if c.state != InstanceState::Running {
-            Some(format!("the instance is {}", c.state))
-        } else if c.ping != Some(PingStatus::Online) {
+        } else if let Some(why) = unfit_state(procedure.kind, c.state) {
+            Some(why)
+        } else if procedure.kind != Kind::StartAndCheck && c.ping != Some(PingStatus::Online) {
             Some(match c.ping {
                 Some(p) => format!("its SSM agent is {p}"),
                 None => "it is not a managed node of SSM (no agent, or no instance profile allowing SSM)".to_string(),

@@ -1,0 +1,319 @@
+//! The maintenance procedures' instance steps: start and wait until ready (start-and-check),
+//! stop and wait until stopped (clean-stop), and what a health check's output says.
+//!
+//! Every step checks the procedure's kind and the instance's opt-in again, on fresh facts in
+//! the member account, before it changes anything. Each is idempotent: a retried Start finds
+//! the instance pending or running and only waits; a retried Stop finds it stopping or stopped.
+//! The waits are the project's one way to wait: a [`Watch`] inside the function for up to
+//! `watch_s`, then the state machine's Wait state, to a deadline from the catalogue
+//! (`Timeouts.ReadySeconds`, `Timeouts.StopSeconds`).
+
+use serde::{Deserialize, Serialize};
+
+use super::catalogue::{Catalogue, Kind, Procedure};
+use super::results::TargetStatus;
+use super::steps::{PollState, ProcedureResult, Run, Settings};
+use super::targets::{check_opt_in, Target};
+use crate::alert::render::clip_chars;
+use crate::error::CoreError;
+use crate::facts::InstanceState;
+use crate::ports::{Clock, Fleet, Member};
+use crate::readiness::{readiness, Readiness, ReadinessFacts};
+use crate::wait::{Poll, Watch};
+
+/// A wait on one instance (until ready, or until stopped), carried between polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceProgress {
+    pub done: bool,
+    /// Whether this procedure changed the instance's state (false when it found it already
+    /// started, or already stopping).
+    pub changed: bool,
+    /// The state the procedure found.
+    pub found: InstanceState,
+    pub poll: PollState,
+    /// What the wait is waiting for, as last seen.
+    #[serde(default)]
+    pub waiting_for: String,
+    /// clean-stop's result, once stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ProcedureResult>,
+}
+
+fn procedure_of<'c>(run: &Run, kind: Kind, catalogue: &'c Catalogue) -> Result<&'c Procedure, CoreError> {
+    let procedure = catalogue.get(&run.procedure)?;
+    if procedure.kind != kind {
+        return Err(CoreError::invalid(
+            "Run.Procedure",
+            format!(
+                "{} is a {} procedure, not {}",
+                procedure.name,
+                procedure.kind.as_str(),
+                kind.as_str()
+            ),
+        ));
+    }
+    Ok(procedure)
+}
+
+/// Start: StartInstances unless the instance is already pending or running.
+pub async fn start<F: Fleet>(
+    run: &Run,
+    target: &Target,
+    fleet: &F,
+    settings: &Settings,
+    catalogue: &Catalogue,
+    now_s: i64,
+) -> Result<InstanceProgress, CoreError> {
+    let procedure = procedure_of(run, Kind::StartAndCheck, catalogue)?;
+    let member = fleet.member(&target.account, &target.region).await?;
+    let facts = member.describe_instance(&target.instance_id).await?;
+    check_opt_in(&target.instance_id, &facts.tags, procedure)?;
+    let changed = match facts.state {
+        InstanceState::Stopped => {
+            tracing::info!(run = %run.id, instance = %target.instance_id, "StartInstances");
+            member.start_instance(&target.instance_id).await?;
+            true
+        }
+        InstanceState::Pending | InstanceState::Running => false,
+        other => {
+            return Err(CoreError::conflict(
+                format!("instance {}", target.instance_id),
+                format!("is {other}; it can be started only once it is stopped"),
+            ))
+        }
+    };
+    Ok(InstanceProgress {
+        done: false,
+        changed,
+        found: facts.state,
+        poll: Poll::start(now_s, i64::from(procedure.timeouts.ready_seconds), settings.poll).into(),
+        waiting_for: "the instance to run, pass its status checks and come Online in SSM".to_string(),
+        result: None,
+    })
+}
+
+/// CheckReady: running, both status checks passed, SSM agent Online ([`readiness`]); an
+/// impaired check or an instance going down fails at once, the deadline with what it still
+/// waited for.
+pub async fn check_ready<F: Fleet>(
+    target: &Target,
+    progress: &InstanceProgress,
+    fleet: &F,
+    settings: &Settings,
+    clock: &impl Clock,
+) -> Result<InstanceProgress, CoreError> {
+    let member = fleet.member(&target.account, &target.region).await?;
+    let watch = Watch::start(clock, settings.watch_s);
+    let mut poll: Poll = (&progress.poll).into();
+    let id = &target.instance_id;
+    loop {
+        let facts = member.describe_instance(id).await?;
+        let status = member.instance_status(id).await?;
+        let ping = member.ping_statuses(std::slice::from_ref(id)).await?.remove(id);
+        let reason = match readiness(&ReadinessFacts {
+            instance_id: id.clone(),
+            state: facts.state,
+            status,
+            ping,
+        }) {
+            Readiness::Ready => {
+                return Ok(InstanceProgress {
+                    done: true,
+                    poll: poll.into(),
+                    waiting_for: String::new(),
+                    ..progress.clone()
+                })
+            }
+            Readiness::Failed { reason } => return Err(CoreError::conflict(format!("instance {id}"), reason)),
+            Readiness::Waiting { reason } => reason,
+        };
+        poll = poll.next(watch.now_s(), settings.poll, &format!("instance {id} to be ready"), &reason)?;
+        if !watch.pause(&poll).await? {
+            return Ok(InstanceProgress {
+                poll: poll.into(),
+                waiting_for: reason,
+                ..progress.clone()
+            });
+        }
+    }
+}
+
+/// Stop: StopInstances (a clean OS shutdown, never forced) unless the instance is already
+/// stopping or stopped.
+pub async fn stop<F: Fleet>(
+    run: &Run,
+    target: &Target,
+    fleet: &F,
+    settings: &Settings,
+    catalogue: &Catalogue,
+    now_s: i64,
+) -> Result<InstanceProgress, CoreError> {
+    let procedure = procedure_of(run, Kind::CleanStop, catalogue)?;
+    let member = fleet.member(&target.account, &target.region).await?;
+    let facts = member.describe_instance(&target.instance_id).await?;
+    check_opt_in(&target.instance_id, &facts.tags, procedure)?;
+    let changed = match facts.state {
+        InstanceState::Running | InstanceState::Pending => {
+            tracing::info!(run = %run.id, instance = %target.instance_id, "StopInstances");
+            member.stop_instance(&target.instance_id).await?;
+            true
+        }
+        InstanceState::Stopping | InstanceState::Stopped => false,
+        other => {
+            return Err(CoreError::conflict(
+                format!("instance {}", target.instance_id),
+                format!("is {other}; there is nothing to stop"),
+            ))
+        }
+    };
+    Ok(InstanceProgress {
+        done: false,
+        changed,
+        found: facts.state,
+        poll: Poll::start(now_s, i64::from(procedure.timeouts.stop_seconds), settings.poll).into(),
+        waiting_for: "the instance to be stopped".to_string(),
+        result: None,
+    })
+}
+
+/// CheckStopped: waits for `stopped`; once there, the procedure's result says whether the stop
+/// was clean (the pre-stop script succeeded) or forced by `OnPreStopFailure: stop`.
+pub async fn check_stopped<F: Fleet>(
+    target: &Target,
+    progress: &InstanceProgress,
+    pre_stop: Option<&ProcedureResult>,
+    fleet: &F,
+    settings: &Settings,
+    clock: &impl Clock,
+) -> Result<InstanceProgress, CoreError> {
+    let member = fleet.member(&target.account, &target.region).await?;
+    let watch = Watch::start(clock, settings.watch_s);
+    let mut poll: Poll = (&progress.poll).into();
+    let id = &target.instance_id;
+    loop {
+        let state = member.describe_instance(id).await?.state;
+        match state {
+            InstanceState::Stopped => {
+                return Ok(InstanceProgress {
+                    done: true,
+                    poll: poll.into(),
+                    waiting_for: String::new(),
+                    result: Some(stop_result(pre_stop)),
+                    ..progress.clone()
+                })
+            }
+            InstanceState::ShuttingDown | InstanceState::Terminated => {
+                return Err(CoreError::conflict(
+                    format!("instance {id}"),
+                    format!("is {state}: it was terminated while the procedure stopped it"),
+                ))
+            }
+            _ => {}
+        }
+        let why = format!("the instance is {state}");
+        poll = poll.next(watch.now_s(), settings.poll, &format!("instance {id} to stop"), &why)?;
+        if !watch.pause(&poll).await? {
+            return Ok(InstanceProgress {
+                poll: poll.into(),
+                waiting_for: why,
+                ..progress.clone()
+            });
+        }
+    }
+}
+
+/// clean-stop's result once the instance is stopped.
+fn stop_result(pre_stop: Option<&ProcedureResult>) -> ProcedureResult {
+    let mut r = pre_stop.cloned().unwrap_or(ProcedureResult {
+        status: TargetStatus::Succeeded,
+        exit_code: None,
+        output_tail: String::new(),
+        output_url: None,
+        reason: String::new(),
+        command_id: None,
+        status_code: None,
+    });
+    if r.status == TargetStatus::Succeeded {
+        r.reason = "stopped after the pre-stop script succeeded".to_string();
+    } else {
+        r.reason = clip_chars(
+            &format!(
+                "stopped although the pre-stop script did not succeed (OnPreStopFailure=stop): {}",
+                r.reason
+            ),
+            1_024,
+        );
+        r.status = TargetStatus::Failed;
+    }
+    r
+}
+
+/// The checks a health check's output reports as failed: its lines `FAIL <check>: <detail>`
+/// (the health check documents print one `PASS …` or `FAIL …` line per check).
+pub fn failed_checks(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FAIL "))
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A failed health check's reason: which checks failed, else the command's own reason.
+pub fn health_reason(result: &ProcedureResult) -> String {
+    let failed = failed_checks(&result.output_tail);
+    if failed.is_empty() {
+        return result.reason.clone();
+    }
+    clip_chars(&format!("health check failed: {}", failed.join("; ")), 1_024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: TargetStatus, tail: &str, reason: &str) -> ProcedureResult {
+        ProcedureResult {
+            status,
+            exit_code: Some(1),
+            output_tail: tail.to_string(),
+            output_url: None,
+            reason: reason.to_string(),
+            command_id: Some("c-1".into()),
+            status_code: None,
+        }
+    }
+
+    #[test]
+    fn a_health_checks_failures_are_named() {
+        let out = "PASS disk:/: 61% free (minimum 10%)\nFAIL disk:/data: 3% free (minimum 10%)\nPASS unit:nginx: active\nFAIL port:5432: nothing listens on 127.0.0.1:5432\n";
+        assert_eq!(
+            failed_checks(out),
+            vec!["disk:/data: 3% free (minimum 10%)", "port:5432: nothing listens on 127.0.0.1:5432"]
+        );
+        let r = result(TargetStatus::Failed, out, "exit code 1");
+        assert_eq!(
+            health_reason(&r),
+            "health check failed: disk:/data: 3% free (minimum 10%); port:5432: nothing listens on 127.0.0.1:5432"
+        );
+        let r = result(TargetStatus::TimedOut, "no check lines", "timed out");
+        assert_eq!(health_reason(&r), "timed out");
+    }
+
+    #[test]
+    fn a_stop_is_clean_only_after_a_pre_stop_that_succeeded() {
+        let ok = stop_result(Some(&result(TargetStatus::Succeeded, "stopped app", "")));
+        assert_eq!(
+            (ok.status, ok.reason.as_str()),
+            (TargetStatus::Succeeded, "stopped after the pre-stop script succeeded")
+        );
+        assert_eq!(ok.output_tail, "stopped app");
+        let forced = stop_result(Some(&result(TargetStatus::TimedOut, "", "command c-1 outlived its timeouts")));
+        assert_eq!(forced.status, TargetStatus::Failed);
+        assert_eq!(
+            forced.reason,
+            "stopped although the pre-stop script did not succeed (OnPreStopFailure=stop): command c-1 outlived its timeouts"
+        );
+    }
+}

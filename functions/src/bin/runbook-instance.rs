@@ -1,0 +1,18 @@
+//! The maintenance procedures' instance steps (start-and-check, clean-stop): Start, CheckReady,
+//! Stop, CheckStopped, in the member account.
+use opsflow_aws::AwsConfig;
+use opsflow_core::runbook::handlers::RunbookPorts;
+use opsflow_core::Unused;
+use opsflow_functions::FnError;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let aws = AwsConfig::from_env().await;
+    let ports = RunbookPorts {
+        fleet: aws.member_fleet().map_err(FnError)?,
+        objects: Unused,
+        log: Unused,
+        publisher: Unused,
+    };
+    opsflow_functions::run_runbook_task("Instance", ports).await
+}
