@@ -85,7 +85,7 @@ async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls() {
     assert_eq!(attribute(delivered, "severity"), Some("medium"));
     assert_eq!(attribute(delivered, "region"), Some("us-east-1"));
     let b = body(delivered);
-    assert_eq!(b["schema"], "opsflow.enriched-alert/2");
+    assert_eq!(b["schema"], "opsflow.enriched-alert/3");
     let values: Vec<f64> = b["datapoints"]
         .as_array()
         .unwrap()
