@@ -182,7 +182,12 @@ fn inbox_one(inbox: &[Value]) -> &Value {
 }
 
 fn notes(b: &Value) -> Vec<String> {
-    b["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str().map(String::from)).collect()
+    b["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,14 +233,23 @@ async fn an_alarm_is_looked_up_in_its_own_region_never_the_functions() {
     let b = body(inbox_one(&inbox));
     assert_eq!(b["instances"][0]["details"]["instanceId"], eu_instance.as_str());
     assert!(
-        b["instances"][0]["details"]["availabilityZone"].as_str().unwrap().starts_with("eu-west-1"),
+        b["instances"][0]["details"]["availabilityZone"]
+            .as_str()
+            .unwrap()
+            .starts_with("eu-west-1"),
         "{b}"
     );
     assert_eq!(b["targetPlace"], json!({"accountId": ACCOUNT, "region": "eu-west-1"}));
 
     // The us-east-1 instance named by an alarm of ap-northeast-2 is not that alarm's instance.
     w.alerts
-        .invoke(&lambda_action_event(ACCOUNT, "ap-northeast-2", "cpu-high-seoul", &w.instance_id, at))
+        .invoke(&lambda_action_event(
+            ACCOUNT,
+            "ap-northeast-2",
+            "cpu-high-seoul",
+            &w.instance_id,
+            at,
+        ))
         .await
         .unwrap();
     let inbox = w.alerts.inbox().await.unwrap();
@@ -279,7 +293,10 @@ async fn an_alarm_of_a_member_account_is_looked_up_through_its_role_or_said_not_
         external_id: "alerts-ext-42".into(),
     });
     w.alerts
-        .invoke_with(&with_members, &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 60_000))
+        .invoke_with(
+            &with_members,
+            &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 60_000),
+        )
         .await
         .unwrap();
     let b = body(inbox_one(&w.alerts.inbox().await.unwrap()));
@@ -292,13 +309,17 @@ async fn an_alarm_of_a_member_account_is_looked_up_through_its_role_or_said_not_
         external_id: "not-the-id".into(),
     });
     w.alerts
-        .invoke_with(&refused, &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 120_000))
+        .invoke_with(
+            &refused,
+            &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 120_000),
+        )
         .await
         .unwrap();
     let b = body(inbox_one(&w.alerts.inbox().await.unwrap()));
     let n = notes(&b);
     assert!(
-        n.iter().any(|n| n.starts_with("lookups in account 444455556666, us-east-1 failed (AccessDenied")),
+        n.iter()
+            .any(|n| n.starts_with("lookups in account 444455556666, us-east-1 failed (AccessDenied")),
         "{n:?}"
     );
 }
@@ -339,8 +360,10 @@ async fn a_state_change_delivered_twice_or_by_two_routes_is_published_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suppressed_composite_alarm_arrives_low_with_its_suppression_and_tags() {
     let w = world().await;
-    let event: Value =
-        serde_json::from_str(include_str!("../crates/core/src/alert/fixtures/eventbridge-composite-suppressed.json")).unwrap();
+    let event: Value = serde_json::from_str(include_str!(
+        "../crates/core/src/alert/fixtures/eventbridge-composite-suppressed.json"
+    ))
+    .unwrap();
     w.alerts.invoke(&event).await.unwrap();
     let inbox = w.alerts.inbox().await.unwrap();
     let delivered = inbox_one(&inbox);
@@ -397,5 +420,38 @@ async fn unusual_envelopes_are_enriched_or_published_as_unrecognized_never_faile
     assert!(
         subjects.contains(&"Unrecognized alert via eventbridge: CloudWatch Alarm State Change"),
         "{subjects:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_claims_once_holds_a_lease_releases_and_remembers_the_message() {
+    use opsflow_core::alert::{AlertLedger, Claim};
+    let w = world().await;
+    let ledger = &w.alerts.ledger;
+    let key = "123456789012/us-east-1/cpu-high/ALARM/1795402872345";
+    let (now, lease, expires) = (1_795_402_900, 120, 1_796_000_000);
+    assert_eq!(ledger.claim(key, now, lease, expires).await.unwrap(), Claim::Won);
+    // A second delivery while the claim holds: busy until the lease ends.
+    assert_eq!(
+        ledger.claim(key, now + 5, lease, expires).await.unwrap(),
+        Claim::Busy {
+            lease_until_s: now + lease
+        }
+    );
+    // The holder's publish failed: released, the next delivery wins.
+    ledger.release(key).await.unwrap();
+    assert_eq!(ledger.claim(key, now + 10, lease, expires).await.unwrap(), Claim::Won);
+    // That holder crashed: after its lease, a delivery takes the claim over.
+    assert_eq!(ledger.claim(key, now + 10 + lease + 1, lease, expires).await.unwrap(), Claim::Won);
+    ledger.published(key, "msg-42", expires).await.unwrap();
+    assert_eq!(
+        ledger.claim(key, now + 1_000, lease, expires).await.unwrap(),
+        Claim::Published("msg-42".into())
+    );
+    // Releasing a published state change changes nothing.
+    ledger.release(key).await.unwrap();
+    assert_eq!(
+        ledger.claim(key, now + 2_000, lease, expires).await.unwrap(),
+        Claim::Published("msg-42".into())
     );
 }
