@@ -287,6 +287,27 @@ async fn an_alarm_of_a_member_account_is_looked_up_through_its_role_or_said_not_
         "{n:?}"
     );
 
+    // Asked for but not configurable (no ExternalId): the alerts still flow, saying why.
+    let misconfigured = w
+        .alerts
+        .clients
+        .alert_adapter()
+        .without_members_because("ALERT_MEMBER_LOOKUPS is true but MEMBER_EXTERNAL_ID is empty");
+    w.alerts
+        .invoke_with(
+            &misconfigured,
+            &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 30_000),
+        )
+        .await
+        .unwrap();
+    let n = notes(&body(inbox_one(&w.alerts.inbox().await.unwrap())));
+    assert!(
+        n[0].contains(&format!(
+            "(it is not opsflow's account {ACCOUNT}, and ALERT_MEMBER_LOOKUPS is true but MEMBER_EXTERNAL_ID is empty)"
+        )),
+        "{n:?}"
+    );
+
     // On: through the member role with its ExternalId.
     let with_members = w.alerts.clients.alert_adapter_with_members(MemberAccess {
         role_name: MEMBER_ROLE.into(),

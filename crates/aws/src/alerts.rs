@@ -91,6 +91,8 @@ pub struct AlertAdapter {
     base: SdkConfig,
     home_account: Arc<Mutex<Option<String>>>,
     member: Option<MemberAccess>,
+    /// Why other accounts are not searched, when `member` is None (for the alert's note).
+    no_member: String,
     places: Arc<Mutex<HashMap<Place, PlaceClients>>>,
     roles: Arc<Mutex<HashMap<String, CachedRoles>>>,
 }
@@ -107,9 +109,18 @@ impl AlertAdapter {
             base: base.clone(),
             home_account: Arc::new(Mutex::new(home_account.filter(|a| !a.is_empty()))),
             member,
+            no_member: "cross-account lookups are off (ALERT_MEMBER_LOOKUPS)".to_string(),
             places: Arc::default(),
             roles: Arc::default(),
         }
+    }
+
+    /// Other accounts are not searched, because `why` (a configuration that asked for them but
+    /// cannot reach them: the alerts still flow, each saying why).
+    pub fn without_members_because(mut self, why: impl Into<String>) -> Self {
+        self.member = None;
+        self.no_member = why.into();
+        self
     }
 
     async fn home_account(&self) -> Result<String, CoreError> {
@@ -152,9 +163,7 @@ impl AlertAdapter {
             self.base.to_builder().region(Region::new(at.region.clone())).build()
         } else {
             let Some(member) = &self.member else {
-                return Ok(Err(format!(
-                    "it is not opsflow's account {home}, and cross-account lookups are off (ALERT_MEMBER_LOOKUPS)"
-                )));
+                return Ok(Err(format!("it is not opsflow's account {home}, and {}", self.no_member)));
             };
             let role_arn = format!(
                 "arn:{}:iam::{}:role/{}",

@@ -131,28 +131,29 @@ impl AwsConfig {
     /// The alert enrichment's lookups, in the alarm's region and account: `ACCOUNT_ID` is this
     /// account (unset: asked of STS once); other accounts are searched only with
     /// `ALERT_MEMBER_LOOKUPS=true` (default false), through the role `MEMBER_ROLE_NAME`
-    /// (default `opsflow-member`) with `MEMBER_EXTERNAL_ID` (then required).
-    pub fn alert_adapter(&self) -> Result<crate::AlertAdapter, CoreError> {
+    /// (default `opsflow-member`) with `MEMBER_EXTERNAL_ID`. A configuration that asks for member
+    /// lookups and cannot have them (no ExternalId, a value other than true/false) does not stop
+    /// the function: it is logged, and each alert of another account says why it was not searched.
+    pub fn alert_adapter(&self) -> crate::AlertAdapter {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let member = match var("ALERT_MEMBER_LOOKUPS").as_deref().map(str::trim) {
-            None | Some("false") => None,
-            Some("true") => Some(crate::MemberAccess {
-                role_name: var("MEMBER_ROLE_NAME").unwrap_or_else(|| "opsflow-member".to_string()),
-                external_id: var("MEMBER_EXTERNAL_ID").ok_or_else(|| {
-                    CoreError::invalid(
-                        "MEMBER_EXTERNAL_ID",
-                        "is required when ALERT_MEMBER_LOOKUPS is true: the ExternalId of the member role",
-                    )
-                })?,
-            }),
-            Some(other) => {
-                return Err(CoreError::invalid(
-                    "ALERT_MEMBER_LOOKUPS",
-                    format!("must be true or false, not {other:?}"),
-                ))
-            }
+        let adapter = |member| crate::AlertAdapter::new(&self.0, var("ACCOUNT_ID"), member);
+        let problem = match var("ALERT_MEMBER_LOOKUPS").as_deref().map(str::trim) {
+            None | Some("false") => return adapter(None),
+            Some("true") => match var("MEMBER_EXTERNAL_ID") {
+                Some(external_id) => {
+                    return adapter(Some(crate::MemberAccess {
+                        role_name: var("MEMBER_ROLE_NAME").unwrap_or_else(|| "opsflow-member".to_string()),
+                        external_id,
+                    }))
+                }
+                None => {
+                    "ALERT_MEMBER_LOOKUPS is true but MEMBER_EXTERNAL_ID is empty (the member role's ExternalId is required)".to_string()
+                }
+            },
+            Some(other) => format!("ALERT_MEMBER_LOOKUPS must be true or false, not {other:?}"),
         };
-        Ok(crate::AlertAdapter::new(&self.0, var("ACCOUNT_ID"), member))
+        tracing::error!(problem, "cross-account alert lookups are off");
+        adapter(None).without_members_because(problem)
     }
 
     /// The alert ledger (one publication per alarm state change), the table named by

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let (topic, settings) = alert_settings_from_env().map_err(FnError)?;
     let aws = AwsConfig::from_env_with(lookup_timeouts()).await;
-    let (lookups, publisher, ledger) = (aws.alert_adapter().map_err(FnError)?, aws.sns_publisher(&topic), aws.alert_ledger());
+    let (lookups, publisher, ledger) = (aws.alert_adapter(), aws.sns_publisher(&topic), aws.alert_ledger());
     let (lookups, publisher, ledger, settings) = (&lookups, &publisher, &ledger, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let ids = handle(lookups, publisher, ledger, &SystemClock, settings, &event.payload)
