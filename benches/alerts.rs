@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use opsflow::fixtures;
 use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::local::LocalCloud;
-use opsflow_aws::Clients;
-use opsflow_core::alert::{datapoint_queries, handle, incoming, AlertLookups, AlertSettings, Incoming, Target};
+use opsflow_aws::{Clients, SystemClock};
+use opsflow_core::alert::{datapoint_queries, handle, incoming, AlertLookups, AlertSettings, Incoming, NoLedger, Place, Target};
 use serde_json::{json, Value};
 
 const ALERTS: usize = 30;
@@ -50,7 +50,7 @@ struct Row {
 /// Each lookup alone (median of `ALERTS`), then whole alerts (median), `cold`: with the IAM
 /// listing fetched every time (a fresh adapter), else cached as in a warm Lambda.
 async fn measure(cloud: &LocalCloud, alerts: &LocalAlerts, event: &Value, case: &str, cold: bool) -> Row {
-    let Incoming::Alarm(alarm) = incoming(event).unwrap().remove(0) else {
+    let Incoming::Alarm(alarm) = incoming(event).remove(0) else {
         panic!("not an alarm")
     };
     let target = Target::Instance(match &alarm.kind {
@@ -58,32 +58,49 @@ async fn measure(cloud: &LocalCloud, alerts: &LocalAlerts, event: &Value, case: 
         _ => unreachable!(),
     });
     let queries = datapoint_queries(&alarm).unwrap();
+    let at = Place {
+        account_id: alarm.account_id.clone(),
+        region: alarm.region.clone(),
+    };
     let (start, end) = (alarm.changed_at_ms - 2_100_000, alarm.changed_at_ms + 300_000);
     let settings = AlertSettings::default();
-    let warm = alerts.clients.alert_adapter();
+    // The function knows its account (ACCOUNT_ID): no GetCallerIdentity per cold start.
+    let home = alerts
+        .clients
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .account()
+        .map(String::from);
+    let adapter = || opsflow_aws::AlertAdapter::new(&alerts.clients.sdk_config, home.clone(), None);
+    let warm = adapter();
     let mut per: HashMap<&'static str, Vec<Duration>> = HashMap::new();
     for _ in 0..ALERTS {
-        let l = if cold { alerts.clients.alert_adapter() } else { warm.clone() };
+        let l = if cold { adapter() } else { warm.clone() };
         per.entry("DescribeInstances")
             .or_default()
-            .push(time(l.instances(&target, 5)).await);
+            .push(time(l.instances(&at, &target, 5)).await);
         per.entry("DescribeInstanceInformation")
             .or_default()
-            .push(time(l.agents(&target)).await);
+            .push(time(l.agents(&at, &target)).await);
         per.entry("GetAccountAuthorizationDetails")
             .or_default()
-            .push(time(l.profile_roles()).await);
+            .push(time(l.profile_roles(&at)).await);
         per.entry("GetMetricData")
             .or_default()
-            .push(time(l.datapoints(&queries, start, end)).await);
+            .push(time(l.datapoints(&at, &queries, start, end)).await);
     }
     let mut totals = Vec::new();
     let mut calls = 0;
     for i in 0..ALERTS {
-        let l = if cold { alerts.clients.alert_adapter() } else { warm.clone() };
+        let l = if cold { adapter() } else { warm.clone() };
         cloud.reset_calls().await.unwrap();
         let started = Instant::now();
-        handle(&l, &alerts.publisher, &settings, event).await.expect("alert");
+        handle(&l, &alerts.publisher, &NoLedger, &SystemClock, &settings, event)
+            .await
+            .expect("alert");
         totals.push(started.elapsed());
         if i == 0 || !cold {
             calls = calls.max(cloud.calls().await.unwrap().values().sum::<u64>());

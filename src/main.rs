@@ -468,9 +468,17 @@ async fn invoke_one(function: &str, event: &PathBuf) -> anyhow::Result<ExitCode>
         "EnrichAlert" => {
             let topic = std::env::var("ENRICHED_TOPIC_ARN").context("ENRICHED_TOPIC_ARN is required for EnrichAlert")?;
             let settings = opsflow_core::alert::AlertSettings::default();
-            opsflow_core::alert::handle(&clients.alert_adapter(), &clients.sns_publisher(&topic), &settings, &payload)
-                .await
-                .map(|ids| json!({"published": ids}))
+            let ledger = std::env::var("ALERT_LEDGER_TABLE").ok().map(|t| clients.alert_ledger(&t));
+            opsflow_core::alert::handle(
+                &clients.alert_adapter(),
+                &clients.sns_publisher(&topic),
+                &ledger,
+                &opsflow_aws::SystemClock,
+                &settings,
+                &payload,
+            )
+            .await
+            .map(|ids| json!({"published": ids}))
         }
         other => bail!(
             "unknown function {other:?}: use Request, EnrichAlert or one of {}",

@@ -1,13 +1,15 @@
 //! End to end through the local cloud: a CloudWatch alarm notification published to the alarms
-//! topic → the enrich-alert handler (lookups against the local cloud) → the enriched-alerts
-//! topic → a subscribed SQS queue.
+//! topic (or CloudWatch's Lambda action event, an EventBridge event, an SQS message) → the
+//! enrich-alert handler (lookups against the local cloud, in the alarm's account and region;
+//! the ledger in its DynamoDB table) → the enriched-alerts topic → a subscribed SQS queue.
 
 use std::sync::Arc;
 
 use opsflow::fixtures;
-use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
-use opsflow::local::LocalCloud;
-use opsflow_aws::Clients;
+use opsflow::local::alerts::{cpu_alarm, lambda_action_event, LocalAlerts};
+use opsflow::local::runbook::{MemberAccount, MEMBER_ROLE};
+use opsflow::local::{LocalCloud, ACCOUNT};
+use opsflow_aws::{Clients, MemberAccess};
 use opsflow_core::alert::AlertSettings;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
@@ -67,7 +69,7 @@ fn attribute<'a>(delivered: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls() {
+async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls_and_two_ledger_writes() {
     let w = world().await;
     w.reset_calls().await;
     w.alarm_on(&w.instance_id).await;
@@ -85,7 +87,7 @@ async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls() {
     assert_eq!(attribute(delivered, "severity"), Some("medium"));
     assert_eq!(attribute(delivered, "region"), Some("us-east-1"));
     let b = body(delivered);
-    assert_eq!(b["schema"], "opsflow.enriched-alert/2");
+    assert_eq!(b["schema"], "opsflow.enriched-alert/3");
     let values: Vec<f64> = b["datapoints"]
         .as_array()
         .unwrap()
@@ -119,6 +121,8 @@ async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls() {
     .sum::<u64>()
         - 1;
     assert_eq!(per_alert, 5, "{calls:?}");
+    // The ledger: the claim and the record that it was published.
+    assert_eq!(calls.get("dynamodb:PutItem"), Some(&2), "{calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,4 +174,305 @@ async fn a_failed_publish_fails_the_delivery_and_the_retry_delivers() {
     assert_eq!(second.len(), 1);
     assert!(second[0].result.is_ok(), "{:?}", second[0].result);
     assert_eq!(w.alerts.inbox().await.unwrap().len(), 1);
+}
+
+fn inbox_one(inbox: &[Value]) -> &Value {
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    &inbox[0]
+}
+
+fn notes(b: &Value) -> Vec<String> {
+    b["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatchs_lambda_action_arrives_enriched_without_an_envelope() {
+    let w = world().await;
+    let at = w.cloud.now_ms().await.unwrap();
+    let name = format!("cpu-high-{}", w.instance_id);
+    cpu_alarm(&w.alerts.clients, &name, &w.instance_id, &w.alerts.alarms_topic, &VALUES, at)
+        .await
+        .unwrap();
+    let event = lambda_action_event(ACCOUNT, "us-east-1", &name, &w.instance_id, at);
+    let ids = w.alerts.invoke(&event).await.expect("the Lambda action's event is an alarm");
+    assert_eq!(ids.len(), 1);
+    let inbox = w.alerts.inbox().await.unwrap();
+    let b = body(inbox_one(&inbox));
+    assert_eq!(b["alarm"]["source"], "lambda");
+    assert_eq!(b["alarm"]["name"], name.as_str());
+    assert_eq!(b["instances"][0]["details"]["name"], "web-7");
+    assert_eq!(b["datapoints"].as_array().unwrap().len(), VALUES.len());
+    assert_eq!(notes(&b), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_is_looked_up_in_its_own_region_never_the_functions() {
+    let w = world().await;
+    // An instance in eu-west-1; the function's clients are in us-east-1.
+    let eu = Clients::from_sdk_config(
+        &w.alerts
+            .clients
+            .sdk_config
+            .to_builder()
+            .region(opsflow_aws::aws_config::Region::new("eu-west-1"))
+            .build(),
+    )
+    .unwrap();
+    let eu_instance = fixtures::instance(&eu, "web-eu").await.unwrap();
+    let at = w.cloud.now_ms().await.unwrap();
+    w.alerts
+        .invoke(&lambda_action_event(ACCOUNT, "eu-west-1", "cpu-high-eu", &eu_instance, at))
+        .await
+        .unwrap();
+    let inbox = w.alerts.inbox().await.unwrap();
+    let b = body(inbox_one(&inbox));
+    assert_eq!(b["instances"][0]["details"]["instanceId"], eu_instance.as_str());
+    assert!(
+        b["instances"][0]["details"]["availabilityZone"]
+            .as_str()
+            .unwrap()
+            .starts_with("eu-west-1"),
+        "{b}"
+    );
+    assert_eq!(b["targetPlace"], json!({"accountId": ACCOUNT, "region": "eu-west-1"}));
+
+    // The us-east-1 instance named by an alarm of ap-northeast-2 is not that alarm's instance.
+    w.alerts
+        .invoke(&lambda_action_event(
+            ACCOUNT,
+            "ap-northeast-2",
+            "cpu-high-seoul",
+            &w.instance_id,
+            at,
+        ))
+        .await
+        .unwrap();
+    let inbox = w.alerts.inbox().await.unwrap();
+    let delivered = inbox_one(&inbox);
+    let b = body(delivered);
+    assert_eq!(b["instances"], json!([]));
+    let want = format!(
+        "instance {} was not found: it does not exist in ap-northeast-2 of account {ACCOUNT}, or was terminated over an hour ago",
+        w.instance_id
+    );
+    assert!(notes(&b).contains(&want), "{:?}", notes(&b));
+    assert_eq!(attribute(delivered, "region"), Some("ap-northeast-2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_of_a_member_account_is_looked_up_through_its_role_or_said_not_searched() {
+    let w = world().await;
+    let member = MemberAccount::seed(&w.cloud, "444455556666", "alerts-ext-42").await.unwrap();
+    let instance = member.instance("us-east-1", "batch-1", &[], false).await.unwrap();
+    let at = w.cloud.now_ms().await.unwrap();
+
+    // Off (the default): the alert says which account and region were not searched.
+    w.alerts
+        .invoke(&lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at))
+        .await
+        .unwrap();
+    let b = body(inbox_one(&w.alerts.inbox().await.unwrap()));
+    assert_eq!(b["instances"], json!([]));
+    let n = notes(&b);
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert!(
+        n[0].starts_with(&format!(
+            "account 444455556666 in us-east-1 was not searched (it is not opsflow's account {ACCOUNT}, and cross-account lookups are off"
+        )),
+        "{n:?}"
+    );
+
+    // Asked for but not configurable (no ExternalId): the alerts still flow, saying why.
+    let misconfigured = w
+        .alerts
+        .clients
+        .alert_adapter()
+        .without_members_because("ALERT_MEMBER_LOOKUPS is true but MEMBER_EXTERNAL_ID is empty");
+    w.alerts
+        .invoke_with(
+            &misconfigured,
+            &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 30_000),
+        )
+        .await
+        .unwrap();
+    let n = notes(&body(inbox_one(&w.alerts.inbox().await.unwrap())));
+    assert!(
+        n[0].contains(&format!(
+            "(it is not opsflow's account {ACCOUNT}, and ALERT_MEMBER_LOOKUPS is true but MEMBER_EXTERNAL_ID is empty)"
+        )),
+        "{n:?}"
+    );
+
+    // On: through the member role with its ExternalId.
+    let with_members = w.alerts.clients.alert_adapter_with_members(MemberAccess {
+        role_name: MEMBER_ROLE.into(),
+        external_id: "alerts-ext-42".into(),
+    });
+    w.alerts
+        .invoke_with(
+            &with_members,
+            &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 60_000),
+        )
+        .await
+        .unwrap();
+    let b = body(inbox_one(&w.alerts.inbox().await.unwrap()));
+    assert_eq!(b["instances"][0]["details"]["name"], "batch-1", "{b}");
+    assert_eq!(b["instances"][0]["details"]["instanceId"], instance.as_str());
+
+    // A wrong ExternalId: the member role refuses, and the alert says so.
+    let refused = w.alerts.clients.alert_adapter_with_members(MemberAccess {
+        role_name: MEMBER_ROLE.into(),
+        external_id: "not-the-id".into(),
+    });
+    w.alerts
+        .invoke_with(
+            &refused,
+            &lambda_action_event("444455556666", "us-east-1", "batch-cpu", &instance, at + 120_000),
+        )
+        .await
+        .unwrap();
+    let b = body(inbox_one(&w.alerts.inbox().await.unwrap()));
+    let n = notes(&b);
+    assert!(
+        n.iter()
+            .any(|n| n.starts_with("lookups in account 444455556666, us-east-1 failed (AccessDenied")),
+        "{n:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_change_delivered_twice_or_by_two_routes_is_published_once() {
+    let w = world().await;
+    let at = w.alarm_on(&w.instance_id).await;
+    let first = w.alerts.deliver().await.unwrap();
+    assert_eq!(first[0].result.as_ref().unwrap().len(), 1);
+    assert_eq!(w.alerts.inbox().await.unwrap().len(), 1);
+    // The same state change again: by the SNS route (a redelivery) and by the Lambda action.
+    let name = format!("cpu-high-{}", w.instance_id);
+    let again = lambda_action_event(ACCOUNT, "us-east-1", &name, &w.instance_id, at);
+    assert_eq!(w.alerts.invoke(&again).await.unwrap(), Vec::<String>::new());
+    assert!(w.alerts.inbox().await.unwrap().is_empty(), "published twice");
+    let row = w
+        .alerts
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(w.alerts.ledger.table())
+        .send()
+        .await
+        .unwrap();
+    let items = row.items();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["status"].as_s().unwrap(), "published");
+    assert!(items[0].contains_key("expiresAt"));
+    // The next state change of the same alarm is a new alert.
+    w.alerts
+        .invoke(&lambda_action_event(ACCOUNT, "us-east-1", &name, &w.instance_id, at + 300_000))
+        .await
+        .unwrap();
+    assert_eq!(w.alerts.inbox().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suppressed_composite_alarm_arrives_low_with_its_suppression_and_tags() {
+    let w = world().await;
+    let event: Value = serde_json::from_str(include_str!(
+        "../crates/core/src/alert/fixtures/eventbridge-composite-suppressed.json"
+    ))
+    .unwrap();
+    w.alerts.invoke(&event).await.unwrap();
+    let inbox = w.alerts.inbox().await.unwrap();
+    let delivered = inbox_one(&inbox);
+    assert_eq!(attribute(delivered, "actionsSuppressed"), Some("Alarm"));
+    assert_eq!(attribute(delivered, "severity"), Some("low"));
+    assert_eq!(attribute(delivered, "tag.team"), Some("web"));
+    assert_eq!(attribute(delivered, "tag.env"), Some("prod"));
+    let b = body(delivered);
+    assert_eq!(b["alarm"]["actionsSuppressed"]["suppressor"], "web-maintenance-window");
+    assert_eq!(b["alarm"]["source"], "eventbridge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusual_envelopes_are_enriched_or_published_as_unrecognized_never_failed() {
+    let w = world().await;
+    let at = w.cloud.now_ms().await.unwrap();
+    let name = format!("cpu-high-{}", w.instance_id);
+    cpu_alarm(&w.alerts.clients, &name, &w.instance_id, &w.alerts.alarms_topic, &VALUES, at)
+        .await
+        .unwrap();
+    // An SQS queue subscribed to the alarms topic (no raw delivery), read by the function.
+    let message = lambda_action_event(ACCOUNT, "us-east-1", &name, &w.instance_id, at);
+    let sns_message = json!({
+        "AlarmName": name, "AWSAccountId": ACCOUNT, "NewStateValue": "ALARM", "NewStateReason": "Threshold Crossed",
+        "StateChangeTime": message["time"], "AlarmArn": message["alarmArn"], "OldStateValue": "OK",
+        "Trigger": {"MetricName": "CPUUtilization", "Namespace": "AWS/EC2", "StatisticType": "Statistic", "Statistic": "AVERAGE",
+                    "Dimensions": [{"value": w.instance_id, "name": "InstanceId"}], "Period": 300, "EvaluationPeriods": 1,
+                    "ComparisonOperator": "GreaterThanThreshold", "Threshold": 90.0}
+    });
+    let envelope = json!({"Type": "Notification", "MessageId": "7f0c3c64-0000-4000-8000-000000000001",
+        "TopicArn": w.alerts.alarms_topic, "Message": sns_message.to_string(), "Timestamp": "2026-11-23T03:01:12.401Z"});
+    let sqs_event = json!({"Records": [{"messageId": "m-1", "eventSource": "aws:sqs", "body": envelope.to_string(),
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:alarms-buffer", "awsRegion": "us-east-1"}]});
+    // An SNS record without signature fields, and an EventBridge alarm event without detail.
+    let bare_sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Type": "Notification",
+        "TopicArn": w.alerts.alarms_topic, "Subject": "hello", "Message": "disk almost full on web-7"}}]});
+    let no_detail = json!({"version": "0", "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+        "account": ACCOUNT, "region": "us-east-1", "time": "2026-11-23T03:01:12Z", "resources": []});
+    for event in [&sqs_event, &bare_sns, &no_detail] {
+        let ids = w.alerts.invoke(event).await;
+        assert_eq!(ids.as_ref().map(Vec::len).ok(), Some(1), "{event}: {ids:?}");
+    }
+    let inbox = w.alerts.inbox().await.unwrap();
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    let subjects: Vec<&str> = inbox.iter().map(|d| d["Subject"].as_str().unwrap()).collect();
+    let enriched = inbox
+        .iter()
+        .find(|d| d["Subject"].as_str().unwrap().starts_with("ALARM: "))
+        .expect("the SQS-carried alarm");
+    let b = body(enriched);
+    assert_eq!(b["alarm"]["source"], "sqs");
+    assert_eq!(b["instances"][0]["details"]["name"], "web-7");
+    assert!(subjects.contains(&"Unrecognized alert via sns: hello"), "{subjects:?}");
+    assert!(
+        subjects.contains(&"Unrecognized alert via eventbridge: CloudWatch Alarm State Change"),
+        "{subjects:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_claims_once_holds_a_lease_releases_and_remembers_the_message() {
+    use opsflow_core::alert::{AlertLedger, Claim};
+    let w = world().await;
+    let ledger = &w.alerts.ledger;
+    let key = "123456789012/us-east-1/cpu-high/ALARM/1795402872345";
+    let (now, lease, expires) = (1_795_402_900, 120, 1_796_000_000);
+    assert_eq!(ledger.claim(key, now, lease, expires).await.unwrap(), Claim::Won);
+    // A second delivery while the claim holds: busy until the lease ends.
+    assert_eq!(
+        ledger.claim(key, now + 5, lease, expires).await.unwrap(),
+        Claim::Busy {
+            lease_until_s: now + lease
+        }
+    );
+    // The holder's publish failed: released, the next delivery wins.
+    ledger.release(key).await.unwrap();
+    assert_eq!(ledger.claim(key, now + 10, lease, expires).await.unwrap(), Claim::Won);
+    // That holder crashed: after its lease, a delivery takes the claim over.
+    assert_eq!(ledger.claim(key, now + 10 + lease + 1, lease, expires).await.unwrap(), Claim::Won);
+    ledger.published(key, "msg-42", expires).await.unwrap();
+    assert_eq!(
+        ledger.claim(key, now + 1_000, lease, expires).await.unwrap(),
+        Claim::Published("msg-42".into())
+    );
+    // Releasing a published state change changes nothing.
+    ledger.release(key).await.unwrap();
+    assert_eq!(
+        ledger.claim(key, now + 2_000, lease, expires).await.unwrap(),
+        Claim::Published("msg-42".into())
+    );
 }

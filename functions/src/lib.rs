@@ -72,6 +72,9 @@ pub fn settings_from_env() -> Result<Settings, CoreError> {
 }
 
 /// `ENRICHED_TOPIC_ARN` (required), `RECENTLY_STARTED_SECONDS` (900), `GROUP_INSTANCE_CAP` (5).
+/// The lookups' and the ledger's own settings are read by `AwsConfig::alert_adapter`
+/// (`ACCOUNT_ID`, `ALERT_MEMBER_LOOKUPS`, `ALERT_MEMBER_ROLE_NAME`, `MEMBER_EXTERNAL_ID`) and
+/// `AwsConfig::alert_ledger` (`ALERT_LEDGER_TABLE`).
 pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
     let topic = std::env::var("ENRICHED_TOPIC_ARN").unwrap_or_default();
     if !topic.starts_with("arn:") {

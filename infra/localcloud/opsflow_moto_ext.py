@@ -1016,7 +1016,7 @@ def _patch_ssm(rt: Any) -> None:
 
     def targets(orig: Any) -> Any:
         def _get_instance_ids_from_targets(self: Command) -> list[str]:
-            # moto 5.2.5 treats "no Targets" as "every instance in the region", so a
+            # moto (5.2.5 and 5.2.6) treats "no Targets" as "every instance in the region", so a
             # SendCommand(InstanceIds=[one]) ran on all instances. No targets, no instances.
             return orig(self) if self.targets else []
 

@@ -7,13 +7,15 @@
 //! into the SNS event Lambda would receive (the same envelope) and calls the handler; like SNS,
 //! it deletes a notification only when the handler succeeded, so a failed one is delivered
 //! again. And moto never runs alarm actions, so [`LocalAlerts::raise`] publishes the
-//! notification CloudWatch would, built from the alarm as DescribeAlarms returns it.
+//! notification CloudWatch would, built from the alarm as DescribeAlarms returns it;
+//! [`lambda_action_event`] builds the event CloudWatch's Lambda alarm action would send.
+//! The ledger (one publication per state change) is a DynamoDB table of the local cloud.
 
 use anyhow::{bail, Context};
 use opsflow_aws::aws_sdk_cloudwatch::primitives::DateTime;
 use opsflow_aws::aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, Statistic};
 use opsflow_aws::aws_sdk_sqs::types::Message;
-use opsflow_aws::{AlertAdapter, Clients, SnsPublisher};
+use opsflow_aws::{AlertAdapter, Clients, DynamoAlertLedger, SnsPublisher, SystemClock};
 use opsflow_core::alert::{handle, AlertSettings};
 use opsflow_core::time::format_utc;
 use opsflow_core::CoreError;
@@ -31,8 +33,12 @@ pub struct LocalAlerts {
     inbox_queue: String,
     pub lookups: AlertAdapter,
     pub publisher: SnsPublisher,
+    pub ledger: DynamoAlertLedger,
     pub settings: AlertSettings,
 }
+
+/// The ledger table of the local alerts.
+pub const LEDGER_TABLE: &str = "opsflow-alert-ledger";
 
 /// What one delivery of a notification to the handler ended with.
 #[derive(Debug)]
@@ -57,7 +63,10 @@ impl LocalAlerts {
         let bridge_subscription = subscribe(clients, &alarms_topic, &bridge_arn).await?;
         let (inbox_queue, inbox_arn) = queue(clients, "opsflow-enriched-alerts-inbox").await?;
         subscribe(clients, &enriched_topic, &inbox_arn).await?;
+        let ledger = clients.alert_ledger(LEDGER_TABLE);
+        ledger.create_table().await.context("the alert ledger table")?;
         Ok(LocalAlerts {
+            ledger,
             clients: clients.clone(),
             lookups: clients.alert_adapter(),
             publisher: clients.sns_publisher(&enriched_topic),
@@ -157,7 +166,7 @@ impl LocalAlerts {
                 "Sns": envelope,
             }]});
             let started = std::time::Instant::now();
-            let result = handle(&self.lookups, &self.publisher, &self.settings, &event).await;
+            let result = self.invoke(&event).await;
             let took = started.elapsed();
             if result.is_ok() {
                 self.delete(&self.bridge_queue, message).await?;
@@ -165,6 +174,16 @@ impl LocalAlerts {
             deliveries.push(Delivery { result, took });
         }
         Ok(deliveries)
+    }
+
+    /// The handler on `event`, as Lambda would invoke it (with the ledger).
+    pub async fn invoke(&self, event: &Value) -> Result<Vec<String>, CoreError> {
+        self.invoke_with(&self.lookups, event).await
+    }
+
+    /// [`LocalAlerts::invoke`] with other lookups (e.g. with member accounts).
+    pub async fn invoke_with(&self, lookups: &AlertAdapter, event: &Value) -> Result<Vec<String>, CoreError> {
+        handle(lookups, &self.publisher, &self.ledger, &SystemClock, &self.settings, event).await
     }
 
     /// Deletes a received message from `queue` (it was handled).
@@ -268,4 +287,40 @@ pub async fn cpu_alarm(clients: &Clients, name: &str, instance_id: &str, topic: 
         .await
         .context("PutMetricData")?;
     Ok(())
+}
+
+/// The event CloudWatch's Lambda alarm action sends when the metric alarm `name` of `account`
+/// in `region` goes from OK to ALARM at `at_ms` (no SNS or EventBridge envelope), for
+/// `instance_id`'s CPU.
+pub fn lambda_action_event(account: &str, region: &str, name: &str, instance_id: &str, at_ms: i64) -> Value {
+    let at = cloudwatch_time(at_ms);
+    json!({
+        "source": "aws.cloudwatch",
+        "alarmArn": format!("arn:aws:cloudwatch:{region}:{account}:alarm:{name}"),
+        "accountId": account,
+        "time": at,
+        "region": region,
+        "alarmData": {
+            "alarmName": name,
+            "state": {
+                "value": "ALARM",
+                "reason": "Threshold Crossed: 1 out of the last 1 datapoints [99.0] was greater than the threshold (90.0) (minimum 1 datapoint for OK -> ALARM transition).",
+                "reasonData": json!({"version": "1.0", "statistic": "Average", "period": 300, "recentDatapoints": [99.0], "threshold": 90.0}).to_string(),
+                "timestamp": at,
+            },
+            "previousState": {"value": "OK", "reason": "Threshold Crossed", "timestamp": cloudwatch_time(at_ms - 3_600_000)},
+            "configuration": {
+                "description": "CPU above 90%",
+                "metrics": [{
+                    "id": "m1",
+                    "metricStat": {
+                        "metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": instance_id}},
+                        "period": 300,
+                        "stat": "Average"
+                    },
+                    "returnData": true
+                }]
+            }
+        }
+    })
 }

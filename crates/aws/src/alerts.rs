@@ -1,19 +1,31 @@
-//! The alert enrichment's lookups ([`AlertLookups`]) and publisher ([`AlertPublisher`]) with the
-//! AWS SDK: EC2 DescribeInstances, SSM DescribeInstanceInformation, IAM
-//! GetAccountAuthorizationDetails (cached), CloudWatch GetMetricData, SNS Publish.
+//! The alert enrichment's lookups ([`AlertLookups`]), publisher ([`AlertPublisher`]) and
+//! ledger ([`AlertLedger`]) with the AWS SDK: EC2 DescribeInstances, SSM
+//! DescribeInstanceInformation, IAM GetAccountAuthorizationDetails (cached per account),
+//! CloudWatch GetMetricData, SNS Publish, DynamoDB conditional writes.
+//!
+//! Every lookup runs in the place ([`Place`]) the alarm names: clients are made per account and
+//! region and kept for the life of the process. The function's own account is searched in any
+//! region with its own credentials; another account only through its member role
+//! (`MemberAccess`: the role name and ExternalId of infra/member-account.yaml), when the
+//! deployment turns cross-account lookups on — else [`Reach::Off`], and the alert says which
+//! account and region were not searched. Never the function's region instead of the alarm's.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StandardUnit};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_iam::types::EntityType;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::alert::{
-    AgentInfo, AlertLookups, AlertPublisher, Datapoint, InstanceDetails, MetricQuery, ProfileRole, Publication, Target,
+    AgentInfo, AlertLedger, AlertLookups, AlertPublisher, Claim, Datapoint, InstanceDetails, MetricQuery, Place, ProfileRole, Publication,
+    Reach, Target,
 };
 use opsflow_core::CoreError;
 use serde_json::Value;
@@ -24,6 +36,8 @@ use crate::error::{from_sdk_error, unexpected};
 pub const GROUP_TAG: &str = "aws:autoscaling:groupName";
 /// How long the IAM listing is reused (it changes rarely and is the largest lookup).
 pub const ROLES_TTL: Duration = Duration::from_secs(300);
+/// The session name of the member role, as member accounts' CloudTrail shows it.
+pub const MEMBER_SESSION: &str = "opsflow-alerts";
 
 /// The time limits of the alert lookups' clients: each lookup gets a few seconds, because an
 /// alert late by a minute is worth less than one with a note saying what could not be looked up.
@@ -35,33 +49,142 @@ pub fn lookup_timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
-/// The lookups on the SDK clients. Clone it freely: the IAM cache is shared.
+/// How other accounts are searched: their member role (infra/member-account.yaml).
+#[derive(Clone)]
+pub struct MemberAccess {
+    pub role_name: String,
+    pub external_id: String,
+}
+
+impl std::fmt::Debug for MemberAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberAccess")
+            .field("role_name", &self.role_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The clients of one account and region.
 #[derive(Clone, Debug)]
-pub struct AlertAdapter {
+struct PlaceClients {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
     iam: aws_sdk_iam::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
-    roles: Arc<Mutex<Option<CachedRoles>>>,
+}
+
+impl PlaceClients {
+    fn new(config: &SdkConfig) -> Self {
+        PlaceClients {
+            ec2: aws_sdk_ec2::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+        }
+    }
+}
+
+/// The lookups, routed to the alarm's account and region. Clone it freely: the clients and the
+/// IAM cache are shared.
+#[derive(Clone, Debug)]
+pub struct AlertAdapter {
+    base: SdkConfig,
+    home_account: Arc<Mutex<Option<String>>>,
+    member: Option<MemberAccess>,
+    /// Why other accounts are not searched, when `member` is None (for the alert's note).
+    no_member: String,
+    places: Arc<Mutex<HashMap<Place, PlaceClients>>>,
+    roles: Arc<Mutex<HashMap<String, CachedRoles>>>,
 }
 
 /// The IAM listing and when it was fetched.
 type CachedRoles = (Instant, Vec<ProfileRole>);
 
 impl AlertAdapter {
-    pub fn new(
-        ec2: aws_sdk_ec2::Client,
-        ssm: aws_sdk_ssm::Client,
-        iam: aws_sdk_iam::Client,
-        cloudwatch: aws_sdk_cloudwatch::Client,
-    ) -> Self {
+    /// `base`: the function's own configuration. `home_account`: the function's account (None:
+    /// asked of STS GetCallerIdentity once). `member`: how other accounts are searched (None:
+    /// they are not).
+    pub fn new(base: &SdkConfig, home_account: Option<String>, member: Option<MemberAccess>) -> Self {
         AlertAdapter {
-            ec2,
-            ssm,
-            iam,
-            cloudwatch,
+            base: base.clone(),
+            home_account: Arc::new(Mutex::new(home_account.filter(|a| !a.is_empty()))),
+            member,
+            no_member: "cross-account lookups are off (ALERT_MEMBER_LOOKUPS)".to_string(),
+            places: Arc::default(),
             roles: Arc::default(),
         }
+    }
+
+    /// Other accounts are not searched, because `why` (a configuration that asked for them but
+    /// cannot reach them: the alerts still flow, each saying why).
+    pub fn without_members_because(mut self, why: impl Into<String>) -> Self {
+        self.member = None;
+        self.no_member = why.into();
+        self
+    }
+
+    async fn home_account(&self) -> Result<String, CoreError> {
+        if let Some(account) = self
+            .home_account
+            .lock()
+            .map_err(|_| unexpected("GetCallerIdentity", "lock poisoned"))?
+            .clone()
+        {
+            return Ok(account);
+        }
+        let out = aws_sdk_sts::Client::new(&self.base)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("GetCallerIdentity", &e))?;
+        let account = out
+            .account()
+            .ok_or_else(|| unexpected("GetCallerIdentity", "no Account"))?
+            .to_string();
+        *self
+            .home_account
+            .lock()
+            .map_err(|_| unexpected("GetCallerIdentity", "lock poisoned"))? = Some(account.clone());
+        Ok(account)
+    }
+
+    fn cached(&self, at: &Place) -> Option<PlaceClients> {
+        self.places.lock().ok()?.get(at).cloned()
+    }
+
+    /// The clients of `at`, made on first use: the function's credentials in its own account,
+    /// the member role's in another (None: cross-account lookups are off, with why).
+    async fn clients(&self, at: &Place) -> Result<Result<PlaceClients, String>, CoreError> {
+        if let Some(c) = self.cached(at) {
+            return Ok(Ok(c));
+        }
+        let home = self.home_account().await?;
+        let config = if at.account_id == home {
+            self.base.to_builder().region(Region::new(at.region.clone())).build()
+        } else {
+            let Some(member) = &self.member else {
+                return Ok(Err(format!("it is not opsflow's account {home}, and {}", self.no_member)));
+            };
+            let role_arn = format!(
+                "arn:{}:iam::{}:role/{}",
+                crate::runbook::partition(&at.region),
+                at.account_id,
+                member.role_name
+            );
+            crate::member::assumed_config(&self.base, &role_arn, &member.external_id, MEMBER_SESSION, &at.region).await?
+        };
+        let clients = PlaceClients::new(&config);
+        if let Ok(mut places) = self.places.lock() {
+            places.insert(at.clone(), clients.clone());
+        }
+        Ok(Ok(clients))
+    }
+
+    /// The clients of a place [`AlertLookups::reach`] found reachable.
+    async fn at(&self, at: &Place) -> Result<PlaceClients, CoreError> {
+        self.clients(at)
+            .await?
+            .map_err(|why| CoreError::forbidden(format!("account {} in {}", at.account_id, at.region), why))
     }
 }
 
@@ -78,13 +201,20 @@ fn policy_document(text: &str) -> Option<Value> {
 }
 
 impl AlertLookups for AlertAdapter {
-    async fn instances(&self, target: &Target, cap: usize) -> Result<Vec<InstanceDetails>, CoreError> {
+    async fn reach(&self, at: &Place) -> Result<Reach, CoreError> {
+        Ok(match self.clients(at).await? {
+            Ok(_) => Reach::Yes,
+            Err(why) => Reach::Off(why),
+        })
+    }
+
+    async fn instances(&self, at: &Place, target: &Target, cap: usize) -> Result<Vec<InstanceDetails>, CoreError> {
         const OP: &str = "DescribeInstances";
+        let ec2 = self.at(at).await?.ec2;
         let request = match target {
-            Target::Instance(id) => self.ec2.describe_instances().instance_ids(id),
+            Target::Instance(id) => ec2.describe_instances().instance_ids(id),
             // One page of at most `cap` (EC2 wants 5..=1000) of the group's instances.
-            Target::AutoScalingGroup(name) => self
-                .ec2
+            Target::AutoScalingGroup(name) => ec2
                 .describe_instances()
                 .filters(ec2_filter(&format!("tag:{GROUP_TAG}"), name))
                 .max_results(cap.clamp(5, 1000) as i32),
@@ -119,8 +249,9 @@ impl AlertLookups for AlertAdapter {
         Ok(found)
     }
 
-    async fn agents(&self, target: &Target) -> Result<Vec<AgentInfo>, CoreError> {
+    async fn agents(&self, at: &Place, target: &Target) -> Result<Vec<AgentInfo>, CoreError> {
         const OP: &str = "DescribeInstanceInformation";
+        let ssm = self.at(at).await?.ssm;
         let (key, value) = match target {
             Target::Instance(id) => ("InstanceIds".to_string(), id),
             Target::AutoScalingGroup(name) => (format!("tag:{GROUP_TAG}"), name),
@@ -130,8 +261,7 @@ impl AlertLookups for AlertAdapter {
             .values(value)
             .build()
             .map_err(|e| CoreError::invalid(OP, e.to_string()))?;
-        let out = self
-            .ssm
+        let out = ssm
             .describe_instance_information()
             .filters(filter)
             .max_results(50)
@@ -152,19 +282,25 @@ impl AlertLookups for AlertAdapter {
             .collect())
     }
 
-    async fn profile_roles(&self) -> Result<Vec<ProfileRole>, CoreError> {
+    async fn profile_roles(&self, at: &Place) -> Result<Vec<ProfileRole>, CoreError> {
         const OP: &str = "GetAccountAuthorizationDetails";
-        if let Some((at, roles)) = self.roles.lock().map_err(|_| unexpected(OP, "cache lock poisoned"))?.as_ref() {
-            if at.elapsed() < ROLES_TTL {
+        // IAM is global: one listing per account, whatever the region.
+        if let Some((fetched, roles)) = self
+            .roles
+            .lock()
+            .map_err(|_| unexpected(OP, "cache lock poisoned"))?
+            .get(&at.account_id)
+        {
+            if fetched.elapsed() < ROLES_TTL {
                 return Ok(roles.clone());
             }
         }
+        let iam = self.at(at).await?.iam;
         let mut roles = Vec::new();
         let mut managed: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
         let mut marker: Option<String> = None;
         loop {
-            let out = self
-                .iam
+            let out = iam
                 .get_account_authorization_details()
                 .filter(EntityType::Role)
                 .filter(EntityType::LocalManagedPolicy)
@@ -208,13 +344,18 @@ impl AlertLookups for AlertAdapter {
                 });
             }
         }
-        *self.roles.lock().map_err(|_| unexpected(OP, "cache lock poisoned"))? = Some((Instant::now(), found.clone()));
+        self.roles
+            .lock()
+            .map_err(|_| unexpected(OP, "cache lock poisoned"))?
+            .insert(at.account_id.clone(), (Instant::now(), found.clone()));
         Ok(found)
     }
 
-    async fn datapoints(&self, queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Result<Vec<Datapoint>, CoreError> {
+    async fn datapoints(&self, at: &Place, queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Result<Vec<Datapoint>, CoreError> {
         const OP: &str = "GetMetricData";
         let mut request = self
+            .at(at)
+            .await?
             .cloudwatch
             .get_metric_data()
             .start_time(DateTime::from_millis(start_ms))
@@ -243,6 +384,8 @@ impl AlertLookups for AlertAdapter {
             request = request.metric_data_queries(
                 MetricDataQuery::builder()
                     .id(&q.id)
+                    // A cross-account alarm's metric: the alarm's (monitoring) account reads it.
+                    .set_account_id(q.account_id.clone())
                     .set_expression(q.expression.clone())
                     .set_metric_stat(stat)
                     .set_label(q.label.clone())
@@ -302,5 +445,128 @@ impl AlertPublisher for SnsPublisher {
         }
         let out = request.send().await.map_err(|e| from_sdk_error(OP, &e))?;
         out.message_id().map(String::from).ok_or_else(|| unexpected(OP, "no MessageId"))
+    }
+}
+
+/// [`AlertLedger`] on a DynamoDB table (partition key `pk`, a string; `status` `claimed` or
+/// `published`; `leaseUntil` and `expiresAt` in epoch seconds, the latter the table's TTL;
+/// `messageId` once published). Claims are conditional writes: two deliveries never both win.
+#[derive(Clone, Debug)]
+pub struct DynamoAlertLedger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+const CLAIMED: &str = "claimed";
+const PUBLISHED: &str = "published";
+
+fn conditional_failed<E: ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+impl DynamoAlertLedger {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoAlertLedger {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// CreateTable with the template's key schema, unless it exists (local cloud and tests).
+    pub async fn create_table(&self) -> Result<(), CoreError> {
+        crate::dynamodb::create_table(&self.client, &self.table, "pk", None).await
+    }
+
+    /// The row of `key` (strongly consistent).
+    async fn row(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, CoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("GetItem", &e))?;
+        Ok(out.item)
+    }
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+}
+
+impl AlertLedger for DynamoAlertLedger {
+    async fn claim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Claim, CoreError> {
+        // Twice at most: a row released between the failed condition and the read is claimed again.
+        for _ in 0..2 {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", AttributeValue::S(key.to_string()))
+                .item("status", AttributeValue::S(CLAIMED.into()))
+                .item("leaseUntil", AttributeValue::N((now_s + lease_s).to_string()))
+                .item("expiresAt", AttributeValue::N(expires_at_s.to_string()))
+                .condition_expression("attribute_not_exists(pk) OR (#s = :claimed AND leaseUntil < :now)")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
+                .expression_attribute_values(":now", AttributeValue::N(now_s.to_string()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Claim::Won),
+                Err(e) if conditional_failed(&e) => {}
+                Err(e) => return Err(from_sdk_error("PutItem", &e)),
+            }
+            let Some(row) = self.row(key).await? else { continue };
+            let status = row.get("status").and_then(|s| s.as_s().ok()).map(String::as_str);
+            return Ok(match status {
+                Some(PUBLISHED) => Claim::Published(row.get("messageId").and_then(|m| m.as_s().ok()).cloned().unwrap_or_default()),
+                _ => Claim::Busy {
+                    lease_until_s: number(&row, "leaseUntil").unwrap_or(now_s + lease_s),
+                },
+            });
+        }
+        Ok(Claim::Busy {
+            lease_until_s: now_s + lease_s,
+        })
+    }
+
+    async fn published(&self, key: &str, message_id: &str, expires_at_s: i64) -> Result<(), CoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(key.to_string()))
+            .item("status", AttributeValue::S(PUBLISHED.into()))
+            .item("messageId", AttributeValue::S(message_id.to_string()))
+            .item("expiresAt", AttributeValue::N(expires_at_s.to_string()))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), CoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .condition_expression("#s = :claimed")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Published meanwhile, or gone: nothing to release.
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(from_sdk_error("DeleteItem", &e)),
+        }
     }
 }

@@ -128,15 +128,40 @@ impl AwsConfig {
         aws_sdk_sfn::Client::new(&self.0)
     }
 
-    /// The alert enrichment's lookups.
+    /// The alert enrichment's lookups, in the alarm's region and account: `ACCOUNT_ID` is this
+    /// account (unset: asked of STS once); other accounts are searched only with
+    /// `ALERT_MEMBER_LOOKUPS=true` (default false), through the read-only role
+    /// `ALERT_MEMBER_ROLE_NAME` (default `opsflow-member-alerts`, which member-account.yaml
+    /// creates beside the runbooks' role) with `MEMBER_EXTERNAL_ID`. A configuration that asks for member
+    /// lookups and cannot have them (no ExternalId, a value other than true/false) does not stop
+    /// the function: it is logged, and each alert of another account says why it was not searched.
     pub fn alert_adapter(&self) -> crate::AlertAdapter {
-        let c = &self.0;
-        crate::AlertAdapter::new(
-            aws_sdk_ec2::Client::new(c),
-            aws_sdk_ssm::Client::new(c),
-            aws_sdk_iam::Client::new(c),
-            aws_sdk_cloudwatch::Client::new(c),
-        )
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let adapter = |member| crate::AlertAdapter::new(&self.0, var("ACCOUNT_ID"), member);
+        let problem = match var("ALERT_MEMBER_LOOKUPS").as_deref().map(str::trim) {
+            None | Some("false") => return adapter(None),
+            Some("true") => match var("MEMBER_EXTERNAL_ID") {
+                Some(external_id) => {
+                    return adapter(Some(crate::MemberAccess {
+                        role_name: var("ALERT_MEMBER_ROLE_NAME").unwrap_or_else(|| "opsflow-member-alerts".to_string()),
+                        external_id,
+                    }))
+                }
+                None => {
+                    "ALERT_MEMBER_LOOKUPS is true but MEMBER_EXTERNAL_ID is empty (the member role's ExternalId is required)".to_string()
+                }
+            },
+            Some(other) => format!("ALERT_MEMBER_LOOKUPS must be true or false, not {other:?}"),
+        };
+        tracing::error!(problem, "cross-account alert lookups are off");
+        adapter(None).without_members_because(problem)
+    }
+
+    /// The alert ledger (one publication per alarm state change), the table named by
+    /// `ALERT_LEDGER_TABLE`; None when unset (every delivery is published).
+    pub fn alert_ledger(&self) -> Option<crate::DynamoAlertLedger> {
+        let table = std::env::var("ALERT_LEDGER_TABLE").ok().filter(|t| !t.is_empty())?;
+        Some(crate::DynamoAlertLedger::new(aws_sdk_dynamodb::Client::new(&self.0), table))
     }
 
     /// The member accounts, through the role `MEMBER_ROLE_NAME` with `MEMBER_EXTERNAL_ID`.
@@ -186,6 +211,8 @@ pub struct Clients {
     pub resource_groups: aws_sdk_resourcegroups::Client,
     /// For the CloudFormation ResponseURL PUT only.
     pub http: reqwest::Client,
+    /// The configuration the clients were made from (for clients of other regions and accounts).
+    pub sdk_config: SdkConfig,
 }
 
 impl Clients {
@@ -224,6 +251,7 @@ impl Clients {
             sts: aws_sdk_sts::Client::new(config),
             resource_groups: aws_sdk_resourcegroups::Client::new(config),
             http: crate::http::response_http_client()?,
+            sdk_config: config.clone(),
         })
     }
 
@@ -244,9 +272,20 @@ impl Clients {
         crate::SfnWorkflow::new(self.sfn.clone(), state_machine_arn)
     }
 
-    /// The alert enrichment's lookups.
+    /// The alert enrichment's lookups: this account in any region (the account asked of STS),
+    /// no other account.
     pub fn alert_adapter(&self) -> crate::AlertAdapter {
-        crate::AlertAdapter::new(self.ec2.clone(), self.ssm.clone(), self.iam.clone(), self.cloudwatch.clone())
+        crate::AlertAdapter::new(&self.sdk_config, None, None)
+    }
+
+    /// The alert enrichment's lookups, other accounts through their member role.
+    pub fn alert_adapter_with_members(&self, member: crate::MemberAccess) -> crate::AlertAdapter {
+        crate::AlertAdapter::new(&self.sdk_config, None, Some(member))
+    }
+
+    /// The alert ledger on the table `table`.
+    pub fn alert_ledger(&self, table: &str) -> crate::DynamoAlertLedger {
+        crate::DynamoAlertLedger::new(self.dynamodb.clone(), table)
     }
 
     /// Publishes enriched alerts to `topic_arn`.

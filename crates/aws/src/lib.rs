@@ -20,13 +20,14 @@ pub mod ec2;
 pub mod error;
 pub mod http;
 pub mod iam;
+pub mod member;
 pub mod runbook;
 pub mod s3;
 pub mod sfn;
 pub mod ssm;
 pub mod stacks;
 
-pub use alerts::{AlertAdapter, SnsPublisher};
+pub use alerts::{AlertAdapter, DynamoAlertLedger, MemberAccess, SnsPublisher};
 pub use clients::{AwsConfig, Clients, DEFAULT_REGION};
 pub use clock::SystemClock;
 pub use dynamodb::DynamoStore;

@@ -1,4 +1,4 @@
-//! The adapters against the local cloud (moto 5.2.5 + the opsflow extension, started by
+//! The adapters against the local cloud (moto 5.2.6 + the opsflow extension, started by
 //! `infra/localcloud/localcloud.sh`). Fixtures are made through the SDK itself; time-driven
 //! behaviour is driven with the local cloud's manual clock (`/_opsflow/clock`).
 

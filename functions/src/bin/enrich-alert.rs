@@ -1,10 +1,12 @@
-//! Alert enrichment: a CloudWatch alarm state change from the alarms SNS topic (or an
-//! EventBridge "CloudWatch Alarm State Change" rule) enriched with what EC2, SSM, IAM and
-//! CloudWatch know, published to the enriched-alerts topic. A failed lookup is a note in the
-//! alert; a failed publish fails the invocation so that it is retried and, in the end, lands in
-//! the dead-letter queue.
+//! Alert enrichment: a CloudWatch alarm state change from the alarms SNS topic, CloudWatch's
+//! Lambda alarm action, an EventBridge "CloudWatch Alarm State Change" rule or an SQS queue of
+//! SNS notifications, enriched with what EC2, SSM, IAM and CloudWatch know in the alarm's
+//! account and region, published once per state change to the enriched-alerts topic. A failed
+//! lookup is a note in the alert; a message that is not an alarm is published as unrecognized;
+//! a failed publish fails the invocation so that it is retried and, in the end, lands in the
+//! dead-letter queue.
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use opsflow_aws::{alerts::lookup_timeouts, AwsConfig};
+use opsflow_aws::{alerts::lookup_timeouts, AwsConfig, SystemClock};
 use opsflow_core::alert::handle;
 use opsflow_functions::{alert_settings_from_env, init_logging, FnError};
 use serde_json::{json, Value};
@@ -14,10 +16,12 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let (topic, settings) = alert_settings_from_env().map_err(FnError)?;
     let aws = AwsConfig::from_env_with(lookup_timeouts()).await;
-    let (lookups, publisher) = (aws.alert_adapter(), aws.sns_publisher(&topic));
-    let (lookups, publisher, settings) = (&lookups, &publisher, &settings);
+    let (lookups, publisher, ledger) = (aws.alert_adapter(), aws.sns_publisher(&topic), aws.alert_ledger());
+    let (lookups, publisher, ledger, settings) = (&lookups, &publisher, &ledger, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let ids = handle(lookups, publisher, settings, &event.payload).await.map_err(FnError)?;
+        let ids = handle(lookups, publisher, ledger, &SystemClock, settings, &event.payload)
+            .await
+            .map_err(FnError)?;
         Ok::<Value, FnError>(json!({"published": ids}))
     }))
     .await

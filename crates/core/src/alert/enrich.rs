@@ -1,16 +1,19 @@
-//! Enrichment: every lookup at once, each failure a note, then one publication per alarm.
+//! Enrichment: every lookup at once, in the alarm's account and region, each failure a note,
+//! then one publication per alarm state change.
 
 use std::future::Future;
 
 use serde_json::Value;
 
-use crate::alert::event::{incoming, target, Incoming};
+use crate::alert::event::{incoming, target_and_place, Incoming};
+use crate::alert::ledger::{self, AlertLedger, Claim};
 use crate::alert::model::{
-    AgentInfo, Alarm, AlarmKind, Datapoint, Enriched, InstanceDetails, InstanceView, Link, MetricQuery, ProfileRole, Publication, Severity,
+    AgentInfo, Alarm, AlarmKind, Datapoint, Enriched, InstanceDetails, InstanceView, Link, MetricQuery, Place, ProfileRole, Publication,
     Target,
 };
-use crate::alert::policy::admin_grant;
+use crate::alert::policy::{admin_grant, severity};
 use crate::alert::render;
+use crate::ports::Clock;
 use crate::CoreError;
 
 /// Deployment settings of the enrichment.
@@ -22,6 +25,12 @@ pub struct AlertSettings {
     pub group_cap: usize,
     /// How many of the metric's most recent datapoints the alert shows.
     pub datapoints: usize,
+    /// How long a delivery's claim of a state change holds before another delivery may take it
+    /// over (longer than one invocation: the function's timeout is 30 s).
+    pub claim_lease_s: i64,
+    /// How long the ledger remembers a state change (its TTL): longer than any redelivery
+    /// (Lambda's asynchronous queue keeps an event up to 6 hours).
+    pub ledger_ttl_s: i64,
 }
 
 impl Default for AlertSettings {
@@ -30,21 +39,37 @@ impl Default for AlertSettings {
             recent_threshold_s: 15 * 60,
             group_cap: 5,
             datapoints: 6,
+            claim_lease_s: 120,
+            ledger_ttl_s: 7 * 86_400,
         }
     }
 }
 
-/// The lookups, one AWS call each (the IAM one may be cached by the adapter).
+/// Whether the lookups can look in an account and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Yes,
+    /// The deployment is configured not to look there (another account, and cross-account
+    /// lookups are off): why, for the note.
+    Off(String),
+}
+
+/// The lookups, one AWS call each (the IAM one may be cached by the adapter), each in the
+/// account and region `at` names: the adapter never answers from another region or account.
 pub trait AlertLookups: Sync {
+    /// Whether `at` can be searched: [`Reach::Off`] when the deployment does not look there, an
+    /// error when it should and cannot (the member account's role refused).
+    fn reach(&self, at: &Place) -> impl Future<Output = Result<Reach, CoreError>> + Send;
     /// DescribeInstances: the instance, or at most `cap` instances of the group.
-    fn instances(&self, target: &Target, cap: usize) -> impl Future<Output = Result<Vec<InstanceDetails>, CoreError>> + Send;
+    fn instances(&self, at: &Place, target: &Target, cap: usize) -> impl Future<Output = Result<Vec<InstanceDetails>, CoreError>> + Send;
     /// DescribeInstanceInformation: the SSM agents of the instance or the group.
-    fn agents(&self, target: &Target) -> impl Future<Output = Result<Vec<AgentInfo>, CoreError>> + Send;
+    fn agents(&self, at: &Place, target: &Target) -> impl Future<Output = Result<Vec<AgentInfo>, CoreError>> + Send;
     /// The instance profiles of the account with their roles and policies.
-    fn profile_roles(&self) -> impl Future<Output = Result<Vec<ProfileRole>, CoreError>> + Send;
+    fn profile_roles(&self, at: &Place) -> impl Future<Output = Result<Vec<ProfileRole>, CoreError>> + Send;
     /// GetMetricData: the values of the one query with `return_data`, between the two times.
     fn datapoints(
         &self,
+        at: &Place,
         queries: &[MetricQuery],
         start_ms: i64,
         end_ms: i64,
@@ -64,6 +89,7 @@ pub fn datapoint_queries(alarm: &Alarm) -> Option<Vec<MetricQuery>> {
     match &alarm.kind {
         AlarmKind::Metric { stat, .. } => Some(vec![MetricQuery {
             id: "m1".into(),
+            account_id: None,
             expression: None,
             metric_stat: Some(stat.clone()),
             label: None,
@@ -122,11 +148,61 @@ fn found<T>(result: Option<Result<T, CoreError>>, what: &str, missing: &str, not
     }
 }
 
+/// True when `az` (`ap-northeast-2a`, `us-west-2-lax-1a`) is in `region`.
+fn in_region(az: &str, region: &str) -> bool {
+    az.strip_prefix(region)
+        .is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '-'))
+}
+
+/// Searches each place the alert needs (the alarm's for its datapoints, the target's for EC2,
+/// SSM and IAM: another account for a cross-account metric), once each. Returns whether the
+/// target's and the alarm's places were reached; a place not reached is one note saying which
+/// account and region were not searched and what is therefore unknown.
+async fn reach_places(
+    lookups: &impl AlertLookups,
+    alarm_place: Option<&Place>,
+    target_place: Option<&Place>,
+    notes: &mut Vec<String>,
+) -> (bool, bool) {
+    let mut places: Vec<(&Place, Vec<&str>)> = Vec::new();
+    if let Some(p) = target_place {
+        places.push((p, vec!["instance details, the SSM agent status and the instance role"]));
+    }
+    if let Some(p) = alarm_place {
+        match places.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, unknown)) => unknown.push("recent datapoints"),
+            None => places.push((p, vec!["recent datapoints"])),
+        }
+    }
+    let results = futures::future::join_all(places.iter().map(|(p, _)| lookups.reach(p))).await;
+    let mut reached = Vec::new();
+    for ((place, unknown), result) in places.iter().zip(results) {
+        let (account, region) = (&place.account_id, &place.region);
+        let unknown = unknown.join(" and ");
+        match result {
+            Ok(Reach::Yes) => reached.push(*place),
+            Ok(Reach::Off(why)) => notes.push(format!("account {account} in {region} was not searched ({why}): {unknown} unknown")),
+            Err(e) => notes.push(format!("lookups in account {account}, {region} failed ({e}): {unknown} unknown")),
+        }
+    }
+    let ok = |p: Option<&Place>| p.is_some_and(|p| reached.contains(&p));
+    (ok(target_place), ok(alarm_place))
+}
+
 /// Enriches one alarm. Never fails: what a lookup could not tell becomes a note.
 pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm: Alarm) -> Enriched {
-    let target = target(&alarm);
+    let (target, target_place) = target_and_place(&alarm).unzip();
     let queries = datapoint_queries(&alarm);
-    let window = queries.as_ref().map(|q| {
+    let alarm_place = Place {
+        account_id: alarm.account_id.clone(),
+        region: alarm.region.clone(),
+    };
+    let mut notes = Vec::new();
+    let (target_reached, alarm_reached) =
+        reach_places(lookups, queries.as_ref().map(|_| &alarm_place), target_place.as_ref(), &mut notes).await;
+    let searched_target = target.as_ref().zip(target_place.as_ref()).filter(|_| target_reached);
+    let queries_searched = queries.as_ref().filter(|_| alarm_reached);
+    let window = queries_searched.map(|q| {
         let period_ms = period_of(q) * 1000;
         // Up to the period holding the state change, far enough back for `datapoints` values.
         let end = alarm.changed_at_ms + period_ms;
@@ -136,19 +212,17 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
     // listing does not depend on the instance (its profile is matched afterwards), so it runs
     // alongside instead of after DescribeInstances.
     let (instances, agents, roles, points) = futures::join!(
-        when(target.as_ref().map(|t| lookups.instances(t, settings.group_cap))),
-        when(target.as_ref().map(|t| lookups.agents(t))),
-        when(target.as_ref().map(|_| lookups.profile_roles())),
+        when(searched_target.map(|(t, at)| lookups.instances(at, t, settings.group_cap))),
+        when(searched_target.map(|(t, at)| lookups.agents(at, t))),
+        when(searched_target.map(|(_, at)| lookups.profile_roles(at))),
         when(
-            queries
-                .as_ref()
+            queries_searched
                 .zip(window)
-                .map(|(q, (start, end))| lookups.datapoints(q, start, end))
+                .map(|(q, (start, end))| lookups.datapoints(&alarm_place, q, start, end))
         ),
     );
 
-    let mut notes = Vec::new();
-    let instances_known = !matches!(instances, Some(Err(_)));
+    let instances_known = matches!(instances, Some(Ok(_)));
     let instances = found(instances, "EC2 DescribeInstances", "instance details are", &mut notes).unwrap_or_default();
     let agents = found(agents, "SSM DescribeInstanceInformation", "the SSM agent status is", &mut notes);
     let roles = found(
@@ -164,17 +238,30 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
     let sparkline = (!datapoints.is_empty()).then(|| render::sparkline(&datapoints.iter().map(|d| d.value).collect::<Vec<_>>()));
 
     let region = alarm.region.clone();
+    // An instance answered from another region is not the alarm's, whatever its id: an alarm
+    // watches metrics of its own region.
+    let (instances, elsewhere): (Vec<InstanceDetails>, Vec<InstanceDetails>) = instances
+        .into_iter()
+        .partition(|i| i.availability_zone.as_deref().is_none_or(|az| in_region(az, &region)));
+    for i in &elsewhere {
+        notes.push(format!(
+            "instance {} in {} is not shown: the alarm is in {region}, and an instance of another region is not the one its metric names",
+            i.instance_id,
+            i.availability_zone.as_deref().unwrap_or("another region")
+        ));
+    }
     let views: Vec<InstanceView> = instances
         .into_iter()
         .map(|details| view(details, &alarm, settings, agents.as_deref(), roles.as_deref(), &mut notes))
         .collect();
+    let account = target_place.as_ref().map_or(&alarm.account_id, |p| &p.account_id);
     match &target {
         Some(Target::Instance(id)) if views.is_empty() && instances_known => notes.push(format!(
-            "instance {id} was not found: it does not exist in {region} of this account, or was terminated over an hour ago"
+            "instance {id} was not found: it does not exist in {region} of account {account}, or was terminated over an hour ago"
         )),
-        Some(Target::AutoScalingGroup(name)) if views.is_empty() && instances_known => {
-            notes.push(format!("Auto Scaling group {name} has no instances"))
-        }
+        Some(Target::AutoScalingGroup(name)) if views.is_empty() && instances_known => notes.push(format!(
+            "Auto Scaling group {name} has no instances in {region} of account {account}"
+        )),
         Some(Target::AutoScalingGroup(name)) if views.len() >= settings.group_cap => notes.push(format!(
             "only the first {} instances of Auto Scaling group {name} are shown",
             settings.group_cap
@@ -182,12 +269,7 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
         _ => {}
     }
 
-    let severity = match alarm.state.as_str() {
-        "OK" => Severity::Info,
-        "INSUFFICIENT_DATA" => Severity::Low,
-        _ if !views.is_empty() && views.iter().all(|v| v.recently_started) => Severity::Medium,
-        _ => Severity::High,
-    };
+    let severity = severity(&alarm, &views);
     let assessment = assessment(&views);
     let links = vec![Link {
         label: "Alarm".into(),
@@ -201,6 +283,7 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
         alarm,
         severity,
         target,
+        target_place,
         instances: views,
         datapoints,
         sparkline,
@@ -303,26 +386,102 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// The Lambda: every message of `event` enriched (or passed on as unrecognized) and published.
-/// Fails only when the event is not an SNS or EventBridge event, or when publishing fails — then
-/// SNS retries the delivery and, in the end, the dead-letter queue keeps it: an alert is never lost.
+/// The Lambda: every message of `event` enriched (or passed on as unrecognized) and published,
+/// once per alarm state change ([`ledger`]). Every message is tried; the invocation fails when
+/// one could not be published (then SNS, Lambda or SQS delivers it again and, in the end, the
+/// dead-letter queue keeps it: an alert is never lost) or when another delivery holds its claim
+/// (`Conflict`: retried later). Returns the ids of the messages published by this delivery; a
+/// state change published before is skipped.
 pub async fn handle(
     lookups: &impl AlertLookups,
     publisher: &impl AlertPublisher,
+    ledger: &impl AlertLedger,
+    clock: &impl Clock,
     settings: &AlertSettings,
     event: &Value,
 ) -> Result<Vec<String>, CoreError> {
     let mut ids = Vec::new();
-    for message in incoming(event)? {
-        let publication = match message {
-            Incoming::Alarm(alarm) => render::publication(&enrich(lookups, settings, *alarm).await),
-            Incoming::Unrecognized { source, subject, raw, why } => {
-                render::unrecognized_publication(&source, subject.as_deref(), &raw, &why)
-            }
+    let mut failed = None;
+    for message in incoming(event) {
+        let outcome = match message {
+            // Boxed: the enrichment's future (every lookup at once) is large, and a caller's
+            // stack (a test thread's 2 MiB, in debug builds) need not hold it.
+            Incoming::Alarm(alarm) => Box::pin(publish_alarm(lookups, publisher, ledger, clock, settings, *alarm)).await,
+            Incoming::Unrecognized { source, subject, raw, why } => publisher
+                .publish(&render::unrecognized_publication(&source, subject.as_deref(), &raw, &why))
+                .await
+                .map(Some),
         };
-        ids.push(publisher.publish(&publication).await?);
+        match outcome {
+            Ok(Some(id)) => ids.push(id),
+            Ok(None) => {}
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
-    Ok(ids)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ids),
+    }
+}
+
+/// Claims the alarm's state change, enriches and publishes it, and records it published.
+/// `Ok(None)`: published before, skipped.
+async fn publish_alarm(
+    lookups: &impl AlertLookups,
+    publisher: &impl AlertPublisher,
+    ledger: &impl AlertLedger,
+    clock: &impl Clock,
+    settings: &AlertSettings,
+    alarm: Alarm,
+) -> Result<Option<String>, CoreError> {
+    let key = ledger::key(&alarm);
+    let now_s = clock.now_ms().div_euclid(1000);
+    let expires_at_s = now_s + settings.ledger_ttl_s;
+    let claimed = match ledger.claim(&key, now_s, settings.claim_lease_s, expires_at_s).await {
+        Ok(Claim::Won) => Ok(()),
+        Ok(Claim::Published(message_id)) => {
+            tracing::info!(key, message_id, "alarm state change published before: skipped");
+            return Ok(None);
+        }
+        Ok(Claim::Busy { lease_until_s }) => {
+            return Err(CoreError::conflict(
+                format!("alarm state change {key}"),
+                format!(
+                    "another delivery is publishing it (its claim holds until {}): retry later",
+                    crate::time::format_utc(lease_until_s)
+                ),
+            ))
+        }
+        Err(e) => Err(e),
+    };
+    let mut enriched = Box::pin(enrich(lookups, settings, alarm)).await;
+    if let Err(e) = &claimed {
+        enriched
+            .notes
+            .push(format!("deduplication unavailable ({e}): this alert may repeat one already sent"));
+    }
+    match publisher.publish(&render::publication(&enriched)).await {
+        Ok(message_id) => {
+            if claimed.is_ok() {
+                if let Err(e) = ledger.published(&key, &message_id, expires_at_s).await {
+                    // Published all the same; a redelivery after the lease would repeat it.
+                    tracing::warn!(key, error = %e, "could not record the state change as published");
+                }
+            }
+            Ok(Some(message_id))
+        }
+        Err(e) => {
+            if claimed.is_ok() {
+                if let Err(release) = ledger.release(&key).await {
+                    // The claim lapses with its lease; the retry after that publishes.
+                    tracing::warn!(key, error = %release, "could not release the claim of an unpublished state change");
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,7 +495,8 @@ mod tests {
         assert_eq!(console("cn-northwest-1"), "https://console.amazonaws.cn");
         assert_eq!(console("us-gov-west-1"), "https://console.amazonaws-us-gov.com");
     }
-    use crate::alert::model::{Dimension, Metric, MetricStat};
+    use crate::alert::model::{Dimension, Metric, MetricStat, Severity};
+    use crate::ports::Clock;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -374,6 +534,12 @@ mod tests {
                 evaluation_periods: Some(1),
             },
             source: "sns".into(),
+            actions_suppressed: None,
+            evaluation_state: None,
+            datapoints_to_alarm: None,
+            treat_missing_data: None,
+            tags: BTreeMap::new(),
+            tags_status: None,
         }
     }
 
@@ -392,12 +558,17 @@ mod tests {
         }
     }
 
-    /// Lookups that answer after a delay (virtual time) or fail, and log what was asked.
+    /// Lookups that answer after a delay (virtual time) or fail, and log what was asked and
+    /// where. Like AWS, they answer from any place they are asked about (the adapter's clients
+    /// are per place); `off` accounts are not searched, `refused` ones fail to be reached.
     struct Fake {
         delays_ms: [u64; 4],
         fail: Option<usize>,
         instances: Vec<InstanceDetails>,
         calls: Mutex<Vec<String>>,
+        places: Mutex<Vec<(String, Place)>>,
+        off: Vec<String>,
+        refused: Vec<String>,
     }
 
     impl Fake {
@@ -407,7 +578,14 @@ mod tests {
                 fail: None,
                 instances,
                 calls: Mutex::new(Vec::new()),
+                places: Mutex::new(Vec::new()),
+                off: Vec::new(),
+                refused: Vec::new(),
             }
+        }
+
+        fn asked(&self, what: &str, at: &Place) {
+            self.places.lock().unwrap().push((what.to_string(), at.clone()));
         }
 
         async fn answer<T>(&self, which: usize, what: String, value: T) -> Result<T, CoreError> {
@@ -421,11 +599,22 @@ mod tests {
     }
 
     impl AlertLookups for Fake {
-        async fn instances(&self, target: &Target, cap: usize) -> Result<Vec<InstanceDetails>, CoreError> {
+        async fn reach(&self, at: &Place) -> Result<Reach, CoreError> {
+            if self.refused.contains(&at.account_id) {
+                return Err(CoreError::access_denied("sts:AssumeRole", "not authorized"));
+            }
+            Ok(match self.off.contains(&at.account_id) {
+                true => Reach::Off("another account; cross-account lookups are off".into()),
+                false => Reach::Yes,
+            })
+        }
+        async fn instances(&self, at: &Place, target: &Target, cap: usize) -> Result<Vec<InstanceDetails>, CoreError> {
+            self.asked("instances", at);
             let list = self.instances.iter().take(cap).cloned().collect();
             self.answer(0, format!("instances {target:?} {cap}"), list).await
         }
-        async fn agents(&self, _target: &Target) -> Result<Vec<AgentInfo>, CoreError> {
+        async fn agents(&self, at: &Place, _target: &Target) -> Result<Vec<AgentInfo>, CoreError> {
+            self.asked("agents", at);
             let agents = self
                 .instances
                 .iter()
@@ -438,7 +627,8 @@ mod tests {
                 .collect();
             self.answer(1, "agents".into(), agents).await
         }
-        async fn profile_roles(&self) -> Result<Vec<ProfileRole>, CoreError> {
+        async fn profile_roles(&self, at: &Place) -> Result<Vec<ProfileRole>, CoreError> {
+            self.asked("roles", at);
             let roles = vec![ProfileRole {
                 profile_arn: "arn:aws:iam::123456789012:instance-profile/web".into(),
                 role_name: "web-role".into(),
@@ -448,7 +638,8 @@ mod tests {
             }];
             self.answer(2, "roles".into(), roles).await
         }
-        async fn datapoints(&self, queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Result<Vec<Datapoint>, CoreError> {
+        async fn datapoints(&self, at: &Place, queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Result<Vec<Datapoint>, CoreError> {
+            self.asked("datapoints", at);
             let values = [10.0, 12.0, 15.0, 97.0, 98.0, 99.0, 99.0];
             let points = values
                 .iter()
@@ -542,7 +733,7 @@ mod tests {
         let e = enrich(&fake, &AlertSettings::default(), alarm(("InstanceId", "i-0gone"))).await;
         assert_eq!(
             e.notes,
-            ["instance i-0gone was not found: it does not exist in eu-west-1 of this account, or was terminated over an hour ago"]
+            ["instance i-0gone was not found: it does not exist in eu-west-1 of account 123456789012, or was terminated over an hour ago"]
         );
         assert_eq!(e.severity, Severity::High);
 
@@ -551,6 +742,325 @@ mod tests {
         let e = enrich(&Fake::new(vec![gone]), &AlertSettings::default(), alarm(("InstanceId", "i-0abc"))).await;
         assert_eq!(e.assessment.as_deref(), Some("the instance is terminated — the alarm may be stale"));
         assert!(!e.instances[0].recently_started);
+    }
+
+    fn place(account: &str, region: &str) -> Place {
+        Place {
+            account_id: account.into(),
+            region: region.into(),
+        }
+    }
+
+    /// An alarm on `i-0abc` in `region` of `account`.
+    fn alarm_in(account: &str, region: &str) -> Alarm {
+        let mut a = alarm(("InstanceId", "i-0abc"));
+        a.account_id = account.into();
+        a.region = region.into();
+        a.arn = Some(format!("arn:aws:cloudwatch:{region}:{account}:alarm:cpu-high"));
+        a
+    }
+
+    // --- Lookups in the alarm's region and account (issue 16, defect 4).
+
+    #[tokio::test(start_paused = true)]
+    async fn every_lookup_runs_in_the_alarms_region_and_account() {
+        let mut seoul = instance("i-0abc", 86_400, Some("arn:aws:iam::123456789012:instance-profile/web"));
+        seoul.availability_zone = Some("ap-northeast-2c".into());
+        let fake = Fake::new(vec![seoul]);
+        let e = enrich(&fake, &AlertSettings::default(), alarm_in("123456789012", "ap-northeast-2")).await;
+        assert_eq!(e.notes, Vec::<String>::new());
+        assert_eq!(e.instances.len(), 1);
+        assert_eq!(e.target_place, Some(place("123456789012", "ap-northeast-2")));
+        let places = fake.places.lock().unwrap().clone();
+        assert_eq!(places.len(), 4, "{places:?}");
+        assert!(
+            places.iter().all(|(_, p)| *p == place("123456789012", "ap-northeast-2")),
+            "{places:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_same_id_instance_of_another_region_is_never_attached() {
+        // The lookups answer with an instance of eu-west-1 for an alarm of ap-northeast-2.
+        let fake = Fake::new(vec![instance("i-0abc", 60, None)]);
+        let e = enrich(&fake, &AlertSettings::default(), alarm_in("123456789012", "ap-northeast-2")).await;
+        assert!(e.instances.is_empty());
+        assert_eq!(e.severity, Severity::High, "not lowered by another region's young instance");
+        assert_eq!(
+            e.notes,
+            [
+                "instance i-0abc in eu-west-1a is not shown: the alarm is in ap-northeast-2, and an instance of another region is not the one its metric names",
+                "instance i-0abc was not found: it does not exist in ap-northeast-2 of account 123456789012, or was terminated over an hour ago"
+            ]
+        );
+        assert!(e.links[0].url.starts_with("https://ap-northeast-2.console.aws.amazon.com/"));
+        assert!(in_region("us-west-2-lax-1a", "us-west-2"));
+        assert!(!in_region("us-east-10a", "us-east-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_account_not_searched_says_which_account_and_region() {
+        let mut fake = Fake::new(vec![instance("i-0abc", 60, None)]);
+        fake.off = vec!["444455556666".into()];
+        let e = enrich(&fake, &AlertSettings::default(), alarm_in("444455556666", "eu-west-1")).await;
+        assert_eq!(
+            e.notes,
+            [
+                "account 444455556666 in eu-west-1 was not searched (another account; cross-account lookups are off): \
+              instance details, the SSM agent status and the instance role and recent datapoints unknown"
+            ]
+        );
+        assert!(e.instances.is_empty() && e.datapoints.is_empty());
+        assert!(
+            fake.calls.lock().unwrap().is_empty(),
+            "nothing is asked of the function's own account instead"
+        );
+        assert_eq!(e.severity, Severity::High);
+
+        fake.off.clear();
+        fake.refused = vec!["444455556666".into()];
+        let e = enrich(&fake, &AlertSettings::default(), alarm_in("444455556666", "eu-west-1")).await;
+        assert_eq!(e.notes.len(), 1, "{:?}", e.notes);
+        assert!(
+            e.notes[0].starts_with("lookups in account 444455556666, eu-west-1 failed (AccessDenied: sts:AssumeRole"),
+            "{}",
+            e.notes[0]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cross_account_metric_is_looked_up_in_its_account_and_datapoints_in_the_alarms() {
+        let mut a = alarm_in("111122223333", "eu-west-1");
+        let AlarmKind::Metric { stat, .. } = a.kind.clone() else {
+            unreachable!()
+        };
+        a.kind = AlarmKind::MetricMath {
+            queries: vec![
+                MetricQuery {
+                    id: "e1".into(),
+                    account_id: None,
+                    expression: Some("m1*1".into()),
+                    metric_stat: None,
+                    label: None,
+                    return_data: true,
+                    period_s: None,
+                },
+                MetricQuery {
+                    id: "m1".into(),
+                    account_id: Some("444455556666".into()),
+                    expression: None,
+                    metric_stat: Some(stat),
+                    label: None,
+                    return_data: false,
+                    period_s: None,
+                },
+            ],
+            comparison: None,
+            threshold: Some(90.0),
+            evaluation_periods: None,
+        };
+        let mut fake = Fake::new(vec![instance("i-0abc", 86_400, None)]);
+        let e = enrich(&fake, &AlertSettings::default(), a.clone()).await;
+        assert_eq!(e.target_place, Some(place("444455556666", "eu-west-1")));
+        let places = fake.places.lock().unwrap().clone();
+        for (what, at) in &places {
+            let want = if what == "datapoints" { "111122223333" } else { "444455556666" };
+            assert_eq!(at.account_id, want, "{what}");
+        }
+        assert_eq!(e.instances.len(), 1);
+
+        // The workload account off: the datapoints still come from the alarm's account.
+        fake.off = vec!["444455556666".into()];
+        fake.places.lock().unwrap().clear();
+        let e = enrich(&fake, &AlertSettings::default(), a).await;
+        assert_eq!(e.datapoints.len(), 6);
+        assert_eq!(
+            e.notes,
+            [
+                "account 444455556666 in eu-west-1 was not searched (another account; cross-account lookups are off): \
+              instance details, the SSM agent status and the instance role unknown"
+            ]
+        );
+    }
+
+    // --- One publication per state change (the ledger), and never a lost alert.
+
+    #[derive(Default)]
+    struct Published(Mutex<Vec<Publication>>, Mutex<usize>);
+
+    impl AlertPublisher for Published {
+        async fn publish(&self, p: &Publication) -> Result<String, CoreError> {
+            let mut fail = self.1.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(CoreError::transient("Publish", "InternalError"));
+            }
+            let mut list = self.0.lock().unwrap();
+            list.push(p.clone());
+            Ok(format!("msg-{}", list.len()))
+        }
+    }
+
+    /// The ledger as a map of key → (published message id, lease end); `broken` fails every call.
+    #[derive(Default)]
+    struct MemoryLedger {
+        rows: Mutex<BTreeMap<String, (Option<String>, i64)>>,
+        broken: bool,
+    }
+
+    impl AlertLedger for MemoryLedger {
+        async fn claim(&self, key: &str, now_s: i64, lease_s: i64, _expires_at_s: i64) -> Result<Claim, CoreError> {
+            if self.broken {
+                return Err(CoreError::transient("PutItem", "ServiceUnavailable"));
+            }
+            let mut rows = self.rows.lock().unwrap();
+            match rows.get(key) {
+                Some((Some(id), _)) => Ok(Claim::Published(id.clone())),
+                Some((None, until)) if *until > now_s => Ok(Claim::Busy { lease_until_s: *until }),
+                _ => {
+                    rows.insert(key.into(), (None, now_s + lease_s));
+                    Ok(Claim::Won)
+                }
+            }
+        }
+        async fn published(&self, key: &str, message_id: &str, _expires_at_s: i64) -> Result<(), CoreError> {
+            self.rows.lock().unwrap().insert(key.into(), (Some(message_id.into()), 0));
+            Ok(())
+        }
+        async fn release(&self, key: &str) -> Result<(), CoreError> {
+            self.rows.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    fn sns_event(alarm: &Alarm) -> Value {
+        let message = serde_json::json!({
+            "AlarmName": alarm.name, "AWSAccountId": alarm.account_id, "NewStateValue": alarm.state,
+            "NewStateReason": alarm.reason, "StateChangeTime": "2026-11-18T20:26:40.000+0000",
+            "AlarmArn": alarm.arn, "OldStateValue": "OK",
+            "Trigger": {"MetricName": "CPUUtilization", "Namespace": "AWS/EC2", "StatisticType": "Statistic",
+                        "Statistic": "AVERAGE", "Dimensions": [{"value": "i-0abc", "name": "InstanceId"}],
+                        "Period": 300, "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanThreshold", "Threshold": 90.0}
+        });
+        serde_json::json!({"Records": [{"Sns": {"Message": message.to_string(), "TopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms"}}]})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redelivered_state_change_is_published_once() {
+        let (fake, publisher, ledger) = (Fake::new(vec![]), Published::default(), MemoryLedger::default());
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        let first = handle(&fake, &publisher, &ledger, &clock, &AlertSettings::default(), &event).await;
+        assert_eq!(first.unwrap(), ["msg-1"]);
+        // The same notification again (SNS redelivery, Lambda retry): nothing published.
+        let again = handle(&fake, &publisher, &ledger, &clock, &AlertSettings::default(), &event).await;
+        assert_eq!(again.unwrap(), Vec::<String>::new());
+        assert_eq!(publisher.0.lock().unwrap().len(), 1);
+        // The next state change of the same alarm is another alert.
+        let later = sns_event(&alarm(("InstanceId", "i-0abc")))
+            .to_string()
+            .replace("2026-11-18T20:26:40.000", "2026-11-18T20:31:40.000");
+        let next = handle(
+            &fake,
+            &publisher,
+            &ledger,
+            &clock,
+            &AlertSettings::default(),
+            &serde_json::from_str(&later).unwrap(),
+        )
+        .await;
+        assert_eq!(next.unwrap(), ["msg-2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_publish_releases_the_claim_so_the_retry_publishes() {
+        let (fake, publisher, ledger) = (Fake::new(vec![]), Published::default(), MemoryLedger::default());
+        *publisher.1.lock().unwrap() = 1;
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        let e = handle(&fake, &publisher, &ledger, &clock, &AlertSettings::default(), &event)
+            .await
+            .unwrap_err();
+        assert_eq!(e.name(), "Transient");
+        assert_eq!(
+            handle(&fake, &publisher, &ledger, &clock, &AlertSettings::default(), &event)
+                .await
+                .unwrap(),
+            ["msg-1"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_claim_of_another_delivery_is_a_conflict_until_its_lease_ends() {
+        let (fake, publisher, ledger) = (Fake::new(vec![]), Published::default(), MemoryLedger::default());
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let settings = AlertSettings::default();
+        let a = alarm(("InstanceId", "i-0abc"));
+        let event = sns_event(&a);
+        let Incoming::Alarm(parsed) = incoming(&event).remove(0) else {
+            panic!()
+        };
+        // Another delivery claimed it and crashed before publishing.
+        ledger
+            .claim(&ledger::key(&parsed), ALARM_AT_S, settings.claim_lease_s, 0)
+            .await
+            .unwrap();
+        let e = handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap_err();
+        assert_eq!(e.name(), "Conflict");
+        assert!(e.to_string().contains("retry later"), "{e}");
+        // Once its lease has run out, a retry takes the claim over and publishes.
+        clock.sleep(settings.claim_lease_s as u64 * 1000).await.unwrap();
+        assert_eq!(
+            handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap(),
+            ["msg-1"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_ledger_never_stops_an_alert() {
+        let (fake, publisher) = (Fake::new(vec![]), Published::default());
+        let ledger = MemoryLedger {
+            broken: true,
+            ..Default::default()
+        };
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        assert_eq!(
+            handle(&fake, &publisher, &ledger, &clock, &AlertSettings::default(), &event)
+                .await
+                .unwrap(),
+            ["msg-1"]
+        );
+        let body = publisher.0.lock().unwrap()[0].message.clone();
+        assert!(
+            body.contains("deduplication unavailable (Transient: PutItem: ServiceUnavailable)"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unusual_envelopes_are_published_as_unrecognized_never_an_error() {
+        let (fake, publisher) = (Fake::new(vec![]), Published::default());
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let event = serde_json::json!({"Records": [
+            {"Sns": {"Type": "Notification", "TopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms"}},
+            {"eventSource": "aws:sqs", "body": "{\"Type\": \"Notification\", \"Message\": \"not an alarm\"}"}
+        ]});
+        let ids = handle(
+            &fake,
+            &publisher,
+            &crate::alert::NoLedger,
+            &clock,
+            &AlertSettings::default(),
+            &event,
+        )
+        .await;
+        assert_eq!(ids.unwrap().len(), 2);
+        let subjects: Vec<String> = publisher.0.lock().unwrap().iter().map(|p| p.subject.clone()).collect();
+        assert!(subjects.iter().all(|s| s.starts_with("Unrecognized alert via")), "{subjects:?}");
+        let eb = serde_json::json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch"});
+        let ids = handle(&fake, &publisher, &crate::alert::NoLedger, &clock, &AlertSettings::default(), &eb).await;
+        assert_eq!(ids.unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -579,6 +1089,7 @@ mod tests {
     fn the_shown_query_of_math_and_anomaly_alarms() {
         let q = |id: &str, expr: Option<&str>, ret: bool| MetricQuery {
             id: id.into(),
+            account_id: None,
             expression: expr.map(String::from),
             metric_stat: None,
             label: None,

@@ -1,5 +1,6 @@
 //! The alert domain's types: a CloudWatch alarm state change as opsflow sees it, whatever
-//! carried it (SNS or EventBridge), what the lookups return, and the enriched alert.
+//! carried it (SNS, EventBridge, CloudWatch's Lambda action, SNS through SQS), what the lookups
+//! return, and the enriched alert.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +25,50 @@ pub struct Alarm {
     /// When the state changed (epoch milliseconds).
     pub changed_at_ms: i64,
     pub kind: AlarmKind,
-    /// `sns` or `eventbridge`.
+    /// What carried it: `sns`, `eventbridge`, `lambda` (CloudWatch's Lambda alarm action,
+    /// no envelope) or `sqs` (an SNS notification delivered through an SQS queue).
     pub source: String,
+    /// A composite alarm whose actions CloudWatch suppressed for this state change.
+    #[serde(default)]
+    pub actions_suppressed: Option<Suppression>,
+    /// `PARTIAL_DATA` (evaluated on part of its metrics), `EVALUATION_ERROR`,
+    /// `EVALUATION_FAILURE`; None when the evaluation was complete.
+    #[serde(default)]
+    pub evaluation_state: Option<String>,
+    /// M of "M out of N" datapoints that must breach (N is the kind's `evaluationPeriods`).
+    #[serde(default)]
+    pub datapoints_to_alarm: Option<i64>,
+    /// `missing`, `breaching`, `notBreaching` or `ignore`.
+    #[serde(default)]
+    pub treat_missing_data: Option<String>,
+    /// The alarm's tags, when its AlarmTagsPropagation puts them in the notification (keys
+    /// starting with `aws:` never do).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// CloudWatch's `AlarmTagsStatus` (`SUCCESS`, or why the tags are missing or partial).
+    #[serde(default)]
+    pub tags_status: Option<String>,
+}
+
+/// Why a composite alarm's actions did not run for this state change (its actions suppressor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suppression {
+    /// `WaitPeriod`, `ExtensionPeriod` or `Alarm`.
+    pub by: String,
+    pub reason: Option<String>,
+    /// The suppressor alarm (name or ARN), when the configuration names it.
+    pub suppressor: Option<String>,
+    pub wait_period_s: Option<i64>,
+    pub extension_period_s: Option<i64>,
+}
+
+/// Where a lookup runs: the account and region of the resource it asks about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Place {
+    pub account_id: String,
+    pub region: String,
 }
 
 /// What the alarm watches. Variants and their fields are camelCase alike (`rename_all` alone
@@ -92,6 +135,9 @@ pub struct MetricStat {
 #[serde(rename_all = "camelCase")]
 pub struct MetricQuery {
     pub id: String,
+    /// The account holding the metric, for a cross-account alarm (None: the alarm's account).
+    #[serde(default)]
+    pub account_id: Option<String>,
     pub expression: Option<String>,
     pub metric_stat: Option<MetricStat>,
     pub label: Option<String>,
@@ -183,7 +229,8 @@ pub struct Link {
 }
 
 /// `high` (ALARM), `medium` (ALARM on an instance started within the threshold: likely
-/// warm-up), `low` (INSUFFICIENT_DATA), `info` (OK).
+/// warm-up), `low` (INSUFFICIENT_DATA, or actions suppressed), `info` (OK): see
+/// [`crate::alert::policy::severity`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -211,6 +258,10 @@ pub struct Enriched {
     pub alarm: Alarm,
     pub severity: Severity,
     pub target: Option<Target>,
+    /// Where the target's lookups ran (or would have): the account holding the metric's
+    /// resource and the alarm's region. None without a target.
+    #[serde(default)]
+    pub target_place: Option<Place>,
     pub instances: Vec<InstanceView>,
     /// The alarm metric's most recent datapoints, oldest first.
     pub datapoints: Vec<Datapoint>,

@@ -1,9 +1,31 @@
-//! Does an instance's role grant admin? AdministratorAccess attached, or a policy that allows
-//! every action on every resource.
+//! The alert's judgements: how severe it is ([`severity`]), and whether an instance's role
+//! grants admin ([`admin_grant`]: AdministratorAccess attached, or a policy that allows every
+//! action on every resource).
 
 use serde_json::Value;
 
-use crate::alert::model::ProfileRole;
+use crate::alert::model::{Alarm, InstanceView, ProfileRole, Severity};
+
+/// How severe the alert is:
+/// - `OK` is `info`, `INSUFFICIENT_DATA` is `low`;
+/// - `ALARM` is `high`, or `medium` when every instance it is about started recently (within
+///   the settings' threshold: likely warm-up);
+/// - whatever the state, a composite alarm whose actions CloudWatch suppressed
+///   (`actionsSuppressedBy`: its suppressor alarm is in ALARM, or the wait or extension period
+///   runs) is at most `low`: its owner said not to act on it now. It is still published, with
+///   the suppression in the text, the body and the `actionsSuppressed` attribute.
+pub fn severity(alarm: &Alarm, views: &[InstanceView]) -> Severity {
+    let by_state = match alarm.state.as_str() {
+        "OK" => Severity::Info,
+        "INSUFFICIENT_DATA" => Severity::Low,
+        _ if !views.is_empty() && views.iter().all(|v| v.recently_started) => Severity::Medium,
+        _ => Severity::High,
+    };
+    match (&alarm.actions_suppressed, by_state) {
+        (Some(_), Severity::High | Severity::Medium) => Severity::Low,
+        (_, severity) => severity,
+    }
+}
 
 /// Why `role` counts as admin, or None.
 pub fn admin_grant(role: &ProfileRole) -> Option<String> {
@@ -47,7 +69,52 @@ fn has_wildcard(v: Option<&Value>, wildcards: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::model::{AlarmKind, Suppression};
     use serde_json::json;
+
+    fn composite(state: &str, suppressed_by: Option<&str>) -> Alarm {
+        Alarm {
+            name: "web-tier-unhealthy".into(),
+            description: None,
+            arn: None,
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            region_name: None,
+            state: state.into(),
+            previous_state: None,
+            reason: String::new(),
+            changed_at_ms: 0,
+            kind: AlarmKind::Composite {
+                rule: "ALARM(a) OR ALARM(b)".into(),
+                triggering_alarms: vec![],
+            },
+            source: "eventbridge".into(),
+            actions_suppressed: suppressed_by.map(|by| Suppression {
+                by: by.into(),
+                reason: None,
+                suppressor: Some("maintenance-window".into()),
+                wait_period_s: Some(120),
+                extension_period_s: Some(180),
+            }),
+            evaluation_state: None,
+            datapoints_to_alarm: None,
+            treat_missing_data: None,
+            tags: Default::default(),
+            tags_status: None,
+        }
+    }
+
+    #[test]
+    fn suppressed_actions_lower_the_severity_to_low_at_most() {
+        assert_eq!(severity(&composite("ALARM", None), &[]), Severity::High);
+        for by in ["WaitPeriod", "ExtensionPeriod", "Alarm"] {
+            assert_eq!(severity(&composite("ALARM", Some(by)), &[]), Severity::Low, "{by}");
+            assert_eq!(severity(&composite("OK", Some(by)), &[]), Severity::Info, "{by}");
+            assert_eq!(severity(&composite("INSUFFICIENT_DATA", Some(by)), &[]), Severity::Low, "{by}");
+        }
+        assert_eq!(severity(&composite("OK", None), &[]), Severity::Info);
+        assert_eq!(severity(&composite("INSUFFICIENT_DATA", None), &[]), Severity::Low);
+    }
 
     fn role(attached: &[&str], docs: Vec<(&str, Value)>) -> ProfileRole {
         ProfileRole {

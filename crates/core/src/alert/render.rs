@@ -4,17 +4,37 @@
 //!
 //! Times are UTC; relative times ("4 minutes ago") are relative to the alarm's state change,
 //! not the wall clock, so the same alert always renders the same.
+//!
+//! Message attributes (for subscription filter policies) obey SNS's rules: at most 10 per
+//! message; names of `A-Z a-z 0-9 _ - .`, at most 256, no leading, trailing or doubled `.`,
+//! not starting with `AWS.` or `Amazon.`; String values not empty. opsflow's own come first,
+//! in this order: `severity`, `state`, `alarmName`, `account`, `region`, `actionsSuppressed`,
+//! `instanceId`, `autoScalingGroup`, `recentlyStarted`, `adminRole` (those that apply). The
+//! alarm's tags fill the room left, as `tag.<key>`, in key order. A tag past the tenth
+//! attribute, with an empty value, or whose key has a character an attribute name cannot
+//! carry (tag keys may have spaces, `:`, `/`, `+`, `=`, `@`) is no attribute — never renamed,
+//! which could merge two tags — but stays in the JSON body (`alarm.tags`) and the text; the body
+//! lists those keys in `tagsNotAttributes`.
 
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use serde_json::{json, Map, Value};
 
-use crate::alert::model::{AlarmKind, Enriched, InstanceView, Metric, MetricQuery, MetricStat, Publication, Target};
+use crate::alert::model::{Alarm, AlarmKind, Enriched, InstanceView, Metric, MetricQuery, MetricStat, Publication, Suppression, Target};
 
 /// The `schema` of the JSON body.
 /// Version 2: `alarm.kind`'s fields are camelCase like the rest (1 had three snake_case ones).
-pub const SCHEMA: &str = "opsflow.enriched-alert/2";
+/// Version 3: `alarm.source` may also be `lambda` (CloudWatch's Lambda action) or `sqs`, and
+/// `unrecognized.source` `lambda`, `sqs` or `unknown`; `severity` is `low` for a composite
+/// alarm whose actions were suppressed (a filter policy on `severity` sees that); new fields
+/// `alarm.actionsSuppressed`, `alarm.evaluationState`, `alarm.datapointsToAlarm`,
+/// `alarm.treatMissingData`, `alarm.tags`, `alarm.tagsStatus`, `alarm.kind.queries[].accountId`,
+/// `targetPlace` and `tagsNotAttributes`.
+pub const SCHEMA: &str = "opsflow.enriched-alert/3";
+
+/// SNS's limit of message attributes per message.
+pub(crate) const ATTRIBUTES_MAX: usize = 10;
 
 /// SNS's limit for an email subject.
 pub(crate) const SUBJECT_MAX: usize = 100;
@@ -74,9 +94,13 @@ pub fn publication(e: &Enriched) -> Publication {
         if omitted.any() {
             body.insert("omitted".into(), omitted.json());
         }
+        let (attributes, not_attributes) = attributes(e);
+        if !not_attributes.is_empty() {
+            body.insert("tagsNotAttributes".into(), json!(not_attributes));
+        }
         Publication {
             message: message(&text, &sms, &Value::Object(body)),
-            attributes: attributes(e),
+            attributes,
             subject,
         }
     })
@@ -261,7 +285,25 @@ fn text(e: &Enriched, omitted: &Omitted) -> String {
     if !a.reason.is_empty() {
         out.push(a.reason.clone());
     }
+    if let Some(s) = &a.actions_suppressed {
+        out.push(suppression_line(s));
+    }
+    if let Some(state) = &a.evaluation_state {
+        out.push(format!("Evaluation: {state}{}", evaluation_meaning(state)));
+    }
     out.extend(kind_lines(&a.kind));
+    if let Some(line) = evaluation_settings(a) {
+        out.push(line);
+    }
+    if let Some(place) = e.target_place.as_ref().filter(|p| p.account_id != a.account_id) {
+        out.push(format!("Metric of account {} ({})", place.account_id, place.region));
+    }
+    if !a.tags.is_empty() {
+        let tags: Vec<String> = a.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push(format!("Alarm tags: {}", tags.join(", ")));
+    } else if let Some(status) = a.tags_status.as_deref().filter(|s| *s != "SUCCESS") {
+        out.push(format!("Alarm tags: none ({status})"));
+    }
     if !e.datapoints.is_empty() {
         let shown = &e.datapoints[e.datapoints.len().saturating_sub(TEXT_DATAPOINTS)..];
         let values: Vec<f64> = shown.iter().map(|d| d.value).collect();
@@ -322,6 +364,75 @@ fn text(e: &Enriched, omitted: &Omitted) -> String {
         blocks.push(tail.join("\n"));
     }
     blocks.join("\n\n") + "\n"
+}
+
+/// `Actions suppressed: WaitPeriod (Actions suppressed by WaitPeriod; suppressor
+/// maintenance-window, wait 120 s, extension 180 s) - CloudWatch ran none of this alarm's actions`.
+fn suppression_line(s: &Suppression) -> String {
+    let mut settings = Vec::new();
+    if let Some(suppressor) = &s.suppressor {
+        settings.push(format!("suppressor {suppressor}"));
+    }
+    if let Some(w) = s.wait_period_s {
+        settings.push(format!("wait {w} s"));
+    }
+    if let Some(x) = s.extension_period_s {
+        settings.push(format!("extension {x} s"));
+    }
+    let details: Vec<String> = s
+        .reason
+        .iter()
+        .cloned()
+        .chain((!settings.is_empty()).then(|| settings.join(", ")))
+        .collect();
+    let details = match details.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", details.join("; ")),
+    };
+    format!(
+        "Actions suppressed: {}{details} - CloudWatch ran none of this alarm's actions for this change",
+        s.by
+    )
+}
+
+fn evaluation_meaning(state: &str) -> &'static str {
+    match state {
+        "PARTIAL_DATA" => " - evaluated on part of its metrics only (the query matched more than CloudWatch evaluates)",
+        "EVALUATION_ERROR" => " - the alarm's configuration has an error (see the reason)",
+        "EVALUATION_FAILURE" => " - CloudWatch could not evaluate it (a temporary CloudWatch issue)",
+        _ => "",
+    }
+}
+
+/// `Alarms on 3 of 5 datapoints, missing data treated as breaching`.
+fn evaluation_settings(a: &Alarm) -> Option<String> {
+    let periods = match &a.kind {
+        AlarmKind::Metric { evaluation_periods, .. }
+        | AlarmKind::MetricMath { evaluation_periods, .. }
+        | AlarmKind::AnomalyDetection { evaluation_periods, .. } => *evaluation_periods,
+        AlarmKind::Composite { .. } => None,
+    };
+    let of = match (a.datapoints_to_alarm, periods) {
+        (Some(m), Some(n)) => Some(format!("Alarms on {m} of {n} datapoints")),
+        (Some(m), None) => Some(format!("Alarms on {m} datapoints")),
+        (None, _) => None,
+    };
+    let missing = a.treat_missing_data.as_deref().map(|t| {
+        let how = match t {
+            "breaching" => "treated as breaching",
+            "notBreaching" => "treated as not breaching",
+            "ignore" => "ignored (the state is kept)",
+            "missing" => "treated as missing",
+            other => other,
+        };
+        format!("missing data {how}")
+    });
+    match (of, missing) {
+        (Some(of), Some(m)) => Some(format!("{of}, {m}")),
+        (Some(of), None) => Some(of),
+        (None, Some(m)) => Some(format!("{}{}", m[..1].to_uppercase(), &m[1..])),
+        (None, None) => None,
+    }
 }
 
 /// What the alarm watches, in a line or a few.
@@ -430,36 +541,61 @@ fn instance_block(v: &InstanceView, alarm_at_s: i64) -> String {
     lines.join("\n")
 }
 
-/// Message attributes for subscription filter policies (at most 9, none empty).
-fn attributes(e: &Enriched) -> BTreeMap<String, String> {
+/// Message attributes for subscription filter policies (see the module's rules), and the tag
+/// keys that are not attributes.
+fn attributes(e: &Enriched) -> (BTreeMap<String, String>, Vec<String>) {
     let a = &e.alarm;
-    let mut out: Vec<(&str, String)> = vec![
-        ("severity", e.severity.as_str().to_string()),
-        ("account", a.account_id.clone()),
-        ("region", a.region.clone()),
-        ("alarmName", a.name.clone()),
-        ("state", a.state.clone()),
+    let mut out: Vec<(String, String)> = vec![
+        ("severity".into(), e.severity.as_str().to_string()),
+        ("state".into(), a.state.clone()),
+        ("alarmName".into(), a.name.clone()),
+        ("account".into(), a.account_id.clone()),
+        ("region".into(), a.region.clone()),
     ];
+    if let Some(s) = &a.actions_suppressed {
+        out.push(("actionsSuppressed".into(), s.by.clone()));
+    }
     match &e.target {
-        Some(Target::Instance(id)) => out.push(("instanceId", id.clone())),
+        Some(Target::Instance(id)) => out.push(("instanceId".into(), id.clone())),
         Some(Target::AutoScalingGroup(name)) => {
-            out.push(("autoScalingGroup", name.clone()));
             if let Some(first) = e.instances.first() {
-                out.push(("instanceId", first.details.instance_id.clone()));
+                out.push(("instanceId".into(), first.details.instance_id.clone()));
             }
+            out.push(("autoScalingGroup".into(), name.clone()));
         }
         None => {}
     }
     if !e.instances.is_empty() {
-        out.push(("recentlyStarted", e.instances.iter().any(|v| v.recently_started).to_string()));
+        out.push(("recentlyStarted".into(), e.instances.iter().any(|v| v.recently_started).to_string()));
     }
     if e.instances.iter().any(|v| v.role_name.is_some()) {
-        out.push(("adminRole", e.instances.iter().any(|v| v.admin.is_some()).to_string()));
+        out.push(("adminRole".into(), e.instances.iter().any(|v| v.admin.is_some()).to_string()));
     }
-    out.into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    out.retain(|(_, v)| !v.is_empty());
+    out.truncate(ATTRIBUTES_MAX);
+    let mut not_attributes = Vec::new();
+    for (key, value) in &a.tags {
+        let name = format!("tag.{key}");
+        if out.len() < ATTRIBUTES_MAX && !value.is_empty() && attribute_name_ok(&name) {
+            out.push((name, value.clone()));
+        } else {
+            not_attributes.push(key.clone());
+        }
+    }
+    (out.into_iter().collect(), not_attributes)
+}
+
+/// SNS's rules for a message attribute name.
+fn attribute_name_ok(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && name.len() <= 256
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !lower.starts_with("aws.")
+        && !lower.starts_with("amazon.")
 }
 
 /// `2026-11-23 03:01:12 UTC`.
@@ -601,9 +737,9 @@ mod tests {
             let text = serde_json::to_string(&kind).unwrap();
             assert!(!text.contains('_'), "snake_case in the schema: {text}");
         }
-        assert_eq!(SCHEMA, "opsflow.enriched-alert/2");
+        assert_eq!(SCHEMA, "opsflow.enriched-alert/3");
     }
-    use crate::alert::model::{AgentInfo, Alarm, Datapoint, Dimension, InstanceDetails, Link, Severity};
+    use crate::alert::model::{AgentInfo, Datapoint, Dimension, InstanceDetails, Link, Place, Severity};
 
     const AT_MS: i64 = 1_795_402_872_345; // 2026-11-23 03:01:12.345 UTC
     const AT_S: i64 = AT_MS / 1000;
@@ -639,6 +775,12 @@ mod tests {
                 evaluation_periods: Some(1),
             },
             source: "sns".into(),
+            actions_suppressed: None,
+            evaluation_state: None,
+            datapoints_to_alarm: None,
+            treat_missing_data: None,
+            tags: BTreeMap::new(),
+            tags_status: None,
         }
     }
 
@@ -692,6 +834,10 @@ mod tests {
             alarm: ec2_alarm(),
             severity: Severity::Medium,
             target: Some(Target::Instance("i-0abc".into())),
+            target_place: Some(Place {
+                account_id: "123456789012".into(),
+                region: "eu-west-1".into(),
+            }),
             instances: vec![web7()],
             datapoints: values
                 .iter()
@@ -738,6 +884,7 @@ mod tests {
             alarm,
             severity: Severity::High,
             target: None,
+            target_place: None,
             instances: vec![],
             datapoints: vec![],
             sparkline: None,
@@ -905,6 +1052,135 @@ mod tests {
         assert_eq!(keys, ["account", "alarmName", "region", "severity", "state"]);
     }
 
+    fn suppressed_composite() -> Enriched {
+        let mut e = rds_enriched();
+        e.alarm.name = "web-tier-unhealthy".into();
+        e.alarm.kind = AlarmKind::Composite {
+            rule: "ALARM(\"cpu-high-web-7\") OR ALARM(\"web-5xx-high\")".into(),
+            triggering_alarms: vec![],
+        };
+        e.alarm.actions_suppressed = Some(Suppression {
+            by: "Alarm".into(),
+            reason: Some("Alarm action suppressed by web-maintenance-window".into()),
+            suppressor: Some("web-maintenance-window".into()),
+            wait_period_s: Some(120),
+            extension_period_s: Some(180),
+        });
+        e.severity = Severity::Low;
+        e
+    }
+
+    #[test]
+    fn suppressed_actions_are_a_body_field_an_attribute_and_a_line() {
+        let p = publication(&suppressed_composite());
+        assert_eq!(p.attributes["actionsSuppressed"], "Alarm");
+        assert_eq!(p.attributes["severity"], "low");
+        let body = body_of(&p);
+        assert_eq!(
+            body["alarm"]["actionsSuppressed"],
+            json!({"by": "Alarm", "reason": "Alarm action suppressed by web-maintenance-window",
+                   "suppressor": "web-maintenance-window", "waitPeriodS": 120, "extensionPeriodS": 180})
+        );
+        let text = text_of(&p);
+        assert!(
+            text.contains("\nActions suppressed: Alarm (Alarm action suppressed by web-maintenance-window; suppressor web-maintenance-window, wait 120 s, extension 180 s) - CloudWatch ran none of this alarm's actions for this change\n"),
+            "{text}"
+        );
+        // Not suppressed: no attribute, no line.
+        let p = publication(&rds_enriched());
+        assert!(!p.attributes.contains_key("actionsSuppressed"));
+        assert!(!text_of(&p).contains("Actions suppressed"));
+        assert_eq!(body_of(&p)["alarm"]["actionsSuppressed"], Value::Null);
+    }
+
+    #[test]
+    fn partial_data_and_the_evaluation_settings_are_said() {
+        let mut e = ec2_enriched();
+        e.alarm.evaluation_state = Some("PARTIAL_DATA".into());
+        e.alarm.datapoints_to_alarm = Some(1);
+        e.alarm.treat_missing_data = Some("breaching".into());
+        let p = publication(&e);
+        let text = text_of(&p);
+        assert!(
+            text.contains("\nEvaluation: PARTIAL_DATA - evaluated on part of its metrics only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nAlarms on 1 of 1 datapoints, missing data treated as breaching\n"),
+            "{text}"
+        );
+        let body = body_of(&p);
+        assert_eq!(body["alarm"]["evaluationState"], "PARTIAL_DATA");
+        assert_eq!(
+            (
+                body["alarm"]["datapointsToAlarm"].as_i64(),
+                body["alarm"]["treatMissingData"].as_str()
+            ),
+            (Some(1), Some("breaching"))
+        );
+    }
+
+    #[test]
+    fn tags_fill_the_attributes_left_and_the_rest_stay_in_the_body() {
+        let mut e = suppressed_composite();
+        // 6 attributes of opsflow's own: room for 4 tags.
+        e.alarm.tags = [
+            ("team", "web"),
+            ("env", "prod"),
+            ("cost center", "cc-1"),
+            ("owner", ""),
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "3"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        e.alarm.tags_status = Some("SUCCESS".into());
+        let p = publication(&e);
+        assert_eq!(p.attributes.len(), 10);
+        let tags: Vec<(&str, &str)> = p
+            .attributes
+            .iter()
+            .filter(|(k, _)| k.starts_with("tag."))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // In key order; "cost center" has a space and "owner" no value: never attributes.
+        assert_eq!(tags, [("tag.a", "1"), ("tag.b", "2"), ("tag.c", "3"), ("tag.env", "prod")]);
+        let body = body_of(&p);
+        assert_eq!(body["tagsNotAttributes"], json!(["cost center", "owner", "team"]));
+        assert_eq!(body["alarm"]["tags"]["cost center"], "cc-1");
+        assert!(text_of(&p).contains("\nAlarm tags: a=1, b=2, c=3, cost center=cc-1, env=prod, owner=, team=web\n"));
+
+        // An instance alert with an Auto Scaling group has 9 of its own: one tag.
+        let mut e = ec2_enriched();
+        e.target = Some(Target::AutoScalingGroup("web-asg".into()));
+        e.alarm.tags = e_tags(&[("env", "prod"), ("team", "web")]);
+        let p = publication(&e);
+        assert_eq!(p.attributes.len(), 10);
+        assert_eq!(p.attributes["tag.env"], "prod");
+        assert_eq!(body_of(&p)["tagsNotAttributes"], json!(["team"]));
+        for name in p.attributes.keys() {
+            assert!(attribute_name_ok(name), "{name}");
+        }
+        assert!(!attribute_name_ok("tag.aws..x") && !attribute_name_ok("AWS.tag") && !attribute_name_ok("tag.a/b"));
+    }
+
+    fn e_tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_metric_of_another_account_says_so() {
+        let mut e = ec2_enriched();
+        e.target_place = Some(Place {
+            account_id: "444455556666".into(),
+            region: "eu-west-1".into(),
+        });
+        assert!(text_of(&publication(&e)).contains("\nMetric of account 444455556666 (eu-west-1)\n"));
+        assert!(!text_of(&publication(&ec2_enriched())).contains("Metric of account"));
+    }
+
     #[test]
     fn alarm_without_target_carries_its_own_context() {
         let p = publication(&rds_enriched());
@@ -943,6 +1219,7 @@ mod tests {
             queries: vec![
                 MetricQuery {
                     id: "m1".into(),
+                    account_id: None,
                     expression: None,
                     metric_stat: Some(stat),
                     label: None,
@@ -951,6 +1228,7 @@ mod tests {
                 },
                 MetricQuery {
                     id: "ad1".into(),
+                    account_id: None,
                     expression: Some("ANOMALY_DETECTION_BAND(m1, 2)".into()),
                     metric_stat: None,
                     label: Some("CPUUtilization (expected)".into()),
