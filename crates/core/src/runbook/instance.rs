@@ -56,6 +56,80 @@ fn procedure_of<'c>(run: &Run, kind: Kind, catalogue: &'c Catalogue) -> Result<&
     Ok(procedure)
 }
 
+/// Which way a procedure moves an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// StartInstances unless the instance is already pending or running.
+    Start,
+    /// StopInstances (a clean OS shutdown, never forced) unless it is already stopping or stopped.
+    Stop,
+}
+
+impl Change {
+    fn kind(self) -> Kind {
+        match self {
+            Change::Start => Kind::StartAndCheck,
+            Change::Stop => Kind::CleanStop,
+        }
+    }
+
+    /// Whether the call is needed in `state` (false: the instance is already on its way), or
+    /// why it cannot be made.
+    fn needed(self, state: InstanceState) -> Result<bool, String> {
+        use InstanceState::*;
+        match (self, state) {
+            (Change::Start, Stopped) | (Change::Stop, Running | Pending) => Ok(true),
+            (Change::Start, Pending | Running) | (Change::Stop, Stopping | Stopped) => Ok(false),
+            (Change::Start, other) => Err(format!("is {other}; it can be started only once it is stopped")),
+            (Change::Stop, other) => Err(format!("is {other}; there is nothing to stop")),
+        }
+    }
+}
+
+/// Start (start-and-check) or Stop (clean-stop): checks the procedure's kind and the instance's
+/// opt-in on fresh facts, makes the call if it is needed, and starts the wait to the catalogue's
+/// deadline.
+async fn change<F: Fleet>(
+    change: Change,
+    run: &Run,
+    target: &Target,
+    fleet: &F,
+    settings: &Settings,
+    catalogue: &Catalogue,
+    now_s: i64,
+) -> Result<InstanceProgress, CoreError> {
+    let procedure = procedure_of(run, change.kind(), catalogue)?;
+    let member = fleet.member(&target.account, &target.region).await?;
+    let id = &target.instance_id;
+    let facts = member.describe_instance(id).await?;
+    check_opt_in(id, &facts.tags, procedure)?;
+    let changed = change
+        .needed(facts.state)
+        .map_err(|why| CoreError::conflict(format!("instance {id}"), why))?;
+    if changed {
+        tracing::info!(run = %run.id, instance = %id, ?change, "changing the instance's state");
+        match change {
+            Change::Start => member.start_instance(id).await?,
+            Change::Stop => member.stop_instance(id).await?,
+        }
+    }
+    let (timeout_s, waiting_for) = match change {
+        Change::Start => (
+            procedure.timeouts.ready_seconds,
+            "the instance to run, pass its status checks and come Online in SSM",
+        ),
+        Change::Stop => (procedure.timeouts.stop_seconds, "the instance to be stopped"),
+    };
+    Ok(InstanceProgress {
+        done: false,
+        changed,
+        found: facts.state,
+        poll: Poll::start(now_s, i64::from(timeout_s), settings.poll).into(),
+        waiting_for: waiting_for.to_string(),
+        result: None,
+    })
+}
+
 /// Start: StartInstances unless the instance is already pending or running.
 pub async fn start<F: Fleet>(
     run: &Run,
@@ -65,32 +139,7 @@ pub async fn start<F: Fleet>(
     catalogue: &Catalogue,
     now_s: i64,
 ) -> Result<InstanceProgress, CoreError> {
-    let procedure = procedure_of(run, Kind::StartAndCheck, catalogue)?;
-    let member = fleet.member(&target.account, &target.region).await?;
-    let facts = member.describe_instance(&target.instance_id).await?;
-    check_opt_in(&target.instance_id, &facts.tags, procedure)?;
-    let changed = match facts.state {
-        InstanceState::Stopped => {
-            tracing::info!(run = %run.id, instance = %target.instance_id, "StartInstances");
-            member.start_instance(&target.instance_id).await?;
-            true
-        }
-        InstanceState::Pending | InstanceState::Running => false,
-        other => {
-            return Err(CoreError::conflict(
-                format!("instance {}", target.instance_id),
-                format!("is {other}; it can be started only once it is stopped"),
-            ))
-        }
-    };
-    Ok(InstanceProgress {
-        done: false,
-        changed,
-        found: facts.state,
-        poll: Poll::start(now_s, i64::from(procedure.timeouts.ready_seconds), settings.poll).into(),
-        waiting_for: "the instance to run, pass its status checks and come Online in SSM".to_string(),
-        result: None,
-    })
+    change(Change::Start, run, target, fleet, settings, catalogue, now_s).await
 }
 
 /// CheckReady: running, both status checks passed, SSM agent Online ([`readiness`]); an
@@ -149,32 +198,7 @@ pub async fn stop<F: Fleet>(
     catalogue: &Catalogue,
     now_s: i64,
 ) -> Result<InstanceProgress, CoreError> {
-    let procedure = procedure_of(run, Kind::CleanStop, catalogue)?;
-    let member = fleet.member(&target.account, &target.region).await?;
-    let facts = member.describe_instance(&target.instance_id).await?;
-    check_opt_in(&target.instance_id, &facts.tags, procedure)?;
-    let changed = match facts.state {
-        InstanceState::Running | InstanceState::Pending => {
-            tracing::info!(run = %run.id, instance = %target.instance_id, "StopInstances");
-            member.stop_instance(&target.instance_id).await?;
-            true
-        }
-        InstanceState::Stopping | InstanceState::Stopped => false,
-        other => {
-            return Err(CoreError::conflict(
-                format!("instance {}", target.instance_id),
-                format!("is {other}; there is nothing to stop"),
-            ))
-        }
-    };
-    Ok(InstanceProgress {
-        done: false,
-        changed,
-        found: facts.state,
-        poll: Poll::start(now_s, i64::from(procedure.timeouts.stop_seconds), settings.poll).into(),
-        waiting_for: "the instance to be stopped".to_string(),
-        result: None,
-    })
+    change(Change::Stop, run, target, fleet, settings, catalogue, now_s).await
 }
 
 /// CheckStopped: waits for `stopped`; once there, the procedure's result says whether the stop
@@ -283,6 +307,24 @@ mod tests {
             command_id: Some("c-1".into()),
             status_code: None,
         }
+    }
+
+    #[test]
+    fn a_start_or_stop_is_made_only_when_needed_and_refused_when_it_cannot_be() {
+        use InstanceState::*;
+        assert_eq!(Change::Start.needed(Stopped), Ok(true));
+        assert_eq!(Change::Start.needed(Running), Ok(false));
+        assert_eq!(Change::Start.needed(Pending), Ok(false));
+        assert_eq!(
+            Change::Start.needed(Stopping),
+            Err("is stopping; it can be started only once it is stopped".to_string())
+        );
+        assert_eq!(Change::Stop.needed(Running), Ok(true));
+        assert_eq!(Change::Stop.needed(Stopped), Ok(false));
+        assert_eq!(
+            Change::Stop.needed(Terminated),
+            Err("is terminated; there is nothing to stop".to_string())
+        );
     }
 
     #[test]
