@@ -19,6 +19,9 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
 * SSM reboot-and-resume: a rule's ``runs`` whose exit 194 (shell) / 3010 (PowerShell) reboots
   the node (agent ConnectionLost) and runs the script again; output to CloudWatch Logs and to a
   bucket of any account; the invocation log (GET /_opsflow/invocations).
+* CloudWatch alarm mute rules (PutAlarmMuteRule, GetAlarmMuteRule, ListAlarmMuteRules,
+  DeleteAlarmMuteRule), their status (SCHEDULED / ACTIVE / EXPIRED) on the clock, for one-time
+  ``at(…)`` and recurring ``cron(…)`` schedules.
 * STS: AssumeRole evaluates the role's trust policy (principal, ExternalId conditions, Deny);
   ``seed_account`` gives an administrator key in any account.
 * CloudFormation custom resources that wait for an answer to their ResponseURL
@@ -35,9 +38,13 @@ import copy
 import datetime as _dt
 import fnmatch
 import json
+import re
 import threading
+import zoneinfo
 from typing import Any
 
+from moto.cloudwatch.exceptions import InvalidParameterValue, ResourceNotFoundException
+from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
@@ -1201,7 +1208,166 @@ def install(rt: Any) -> None:
     _patch_ec2_volumes(rt)
     _patch_ssm(rt)
     _patch_sts()
+    _patch_cloudwatch_mute_rules(rt)
     _prepare_cloudformation(rt)
+
+
+# --------------------------------------------------------------------------- CloudWatch: alarm mute rules
+
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})\)$")
+_CRON = re.compile(r"^cron\(([^()]+)\)$")
+_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
+_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
+#: PutAlarmMuteRule's documented bounds of Duration: PT1M to P15D.
+MUTE_MIN_S, MUTE_MAX_S = 60, 15 * 86400
+
+
+def mute_duration_s(text: str) -> int:
+    m = _DURATION.match(text or "")
+    if not m or not any(m.groups()):
+        raise InvalidParameterValue(f"Duration {text!r} is not an ISO 8601 duration (e.g. PT4H, P2DT12H)")
+    d, h, mi, sec = (int(x or 0) for x in m.groups())
+    total = ((d * 24 + h) * 60 + mi) * 60 + sec
+    if not MUTE_MIN_S <= total <= MUTE_MAX_S:
+        raise InvalidParameterValue(f"Duration {text!r} must be from PT1M to P15D")
+    return total
+
+
+def _cron_field(text: str, low: int, high: int, names: dict[str, int]) -> set[int]:
+    values: set[int] = set()
+    for part in text.upper().split(","):
+        if part == "*":
+            values.update(range(low, high + 1))
+            continue
+        bounds = [names.get(x, None) if x in names else int(x) for x in part.split("-")]
+        if len(bounds) == 1:
+            bounds *= 2
+        a, b = bounds
+        if a is None or b is None or not (low <= a <= b <= high):
+            raise ValueError(part)
+        values.update(range(a, b + 1))
+    return values
+
+
+def _cron(expression: str) -> tuple[set[int], ...]:
+    fields = expression.split()
+    if len(fields) != 5:
+        raise InvalidParameterValue(f"cron({expression}) must have 5 fields: minutes hours day-of-month month day-of-week")
+    try:
+        return (_cron_field(fields[0], 0, 59, {}), _cron_field(fields[1], 0, 23, {}),
+                _cron_field(fields[2], 1, 31, {}), _cron_field(fields[3], 1, 12, _MONTHS),
+                _cron_field(fields[4], 0, 6, _DAYS))
+    except ValueError as e:
+        raise InvalidParameterValue(f"cron({expression}): {e} is not a valid field value") from None
+
+
+def mute_windows(rule: dict[str, Any], now: int) -> tuple[str, str]:
+    """(Status, MuteType) of a stored rule at `now` (epoch ms)."""
+    schedule = rule["Rule"]["Schedule"]
+    duration_ms = mute_duration_s(schedule["Duration"]) * 1000
+    tz = zoneinfo.ZoneInfo(schedule.get("Timezone") or "UTC")
+    start, expire = rule.get("_start_ms"), rule.get("_expire_ms")
+    if expire is not None and now >= expire:
+        return "EXPIRED", rule["_type"]
+    if start is not None and now < start:
+        return "SCHEDULED", rule["_type"]
+    at = _AT.match(schedule["Expression"])
+    if at:
+        y, mo, d, h, mi = (int(x) for x in at.groups())
+        begin = int(_dt.datetime(y, mo, d, h, mi, tzinfo=tz).timestamp() * 1000)
+        if now < begin:
+            return "SCHEDULED", "ONE_TIME"
+        return ("ACTIVE" if now < begin + duration_ms else "EXPIRED"), "ONE_TIME"
+    minutes, hours, days, months, weekdays = _cron(_CRON.match(schedule["Expression"]).group(1))
+    # Active if an occurrence began within the last Duration (minute by minute, at most 15 days).
+    t = _dt.datetime.fromtimestamp(now / 1000, tz).replace(second=0, microsecond=0)
+    for _ in range(duration_ms // 60000 + 1):
+        if (t.minute in minutes and t.hour in hours and t.day in days and t.month in months
+                and (t.isoweekday() % 7) in weekdays and int(t.timestamp() * 1000) + duration_ms > now):
+            return "ACTIVE", "RECURRING"
+        t -= _dt.timedelta(minutes=1)
+    return "SCHEDULED", "RECURRING"
+
+
+def _patch_cloudwatch_mute_rules(rt: Any) -> None:
+    def rules(self: CloudWatchResponse) -> dict[str, dict[str, Any]]:
+        backend = self.cloudwatch_backend
+        if not hasattr(backend, "opsflow_mute_rules"):
+            backend.opsflow_mute_rules = {}
+        return backend.opsflow_mute_rules
+
+    def arn(self: CloudWatchResponse, name: str) -> str:
+        return f"arn:aws:cloudwatch:{self.region}:{self.current_account}:alarm-mute-rule:{name}"
+
+    def view(self: CloudWatchResponse, rule: dict[str, Any], summary: bool) -> dict[str, Any]:
+        status, mute_type = mute_windows(rule, rt.clock.now_ms())
+        out = {"AlarmMuteRuleArn": arn(self, rule["Name"]), "Status": status, "MuteType": mute_type,
+               "LastUpdatedTimestamp": to_dt(rule["_updated_ms"]), "ExpireDate": to_dt(rule.get("_expire_ms"))}
+        if not summary:
+            out.update({"Name": rule["Name"], "Description": rule.get("Description"), "Rule": rule["Rule"],
+                        "MuteTargets": rule.get("MuteTargets"), "StartDate": to_dt(rule.get("_start_ms"))})
+        return {k: v for k, v in out.items() if v is not None}
+
+    def put_alarm_mute_rule(self: CloudWatchResponse) -> ActionResult:
+        name = self._get_param("Name")
+        schedule = (self._get_param("Rule") or {}).get("Schedule") or {}
+        expression, duration = schedule.get("Expression", ""), schedule.get("Duration", "")
+        mute_duration_s(duration)
+        if not _AT.match(expression) and not _CRON.match(expression):
+            raise InvalidParameterValue(f"Expression {expression!r} must be at(yyyy-MM-ddThh:mm) or cron(…)")
+        if _CRON.match(expression):
+            _cron(_CRON.match(expression).group(1))
+        if schedule.get("Timezone"):
+            try:
+                zoneinfo.ZoneInfo(schedule["Timezone"])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise InvalidParameterValue(f"Timezone {schedule['Timezone']!r} is not a time zone") from None
+        targets = self._get_param("MuteTargets")
+        if targets is not None and len(targets.get("AlarmNames") or []) > 100:
+            raise InvalidParameterValue("MuteTargets.AlarmNames: at most 100 alarms")
+        def ms_of(v: Any) -> int | None:
+            if v is None:
+                return None
+            if isinstance(v, _dt.datetime):
+                return int(v.timestamp() * 1000)
+            if isinstance(v, (int, float)):
+                return int(v * 1000)
+            return int(_dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp() * 1000)
+        rules(self)[name] = {
+            "Name": name, "Description": self._get_param("Description"),
+            "Rule": {"Schedule": {k: v for k, v in schedule.items() if v}}, "MuteTargets": targets,
+            "_start_ms": ms_of(self._get_param("StartDate")), "_expire_ms": ms_of(self._get_param("ExpireDate")),
+            "_type": "ONE_TIME" if _AT.match(expression) else "RECURRING", "_updated_ms": rt.clock.now_ms(),
+        }
+        return EmptyResult()
+
+    def get_alarm_mute_rule(self: CloudWatchResponse) -> ActionResult:
+        name = self._get_param("AlarmMuteRuleName")
+        rule = rules(self).get(name)
+        if rule is None:
+            raise ResourceNotFoundException(f"Alarm mute rule {name} does not exist")
+        return ActionResult(view(self, rule, summary=False))
+
+    def list_alarm_mute_rules(self: CloudWatchResponse) -> ActionResult:
+        alarm = self._get_param("AlarmName")
+        statuses = self._get_param("Statuses") or []
+        found = []
+        for rule in sorted(rules(self).values(), key=lambda r: r["Name"]):
+            if alarm and alarm not in ((rule.get("MuteTargets") or {}).get("AlarmNames") or []):
+                continue
+            v = view(self, rule, summary=True)
+            if statuses and v["Status"] not in statuses:
+                continue
+            found.append(v)
+        return ActionResult({"AlarmMuteRuleSummaries": found})
+
+    def delete_alarm_mute_rule(self: CloudWatchResponse) -> ActionResult:
+        rules(self).pop(self._get_param("AlarmMuteRuleName"), None)  # deleting a missing rule succeeds
+        return EmptyResult()
+
+    for method in (put_alarm_mute_rule, get_alarm_mute_rule, list_alarm_mute_rules, delete_alarm_mute_rule):
+        setattr(CloudWatchResponse, method.__name__, method)
 
 
 #: Path prefix of the custom resources' ResponseURLs (opsflow_moto_cfn.py).

@@ -1752,3 +1752,51 @@ def test_cloudwatch_output_goes_to_the_documents_default_group_or_the_named_one(
     assert _inv(ssm, cid3, iid)["CloudWatchOutputConfig"]["CloudWatchOutputEnabled"] is False
     assert not any(s["logStreamName"].startswith(cid3) for s in logs.describe_log_streams(
         logGroupName=group)["logStreams"])
+
+
+# --------------------------------------------------------------------------- CloudWatch alarm mute rules
+
+
+def test_a_one_time_mute_rule_is_scheduled_then_active_for_its_duration_then_expired(aws: Any, ctl: Control) -> None:
+    cw = aws("cloudwatch")
+    now = dt.datetime.fromtimestamp(ctl.now_ms() / 1000, dt.UTC)
+    begin = (now + dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
+    name = f"opsflow-clean-stop-{uuid.uuid4().hex[:8]}"
+    cw.put_alarm_mute_rule(Name=name, Description="clean-stop of i-0abc by run nightly",
+                           Rule={"Schedule": {"Expression": f"at({begin:%Y-%m-%dT%H:%M})", "Duration": "PT10M"}},
+                           MuteTargets={"AlarmNames": ["cpu-high", "status-check"]})
+    got = cw.get_alarm_mute_rule(AlarmMuteRuleName=name)
+    assert (got["Status"], got["MuteType"]) == ("SCHEDULED", "ONE_TIME")
+    assert got["AlarmMuteRuleArn"].endswith(f":alarm-mute-rule:{name}")
+    assert got["MuteTargets"]["AlarmNames"] == ["cpu-high", "status-check"]
+    assert got["Description"] == "clean-stop of i-0abc by run nightly"
+    ctl.advance((begin - now).total_seconds() + 1)
+    assert cw.get_alarm_mute_rule(AlarmMuteRuleName=name)["Status"] == "ACTIVE"
+    active = cw.list_alarm_mute_rules(AlarmName="cpu-high", Statuses=["ACTIVE"])["AlarmMuteRuleSummaries"]
+    assert [r["AlarmMuteRuleArn"].rsplit(":", 1)[1] for r in active] == [name]
+    assert cw.list_alarm_mute_rules(AlarmName="other-alarm")["AlarmMuteRuleSummaries"] == []
+    ctl.advance(600)
+    assert cw.get_alarm_mute_rule(AlarmMuteRuleName=name)["Status"] == "EXPIRED", "it ends by itself"
+    cw.delete_alarm_mute_rule(AlarmMuteRuleName=name)
+    with pytest.raises(ClientError) as e:
+        cw.get_alarm_mute_rule(AlarmMuteRuleName=name)
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_a_recurring_mute_rule_is_active_in_each_window_and_bad_rules_are_refused(aws: Any, ctl: Control) -> None:
+    cw = aws("cloudwatch")
+    now = dt.datetime.fromtimestamp(ctl.now_ms() / 1000, dt.UTC)
+    start = now - dt.timedelta(minutes=5)
+    cw.put_alarm_mute_rule(Name="nightly", Rule={"Schedule": {
+        "Expression": f"cron({start.minute} {start.hour} * * *)", "Duration": "PT1H"}})
+    assert cw.get_alarm_mute_rule(AlarmMuteRuleName="nightly")["Status"] == "ACTIVE"
+    assert cw.get_alarm_mute_rule(AlarmMuteRuleName="nightly")["MuteType"] == "RECURRING"
+    ctl.advance(3600)
+    assert cw.get_alarm_mute_rule(AlarmMuteRuleName="nightly")["Status"] == "SCHEDULED"
+    for schedule in ({"Expression": "at(2026-12-06T10:00)", "Duration": "PT30S"},
+                     {"Expression": "at(2026-12-06T10:00)", "Duration": "P16D"},
+                     {"Expression": "rate(5 minutes)", "Duration": "PT1H"},
+                     {"Expression": "cron(0 25 * * *)", "Duration": "PT1H"}):
+        with pytest.raises(ClientError) as e:
+            cw.put_alarm_mute_rule(Name="bad", Rule={"Schedule": schedule})
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue", schedule
