@@ -221,6 +221,21 @@ impl Member for AwsMember {
         Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
     }
 
+    async fn alarms_on_instance(&self, id: &str) -> Result<Vec<String>, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn mute_alarms(&self, rule: &opsflow_core::ports::MuteRule) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(
+            &rule.name,
+            "the fleet model runs run-command procedures only",
+        ))
+    }
+
+    async fn unmute_alarms(&self, name: &str) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(name, "the fleet model runs run-command procedures only"))
+    }
+
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
         Err(CoreError::not_found(
             format!("resource group {group}"),

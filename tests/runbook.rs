@@ -647,6 +647,33 @@ fn maintenance_input(procedure: &str, parameters: Value) -> Value {
     })
 }
 
+/// A CPU alarm on `instance` (dimension InstanceId).
+async fn alarm(cw: &opsflow_aws::aws_sdk_cloudwatch::Client, name: &str, instance: &str) {
+    use opsflow_aws::aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/EC2")
+        .metric_name("CPUUtilization")
+        .dimensions(Dimension::builder().name("InstanceId").value(instance).build())
+        .statistic(Statistic::Average)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(90.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The mute rules of account A's first region.
+async fn mute_rules(cw: &opsflow_aws::aws_sdk_cloudwatch::Client) -> Vec<String> {
+    let out = cw.list_alarm_mute_rules().send().await.unwrap();
+    out.alarm_mute_rule_summaries()
+        .iter()
+        .filter_map(|r| r.alarm_mute_rule_arn().map(str::to_string))
+        .collect()
+}
+
 async fn state_of(w: &World, id: &str) -> String {
     let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
     let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
@@ -776,6 +803,10 @@ fn clean_stop_runs_the_pre_stop_script_then_stops_and_waits_until_stopped() {
         let w = world().await;
         w.cloud.control("config", json!({"instance_stopping_seconds": 45})).await.unwrap();
         let ids = maintenance_fleet(&w, 2, "clean-stop").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high-0", &ids[0]).await;
+        alarm(&cw, "status-check-0", &ids[0]).await;
+        alarm(&cw, "unrelated", "i-0000000000000beef").await;
         commands(
             &w,
             json!([{"document": "opsflow-PreStop", "duration_seconds": 30, "stdout": "stopping app\nstopping postgresql\npre-stop done\n"}]),
@@ -806,6 +837,17 @@ fn clean_stop_runs_the_pre_stop_script_then_stops_and_waits_until_stopped() {
         // The stop came after the script's end: it ran 30 s on a running instance.
         let pre = invocations_of(&w, "opsflow-PreStop").await;
         assert!(pre.iter().all(|i| i["status"] == "Success"), "{pre:?}");
+        // The instance's own alarms were muted (one rule, its alarms only) and are restored.
+        let history = all_history(&out.execution);
+        assert!(history.contains(&format!("opsflow-{}-", ids[0])), "no mute rule for {}", ids[0]);
+        assert!(history.contains("cpu-high-0") && history.contains("status-check-0"), "{history}");
+        assert!(!history.contains("unrelated"), "another instance's alarm was muted");
+        assert!(
+            !history.contains(&format!("opsflow-{}-", ids[1])),
+            "{} has no alarm to mute",
+            ids[1]
+        );
+        assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "restored after the stop");
     });
 }
 
@@ -814,6 +856,8 @@ fn a_failing_pre_stop_aborts_or_stops_anyway_as_the_policy_says() {
     block_on(async {
         let w = world().await;
         let ids = maintenance_fleet(&w, 1, "clean-stop").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high", &ids[0]).await;
         commands(
             &w,
             json!([{"document": "opsflow-PreStop", "duration_seconds": 5, "exit_code": 1,
@@ -838,6 +882,8 @@ fn a_failing_pre_stop_aborts_or_stops_anyway_as_the_policy_says() {
         );
         assert!(t.output_tail.contains("did not stop within 120s"), "{t:?}");
         assert_eq!(state_of(&w, &ids[0]).await, "running", "abort leaves the instance running");
+        assert!(all_history(&out.execution).contains("cpu-high"), "muted during the attempt");
+        assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "restored on the abort path");
 
         let out = w
             .runbooks
@@ -857,5 +903,6 @@ fn a_failing_pre_stop_aborts_or_stops_anyway_as_the_policy_says() {
             "{t:?}"
         );
         assert_eq!(state_of(&w, &ids[0]).await, "stopped", "stop anyway stops it");
+        assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "restored on the stop-anyway path");
     });
 }

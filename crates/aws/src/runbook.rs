@@ -17,7 +17,7 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::command::CommandSpec;
 use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus, StatusChecks};
-use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, Objects, RunLog, Ssm};
+use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, MuteRule, Objects, RunLog, Ssm};
 use opsflow_core::runbook::log::TargetRow;
 use opsflow_core::runbook::TargetStatus;
 use opsflow_core::CoreError;
@@ -116,6 +116,7 @@ impl Fleet for MemberFleet {
             ec2: Ec2Adapter::new(aws_sdk_ec2::Client::new(&config)),
             ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(&config)),
             groups: aws_sdk_resourcegroups::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         };
         self.members.lock().expect("members").insert(key, member.clone());
         Ok(member)
@@ -128,6 +129,7 @@ pub struct MemberAdapter {
     ec2: Ec2Adapter,
     ssm: SsmAdapter,
     groups: aws_sdk_resourcegroups::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Member for MemberAdapter {
@@ -231,6 +233,79 @@ impl Member for MemberAdapter {
 
     async fn stop_instance(&self, instance_id: &str) -> Result<(), CoreError> {
         self.ec2.stop_instance(instance_id).await
+    }
+
+    /// DescribeAlarms (metric alarms, every page), kept when a dimension `InstanceId` names the
+    /// instance on the alarm's metric or on a metric of its metric math.
+    async fn alarms_on_instance(&self, instance_id: &str) -> Result<Vec<String>, CoreError> {
+        const OP: &str = "DescribeAlarms";
+        let on_it = |dims: &[aws_sdk_cloudwatch::types::Dimension]| {
+            dims.iter()
+                .any(|d| d.name() == Some("InstanceId") && d.value() == Some(instance_id))
+        };
+        let mut names = Vec::new();
+        let mut pages = self
+            .cloudwatch
+            .describe_alarms()
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error(OP, &e))?;
+            for a in page.metric_alarms() {
+                let watched = on_it(a.dimensions())
+                    || a.metrics()
+                        .iter()
+                        .filter_map(|q| q.metric_stat().and_then(|m| m.metric()))
+                        .any(|m| on_it(m.dimensions()));
+                if let (true, Some(name)) = (watched, a.alarm_name()) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// PutAlarmMuteRule: `at(<the minute of from>)` (UTC) for `duration_s` rounded up to whole
+    /// minutes (PT1M..P15D).
+    async fn mute_alarms(&self, rule: &MuteRule) -> Result<(), CoreError> {
+        const OP: &str = "PutAlarmMuteRule";
+        use aws_sdk_cloudwatch::types::{MuteTargets, Rule, Schedule};
+        let at = opsflow_core::time::format_utc(rule.from_epoch_s);
+        let minutes = ((rule.duration_s + 59) / 60).clamp(1, 15 * 24 * 60);
+        let schedule = Schedule::builder()
+            .expression(format!("at({})", &at[..16]))
+            .duration(format!("PT{minutes}M"))
+            .timezone("UTC")
+            .build();
+        let targets = MuteTargets::builder()
+            .set_alarm_names(Some(rule.alarms.clone()))
+            .build();
+        self.cloudwatch
+            .put_alarm_mute_rule()
+            .name(&rule.name)
+            .description(&rule.description)
+            .rule(Rule::builder().schedule(schedule).build())
+            .mute_targets(targets)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
+
+    async fn unmute_alarms(&self, rule_name: &str) -> Result<(), CoreError> {
+        const OP: &str = "DeleteAlarmMuteRule";
+        match self
+            .cloudwatch
+            .delete_alarm_mute_rule()
+            .alarm_mute_rule_name(rule_name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(&e) == Some("ResourceNotFoundException") => Ok(()),
+            Err(e) => Err(from_sdk_error(OP, &e)),
+        }
     }
 }
 

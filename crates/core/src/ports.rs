@@ -144,6 +144,27 @@ pub trait Member: Send + Sync {
 
     /// StopInstances for one instance (a stopping or stopped one stays as it is).
     fn stop_instance(&self, instance_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// DescribeAlarms: the names of the metric alarms that watch this instance (a dimension
+    /// `InstanceId` = it, on the alarm's metric or on a metric of its metric math).
+    fn alarms_on_instance(&self, instance_id: &str) -> impl Future<Output = Result<Vec<String>, CoreError>> + Send;
+
+    /// PutAlarmMuteRule: a one-time rule that mutes the alarms' actions (create or replace).
+    fn mute_alarms(&self, rule: &MuteRule) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// DeleteAlarmMuteRule (a rule already gone is no error).
+    fn unmute_alarms(&self, rule_name: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// A one-time CloudWatch alarm mute rule: `alarms` muted from the minute of `from_epoch_s` for
+/// `duration_s`, after which it ends by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuteRule {
+    pub name: String,
+    pub description: String,
+    pub alarms: Vec<String>,
+    pub from_epoch_s: i64,
+    pub duration_s: i64,
 }
 
 /// What DescribeInstances is asked for.
@@ -650,6 +671,15 @@ impl Member for Unused {
     }
     async fn stop_instance(&self, _: &str) -> Result<(), CoreError> {
         Unused::fail("EC2")
+    }
+    async fn alarms_on_instance(&self, _: &str) -> Result<Vec<String>, CoreError> {
+        Unused::fail("CloudWatch")
+    }
+    async fn mute_alarms(&self, _: &MuteRule) -> Result<(), CoreError> {
+        Unused::fail("CloudWatch")
+    }
+    async fn unmute_alarms(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("CloudWatch")
     }
 }
 

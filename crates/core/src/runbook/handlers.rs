@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::catalogue::{Catalogue, Kind};
-use super::instance::{self, InstanceProgress};
+use super::instance::{self, InstanceProgress, Quiet};
 use super::results::TargetStatus;
 use super::steps::{self, CommandProgress, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
 use super::targets::Target;
@@ -109,6 +109,12 @@ struct InstanceInput {
     /// clean-stop: the pre-stop script's result, for the final result.
     #[serde(default)]
     pre_stop: Option<ProcedureResult>,
+    /// Quiet: the procedure's execution (names the mute rule).
+    #[serde(default)]
+    execution: Option<String>,
+    /// Restore: what Quiet muted.
+    #[serde(default)]
+    quiet: Option<Quiet>,
 }
 
 #[derive(Deserialize)]
@@ -201,10 +207,22 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                     )
                     .await?
                 }
+                "Quiet" => {
+                    let execution = i
+                        .execution
+                        .as_deref()
+                        .ok_or_else(|| CoreError::invalid("Execution", "Quiet needs it"))?;
+                    return to_value(&instance::quiet(&i.run, &i.target, execution, &ports.fleet, catalogue, now_s).await?);
+                }
+                "Restore" => {
+                    let quiet = i.quiet.as_ref().ok_or_else(|| CoreError::invalid("Quiet", "Restore needs it"))?;
+                    instance::restore(&i.target, quiet, &ports.fleet).await?;
+                    return Ok(json!({"Restored": quiet.rule_name.is_some()}));
+                }
                 other => {
                     return Err(CoreError::invalid(
                         "Action",
-                        format!("{other:?} is not an instance step (Start, CheckReady, Stop, CheckStopped)"),
+                        format!("{other:?} is not an instance step (Start, CheckReady, Stop, CheckStopped, Quiet, Restore)"),
                     ))
                 }
             };

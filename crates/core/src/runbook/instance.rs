@@ -17,7 +17,7 @@ use super::targets::{check_opt_in, Target};
 use crate::alert::render::clip_chars;
 use crate::error::CoreError;
 use crate::facts::InstanceState;
-use crate::ports::{Clock, Fleet, Member};
+use crate::ports::{Clock, Fleet, Member, MuteRule};
 use crate::readiness::{readiness, Readiness, ReadinessFacts};
 use crate::wait::{Poll, Watch};
 
@@ -247,6 +247,110 @@ pub async fn check_stopped<F: Fleet>(
     }
 }
 
+/// The alarms a procedure silenced on its instance while it works on it, and the rule that does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Quiet {
+    /// The mute rule; none when no alarm watches the instance.
+    #[serde(default)]
+    pub rule_name: Option<String>,
+    pub alarms: Vec<String>,
+    /// Alarms past the rule's 100 targets, left unmuted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_muted: Vec<String>,
+    /// When the rule ends by itself, should nothing restore the alarms before.
+    pub until: String,
+}
+
+/// A mute rule names at most this many alarms (PutAlarmMuteRule).
+pub const MAX_MUTE_TARGETS: usize = 100;
+/// The longest a mute rule lasts (PutAlarmMuteRule's Duration: P15D).
+pub const MAX_MUTE_S: i64 = 15 * 86_400;
+
+/// How long a procedure may hold its instance: delivery, execution and its wait, plus a margin.
+/// The mute rule lasts that long, so it ends by itself even if nothing restores the alarms.
+pub fn hold_s(procedure: &Procedure) -> i64 {
+    let t = procedure.timeouts;
+    let wait = match procedure.kind {
+        Kind::CleanStop => t.stop_seconds,
+        Kind::StartAndCheck => t.ready_seconds,
+        _ => 0,
+    };
+    (i64::from(t.delivery_seconds) + i64::from(t.execution_seconds) + i64::from(wait) + 300).min(MAX_MUTE_S)
+}
+
+/// The mute rule of one procedure execution on one instance: `opsflow-<instance>-<execution>`.
+pub fn mute_rule_name(instance_id: &str, execution: &str) -> String {
+    let name = execution.rsplit(':').next().unwrap_or(execution);
+    let raw = format!("opsflow-{instance_id}-{name}");
+    raw.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .take(255)
+        .collect()
+}
+
+/// Quiet: mutes the alarms that watch the instance for as long as the procedure may hold it,
+/// with a one-time mute rule whose description says which procedure, run and start. Every
+/// exit path of the procedure restores them ([`restore`]); if none does, the rule ends by
+/// itself.
+pub async fn quiet<F: Fleet>(
+    run: &Run,
+    target: &Target,
+    execution: &str,
+    fleet: &F,
+    catalogue: &Catalogue,
+    now_s: i64,
+) -> Result<Quiet, CoreError> {
+    let procedure = catalogue.get(&run.procedure)?;
+    let member = fleet.member(&target.account, &target.region).await?;
+    let id = &target.instance_id;
+    let mut alarms = member.alarms_on_instance(id).await?;
+    alarms.sort();
+    let not_muted = alarms.split_off(alarms.len().min(MAX_MUTE_TARGETS));
+    let duration_s = hold_s(procedure);
+    let until = crate::time::format_utc(now_s - now_s.rem_euclid(60) + duration_s);
+    if alarms.is_empty() {
+        return Ok(Quiet {
+            rule_name: None,
+            alarms,
+            not_muted,
+            until,
+        });
+    }
+    let rule = MuteRule {
+        name: mute_rule_name(id, execution),
+        description: clip_chars(
+            &format!(
+                "opsflow {} ({}) on {id}: run {} started {} by {}",
+                procedure.name,
+                procedure.kind.as_str(),
+                run.name,
+                run.started_at,
+                run.started_by
+            ),
+            1_024,
+        ),
+        alarms: alarms.clone(),
+        from_epoch_s: now_s,
+        duration_s,
+    };
+    tracing::info!(run = %run.id, instance = %id, rule = %rule.name, alarms = alarms.len(), "muting the instance's alarms");
+    member.mute_alarms(&rule).await?;
+    Ok(Quiet {
+        rule_name: Some(rule.name),
+        alarms,
+        not_muted,
+        until,
+    })
+}
+
+/// Restore: deletes the procedure's mute rule (done already, or none: nothing to do).
+pub async fn restore<F: Fleet>(target: &Target, quiet: &Quiet, fleet: &F) -> Result<(), CoreError> {
+    let Some(name) = &quiet.rule_name else { return Ok(()) };
+    let member = fleet.member(&target.account, &target.region).await?;
+    member.unmute_alarms(name).await
+}
+
 /// clean-stop's result once the instance is stopped.
 fn stop_result(pre_stop: Option<&ProcedureResult>) -> ProcedureResult {
     let mut r = pre_stop.cloned().unwrap_or(ProcedureResult {
@@ -325,6 +429,15 @@ mod tests {
             Change::Stop.needed(Terminated),
             Err("is terminated; there is nothing to stop".to_string())
         );
+    }
+
+    #[test]
+    fn a_mute_rule_is_named_for_its_execution_and_lasts_as_long_as_the_procedure_may_hold() {
+        let exec = "arn:aws:states:eu-west-1:123456789012:execution:opsflow-clean-stop:run/1 7";
+        assert_eq!(mute_rule_name("i-0abc", exec), "opsflow-i-0abc-run-1-7");
+        let cat = Catalogue::builtin();
+        let stop = cat.get("clean-stop").unwrap();
+        assert_eq!(hold_s(stop), 300 + 3_600 + 900 + 300);
     }
 
     #[test]
