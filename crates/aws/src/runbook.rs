@@ -278,9 +278,7 @@ impl Member for MemberAdapter {
             .duration(format!("PT{minutes}M"))
             .timezone("UTC")
             .build();
-        let targets = MuteTargets::builder()
-            .set_alarm_names(Some(rule.alarms.clone()))
-            .build();
+        let targets = MuteTargets::builder().set_alarm_names(Some(rule.alarms.clone())).build();
         self.cloudwatch
             .put_alarm_mute_rule()
             .name(&rule.name)
