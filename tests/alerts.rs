@@ -69,7 +69,7 @@ fn attribute<'a>(delivered: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls_and_two_ledger_writes() {
+async fn an_alarm_on_an_instance_arrives_enriched_in_six_calls_and_two_ledger_writes() {
     let w = world().await;
     w.reset_calls().await;
     w.alarm_on(&w.instance_id).await;
@@ -102,7 +102,8 @@ async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls_and_two_ledger_w
     assert_eq!(instance["admin"], "AdministratorAccess is attached");
     assert_eq!(instance["agent"]["pingStatus"], "Online");
     assert_eq!(b["notes"], json!([]));
-    // Four lookups and the publish: the alarm's own notification is not counted.
+    // Five lookups (the alarm's mute rules included) and the publish: the alarm's own
+    // notification is not counted.
     let calls = w.calls().await;
     assert_eq!(
         calls.get("sns:Publish"),
@@ -114,13 +115,14 @@ async fn an_alarm_on_an_instance_arrives_enriched_in_five_calls_and_two_ledger_w
         "ssm:DescribeInstanceInformation",
         "iam:GetAccountAuthorizationDetails",
         "cloudwatch:GetMetricData",
+        "cloudwatch:ListAlarmMuteRules",
         "sns:Publish",
     ]
     .iter()
     .map(|op| calls.get(*op).copied().unwrap_or(0))
     .sum::<u64>()
         - 1;
-    assert_eq!(per_alert, 5, "{calls:?}");
+    assert_eq!(per_alert, 6, "{calls:?}");
     // The ledger: the claim and the record that it was published.
     assert_eq!(calls.get("dynamodb:PutItem"), Some(&2), "{calls:?}");
 }
@@ -474,5 +476,50 @@ async fn the_ledger_claims_once_holds_a_lease_releases_and_remembers_the_message
     assert_eq!(
         ledger.claim(key, now + 2_000, lease, expires).await.unwrap(),
         Claim::Published("msg-42".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_muted_for_maintenance_arrives_low_saying_by_which_procedure_and_when() {
+    use opsflow_aws::aws_sdk_cloudwatch::types::{MuteTargets, Rule, Schedule};
+    let w = world().await;
+    let now_s = w.cloud.now_ms().await.unwrap() / 1000;
+    let at = opsflow_core::time::format_utc(now_s);
+    let alarm = format!("cpu-high-{}", w.instance_id);
+    let description = format!(
+        "opsflow clean-stop (clean-stop) on {}: run nightly started {at} by arn:aws:scheduler:us-east-1:123456789012:schedule/default/nightly",
+        w.instance_id
+    );
+    w.alerts
+        .clients
+        .cloudwatch
+        .put_alarm_mute_rule()
+        .name("opsflow-maintenance-1")
+        .description(&description)
+        .rule(
+            Rule::builder()
+                .schedule(
+                    Schedule::builder()
+                        .expression(format!("at({})", &at[..16]))
+                        .duration("PT1H")
+                        .build(),
+                )
+                .build(),
+        )
+        .mute_targets(MuteTargets::builder().alarm_names(&alarm).build())
+        .send()
+        .await
+        .unwrap();
+    w.alarm_on(&w.instance_id).await;
+    let deliveries = w.alerts.deliver().await.unwrap();
+    assert!(deliveries[0].result.is_ok(), "{:?}", deliveries[0].result);
+    let inbox = w.alerts.inbox().await.unwrap();
+    let delivered = inbox_one(&inbox);
+    assert_eq!(attribute(delivered, "severity"), Some("low"), "medium unmuted (recently started)");
+    assert_eq!(attribute(delivered, "mutedBy"), Some("opsflow-maintenance-1"));
+    let b = body(delivered);
+    assert_eq!(
+        b["maintenance"],
+        json!([{"rule": "opsflow-maintenance-1", "description": description}])
     );
 }

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 use opsflow_asl::error::LoadError;
 use opsflow_asl::path::{Path, Scope, Vars};
 use opsflow_core::alert::{
-    self, AgentInfo, AlertLookups, AlertSettings, Datapoint, InstanceDetails, MetricQuery, Place, ProfileRole, Reach, Target,
+    self, ActiveMute, AgentInfo, AlertLookups, AlertSettings, Datapoint, InstanceDetails, MetricQuery, Place, ProfileRole, Reach, Target,
 };
 use opsflow_core::provision::cfn::{self, CfnRequest, CfnResponse, ReplyTo, MAX_BODY_BYTES};
 use opsflow_core::provision::props::{AllowList, SetupProps};
@@ -201,6 +201,9 @@ impl AlertLookups for Lookups {
     }
     async fn datapoints(&self, _: &Place, _: &[MetricQuery], _: i64, _: i64) -> Result<Vec<Datapoint>, CoreError> {
         self.get("datapoints")
+    }
+    async fn active_mutes(&self, _: &Place, _: &str) -> Result<Vec<ActiveMute>, CoreError> {
+        self.get("mutes")
     }
 }
 

@@ -8,8 +8,8 @@ use serde_json::Value;
 use crate::alert::event::{incoming, target_and_place, Incoming};
 use crate::alert::ledger::{self, AlertLedger, Claim};
 use crate::alert::model::{
-    AgentInfo, Alarm, AlarmKind, Datapoint, Enriched, InstanceDetails, InstanceView, Link, MetricQuery, Place, ProfileRole, Publication,
-    Target,
+    ActiveMute, AgentInfo, Alarm, AlarmKind, Datapoint, Enriched, InstanceDetails, InstanceView, Link, MetricQuery, Place, ProfileRole,
+    Publication, Target,
 };
 use crate::alert::policy::{admin_grant, severity};
 use crate::alert::render;
@@ -74,6 +74,9 @@ pub trait AlertLookups: Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> impl Future<Output = Result<Vec<Datapoint>, CoreError>> + Send;
+    /// ListAlarmMuteRules (with GetAlarmMuteRule for each): the mute rules that target the
+    /// alarm and are active now.
+    fn active_mutes(&self, at: &Place, alarm_name: &str) -> impl Future<Output = Result<Vec<ActiveMute>, CoreError>> + Send;
 }
 
 /// Where enriched alerts go (the enriched-alerts SNS topic).
@@ -211,7 +214,9 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
     // All lookups at once: the alert takes as long as the slowest one, not their sum. The IAM
     // listing does not depend on the instance (its profile is matched afterwards), so it runs
     // alongside instead of after DescribeInstances.
-    let (instances, agents, roles, points) = futures::join!(
+    // The alarm's mute rules live where the alarm does: searched when that place was reached.
+    let alarm_place_reached = alarm_reached || (target_reached && target_place.as_ref() == Some(&alarm_place));
+    let (instances, agents, roles, points, mutes) = futures::join!(
         when(searched_target.map(|(t, at)| lookups.instances(at, t, settings.group_cap))),
         when(searched_target.map(|(t, at)| lookups.agents(at, t))),
         when(searched_target.map(|(_, at)| lookups.profile_roles(at))),
@@ -220,6 +225,7 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
                 .zip(window)
                 .map(|(q, (start, end))| lookups.datapoints(&alarm_place, q, start, end))
         ),
+        when(alarm_place_reached.then(|| lookups.active_mutes(&alarm_place, &alarm.name))),
     );
 
     let instances_known = matches!(instances, Some(Ok(_)));
@@ -232,6 +238,13 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
         &mut notes,
     );
     let mut datapoints = found(points, "CloudWatch GetMetricData", "recent datapoints are", &mut notes).unwrap_or_default();
+    let maintenance = found(
+        mutes,
+        "CloudWatch ListAlarmMuteRules",
+        "whether the alarm is muted for maintenance is",
+        &mut notes,
+    )
+    .unwrap_or_default();
     datapoints.sort_by_key(|d| d.epoch_s);
     let keep_from = datapoints.len().saturating_sub(settings.datapoints);
     let datapoints = datapoints.split_off(keep_from);
@@ -269,7 +282,7 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
         _ => {}
     }
 
-    let severity = severity(&alarm, &views);
+    let severity = severity(&alarm, &views, !maintenance.is_empty());
     let assessment = assessment(&views);
     let links = vec![Link {
         label: "Alarm".into(),
@@ -290,6 +303,7 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
         assessment,
         notes,
         links,
+        maintenance,
     }
 }
 
@@ -569,6 +583,7 @@ mod tests {
         places: Mutex<Vec<(String, Place)>>,
         off: Vec<String>,
         refused: Vec<String>,
+        mutes: Vec<ActiveMute>,
     }
 
     impl Fake {
@@ -581,6 +596,7 @@ mod tests {
                 places: Mutex::new(Vec::new()),
                 off: Vec::new(),
                 refused: Vec::new(),
+                mutes: Vec::new(),
             }
         }
 
@@ -653,6 +669,30 @@ mod tests {
             self.answer(3, format!("datapoints {} {start_ms}..{end_ms}", queries.len()), points)
                 .await
         }
+        async fn active_mutes(&self, at: &Place, alarm_name: &str) -> Result<Vec<ActiveMute>, CoreError> {
+            self.asked("mutes", at);
+            self.calls.lock().unwrap().push(format!("mutes {alarm_name}"));
+            Ok(self.mutes.clone())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alarm_muted_for_maintenance_is_low_and_says_by_which_rule() {
+        let mut fake = Fake::new(vec![instance("i-0abc", 86_400, None)]);
+        fake.mutes = vec![ActiveMute {
+            rule: "opsflow-i-0abc-nightly".into(),
+            description: Some("opsflow clean-stop (clean-stop) on i-0abc: run nightly started 2026-12-06T02:00:00Z by ops".into()),
+        }];
+        let e = enrich(&fake, &AlertSettings::default(), alarm(("InstanceId", "i-0abc"))).await;
+        assert_eq!(e.maintenance, fake.mutes);
+        assert_eq!(e.severity, Severity::Low, "an alarm in the ALARM state would be high unmuted");
+        let unmuted = enrich(
+            &Fake::new(vec![instance("i-0abc", 86_400, None)]),
+            &AlertSettings::default(),
+            alarm(("InstanceId", "i-0abc")),
+        )
+        .await;
+        assert_eq!(unmuted.severity, Severity::High);
     }
 
     #[tokio::test(start_paused = true)]
@@ -687,9 +727,11 @@ mod tests {
             v.links[1].url,
             "https://eu-west-1.console.aws.amazon.com/systems-manager/session-manager/i-0abc?region=eu-west-1"
         );
-        // Six 5-minute periods back from the period holding the change, one call per lookup.
+        // Six 5-minute periods back from the period holding the change, one call per lookup
+        // (the mute rules of the alarm included).
         let calls = fake.calls.lock().unwrap().clone();
-        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert_eq!(calls.len(), 5, "{calls:?}");
+        assert!(calls.contains(&"mutes cpu-high web/7".to_string()), "{calls:?}");
         let start = (ALARM_AT_S + 300 - 7 * 300) * 1000;
         assert!(
             calls.contains(&format!("datapoints 1 {start}..{}", (ALARM_AT_S + 300) * 1000)),
@@ -772,7 +814,7 @@ mod tests {
         assert_eq!(e.instances.len(), 1);
         assert_eq!(e.target_place, Some(place("123456789012", "ap-northeast-2")));
         let places = fake.places.lock().unwrap().clone();
-        assert_eq!(places.len(), 4, "{places:?}");
+        assert_eq!(places.len(), 5, "{places:?}");
         assert!(
             places.iter().all(|(_, p)| *p == place("123456789012", "ap-northeast-2")),
             "{places:?}"
@@ -864,7 +906,12 @@ mod tests {
         assert_eq!(e.target_place, Some(place("444455556666", "eu-west-1")));
         let places = fake.places.lock().unwrap().clone();
         for (what, at) in &places {
-            let want = if what == "datapoints" { "111122223333" } else { "444455556666" };
+            // The metric's data and the alarm's mute rules are the alarm's account's.
+            let want = if what == "datapoints" || what == "mutes" {
+                "111122223333"
+            } else {
+                "444455556666"
+            };
             assert_eq!(at.account_id, want, "{what}");
         }
         assert_eq!(e.instances.len(), 1);
@@ -1082,7 +1129,7 @@ mod tests {
         assert_eq!(e.target, None);
         assert!(e.instances.is_empty() && e.notes.is_empty());
         assert_eq!(e.datapoints.len(), 6, "the metric's datapoints are still shown");
-        assert_eq!(fake.calls.lock().unwrap().len(), 1);
+        assert_eq!(fake.calls.lock().unwrap().len(), 2, "datapoints and the alarm's mute rules only");
     }
 
     #[test]

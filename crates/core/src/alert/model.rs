@@ -251,6 +251,16 @@ impl Severity {
     }
 }
 
+/// An alarm mute rule that targets the alarm and is active: the alarm is muted for
+/// maintenance (opsflow's procedures describe theirs: procedure, instance, run, start, starter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveMute {
+    pub rule: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
 /// The alarm with everything the lookups found, and a note for each that failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -273,6 +283,9 @@ pub struct Enriched {
     pub notes: Vec<String>,
     /// Links to the alarm (and, per instance, in `instances`).
     pub links: Vec<Link>,
+    /// The active alarm mute rules that target the alarm: it arrived during maintenance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<ActiveMute>,
 }
 
 /// The message published to the enriched-alerts topic.

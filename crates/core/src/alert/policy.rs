@@ -14,15 +14,16 @@ use crate::alert::model::{Alarm, InstanceView, ProfileRole, Severity};
 ///   (`actionsSuppressedBy`: its suppressor alarm is in ALARM, or the wait or extension period
 ///   runs) is at most `low`: its owner said not to act on it now. It is still published, with
 ///   the suppression in the text, the body and the `actionsSuppressed` attribute.
-pub fn severity(alarm: &Alarm, views: &[InstanceView]) -> Severity {
+pub fn severity(alarm: &Alarm, views: &[InstanceView], muted: bool) -> Severity {
     let by_state = match alarm.state.as_str() {
         "OK" => Severity::Info,
         "INSUFFICIENT_DATA" => Severity::Low,
         _ if !views.is_empty() && views.iter().all(|v| v.recently_started) => Severity::Medium,
         _ => Severity::High,
     };
-    match (&alarm.actions_suppressed, by_state) {
-        (Some(_), Severity::High | Severity::Medium) => Severity::Low,
+    // Suppressed actions, or an active mute rule (maintenance): nobody is to be paged.
+    match (alarm.actions_suppressed.is_some() || muted, by_state) {
+        (true, Severity::High | Severity::Medium) => Severity::Low,
         (_, severity) => severity,
     }
 }
@@ -106,14 +107,21 @@ mod tests {
 
     #[test]
     fn suppressed_actions_lower_the_severity_to_low_at_most() {
-        assert_eq!(severity(&composite("ALARM", None), &[]), Severity::High);
+        assert_eq!(severity(&composite("ALARM", None), &[], false), Severity::High);
         for by in ["WaitPeriod", "ExtensionPeriod", "Alarm"] {
-            assert_eq!(severity(&composite("ALARM", Some(by)), &[]), Severity::Low, "{by}");
-            assert_eq!(severity(&composite("OK", Some(by)), &[]), Severity::Info, "{by}");
-            assert_eq!(severity(&composite("INSUFFICIENT_DATA", Some(by)), &[]), Severity::Low, "{by}");
+            assert_eq!(severity(&composite("ALARM", Some(by)), &[], false), Severity::Low, "{by}");
+            assert_eq!(severity(&composite("OK", Some(by)), &[], false), Severity::Info, "{by}");
+            assert_eq!(
+                severity(&composite("INSUFFICIENT_DATA", Some(by)), &[], false),
+                Severity::Low,
+                "{by}"
+            );
         }
-        assert_eq!(severity(&composite("OK", None), &[]), Severity::Info);
-        assert_eq!(severity(&composite("INSUFFICIENT_DATA", None), &[]), Severity::Low);
+        assert_eq!(severity(&composite("OK", None), &[], false), Severity::Info);
+        assert_eq!(severity(&composite("INSUFFICIENT_DATA", None), &[], false), Severity::Low);
+        // An alarm muted for maintenance (an active mute rule) pages nobody either.
+        assert_eq!(severity(&composite("ALARM", None), &[], true), Severity::Low);
+        assert_eq!(severity(&composite("OK", None), &[], true), Severity::Info);
     }
 
     fn role(attached: &[&str], docs: Vec<(&str, Value)>) -> ProfileRole {

@@ -9,7 +9,7 @@
 //! message; names of `A-Z a-z 0-9 _ - .`, at most 256, no leading, trailing or doubled `.`,
 //! not starting with `AWS.` or `Amazon.`; String values not empty. opsflow's own come first,
 //! in this order: `severity`, `state`, `alarmName`, `account`, `region`, `actionsSuppressed`,
-//! `instanceId`, `autoScalingGroup`, `recentlyStarted`, `adminRole` (those that apply). The
+//! `mutedBy` (the first active alarm mute rule), `instanceId`, `autoScalingGroup`, `recentlyStarted`, `adminRole` (those that apply). The
 //! alarm's tags fill the room left, as `tag.<key>`, in key order. A tag past the tenth
 //! attribute, with an empty value, or whose key has a character an attribute name cannot
 //! carry (tag keys may have spaces, `:`, `/`, `+`, `=`, `@`) is no attribute — never renamed,
@@ -30,7 +30,8 @@ use crate::alert::model::{Alarm, AlarmKind, Enriched, InstanceView, Metric, Metr
 /// alarm whose actions were suppressed (a filter policy on `severity` sees that); new fields
 /// `alarm.actionsSuppressed`, `alarm.evaluationState`, `alarm.datapointsToAlarm`,
 /// `alarm.treatMissingData`, `alarm.tags`, `alarm.tagsStatus`, `alarm.kind.queries[].accountId`,
-/// `targetPlace` and `tagsNotAttributes`.
+/// `targetPlace`, `tagsNotAttributes` and `maintenance` (the active alarm mute rules that target
+/// the alarm; `severity` is then `low` at most).
 pub const SCHEMA: &str = "opsflow.enriched-alert/3";
 
 /// SNS's limit of message attributes per message.
@@ -287,6 +288,13 @@ fn text(e: &Enriched, omitted: &Omitted) -> String {
     }
     if let Some(s) = &a.actions_suppressed {
         out.push(suppression_line(s));
+    }
+    for m in &e.maintenance {
+        out.push(format!(
+            "Muted for maintenance by alarm mute rule {}{} - its actions do not run",
+            m.rule,
+            m.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+        ));
     }
     if let Some(state) = &a.evaluation_state {
         out.push(format!("Evaluation: {state}{}", evaluation_meaning(state)));
@@ -555,6 +563,9 @@ fn attributes(e: &Enriched) -> (BTreeMap<String, String>, Vec<String>) {
     if let Some(s) = &a.actions_suppressed {
         out.push(("actionsSuppressed".into(), s.by.clone()));
     }
+    if let Some(m) = e.maintenance.first() {
+        out.push(("mutedBy".into(), m.rule.clone()));
+    }
     match &e.target {
         Some(Target::Instance(id)) => out.push(("instanceId".into(), id.clone())),
         Some(Target::AutoScalingGroup(name)) => {
@@ -739,7 +750,7 @@ mod tests {
         }
         assert_eq!(SCHEMA, "opsflow.enriched-alert/3");
     }
-    use crate::alert::model::{AgentInfo, Datapoint, Dimension, InstanceDetails, Link, Place, Severity};
+    use crate::alert::model::{ActiveMute, AgentInfo, Datapoint, Dimension, InstanceDetails, Link, Place, Severity};
 
     const AT_MS: i64 = 1_795_402_872_345; // 2026-11-23 03:01:12.345 UTC
     const AT_S: i64 = AT_MS / 1000;
@@ -854,6 +865,7 @@ mod tests {
                 "Alarm",
                 "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#alarmsV2:alarm/cpu-high-web-7",
             )],
+            maintenance: vec![],
         }
     }
 
@@ -894,6 +906,7 @@ mod tests {
                 "Alarm",
                 "https://eu-west-1.console.aws.amazon.com/cloudwatch/home#alarmsV2:alarm/orders-db",
             )],
+            maintenance: vec![],
         }
     }
 
@@ -1068,6 +1081,29 @@ mod tests {
         });
         e.severity = Severity::Low;
         e
+    }
+
+    #[test]
+    fn an_alarm_muted_for_maintenance_says_by_which_procedure_and_when() {
+        let mut e = ec2_enriched();
+        e.maintenance = vec![ActiveMute {
+            rule: "opsflow-i-0abc-nightly-7".into(),
+            description: Some(
+                "opsflow clean-stop (clean-stop) on i-0abc: run nightly started 2026-12-06T02:00:00Z by arn:aws:scheduler:…".into(),
+            ),
+        }];
+        let p = publication(&e);
+        assert_eq!(p.attributes["mutedBy"], "opsflow-i-0abc-nightly-7");
+        let text = protocols(&p)["email"].as_str().unwrap().to_string();
+        assert!(
+            text.contains("Muted for maintenance by alarm mute rule opsflow-i-0abc-nightly-7 (opsflow clean-stop (clean-stop) on i-0abc: run nightly started 2026-12-06T02:00:00Z"),
+            "{text}"
+        );
+        assert_eq!(body_of(&p)["maintenance"][0]["rule"], "opsflow-i-0abc-nightly-7");
+        assert!(
+            body_of(&publication(&ec2_enriched())).get("maintenance").is_none(),
+            "absent when not muted"
+        );
     }
 
     #[test]
