@@ -1,7 +1,7 @@
 //! A member account's SDK configuration: `sts:AssumeRole` on the member role with the
 //! deployment's ExternalId, by the function itself. The SDK's assume-role provider caches the
 //! session and refreshes it before it expires; credentials never leave the returned config.
-//! (The runbook functions' `MemberFleet` does the same for its clients.)
+//! The runbook functions' `MemberFleet` and the alert lookups both reach member accounts here.
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{Region, SdkConfig};

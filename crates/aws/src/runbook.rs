@@ -9,9 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use aws_config::sts::AssumeRoleProvider;
-use aws_config::Region;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
@@ -91,27 +88,7 @@ impl Fleet for MemberFleet {
             return Ok(m.clone());
         }
         let role_arn = self.role_arn(account, region);
-        let provider = AssumeRoleProvider::builder(&role_arn)
-            .external_id(&self.external_id)
-            .session_name("opsflow-runbook")
-            .region(Region::new(region.to_string()))
-            .configure(&self.base)
-            .build()
-            .await;
-        // Assume now, so that a role that cannot be assumed fails here with its reason.
-        use aws_credential_types::provider::ProvideCredentials;
-        provider.provide_credentials().await.map_err(|e| {
-            let detail = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| e.to_string());
-            CoreError::access_denied("sts:AssumeRole", format!("{role_arn}: {detail}"))
-        })?;
-        let config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(provider))
-            .region(Region::new(region.to_string()))
-            .build();
+        let config = crate::member::assumed_config(&self.base, &role_arn, &self.external_id, "opsflow-runbook", region).await?;
         let member = MemberAdapter {
             ec2: Ec2Adapter::new(aws_sdk_ec2::Client::new(&config)),
             ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(&config)),

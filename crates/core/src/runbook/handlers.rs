@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::catalogue::{Catalogue, Kind};
-use super::instance::{self, InstanceProgress, Quiet};
+use super::instance::{self, Change, InstanceProgress, Quiet};
 use super::results::TargetStatus;
 use super::steps::{self, CommandProgress, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
 use super::targets::Target;
@@ -193,9 +193,9 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                     .ok_or_else(|| CoreError::invalid(format!("{function} input"), format!("{what} needs Progress")))
             };
             let p = match i.action.as_str() {
-                "Start" => instance::start(&i.run, &i.target, &ports.fleet, settings, catalogue, now_s).await?,
+                "Start" => instance::change(Change::Start, &i.run, &i.target, &ports.fleet, settings, catalogue, now_s).await?,
                 "CheckReady" => instance::check_ready(&i.target, &waiting("CheckReady")?, &ports.fleet, settings, clock).await?,
-                "Stop" => instance::stop(&i.run, &i.target, &ports.fleet, settings, catalogue, now_s).await?,
+                "Stop" => instance::change(Change::Stop, &i.run, &i.target, &ports.fleet, settings, catalogue, now_s).await?,
                 "CheckStopped" => {
                     instance::check_stopped(
                         &i.target,

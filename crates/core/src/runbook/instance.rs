@@ -58,7 +58,7 @@ fn procedure_of<'c>(run: &Run, kind: Kind, catalogue: &'c Catalogue) -> Result<&
 
 /// Which way a procedure moves an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
+pub enum Change {
     /// StartInstances unless the instance is already pending or running.
     Start,
     /// StopInstances (a clean OS shutdown, never forced) unless it is already stopping or stopped.
@@ -89,7 +89,7 @@ impl Change {
 /// Start (start-and-check) or Stop (clean-stop): checks the procedure's kind and the instance's
 /// opt-in on fresh facts, makes the call if it is needed, and starts the wait to the catalogue's
 /// deadline.
-async fn change<F: Fleet>(
+pub async fn change<F: Fleet>(
     change: Change,
     run: &Run,
     target: &Target,
@@ -128,18 +128,6 @@ async fn change<F: Fleet>(
         waiting_for: waiting_for.to_string(),
         result: None,
     })
-}
-
-/// Start: StartInstances unless the instance is already pending or running.
-pub async fn start<F: Fleet>(
-    run: &Run,
-    target: &Target,
-    fleet: &F,
-    settings: &Settings,
-    catalogue: &Catalogue,
-    now_s: i64,
-) -> Result<InstanceProgress, CoreError> {
-    change(Change::Start, run, target, fleet, settings, catalogue, now_s).await
 }
 
 /// CheckReady: running, both status checks passed, SSM agent Online ([`readiness`]); an
@@ -186,19 +174,6 @@ pub async fn check_ready<F: Fleet>(
             });
         }
     }
-}
-
-/// Stop: StopInstances (a clean OS shutdown, never forced) unless the instance is already
-/// stopping or stopped.
-pub async fn stop<F: Fleet>(
-    run: &Run,
-    target: &Target,
-    fleet: &F,
-    settings: &Settings,
-    catalogue: &Catalogue,
-    now_s: i64,
-) -> Result<InstanceProgress, CoreError> {
-    change(Change::Stop, run, target, fleet, settings, catalogue, now_s).await
 }
 
 /// CheckStopped: waits for `stopped`; once there, the procedure's result says whether the stop
