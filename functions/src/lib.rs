@@ -9,7 +9,7 @@ use opsflow_core::ports::SetupStore;
 use opsflow_core::provision::handlers::{invoke, Ports};
 use opsflow_core::provision::steps::Settings;
 use opsflow_core::runbook::handlers::RunbookPorts;
-use opsflow_core::runbook::Catalogue;
+use opsflow_core::runbook::{Catalogue, Kind};
 use opsflow_core::{AllowList, CoreError, Ec2, Iam, ResponseSink, Ssm};
 use serde_json::Value;
 
@@ -94,8 +94,7 @@ pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
 }
 
 /// The runbook functions' settings: `RUNS_BUCKET` (required), `RUNS_RETENTION_DAYS` (90),
-/// `RUN_COMMAND_STATE_MACHINE_ARN`, `HTTP_CHECK_STATE_MACHINE_ARN`,
-/// `START_AND_CHECK_STATE_MACHINE_ARN` and `CLEAN_STOP_STATE_MACHINE_ARN` (Validate),
+/// `<KIND>_STATE_MACHINE_ARN` per procedure kind ([`Kind::arn_variable`]; Validate),
 /// `CONNECTIONS` (Validate: a JSON object of the catalogue's connection names to EventBridge
 /// connection ARNs), `OUTPUT_LOG_GROUP` (commands' CloudWatch output, optional),
 /// `WATCH_SECONDS` (60: how long one CheckCommand watches; keep the Lambda timeout longer).
@@ -105,14 +104,9 @@ pub fn runbook_settings_from_env() -> Result<opsflow_core::runbook::steps::Setti
         var("RUNS_BUCKET").ok_or_else(|| CoreError::invalid("RUNS_BUCKET", "is required: the bucket of runs and command output"))?;
     let mut s = opsflow_core::runbook::steps::Settings::new(&bucket);
     s.retention_days = env_i64("RUNS_RETENTION_DAYS", s.retention_days)?;
-    for (kind, name) in [
-        ("run-command", "RUN_COMMAND_STATE_MACHINE_ARN"),
-        ("http-check", "HTTP_CHECK_STATE_MACHINE_ARN"),
-        ("start-and-check", "START_AND_CHECK_STATE_MACHINE_ARN"),
-        ("clean-stop", "CLEAN_STOP_STATE_MACHINE_ARN"),
-    ] {
-        if let Some(arn) = var(name) {
-            s.procedure_arns.insert(kind.to_string(), arn);
+    for kind in Kind::ALL {
+        if let Some(arn) = var(&kind.arn_variable()) {
+            s.procedure_arns.insert(kind.as_str().to_string(), arn);
         }
     }
     if let Some(json) = var("CONNECTIONS") {

@@ -19,7 +19,7 @@ use opsflow_aws::{aws_sdk_dynamodb, aws_sdk_ec2, AwsConfig, Clients, DynamoRunLo
 use opsflow_core::ports::Clock;
 use opsflow_core::runbook::handlers::{invoke, placeholder, RunbookPorts, TASK_FUNCTIONS};
 use opsflow_core::runbook::steps::Settings;
-use opsflow_core::runbook::{Catalogue, Summary};
+use opsflow_core::runbook::{Catalogue, Kind, Summary};
 use serde_json::{json, Value};
 
 use super::{function_arn, load_machine, LocalClock, LocalCloud, ACCOUNT, REGION};
@@ -32,8 +32,6 @@ pub const RUNS_BUCKET: &str = "opsflow-runs-local";
 pub const RESULTS_TOPIC: &str = "opsflow-runbook-results";
 /// The member role's name, as `infra/member-account.yaml` creates it.
 pub const MEMBER_ROLE: &str = "opsflow-member";
-/// The procedure kinds, each a state machine `statemachines/procedures/<kind>.asl.json`.
-pub const PROCEDURES: [&str; 4] = ["run-command", "http-check", "start-and-check", "clean-stop"];
 /// The runner's state machine name.
 pub const RUNNER: &str = "opsflow-run-runbook";
 
@@ -183,9 +181,9 @@ impl LocalRunbooks {
             publisher: clients.sns_publisher(&topic_arn),
         });
         let mut settings = Settings::new(RUNS_BUCKET);
-        settings.procedure_arns = PROCEDURES
+        settings.procedure_arns = Kind::ALL
             .iter()
-            .map(|kind| (kind.to_string(), state_machine_arn(&format!("opsflow-{kind}"))))
+            .map(|kind| (kind.as_str().to_string(), state_machine_arn(&format!("opsflow-{}", kind.as_str()))))
             .collect();
         settings.connections = options.connections.iter().map(|c| (c.name.clone(), c.arn.clone())).collect();
         settings.endpoint_overrides = options.endpoints.clone();
@@ -272,7 +270,7 @@ impl LocalRunbooks {
             .map(|f| (placeholder(f), function_arn(&function_name(f))))
             .chain([("${RunsTableName}".to_string(), RUNS_TABLE.to_string())])
             .collect();
-        for kind in PROCEDURES {
+        for kind in Kind::ALL.map(Kind::as_str) {
             builder = builder.state_machine(
                 state_machine_arn(&format!("opsflow-{kind}")),
                 load_machine(&format!("statemachines/procedures/{kind}.asl.json"), &subs)?,

@@ -54,6 +54,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind: one state machine each, `statemachines/procedures/<kind>.asl.json`.
+    pub const ALL: [Kind; 4] = [Kind::RunCommand, Kind::HttpCheck, Kind::StartAndCheck, Kind::CleanStop];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::RunCommand => "run-command",
@@ -61,6 +64,12 @@ impl Kind {
             Kind::StartAndCheck => "start-and-check",
             Kind::CleanStop => "clean-stop",
         }
+    }
+
+    /// The environment variable that gives the deployed functions this kind's state machine
+    /// ARN: `RUN_COMMAND_STATE_MACHINE_ARN`, …
+    pub fn arn_variable(self) -> String {
+        format!("{}_STATE_MACHINE_ARN", self.as_str().replace('-', "_").to_uppercase())
     }
 
     /// Whether the procedure runs on instances (and so takes `Targets`).
@@ -598,6 +607,19 @@ mod tests {
         let name = v["Name"].as_str().unwrap_or("x").to_string();
         let text = v.to_string();
         Catalogue::load(&[(&format!("{name}.json"), &text)])
+    }
+
+    #[test]
+    fn every_kind_has_its_state_machine_file_and_arn_variable() {
+        for kind in Kind::ALL {
+            let file = format!(
+                "{}/../../statemachines/procedures/{}.asl.json",
+                env!("CARGO_MANIFEST_DIR"),
+                kind.as_str()
+            );
+            assert!(std::path::Path::new(&file).is_file(), "{file}");
+        }
+        assert_eq!(Kind::StartAndCheck.arn_variable(), "START_AND_CHECK_STATE_MACHINE_ARN");
     }
 
     fn restart() -> serde_json::Value {
