@@ -328,15 +328,9 @@ pub async fn restore<F: Fleet>(target: &Target, quiet: &Quiet, fleet: &F) -> Res
 
 /// clean-stop's result once the instance is stopped.
 fn stop_result(pre_stop: Option<&ProcedureResult>) -> ProcedureResult {
-    let mut r = pre_stop.cloned().unwrap_or(ProcedureResult {
-        status: TargetStatus::Succeeded,
-        exit_code: None,
-        output_tail: String::new(),
-        output_url: None,
-        reason: String::new(),
-        command_id: None,
-        status_code: None,
-    });
+    let mut r = pre_stop
+        .cloned()
+        .unwrap_or_else(|| ProcedureResult::new(TargetStatus::Succeeded, ""));
     if r.status == TargetStatus::Succeeded {
         r.reason = "stopped after the pre-stop script succeeded".to_string();
     } else {

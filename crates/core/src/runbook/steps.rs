@@ -466,6 +466,21 @@ pub struct ProcedureResult {
     pub status_code: Option<u16>,
 }
 
+impl ProcedureResult {
+    /// A result with only a status and a reason (no command behind it).
+    pub fn new(status: TargetStatus, reason: impl Into<String>) -> ProcedureResult {
+        ProcedureResult {
+            status,
+            exit_code: None,
+            output_tail: String::new(),
+            output_url: None,
+            reason: reason.into(),
+            command_id: None,
+            status_code: None,
+        }
+    }
+}
+
 /// Reads the nested execution's outcome: `{"Output": …, "ExecutionArn": …}` when it succeeded,
 /// `{"Error", "Cause"}` when the Task failed — for a failed child the cause is its
 /// DescribeExecution as JSON, whose own `Cause` is, for `CommandFailed`, the result as JSON.
@@ -514,15 +529,7 @@ pub fn procedure_result(outcome: &Value) -> (ProcedureResult, Option<String>) {
 }
 
 fn failed(reason: String) -> ProcedureResult {
-    ProcedureResult {
-        status: TargetStatus::Failed,
-        exit_code: None,
-        output_tail: String::new(),
-        output_url: None,
-        reason,
-        command_id: None,
-        status_code: None,
-    }
+    ProcedureResult::new(TargetStatus::Failed, reason)
 }
 
 /// Record: the target's final row; a failure counts against MaxErrors (once, even if retried).
