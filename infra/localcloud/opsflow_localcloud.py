@@ -6,9 +6,10 @@ Run:  python opsflow_localcloud.py --host 127.0.0.1 --port 5000
 What it adds on top of moto (see README.md for the control API):
   * behaviour patches on moto's classes (opsflow_moto_ext.py): SSM managed-instance view,
     SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
-    modification progression and its errors (and failures), EC2 stop/terminate
-    transitions and scheduled stops/terminations; CloudFormation custom resources that
-    wait for a PUT to their ResponseURL (opsflow_moto_cfn.py);
+    modification progression and its errors (and failures), EBS snapshot progression (and
+    failures), root volume replacement tasks, the frozen flag of opsflow-Freeze / opsflow-Thaw,
+    EC2 stop/terminate transitions and scheduled stops/terminations; CloudFormation custom
+    resources that wait for a PUT to their ResponseURL (opsflow_moto_cfn.py);
   * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
     call counts, fault injection in the right wire format per protocol;
   * one clock for all time-driven progress: real time x time_scale, or driven explicitly.
@@ -75,6 +76,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # status checks are `initializing` before `ok`
     "instance_pending_seconds": 0.0,
     "status_checks_seconds": 0.0,
+    # EBS snapshots: how long CreateSnapshot(s)' snapshots are `pending` before `completed`
+    "snapshot_seconds": 0.0,
+    # root volume replacement: how long a task is `in-progress` (the node rebooting) before `succeeded`
+    "replace_root_seconds": 0.0,
     # clock
     "time_scale": 1.0,
     # network: "service:Operation" (fnmatch pattern) -> real milliseconds added before answering
@@ -85,6 +90,17 @@ PING_STATUSES = ("Online", "ConnectionLost", "Inactive")
 #: StatusMessage of a modification a volume failure rule fails. AWS documents no wording for
 #: this rare state ("a transient AWS fault"); tests should not depend on the text.
 DEFAULT_VOLUME_FAILURE_MESSAGE = "The volume modification failed due to a transient AWS fault. Retry the modification."
+#: StateMessage of a snapshot a snapshot failure rule fails (AWS documents no wording either).
+DEFAULT_SNAPSHOT_FAILURE_MESSAGE = "The snapshot could not be completed due to an internal error."
+#: Failure rules, by control route: (id prefix, key naming what a rule applies to (absent: any),
+#: its duration keys, its message key and default message, if any).
+FAILURE_RULES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, str] | None]] = {
+    "volume_failures": ("volfail", "volume_id", ("fail_after_seconds",),
+                        ("status_message", DEFAULT_VOLUME_FAILURE_MESSAGE)),
+    "snapshot_failures": ("snapfail", "instance_id", ("fail_after_seconds",),
+                          ("state_message", DEFAULT_SNAPSHOT_FAILURE_MESSAGE)),
+    "replace_root_failures": ("rootfail", "instance_id", ("fail_after_seconds", "failing_seconds"), None),
+}
 SIGNING_NAME_TO_SERVICE = {"monitoring": "cloudwatch", "eventbridge": "events"}
 
 
@@ -167,10 +183,11 @@ class Runtime:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.commands = ext.CommandRegistry()
+        self.root_tasks = ext.RootVolumeTasks()
         self.config: dict[str, Any] = {}
         self.rules: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
-        self.volume_failures: list[dict[str, Any]] = []
+        self.failures: dict[str, list[dict[str, Any]]] = {}
         self.schedules: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
@@ -182,7 +199,7 @@ class Runtime:
             self.config = json.loads(json.dumps(DEFAULT_CONFIG))
             self.rules = []
             self.faults = []
-            self.volume_failures = []
+            self.failures = {kind: [] for kind in FAILURE_RULES}
             self.schedules = []
             self.calls = {}
         self.commands.clear_log()
@@ -241,8 +258,8 @@ class Runtime:
 
     # ----- command rules
     def add_rule(self, body: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds",
-                   "exit_code", "stdout", "stderr", "count", "undeliverable", "runs", "reboot_seconds"}
+        allowed = {"document", "match", "instance_id", "pending_seconds", "duration_seconds", "exit_code",
+                   "stdout", "stderr", "count", "undeliverable", "runs", "reboot_seconds", "leaves_frozen"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise BadRequest(f"unknown command rule keys: {unknown}; known: {sorted(allowed)}")
@@ -279,6 +296,7 @@ class Runtime:
             "undeliverable": _bool(body, "undeliverable", False),
             "runs": runs,
             "reboot_seconds": _num(body, "reboot_seconds", None),
+            "leaves_frozen": _bool(body, "leaves_frozen", False),
         }
         with self.lock:
             self.rules.append(rule)
@@ -294,37 +312,35 @@ class Runtime:
                     return dict(rule)
         return {"duration_seconds": 0.0, "exit_code": 0, "stdout": "", "stderr": ""}
 
-    # ----- volume modification failures
-    def add_volume_failure(self, body: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"volume_id", "fail_after_seconds", "status_message", "count"}
+    # ----- failure rules (volume modifications, snapshots, root volume replacements)
+    def add_failure(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        prefix, target, durations, message = FAILURE_RULES[kind]
+        allowed = {target, "count", *durations, *([message[0]] if message else [])}
         unknown = sorted(set(body) - allowed)
         if unknown:
-            raise BadRequest(f"unknown volume failure keys: {unknown}; known: {sorted(allowed)}")
-        volume_id = body.get("volume_id")
-        if volume_id is not None and not isinstance(volume_id, str):
-            raise BadRequest("volume_id must be a string (vol-...) or absent for any volume")
+            raise BadRequest(f"unknown {kind} keys: {unknown}; known: {sorted(allowed)}")
+        target_id = body.get(target)
+        if target_id is not None and not isinstance(target_id, str):
+            raise BadRequest(f"{target} must be a string or absent for any")
         count = body.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise BadRequest("count must be an integer >= 1")
-        message = body.get("status_message", DEFAULT_VOLUME_FAILURE_MESSAGE)
-        if not isinstance(message, str):
-            raise BadRequest("status_message must be a string")
-        failure = {
-            "id": self._id("volfail"),
-            "volume_id": volume_id,
-            "fail_after_seconds": _num(body, "fail_after_seconds", None),
-            "status_message": message,
-            "remaining": count,
-        }
+        failure = {"id": self._id(prefix), target: target_id, **{k: _num(body, k, None) for k in durations},
+                   "remaining": count}
+        if message:
+            failure[message[0]] = body.get(message[0], message[1])
+            if not isinstance(failure[message[0]], str):
+                raise BadRequest(f"{message[0]} must be a string")
         with self.lock:
-            self.volume_failures.append(failure)
+            self.failures[kind].append(failure)
         return failure
 
-    def take_volume_failure(self, volume_id: str) -> dict[str, Any] | None:
-        """The most recently added failure for this volume (or any), using one of its count."""
+    def take_failure(self, kind: str, target_id: str | None) -> dict[str, Any] | None:
+        """The most recently added failure rule of this kind for this target (or any), using one of its count."""
+        target = FAILURE_RULES[kind][1]
         with self.lock:
-            for failure in reversed(self.volume_failures):
-                if failure["remaining"] > 0 and failure["volume_id"] in (None, volume_id):
+            for failure in reversed(self.failures[kind]):
+                if failure["remaining"] > 0 and failure[target] in (None, target_id):
                     failure["remaining"] -= 1
                     return dict(failure)
         return None
@@ -426,6 +442,7 @@ class Runtime:
     def tick(self) -> None:
         """Work that follows the clock and must change moto's state: run before each request."""
         self.apply_schedules()
+        self.root_tasks.apply_due(self.clock.now_ms())
         self.commands.flush(self)
 
 
@@ -721,19 +738,46 @@ class LocalCloudApp:
             self.rt.faults = []
         return {"faults": []}
 
+    def _failures(self, kind: str) -> dict[str, Any]:
+        with self.rt.lock:
+            return {kind: [dict(f) for f in self.rt.failures[kind] if f["remaining"] > 0]}
+
+    def _add_failures(self, kind: str, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and kind in body:
+            return {kind: [self.rt.add_failure(kind, self._object(f)) for f in body[kind]]}
+        return self.rt.add_failure(kind, self._object(body))
+
+    def _clear_failures(self, kind: str) -> dict[str, Any]:
+        with self.rt.lock:
+            self.rt.failures[kind] = []
+        return {kind: []}
+
     def api_get_volume_failures(self, _: Any) -> dict[str, Any]:
-        return {"volume_failures": [f for f in self.rt.volume_failures if f["remaining"] > 0]}
+        return self._failures("volume_failures")
 
     def api_post_volume_failures(self, body: Any) -> dict[str, Any]:
-        if isinstance(body, dict) and "volume_failures" in body:
-            return {"volume_failures": [self.rt.add_volume_failure(self._object(f))
-                                        for f in body["volume_failures"]]}
-        return self.rt.add_volume_failure(self._object(body))
+        return self._add_failures("volume_failures", body)
 
     def api_delete_volume_failures(self, _: Any) -> dict[str, Any]:
-        with self.rt.lock:
-            self.rt.volume_failures = []
-        return {"volume_failures": []}
+        return self._clear_failures("volume_failures")
+
+    def api_get_snapshot_failures(self, _: Any) -> dict[str, Any]:
+        return self._failures("snapshot_failures")
+
+    def api_post_snapshot_failures(self, body: Any) -> dict[str, Any]:
+        return self._add_failures("snapshot_failures", body)
+
+    def api_delete_snapshot_failures(self, _: Any) -> dict[str, Any]:
+        return self._clear_failures("snapshot_failures")
+
+    def api_get_replace_root_failures(self, _: Any) -> dict[str, Any]:
+        return self._failures("replace_root_failures")
+
+    def api_post_replace_root_failures(self, body: Any) -> dict[str, Any]:
+        return self._add_failures("replace_root_failures", body)
+
+    def api_delete_replace_root_failures(self, _: Any) -> dict[str, Any]:
+        return self._clear_failures("replace_root_failures")
 
     def api_get_schedule(self, _: Any) -> dict[str, Any]:
         with self.rt.lock:
@@ -807,6 +851,9 @@ class LocalCloudApp:
     def api_delete_invocations(self, _: Any) -> dict[str, Any]:
         self.rt.commands.clear_log()
         return {"invocations": []}
+
+    def api_get_frozen(self, _: Any) -> dict[str, Any]:
+        return ext.frozen_view(self.rt.commands, self.rt.clock.now_ms())
 
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()

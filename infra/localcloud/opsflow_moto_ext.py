@@ -16,6 +16,11 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   VolumeModificationRateExceeded errors.
 * EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
   (``POST /_opsflow/schedule``) stops and terminations.
+* EBS snapshots pending -> completed (or, by a snapshot failure rule, error) on the clock;
+  CopyTagsFromSource.
+* EC2 root volume replacement tasks (CreateReplaceRootVolumeTask, DescribeReplaceRootVolumeTasks):
+  in-progress while the node reboots, then the root volume swapped (or failing -> failed).
+* fsfreeze seen from the opsflow-Freeze / opsflow-Thaw invocations (GET /_opsflow/frozen).
 * SSM reboot-and-resume: a rule's ``runs`` whose exit 194 (shell) / 3010 (PowerShell) reboots
   the node (agent ConnectionLost) and runs the script again; output to CloudWatch Logs and to a
   bucket of any account; the invocation log (GET /_opsflow/invocations).
@@ -37,6 +42,7 @@ import base64
 import copy
 import datetime as _dt
 import fnmatch
+import itertools
 import json
 import re
 import threading
@@ -48,12 +54,15 @@ from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
-from moto.ec2.models.elastic_block_store import EBSBackend, Volume, VolumeModification
+from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot, Volume, VolumeModification
 from moto.ec2.models.iam_instance_profile import (
     IamInstanceProfileAssociation,
     IamInstanceProfileAssociationBackend,
 )
 from moto.ec2.models.instances import Instance, InstanceState
+from moto.ec2.responses import EC2Response
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+from moto.ec2.utils import random_id
 from moto.ssm.exceptions import SSMException, ValidationException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
@@ -68,6 +77,8 @@ SSM_LIST_INVOCATIONS_OUTPUT_LIMIT = 2500
 SSM_DEFAULT_EXECUTION_TIMEOUT = 3600
 SSM_DEFAULT_DELIVERY_TIMEOUT = 3600
 FINAL_STATUSES = ("Success", "Failed", "TimedOut", "Cancelled")
+#: Orders commands and snapshots created in the same clock millisecond (the manual clock stands still).
+REQUEST_ORDER = itertools.count()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -152,10 +163,17 @@ def _instance_online_since(rt: Any, instance: Instance) -> int | None:
     if since is None:  # created before the patches (cannot happen in server mode)
         since = rt.clock.now_ms()
         assoc.opsflow_since = since
-    booted = getattr(instance, "opsflow_booted", None)
+    booted = _last_boot(instance, rt.clock.now_ms())
     if rt.cfg("agent_needs_reboot") and (booted is None or booted < since):
         return None
     return max(since, booted) if booted is not None else since
+
+
+def _last_boot(instance: Instance, now: int) -> int | None:
+    """When the OS last came up: a start, a RebootInstances, or a root volume replacement that ended."""
+    boots = [task.end for task in getattr(instance, "opsflow_root_tasks", ()) if task.end <= now]
+    booted = getattr(instance, "opsflow_booted", None)
+    return max([*boots, booted] if booted is not None else boots, default=None)
 
 
 def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
@@ -183,8 +201,9 @@ def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
             return None
         else:
             status, last_ping = "ConnectionLost", online_at
-    elif (reboot_start := _rebooting_since(instance, now)) is not None:
-        # A script asked for a reboot (exit 194 / 3010): the agent is gone until the node is back.
+    elif (reboot_start := _rebooting_since(instance, now, delay)) is not None:
+        # A script asked for a reboot (exit 194 / 3010), or the root volume is being replaced:
+        # the agent is gone until the node is back.
         status, last_ping = "ConnectionLost", reboot_start
     elif now >= online_at:
         status, last_ping = "Online", now
@@ -212,11 +231,15 @@ def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
     }
 
 
-def _rebooting_since(instance: Instance, now: int) -> int | None:
+def _rebooting_since(instance: Instance, now: int, online_delay: int) -> int | None:
     for inv in getattr(instance, "opsflow_invocations", ()):
         start = inv.rebooting(now)
         if start is not None:
             return start
+    for task in getattr(instance, "opsflow_root_tasks", ()):
+        # A root volume replacement reboots the node; its agent pings again online_delay after.
+        if task.start <= now < task.end + online_delay:
+            return task.start
     return None
 
 
@@ -296,6 +319,7 @@ def _patch_ec2_instances(rt: Any) -> None:
         def method(self: Any, *args: Any, **kwargs: Any) -> Any:
             result = orig(self, *args, **kwargs)
             self.opsflow_booted = rt.clock.now_ms()
+            self.opsflow_reboots = [*getattr(self, "opsflow_reboots", []), self.opsflow_booted]
             return result
 
         return method
@@ -326,8 +350,10 @@ def _patch_ec2_instances(rt: Any) -> None:
 
     def checks(orig_prop: Any) -> Any:
         def getter(self: Instance) -> dict[str, Any]:
+            now = rt.clock.now_ms()
             ok_at = getattr(self, "opsflow_checks_ok_at", None)
-            if self.state_code == 16 and ok_at is not None and rt.clock.now_ms() < ok_at:
+            replacing = any(t.start <= now < t.checks_ok_at for t in getattr(self, "opsflow_root_tasks", ()))
+            if self.state_code == 16 and (replacing or ok_at is not None and now < ok_at):
                 return {"Details": [{"Name": "reachability", "Status": "initializing"}], "Status": "initializing"}
             return orig_prop.fget(self)
 
@@ -473,7 +499,7 @@ def _patch_ec2_volumes(rt: Any) -> None:
             self.opsflow_optimizing = ms(rt.cfg("volume_optimizing_seconds"))
             self.opsflow_fail_at = None
             self.opsflow_fail_message = ""
-            failure = rt.take_volume_failure(self.volume.id)
+            failure = rt.take_failure("volume_failures", self.volume.id)
             if failure is not None:
                 after = failure["fail_after_seconds"]
                 self.opsflow_fail_at = now + (self.opsflow_modifying if after is None else ms(after))
@@ -578,6 +604,270 @@ def _patch_ec2_volumes(rt: Any) -> None:
     wrap(Volume, "modify", modify)
 
 
+# --------------------------------------------------------------------------- EC2: snapshots on the clock
+
+
+def _snapshot_state(snap: Any, now: int) -> tuple[str, str, str | None]:
+    """(State, Progress, StateMessage) of a snapshot at `now`."""
+    end = getattr(snap, "opsflow_end", None)
+    if end is None:  # not made by CreateSnapshot(s) (an AMI's, a copy): moto's own
+        return snap._opsflow_status, "100%", None
+    if now >= end:
+        return ("completed", "100%", None) if snap.opsflow_error is None else ("error", "0%", snap.opsflow_error)
+    if snap.opsflow_error is not None:
+        return "pending", "0%", None
+    start = snap.opsflow_start
+    return "pending", f"{min(99, 100 * (now - start) // (end - start))}%", None
+
+
+def _start_snapshots(rt: Any, snapshots: list[Any], instance: Instance | None) -> None:
+    """Time the snapshots of one CreateSnapshot(s) request: pending for snapshot_seconds, then
+    completed; or, by a snapshot failure rule, error (all of a multi-volume set, as AWS fails it)."""
+    now = rt.clock.now_ms()
+    failure = rt.take_failure("snapshot_failures", instance.id if instance is not None else None)
+    seconds = rt.cfg("snapshot_seconds")
+    if failure is not None and failure["fail_after_seconds"] is not None:
+        seconds = failure["fail_after_seconds"]
+    for snap in snapshots:
+        snap.opsflow_start, snap.opsflow_end = now, now + ms(seconds)
+        snap.opsflow_error = failure["state_message"] if failure is not None else None
+        snap.start_time = to_dt(now)
+    if instance is not None:  # for GET /_opsflow/frozen: was the instance frozen when they started?
+        started = [(now, next(REQUEST_ORDER), s.id) for s in snapshots]
+        instance.opsflow_snapshots = [*getattr(instance, "opsflow_snapshots", []), *started]
+
+
+def _patch_ec2_snapshots(rt: Any) -> None:
+    def current(field: int) -> Any:
+        return lambda self: _snapshot_state(self, rt.clock.now_ms())[field]
+
+    def _status_set(self: Any, value: str) -> None:
+        self._opsflow_status = value
+
+    Snapshot.status = property(current(0), _status_set)  # type: ignore[assignment]
+    Snapshot.state = property(current(0))  # type: ignore[attr-defined]  # the name in CreateSnapshots' answer
+    Snapshot.progress = property(current(1))  # type: ignore[assignment]
+    Snapshot.status_message = property(current(2))  # type: ignore[attr-defined]
+
+    def create_snapshot(orig: Any) -> Any:
+        def method(self: ElasticBlockStore) -> ActionResult:
+            result = orig(self)
+            snap: Any = result.result
+            attachment = snap.volume.attachment
+            _start_snapshots(rt, [snap], attachment.instance if attachment else None)
+            return result
+
+        return method
+
+    wrap(ElasticBlockStore, "create_snapshot", create_snapshot)
+
+    def create_snapshots(orig: Any) -> Any:
+        def method(self: ElasticBlockStore) -> ActionResult:
+            result = orig(self)
+            snaps = result.result["Snapshots"]  # type: ignore[index]
+            if self._get_param("CopyTagsFromSource") == "volume":  # moto ignores it
+                for snap in snaps:
+                    own = {t["key"] for t in snap.get_tags()}
+                    snap.add_tags({t["key"]: t["value"] for t in snap.volume.get_tags() if t["key"] not in own})
+            instance = self.ec2_backend.get_instance(self._get_param("InstanceSpecification")["InstanceId"])
+            _start_snapshots(rt, snaps, instance)
+            return result
+
+        return method
+
+    wrap(ElasticBlockStore, "create_snapshots", create_snapshots)
+
+    def copy_snapshot(orig: Any) -> Any:
+        def method(self: EBSBackend, *args: Any, **kwargs: Any) -> Snapshot:
+            snap = orig(self, *args, **kwargs)
+            snap.opsflow_copy = True  # not usable to replace a root volume (moto keeps the source volume)
+            return snap
+
+        return method
+
+    wrap(EBSBackend, "copy_snapshot", copy_snapshot)
+
+
+# --------------------------------------------------------------------------- EC2: root volume replacement
+
+
+def _ec2_time(t_ms: int) -> str:
+    """ReplaceRootVolumeTask's string times, as the CLI reference shows them: 2022-03-14T15:06:38Z."""
+    return to_dt(t_ms).strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[union-attr]
+
+
+def _root_volume(instance: Instance) -> Volume:
+    return instance.ec2_backend.get_volume(instance.block_device_mapping[instance.root_device_name].volume_id)
+
+
+class RootVolumeTask:
+    """One CreateReplaceRootVolumeTask, timed when created. Its creation answer says `pending`
+    (the replacement volume is created then); it is then `in-progress` for replace_root_seconds
+    while the node reboots, then `succeeded`: the volumes are swapped as of that time (`apply`).
+    With a failure rule: `in-progress` for fail_after_seconds, `failing` for failing_seconds, then
+    `failed`, the original root volume still attached and the replacement volume deleted."""
+
+    def __init__(self, rt: Any, instance: Instance, params: tuple[Any, ...], tags: dict[str, str],
+                 failure: dict[str, Any] | None):
+        now = rt.clock.now_ms()
+        self.id = random_id("replacevol")
+        self.instance = instance
+        self.params = params  # what a request with the same ClientToken must repeat
+        _, self.snapshot_id, self.image_id, self.delete_replaced = params
+        self.tags = tags
+        self.start = now
+        seconds = rt.cfg("replace_root_seconds")
+        if failure is None:
+            self.failing_at = None
+            self.end = now + ms(seconds)
+        else:
+            after = failure["fail_after_seconds"]
+            self.failing_at = now + ms(seconds if after is None else after)
+            self.end = self.failing_at + ms(failure["failing_seconds"] or 0)
+        self.checks_ok_at = self.end + ms(rt.cfg("status_checks_seconds"))
+        backend = instance.ec2_backend
+        root = _root_volume(instance)
+        size = root.size
+        if self.image_id:
+            ami = backend.describe_images(ami_ids=[self.image_id])[0]
+            source, size = ami.ebs_snapshot.id, ami.block_device_mappings[0]["Ebs"]["VolumeSize"]
+        elif self.snapshot_id:
+            source = self.snapshot_id
+        else:  # the launch state: "the snapshot that was used to create the current root volume"
+            source = root.snapshot_id
+        # The replacement gets the original root volume's type and attributes (user guide).
+        self.volume = backend.create_volume(
+            size=size, zone_name=root.zone.name, snapshot_id=source, encrypted=root.encrypted,
+            kms_key_id=root.kms_key_id, volume_type=root.volume_type, iops=root.iops, throughput=root.throughput)
+
+    def state(self, now: int) -> str:
+        if self.failing_at is None:
+            return "succeeded" if now >= self.end else "in-progress"
+        if now >= self.end:
+            return "failed"
+        return "failing" if now >= self.failing_at else "in-progress"
+
+    def view(self, now: int, created: bool = False) -> dict[str, Any]:
+        state = "pending" if created else self.state(now)
+        out = {"ReplaceRootVolumeTaskId": self.id, "InstanceId": self.instance.id, "TaskState": state,
+               "StartTime": _ec2_time(self.start), "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+               "DeleteReplacedRootVolume": self.delete_replaced, "SnapshotId": self.snapshot_id,
+               "ImageId": self.image_id}
+        if state in ("succeeded", "failed"):
+            out["CompleteTime"] = _ec2_time(self.end)
+        return {k: v for k, v in out.items() if v is not None}
+
+    def apply(self) -> None:
+        """Make moto's volumes what the task left (called once, at or after its end)."""
+        backend = self.instance.ec2_backend
+        device = self.instance.root_device_name
+        mapping = self.instance.block_device_mapping.get(device)
+        if self.failing_at is not None or mapping is None or self.volume.id not in backend.volumes:
+            backend.volumes.pop(self.volume.id, None)  # failed (or the instance is gone): nothing swapped
+            return
+        old = backend.get_volume(mapping.volume_id)
+        backend.detach_volume(old.id, self.instance.id, device)
+        backend.attach_volume(self.volume.id, self.instance.id, device, mapping.delete_on_termination)
+        self.instance.opsflow_previous_roots = [*getattr(self.instance, "opsflow_previous_roots", []), old]
+        if self.image_id:
+            self.instance.image_id = self.image_id  # "New AMI ID" (user guide)
+        if self.delete_replaced:
+            backend.delete_volume(old.id)
+
+
+class RootVolumeTasks:
+    """Root volume replacement tasks whose end has not been applied to moto's volumes yet."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting: list[RootVolumeTask] = []
+
+    def add(self, task: RootVolumeTask) -> None:
+        with self.lock:
+            self.waiting.append(task)
+
+    def apply_due(self, now: int) -> None:
+        if not self.waiting:
+            return
+        with self.lock:
+            due = sorted((t for t in self.waiting if t.end <= now), key=lambda t: t.end)
+            self.waiting = [t for t in self.waiting if t.end > now]
+            for task in due:
+                task.apply()
+
+
+def _backend_dict(backend: Any, name: str) -> dict[str, Any]:
+    if not hasattr(backend, name):
+        setattr(backend, name, {})
+    return getattr(backend, name)
+
+
+def _patch_ec2_replace_root(rt: Any) -> None:
+    """CreateReplaceRootVolumeTask and DescribeReplaceRootVolumeTasks (moto 5.2.6 has neither)."""
+
+    def create_replace_root_volume_task(self: EC2Response) -> ActionResult:
+        self.error_on_dryrun()
+        backend = self.ec2_backend
+        instance = backend.get_instance(self._get_param("InstanceId"))  # InvalidInstanceID.NotFound
+        snapshot_id, image_id = self._get_param("SnapshotId"), self._get_param("ImageId")
+        params = (instance.id, snapshot_id, image_id, self._get_bool_param("DeleteReplacedRootVolume", False))
+        now = rt.clock.now_ms()
+        tokens = _backend_dict(backend, "opsflow_root_tokens")
+        token = self._get_param("ClientToken")
+        if token in tokens:
+            if tokens[token].params != params:
+                raise EC2ClientError("IdempotentParameterMismatch",
+                                     "The request uses the same client token as a previous, but non-identical request.")
+            return ActionResult({"ReplaceRootVolumeTask": tokens[token].view(now)})
+        if self._get_param("VolumeId"):
+            raise EC2ClientError("UnsupportedOperation", "VolumeId is not supported by opsflow's local cloud.")
+        if snapshot_id and image_id:
+            raise EC2ClientError("InvalidParameterCombination", "Specify at most one of SnapshotId and ImageId.")
+        if instance.state != "running":
+            raise EC2ClientError("IncorrectInstanceState",
+                                 f"The instance '{instance.id}' is not in the 'running' state.")
+        if snapshot_id:
+            snap = backend.get_snapshot(snapshot_id)  # InvalidSnapshot.NotFound
+            lineage = {_root_volume(instance).id, *(v.id for v in getattr(instance, "opsflow_previous_roots", ()))}
+            if snap.volume.id not in lineage or getattr(snap, "opsflow_copy", False):
+                raise EC2ClientError(
+                    "InvalidParameterValue",
+                    f"The snapshot '{snapshot_id}' was not created from a current or previous root volume "
+                    f"of instance '{instance.id}'.")
+        if image_id:
+            backend.describe_images(ami_ids=[image_id])  # InvalidAMIID.NotFound
+        tags = self._parse_tag_specification().get("replace-root-volume-task", {})
+        task = RootVolumeTask(rt, instance, params, tags, rt.take_failure("replace_root_failures", instance.id))
+        _backend_dict(backend, "opsflow_root_tasks")[task.id] = task
+        instance.opsflow_root_tasks = [*getattr(instance, "opsflow_root_tasks", []), task]
+        if token:
+            tokens[token] = task
+        rt.root_tasks.add(task)
+        return ActionResult({"ReplaceRootVolumeTask": task.view(now, created=True)})
+
+    def describe_replace_root_volume_tasks(self: EC2Response) -> ActionResult:
+        tasks = list(_backend_dict(self.ec2_backend, "opsflow_root_tasks").values())
+        ids = self._get_param("ReplaceRootVolumeTaskIds") or []
+        if ids:  # AWS documents no error for an unknown id: it is not listed
+            tasks = [t for t in tasks if t.id in ids]
+        for name, values in self._filters_from_querystring().items():
+            if name != "instance-id":  # the only filter the API reference lists
+                raise EC2ClientError("InvalidFilter", "The specified filter is not valid.")
+            tasks = [t for t in tasks if t.instance.id in values]
+        limit = self._get_int_param("MaxResults")
+        if limit is not None and not 1 <= limit <= 50:
+            raise EC2ClientError("InvalidMaxResults", "The specified value for MaxResults is not valid.")
+        try:
+            items, token = page(tasks, limit or max(len(tasks), 1), self._get_param("NextToken"))
+        except SSMException:
+            raise EC2ClientError("InvalidNextToken", "The specified NextToken is not valid.") from None
+        now = rt.clock.now_ms()
+        return ActionResult({"ReplaceRootVolumeTasks": [t.view(now) for t in items], "NextToken": token})
+
+    EC2Response.create_replace_root_volume_task = create_replace_root_volume_task  # type: ignore[attr-defined]
+    EC2Response.describe_replace_root_volume_tasks = describe_replace_root_volume_tasks  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- SSM: command progression
 
 
@@ -606,6 +896,7 @@ class InvocationRun:
         self.instance_id = instance_id
         self.instance = cmd.instance(instance_id)
         self.rule_id = rule.get("id")
+        self.leaves_frozen = bool(rule.get("leaves_frozen"))  # opsflow-Freeze: frozen even if it fails
         self.t0 = t0 = cmd.requested
         self.expires_at = cmd.expires_at
         pending = ms(rule["pending_seconds"] if rule.get("pending_seconds") is not None
@@ -736,6 +1027,7 @@ class CommandRun:
     def __init__(self, rt: Any, command: Command, user_timeout: int | None):
         self.command = command
         self.requested = rt.clock.now_ms()
+        self.order = next(REQUEST_ORDER)
         self.plugin = _plugin_name(command.document_name)
         self.set_cloudwatch(None)
         params = command.parameters or {}
@@ -1190,6 +1482,90 @@ def _patch_ssm(rt: Any) -> None:
     SimpleSystemManagerResponse.cancel_command = r_cancel_command  # type: ignore[attr-defined]
 
 
+# --------------------------------------------------------------------------- SSM: fsfreeze seen from the invocations
+
+#: opsflow's command documents. Freeze (Mounts, WatchdogSeconds) arms an on-instance watchdog that
+#: thaws the mounts WatchdogSeconds after the script starts, then freezes them; Thaw (Mounts)
+#: thaws them and disarms the watchdog.
+FREEZE_DOCUMENT, THAW_DOCUMENT = "opsflow-Freeze", "opsflow-Thaw"
+
+
+def _instance_reboots(instance: Instance) -> list[int]:
+    """When the instance began each reboot: RebootInstances, a script's exit 194 / 3010, a root
+    volume replacement."""
+    times = [*getattr(instance, "opsflow_reboots", ()), *(t.start for t in getattr(instance, "opsflow_root_tasks", ()))]
+    for inv in getattr(instance, "opsflow_invocations", ()):
+        cut = inv._cut()
+        times += [start for start, _ in inv.reboot_spans if start < cut]
+    return times
+
+
+def freeze_episodes(runs: list[tuple[CommandRun, InvocationRun]], instance: Instance | None,
+                    now: int) -> list[dict[str, Any]]:
+    """The freeze episodes of one instance as of `now`, from its Freeze/Thaw invocations, its stops,
+    terminations and reboots, and the snapshots started for it. Events of the same millisecond
+    apply in request order: a command's effect ranks by when it was sent."""
+    events: list[tuple[int, int, int, str, Any]] = []  # (time, rank, request order, kind, data)
+    for run, inv in runs:
+        st, cmd, order = inv.state(now), run.command, run.order
+        params = cmd.parameters or {}
+        if cmd.document_name == THAW_DOCUMENT:
+            if st["Status"] == "Success":
+                events.append((st["end"], 1, order, "thaw", cmd.command_id))
+            continue
+        if st["start"] is None:
+            continue  # never ran: no watchdog, no freeze
+        watchdog = str((params.get("WatchdogSeconds") or [""])[0]).strip()
+        if watchdog.isdigit():
+            events.append((st["start"], 0, order, "arm", cmd.command_id))
+            events.append((st["start"] + ms(int(watchdog)), 2, order, "watchdog", cmd.command_id))
+        ended = st["Status"] in FINAL_STATUSES and st["StatusDetails"] != "DeliveryTimedOut"
+        if ended and (st["Status"] == "Success" or inv.leaves_frozen):
+            mounts = " ".join(params.get("Mounts") or []).split()
+            events.append((st["end"], 1, order, "freeze", (cmd.command_id, mounts)))
+    if instance is not None:
+        events += [(t, 3, -1, "stop", None) for t in getattr(instance, "opsflow_downs", ())]
+        events += [(t, 3, -1, "reboot", None) for t in _instance_reboots(instance)]
+    episodes: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    armed: set[str] = set()
+    for t, _, order, kind, data in sorted((e for e in events if e[0] <= now), key=lambda e: e[:3]):
+        if kind == "arm":
+            armed.add(data)
+        elif kind == "freeze" and current is None:  # a second freeze while frozen fails (busy)
+            current = {"frozen_at": t, "thawed_at": None, "thawed_by": None, "mounts": data[1],
+                       "freeze_command_id": data[0], "thaw_command_id": None, "snapshots": [],
+                       "_from": (t, order), "_to": None}
+            episodes.append(current)
+        elif kind in ("thaw", "stop", "reboot") or kind == "watchdog" and data in armed:
+            armed = set() if kind != "watchdog" else armed - {data}  # a thaw or a (re)boot disarms all
+            if current is not None:
+                thaw = kind == "thaw"
+                current.update(thawed_at=t, thawed_by=kind, thaw_command_id=data if thaw else None,
+                               _to=(t, order if thaw else -1))
+                current = None
+    for started, order, snapshot_id in getattr(instance, "opsflow_snapshots", ()):
+        for ep in episodes:
+            if ep["_from"] < (started, order) and (ep["_to"] is None or (started, order) < ep["_to"]):
+                ep["snapshots"].append(snapshot_id)
+    return [{k: v for k, v in ep.items() if not k.startswith("_")} for ep in episodes]
+
+
+def frozen_view(registry: CommandRegistry, now: int) -> dict[str, Any]:
+    """GET /_opsflow/frozen: every instance sent opsflow-Freeze or opsflow-Thaw since start / reset /
+    DELETE invocations, with its freeze episodes in order, and those frozen now."""
+    with registry.lock:
+        log = list(registry.log)
+    per_instance: dict[str, tuple[Instance | None, list[Any]]] = {}
+    for run in log:
+        if run.command.document_name in (FREEZE_DOCUMENT, THAW_DOCUMENT):
+            for iid, inv in run.invocations.items():
+                per_instance.setdefault(iid, (inv.instance, []))[1].append((run, inv))
+    instances = {iid: freeze_episodes(runs, instance, now) for iid, (instance, runs) in per_instance.items()}
+    return {"instances": instances,
+            "frozen_now": [iid for iid, eps in instances.items() if eps and eps[-1]["thawed_at"] is None]}
+
+
 def rule_matches(rule: dict[str, Any], document: str | None, text: str, instance_id: str) -> bool:
     doc = rule.get("document") or "*"
     if not fnmatch.fnmatchcase(document or "", doc):
@@ -1206,6 +1582,8 @@ def install(rt: Any) -> None:
     _patch_ec2_instances(rt)
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
+    _patch_ec2_snapshots(rt)
+    _patch_ec2_replace_root(rt)
     _patch_ssm(rt)
     _patch_sts()
     _patch_cloudwatch_mute_rules(rt)

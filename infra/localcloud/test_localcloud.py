@@ -1012,10 +1012,14 @@ def test_call_counts_and_reset(aws: Any, ctl: Control) -> None:
     ctl.post("/_opsflow/commands", {"match": "x", "exit_code": 1})
     ctl.post("/_opsflow/faults", {"operation": "ec2:DescribeVolumes", "code": "X"})
     ctl.post("/_opsflow/volume_failures", {})
+    ctl.post("/_opsflow/snapshot_failures", {})
+    ctl.post("/_opsflow/replace_root_failures", {})
     (iid,) = _instances(aws)
     ctl.post("/_opsflow/schedule", {"instance_id": iid, "action": "stop", "after_seconds": 1})
     ctl.post("/_opsflow/reset", {})
     assert ctl.get("/_opsflow/volume_failures")["volume_failures"] == []
+    assert ctl.get("/_opsflow/snapshot_failures")["snapshot_failures"] == []
+    assert ctl.get("/_opsflow/replace_root_failures")["replace_root_failures"] == []
     assert ctl.get("/_opsflow/schedule")["schedule"] == []
     assert ctl.get("/_opsflow/calls")["total"] == 0
     assert ctl.get("/_opsflow/config")["online_delay_seconds"] == 0
@@ -1030,6 +1034,13 @@ def test_control_api_rejects_bad_input(ctl: Control) -> None:
     assert ctl.call("POST", "/_opsflow/config", {"ping_status": {"i-1": "Sleeping"}})[0] == 400
     assert ctl.call("POST", "/_opsflow/faults", {"operation": "ModifyVolume", "code": "X"})[0] == 400
     assert ctl.call("POST", "/_opsflow/commands", {"duraton_seconds": 5})[0] == 400
+    assert ctl.call("POST", "/_opsflow/commands", {"leaves_frozen": "yes"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/config", {"snapshot_seconds": -1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/config", {"replace_root_seconds": "1"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/snapshot_failures", {"volume_id": "vol-1"})[0] == 400
+    assert ctl.call("POST", "/_opsflow/snapshot_failures", {"state_message": 1})[0] == 400
+    assert ctl.call("POST", "/_opsflow/replace_root_failures", {"count": 0})[0] == 400
+    assert ctl.call("POST", "/_opsflow/replace_root_failures", {"failing_seconds": -1})[0] == 400
     assert ctl.call("POST", "/_opsflow/clock", {})[0] == 400
     assert ctl.call("GET", "/_opsflow/nope")[0] == 404
 
@@ -1800,3 +1811,366 @@ def test_a_recurring_mute_rule_is_active_in_each_window_and_bad_rules_are_refuse
         with pytest.raises(ClientError) as e:
             cw.put_alarm_mute_rule(Name="bad", Rule={"Schedule": schedule})
         assert e.value.response["Error"]["Code"] == "InvalidParameterValue", schedule
+
+
+# --------------------------------------------------------------------------- EBS snapshots on the clock
+
+
+def _root(ec2: Any, iid: str) -> dict[str, Any]:
+    """The instance's root device mapping (DescribeInstances)."""
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    (root,) = [m for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]]
+    return root["Ebs"]
+
+
+def _data_volume(ec2: Any, iid: str, **tags: str) -> str:
+    vol = ec2.create_volume(Size=4, AvailabilityZone="us-east-1a", TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}] if tags else [])
+    ec2.attach_volume(VolumeId=vol["VolumeId"], InstanceId=iid, Device="/dev/sdf")
+    return vol["VolumeId"]
+
+
+def _snapshot(ec2: Any, sid: str) -> dict[str, Any]:
+    (snap,) = ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"]
+    return snap
+
+
+def test_snapshots_are_pending_with_rising_progress_then_completed_and_tagged(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"snapshot_seconds": 100})
+    (iid,) = _instances(aws)
+    ec2.create_tags(Resources=[_root(ec2, iid)["VolumeId"]], Tags=[{"Key": "team", "Value": "db"},
+                                                                    {"Key": "k", "Value": "from-volume"}])
+    data = _data_volume(ec2, iid, role="data")
+    out = ec2.create_snapshots(InstanceSpecification={"InstanceId": iid}, Description="consistent",
+                               CopyTagsFromSource="volume",
+                               TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "k", "Value": "req"}]}])
+    snaps = out["Snapshots"]
+    assert len(snaps) == 2 and all((s["State"], s["Progress"]) == ("pending", "0%") for s in snaps)
+    tags = {s["VolumeId"]: {t["Key"]: t["Value"] for t in s["Tags"]} for s in snaps}
+    assert tags[data] == {"role": "data", "k": "req"}, "the volume's tags, then the request's"
+    assert tags[_root(ec2, iid)["VolumeId"]] == {"team": "db", "k": "req"}
+    ids = [s["SnapshotId"] for s in snaps]
+    ctl.advance(50)
+    assert [(_snapshot(ec2, i)["State"], _snapshot(ec2, i)["Progress"]) for i in ids] == [("pending", "50%")] * 2
+
+    def by_state(state: str) -> list[str]:
+        return sorted(s["SnapshotId"] for s in ec2.describe_snapshots(
+            SnapshotIds=ids, Filters=[{"Name": "status", "Values": [state]}])["Snapshots"])
+
+    assert (by_state("pending"), by_state("completed")) == (sorted(ids), [])
+    one = ec2.create_snapshot(VolumeId=data, TagSpecifications=[
+        {"ResourceType": "snapshot", "Tags": [{"Key": "single", "Value": "yes"}]}])
+    assert (one["State"], one["Progress"], one["Tags"]) == ("pending", "0%", [{"Key": "single", "Value": "yes"}])
+    ctl.advance(50)
+    assert (by_state("pending"), by_state("completed")) == ([], sorted(ids))
+    assert _snapshot(ec2, ids[0])["Progress"] == "100%" and "StateMessage" not in _snapshot(ec2, ids[0])
+    assert _snapshot(ec2, one["SnapshotId"])["State"] == "pending"
+    ec2.delete_snapshot(SnapshotId=one["SnapshotId"])  # pending or completed, both can be deleted
+    ec2.delete_snapshot(SnapshotId=ids[0])
+    assert ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [ids[0], one["SnapshotId"]]}])[
+        "Snapshots"] == []
+
+    ec2.stop_instances(InstanceIds=[iid])  # AWS sets no instance state condition on CreateSnapshots
+    assert _state(ec2, iid) == (80, "stopped")
+    ctl.post("/_opsflow/config", {"snapshot_seconds": 0})
+    stopped = ec2.create_snapshots(InstanceSpecification={"InstanceId": iid, "ExcludeBootVolume": True})["Snapshots"]
+    assert [(s["VolumeId"], s["State"], s["Progress"]) for s in stopped] == [(data, "completed", "100%")]
+
+
+def test_a_snapshot_failure_rule_ends_the_whole_set_in_error(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    ctl.post("/_opsflow/config", {"snapshot_seconds": 20})
+    a, b = _instances(aws, n=2)
+    _data_volume(ec2, a)
+    rule = ctl.post("/_opsflow/snapshot_failures", {"instance_id": a, "fail_after_seconds": 5,
+                                                    "state_message": "internal error"})
+    assert (rule["instance_id"], rule["remaining"]) == (a, 1)
+    set_a = [s["SnapshotId"] for s in ec2.create_snapshots(InstanceSpecification={"InstanceId": a})["Snapshots"]]
+    (of_b,) = [s["SnapshotId"] for s in ec2.create_snapshots(InstanceSpecification={"InstanceId": b})["Snapshots"]]
+    assert ctl.get("/_opsflow/snapshot_failures")["snapshot_failures"] == [], "one request used it"
+    ctl.advance(4)
+    assert {_snapshot(ec2, s)["State"] for s in set_a} == {"pending"}
+    ctl.advance(1)
+    failed = [_snapshot(ec2, s) for s in set_a]
+    assert [(s["State"], s["StateMessage"]) for s in failed] == [("error", "internal error")] * 2
+    errors = ec2.describe_snapshots(SnapshotIds=[*set_a, of_b], Filters=[{"Name": "status", "Values": ["error"]}])
+    assert sorted(s["SnapshotId"] for s in errors["Snapshots"]) == sorted(set_a)
+    ctl.advance(15)
+    assert _snapshot(ec2, of_b)["State"] == "completed" and _snapshot(ec2, set_a[0])["State"] == "error"
+    again = ec2.create_snapshots(InstanceSpecification={"InstanceId": a})["Snapshots"]
+    ctl.advance(20)
+    assert {_snapshot(ec2, s["SnapshotId"])["State"] for s in again} == {"completed"}
+
+    # without instance_id: any snapshot request, even of a volume attached to nothing
+    ctl.post("/_opsflow/snapshot_failures", {})
+    loose = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+    sid = ec2.create_snapshot(VolumeId=loose)["SnapshotId"]
+    ctl.advance(20)  # fail_after_seconds defaults to snapshot_seconds
+    snap = _snapshot(ec2, sid)
+    assert snap["State"] == "error" and snap["StateMessage"]
+    ec2.delete_snapshot(SnapshotId=sid)
+
+
+def test_create_snapshots_can_be_throttled_with_a_fault(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    (iid,) = _instances(aws)
+    ctl.post("/_opsflow/faults", {"operation": "ec2:CreateSnapshots", "code": "RequestLimitExceeded",
+                                  "message": "Request limit exceeded.", "http_status": 503})
+    with pytest.raises(ClientError) as err:
+        ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})
+    assert err.value.response["Error"]["Code"] == "RequestLimitExceeded"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert len(ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})["Snapshots"]) == 1
+    assert ctl.get("/_opsflow/calls")["calls"]["ec2:CreateSnapshots"] == 2
+
+
+# --------------------------------------------------------------------------- fsfreeze (opsflow-Freeze / opsflow-Thaw)
+
+
+def _fs(ssm: Any, iid: str, document: str, mounts: str = "/data /logs", watchdog: int | None = None) -> str:
+    params = {"Mounts": [mounts], **({"WatchdogSeconds": [str(watchdog)]} if watchdog is not None else {})}
+    return ssm.send_command(InstanceIds=[iid], DocumentName=document, Parameters=params)["Command"]["CommandId"]
+
+
+def _episodes(ctl: Control, iid: str) -> list[dict[str, Any]]:
+    return ctl.get("/_opsflow/frozen")["instances"].get(iid, [])
+
+
+def test_freeze_snapshot_thaw_records_an_episode_holding_the_snapshots(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    (iid,) = _instances(aws)
+    ctl.post("/_opsflow/commands", {"rules": [{"document": "opsflow-Freeze", "duration_seconds": 2},
+                                              {"document": "opsflow-Thaw", "duration_seconds": 1}]})
+    t0 = ctl.now_ms()
+    freeze = _fs(ssm, iid, "opsflow-Freeze", watchdog=300)
+    assert _episodes(ctl, iid) == [], "the script runs: not frozen before it ends"
+    ctl.advance(2)
+    assert _episodes(ctl, iid) == [{"frozen_at": t0 + 2000, "thawed_at": None, "thawed_by": None,
+                                    "mounts": ["/data", "/logs"], "freeze_command_id": freeze,
+                                    "thaw_command_id": None, "snapshots": []}]
+    assert ctl.get("/_opsflow/frozen")["frozen_now"] == [iid]
+    inside = [s["SnapshotId"] for s in ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})["Snapshots"]]
+    ctl.advance(1)
+    thaw = _fs(ssm, iid, "opsflow-Thaw")
+    ctl.advance(1)
+    ec2.create_snapshot(VolumeId=_root(ec2, iid)["VolumeId"])  # after the thaw: not in the episode
+    ctl.advance(300)  # the thaw disarmed the watchdog
+    (ep,) = _episodes(ctl, iid)
+    assert (ep["thawed_at"], ep["thawed_by"], ep["thaw_command_id"]) == (t0 + 4000, "thaw", thaw)
+    assert ep["snapshots"] == inside
+    assert ctl.get("/_opsflow/frozen")["frozen_now"] == []
+    # the manual clock standing still: a snapshot asked between the Freeze and the Thaw is inside
+    ctl.post("/_opsflow/commands", {"rules": [{"document": "opsflow-Freeze"}, {"document": "opsflow-Thaw"}]})
+    _fs(ssm, iid, "opsflow-Freeze")
+    same_ms = ec2.create_snapshot(VolumeId=_root(ec2, iid)["VolumeId"])["SnapshotId"]
+    _fs(ssm, iid, "opsflow-Thaw")
+    ec2.create_snapshot(VolumeId=_root(ec2, iid)["VolumeId"])
+    (_, ep2) = _episodes(ctl, iid)
+    assert ep2["frozen_at"] == ep2["thawed_at"] == ctl.now_ms() and ep2["snapshots"] == [same_ms]
+
+
+def test_the_watchdog_thaws_when_the_thaw_fails_or_never_arrives(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    a, b = _instances(aws, n=2)
+    ctl.post("/_opsflow/commands", {"rules": [
+        {"document": "opsflow-Freeze", "duration_seconds": 1},
+        {"document": "opsflow-Thaw", "instance_id": a, "exit_code": 1},
+        {"document": "opsflow-Thaw", "instance_id": a, "undeliverable": True, "pending_seconds": 5, "count": 1}]})
+    t0 = ctl.now_ms()
+    _fs(ssm, a, "opsflow-Freeze", watchdog=60)
+    _fs(ssm, b, "opsflow-Freeze", watchdog=30)
+    ctl.advance(1)
+    _fs(ssm, a, "opsflow-Thaw")  # undeliverable
+    ctl.advance(5)
+    _fs(ssm, a, "opsflow-Thaw")  # fails (exit 1)
+    ctl.advance(1)
+    assert _episodes(ctl, a)[0]["thawed_at"] is None, "an undeliverable or failed thaw thaws nothing"
+    ctl.advance(60)
+    (ep_a,) = _episodes(ctl, a)
+    (ep_b,) = _episodes(ctl, b)
+    assert (ep_a["thawed_at"], ep_a["thawed_by"], ep_a["thaw_command_id"]) == (t0 + 60_000, "watchdog", None)
+    assert (ep_b["frozen_at"], ep_b["thawed_at"], ep_b["thawed_by"]) == (t0 + 1000, t0 + 30_000, "watchdog")
+
+
+def test_a_failed_freeze_freezes_only_if_its_rule_says_so_and_stops_and_reboots_thaw(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    a, b, c, d = _instances(aws, n=4)
+    ctl.post("/_opsflow/commands", {"rules": [
+        {"document": "opsflow-Freeze", "duration_seconds": 1},
+        {"document": "opsflow-Freeze", "instance_id": a, "duration_seconds": 1, "exit_code": 1},
+        {"document": "opsflow-Freeze", "instance_id": b, "duration_seconds": 1, "exit_code": 1, "leaves_frozen": True},
+        {"match": "patch", "instance_id": b, "reboot_seconds": 10,
+         "runs": [{"exit_code": 194, "duration_seconds": 1}, {"exit_code": 0, "duration_seconds": 1}]}]})
+    t0 = ctl.now_ms()
+    for iid in (a, b, c, d):
+        _fs(ssm, iid, "opsflow-Freeze", watchdog=600)
+    ctl.advance(1)
+    assert _episodes(ctl, a) == [], "the script failed before freezing"
+    assert _episodes(ctl, b)[0]["frozen_at"] == t0 + 1000, "leaves_frozen: it died after freezing"
+    second = _fs(ssm, c, "opsflow-Freeze", mounts="/other", watchdog=600)  # busy: still one episode
+    _send(ssm, [b], ["patch"])
+    ec2.stop_instances(InstanceIds=[d])
+    ctl.advance(1)
+    ec2.reboot_instances(InstanceIds=[c])
+    ctl.advance(1)
+    (ep_b,), (ep_c,), (ep_d,) = _episodes(ctl, b), _episodes(ctl, c), _episodes(ctl, d)
+    assert (ep_b["thawed_at"], ep_b["thawed_by"]) == (t0 + 2000, "reboot"), "exit 194 reboots the node"
+    assert (ep_c["thawed_at"], ep_c["thawed_by"], ep_c["mounts"]) == (t0 + 2000, "reboot", ["/data", "/logs"])
+    assert ep_c["freeze_command_id"] != second
+    assert (ep_d["thawed_at"], ep_d["thawed_by"]) == (t0 + 1000, "stop")
+    ctl.advance(600)
+    assert [len(_episodes(ctl, i)) for i in (a, b, c, d)] == [0, 1, 1, 1], "watchdogs died with the reboot / stop"
+
+
+# --------------------------------------------------------------------------- root volume replacement
+
+
+def _task(ec2: Any, task_id: str) -> dict[str, Any]:
+    (task,) = ec2.describe_replace_root_volume_tasks(ReplaceRootVolumeTaskIds=[task_id])["ReplaceRootVolumeTasks"]
+    return task
+
+
+def _ec2_error(call: Any) -> str:
+    with pytest.raises(ClientError) as e:
+        call()
+    return str(e.value.response["Error"]["Code"])
+
+
+def test_replace_root_volume_from_a_snapshot_reboots_the_instance_and_swaps_the_volume(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    ctl.post("/_opsflow/config", {"replace_root_seconds": 30, "online_delay_seconds": 10, "status_checks_seconds": 20})
+    (iid,) = _managed(aws, ctl)
+    ctl.advance(10)
+    old = _root(ec2, iid)["VolumeId"]
+    snap = ec2.create_snapshot(VolumeId=old)["SnapshotId"]
+    ctl.post("/_opsflow/commands", {"document": "opsflow-Freeze"})
+    _fs(ssm, iid, "opsflow-Freeze", watchdog=600)
+    t0 = ctl.now_ms()
+    task = ec2.create_replace_root_volume_task(InstanceId=iid, SnapshotId=snap, TagSpecifications=[
+        {"ResourceType": "replace-root-volume-task", "Tags": [{"Key": "run", "Value": "patch-1"}]}])[
+        "ReplaceRootVolumeTask"]
+    assert task["ReplaceRootVolumeTaskId"].startswith("replacevol-")
+    assert (task["TaskState"], task["InstanceId"], task["SnapshotId"]) == ("pending", iid, snap)
+    assert (task["DeleteReplacedRootVolume"], task["Tags"]) == (False, [{"Key": "run", "Value": "patch-1"}])
+    tid = task["ReplaceRootVolumeTaskId"]
+    assert _task(ec2, tid)["TaskState"] == "in-progress" and "CompleteTime" not in _task(ec2, tid)
+    assert _state(ec2, iid) == (16, "running"), "the instance reboots: it stays running"
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost"
+    assert _checks(ec2, iid) == ("running", "initializing", "initializing")
+    (ep,) = _episodes(ctl, iid)
+    assert (ep["thawed_at"], ep["thawed_by"]) == (t0, "reboot"), "a freeze does not survive the reboot"
+    ctl.advance(29)
+    assert _task(ec2, tid)["TaskState"] == "in-progress" and _root(ec2, iid)["VolumeId"] == old
+    ctl.advance(1)
+    done = _task(ec2, tid)
+    assert done["TaskState"] == "succeeded"
+    assert (_iso(done["CompleteTime"]) - _iso(done["StartTime"])).total_seconds() == pytest.approx(30, abs=1)
+    root = _root(ec2, iid)
+    assert root["VolumeId"] != old and root["Status"] == "attached" and root["DeleteOnTermination"] is True
+    (new,) = ec2.describe_volumes(VolumeIds=[root["VolumeId"]])["Volumes"]
+    assert (new["SnapshotId"], new["Size"], new["State"]) == (snap, 8, "in-use")
+    assert ec2.describe_volumes(VolumeIds=[old])["Volumes"][0]["State"] == "available", "kept: not asked to delete"
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost", "online_delay_seconds after the reboot"
+    ctl.advance(10)
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    assert _checks(ec2, iid) == ("running", "initializing", "initializing")
+    ctl.advance(10)
+    assert _checks(ec2, iid) == ("running", "ok", "ok")
+
+
+def test_replace_root_volume_deletes_the_old_root_on_request_and_keeps_the_lineage(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    (iid,) = _instances(aws)
+    first = _root(ec2, iid)["VolumeId"]
+    snap = ec2.create_snapshot(VolumeId=first)["SnapshotId"]
+
+    def replace(**kw: Any) -> str:
+        return str(ec2.create_replace_root_volume_task(InstanceId=iid, **kw)["ReplaceRootVolumeTask"][
+            "ReplaceRootVolumeTaskId"])
+
+    t1 = replace(SnapshotId=snap, DeleteReplacedRootVolume=True, ClientToken="tok-1")
+    assert replace(SnapshotId=snap, DeleteReplacedRootVolume=True, ClientToken="tok-1") == t1, "same token, same task"
+    assert _ec2_error(lambda: replace(SnapshotId=snap, ClientToken="tok-1")) == "IdempotentParameterMismatch"
+    second = _root(ec2, iid)["VolumeId"]  # replace_root_seconds 0: swapped at the next request
+    assert second != first
+    assert _ec2_error(lambda: ec2.describe_volumes(VolumeIds=[first])) == "InvalidVolume.NotFound"
+    # a snapshot of a previous root volume is still accepted; no snapshot restores the launch state
+    t2 = replace(SnapshotId=snap)
+    third = _root(ec2, iid)["VolumeId"]
+    assert third != second and ec2.describe_volumes(VolumeIds=[second])["Volumes"][0]["State"] == "available"
+    t3 = replace(ImageId=LINUX_AMI)
+    (by_ami,) = ec2.describe_volumes(VolumeIds=[_root(ec2, iid)["VolumeId"]])["Volumes"]
+    assert by_ami["Size"] == 15, "the AMI's root volume size (moto's AMIs: 15 GiB)"
+    t4 = replace()
+    assert _root(ec2, iid)["VolumeId"] not in (first, second, third, by_ami["VolumeId"])
+    listed = ec2.describe_replace_root_volume_tasks(Filters=[{"Name": "instance-id", "Values": [iid]}])
+    assert [t["ReplaceRootVolumeTaskId"] for t in listed["ReplaceRootVolumeTasks"]] == [t1, t2, t3, t4]
+    assert {t["TaskState"] for t in listed["ReplaceRootVolumeTasks"]} == {"succeeded"}
+    assert listed["ReplaceRootVolumeTasks"][2]["ImageId"] == LINUX_AMI
+    first_page = ec2.describe_replace_root_volume_tasks(Filters=[{"Name": "instance-id", "Values": [iid]}],
+                                                        MaxResults=3)
+    rest = ec2.describe_replace_root_volume_tasks(Filters=[{"Name": "instance-id", "Values": [iid]}],
+                                                  MaxResults=3, NextToken=first_page["NextToken"])
+    assert [t["ReplaceRootVolumeTaskId"] for t in first_page["ReplaceRootVolumeTasks"] + rest[
+        "ReplaceRootVolumeTasks"]] == [t1, t2, t3, t4] and "NextToken" not in rest
+    assert ec2.describe_replace_root_volume_tasks(ReplaceRootVolumeTaskIds=["replacevol-0000000000000dead"])[
+        "ReplaceRootVolumeTasks"] == []
+
+
+def test_replace_root_volume_refuses_what_ec2_refuses(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    a, b = _instances(aws, n=2)
+    root_a = _root(ec2, a)["VolumeId"]
+    of_a = ec2.create_snapshot(VolumeId=root_a)["SnapshotId"]
+    copy = ec2.copy_snapshot(SourceSnapshotId=of_a, SourceRegion="us-east-1")["SnapshotId"]
+    of_data = ec2.create_snapshot(VolumeId=_data_volume(ec2, a))["SnapshotId"]
+    of_b = ec2.create_snapshot(VolumeId=_root(ec2, b)["VolumeId"])["SnapshotId"]
+
+    def replace(iid: str = a, **kw: Any) -> Any:
+        return lambda: ec2.create_replace_root_volume_task(InstanceId=iid, **kw)
+
+    assert _ec2_error(replace("i-0000000000000dead")) == "InvalidInstanceID.NotFound"
+    assert _ec2_error(replace(SnapshotId="snap-0000000000000dead")) == "InvalidSnapshot.NotFound"
+    for other in (of_b, of_data, copy):  # only snapshots taken from its current or previous root volumes
+        assert _ec2_error(replace(SnapshotId=other)) == "InvalidParameterValue", other
+    assert _ec2_error(replace(SnapshotId=of_a, ImageId=LINUX_AMI)) == "InvalidParameterCombination"
+    assert _ec2_error(replace(ImageId="ami-0000000000000dead")) == "InvalidAMIID.NotFound"
+    ec2.stop_instances(InstanceIds=[b])
+    assert _ec2_error(replace(b)) == "IncorrectInstanceState"
+    describe = ec2.describe_replace_root_volume_tasks
+    assert _ec2_error(lambda: describe(MaxResults=51)) == "InvalidMaxResults"
+    assert _ec2_error(lambda: describe(Filters=[{"Name": "task-state", "Values": ["failed"]}])) == "InvalidFilter"
+    assert _ec2_error(lambda: describe(NextToken="garbage")) == "InvalidNextToken"
+    assert _root(ec2, a)["VolumeId"] == root_a, "nothing was replaced"
+
+
+def test_a_replace_root_failure_rule_goes_failing_then_failed_and_keeps_the_root(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    ctl.post("/_opsflow/config", {"replace_root_seconds": 10})
+    (iid,) = _managed(aws, ctl)
+    root = _root(ec2, iid)["VolumeId"]
+    snap = ec2.create_snapshot(VolumeId=root)["SnapshotId"]
+    ctl.post("/_opsflow/replace_root_failures", {"instance_id": iid, "fail_after_seconds": 5, "failing_seconds": 10})
+
+    def replacements() -> list[str]:
+        return [v["VolumeId"] for v in ec2.describe_volumes(
+            Filters=[{"Name": "snapshot-id", "Values": [snap]}])["Volumes"]]
+
+    tid = ec2.create_replace_root_volume_task(InstanceId=iid, SnapshotId=snap)["ReplaceRootVolumeTask"][
+        "ReplaceRootVolumeTaskId"]
+    assert len(replacements()) == 1, "the replacement volume is created while the task is pending"
+    assert ctl.get("/_opsflow/replace_root_failures")["replace_root_failures"] == []
+    assert _task(ec2, tid)["TaskState"] == "in-progress"
+    ctl.advance(5)
+    assert _task(ec2, tid)["TaskState"] == "failing"
+    assert _info(ssm, [iid])[0]["PingStatus"] == "ConnectionLost", "a failing task reboots the instance too"
+    ctl.advance(10)
+    failed = _task(ec2, tid)
+    assert failed["TaskState"] == "failed" and "CompleteTime" in failed
+    assert _root(ec2, iid)["VolumeId"] == root and replacements() == []
+    assert _info(ssm, [iid])[0]["PingStatus"] == "Online"
+    retry = ec2.create_replace_root_volume_task(InstanceId=iid, SnapshotId=snap)["ReplaceRootVolumeTask"]
+    ctl.advance(10)
+    assert _task(ec2, retry["ReplaceRootVolumeTaskId"])["TaskState"] == "succeeded"
+    assert _root(ec2, iid)["VolumeId"] == replacements()[0]
