@@ -36,8 +36,8 @@ use opsflow_asl::{
     model, Clock as EngineClock, Engine, ExecutionResult, MemoryStore, StartOptions, StateMachine, StatesError, TaskClock, TaskRequest,
 };
 use opsflow_core::alert::{AlertPublisher, Publication};
-use opsflow_core::facts::{InstanceFacts, InstanceState, Invocation, PingStatus, Platform};
-use opsflow_core::ports::{Clock, Fleet, InstanceQuery, Member, Objects, RunLog};
+use opsflow_core::facts::{InstanceFacts, InstanceState, Invocation, PingStatus, Platform, SnapshotFacts};
+use opsflow_core::ports::{Clock, Fleet, InstanceQuery, Member, Objects, RunLog, SnapshotRequest};
 use opsflow_core::runbook::handlers::{invoke, placeholder, RunbookPorts, TASK_FUNCTIONS};
 use opsflow_core::runbook::log::TargetRow;
 use opsflow_core::runbook::steps::Settings;
@@ -234,6 +234,24 @@ impl Member for AwsMember {
 
     async fn unmute_alarms(&self, name: &str) -> Result<(), CoreError> {
         Err(CoreError::unsupported(name, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn create_snapshots(&self, r: &SnapshotRequest) -> Result<Vec<SnapshotFacts>, CoreError> {
+        Err(CoreError::unsupported(
+            &r.instance_id,
+            "the fleet model runs run-command procedures only",
+        ))
+    }
+
+    async fn find_snapshots(&self, _: &[(String, String)]) -> Result<Vec<SnapshotFacts>, CoreError> {
+        Err(CoreError::unsupported(
+            "snapshots",
+            "the fleet model runs run-command procedures only",
+        ))
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
     }
 
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {

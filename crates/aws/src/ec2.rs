@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::primitives::DateTime;
-use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, VolumeModification};
+use aws_sdk_ec2::types::{
+    CopyTagsFromSource, Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, InstanceSpecification,
+    ResourceType, Tag, TagSpecification, VolumeModification,
+};
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Modification, ModificationState, Platform,
-    StatusChecks, VolumeFacts,
+    SnapshotFacts, StatusChecks, VolumeFacts,
 };
-use opsflow_core::ports::Ec2;
+use opsflow_core::ports::{Ec2, SnapshotRequest};
 use opsflow_core::CoreError;
 
 use crate::error::{from_sdk_error, unexpected};
@@ -44,6 +47,93 @@ impl Ec2Adapter {
             .map_err(|e| from_sdk_error(OP, &e))?;
         Ok(())
     }
+    /// CreateSnapshots of every EBS volume of the instance (boot volume included), tagged at
+    /// creation with the request's tags (TagSpecifications), plus the volume's own tags
+    /// (CopyTagsFromSource).
+    pub async fn create_snapshots(&self, request: &SnapshotRequest) -> Result<Vec<SnapshotFacts>, CoreError> {
+        const OP: &str = "CreateSnapshots";
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .set_tags(Some(
+                request.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .create_snapshots()
+            .instance_specification(
+                InstanceSpecification::builder()
+                    .instance_id(&request.instance_id)
+                    .exclude_boot_volume(false)
+                    .build(),
+            )
+            .description(&request.description)
+            .tag_specifications(tags)
+            .copy_tags_from_source(CopyTagsFromSource::Volume)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        out.snapshots()
+            .iter()
+            .map(|i| {
+                let id = i.snapshot_id().ok_or_else(|| unexpected(OP, "a snapshot without SnapshotId"))?;
+                Ok(SnapshotFacts {
+                    snapshot_id: id.to_string(),
+                    volume_id: i.volume_id().unwrap_or_default().to_string(),
+                    state: i.state().map(|s| s.as_str()).unwrap_or("pending").to_string(),
+                    progress: i.progress().unwrap_or_default().to_string(),
+                    start_time_epoch_s: i.start_time().map(epoch_s).unwrap_or_default(),
+                    state_message: String::new(),
+                    tags: tag_map(i.tags()),
+                })
+            })
+            .collect()
+    }
+
+    /// DescribeSnapshots owned by this account (`OwnerIds=self`) with every one of these tags,
+    /// every page.
+    pub async fn find_snapshots(&self, tags: &[(String, String)]) -> Result<Vec<SnapshotFacts>, CoreError> {
+        const OP: &str = "DescribeSnapshots";
+        let filters = tags
+            .iter()
+            .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build());
+        let mut pages = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(filters.collect()))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            for s in page.map_err(|e| from_sdk_error(OP, &e))?.snapshots() {
+                let Some(id) = s.snapshot_id() else { continue };
+                found.push(SnapshotFacts {
+                    snapshot_id: id.to_string(),
+                    volume_id: s.volume_id().unwrap_or_default().to_string(),
+                    state: s.state().map(|s| s.as_str()).unwrap_or_default().to_string(),
+                    progress: s.progress().unwrap_or_default().to_string(),
+                    start_time_epoch_s: s.start_time().map(epoch_s).unwrap_or_default(),
+                    state_message: s.state_message().unwrap_or_default().to_string(),
+                    tags: tag_map(s.tags()),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// DeleteSnapshot.
+    pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CoreError> {
+        const OP: &str = "DeleteSnapshot";
+        self.client
+            .delete_snapshot()
+            .snapshot_id(snapshot_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(())
+    }
+
     pub fn new(client: aws_sdk_ec2::Client) -> Self {
         Ec2Adapter { client }
     }
@@ -92,6 +182,12 @@ fn to_u32(operation: &str, field: &str, value: Option<i32>) -> Result<u32, CoreE
         .ok_or_else(|| unexpected(operation, format!("{field} is missing or negative ({value:?})")))
 }
 
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
+}
+
 fn epoch_s(time: &DateTime) -> i64 {
     time.secs()
 }
@@ -114,11 +210,7 @@ fn instance_facts(instance: &Instance, iam_association: Option<Association>) -> 
             })
         })
         .collect();
-    let tags = instance
-        .tags()
-        .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
-        .collect::<BTreeMap<_, _>>();
+    let tags = tag_map(instance.tags());
     Ok(InstanceFacts {
         instance_id: instance_id.to_string(),
         state,

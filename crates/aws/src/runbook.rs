@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::command::CommandSpec;
-use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus, StatusChecks};
-use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, MuteRule, Objects, RunLog, Ssm};
+use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus, SnapshotFacts, StatusChecks};
+use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, MuteRule, Objects, RunLog, SnapshotRequest, Ssm};
 use opsflow_core::runbook::log::TargetRow;
 use opsflow_core::runbook::TargetStatus;
 use opsflow_core::CoreError;
@@ -281,6 +281,18 @@ impl Member for MemberAdapter {
             Err(e) if aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(&e) == Some("ResourceNotFoundException") => Ok(()),
             Err(e) => Err(from_sdk_error(OP, &e)),
         }
+    }
+
+    async fn create_snapshots(&self, request: &SnapshotRequest) -> Result<Vec<SnapshotFacts>, CoreError> {
+        self.ec2.create_snapshots(request).await
+    }
+
+    async fn find_snapshots(&self, tags: &[(String, String)]) -> Result<Vec<SnapshotFacts>, CoreError> {
+        self.ec2.find_snapshots(tags).await
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CoreError> {
+        self.ec2.delete_snapshot(snapshot_id).await
     }
 }
 

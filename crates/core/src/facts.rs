@@ -191,6 +191,22 @@ pub struct VolumeFacts {
     pub modification: Option<Modification>,
 }
 
+/// An EBS snapshot (EC2 CreateSnapshots / DescribeSnapshots).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFacts {
+    pub snapshot_id: String,
+    pub volume_id: String,
+    /// `pending`, `completed`, `error`, `recoverable` or `recovering` (kept as text: AWS adds
+    /// states).
+    pub state: String,
+    /// `Progress`, e.g. `42%`.
+    pub progress: String,
+    pub start_time_epoch_s: i64,
+    /// `StateMessage`: why a snapshot is in `error`.
+    pub state_message: String,
+    pub tags: BTreeMap<String, String>,
+}
+
 /// The two status checks of EC2 DescribeInstanceStatus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChecks {

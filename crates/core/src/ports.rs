@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::command::CommandSpec;
 use crate::error::CoreError;
 use crate::facts::{
-    Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, StackResource, StatusChecks, VolumeFacts,
+    Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, SnapshotFacts, StackResource, StatusChecks, VolumeFacts,
 };
 use crate::runbook::log::TargetRow;
 
@@ -154,6 +154,24 @@ pub trait Member: Send + Sync {
 
     /// DeleteAlarmMuteRule (a rule already gone is no error).
     fn unmute_alarms(&self, rule_name: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// CreateSnapshots: one snapshot of every EBS volume of the instance, at one point in time
+    /// (crash-consistent across the volumes), tagged at creation.
+    fn create_snapshots(&self, request: &SnapshotRequest) -> impl Future<Output = Result<Vec<SnapshotFacts>, CoreError>> + Send;
+
+    /// DescribeSnapshots owned by this account that carry every one of these tags.
+    fn find_snapshots(&self, tags: &[(String, String)]) -> impl Future<Output = Result<Vec<SnapshotFacts>, CoreError>> + Send;
+
+    /// DeleteSnapshot.
+    fn delete_snapshot(&self, snapshot_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// CreateSnapshots of one instance's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    pub instance_id: String,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
 }
 
 /// A one-time CloudWatch alarm mute rule: `alarms` muted from the minute of `from_epoch_s` for
@@ -680,6 +698,15 @@ impl Member for Unused {
     }
     async fn unmute_alarms(&self, _: &str) -> Result<(), CoreError> {
         Unused::fail("CloudWatch")
+    }
+    async fn create_snapshots(&self, _: &SnapshotRequest) -> Result<Vec<SnapshotFacts>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn find_snapshots(&self, _: &[(String, String)]) -> Result<Vec<SnapshotFacts>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn delete_snapshot(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
     }
 }
 
