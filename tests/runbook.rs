@@ -906,3 +906,338 @@ fn a_failing_pre_stop_aborts_or_stops_anyway_as_the_policy_says() {
         assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "restored on the stop-anyway path");
     });
 }
+
+// ----------------------------------------------------------------------------------------------
+// Maintenance procedures: consistent-snapshot
+// ----------------------------------------------------------------------------------------------
+
+/// The errors of every execution the run started (the procedures' own error names).
+fn child_errors(r: &opsflow_asl::ExecutionResult) -> Vec<String> {
+    let mut errors = Vec::new();
+    for c in &r.children {
+        errors.extend(c.result.error.clone());
+        errors.extend(child_errors(&c.result));
+    }
+    errors
+}
+
+/// The local cloud's freeze episodes of `instance` (GET /_opsflow/frozen).
+async fn episodes(w: &World, instance: &str) -> Vec<Value> {
+    let frozen = w.cloud.get("frozen").await.unwrap();
+    frozen["instances"][instance].as_array().cloned().unwrap_or_default()
+}
+
+/// Snapshots of account A's first region carrying `key=value`.
+async fn snapshots_tagged(w: &World, key: &str, value: &str) -> Vec<opsflow_aws::aws_sdk_ec2::types::Snapshot> {
+    use opsflow_aws::aws_sdk_ec2::types::Filter;
+    let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+    let out = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(Filter::builder().name(format!("tag:{key}")).values(value).build())
+        .send()
+        .await
+        .unwrap();
+    out.snapshots().to_vec()
+}
+
+fn tag<'s>(s: &'s opsflow_aws::aws_sdk_ec2::types::Snapshot, key: &str) -> Option<&'s str> {
+    s.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// A data volume attached to `instance` as /dev/sdf; returns its id.
+async fn data_volume(w: &World, instance: &str) -> String {
+    let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+    let out = ec2.describe_instances().instance_ids(instance).send().await.unwrap();
+    let zone = out.reservations()[0].instances()[0]
+        .placement()
+        .and_then(|p| p.availability_zone())
+        .unwrap()
+        .to_string();
+    let v = ec2.create_volume().availability_zone(zone).size(20).send().await.unwrap();
+    let id = v.volume_id().unwrap().to_string();
+    ec2.attach_volume()
+        .volume_id(&id)
+        .instance_id(instance)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .unwrap();
+    id
+}
+
+const FROZEN: &str = "WATCHDOG armed: thaws in 30s\nFROZEN /data\n";
+const THAWED: &str = "THAWED /data\nfrozen for 1.042 s\n";
+
+#[test]
+fn consistent_snapshot_freezes_snapshots_every_volume_thaws_and_prunes_its_old_snapshots() {
+    block_on(async {
+        let w = world().await;
+        w.cloud.control("config", json!({"snapshot_seconds": 40})).await.unwrap();
+        let ids = maintenance_fleet(&w, 2, "consistent-snapshot").await;
+        let data = data_volume(&w, &ids[0]).await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high-0", &ids[0]).await;
+        // Older snapshots: this procedure's of ids[0] (to prune), and two it must keep (one of an
+        // instance outside the run, and one of ids[0] not taken by the procedure).
+        let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+        let old = |instance: &str, kind: &str| {
+            use opsflow_aws::aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+            let spec = TagSpecification::builder()
+                .resource_type(ResourceType::Snapshot)
+                .tags(Tag::builder().key("opsflow:kind").value(kind).build())
+                .tags(Tag::builder().key("opsflow:procedure").value("consistent-snapshot").build())
+                .tags(Tag::builder().key("opsflow:instance").value(instance).build())
+                .build();
+            ec2.create_snapshot().volume_id(&data).tag_specifications(spec).send()
+        };
+        let expired = old(&ids[0], "consistent-snapshot")
+            .await
+            .unwrap()
+            .snapshot_id()
+            .unwrap()
+            .to_string();
+        let other_instance = old("i-0123456789abcdef0", "consistent-snapshot")
+            .await
+            .unwrap()
+            .snapshot_id()
+            .unwrap()
+            .to_string();
+        let not_ours = old(&ids[0], "hand-made").await.unwrap().snapshot_id().unwrap().to_string();
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 8 * 86_400_000})).await.unwrap();
+        commands(
+            &w,
+            json!([{"document": "opsflow-Freeze", "duration_seconds": 1, "stdout": FROZEN},
+                   {"document": "opsflow-Thaw", "duration_seconds": 1, "stdout": THAWED}]),
+        )
+        .await;
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input(
+                    "consistent-snapshot",
+                    json!({"Mounts": "/data", "WaitForCompletion": true, "RetentionDays": 7}),
+                ),
+                "nightly-snapshot",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out.execution.status,
+            Status::Succeeded,
+            "{:?} {:?}",
+            out.execution.error,
+            out.execution.cause
+        );
+        let s = out.summary.unwrap();
+        assert_eq!(s.counts.succeeded, 2, "{s:?}");
+        let t0 = s.targets.iter().find(|t| t.instance_id == ids[0]).unwrap();
+        assert!(t0.reason.starts_with("2 snapshots, application-consistent, completed: "), "{t0:?}");
+        assert!(t0.reason.contains(&format!("({data})")), "{t0:?}");
+        assert!(t0.reason.contains(&format!("deleted 1 older than 7 days: {expired}")), "{t0:?}");
+        assert!(
+            t0.output_tail.contains("FROZEN /data") && t0.output_tail.contains("frozen for 1.042 s"),
+            "{t0:?}"
+        );
+        // Each instance was frozen once, its snapshots taken inside the frozen window, thawed by
+        // the procedure (not the watchdog).
+        for id in &ids {
+            let e = episodes(&w, id).await;
+            assert_eq!(e.len(), 1, "{id}: {e:?}");
+            assert_eq!(e[0]["thawed_by"], "thaw", "{id}: {e:?}");
+            let taken = snapshots_tagged(&w, "opsflow:instance", id).await;
+            let mine: Vec<String> = taken
+                .iter()
+                .filter(|s| tag(s, "opsflow:run") == Some("nightly-snapshot"))
+                .map(|s| s.snapshot_id().unwrap().to_string())
+                .collect();
+            let inside: Vec<String> = serde_json::from_value(e[0]["snapshots"].clone()).unwrap();
+            assert!(
+                !mine.is_empty() && mine.iter().all(|m| inside.contains(m)),
+                "{id}: {mine:?} vs {e:?}"
+            );
+            let window_ms = e[0]["thawed_at"].as_i64().unwrap() - e[0]["frozen_at"].as_i64().unwrap();
+            // Two targets run at once, each in its own virtual time, and the local cloud's clock
+            // follows the furthest: the window seen here includes the other target's waits.
+            println!("frozen window of {id}, two targets at once: {window_ms} ms (virtual)");
+            assert!(window_ms < 30_000, "thawed by the procedure well inside the watchdog's 30 s");
+        }
+        let taken = snapshots_tagged(&w, "opsflow:run", "nightly-snapshot").await;
+        assert_eq!(taken.len(), 3, "root and data of ids[0], root of ids[1]");
+        for snap in &taken {
+            assert_eq!(tag(snap, "opsflow:consistency"), Some("application-consistent"));
+            assert_eq!(tag(snap, "opsflow:kind"), Some("consistent-snapshot"));
+            assert!(matches!(
+                snap.state(),
+                Some(opsflow_aws::aws_sdk_ec2::types::SnapshotState::Completed)
+            ));
+        }
+        // Retention deleted only the procedure's own old snapshot of that instance.
+        let left: Vec<String> = snapshots_tagged(&w, "opsflow:procedure", "consistent-snapshot")
+            .await
+            .iter()
+            .map(|s| s.snapshot_id().unwrap().to_string())
+            .collect();
+        assert!(!left.contains(&expired), "{left:?}");
+        assert!(left.contains(&other_instance) && left.contains(&not_ours), "{left:?}");
+        assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "alarms restored");
+        assert!(all_history(&out.execution).contains("cpu-high-0"), "muted during the freeze");
+    });
+}
+
+/// One consistent-snapshot run on the single instance of the fleet; returns the target's
+/// result, the procedure's error (if it failed) and the instance's freeze episodes.
+async fn snapshot_run(w: &World, name: &str, parameters: Value) -> (opsflow_core::runbook::TargetResult, Option<String>, Vec<Value>) {
+    w.cloud.delete("invocations").await.unwrap();
+    let out = w
+        .runbooks
+        .run(maintenance_input("consistent-snapshot", parameters), name, |_| {})
+        .await
+        .unwrap();
+    let t = out.summary.unwrap().targets.remove(0);
+    let id = t.instance_id.clone();
+    let errors = child_errors(&out.execution);
+    (t, errors.first().cloned(), episodes(w, &id).await)
+}
+
+#[test]
+fn consistent_snapshot_thaws_on_every_failure_path_by_the_procedure_or_the_watchdog() {
+    block_on(async {
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 1, "consistent-snapshot").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high", &ids[0]).await;
+        let params = json!({"Mounts": "/data", "WatchdogSeconds": 30});
+        // The freeze and thaw rules: a 1 s run each, succeeding, unless `freeze` / `thaw` say.
+        let rules = |freeze: Value, thaw: Value| {
+            let rule = |document: &str, stdout: &str, over: Value| {
+                let mut r = json!({"document": document, "duration_seconds": 1, "stdout": stdout});
+                r.as_object_mut().unwrap().extend(over.as_object().unwrap().clone());
+                r
+            };
+            json!([rule("opsflow-Freeze", FROZEN, freeze), rule("opsflow-Thaw", THAWED, thaw)])
+        };
+        let check_restored = |what: &'static str| {
+            let cw = cw.clone();
+            async move { assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "alarms restored after {what}") }
+        };
+
+        // 1. A pre-snapshot hook fails: nothing frozen, no snapshot; the thaw (post-hooks) runs.
+        w.cloud.delete("commands").await.unwrap();
+        commands(&w, rules(json!({"exit_code": 3, "stdout": "pre-hook /etc/opsflow/pre-snapshot.d/10-db\nFAIL pre-hook /etc/opsflow/pre-snapshot.d/10-db: exit 1\n"}), json!({}))).await;
+        let (t, error, e) = snapshot_run(&w, "snap-prehook", params.clone()).await;
+        assert_eq!(error.as_deref(), Some("PreHookFailed"), "{t:?}");
+        assert!(
+            t.reason.contains("a pre-snapshot hook failed") && t.reason.contains("no snapshot was taken"),
+            "{t:?}"
+        );
+        assert!(e.is_empty(), "never frozen: {e:?}");
+        assert_eq!(invocations_of(&w, "opsflow-Thaw").await.len(), 1, "the post-hooks ran");
+        check_restored("a failed pre-hook").await;
+
+        // 2. The freeze fails after freezing one file system (the script died): OnFreezeFailure
+        // fail takes no snapshot and the thaw thaws it.
+        w.cloud.delete("commands").await.unwrap();
+        commands(
+            &w,
+            rules(
+                json!({"exit_code": 4, "leaves_frozen": true, "stdout": "FAIL freeze /data: fsfreeze -f failed\n"}),
+                json!({}),
+            ),
+        )
+        .await;
+        let (t, error, e) = snapshot_run(&w, "snap-freeze-fails", params.clone()).await;
+        assert_eq!(error.as_deref(), Some("FreezeFailed"), "{t:?}");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["thawed_by"], "thaw", "thawed by the procedure: {e:?}");
+        check_restored("a failed freeze").await;
+
+        // 3. The same with OnFreezeFailure crash-consistent: snapshots anyway, and says so.
+        let mut fallback = params.clone();
+        fallback["OnFreezeFailure"] = json!("crash-consistent");
+        let (t, error, _) = snapshot_run(&w, "snap-crash-consistent", fallback).await;
+        assert_eq!(error, None, "{t:?}");
+        assert_eq!(t.status, TargetStatus::Succeeded);
+        assert!(t.reason.starts_with("1 snapshot, crash-consistent"), "{t:?}");
+        assert!(t.reason.contains("OnFreezeFailure=crash-consistent"), "{t:?}");
+        let taken = snapshots_tagged(&w, "opsflow:run", "snap-crash-consistent").await;
+        assert_eq!(tag(&taken[0], "opsflow:consistency"), Some("crash-consistent"));
+
+        // 4. CreateSnapshots throttled once: retried within the frozen window, then thawed.
+        w.cloud.delete("commands").await.unwrap();
+        commands(&w, rules(json!({}), json!({}))).await;
+        w.cloud
+            .control(
+                "faults",
+                json!({"operation": "ec2:CreateSnapshots", "count": 1, "code": "RequestLimitExceeded",
+                                       "message": "Request limit exceeded.", "http_status": 503}),
+            )
+            .await
+            .unwrap();
+        let (t, error, e) = snapshot_run(&w, "snap-throttled", params.clone()).await;
+        assert_eq!((error, t.status), (None, TargetStatus::Succeeded), "{t:?}");
+        assert_eq!(e[0]["thawed_by"], "thaw", "{e:?}");
+        let window = |e: &Value| e["thawed_at"].as_i64().unwrap() - e["frozen_at"].as_i64().unwrap();
+        println!(
+            "frozen window, one target, CreateSnapshots throttled once: {} ms (virtual)",
+            window(&e[0])
+        );
+
+        // 5. CreateSnapshots keeps failing: SnapshotFailed, thawed by the procedure at once.
+        w.cloud
+            .control(
+                "faults",
+                json!({"operation": "ec2:CreateSnapshots", "count": 100, "code": "InternalError",
+                                       "message": "An internal error has occurred", "http_status": 500}),
+            )
+            .await
+            .unwrap();
+        let (t, error, e) = snapshot_run(&w, "snap-create-fails", params.clone()).await;
+        w.cloud.delete("faults").await.unwrap();
+        assert_eq!(error.as_deref(), Some("SnapshotFailed"), "{t:?}");
+        assert!(t.reason.contains("no snapshot was taken"), "{t:?}");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["thawed_by"], "thaw", "{e:?}");
+        check_restored("a failed CreateSnapshots").await;
+
+        // 6. The thaw command is lost: the watchdog thaws; the procedure waits for it, then
+        // ends ThawFailed with its snapshots.
+        w.cloud.delete("commands").await.unwrap();
+        commands(&w, rules(json!({}), json!({"undeliverable": true, "pending_seconds": 2}))).await;
+        let (t, error, e) = snapshot_run(&w, "snap-thaw-lost", params.clone()).await;
+        assert_eq!(error.as_deref(), Some("ThawFailed"), "{t:?}");
+        assert!(t.reason.contains("watchdog thaws the file systems 30 s after"), "{t:?}");
+        assert!(t.reason.contains("1 snapshot, application-consistent"), "{t:?}");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["thawed_by"], "watchdog", "{e:?}");
+        println!(
+            "frozen window, thaw lost: {} ms (virtual; the watchdog's 30 s from the freeze's start)",
+            window(&e[0])
+        );
+        check_restored("a lost thaw").await;
+
+        // 7. A snapshot ends in error while waited for: SnapshotFailed after the thaw.
+        w.cloud.delete("commands").await.unwrap();
+        commands(&w, rules(json!({}), json!({}))).await;
+        w.cloud
+            .control(
+                "snapshot_failures",
+                json!({"instance_id": ids[0], "fail_after_seconds": 20,
+                                                  "state_message": "The snapshot could not be completed"}),
+            )
+            .await
+            .unwrap();
+        let mut wait = params.clone();
+        wait["WaitForCompletion"] = json!(true);
+        let (t, error, e) = snapshot_run(&w, "snap-error", wait).await;
+        println!("frozen window, one target: {} ms (virtual)", window(&e[0]));
+        assert_eq!(error.as_deref(), Some("SnapshotFailed"), "{t:?}");
+        assert!(t.reason.contains("The snapshot could not be completed"), "{t:?}");
+        assert_eq!(e[0]["thawed_by"], "thaw", "{e:?}");
+        check_restored("a snapshot in error").await;
+        let frozen = w.cloud.get("frozen").await.unwrap();
+        assert_eq!(frozen["frozen_now"], json!([]), "nothing is left frozen");
+    });
+}

@@ -124,14 +124,19 @@ impl LocalCloud {
         Ok(INSTANCE_MUTATIONS.iter().map(|op| calls.get(*op).copied().unwrap_or(0)).sum())
     }
 
-    /// Zeroes the AWS call counts.
-    pub async fn reset_calls(&self) -> anyhow::Result<()> {
+    /// DELETE a control resource (`/_opsflow/<path>`), e.g. `commands` (clears the rules).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.http
-            .delete(format!("{}/_opsflow/calls", self.endpoint))
+            .delete(format!("{}/_opsflow/{path}", self.endpoint))
             .send()
             .await?
             .error_for_status()?;
         Ok(())
+    }
+
+    /// Zeroes the AWS call counts.
+    pub async fn reset_calls(&self) -> anyhow::Result<()> {
+        self.delete("calls").await
     }
 
     /// AWS calls by `service:Operation` since the last reset.

@@ -26,6 +26,13 @@ impl PollPolicy {
         factor: 1.5,
         max_s: 5,
     };
+
+    /// Every second: for short waits whose end matters to the second (a freeze).
+    pub const EVERY_SECOND: PollPolicy = PollPolicy {
+        first_s: 1,
+        factor: 1.0,
+        max_s: 1,
+    };
 }
 
 /// One invocation's watch over a wait: how long it may go on checking.

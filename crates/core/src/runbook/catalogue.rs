@@ -51,11 +51,22 @@ pub enum Kind {
     /// the `OnPreStopFailure` parameter decides what a failed pre-stop does.
     #[serde(rename = "clean-stop")]
     CleanStop,
+    /// The pre-snapshot hooks and a freeze of the data file systems (the member stack's
+    /// `opsflow-Freeze`, which arms an on-instance watchdog first), CreateSnapshots of every
+    /// volume, then the thaw and post-snapshot hooks (`opsflow-Thaw`) on every path.
+    #[serde(rename = "consistent-snapshot")]
+    ConsistentSnapshot,
 }
 
 impl Kind {
     /// Every kind: one state machine each, `statemachines/procedures/<kind>.asl.json`.
-    pub const ALL: [Kind; 4] = [Kind::RunCommand, Kind::HttpCheck, Kind::StartAndCheck, Kind::CleanStop];
+    pub const ALL: [Kind; 5] = [
+        Kind::RunCommand,
+        Kind::HttpCheck,
+        Kind::StartAndCheck,
+        Kind::CleanStop,
+        Kind::ConsistentSnapshot,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,6 +74,7 @@ impl Kind {
             Kind::HttpCheck => "http-check",
             Kind::StartAndCheck => "start-and-check",
             Kind::CleanStop => "clean-stop",
+            Kind::ConsistentSnapshot => "consistent-snapshot",
         }
     }
 
@@ -85,6 +97,45 @@ impl Kind {
 
 /// The clean-stop parameter that decides what a failed pre-stop script does.
 pub const ON_PRE_STOP_FAILURE: &str = "OnPreStopFailure";
+
+/// The consistent-snapshot parameter that decides what a failed freeze does: `fail`, or
+/// `crash-consistent` (snapshot anyway, and say so).
+pub const ON_FREEZE_FAILURE: &str = "OnFreezeFailure";
+
+/// The parameters a consistent-snapshot procedure declares (its fixed documents and state
+/// machine read them), with their rule.
+const CONSISTENT_SNAPSHOT_PARAMETERS: &[(&str, ParameterType, ParameterUse, &str)] = &[
+    (
+        "Mounts",
+        ParameterType::String,
+        ParameterUse::Command,
+        "a consistent-snapshot procedure needs Mounts (String): the data file systems to freeze",
+    ),
+    (
+        "WatchdogSeconds",
+        ParameterType::Integer,
+        ParameterUse::Command,
+        "a consistent-snapshot procedure needs WatchdogSeconds (Integer): when the on-instance watchdog thaws",
+    ),
+    (
+        ON_FREEZE_FAILURE,
+        ParameterType::String,
+        ParameterUse::Procedure,
+        "a consistent-snapshot procedure needs this String parameter with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
+    ),
+    (
+        "WaitForCompletion",
+        ParameterType::Boolean,
+        ParameterUse::Procedure,
+        "a consistent-snapshot procedure needs WaitForCompletion (Boolean, \"Use\": \"Procedure\")",
+    ),
+    (
+        "RetentionDays",
+        ParameterType::Integer,
+        ParameterUse::Procedure,
+        "a consistent-snapshot procedure needs RetentionDays (Integer, \"Use\": \"Procedure\"; 0 keeps every snapshot)",
+    ),
+];
 
 /// An operating system, as SSM's `PlatformType` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -262,6 +313,9 @@ pub struct Timeouts {
     /// clean-stop: how long StopInstances has to reach `stopped`.
     #[serde(default = "default_stop")]
     pub stop_seconds: u32,
+    /// consistent-snapshot: how long the snapshots have to reach `completed`, when waited for.
+    #[serde(default = "default_snapshot")]
+    pub snapshot_seconds: u32,
 }
 
 fn default_ready() -> u32 {
@@ -269,6 +323,9 @@ fn default_ready() -> u32 {
 }
 fn default_stop() -> u32 {
     900
+}
+fn default_snapshot() -> u32 {
+    7_200
 }
 
 fn default_delivery() -> u32 {
@@ -285,6 +342,7 @@ impl Default for Timeouts {
             execution_seconds: default_execution(),
             ready_seconds: default_ready(),
             stop_seconds: default_stop(),
+            snapshot_seconds: default_snapshot(),
         }
     }
 }
@@ -374,6 +432,41 @@ impl Procedure {
                     }
                 }
             }
+            Kind::ConsistentSnapshot => {
+                if self.document.is_some() || !self.commands.is_empty() || self.http.is_some() {
+                    return bad(
+                        "Document",
+                        "a consistent-snapshot procedure runs the member stack's opsflow-Freeze and opsflow-Thaw documents: give no Document, Commands or Http",
+                    );
+                }
+                for (name, kind, used_by, rule) in CONSISTENT_SNAPSHOT_PARAMETERS {
+                    let ok = self.parameters.get(*name).is_some_and(|p| {
+                        p.kind == *kind
+                            && p.used_by == *used_by
+                            && (*name != ON_FREEZE_FAILURE
+                                || !p.allowed_values.is_empty() && p.allowed_values.iter().all(|v| v == "fail" || v == "crash-consistent"))
+                    });
+                    if !ok {
+                        return bad(&format!("Parameters.{name}"), rule);
+                    }
+                }
+                if let Some(extra) = self
+                    .parameters
+                    .keys()
+                    .find(|k| !CONSISTENT_SNAPSHOT_PARAMETERS.iter().any(|p| p.0 == k.as_str()))
+                {
+                    return bad(
+                        &format!("Parameters.{extra}"),
+                        "a consistent-snapshot procedure takes only Mounts, WatchdogSeconds, OnFreezeFailure, WaitForCompletion and RetentionDays",
+                    );
+                }
+                if self.targets.platforms != [Os::Linux] {
+                    return bad(
+                        "Targets.Platforms",
+                        "a consistent-snapshot procedure runs on Linux only (fsfreeze); Windows needs VSS, which it does not drive yet",
+                    );
+                }
+            }
             Kind::HttpCheck => {
                 if self.parameters.values().any(|p| p.used_by == ParameterUse::Procedure) {
                     return bad("Parameters", "an http-check procedure reads no procedure parameters");
@@ -429,7 +522,11 @@ impl Procedure {
                 "must be 30 to 172800 (the documents' executionTimeout)",
             );
         }
-        for (field, v) in [("Timeouts.ReadySeconds", t.ready_seconds), ("Timeouts.StopSeconds", t.stop_seconds)] {
+        for (field, v) in [
+            ("Timeouts.ReadySeconds", t.ready_seconds),
+            ("Timeouts.StopSeconds", t.stop_seconds),
+            ("Timeouts.SnapshotSeconds", t.snapshot_seconds),
+        ] {
             if !(60..=86_400).contains(&v) {
                 return bad(field, "must be 60 to 86400");
             }

@@ -7,14 +7,15 @@ use serde_json::{json, Value};
 use super::catalogue::{Catalogue, Kind};
 use super::instance::{self, Change, InstanceProgress, Quiet};
 use super::results::TargetStatus;
-use super::steps::{self, CommandProgress, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
+use super::snapshot::{self, Conclusion, SnapshotSet};
+use super::steps::{self, CommandProgress, CommandStep, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
 use super::targets::Target;
 use crate::alert::AlertPublisher;
 use crate::error::CoreError;
 use crate::ports::{Clock, Fleet, Objects, RunLog};
 
 /// The task functions of the runner and the procedures (their `${Runbook<Name>FunctionArn}`).
-pub const TASK_FUNCTIONS: [&str; 9] = [
+pub const TASK_FUNCTIONS: [&str; 10] = [
     "Validate",
     "Resolve",
     "Admit",
@@ -24,6 +25,7 @@ pub const TASK_FUNCTIONS: [&str; 9] = [
     "SendCommand",
     "CheckCommand",
     "Instance",
+    "Snapshot",
 ];
 
 /// The placeholder of a function's ARN in the state machine files.
@@ -86,6 +88,9 @@ struct SendInput {
     run: Run,
     target: Target,
     execution: String,
+    /// consistent-snapshot: which of its commands.
+    #[serde(default)]
+    step: Option<CommandStep>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +120,28 @@ struct InstanceInput {
     /// Restore: what Quiet muted.
     #[serde(default)]
     quiet: Option<Quiet>,
+}
+
+/// consistent-snapshot's snapshot steps, one function: `Action` says which.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnapshotInput {
+    action: String,
+    #[serde(default)]
+    run: Option<Run>,
+    #[serde(default)]
+    target: Option<Target>,
+    /// Take: the execution (tags the snapshots) and the freeze's result.
+    #[serde(default)]
+    execution: Option<String>,
+    #[serde(default)]
+    freeze: Option<ProcedureResult>,
+    /// Check, Prune: the snapshots taken.
+    #[serde(default)]
+    snapshots: Option<SnapshotSet>,
+    /// Conclude: the procedure's whole state.
+    #[serde(default)]
+    state: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +193,7 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                     &i.run,
                     &i.target,
                     &i.execution,
+                    i.step,
                     &ports.fleet,
                     &ports.log,
                     settings,
@@ -227,6 +255,30 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                 }
             };
             to_value(&p)
+        }
+        "Snapshot" => {
+            let i: SnapshotInput = parse(function, payload)?;
+            let need = |field: &str| CoreError::invalid(field, format!("{} needs it", i.action));
+            if i.action == "Conclude" {
+                let c: Conclusion = parse(function, i.state.ok_or_else(|| need("State"))?)?;
+                return to_value(&snapshot::conclude(&c));
+            }
+            let run = i.run.as_ref().ok_or_else(|| need("Run"))?;
+            let target = i.target.as_ref().ok_or_else(|| need("Target"))?;
+            let set = || i.snapshots.as_ref().ok_or_else(|| need("Snapshots"));
+            match i.action.as_str() {
+                "Take" => {
+                    let execution = i.execution.as_deref().ok_or_else(|| need("Execution"))?;
+                    let freeze = i.freeze.as_ref().ok_or_else(|| need("Freeze"))?;
+                    to_value(&snapshot::take(run, target, execution, freeze, &ports.fleet, settings, catalogue, now_s).await?)
+                }
+                "Check" => to_value(&snapshot::check(target, set()?, &ports.fleet, settings, clock).await?),
+                "Prune" => to_value(&snapshot::prune(run, target, set()?, &ports.fleet, catalogue, now_s).await?),
+                other => Err(CoreError::invalid(
+                    "Action",
+                    format!("{other:?} is not a snapshot step (Take, Check, Prune, Conclude)"),
+                )),
+            }
         }
         "Summarize" => {
             let i: SummarizeInput = parse(function, payload)?;

@@ -40,7 +40,7 @@ pub struct InstanceProgress {
     pub result: Option<ProcedureResult>,
 }
 
-fn procedure_of<'c>(run: &Run, kind: Kind, catalogue: &'c Catalogue) -> Result<&'c Procedure, CoreError> {
+pub(super) fn procedure_of<'c>(run: &Run, kind: Kind, catalogue: &'c Catalogue) -> Result<&'c Procedure, CoreError> {
     let procedure = catalogue.get(&run.procedure)?;
     if procedure.kind != kind {
         return Err(CoreError::invalid(
@@ -246,12 +246,15 @@ pub const MAX_MUTE_S: i64 = 15 * 86_400;
 /// The mute rule lasts that long, so it ends by itself even if nothing restores the alarms.
 pub fn hold_s(procedure: &Procedure) -> i64 {
     let t = procedure.timeouts;
+    let command = i64::from(t.delivery_seconds) + i64::from(t.execution_seconds);
     let wait = match procedure.kind {
-        Kind::CleanStop => t.stop_seconds,
-        Kind::StartAndCheck => t.ready_seconds,
+        Kind::CleanStop => i64::from(t.stop_seconds),
+        Kind::StartAndCheck => i64::from(t.ready_seconds),
+        // The thaw is a second command; the snapshots may be waited for.
+        Kind::ConsistentSnapshot => command + i64::from(t.snapshot_seconds),
         _ => 0,
     };
-    (i64::from(t.delivery_seconds) + i64::from(t.execution_seconds) + i64::from(wait) + 300).min(MAX_MUTE_S)
+    (command + wait + 300).min(MAX_MUTE_S)
 }
 
 /// The mute rule of one procedure execution on one instance: `opsflow-<instance>-<execution>`.
@@ -379,6 +382,7 @@ mod tests {
             reason: reason.to_string(),
             command_id: Some("c-1".into()),
             status_code: None,
+            snapshots: Vec::new(),
         }
     }
 

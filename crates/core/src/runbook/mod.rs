@@ -12,6 +12,7 @@ pub mod instance;
 pub mod log;
 pub mod rate;
 pub mod results;
+pub mod snapshot;
 pub mod steps;
 pub mod targets;
 

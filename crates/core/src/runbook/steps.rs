@@ -22,6 +22,7 @@ use super::input::{self, Home, Notify, TargetSelector};
 use super::log::{target_key, TargetRow};
 use super::rate::{may_start, Rate};
 use super::results::{Counts, Summary, TargetStatus};
+use super::snapshot;
 use super::targets::{check_count, check_opt_in, controls, select, Candidate, Excluded, Target};
 use crate::alert::render::clip_chars;
 use crate::alert::AlertPublisher;
@@ -464,6 +465,9 @@ pub struct ProcedureResult {
     /// An HTTP check's status code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
+    /// The snapshots the procedure took (consistent-snapshot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
 }
 
 impl ProcedureResult {
@@ -477,6 +481,7 @@ impl ProcedureResult {
             reason: reason.into(),
             command_id: None,
             status_code: None,
+            snapshots: Vec::new(),
         }
     }
 }
@@ -564,6 +569,10 @@ pub async fn record(
 #[serde(rename_all = "PascalCase")]
 pub struct CommandProgress {
     pub command_id: String,
+    /// consistent-snapshot's command (Freeze or Thaw): watched every second, since the file
+    /// systems stay frozen until the procedure sees the freeze end and thaws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<CommandStep>,
     pub sent_at_epoch_s: i64,
     pub poll: PollState,
     pub done: bool,
@@ -607,12 +616,23 @@ pub fn command_spec(
     procedure: &Procedure,
     parameters: &BTreeMap<String, String>,
     os: Os,
+    step: Option<CommandStep>,
     run: &Run,
     settings: &Settings,
 ) -> Result<CommandSpec, CoreError> {
     let t = procedure.timeouts;
-    let (document_name, params) = match &procedure.document {
-        Some(doc) => (
+    let (document_name, params) = match (step, &procedure.document) {
+        (Some(step), _) => {
+            let (document, names) = snapshot::step_document(step);
+            (
+                document.to_string(),
+                names
+                    .iter()
+                    .filter_map(|n| Some((n.to_string(), vec![parameters.get(*n)?.clone()])))
+                    .collect(),
+            )
+        }
+        (None, Some(doc)) => (
             doc.name.clone(),
             parameters
                 .iter()
@@ -620,7 +640,7 @@ pub fn command_spec(
                 .map(|(k, v)| (k.clone(), vec![v.clone()]))
                 .collect(),
         ),
-        None => {
+        (None, None) => {
             let lines = procedure
                 .commands
                 .get(&os)
@@ -644,13 +664,25 @@ pub fn command_spec(
     })
 }
 
+/// Which command of a procedure with several a SendCommand sends (consistent-snapshot's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandStep {
+    /// The pre-snapshot hooks, the watchdog and the freeze (`opsflow-Freeze`).
+    Freeze,
+    /// The thaw and the post-snapshot hooks (`opsflow-Thaw`).
+    Thaw,
+}
+
 /// SendCommand: checks the procedure, its parameters and the instance's opt-in again (on fresh
-/// facts, in the member account), then sends the command once per procedure execution.
+/// facts, in the member account), then sends the command once per procedure execution (and
+/// step). A Thaw is sent whatever the opt-in says now: it only undoes this execution's freeze,
+/// and is not sent when there is none (no freeze was sent, or the instance no longer runs).
 #[allow(clippy::too_many_arguments)]
 pub async fn send_command<F: Fleet>(
     run: &Run,
     target: &Target,
     execution: &str,
+    step: Option<CommandStep>,
     fleet: &F,
     log: &impl RunLog,
     settings: &Settings,
@@ -658,22 +690,51 @@ pub async fn send_command<F: Fleet>(
     now_s: i64,
 ) -> Result<CommandProgress, CoreError> {
     let procedure = catalogue.get(&run.procedure)?;
+    if step.is_some() != (procedure.kind == Kind::ConsistentSnapshot) {
+        return Err(CoreError::invalid(
+            "Step",
+            format!(
+                "a {} procedure's SendCommand {} a Step (Freeze or Thaw)",
+                procedure.kind.as_str(),
+                if step.is_some() { "takes no" } else { "needs" }
+            ),
+        ));
+    }
     let given = serde_json::to_value(&run.parameters).expect("parameters serialize");
     let parameters = procedure.parameters(Some(&given))?;
     let deadline_s = i64::from(procedure.timeouts.delivery_seconds) + i64::from(procedure.timeouts.execution_seconds) + 120;
     let progress = |command_id: String| CommandProgress {
         command_id,
+        step,
         sent_at_epoch_s: now_s,
         poll: Poll::start(now_s, deadline_s, settings.poll).into(),
         done: false,
         result: None,
     };
-    if let Some(id) = log.sent_command(execution).await? {
+    let nothing_to_thaw = |why: String| CommandProgress {
+        done: true,
+        result: Some(ProcedureResult::new(TargetStatus::Succeeded, format!("nothing to thaw: {why}"))),
+        ..progress(String::new())
+    };
+    let key = |step: Option<CommandStep>| match step {
+        None => execution.to_string(),
+        Some(s) => format!("{execution}#{s:?}"),
+    };
+    if let Some(id) = log.sent_command(&key(step)).await? {
         return Ok(progress(id));
+    }
+    let thaw = step == Some(CommandStep::Thaw);
+    if thaw && log.sent_command(&key(Some(CommandStep::Freeze))).await?.is_none() {
+        return Ok(nothing_to_thaw("this execution sent no freeze".to_string()));
     }
     let member = fleet.member(&target.account, &target.region).await?;
     let facts = member.describe_instance(&target.instance_id).await?;
-    check_opt_in(&target.instance_id, &facts.tags, procedure)?;
+    if thaw && facts.state != InstanceState::Running {
+        return Ok(nothing_to_thaw(format!("the instance is {} (a stop ends a freeze)", facts.state)));
+    }
+    if !thaw {
+        check_opt_in(&target.instance_id, &facts.tags, procedure)?;
+    }
     if facts.state != InstanceState::Running {
         return Err(CoreError::conflict(
             format!("instance {}", target.instance_id),
@@ -687,10 +748,10 @@ pub async fn send_command<F: Fleet>(
             format!("procedure {} does not run on {os:?}", procedure.name),
         ));
     }
-    let spec = command_spec(procedure, &parameters, os, run, settings)?;
+    let spec = command_spec(procedure, &parameters, os, step, run, settings)?;
     tracing::info!(run = %run.id, instance = %target.instance_id, account = %target.account, document = %spec.document_name, "SendCommand");
     let command_id = member.send_command(&spec, &target.instance_id).await?;
-    if let Some(earlier) = log.command(execution, &command_id, settings.expires_at(now_s)).await? {
+    if let Some(earlier) = log.command(&key(step), &command_id, settings.expires_at(now_s)).await? {
         // Another attempt of this step sent first: keep that one, cancel this one.
         let _ = member.cancel_command(&command_id, &target.instance_id).await;
         return Ok(progress(earlier));
@@ -714,6 +775,10 @@ pub async fn check_command<F: Fleet>(
     let member = fleet.member(&target.account, &target.region).await?;
     let watch = Watch::start(clock, settings.watch_s);
     let mut poll: Poll = (&progress.poll).into();
+    let policy = match progress.step {
+        Some(_) => PollPolicy::EVERY_SECOND,
+        None => settings.poll,
+    };
     loop {
         let now_s = watch.now_s();
         let id = &progress.command_id;
@@ -746,7 +811,7 @@ pub async fn check_command<F: Fleet>(
             Err(CoreError::NotFound { .. }) => Some("the instance is gone".to_string()),
             Err(e) => return Err(e),
         };
-        let next = poll.next(now_s, settings.poll, "the command", "it is still running");
+        let next = poll.next(now_s, policy, "the command", "it is still running");
         let end = match (stopped, next) {
             (Some(why), _) => Some((TargetStatus::Failed, format!("{why}: command {id} cannot finish"))),
             (None, Err(_)) => Some((
@@ -828,6 +893,7 @@ async fn finished(
         reason,
         command_id: Some(command_id.to_string()),
         status_code: None,
+        snapshots: Vec::new(),
     }
 }
 
@@ -1020,14 +1086,14 @@ mod tests {
         .unwrap();
         assert_eq!(v.run.name, "nightly");
         let p = cat.get("disk-cleanup").unwrap();
-        let spec = command_spec(p, &BTreeMap::new(), Os::Linux, &v.run, &settings).unwrap();
+        let spec = command_spec(p, &BTreeMap::new(), Os::Linux, None, &v.run, &settings).unwrap();
         assert_eq!(spec.document_name, "AWS-RunShellScript");
         assert_eq!(spec.parameters["executionTimeout"], vec!["900".to_string()]);
         assert_eq!(spec.timeout_seconds, 600);
         assert_eq!(spec.output_s3_prefix.as_deref(), Some("output/disk-cleanup/nightly"));
         let r = cat.get("restart-app").unwrap();
         let params = r.parameters(Some(&json!({"Service": "worker"}))).unwrap();
-        let spec = command_spec(r, &params, Os::Linux, &v.run, &settings).unwrap();
+        let spec = command_spec(r, &params, Os::Linux, None, &v.run, &settings).unwrap();
         assert_eq!(spec.document_name, "opsflow-RestartService");
         assert_eq!(spec.parameters["Service"], vec!["worker".to_string()]);
         assert!(!spec.parameters.contains_key("commands"));
@@ -1036,7 +1102,7 @@ mod tests {
         let params = c
             .parameters(Some(&json!({"Services": "app worker", "OnPreStopFailure": "stop"})))
             .unwrap();
-        let spec = command_spec(c, &params, Os::Linux, &v.run, &settings).unwrap();
+        let spec = command_spec(c, &params, Os::Linux, None, &v.run, &settings).unwrap();
         assert_eq!(spec.document_name, "opsflow-PreStop");
         assert_eq!(
             spec.parameters.keys().collect::<Vec<_>>(),
