@@ -8,7 +8,9 @@ What it adds on top of moto (see README.md for the control API):
     SSM command progression + ListCommandInvocations/CancelCommand, EBS volume
     modification progression and its errors (and failures), EBS snapshot progression (and
     failures), root volume replacement tasks, the frozen flag of opsflow-Freeze / opsflow-Thaw,
-    EC2 stop/terminate transitions and scheduled stops/terminations; CloudFormation custom
+    EC2 stop/terminate transitions and scheduled stops/terminations; EventBridge events of EC2
+    state changes and Auto Scaling termination lifecycle actions (hooks, CompleteLifecycleAction,
+    RecordLifecycleActionHeartbeat, timeouts); CloudFormation custom
     resources that wait for a PUT to their ResponseURL (opsflow_moto_cfn.py);
   * a WSGI layer in front of moto's app: the /_opsflow/ control endpoint, per-operation
     call counts, fault injection in the right wire format per protocol;
@@ -69,7 +71,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "volume_modification_rate_limit": True,
     "volume_modification_rate_window_seconds": 6 * 3600.0,
     # EC2 stop / terminate: how long an instance is `stopping` / `shutting-down` before it is
-    # `stopped` / `terminated` (StopInstances, TerminateInstances and scheduled actions)
+    # `stopped` / `terminated` (StopInstances, TerminateInstances, scheduled actions, lifecycle terminations)
     "instance_stopping_seconds": 0.0,
     "instance_shutting_down_seconds": 0.0,
     # EC2 start: how long a started instance is `pending` before `running`, then how long its
@@ -184,6 +186,8 @@ class Runtime:
         self.clock = Clock()
         self.commands = ext.CommandRegistry()
         self.root_tasks = ext.RootVolumeTasks()
+        self.events = ext.EventFeed()
+        self.lifecycle = ext.LifecycleActions()
         self.config: dict[str, Any] = {}
         self.rules: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
@@ -203,6 +207,8 @@ class Runtime:
             self.schedules = []
             self.calls = {}
         self.commands.clear_log()
+        self.events.clear(pending=True)
+        self.lifecycle.clear_ended()
         self.clock.reset()
 
     def _id(self, prefix: str) -> str:
@@ -444,6 +450,8 @@ class Runtime:
         self.apply_schedules()
         self.root_tasks.apply_due(self.clock.now_ms())
         self.commands.flush(self)
+        self.lifecycle.apply_due(self, self.clock.now_ms())
+        self.events.deliver_due(self.clock.now_ms())
 
 
 def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -616,7 +624,9 @@ class LocalCloudApp:
                 status, headers, body = error_response(protocol, service, environ, "AccessDenied", denial, 403)
                 start_response(status, headers)
                 return [body]
-        return self.moto_app(environ, start_response)
+        response = self.moto_app(environ, start_response)
+        self.rt.events.deliver_due(self.rt.clock.now_ms())  # the events this request made happen
+        return response
 
     @staticmethod
     def assume_role_denial(environ: dict[str, Any], protocol: str) -> str | None:
@@ -669,11 +679,16 @@ class LocalCloudApp:
         method = environ.get("REQUEST_METHOD", "GET")
         route = environ.get("PATH_INFO", "").rstrip("/")[len("/_opsflow"):] or "/"
         try:
-            body = self._json_body(environ) if method in ("POST", "PUT") else {}
+            if method in ("POST", "PUT"):
+                body = self._json_body(environ)
+            else:  # GET / DELETE: the query string's parameters
+                body = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
             handler = getattr(self, f"api_{method.lower()}_{route.strip('/').replace('/', '_')}", None)
             if handler is None:
                 return self._reply(start_response, 404, {"error": f"no route {method} /_opsflow{route}"})
-            return self._reply(start_response, 200, handler(body))
+            result = handler(body)
+            self.rt.events.deliver_due(self.rt.clock.now_ms())  # e.g. of a schedule applied at once
+            return self._reply(start_response, 200, result)
         except BadRequest as exc:
             return self._reply(start_response, 400, {"error": str(exc)})
         except (ValueError, TypeError, KeyError) as exc:
@@ -855,6 +870,25 @@ class LocalCloudApp:
     def api_get_frozen(self, _: Any) -> dict[str, Any]:
         return ext.frozen_view(self.rt.commands, self.rt.clock.now_ms())
 
+    def api_get_events(self, query: Any) -> dict[str, Any]:
+        unknown = sorted(set(query) - {"source", "detail_type", "instance_id"})
+        if unknown:
+            raise BadRequest(f"unknown events filters: {unknown}; known: ['detail_type', 'instance_id', 'source']")
+        self.rt.tick()  # what the clock has reached is delivered first
+        with self.rt.events.lock:
+            events = list(self.rt.events.log)
+        return {"events": [e for e in events if query.get("source", e["source"]) == e["source"]
+                           and query.get("detail_type", e["detail-type"]) == e["detail-type"]
+                           and query.get("instance_id") in (None, e["detail"].get("instance-id"),
+                                                            e["detail"].get("EC2InstanceId"))]}
+
+    def api_delete_events(self, _: Any) -> dict[str, Any]:
+        self.rt.events.clear()
+        return {"events": []}
+
+    def api_get_lifecycle_actions(self, _: Any) -> dict[str, Any]:
+        return {"lifecycle_actions": self.rt.lifecycle.view()}
+
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()
         if self.rt.custom_resources is not None:
@@ -872,19 +906,21 @@ def build_app(rt: Runtime | None = None) -> tuple[LocalCloudApp, Runtime]:
 
 
 def warm_up(app: LocalCloudApp | None = None) -> None:
-    """Create the IAM (with its ~1000 managed policies), EC2 and DynamoDB backends before
+    """Create the IAM (with its ~1000 managed policies), EC2, EventBridge and DynamoDB backends before
     serving, so the first IAM/EC2/DynamoDB calls do not take a second (benchmarks, SDK
     timeouts). DynamoDB's first call also loads its service model: one ListTables through
     moto's own app (past the call counter) does that."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
     from moto.ec2.models import ec2_backends
+    from moto.events.models import events_backends
     from moto.iam.models import iam_backends
 
     account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     iam_backends[account]["global"]
     ec2_backends[account][region]
+    events_backends[account][region]  # a launch's state-change events go to its default bus
     dynamodb_backends[account][region]
     if app is not None:
         body = b"{}"

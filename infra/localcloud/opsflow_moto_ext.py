@@ -16,6 +16,12 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   VolumeModificationRateExceeded errors.
 * EC2 stop / terminate through stopping / shutting-down on the clock, and scheduled
   (``POST /_opsflow/schedule``) stops and terminations.
+* EventBridge events from EC2 (instance state changes) and Auto Scaling (termination lifecycle
+  actions), delivered through moto's PutEvents to the default event bus at their clock time
+  (GET /_opsflow/events).
+* Auto Scaling termination lifecycle hooks: a scale-in puts the instance in Terminating:Wait until
+  CompleteLifecycleAction or the heartbeat timeout (RecordLifecycleActionHeartbeat restarts it)
+  (GET /_opsflow/lifecycle_actions).
 * EBS snapshots pending -> completed (or, by a snapshot failure rule, error) on the clock;
   CopyTagsFromSource.
 * EC2 root volume replacement tasks (CreateReplaceRootVolumeTask, DescribeReplaceRootVolumeTasks):
@@ -46,9 +52,13 @@ import itertools
 import json
 import re
 import threading
+import uuid
 import zoneinfo
 from typing import Any
 
+from moto.autoscaling.exceptions import ValidationError as AutoScalingValidationError
+from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, TerminateInstanceActivity
+from moto.autoscaling.responses import AutoScalingResponse
 from moto.cloudwatch.exceptions import InvalidParameterValue, ResourceNotFoundException
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult, EmptyResult
@@ -59,13 +69,16 @@ from moto.ec2.models.iam_instance_profile import (
     IamInstanceProfileAssociation,
     IamInstanceProfileAssociationBackend,
 )
-from moto.ec2.models.instances import Instance, InstanceState
+from moto.ec2.models.instances import Instance, InstanceBackend, InstanceState
 from moto.ec2.responses import EC2Response
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.ec2.utils import random_id
+from moto.events.models import events_backends
+from moto.events.utils import EventTemplateParser
 from moto.ssm.exceptions import SSMException, ValidationException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
+from moto.utilities.utils import get_partition
 
 UTC = _dt.UTC
 #: SSM keeps the first 24,000 characters of stdout in GetCommandInvocation's StandardOutputContent
@@ -338,7 +351,7 @@ def _patch_ec2_instances(rt: Any) -> None:
             result = orig(self, *args, **kwargs)
             now = rt.clock.now_ms()
             running_at = now + ms(rt.cfg("instance_pending_seconds"))
-            self._state = ClockedInstanceState(rt.clock, ("pending", 0), ("running", 16), running_at)
+            clock_state(rt, self, ("pending", 0), ("running", 16), now, running_at)
             self.opsflow_booted = running_at  # the agent starts with the OS
             self.opsflow_checks_ok_at = running_at + ms(rt.cfg("status_checks_seconds"))
             self.opsflow_starts = [*getattr(self, "opsflow_starts", []), now]
@@ -385,6 +398,7 @@ class ClockedInstanceState(InstanceState):
         self._during = during
         self._after = after
         self._until: int | None = until_ms
+        self.replaced_at: int | None = None  # when a later transition took over (clock_state)
 
     def _current(self) -> tuple[str, int]:
         if self._until is not None and self._clock.now_ms() < self._until:
@@ -410,6 +424,17 @@ class ClockedInstanceState(InstanceState):
         self._until = None
 
 
+def clock_state(rt: Any, instance: Instance, during: tuple[str, int], after: tuple[str, int], at: int,
+                until: int) -> None:
+    """Make the instance `during` from `at` until `until`, then `after`, and send EC2's state-change
+    event of each (the second only if no later transition took over before `until`)."""
+    if isinstance(instance._state, ClockedInstanceState):
+        instance._state.replaced_at = at
+    instance._state = state = ClockedInstanceState(rt.clock, during, after, until)
+    state_change_event(rt, instance, during[0], at)
+    state_change_event(rt, instance, after[0], until, lambda: state.replaced_at is None or state.replaced_at >= until)
+
+
 def instance_went_down_at(instance: Any, since: int, before: int) -> int | None:
     """The first time in [since, before) at which the instance began to stop or terminate."""
     for t in getattr(instance, "opsflow_downs", ()):
@@ -432,8 +457,7 @@ def _patch_ec2_transitions(rt: Any) -> None:
                     rt.clock.now_ms(), ms(rt.cfg(DOWN_TRANSITION_CONFIG[action])))
                 self._opsflow_effective = None
                 result = orig(self, *args, **kwargs)
-                during, after = DOWN_STATES[action]
-                self._state = ClockedInstanceState(rt.clock, during, after, at + transition)
+                clock_state(rt, self, *DOWN_STATES[action], at, at + transition)
                 self.opsflow_downs = [*getattr(self, "opsflow_downs", []), at]
                 return result
 
@@ -466,6 +490,316 @@ def apply_instance_action(instance: Instance, action: str, at_ms: int, transitio
     else:
         instance.terminate()
     return True
+
+
+# --------------------------------------------------------------------------- EventBridge: EC2 and Auto Scaling events
+
+EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
+TERMINATE_LIFECYCLE_ACTION = "EC2 Instance-terminate Lifecycle Action"
+#: The event AWS delivers to a target without an InputTransformer: the whole event. moto's own
+#: template leaves out `account`.
+FULL_EVENT_TEMPLATE = ('{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '
+                       '"account": "<account>", "time": <time>, "region": "<region>", "resources": <resources>, '
+                       '"detail": <detail>}')
+
+
+class EventFeed:
+    """Events AWS services send to EventBridge. Each is delivered once the clock reaches its time
+    (at the end of the request that made it happen, or at the first request after), in time order,
+    through moto's PutEvents to the default event bus of its account and region (moto matches the
+    rules and sends to their targets), and kept in the log (GET /_opsflow/events)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.pending: list[tuple[int, int, dict[str, Any], Any]] = []  # (time, order, event, still_happens)
+        self.log: list[dict[str, Any]] = []
+
+    def add(self, at_ms: int, account: str, region: str, source: str, detail_type: str, resources: list[str],
+            detail: dict[str, Any], still_happens: Any = None) -> None:
+        event = {"version": "0", "id": "", "detail-type": detail_type, "source": source, "account": account,
+                 "time": _ec2_time(at_ms), "region": region, "resources": resources, "detail": detail}
+        with self.lock:
+            self.pending.append((at_ms, next(REQUEST_ORDER), event, still_happens))
+
+    def deliver_due(self, now: int) -> None:
+        if not self.pending:
+            return
+        with self.lock:
+            due = sorted((e for e in self.pending if e[0] <= now), key=lambda e: e[:2])
+            self.pending = [e for e in self.pending if e[0] > now]
+            for at, _, event, still_happens in due:
+                if still_happens is None or still_happens():
+                    (entry,) = events_backends[event["account"]][event["region"]].put_events([{
+                        "Source": event["source"], "DetailType": event["detail-type"],
+                        "Detail": json.dumps(event["detail"]), "Resources": event["resources"], "Time": at / 1000}])
+                    self.log.append({**event, "id": entry["EventId"]})
+
+    def clear(self, pending: bool = False) -> None:
+        with self.lock:
+            self.log = []
+            if pending:
+                self.pending = []
+
+
+def state_change_event(rt: Any, instance: Instance, state: str, at: int, still_happens: Any = None) -> None:
+    backend = instance.ec2_backend
+    account, region = backend.account_id, backend.region_name
+    arn = f"arn:{get_partition(region)}:ec2:{region}:{account}:instance/{instance.id}"
+    rt.events.add(at, account, region, "aws.ec2", EC2_STATE_CHANGE, [arn],
+                  {"instance-id": instance.id, "state": state}, still_happens)
+
+
+def _patch_events(rt: Any) -> None:
+    EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = FULL_EVENT_TEMPLATE
+
+    def run_instances(orig: Any) -> Any:
+        def method(self: InstanceBackend, *args: Any, **kwargs: Any) -> Any:
+            reservation = orig(self, *args, **kwargs)
+            now = rt.clock.now_ms()
+            for instance in reservation.instances:  # launched `running` at once (moto's), so both now
+                state_change_event(rt, instance, "pending", now)
+                state_change_event(rt, instance, "running", now)
+            return reservation
+
+        return method
+
+    wrap(InstanceBackend, "run_instances", run_instances)
+
+
+# --------------------------------------------------------------------------- Auto Scaling: termination hooks
+
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+#: An instance waits at most 48 hours or 100 heartbeat timeouts, whichever is smaller (LifecycleHook.GlobalTimeout).
+MAX_GLOBAL_TIMEOUT_SECONDS = 172800
+
+
+class LifecycleAction:
+    """One termination lifecycle action: an instance of `group` waiting for one hook."""
+
+    def __init__(self, group: FakeAutoScalingGroup, state: Any, hook: Any, now: int):
+        self.token = str(uuid.uuid4())
+        self.group, self.state = group, state  # the group's InstanceState of the instance
+        self.hook, self.default_result = hook.name, hook.default_result
+        self.metadata = getattr(hook, "notification_metadata", None)
+        self.timeout = ms(hook.heartbeat_timeout)
+        self.started_at = now
+        self.global_timeout_at = now + min(ms(MAX_GLOBAL_TIMEOUT_SECONDS), 100 * self.timeout)
+        self.timeout_at = min(now + self.timeout, self.global_timeout_at)
+        self.heartbeats: list[int] = []
+        self.completed_at: int | None = None
+        self.result: str | None = None
+        self.completed_by: str | None = None
+        self.complete_calls = 0
+
+    def view(self) -> dict[str, Any]:
+        return {"token": self.token, "account": self.group.account_id, "region": self.group.region,
+                "group": self.group.name, "hook": self.hook, "instance_id": self.state.instance.id,
+                "transition": TERMINATING, "started_at": self.started_at, "heartbeats": list(self.heartbeats),
+                "timeout_at": self.timeout_at, "completed_at": self.completed_at, "result": self.result,
+                "completed_by": self.completed_by, "complete_calls": self.complete_calls}
+
+
+class LifecycleActions:
+    """Every termination lifecycle action, and the instances they let go (removed from their group
+    once EC2 has terminated them)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.actions: list[LifecycleAction] = []
+        self.leaving: list[LifecycleAction] = []
+
+    def start(self, rt: Any, group: FakeAutoScalingGroup, state: Any, hooks: list[Any]) -> None:
+        """The instance leaves the group: Terminating:Wait, one action (and event) per hook."""
+        now = rt.clock.now_ms()
+        state.lifecycle_state = "Terminating:Wait"
+        with self.lock:
+            for hook in hooks:
+                action = LifecycleAction(group, state, hook, now)
+                self.actions.append(action)
+                metadata = {"NotificationMetadata": action.metadata} if action.metadata else {}
+                rt.events.add(now, group.account_id, group.region, "aws.autoscaling", TERMINATE_LIFECYCLE_ACTION,
+                              [group.arn], {"LifecycleActionToken": action.token, "AutoScalingGroupName": group.name,
+                                            "LifecycleHookName": hook.name, "EC2InstanceId": state.instance.id,
+                                            "LifecycleTransition": TERMINATING, **metadata,
+                                            "Origin": "AutoScalingGroup", "Destination": "EC2"})
+
+    def find(self, account: str, region: str, group: str, hook: str, token: str | None, instance_id: str | None,
+             completing: bool = False) -> LifecycleAction:
+        """The open action a CompleteLifecycleAction / RecordLifecycleActionHeartbeat names (by token,
+        else by instance), or AWS's ValidationError; a completion counts against every action it names."""
+        if not token and not instance_id:
+            raise AutoScalingValidationError("Either LifecycleActionToken or InstanceId must be specified.")
+        with self.lock:
+            named = [a for a in self.actions
+                     if (a.group.account_id, a.group.region, a.group.name, a.hook) == (account, region, group, hook)
+                     and (a.token == token if token else a.state.instance.id == instance_id)]
+            if completing:
+                for action in named:
+                    action.complete_calls += 1
+            for action in named:
+                if action.completed_at is None:
+                    return action
+        raise AutoScalingValidationError(f"No active Lifecycle Action found with token {token}" if token
+                                         else f"No active Lifecycle Action found with instance ID {instance_id}")
+
+    def finish(self, rt: Any, action: LifecycleAction, result: str, by: str, at: int) -> None:
+        """End an action. Once none is left for its instance (ABANDON ends the others: "ABANDON stops any
+        remaining actions, such as other lifecycle hooks"), the instance is Terminating:Proceed and
+        EC2 terminates it, as of `at`."""
+        with self.lock:
+            action.completed_at, action.result, action.completed_by = at, result, by
+            others = [a for a in self.actions if a.state is action.state and a.completed_at is None]
+            if others and result != "ABANDON":
+                return
+            for other in others:
+                other.completed_at, other.result, other.completed_by = at, "ABANDON", "abandoned"
+            action.state.lifecycle_state = "Terminating:Proceed"
+            apply_instance_action(action.state.instance, "terminate", at, ms(rt.cfg("instance_shutting_down_seconds")))
+            self.leaving.append(action)
+
+    def apply_due(self, rt: Any, now: int) -> None:
+        """Apply the default result of actions whose timeout passed (as of that time), and take the
+        instances EC2 has terminated out of their group."""
+        if not self.actions and not self.leaving:
+            return
+        with self.lock:
+            for action in sorted((a for a in self.actions if a.completed_at is None and a.timeout_at <= now),
+                                 key=lambda a: a.timeout_at):
+                if action.completed_at is None:  # not ended meanwhile by another hook's ABANDON
+                    self.finish(rt, action, action.default_result, "timeout", action.timeout_at)
+            for action in [a for a in self.leaving if a.state.instance.state == "terminated"]:
+                action.group.instance_states = [s for s in action.group.instance_states if s is not action.state]
+                self.leaving.remove(action)
+
+    def clear_ended(self) -> None:
+        with self.lock:
+            self.actions = [a for a in self.actions if a.completed_at is None]
+
+    def view(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [a.view() for a in self.actions]
+
+
+def _patch_autoscaling(rt: Any) -> None:
+    """Termination lifecycle hooks (moto keeps hooks but never waits for them), CompleteLifecycleAction
+    and RecordLifecycleActionHeartbeat (moto 5.2.6 has neither)."""
+    registry: LifecycleActions = rt.lifecycle
+
+    def terminating_hooks(group: FakeAutoScalingGroup) -> list[Any]:
+        return [h for h in group.autoscaling_backend.describe_lifecycle_hooks(group.name)
+                if h.lifecycle_transition == TERMINATING]
+
+    def set_desired_capacity(orig: Any) -> Any:
+        def method(self: FakeAutoScalingGroup, new_capacity: int | None) -> None:
+            # Scale-in with termination hooks: the instances that leave (InService, unprotected, in the
+            # group's order, as moto picks them) wait instead of terminating.
+            target = self.min_size if new_capacity is None else new_capacity
+            excess = len(self.active_instances()) - (target or 0)
+            hooks = terminating_hooks(self) if excess > 0 else []
+            if hooks:
+                leaving = [s for s in self.instance_states
+                           if s.lifecycle_state == "InService" and not s.protected_from_scale_in][:excess]
+                for state in leaving:
+                    registry.start(rt, self, state, hooks)
+            # Instances on their way out are no longer the group's: moto must neither count nor pick them.
+            going = [s for s in self.instance_states if s.lifecycle_state.startswith("Terminating")]
+            self.instance_states = [s for s in self.instance_states if s not in going]
+            try:
+                orig(self, new_capacity)
+            finally:
+                self.instance_states = [*self.instance_states, *going]
+
+        return method
+
+    wrap(FakeAutoScalingGroup, "set_desired_capacity", set_desired_capacity)
+
+    def terminate_instance(orig: Any) -> Any:
+        def method(self: AutoScalingBackend, instance_id: str, should_decrement: bool) -> Any:
+            state = next((s for g in self.autoscaling_groups.values() for s in g.instance_states
+                          if s.instance.id == instance_id), None)
+            hooks = terminating_hooks(state.auto_scaling_group) if state is not None else []
+            if not hooks:
+                return orig(self, instance_id, should_decrement)
+            group, original = state.auto_scaling_group, state.auto_scaling_group.desired_capacity
+            if state.lifecycle_state == "InService":
+                registry.start(rt, group, state, hooks)
+                if should_decrement:
+                    group.desired_capacity -= 1
+                group.set_desired_capacity(group.desired_capacity)  # launches a replacement unless decremented
+            return TerminateInstanceActivity(state.instance, original)
+
+        return method
+
+    wrap(AutoScalingBackend, "terminate_instance", terminate_instance)
+
+    def delete_lifecycle_hook(orig: Any) -> Any:
+        def method(self: AutoScalingBackend, as_name: str, name: str) -> None:
+            # "If there are any outstanding lifecycle actions, they are completed first (ABANDON for
+            # launching instances, CONTINUE for terminating instances)."
+            now = rt.clock.now_ms()
+            with registry.lock:
+                for action in [a for a in registry.actions if a.completed_at is None and a.hook == name
+                               and (a.group.account_id, a.group.region, a.group.name)
+                               == (self.account_id, self.region_name, as_name)]:
+                    registry.finish(rt, action, "CONTINUE", "DeleteLifecycleHook", now)
+            orig(self, as_name, name)
+
+        return method
+
+    wrap(AutoScalingBackend, "delete_lifecycle_hook", delete_lifecycle_hook)
+
+    def delete_auto_scaling_group(orig: Any) -> Any:
+        def method(self: AutoScalingBackend, group_name: str) -> None:
+            for hook in self.describe_lifecycle_hooks(group_name):  # they go with the group (moto kept them)
+                self.delete_lifecycle_hook(group_name, hook.name)
+            orig(self, group_name)
+
+        return method
+
+    wrap(AutoScalingBackend, "delete_auto_scaling_group", delete_auto_scaling_group)
+
+    def put_lifecycle_hook(orig: Any) -> Any:
+        def method(self: AutoScalingResponse) -> ActionResult:
+            timeout = self._get_int_param("HeartbeatTimeout")
+            if timeout is not None and not 30 <= timeout <= 7200:
+                raise AutoScalingValidationError(
+                    f"HeartbeatTimeout {timeout} is not valid: the range is from 30 to 7200 seconds.")
+            if self._get_param("DefaultResult") not in (None, "CONTINUE", "ABANDON"):
+                raise AutoScalingValidationError("DefaultResult must be CONTINUE or ABANDON.")
+            result = orig(self)
+            # moto stores neither the metadata nor the target and role, and a fixed GlobalTimeout.
+            hook = self.autoscaling_backend.lifecycle_hooks[
+                f"{self._get_param('AutoScalingGroupName')}_{self._get_param('LifecycleHookName')}"]
+            hook.notification_metadata = self._get_param("NotificationMetadata")
+            hook.notification_target_arn = self._get_param("NotificationTargetARN")
+            hook.role_arn = self._get_param("RoleARN")
+            hook.global_timeout = min(MAX_GLOBAL_TIMEOUT_SECONDS, 100 * hook.heartbeat_timeout)
+            return result
+
+        return method
+
+    wrap(AutoScalingResponse, "put_lifecycle_hook", put_lifecycle_hook)
+
+    def named_action(self: AutoScalingResponse, completing: bool = False) -> LifecycleAction:
+        return registry.find(self.current_account, self.region, self._get_param("AutoScalingGroupName"),
+                             self._get_param("LifecycleHookName"), self._get_param("LifecycleActionToken"),
+                             self._get_param("InstanceId"), completing)
+
+    def complete_lifecycle_action(self: AutoScalingResponse) -> ActionResult:
+        result = self._get_param("LifecycleActionResult")
+        if result not in ("CONTINUE", "ABANDON"):
+            raise AutoScalingValidationError("LifecycleActionResult must be CONTINUE or ABANDON.")
+        registry.finish(rt, named_action(self, completing=True), result, "CompleteLifecycleAction", rt.clock.now_ms())
+        return EmptyResult()
+
+    def record_lifecycle_action_heartbeat(self: AutoScalingResponse) -> ActionResult:
+        action, now = named_action(self), rt.clock.now_ms()
+        action.heartbeats.append(now)  # restarts the timeout, within the global timeout
+        action.timeout_at = min(now + action.timeout, action.global_timeout_at)
+        return EmptyResult()
+
+    AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action  # type: ignore[attr-defined]
+    AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- EC2: volume modifications
@@ -1584,6 +1918,8 @@ def install(rt: Any) -> None:
     _patch_ec2_volumes(rt)
     _patch_ec2_snapshots(rt)
     _patch_ec2_replace_root(rt)
+    _patch_events(rt)
+    _patch_autoscaling(rt)
     _patch_ssm(rt)
     _patch_sts()
     _patch_cloudwatch_mute_rules(rt)

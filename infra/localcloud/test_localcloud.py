@@ -2174,3 +2174,233 @@ def test_a_replace_root_failure_rule_goes_failing_then_failed_and_keeps_the_root
     ctl.advance(10)
     assert _task(ec2, retry["ReplaceRootVolumeTaskId"])["TaskState"] == "succeeded"
     assert _root(ec2, iid)["VolumeId"] == replacements()[0]
+
+
+# --------------------------------------------------------------------------- EventBridge events, lifecycle hooks
+
+
+def _event_time(t_ms: int) -> str:
+    return dt.datetime.fromtimestamp(t_ms // 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rule_to_queue(aws: Any, pattern: dict[str, Any]) -> str:
+    """A rule on the default event bus with an SQS target; returns the queue URL."""
+    sqs, events = aws("sqs"), aws("events")
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    return queue
+
+
+def _received(aws: Any, queue: str) -> list[dict[str, Any]]:
+    messages = aws("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_a_start_sends_pending_then_running_to_a_matching_rule_at_its_clock_time(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    (iid,) = _instances(aws)
+    queue = _rule_to_queue(aws, {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"],
+                                 "detail": {"state": ["running"], "instance-id": [iid]}})
+    ec2.stop_instances(InstanceIds=[iid])
+    ctl.post("/_opsflow/config", {"instance_pending_seconds": 20})
+    started = ctl.now_ms()
+    ec2.start_instances(InstanceIds=[iid])
+    ctl.advance(19)
+    assert _received(aws, queue) == [], "still pending"
+    ctl.advance(1)
+    (event,) = _received(aws, queue)
+    assert event == {"version": "0", "id": event["id"], "detail-type": "EC2 Instance State-change Notification",
+                     "source": "aws.ec2", "account": "123456789012", "time": _event_time(started + 20_000),
+                     "region": "us-east-1", "resources": [f"arn:aws:ec2:us-east-1:123456789012:instance/{iid}"],
+                     "detail": {"instance-id": iid, "state": "running"}}
+    uuid.UUID(event["id"])
+    log = ctl.get(f"/_opsflow/events?instance_id={iid}")["events"]
+    assert [e["detail"]["state"] for e in log] == ["pending", "running", "stopping", "stopped", "pending", "running"]
+    assert log[-1] == event, "the log holds each event as delivered"
+    assert ctl.get(f"/_opsflow/events?instance_id={iid}&source=aws.autoscaling")["events"] == []
+    assert ctl.call("GET", "/_opsflow/events?state=running")[0] == 400
+    ctl.call("DELETE", "/_opsflow/events")
+    assert ctl.get("/_opsflow/events")["events"] == []
+
+
+def test_changes_between_requests_are_delivered_at_the_next_one_in_time_order(aws: Any, ctl: Control) -> None:
+    ec2 = aws("ec2")
+    a, b = _instances(aws, n=2)
+    ec2.stop_instances(InstanceIds=[b])
+    ctl.post("/_opsflow/config", {"instance_stopping_seconds": 30, "instance_pending_seconds": 10})
+    ctl.call("DELETE", "/_opsflow/events")
+    t0 = ctl.now_ms()
+    ec2.stop_instances(InstanceIds=[a])
+    ec2.start_instances(InstanceIds=[b])
+    ctl.post("/_opsflow/schedule", {"instance_id": b, "action": "terminate", "at_ms": t0 + 20_000,
+                                    "transition_seconds": 5})
+    assert [(e["detail"]["instance-id"], e["detail"]["state"]) for e in ctl.get("/_opsflow/events")["events"]] == [
+        (a, "stopping"), (b, "pending")]
+    ctl.advance(60)  # one jump: everything that happened meanwhile, in the order it happened
+    events = ctl.get("/_opsflow/events")["events"]
+    assert [(e["detail"]["instance-id"], e["detail"]["state"], e["time"]) for e in events] == [
+        (a, "stopping", _event_time(t0)), (b, "pending", _event_time(t0)), (b, "running", _event_time(t0 + 10_000)),
+        (b, "shutting-down", _event_time(t0 + 20_000)), (b, "terminated", _event_time(t0 + 25_000)),
+        (a, "stopped", _event_time(t0 + 30_000))]
+
+
+def _group(aws: Any, n: int, **hook: Any) -> tuple[str, list[str]]:
+    """An Auto Scaling group of n instances with a termination lifecycle hook."""
+    name = f"g-{uuid.uuid4().hex[:8]}"
+    aws("ec2").create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": LINUX_AMI})
+    asg = aws("autoscaling")
+    asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateName": name},
+                                  MinSize=0, MaxSize=5, DesiredCapacity=n, AvailabilityZones=["us-east-1a"])
+    asg.put_lifecycle_hook(AutoScalingGroupName=name, LifecycleHookName="forensics",
+                           LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING", **hook)
+    return name, [i["InstanceId"] for i in asg.describe_auto_scaling_instances()["AutoScalingInstances"]
+                  if i["AutoScalingGroupName"] == name]
+
+
+def _lifecycle(asg: Any, group: str) -> dict[str, str]:
+    (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    return {i["InstanceId"]: i["LifecycleState"] for i in g["Instances"]}
+
+
+def _asg_error(call: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+def test_scale_in_with_a_termination_hook_waits_and_sends_the_lifecycle_action_event(aws: Any, ctl: Control) -> None:
+    asg, ec2 = aws("autoscaling"), aws("ec2")
+    group, (first, second) = _group(aws, 2, HeartbeatTimeout=300, NotificationMetadata='{"case":"c-1"}')
+    queue = _rule_to_queue(aws, {"source": ["aws.autoscaling"],
+                                 "detail-type": ["EC2 Instance-terminate Lifecycle Action"]})
+    (hook,) = asg.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+    assert (hook["HeartbeatTimeout"], hook["GlobalTimeout"], hook["DefaultResult"], hook["NotificationMetadata"]) == (
+        300, 30000, "ABANDON", '{"case":"c-1"}')
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    assert _lifecycle(asg, group) == {first: "Terminating:Wait", second: "InService"}
+    (waiting,) = asg.describe_auto_scaling_instances(InstanceIds=[first])["AutoScalingInstances"]
+    assert waiting["LifecycleState"] == "Terminating:Wait"
+    (event,) = _received(aws, queue)
+    (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    token = event["detail"]["LifecycleActionToken"]
+    uuid.UUID(token)
+    assert (event["source"], event["resources"], event["detail"]) == ("aws.autoscaling", [g["AutoScalingGroupARN"]], {
+        "LifecycleActionToken": token, "AutoScalingGroupName": group, "LifecycleHookName": "forensics",
+        "EC2InstanceId": first, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "NotificationMetadata": '{"case":"c-1"}', "Origin": "AutoScalingGroup", "Destination": "EC2"})
+    ctl.advance(299)
+    assert _state(ec2, first) == (16, "running"), "the instance runs while the hook waits (forensics happen now)"
+    assert _lifecycle(asg, group)[first] == "Terminating:Wait"
+    # TerminateInstanceInAutoScalingGroup goes through the hook too; without decrementing, a replacement launches
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=second, ShouldDecrementDesiredCapacity=False)
+    states = _lifecycle(asg, group)
+    assert (states[first], states[second]) == ("Terminating:Wait", "Terminating:Wait")
+    assert sorted(states.values()).count("InService") == 1, "a replacement keeps the desired capacity of 1"
+    assert len(_received(aws, queue)) == 1
+
+
+def test_a_heartbeat_restarts_the_timeout_and_continue_terminates_once(aws: Any, ctl: Control) -> None:
+    asg, ec2 = aws("autoscaling"), aws("ec2")
+    ctl.post("/_opsflow/config", {"instance_shutting_down_seconds": 5})
+    group, (first, _second) = _group(aws, 2, HeartbeatTimeout=60)
+    started = ctl.now_ms()
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    (action,) = [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"] if a["group"] == group]
+    token = action["token"]
+    ctl.advance(50)
+    asg.record_lifecycle_action_heartbeat(AutoScalingGroupName=group, LifecycleHookName="forensics", InstanceId=first)
+    ctl.advance(50)  # 100 s after the scale-in, 50 s after the heartbeat
+    assert _lifecycle(asg, group)[first] == "Terminating:Wait"
+    complete = {"AutoScalingGroupName": group, "LifecycleHookName": "forensics", "LifecycleActionResult": "CONTINUE"}
+    asg.complete_lifecycle_action(LifecycleActionToken=token, **complete)
+    assert _lifecycle(asg, group)[first] == "Terminating:Proceed"
+    assert _state(ec2, first) == (32, "shutting-down")
+    assert _asg_error(lambda: asg.complete_lifecycle_action(LifecycleActionToken=token, **complete)) == (
+        "ValidationError", f"No active Lifecycle Action found with token {token}")
+    assert _asg_error(lambda: asg.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName=group, LifecycleHookName="forensics", InstanceId=first)) == (
+        "ValidationError", f"No active Lifecycle Action found with instance ID {first}")
+    unknown = str(uuid.uuid4())
+    assert _asg_error(lambda: asg.complete_lifecycle_action(LifecycleActionToken=unknown, **complete)) == (
+        "ValidationError", f"No active Lifecycle Action found with token {unknown}")
+    ctl.advance(5)
+    assert _state(ec2, first) == (48, "terminated")
+    assert first not in _lifecycle(asg, group), "a terminated instance leaves the group"
+    (action,) = [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"] if a["group"] == group]
+    assert action == {**action, "instance_id": first, "hook": "forensics", "started_at": started,
+                      "heartbeats": [started + 50_000], "timeout_at": started + 110_000,
+                      "completed_at": started + 100_000, "result": "CONTINUE",
+                      "completed_by": "CompleteLifecycleAction", "complete_calls": 2}
+    states = [(e["detail"]["state"], e["time"]) for e in ctl.get(f"/_opsflow/events?instance_id={first}")["events"]
+              if e["source"] == "aws.ec2"][-2:]
+    assert states == [("shutting-down", _event_time(started + 100_000)), ("terminated", _event_time(started + 105_000))]
+
+
+def test_the_default_result_applies_at_the_heartbeat_or_global_timeout(aws: Any, ctl: Control) -> None:
+    asg, ec2 = aws("autoscaling"), aws("ec2")
+    group, (first, second) = _group(aws, 2, HeartbeatTimeout=30, DefaultResult="CONTINUE")
+    t0 = ctl.now_ms()
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    ctl.advance(29)
+    assert _lifecycle(asg, group)[first] == "Terminating:Wait"
+    ctl.advance(100)  # the timeout passed between requests: it applies as of its time
+    assert _state(ec2, first) == (48, "terminated") and first not in _lifecycle(asg, group)
+    (timed_out,) = [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"] if a["group"] == group]
+    assert (timed_out["completed_at"], timed_out["result"], timed_out["completed_by"]) == (
+        t0 + 30_000, "CONTINUE", "timeout")
+    assert [e["time"] for e in ctl.get(f"/_opsflow/events?instance_id={first}&source=aws.ec2")["events"]][-1] == (
+        _event_time(t0 + 30_000))
+    # Heartbeats every 29 s keep an instance waiting until the global timeout: 100 x 30 s.
+    t1 = ctl.now_ms()
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=0)
+    heartbeat = {"AutoScalingGroupName": group, "LifecycleHookName": "forensics", "InstanceId": second}
+    beats = 0
+    while True:
+        ctl.post("/_opsflow/clock", {"now_ms": t1 + (beats + 1) * 29_000})
+        try:
+            asg.record_lifecycle_action_heartbeat(**heartbeat)
+        except ClientError:
+            break
+        beats += 1
+    assert beats == 103 and _state(ec2, second) == (48, "terminated")
+    (global_out,) = [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"]
+                     if a["instance_id"] == second]
+    assert (global_out["completed_at"], global_out["completed_by"], len(global_out["heartbeats"])) == (
+        t1 + 3_000_000, "timeout", 103)
+    # PutLifecycleHook's documented limits
+    for timeout in (29, 7201):
+        code, _ = _asg_error(lambda: asg.put_lifecycle_hook(  # noqa: B023
+            AutoScalingGroupName=group, LifecycleHookName="x", HeartbeatTimeout=timeout,
+            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING"))
+        assert code == "ValidationError"
+
+
+def test_abandon_ends_the_other_hooks_actions_and_deleting_a_hook_continues(aws: Any, ctl: Control) -> None:
+    asg, ec2 = aws("autoscaling"), aws("ec2")
+    group, (first, second) = _group(aws, 2)
+    asg.put_lifecycle_hook(AutoScalingGroupName=group, LifecycleHookName="drain",
+                           LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING")
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    actions = [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"] if a["group"] == group]
+    assert sorted(a["hook"] for a in actions) == ["drain", "forensics"], "one action per hook"
+    assert len({a["token"] for a in actions}) == 2
+    asg.complete_lifecycle_action(AutoScalingGroupName=group, LifecycleHookName="drain", InstanceId=first,
+                                  LifecycleActionResult="ABANDON")
+    assert _state(ec2, first) == (48, "terminated")
+    ended = {a["hook"]: (a["result"], a["completed_by"]) for a in ctl.get("/_opsflow/lifecycle_actions")[
+        "lifecycle_actions"] if a["group"] == group}
+    assert ended == {"drain": ("ABANDON", "CompleteLifecycleAction"), "forensics": ("ABANDON", "abandoned")}
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=0)
+    asg.complete_lifecycle_action(AutoScalingGroupName=group, LifecycleHookName="drain", InstanceId=second,
+                                  LifecycleActionResult="CONTINUE")
+    assert _lifecycle(asg, group)[second] == "Terminating:Wait", "CONTINUE waits for the other hook"
+    asg.delete_lifecycle_hook(AutoScalingGroupName=group, LifecycleHookName="forensics")
+    assert _state(ec2, second) == (48, "terminated")
+    (deleted,) = [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"]
+                  if a["instance_id"] == second and a["hook"] == "forensics"]
+    assert (deleted["result"], deleted["completed_by"]) == ("CONTINUE", "DeleteLifecycleHook")
+    ctl.post("/_opsflow/reset", {})
+    assert [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"] if a["group"] == group] == []
