@@ -287,12 +287,17 @@ impl Summary {
         let mut accounts: Vec<&str> = self.targets.iter().map(|t| t.account.as_str()).collect();
         accounts.sort();
         accounts.dedup();
-        BTreeMap::from([
+        let mut attributes = BTreeMap::from([
             ("procedure".to_string(), self.procedure.clone()),
             ("status".to_string(), self.status.clone()),
             ("failed".to_string(), self.counts.failed.to_string()),
-            ("accounts".to_string(), accounts.join(",")),
-        ])
+        ]);
+        // SNS refuses an empty String attribute (InvalidParameter): a run whose targets were
+        // all excluded has no account to name.
+        if !accounts.is_empty() {
+            attributes.insert("accounts".to_string(), accounts.join(","));
+        }
+        attributes
     }
 
     /// The JSON the operator's command prints.
@@ -406,6 +411,8 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("i-00000001 in 111111111111 eu-west-1: its SSM agent is ConnectionLost"));
+        // SNS refuses an empty attribute value: with no target there is no accounts attribute.
+        assert!(!p.attributes.contains_key("accounts"), "{:?}", p.attributes);
         assert_eq!(Summary::new("e", "p", vec![]).status, "Succeeded", "nothing found, nothing to do");
     }
 
