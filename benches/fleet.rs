@@ -254,6 +254,14 @@ impl Member for AwsMember {
         Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
     }
 
+    async fn replace_root_volume(&self, id: &str, _: &str, _: &str) -> Result<String, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn replace_root_task(&self, id: &str) -> Result<String, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
         Err(CoreError::not_found(
             format!("resource group {group}"),

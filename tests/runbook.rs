@@ -1241,3 +1241,168 @@ fn consistent_snapshot_thaws_on_every_failure_path_by_the_procedure_or_the_watch
         assert_eq!(frozen["frozen_now"], json!([]), "nothing is left frozen");
     });
 }
+
+// ----------------------------------------------------------------------------------------------
+// Maintenance procedures: patch
+// ----------------------------------------------------------------------------------------------
+
+/// The root volume of `instance` (DescribeInstances).
+async fn root_volume(w: &World, instance: &str) -> String {
+    let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+    let out = ec2.describe_instances().instance_ids(instance).send().await.unwrap();
+    let i = &out.reservations()[0].instances()[0];
+    let root = i.root_device_name().unwrap();
+    i.block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(root))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_id())
+        .unwrap()
+        .to_string()
+}
+
+/// The patch's rules: freeze and thaw succeed, the patch reboots once then succeeds, the health
+/// check answers `health` (then, once used up, passes).
+async fn patch_rules(w: &World, patch: Value, health: Option<Value>) {
+    w.cloud.delete("commands").await.unwrap();
+    let mut rules = vec![
+        json!({"document": "opsflow-Freeze", "duration_seconds": 1, "stdout": FROZEN}),
+        json!({"document": "opsflow-Thaw", "duration_seconds": 1, "stdout": THAWED}),
+        patch,
+        json!({"document": "opsflow-HealthCheck", "duration_seconds": 2, "stdout": "PASS unit:app: active\n0 check(s) failed\n"}),
+    ];
+    rules.extend(health);
+    commands(w, Value::Array(rules)).await;
+}
+
+fn patched_with_reboot() -> Value {
+    json!({"document": "AWS-RunPatchBaselineWithHooks", "reboot_seconds": 20, "runs": [
+        {"exit_code": 194, "duration_seconds": 30, "stdout": "Installing 3 packages"},
+        {"exit_code": 0, "duration_seconds": 5, "stdout": "Installed 3 packages: kernel, openssl, glibc\n"}]})
+}
+
+#[test]
+fn patch_snapshots_patches_through_a_reboot_then_checks_health() {
+    block_on(async {
+        let w = world().await;
+        w.cloud.control("config", json!({"snapshot_seconds": 10})).await.unwrap();
+        let ids = maintenance_fleet(&w, 1, "patch").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high", &ids[0]).await;
+        let root = root_volume(&w, &ids[0]).await;
+        patch_rules(&w, patched_with_reboot(), None).await;
+        let out = w
+            .runbooks
+            .run(maintenance_input("patch", json!({"Units": "app"})), "patch-tuesday", |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            out.execution.status,
+            Status::Succeeded,
+            "{:?} {:?}",
+            out.execution.error,
+            out.execution.cause
+        );
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.status, TargetStatus::Succeeded, "{t:?}");
+        assert!(t.reason.starts_with("patched and healthy; pre-patch snapshots: snap-"), "{t:?}");
+        assert!(t.output_tail.contains("Installed 3 packages"), "{t:?}");
+        // The snapshot ran nested, first; the patch document got Operation Install and the
+        // reboot option; the root volume is the same.
+        let history = all_history(&out.execution);
+        assert!(history.contains("opsflow-consistent-snapshot"), "no nested snapshot");
+        let patch = invocations_of(&w, "AWS-RunPatchBaselineWithHooks").await;
+        assert_eq!(patch.len(), 1, "{patch:?}");
+        assert_eq!(patch[0]["status"], "Success", "{patch:?}");
+        let e = episodes(&w, &ids[0]).await;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["thawed_by"], "thaw", "thawed before the patch: {e:?}");
+        assert_eq!(root_volume(&w, &ids[0]).await, root, "no rollback");
+        assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "alarms restored");
+    });
+}
+
+#[test]
+fn a_patch_that_breaks_the_health_check_is_rolled_back_to_the_pre_patch_root_volume() {
+    block_on(async {
+        let w = world().await;
+        w.cloud
+            .control(
+                "config",
+                json!({"snapshot_seconds": 10, "replace_root_seconds": 30, "online_delay_seconds": 10}),
+            )
+            .await
+            .unwrap();
+        let ids = maintenance_fleet(&w, 1, "patch").await;
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 15_000})).await.unwrap();
+        let root = root_volume(&w, &ids[0]).await;
+        let broken = json!({"document": "opsflow-HealthCheck", "count": 1, "exit_code": 1, "duration_seconds": 2,
+                            "stdout": "FAIL unit:app: inactive\n1 check(s) failed\n"});
+        patch_rules(&w, patched_with_reboot(), Some(broken.clone())).await;
+        let out = w
+            .runbooks
+            .run(maintenance_input("patch", json!({"Units": "app"})), "patch-breaks", |_| {})
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        assert!(child_errors(&out.execution).contains(&"RolledBack".to_string()));
+        let t = &out.summary.unwrap().targets[0];
+        assert_eq!(t.status, TargetStatus::Failed);
+        assert!(
+            t.reason
+                .contains("patched, but the health check failed: health check failed: unit:app: inactive"),
+            "{t:?}"
+        );
+        let new_root = root_volume(&w, &ids[0]).await;
+        assert_ne!(new_root, root, "the root volume was replaced");
+        assert!(
+            t.reason.contains(&format!("rolled back: root volume {root} replaced from snap-")) && t.reason.contains("healthy again"),
+            "{t:?}"
+        );
+        let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+        let tasks = ec2.describe_replace_root_volume_tasks().send().await.unwrap();
+        let tasks = tasks.replace_root_volume_tasks();
+        assert_eq!(tasks.len(), 1, "one task: {tasks:?}");
+        assert_eq!(tasks[0].task_state().map(|s| s.as_str()), Some("succeeded"));
+        assert_eq!(state_of(&w, &ids[0]).await, "running", "no stop and start");
+        let old = ec2.describe_volumes().volume_ids(&root).send().await.unwrap();
+        assert_eq!(
+            old.volumes()[0].state().map(|s| s.as_str()),
+            Some("available"),
+            "the patched volume is kept, detached"
+        );
+        assert_eq!(
+            invocations_of(&w, "opsflow-HealthCheck").await.len(),
+            2,
+            "checked again after the rollback"
+        );
+
+        // The same failure with Rollback=false is reported and left as it is.
+        patch_rules(
+            &w,
+            json!({"document": "AWS-RunPatchBaselineWithHooks", "exit_code": 1, "duration_seconds": 5,
+                                "stdout": "Failed to install kernel: dependency conflict\n"}),
+            None,
+        )
+        .await;
+        let out = w
+            .runbooks
+            .run(
+                maintenance_input("patch", json!({"Units": "app", "Rollback": false})),
+                "patch-no-rollback",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        assert!(child_errors(&out.execution).contains(&"PatchFailed".to_string()));
+        let t = &out.summary.unwrap().targets[0];
+        assert!(
+            t.reason.contains("the patch failed") && t.reason.contains("not rolled back (Rollback=false)"),
+            "{t:?}"
+        );
+        assert!(t.output_tail.contains("dependency conflict"), "{t:?}");
+        assert_eq!(root_volume(&w, &ids[0]).await, new_root, "left as it is");
+    });
+}

@@ -269,6 +269,7 @@ impl LocalRunbooks {
             .iter()
             .map(|f| (placeholder(f), function_arn(&function_name(f))))
             .chain([("${RunsTableName}".to_string(), RUNS_TABLE.to_string())])
+            .chain(Kind::ALL.map(|k| (k.arn_placeholder(), state_machine_arn(&format!("opsflow-{}", k.as_str())))))
             .collect();
         for kind in Kind::ALL.map(Kind::as_str) {
             builder = builder.state_machine(

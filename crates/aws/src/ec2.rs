@@ -134,6 +134,44 @@ impl Ec2Adapter {
         Ok(())
     }
 
+    /// CreateReplaceRootVolumeTask from a snapshot, keeping the replaced volume (for a look at
+    /// what went wrong); `client_token` makes it idempotent.
+    pub async fn replace_root_volume(&self, instance_id: &str, snapshot_id: &str, client_token: &str) -> Result<String, CoreError> {
+        const OP: &str = "CreateReplaceRootVolumeTask";
+        let out = self
+            .client
+            .create_replace_root_volume_task()
+            .instance_id(instance_id)
+            .snapshot_id(snapshot_id)
+            .delete_replaced_root_volume(false)
+            .client_token(client_token)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        out.replace_root_volume_task()
+            .and_then(|t| t.replace_root_volume_task_id())
+            .map(str::to_string)
+            .ok_or_else(|| unexpected(OP, "no ReplaceRootVolumeTaskId"))
+    }
+
+    /// DescribeReplaceRootVolumeTasks of one task: its state.
+    pub async fn replace_root_task(&self, task_id: &str) -> Result<String, CoreError> {
+        const OP: &str = "DescribeReplaceRootVolumeTasks";
+        let out = self
+            .client
+            .describe_replace_root_volume_tasks()
+            .replace_root_volume_task_ids(task_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        out.replace_root_volume_tasks()
+            .iter()
+            .find(|t| t.replace_root_volume_task_id() == Some(task_id))
+            .and_then(|t| t.task_state())
+            .map(|s| s.as_str().to_string())
+            .ok_or_else(|| CoreError::not_found(format!("replace root volume task {task_id}"), "EC2 does not list it"))
+    }
+
     pub fn new(client: aws_sdk_ec2::Client) -> Self {
         Ec2Adapter { client }
     }

@@ -294,6 +294,14 @@ impl Member for MemberAdapter {
     async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CoreError> {
         self.ec2.delete_snapshot(snapshot_id).await
     }
+
+    async fn replace_root_volume(&self, instance_id: &str, snapshot_id: &str, client_token: &str) -> Result<String, CoreError> {
+        self.ec2.replace_root_volume(instance_id, snapshot_id, client_token).await
+    }
+
+    async fn replace_root_task(&self, task_id: &str) -> Result<String, CoreError> {
+        self.ec2.replace_root_task(task_id).await
+    }
 }
 
 /// [`Objects`] on S3.

@@ -164,6 +164,20 @@ pub trait Member: Send + Sync {
 
     /// DeleteSnapshot.
     fn delete_snapshot(&self, snapshot_id: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// CreateReplaceRootVolumeTask from a snapshot of the instance's root volume (the instance
+    /// keeps running, its id and addresses; the replaced volume is kept); `client_token` makes
+    /// a retry return the same task. Returns the task id.
+    fn replace_root_volume(
+        &self,
+        instance_id: &str,
+        snapshot_id: &str,
+        client_token: &str,
+    ) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// DescribeReplaceRootVolumeTasks: the task's state (`pending`, `in-progress`, `failing`,
+    /// `succeeded`, `failed`, `failed-detached`).
+    fn replace_root_task(&self, task_id: &str) -> impl Future<Output = Result<String, CoreError>> + Send;
 }
 
 /// CreateSnapshots of one instance's volumes.
@@ -706,6 +720,12 @@ impl Member for Unused {
         Unused::fail("EC2")
     }
     async fn delete_snapshot(&self, _: &str) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn replace_root_volume(&self, _: &str, _: &str, _: &str) -> Result<String, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn replace_root_task(&self, _: &str) -> Result<String, CoreError> {
         Unused::fail("EC2")
     }
 }

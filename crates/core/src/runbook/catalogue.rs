@@ -56,16 +56,22 @@ pub enum Kind {
     /// volume, then the thaw and post-snapshot hooks (`opsflow-Thaw`) on every path.
     #[serde(rename = "consistent-snapshot")]
     ConsistentSnapshot,
+    /// consistent-snapshot first (a nested execution), then AWS-RunPatchBaselineWithHooks
+    /// (Install, a reboot carried through), then the health check; on failure, optionally the
+    /// root volume replaced from the pre-patch snapshot and the health check again.
+    #[serde(rename = "patch")]
+    Patch,
 }
 
 impl Kind {
     /// Every kind: one state machine each, `statemachines/procedures/<kind>.asl.json`.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::RunCommand,
         Kind::HttpCheck,
         Kind::StartAndCheck,
         Kind::CleanStop,
         Kind::ConsistentSnapshot,
+        Kind::Patch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,7 +81,15 @@ impl Kind {
             Kind::StartAndCheck => "start-and-check",
             Kind::CleanStop => "clean-stop",
             Kind::ConsistentSnapshot => "consistent-snapshot",
+            Kind::Patch => "patch",
         }
+    }
+
+    /// The placeholder of this kind's state machine ARN in the state machine files that start
+    /// it (`${RunbookConsistentSnapshotStateMachineArn}`, …).
+    pub fn arn_placeholder(self) -> String {
+        let pascal: String = self.as_str().split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+        format!("${{Runbook{pascal}StateMachineArn}}")
     }
 
     /// The environment variable that gives the deployed functions this kind's state machine
@@ -102,40 +116,169 @@ pub const ON_PRE_STOP_FAILURE: &str = "OnPreStopFailure";
 /// `crash-consistent` (snapshot anyway, and say so).
 pub const ON_FREEZE_FAILURE: &str = "OnFreezeFailure";
 
-/// The parameters a consistent-snapshot procedure declares (its fixed documents and state
-/// machine read them), with their rule.
-const CONSISTENT_SNAPSHOT_PARAMETERS: &[(&str, ParameterType, ParameterUse, &str)] = &[
-    (
-        "Mounts",
-        ParameterType::String,
-        ParameterUse::Command,
-        "a consistent-snapshot procedure needs Mounts (String): the data file systems to freeze",
-    ),
-    (
+/// A parameter a kind with fixed documents knows: its type, who reads it, the values it may
+/// allow, and whether the catalogue must declare it.
+struct FixedParameter {
+    name: &'static str,
+    kind: ParameterType,
+    used_by: ParameterUse,
+    values: &'static [&'static str],
+    required: bool,
+    rule: &'static str,
+}
+
+const fn fixed(
+    name: &'static str,
+    kind: ParameterType,
+    used_by: ParameterUse,
+    values: &'static [&'static str],
+    required: bool,
+    rule: &'static str,
+) -> FixedParameter {
+    FixedParameter {
+        name,
+        kind,
+        used_by,
+        values,
+        required,
+        rule,
+    }
+}
+
+use ParameterType::{Boolean, Integer, String as Text};
+use ParameterUse::{Command as Cmd, Procedure as Proc};
+
+const FREEZE_FAILURE: &[&str] = &["fail", "crash-consistent"];
+const CONSISTENT_SNAPSHOT: &[FixedParameter] = &[
+    fixed("Mounts", Text, Cmd, &[], true, "Mounts (String): the data file systems to freeze"),
+    fixed(
         "WatchdogSeconds",
-        ParameterType::Integer,
-        ParameterUse::Command,
-        "a consistent-snapshot procedure needs WatchdogSeconds (Integer): when the on-instance watchdog thaws",
+        Integer,
+        Cmd,
+        &[],
+        true,
+        "WatchdogSeconds (Integer): when the on-instance watchdog thaws",
     ),
-    (
+    fixed(
         ON_FREEZE_FAILURE,
-        ParameterType::String,
-        ParameterUse::Procedure,
-        "a consistent-snapshot procedure needs this String parameter with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
+        Text,
+        Proc,
+        FREEZE_FAILURE,
+        true,
+        "OnFreezeFailure: a String with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
     ),
-    (
+    fixed(
         "WaitForCompletion",
-        ParameterType::Boolean,
-        ParameterUse::Procedure,
-        "a consistent-snapshot procedure needs WaitForCompletion (Boolean, \"Use\": \"Procedure\")",
+        Boolean,
+        Proc,
+        &[],
+        true,
+        "WaitForCompletion (Boolean, \"Use\": \"Procedure\")",
     ),
-    (
+    fixed(
         "RetentionDays",
-        ParameterType::Integer,
-        ParameterUse::Procedure,
-        "a consistent-snapshot procedure needs RetentionDays (Integer, \"Use\": \"Procedure\"; 0 keeps every snapshot)",
+        Integer,
+        Proc,
+        &[],
+        true,
+        "RetentionDays (Integer, \"Use\": \"Procedure\"; 0 keeps every snapshot)",
     ),
 ];
+const PATCH: &[FixedParameter] = &[
+    fixed(
+        "FreezeMounts",
+        Text,
+        Cmd,
+        &[],
+        true,
+        "FreezeMounts (String): the data file systems the pre-patch snapshot freezes",
+    ),
+    fixed(
+        "WatchdogSeconds",
+        Integer,
+        Cmd,
+        &[],
+        true,
+        "WatchdogSeconds (Integer): when the on-instance watchdog thaws",
+    ),
+    fixed(
+        ON_FREEZE_FAILURE,
+        Text,
+        Proc,
+        FREEZE_FAILURE,
+        true,
+        "OnFreezeFailure: a String with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
+    ),
+    fixed(
+        "RebootOption",
+        Text,
+        Cmd,
+        &["RebootIfNeeded", "NoReboot"],
+        true,
+        "RebootOption: a String with AllowedValues among RebootIfNeeded, NoReboot (AWS-RunPatchBaselineWithHooks)",
+    ),
+    fixed(
+        "Rollback",
+        Boolean,
+        Proc,
+        &[],
+        true,
+        "Rollback (Boolean, \"Use\": \"Procedure\"): replace the root volume from the pre-patch snapshot on failure",
+    ),
+    fixed(
+        "PreInstallHookDocName",
+        Text,
+        Cmd,
+        &[],
+        false,
+        "PreInstallHookDocName (String): an SSM document name",
+    ),
+    fixed(
+        "PostInstallHookDocName",
+        Text,
+        Cmd,
+        &[],
+        false,
+        "PostInstallHookDocName (String): an SSM document name",
+    ),
+    fixed(
+        "OnExitHookDocName",
+        Text,
+        Cmd,
+        &[],
+        false,
+        "OnExitHookDocName (String): an SSM document name",
+    ),
+    fixed("Mounts", Text, Cmd, &[], false, "Mounts (String): the health check's mount points"),
+    fixed(
+        "MinFreePercent",
+        Integer,
+        Cmd,
+        &[],
+        false,
+        "MinFreePercent (Integer): the health check's free space",
+    ),
+    fixed("Units", Text, Cmd, &[], false, "Units (String): the health check's units"),
+    fixed("Ports", Text, Cmd, &[], false, "Ports (String): the health check's ports"),
+    fixed("Urls", Text, Cmd, &[], false, "Urls (String): the health check's URLs"),
+    fixed(
+        "Processes",
+        Text,
+        Cmd,
+        &[],
+        false,
+        "Processes (String): the health check's processes",
+    ),
+];
+
+/// The parameters of a kind whose documents are fixed.
+fn fixed_parameters(kind: Kind) -> &'static [FixedParameter] {
+    match kind {
+        Kind::ConsistentSnapshot => CONSISTENT_SNAPSHOT,
+        Kind::Patch => PATCH,
+        _ => &[],
+    }
+}
 
 /// An operating system, as SSM's `PlatformType` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -432,38 +575,41 @@ impl Procedure {
                     }
                 }
             }
-            Kind::ConsistentSnapshot => {
+            Kind::ConsistentSnapshot | Kind::Patch => {
+                let kind = self.kind.as_str();
                 if self.document.is_some() || !self.commands.is_empty() || self.http.is_some() {
                     return bad(
                         "Document",
-                        "a consistent-snapshot procedure runs the member stack's opsflow-Freeze and opsflow-Thaw documents: give no Document, Commands or Http",
+                        &format!("a {kind} procedure runs fixed documents (the member stack's opsflow-Freeze and opsflow-Thaw, AWS's patch and opsflow-HealthCheck): give no Document, Commands or Http"),
                     );
                 }
-                for (name, kind, used_by, rule) in CONSISTENT_SNAPSHOT_PARAMETERS {
-                    let ok = self.parameters.get(*name).is_some_and(|p| {
-                        p.kind == *kind
-                            && p.used_by == *used_by
-                            && (*name != ON_FREEZE_FAILURE
-                                || !p.allowed_values.is_empty() && p.allowed_values.iter().all(|v| v == "fail" || v == "crash-consistent"))
-                    });
-                    if !ok {
-                        return bad(&format!("Parameters.{name}"), rule);
+                let table = fixed_parameters(self.kind);
+                for p in table.iter().filter(|p| p.required) {
+                    if !self.parameters.contains_key(p.name) {
+                        return bad(
+                            &format!("Parameters.{}", p.name),
+                            &format!("a {kind} procedure needs it: {}", p.rule),
+                        );
                     }
                 }
-                if let Some(extra) = self
-                    .parameters
-                    .keys()
-                    .find(|k| !CONSISTENT_SNAPSHOT_PARAMETERS.iter().any(|p| p.0 == k.as_str()))
-                {
-                    return bad(
-                        &format!("Parameters.{extra}"),
-                        "a consistent-snapshot procedure takes only Mounts, WatchdogSeconds, OnFreezeFailure, WaitForCompletion and RetentionDays",
-                    );
+                for (name, spec) in &self.parameters {
+                    let Some(p) = table.iter().find(|p| p.name == name) else {
+                        let known: Vec<&str> = table.iter().map(|p| p.name).collect();
+                        return bad(
+                            &format!("Parameters.{name}"),
+                            &format!("a {kind} procedure takes only {}", known.join(", ")),
+                        );
+                    };
+                    let values_ok = p.values.is_empty()
+                        || !spec.allowed_values.is_empty() && spec.allowed_values.iter().all(|v| p.values.contains(&v.as_str()));
+                    if spec.kind != p.kind || spec.used_by != p.used_by || !values_ok {
+                        return bad(&format!("Parameters.{name}"), p.rule);
+                    }
                 }
                 if self.targets.platforms != [Os::Linux] {
                     return bad(
                         "Targets.Platforms",
-                        "a consistent-snapshot procedure runs on Linux only (fsfreeze); Windows needs VSS, which it does not drive yet",
+                        &format!("a {kind} procedure runs on Linux only (fsfreeze); Windows needs VSS, which it does not drive yet"),
                     );
                 }
             }

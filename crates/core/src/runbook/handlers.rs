@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::catalogue::{Catalogue, Kind};
 use super::instance::{self, Change, InstanceProgress, Quiet};
+use super::patch::{self, PatchConclusion, RollbackProgress};
 use super::results::TargetStatus;
 use super::snapshot::{self, Conclusion, SnapshotSet};
 use super::steps::{self, CommandProgress, CommandStep, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
@@ -122,7 +123,7 @@ struct InstanceInput {
     quiet: Option<Quiet>,
 }
 
-/// consistent-snapshot's snapshot steps, one function: `Action` says which.
+/// consistent-snapshot's and patch's snapshot steps, one function: `Action` says which.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SnapshotInput {
@@ -139,7 +140,13 @@ struct SnapshotInput {
     /// Check, Prune: the snapshots taken.
     #[serde(default)]
     snapshots: Option<SnapshotSet>,
-    /// Conclude: the procedure's whole state.
+    /// Rollback: the nested consistent-snapshot's outcome.
+    #[serde(default)]
+    snapshot: Option<Value>,
+    /// CheckRollback: the rollback so far.
+    #[serde(default)]
+    rollback: Option<RollbackProgress>,
+    /// Conclude, ConcludePatch: the procedure's whole state.
     #[serde(default)]
     state: Option<Value>,
 }
@@ -259,9 +266,16 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
         "Snapshot" => {
             let i: SnapshotInput = parse(function, payload)?;
             let need = |field: &str| CoreError::invalid(field, format!("{} needs it", i.action));
-            if i.action == "Conclude" {
-                let c: Conclusion = parse(function, i.state.ok_or_else(|| need("State"))?)?;
-                return to_value(&snapshot::conclude(&c));
+            match i.action.as_str() {
+                "Conclude" => {
+                    let c: Conclusion = parse(function, i.state.ok_or_else(|| need("State"))?)?;
+                    return to_value(&snapshot::conclude(&c));
+                }
+                "ConcludePatch" => {
+                    let c: PatchConclusion = parse(function, i.state.ok_or_else(|| need("State"))?)?;
+                    return to_value(&patch::conclude(&c));
+                }
+                _ => {}
             }
             let run = i.run.as_ref().ok_or_else(|| need("Run"))?;
             let target = i.target.as_ref().ok_or_else(|| need("Target"))?;
@@ -274,9 +288,18 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                 }
                 "Check" => to_value(&snapshot::check(target, set()?, &ports.fleet, settings, clock).await?),
                 "Prune" => to_value(&snapshot::prune(run, target, set()?, &ports.fleet, catalogue, now_s).await?),
+                "Rollback" => {
+                    let execution = i.execution.as_deref().ok_or_else(|| need("Execution"))?;
+                    let taken = i.snapshot.as_ref().ok_or_else(|| need("Snapshot"))?;
+                    to_value(&patch::rollback(run, target, execution, taken, &ports.fleet, settings, catalogue, now_s).await?)
+                }
+                "CheckRollback" => {
+                    let p = i.rollback.as_ref().ok_or_else(|| need("Rollback"))?;
+                    to_value(&patch::check_rollback(target, p, &ports.fleet, settings, clock).await?)
+                }
                 other => Err(CoreError::invalid(
                     "Action",
-                    format!("{other:?} is not a snapshot step (Take, Check, Prune, Conclude)"),
+                    format!("{other:?} is not a snapshot step (Take, Check, Prune, Conclude, Rollback, CheckRollback, ConcludePatch)"),
                 )),
             }
         }

@@ -40,16 +40,18 @@ pub struct InstanceProgress {
     pub result: Option<ProcedureResult>,
 }
 
-pub(super) fn procedure_of<'c>(run: &Run, kind: Kind, catalogue: &'c Catalogue) -> Result<&'c Procedure, CoreError> {
+/// The run's procedure, if it is of one of these kinds.
+pub(super) fn procedure_of<'c>(run: &Run, kinds: &[Kind], catalogue: &'c Catalogue) -> Result<&'c Procedure, CoreError> {
     let procedure = catalogue.get(&run.procedure)?;
-    if procedure.kind != kind {
+    if !kinds.contains(&procedure.kind) {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         return Err(CoreError::invalid(
             "Run.Procedure",
             format!(
                 "{} is a {} procedure, not {}",
                 procedure.name,
                 procedure.kind.as_str(),
-                kind.as_str()
+                kinds.join(" or ")
             ),
         ));
     }
@@ -98,7 +100,7 @@ pub async fn change<F: Fleet>(
     catalogue: &Catalogue,
     now_s: i64,
 ) -> Result<InstanceProgress, CoreError> {
-    let procedure = procedure_of(run, change.kind(), catalogue)?;
+    let procedure = procedure_of(run, &[change.kind()], catalogue)?;
     let member = fleet.member(&target.account, &target.region).await?;
     let id = &target.instance_id;
     let facts = member.describe_instance(id).await?;
@@ -252,6 +254,9 @@ pub fn hold_s(procedure: &Procedure) -> i64 {
         Kind::StartAndCheck => i64::from(t.ready_seconds),
         // The thaw is a second command; the snapshots may be waited for.
         Kind::ConsistentSnapshot => command + i64::from(t.snapshot_seconds),
+        // The snapshot's commands and the health checks beside the patch; the snapshot may be
+        // waited for, and the instance again after a rollback.
+        Kind::Patch => 4 * command + i64::from(t.snapshot_seconds) + i64::from(t.ready_seconds),
         _ => 0,
     };
     (command + wait + 300).min(MAX_MUTE_S)

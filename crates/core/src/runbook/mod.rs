@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod input;
 pub mod instance;
 pub mod log;
+pub mod patch;
 pub mod rate;
 pub mod results;
 pub mod snapshot;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::catalogue::{Catalogue, Kind, ON_FREEZE_FAILURE};
 use super::instance::procedure_of;
 use super::results::TargetStatus;
-use super::steps::{CommandProgress, CommandStep, PollState, ProcedureResult, Run, Settings};
+use super::steps::{CommandProgress, PollState, ProcedureResult, Run, Settings};
 use super::targets::{check_opt_in, Target};
 use crate::alert::render::clip_chars;
 use crate::error::CoreError;
@@ -46,14 +46,6 @@ pub const TAG_INSTANCE: &str = "opsflow:instance";
 pub const TAG_RUN: &str = "opsflow:run";
 pub const TAG_EXECUTION: &str = "opsflow:execution";
 pub const TAG_CONSISTENCY: &str = "opsflow:consistency";
-
-/// A step's document and the procedure parameters it takes.
-pub fn step_document(step: CommandStep) -> (&'static str, &'static [&'static str]) {
-    match step {
-        CommandStep::Freeze => (FREEZE_DOCUMENT, &["Mounts", "WatchdogSeconds"]),
-        CommandStep::Thaw => (THAW_DOCUMENT, &["Mounts"]),
-    }
-}
 
 /// What the snapshots hold: the file systems frozen (after the hooks), or only crash-consistent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +114,7 @@ pub async fn take<F: Fleet>(
     catalogue: &Catalogue,
     now_s: i64,
 ) -> Result<SnapshotSet, CoreError> {
-    let procedure = procedure_of(run, Kind::ConsistentSnapshot, catalogue)?;
+    let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
     let consistency = consistency(run, freeze)?;
     let member = fleet.member(&target.account, &target.region).await?;
     let id = &target.instance_id;
@@ -259,7 +251,7 @@ pub async fn prune<F: Fleet>(
     catalogue: &Catalogue,
     now_s: i64,
 ) -> Result<Pruned, CoreError> {
-    let procedure = procedure_of(run, Kind::ConsistentSnapshot, catalogue)?;
+    let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
     let days: i64 = run.parameters.get("RetentionDays").and_then(|d| d.parse().ok()).unwrap_or(0);
     let mut pruned = Pruned {
         deleted: Vec::new(),

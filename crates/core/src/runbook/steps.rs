@@ -22,8 +22,8 @@ use super::input::{self, Home, Notify, TargetSelector};
 use super::log::{target_key, TargetRow};
 use super::rate::{may_start, Rate};
 use super::results::{Counts, Summary, TargetStatus};
-use super::snapshot;
 use super::targets::{check_count, check_opt_in, controls, select, Candidate, Excluded, Target};
+use super::{patch, snapshot};
 use crate::alert::render::clip_chars;
 use crate::alert::AlertPublisher;
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, CommandSpec, InvocationLookup, INVOCATION_GRACE_S};
@@ -623,14 +623,8 @@ pub fn command_spec(
     let t = procedure.timeouts;
     let (document_name, params) = match (step, &procedure.document) {
         (Some(step), _) => {
-            let (document, names) = snapshot::step_document(step);
-            (
-                document.to_string(),
-                names
-                    .iter()
-                    .filter_map(|n| Some((n.to_string(), vec![parameters.get(*n)?.clone()])))
-                    .collect(),
-            )
+            let (document, params) = step_command(procedure.kind, step, parameters);
+            (document.to_string(), params)
         }
         (None, Some(doc)) => (
             doc.name.clone(),
@@ -664,13 +658,79 @@ pub fn command_spec(
     })
 }
 
-/// Which command of a procedure with several a SendCommand sends (consistent-snapshot's).
+/// Which command of a procedure with several a SendCommand sends (consistent-snapshot's and
+/// patch's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandStep {
     /// The pre-snapshot hooks, the watchdog and the freeze (`opsflow-Freeze`).
     Freeze,
     /// The thaw and the post-snapshot hooks (`opsflow-Thaw`).
     Thaw,
+    /// AWS-RunPatchBaselineWithHooks, Install.
+    Patch,
+    /// The health check after the patch (`opsflow-HealthCheck`).
+    HealthCheck,
+    /// The health check after a rollback.
+    Recheck,
+}
+
+impl CommandStep {
+    /// The steps a kind sends.
+    fn of(kind: Kind) -> &'static [CommandStep] {
+        use CommandStep::*;
+        match kind {
+            Kind::ConsistentSnapshot => &[Freeze, Thaw],
+            Kind::Patch => &[Freeze, Thaw, Patch, HealthCheck, Recheck],
+            _ => &[],
+        }
+    }
+
+    /// Whether the step is one of the health checks.
+    pub fn is_health_check(self) -> bool {
+        matches!(self, CommandStep::HealthCheck | CommandStep::Recheck)
+    }
+}
+
+/// A step's document and its SSM parameters: the procedure's parameters it takes (under the
+/// document's names) and the fixed ones.
+fn step_command(kind: Kind, step: CommandStep, parameters: &BTreeMap<String, String>) -> (&'static str, BTreeMap<String, Vec<String>>) {
+    use CommandStep::*;
+    let freeze_mounts = if kind == Kind::Patch { "FreezeMounts" } else { "Mounts" };
+    /// (procedure parameter, document parameter) pairs.
+    type Names = Vec<(&'static str, &'static str)>;
+    let (document, names, fixed): (&str, Names, &[(&str, &str)]) = match step {
+        Freeze => (
+            snapshot::FREEZE_DOCUMENT,
+            vec![(freeze_mounts, "Mounts"), ("WatchdogSeconds", "WatchdogSeconds")],
+            &[],
+        ),
+        Thaw => (snapshot::THAW_DOCUMENT, vec![(freeze_mounts, "Mounts")], &[]),
+        Patch => (
+            patch::PATCH_DOCUMENT,
+            [
+                "RebootOption",
+                "PreInstallHookDocName",
+                "PostInstallHookDocName",
+                "OnExitHookDocName",
+            ]
+            .map(|n| (n, n))
+            .to_vec(),
+            &[("Operation", "Install")],
+        ),
+        HealthCheck | Recheck => (
+            patch::HEALTH_CHECK_DOCUMENT,
+            ["Mounts", "MinFreePercent", "Units", "Ports", "Urls", "Processes"]
+                .map(|n| (n, n))
+                .to_vec(),
+            &[],
+        ),
+    };
+    let mut params: BTreeMap<String, Vec<String>> = names
+        .into_iter()
+        .filter_map(|(from, to)| Some((to.to_string(), vec![parameters.get(from)?.clone()])))
+        .collect();
+    params.extend(fixed.iter().map(|(k, v)| (k.to_string(), vec![v.to_string()])));
+    (document, params)
 }
 
 /// SendCommand: checks the procedure, its parameters and the instance's opt-in again (on fresh
@@ -690,13 +750,22 @@ pub async fn send_command<F: Fleet>(
     now_s: i64,
 ) -> Result<CommandProgress, CoreError> {
     let procedure = catalogue.get(&run.procedure)?;
-    if step.is_some() != (procedure.kind == Kind::ConsistentSnapshot) {
+    let steps = CommandStep::of(procedure.kind);
+    let fits = match step {
+        None => steps.is_empty(),
+        Some(s) => steps.contains(&s),
+    };
+    if !fits {
         return Err(CoreError::invalid(
             "Step",
             format!(
-                "a {} procedure's SendCommand {} a Step (Freeze or Thaw)",
+                "a {} procedure's SendCommand takes {}, not {step:?}",
                 procedure.kind.as_str(),
-                if step.is_some() { "takes no" } else { "needs" }
+                if steps.is_empty() {
+                    "no Step".to_string()
+                } else {
+                    format!("a Step among {steps:?}")
+                }
             ),
         ));
     }
@@ -776,8 +845,8 @@ pub async fn check_command<F: Fleet>(
     let watch = Watch::start(clock, settings.watch_s);
     let mut poll: Poll = (&progress.poll).into();
     let policy = match progress.step {
-        Some(_) => PollPolicy::EVERY_SECOND,
-        None => settings.poll,
+        Some(CommandStep::Freeze | CommandStep::Thaw) => PollPolicy::EVERY_SECOND,
+        _ => settings.poll,
     };
     loop {
         let now_s = watch.now_s();
