@@ -9,6 +9,9 @@
 //! ```
 //! `Targets` is one of `InstanceIds`, `Tags` (every filter must match; a filter matches any of
 //! its values) or `ResourceGroup`. `Accounts` and `Regions` default to the runner's own.
+//! `IfTagged` (`{"Key", "Values"}`) keeps only the instances that carry that tag, and skips the
+//! others without a report: an event-driven run (a start anywhere in an account) acts only on
+//! the instances that asked for it, and says nothing about the others.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +22,7 @@ use super::catalogue::{Catalogue, Kind, Procedure};
 use super::rate::Rate;
 use crate::error::CoreError;
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "Procedure",
     "Parameters",
     "Targets",
@@ -30,6 +33,7 @@ const FIELDS: [&str; 10] = [
     "Notify",
     "DryRun",
     "StartedBy",
+    "IfTagged",
 ];
 /// At most this many tag filters, values per filter, instance ids, accounts and regions.
 pub const MAX_TAG_FILTERS: usize = 5;
@@ -79,6 +83,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Who asked, as the caller says (the schedule's ARN, or the operator's principal).
     pub started_by: String,
+    /// Only the instances with this tag are targets; the others are skipped without a report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_tagged: Option<TagFilter>,
 }
 
 /// Where the runner itself runs: the defaults of `Accounts` and `Regions`.
@@ -169,6 +176,16 @@ pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunReq
             ))
         }
     };
+    let if_tagged = match obj.get("IfTagged") {
+        None | Some(Value::Null) => None,
+        Some(_) if !procedure.kind.on_instances() => {
+            return Err(CoreError::invalid(
+                "IfTagged",
+                format!("procedure {} calls its endpoint and has no instances to filter", procedure.name),
+            ))
+        }
+        Some(f) => Some(tag_filter(f, "IfTagged")?),
+    };
     Ok(RunRequest {
         procedure: procedure.name.clone(),
         kind: procedure.kind,
@@ -181,7 +198,35 @@ pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunReq
         notify,
         dry_run,
         started_by,
+        if_tagged,
     })
+}
+
+/// One tag filter `{"Key", "Values"}`; `field` names it in errors.
+fn tag_filter(f: &Value, field: &str) -> Result<TagFilter, CoreError> {
+    let key = f.get("Key").and_then(Value::as_str).filter(|k| !k.is_empty() && k.len() <= 128);
+    let key = key.ok_or_else(|| CoreError::invalid(format!("{field}.Key"), "must be a tag key of 1 to 128 characters"))?;
+    if !f.is_object() || f.as_object().is_some_and(|o| o.keys().any(|k| k != "Key" && k != "Values")) {
+        return Err(CoreError::invalid(field, "has only Key and Values"));
+    }
+    let values = strings(f.get("Values").unwrap_or(&Value::Null), &format!("{field}.Values"), MAX_TAG_VALUES)?;
+    if values.iter().any(|v| v.len() > 256) {
+        return Err(CoreError::invalid(
+            format!("{field}.Values"),
+            "a tag value has at most 256 characters",
+        ));
+    }
+    Ok(TagFilter {
+        key: key.to_string(),
+        values,
+    })
+}
+
+impl TagFilter {
+    /// Whether `tags` carry this key with one of the values.
+    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+        tags.get(&self.key).is_some_and(|v| self.values.contains(v))
+    }
 }
 
 fn targets(value: Option<&Value>, procedure: &Procedure) -> Result<TargetSelector, CoreError> {
@@ -222,26 +267,11 @@ fn targets(value: Option<&Value>, procedure: &Procedure) -> Result<TargetSelecto
                         format!("must be a list of 1 to {MAX_TAG_FILTERS} filters {{\"Key\", \"Values\"}}"),
                     )
                 })?;
-            let mut out = Vec::new();
-            for (i, f) in filters.iter().enumerate() {
-                let field = format!("Targets.Tags[{i}]");
-                let key = f.get("Key").and_then(Value::as_str).filter(|k| !k.is_empty() && k.len() <= 128);
-                let key = key.ok_or_else(|| CoreError::invalid(format!("{field}.Key"), "must be a tag key of 1 to 128 characters"))?;
-                if f.as_object().is_some_and(|o| o.keys().any(|k| k != "Key" && k != "Values")) {
-                    return Err(CoreError::invalid(field, "has only Key and Values"));
-                }
-                let values = strings(f.get("Values").unwrap_or(&Value::Null), &format!("{field}.Values"), MAX_TAG_VALUES)?;
-                if values.iter().any(|v| v.len() > 256) {
-                    return Err(CoreError::invalid(
-                        format!("{field}.Values"),
-                        "a tag value has at most 256 characters",
-                    ));
-                }
-                out.push(TagFilter {
-                    key: key.to_string(),
-                    values,
-                });
-            }
+            let out = filters
+                .iter()
+                .enumerate()
+                .map(|(i, f)| tag_filter(f, &format!("Targets.Tags[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(TargetSelector::Tags(out))
         }
         "ResourceGroup" => match v {
@@ -440,10 +470,37 @@ mod tests {
                 json!({"Procedure": "healthz", "Targets": t}),
                 "Targets: procedure healthz calls its endpoint and takes no instance targets",
             ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "IfTagged": {"Key": "opsflow:on-start"}}),
+                "IfTagged.Values: must be a list",
+            ),
+            (
+                json!({"Procedure": "disk-cleanup", "Targets": t, "IfTagged": {"Key": "", "Values": ["x"]}}),
+                "IfTagged.Key: must be a tag key of 1 to 128 characters",
+            ),
+            (
+                json!({"Procedure": "healthz", "IfTagged": {"Key": "k", "Values": ["v"]}}),
+                "IfTagged: procedure healthz calls its endpoint and has no instances to filter",
+            ),
         ] {
             let e = check(&input, &cat(), &home()).unwrap_err().to_string();
             assert!(e.contains(expected), "{input}: {e}");
         }
+    }
+
+    #[test]
+    fn if_tagged_keeps_the_instances_with_the_tag() {
+        let r = check(
+            &json!({"Procedure": "disk-cleanup", "Targets": {"InstanceIds": ["i-0123456789abcdef0"]},
+                    "IfTagged": {"Key": "opsflow:on-start", "Values": ["start-and-check"]}}),
+            &cat(),
+            &home(),
+        )
+        .unwrap();
+        let f = r.if_tagged.unwrap();
+        let tags = |v: &str| BTreeMap::from([("opsflow:on-start".to_string(), v.to_string())]);
+        assert!(f.matches(&tags("start-and-check")));
+        assert!(!f.matches(&tags("other")) && !f.matches(&BTreeMap::new()));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalogue::{Catalogue, Kind, Os, ParameterUse, Procedure};
-use super::input::{self, Home, Notify, TargetSelector};
+use super::input::{self, Home, Notify, TagFilter, TargetSelector};
 use super::log::{target_key, TargetRow};
 use super::rate::{may_start, Rate};
 use super::results::{Counts, Summary, TargetStatus};
@@ -131,6 +131,9 @@ pub struct Scope {
     pub targets: TargetSelector,
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
+    /// Only the instances with this tag; the others are skipped without a report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_tagged: Option<TagFilter>,
 }
 
 /// Validate's result: the state the runner goes on with.
@@ -213,6 +216,7 @@ pub fn validate(
             targets: req.targets,
             accounts: req.accounts,
             regions: req.regions,
+            if_tagged: req.if_tagged,
         },
     })
 }
@@ -306,6 +310,9 @@ pub async fn resolve<F: Fleet>(
                     "Targets.ResourceGroup",
                     format!("no account and region of the run has a resource group {g:?}"),
                 ));
+            }
+            if let Some(filter) = &scope.if_tagged {
+                all.retain(|c| filter.matches(&c.tags));
             }
             select(all, procedure)
         }
