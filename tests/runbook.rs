@@ -1406,3 +1406,114 @@ fn a_patch_that_breaks_the_health_check_is_rolled_back_to_the_pre_patch_root_vol
         assert_eq!(root_volume(&w, &ids[0]).await, new_root, "left as it is");
     });
 }
+
+// ----------------------------------------------------------------------------------------------
+// start-and-check on every start (the central EventBridge rule)
+// ----------------------------------------------------------------------------------------------
+
+/// What `RunbookOnStartRule` of infra/template.yaml makes of `event`, by moto's own EventBridge
+/// pattern matching and input transformer: the runner input EventBridge would start the runner
+/// with, or None when the rule does not match.
+fn on_start_input(event: &Value) -> Option<Value> {
+    use std::io::Write;
+    const SCRIPT: &str = r#"
+import json, sys, yaml
+from moto.events.models import EventPattern, EventTemplateParser
+class Loader(yaml.SafeLoader): pass
+Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+rule = yaml.load(open(sys.argv[1]), Loader=Loader)["Resources"]["RunbookOnStartRule"]["Properties"]
+event = json.loads(sys.stdin.read())
+if not EventPattern.load(json.dumps(rule["EventPattern"])).matches_event(event):
+    print("null")
+else:
+    t = rule["Targets"][0]["InputTransformer"]
+    print(json.dumps(EventTemplateParser.parse(input_template=t["InputTemplate"], input_paths_map=t["InputPathsMap"], event=event)))
+"#;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .args(["-c", SCRIPT, &format!("{root}/infra/template.yaml")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the local cloud's venv python");
+    let mut moto_event = event.clone();
+    moto_event["ingestion-time"] = json!(0);
+    child.stdin.take().unwrap().write_all(moto_event.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn an_instance_that_asks_is_checked_on_every_start_and_the_others_are_left_alone() {
+    block_on(async {
+        let w = world().await;
+        w.cloud
+            .control("config", json!({"instance_pending_seconds": 15, "status_checks_seconds": 10}))
+            .await
+            .unwrap();
+        let asks =
+            w.a.instance(
+                REGIONS[0],
+                "asks",
+                &[(OPT_IN.0, "start-and-check"), ("opsflow:on-start", "start-and-check")],
+                false,
+            )
+            .await
+            .unwrap();
+        let quiet = w.a.instance(REGIONS[0], "quiet", &[(OPT_IN.0, "enabled")], false).await.unwrap();
+        let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+        ec2.stop_instances().instance_ids(&asks).instance_ids(&quiet).send().await.unwrap();
+        w.cloud.delete("events").await.unwrap();
+        // Started from anywhere (here: by hand), the instances enter running after 15 s.
+        ec2.start_instances().instance_ids(&asks).instance_ids(&quiet).send().await.unwrap();
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 20_000})).await.unwrap();
+        commands(
+            &w,
+            json!([{"document": "opsflow-HealthCheck", "duration_seconds": 2,
+                    "stdout": "PASS disk:/: 61% free (minimum 10%)\n0 check(s) failed\n"}]),
+        )
+        .await;
+        let events = w.cloud.get("events").await.unwrap()["events"].as_array().cloned().unwrap();
+        let running = |id: &str| {
+            events
+                .iter()
+                .find(|e| e["detail"]["instance-id"] == id && e["detail"]["state"] == "running")
+                .cloned()
+                .unwrap_or_else(|| panic!("no running event for {id}: {events:?}"))
+        };
+        let pending = events.iter().find(|e| e["detail"]["state"] == "pending").unwrap();
+        assert_eq!(on_start_input(pending), None, "only running starts a check");
+
+        let input = on_start_input(&running(&asks)).unwrap();
+        assert_eq!(input["Accounts"], json!([A]), "the member account the event came from");
+        let out = w.runbooks.run(input, "on-start-asks", |_| {}).await.unwrap();
+        assert_eq!(
+            out.execution.status,
+            Status::Succeeded,
+            "{:?} {:?}",
+            out.execution.error,
+            out.execution.cause
+        );
+        let s = out.summary.unwrap();
+        assert_eq!((s.counts.succeeded, s.targets.len()), (1, 1), "{s:?}");
+        assert_eq!(s.targets[0].instance_id, asks);
+        assert!(s.targets[0].output_tail.contains("0 check(s) failed"), "{s:?}");
+
+        // The instance that did not ask: nothing runs, nothing is reported.
+        let out = w
+            .runbooks
+            .run(on_start_input(&running(&quiet)).unwrap(), "on-start-quiet", |_| {})
+            .await
+            .unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let s = out.summary.unwrap();
+        assert_eq!((s.targets.len(), s.excluded_count), (0, 0), "{s:?}");
+        assert_eq!(
+            invocations_of(&w, "opsflow-HealthCheck").await.len(),
+            1,
+            "checked once, the one that asked"
+        );
+    });
+}
