@@ -67,6 +67,45 @@ impl<'c, C: Clock> Watch<'c, C> {
     }
 }
 
+/// What one check of a watched wait found.
+pub enum Check<T> {
+    /// The wait is over, with what it waited for.
+    Done(T),
+    /// Still waiting, and why.
+    Waiting(String),
+}
+
+/// How a [`watch`] ended: done, or handed back to the state machine's Wait (with why it still
+/// waits).
+pub enum Watched<T> {
+    Done(T, Poll),
+    Waiting(Poll, String),
+}
+
+/// The one way to wait, inside one invocation: checks, and while not done, waits the poll's
+/// next delay on the clock for up to `watch_s`, then hands the wait back to the state machine;
+/// past the poll's deadline it fails with `DeadlineExceeded` naming `what` and why it waited.
+pub async fn watch<T, C: Clock, F: std::future::Future<Output = Result<Check<T>, CoreError>>>(
+    clock: &C,
+    watch_s: i64,
+    mut poll: Poll,
+    policy: PollPolicy,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Result<Watched<T>, CoreError> {
+    let watch = Watch::start(clock, watch_s);
+    loop {
+        let why = match check().await? {
+            Check::Done(t) => return Ok(Watched::Done(t, poll)),
+            Check::Waiting(why) => why,
+        };
+        poll = poll.next(watch.now_s(), policy, what, &why)?;
+        if !watch.pause(&poll).await? {
+            return Ok(Watched::Waiting(poll, why));
+        }
+    }
+}
+
 /// Where a poll loop stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -135,5 +174,32 @@ mod tests {
         assert!(watch.pause(&poll(1)).await.unwrap());
         // A zero window never waits.
         assert!(!Watch::start(&clock, 0).pause(&poll(1)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn watch_checks_until_done_or_hands_back_with_why_it_waits() {
+        let clock = SteppedClock::starting_at(1_000_000);
+        let start = Poll::start(1_000, 600, PollPolicy::DEFAULT);
+        let checks = std::cell::Cell::new(0);
+        let done_on_third = || async {
+            checks.set(checks.get() + 1);
+            Ok(match checks.get() {
+                3 => Check::Done("ready"),
+                n => Check::Waiting(format!("check {n}")),
+            })
+        };
+        match watch(&clock, 60, start.clone(), PollPolicy::DEFAULT, "x", done_on_third)
+            .await
+            .unwrap()
+        {
+            Watched::Done(v, poll) => assert_eq!((v, poll.attempt), ("ready", 2)),
+            Watched::Waiting(..) => panic!("done within the watch"),
+        }
+        // A zero watch hands back at once, saying why.
+        let never = || async { Ok(Check::<()>::Waiting("still pending".to_string())) };
+        match watch(&clock, 0, start, PollPolicy::DEFAULT, "x", never).await.unwrap() {
+            Watched::Waiting(poll, why) => assert_eq!((poll.attempt, why.as_str()), (1, "still pending")),
+            Watched::Done(..) => panic!("never done"),
+        }
     }
 }

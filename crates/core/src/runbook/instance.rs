@@ -19,7 +19,7 @@ use crate::error::CoreError;
 use crate::facts::InstanceState;
 use crate::ports::{Clock, Fleet, Member, MuteRule};
 use crate::readiness::{readiness, Readiness, ReadinessFacts};
-use crate::wait::{Poll, Watch};
+use crate::wait::{watch, Check, Poll, Watched};
 
 /// A wait on one instance (until ready, or until stopped), carried between polls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +132,45 @@ pub async fn change<F: Fleet>(
     })
 }
 
+/// One readiness check of `id` on fresh facts ([`readiness`]): ready, still waiting (why), or
+/// failed (an impaired check, an instance going down).
+pub(super) async fn readiness_of(member: &impl Member, id: &str) -> Result<Check<()>, CoreError> {
+    let facts = member.describe_instance(id).await?;
+    let status = member.instance_status(id).await?;
+    let ping = member.ping_statuses(&[id.to_string()]).await?.remove(id);
+    match readiness(&ReadinessFacts {
+        instance_id: id.to_string(),
+        state: facts.state,
+        status,
+        ping,
+    }) {
+        Readiness::Ready => Ok(Check::Done(())),
+        Readiness::Failed { reason } => Err(CoreError::conflict(format!("instance {id}"), reason)),
+        Readiness::Waiting { reason } => Ok(Check::Waiting(reason)),
+    }
+}
+
+impl InstanceProgress {
+    /// The progress after a watch: done (with the result, if the wait gave one), or still
+    /// waiting, and why.
+    fn after(&self, watched: Watched<Option<ProcedureResult>>) -> InstanceProgress {
+        match watched {
+            Watched::Done(result, poll) => InstanceProgress {
+                done: true,
+                poll: poll.into(),
+                waiting_for: String::new(),
+                result: result.or_else(|| self.result.clone()),
+                ..self.clone()
+            },
+            Watched::Waiting(poll, why) => InstanceProgress {
+                poll: poll.into(),
+                waiting_for: why,
+                ..self.clone()
+            },
+        }
+    }
+}
+
 /// CheckReady: running, both status checks passed, SSM agent Online ([`readiness`]); an
 /// impaired check or an instance going down fails at once, the deadline with what it still
 /// waited for.
@@ -143,39 +182,24 @@ pub async fn check_ready<F: Fleet>(
     clock: &impl Clock,
 ) -> Result<InstanceProgress, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
-    let watch = Watch::start(clock, settings.watch_s);
-    let mut poll: Poll = (&progress.poll).into();
     let id = &target.instance_id;
-    loop {
-        let facts = member.describe_instance(id).await?;
-        let status = member.instance_status(id).await?;
-        let ping = member.ping_statuses(std::slice::from_ref(id)).await?.remove(id);
-        let reason = match readiness(&ReadinessFacts {
-            instance_id: id.clone(),
-            state: facts.state,
-            status,
-            ping,
-        }) {
-            Readiness::Ready => {
-                return Ok(InstanceProgress {
-                    done: true,
-                    poll: poll.into(),
-                    waiting_for: String::new(),
-                    ..progress.clone()
-                })
-            }
-            Readiness::Failed { reason } => return Err(CoreError::conflict(format!("instance {id}"), reason)),
-            Readiness::Waiting { reason } => reason,
-        };
-        poll = poll.next(watch.now_s(), settings.poll, &format!("instance {id} to be ready"), &reason)?;
-        if !watch.pause(&poll).await? {
-            return Ok(InstanceProgress {
-                poll: poll.into(),
-                waiting_for: reason,
-                ..progress.clone()
-            });
-        }
-    }
+    let what = format!("instance {id} to be ready");
+    let member = &member;
+    let watched = watch(
+        clock,
+        settings.watch_s,
+        (&progress.poll).into(),
+        settings.poll,
+        &what,
+        || async move {
+            Ok(match readiness_of(member, id).await? {
+                Check::Done(()) => Check::Done(None),
+                Check::Waiting(why) => Check::Waiting(why),
+            })
+        },
+    )
+    .await?;
+    Ok(progress.after(watched))
 }
 
 /// CheckStopped: waits for `stopped`; once there, the procedure's result says whether the stop
@@ -189,39 +213,29 @@ pub async fn check_stopped<F: Fleet>(
     clock: &impl Clock,
 ) -> Result<InstanceProgress, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
-    let watch = Watch::start(clock, settings.watch_s);
-    let mut poll: Poll = (&progress.poll).into();
     let id = &target.instance_id;
-    loop {
-        let state = member.describe_instance(id).await?.state;
-        match state {
-            InstanceState::Stopped => {
-                return Ok(InstanceProgress {
-                    done: true,
-                    poll: poll.into(),
-                    waiting_for: String::new(),
-                    result: Some(stop_result(pre_stop)),
-                    ..progress.clone()
-                })
-            }
-            InstanceState::ShuttingDown | InstanceState::Terminated => {
-                return Err(CoreError::conflict(
+    let what = format!("instance {id} to stop");
+    let member = &member;
+    let watched = watch(
+        clock,
+        settings.watch_s,
+        (&progress.poll).into(),
+        settings.poll,
+        &what,
+        || async move {
+            let state = member.describe_instance(id).await?.state;
+            match state {
+                InstanceState::Stopped => Ok(Check::Done(Some(stop_result(pre_stop)))),
+                InstanceState::ShuttingDown | InstanceState::Terminated => Err(CoreError::conflict(
                     format!("instance {id}"),
                     format!("is {state}: it was terminated while the procedure stopped it"),
-                ))
+                )),
+                _ => Ok(Check::Waiting(format!("the instance is {state}"))),
             }
-            _ => {}
-        }
-        let why = format!("the instance is {state}");
-        poll = poll.next(watch.now_s(), settings.poll, &format!("instance {id} to stop"), &why)?;
-        if !watch.pause(&poll).await? {
-            return Ok(InstanceProgress {
-                poll: poll.into(),
-                waiting_for: why,
-                ..progress.clone()
-            });
-        }
-    }
+        },
+    )
+    .await?;
+    Ok(progress.after(watched))
 }
 
 /// The alarms a procedure silenced on its instance while it works on it, and the rule that does.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalogue::{Catalogue, Kind};
-use super::instance::{health_reason, procedure_of};
+use super::instance::{health_reason, procedure_of, readiness_of};
 use super::results::TargetStatus;
 use super::snapshot::{End, StepError, TAG_INSTANCE, TAG_PROCEDURE};
 use super::steps::{procedure_result, CommandProgress, PollState, ProcedureResult, Run, Settings};
@@ -16,8 +16,7 @@ use super::targets::Target;
 use crate::alert::render::clip_chars;
 use crate::error::CoreError;
 use crate::ports::{Clock, Fleet, Member};
-use crate::readiness::{readiness, Readiness, ReadinessFacts};
-use crate::wait::{Poll, Watch};
+use crate::wait::{watch, Check, Poll, Watched};
 
 /// AWS's patch document with lifecycle hooks (the hooks are SSM documents the catalogue names;
 /// AWS-Noop by default).
@@ -108,77 +107,83 @@ pub async fn check_rollback<F: Fleet>(
     clock: &impl Clock,
 ) -> Result<RollbackProgress, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
-    let watch = Watch::start(clock, settings.watch_s);
-    let mut p = progress.clone();
-    let mut poll: Poll = (&p.poll).into();
     let id = &target.instance_id;
-    loop {
-        let why = match &p.task_id {
-            None => {
-                let tag = [(TAG_INSTANCE.to_string(), id.clone())];
-                let snapshot = member
-                    .find_snapshots(&tag)
-                    .await?
-                    .into_iter()
-                    .find(|s| s.snapshot_id == p.snapshot_id);
-                match snapshot.as_ref().map(|s| s.state.as_str()) {
-                    Some("completed") => {
-                        let token = p.execution.rsplit(':').next().unwrap_or(&p.execution).to_string();
-                        let task = member.replace_root_volume(id, &p.snapshot_id, &clip_chars(&token, 64)).await?;
-                        tracing::info!(instance = %id, task = %task, snapshot = %p.snapshot_id, "replacing the root volume");
-                        p.task_id = Some(task);
-                        continue;
-                    }
-                    Some("error") | None => {
-                        return Err(CoreError::conflict(
-                            format!("snapshot {}", p.snapshot_id),
-                            "failed or is gone: there is nothing to roll back to",
-                        ))
-                    }
-                    Some(state) => format!("the pre-patch snapshot {} is {state}", p.snapshot_id),
-                }
-            }
-            Some(task) => match member.replace_root_task(task).await?.as_str() {
-                "succeeded" => {
-                    let facts = member.describe_instance(id).await?;
-                    let status = member.instance_status(id).await?;
-                    let ping = member.ping_statuses(std::slice::from_ref(id)).await?.remove(id);
-                    match readiness(&ReadinessFacts {
-                        instance_id: id.clone(),
-                        state: facts.state,
-                        status,
-                        ping,
-                    }) {
-                        Readiness::Ready => {
-                            return Ok(RollbackProgress {
-                                done: true,
-                                poll: poll.into(),
-                                waiting_for: String::new(),
-                                ..p
-                            })
+    // The task, once created: a check creates it and the next ones watch it.
+    let task_id = std::sync::Mutex::new(progress.task_id.clone());
+    let what = format!("instance {id} to be rolled back");
+    let (member, task_ref) = (&member, &task_id);
+    let watched = watch(
+        clock,
+        settings.watch_s,
+        (&progress.poll).into(),
+        settings.poll,
+        &what,
+        || async move {
+            let current = task_ref.lock().expect("task id").clone();
+            let task = match current {
+                Some(task) => task,
+                None => {
+                    let tag = [(TAG_INSTANCE.to_string(), id.clone())];
+                    let snapshot = member
+                        .find_snapshots(&tag)
+                        .await?
+                        .into_iter()
+                        .find(|s| s.snapshot_id == progress.snapshot_id);
+                    match snapshot.as_ref().map(|s| s.state.as_str()) {
+                        Some("completed") => {
+                            let token = progress.execution.rsplit(':').next().unwrap_or(&progress.execution);
+                            let task = member
+                                .replace_root_volume(id, &progress.snapshot_id, &clip_chars(token, 64))
+                                .await?;
+                            tracing::info!(instance = %id, task = %task, snapshot = %progress.snapshot_id, "replacing the root volume");
+                            *task_ref.lock().expect("task id") = Some(task.clone());
+                            task
                         }
-                        Readiness::Failed { reason } => return Err(CoreError::conflict(format!("instance {id}"), reason)),
-                        Readiness::Waiting { reason } => format!("root volume replaced; {reason}"),
+                        Some("error") | None => {
+                            return Err(CoreError::conflict(
+                                format!("snapshot {}", progress.snapshot_id),
+                                "failed or is gone: there is nothing to roll back to",
+                            ))
+                        }
+                        Some(state) => {
+                            return Ok(Check::Waiting(format!(
+                                "the pre-patch snapshot {} is {state}",
+                                progress.snapshot_id
+                            )))
+                        }
                     }
                 }
-                state @ ("failed" | "failed-detached") => {
-                    return Err(CoreError::conflict(
-                        format!("replace root volume task {task}"),
-                        format!("ended {state}: the instance keeps its patched root volume"),
-                    ))
-                }
-                state => format!("replace root volume task {task} is {state}"),
-            },
-        };
-        poll = poll.next(watch.now_s(), settings.poll, &format!("instance {id} to be rolled back"), &why)?;
-        if !watch.pause(&poll).await? {
-            return Ok(RollbackProgress {
-                poll: poll.into(),
-                waiting_for: why,
-                ..p
-            });
-        }
-    }
+            };
+            match member.replace_root_task(&task).await?.as_str() {
+                "succeeded" => Ok(match readiness_of(member, id).await? {
+                    Check::Waiting(why) => Check::Waiting(format!("root volume replaced; {why}")),
+                    done => done,
+                }),
+                state @ ("failed" | "failed-detached") => Err(CoreError::conflict(
+                    format!("replace root volume task {task}"),
+                    format!("ended {state}: the instance keeps its patched root volume"),
+                )),
+                state => Ok(Check::Waiting(format!("replace root volume task {task} is {state}"))),
+            }
+        },
+    )
+    .await?;
+    let task_id = task_id.into_inner().expect("task id");
+    Ok(match watched {
+        Watched::Done((), poll) => RollbackProgress {
+            task_id,
+            done: true,
+            poll: poll.into(),
+            waiting_for: String::new(),
+            ..progress.clone()
+        },
+        Watched::Waiting(poll, why) => RollbackProgress {
+            task_id,
+            poll: poll.into(),
+            waiting_for: why,
+            ..progress.clone()
+        },
+    })
 }
 
 /// Everything the patch procedure's state holds at its end.

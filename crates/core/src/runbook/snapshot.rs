@@ -24,7 +24,7 @@ use crate::alert::render::clip_chars;
 use crate::error::CoreError;
 use crate::facts::{InstanceState, SnapshotFacts};
 use crate::ports::{Clock, Fleet, Member, SnapshotRequest};
-use crate::wait::{Poll, Watch};
+use crate::wait::{watch, Check, Poll, Watched};
 
 /// The member stack's documents (`infra/member-account.yaml`).
 pub const FREEZE_DOCUMENT: &str = "opsflow-Freeze";
@@ -177,57 +177,64 @@ pub async fn check<F: Fleet>(
     clock: &impl Clock,
 ) -> Result<SnapshotSet, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
-    let watch = Watch::start(clock, settings.watch_s);
-    let mut poll: Poll = (&set.poll).into();
-    loop {
-        let found: BTreeMap<String, SnapshotFacts> = member
-            .find_snapshots(&[(TAG_EXECUTION.to_string(), set.execution.clone())])
-            .await?
-            .into_iter()
-            .map(|s| (s.snapshot_id.clone(), s))
-            .collect();
-        let mut pending = Vec::new();
-        for id in &set.snapshot_ids {
-            let Some(s) = found.get(id) else {
-                return Err(CoreError::conflict(
-                    format!("snapshot {id}"),
-                    "is gone: it was deleted before it completed",
-                ));
-            };
-            match s.state.as_str() {
-                "completed" => {}
-                "error" => {
+    let mine = [(TAG_EXECUTION.to_string(), set.execution.clone())];
+    let watched = watch(
+        clock,
+        settings.watch_s,
+        (&set.poll).into(),
+        settings.poll,
+        "the snapshots to complete",
+        async || {
+            let found: BTreeMap<String, SnapshotFacts> = member
+                .find_snapshots(&mine)
+                .await?
+                .into_iter()
+                .map(|s| (s.snapshot_id.clone(), s))
+                .collect();
+            let mut pending = Vec::new();
+            for id in &set.snapshot_ids {
+                let Some(s) = found.get(id) else {
                     return Err(CoreError::conflict(
                         format!("snapshot {id}"),
-                        format!("of volume {} failed: {}", s.volume_id, s.state_message),
-                    ))
+                        "is gone: it was deleted before it completed",
+                    ));
+                };
+                match s.state.as_str() {
+                    "completed" => {}
+                    "error" => {
+                        return Err(CoreError::conflict(
+                            format!("snapshot {id}"),
+                            format!("of volume {} failed: {}", s.volume_id, s.state_message),
+                        ))
+                    }
+                    state => pending.push(format!("{id} {state} {}", s.progress)),
                 }
-                state => pending.push(format!("{id} {state} {}", s.progress)),
             }
-        }
-        if pending.is_empty() {
-            return Ok(SnapshotSet {
-                done: true,
-                poll: poll.into(),
-                waiting_for: String::new(),
-                ..set.clone()
-            });
-        }
-        let why = format!(
-            "{} of {} not completed: {}",
-            pending.len(),
-            set.snapshot_ids.len(),
-            pending.join(", ")
-        );
-        poll = poll.next(watch.now_s(), settings.poll, "the snapshots to complete", &why)?;
-        if !watch.pause(&poll).await? {
-            return Ok(SnapshotSet {
-                poll: poll.into(),
-                waiting_for: why,
-                ..set.clone()
-            });
-        }
-    }
+            Ok(match pending.is_empty() {
+                true => Check::Done(()),
+                false => Check::Waiting(format!(
+                    "{} of {} not completed: {}",
+                    pending.len(),
+                    set.snapshot_ids.len(),
+                    pending.join(", ")
+                )),
+            })
+        },
+    )
+    .await?;
+    Ok(match watched {
+        Watched::Done((), poll) => SnapshotSet {
+            done: true,
+            poll: poll.into(),
+            waiting_for: String::new(),
+            ..set.clone()
+        },
+        Watched::Waiting(poll, why) => SnapshotSet {
+            poll: poll.into(),
+            waiting_for: why,
+            ..set.clone()
+        },
+    })
 }
 
 /// What Prune deleted.
