@@ -1517,3 +1517,51 @@ fn an_instance_that_asks_is_checked_on_every_start_and_the_others_are_left_alone
         );
     });
 }
+
+#[test]
+fn a_run_aborted_while_the_file_systems_are_frozen_is_thawed_by_the_watchdog() {
+    block_on(async {
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 1, "consistent-snapshot").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high", &ids[0]).await;
+        commands(
+            &w,
+            json!([{"document": "opsflow-Freeze", "duration_seconds": 1, "stdout": FROZEN},
+                   {"document": "opsflow-Thaw", "duration_seconds": 1, "stdout": THAWED}]),
+        )
+        .await;
+        // CreateSnapshots answers slowly (real time), so the run can be stopped while frozen.
+        w.cloud
+            .control("config", json!({"latency_ms": {"ec2:CreateSnapshots": 1500}}))
+            .await
+            .unwrap();
+        let input = maintenance_input("consistent-snapshot", json!({"Mounts": "/data", "WatchdogSeconds": 30}));
+        let stop_when_frozen = async {
+            for _ in 0..200 {
+                let frozen = w.cloud.get("frozen").await.unwrap();
+                if frozen["frozen_now"].as_array().is_some_and(|a| !a.is_empty()) {
+                    return w.runbooks.stop("the operator's brake, between freeze and thaw");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            false
+        };
+        let (out, stopped) = tokio::join!(w.runbooks.run(input, "snap-aborted", |_| {}), stop_when_frozen);
+        let out = out.unwrap();
+        assert!(stopped, "the run was frozen at some point and stopped then");
+        assert_eq!(out.execution.status, Status::Aborted, "{:?}", out.execution.cause);
+        let e = episodes(&w, &ids[0]).await;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["thawed_by"], Value::Null, "nothing thawed it yet: {e:?}");
+        // Nobody is left to thaw: the on-instance watchdog does, 30 s after the freeze began.
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 31_000})).await.unwrap();
+        let e = episodes(&w, &ids[0]).await;
+        assert_eq!(e[0]["thawed_by"], "watchdog", "{e:?}");
+        assert_eq!(w.cloud.get("frozen").await.unwrap()["frozen_now"], json!([]));
+        // The alarms' mute rule was never deleted: it ends by itself (the procedure's longest hold).
+        let rules = cw.list_alarm_mute_rules().send().await.unwrap();
+        assert_eq!(rules.alarm_mute_rule_summaries().len(), 1, "left to expire by itself");
+    });
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context};
 use aws_sdk_dynamodb::types::AttributeValue;
-use opsflow_asl::{Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskRequest};
+use opsflow_asl::{Clock as EngineClock, Engine, ExecutionHandle, ExecutionResult, StartOptions, StateMachine, StatesError, TaskRequest};
 use opsflow_aws::{aws_sdk_dynamodb, aws_sdk_ec2, AwsConfig, Clients, DynamoRunLog, MemberFleet, S3Objects, SnsPublisher, SystemClock};
 use opsflow_core::ports::Clock;
 use opsflow_core::runbook::handlers::{invoke, placeholder, RunbookPorts, TASK_FUNCTIONS};
@@ -108,6 +108,8 @@ pub struct LocalRunbooks {
     runner: Arc<StateMachine>,
     in_flight: Arc<InFlight>,
     listener: Listener,
+    /// The run going on, for [`LocalRunbooks::stop`].
+    running: Mutex<Option<ExecutionHandle>>,
 }
 
 /// A run's end.
@@ -287,7 +289,20 @@ impl LocalRunbooks {
             runner,
             in_flight,
             listener,
+            running: Mutex::new(None),
         })
+    }
+
+    /// Stops the run going on, as StopExecution does (its procedures' executions with it): what
+    /// an operator's brake, or a dying region, does to a run mid-way. False when none runs.
+    pub fn stop(&self, cause: &str) -> bool {
+        match self.running.lock().expect("running").as_ref() {
+            Some(h) => {
+                h.stop(None, Some(cause));
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn in_flight(&self) -> &InFlight {
@@ -307,7 +322,10 @@ impl LocalRunbooks {
             record_history: true,
         };
         let running = self.engine.start_at(self.runner.clone(), input, opts, Some(start));
-        let execution = running.result.await.context("the runner's execution")?;
+        *self.running.lock().expect("running") = Some(running.handle.clone());
+        let execution = running.result.await.context("the runner's execution");
+        *self.running.lock().expect("running") = None;
+        let execution = execution?;
         *self.listener.lock().expect("listener") = None;
         let execution_arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:execution:{RUNNER}:{name}");
         let key = format!("runs/{name}/summary.json");
