@@ -59,6 +59,7 @@ bench: bench-deps
 	$(CARGO) bench --bench alerts
 	$(CARGO) bench --bench time_to_ready
 	$(CARGO) bench --bench fleet
+	$(CARGO) bench --bench procedures
 	$(CARGO) bench -p opsflow-functions --bench cold_start
 
 # The two benchmarks of the provisioning pipeline alone (see README, Benchmarks).

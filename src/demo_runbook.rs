@@ -3,7 +3,7 @@
 //! `infra/examples/runbook-schedules.yaml` fires (its Input read from that file); a bad image
 //! makes some targets fail, MaxErrors stops new starts; the results as a subscribed queue gets
 //! them; the audit rows; then the 15-minute HTTP check against a local endpoint that answers 500
-//! once.
+//! once; then Patch Tuesday: the patch procedure on two web servers, one of which is rolled back.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +63,7 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
     println!("member accounts (each with the member role, trusted with ExternalId {EXTERNAL_ID}):");
     let mut failing = Vec::new();
     let mut count = 0;
+    let mut members = Vec::new();
     for account in ACCOUNTS {
         let member = MemberAccount::seed(cloud, account, EXTERNAL_ID).await?;
         for region in REGIONS {
@@ -84,6 +85,7 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
         }
         let other = member.instance(REGIONS[1], "dev-not-opted-in", &[("Env", "dev")], false).await?;
         println!("  {account} {}: {other} is Env=dev but has not opted in: never touched", REGIONS[1]);
+        members.push(member);
     }
     let journal = "Vacuuming done, freed 1.2G of archived journals from /var/log/journal.\nFilesystem      Size  Used Avail Use% Mounted on\n/dev/nvme0n1p1  8.0G  3.1G  4.9G  39% /\n";
     let mut rules = vec![json!({"document": "AWS-RunShellScript", "match": "journalctl", "duration_seconds": 40, "stdout": journal})];
@@ -246,14 +248,101 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
         check.execution.status.as_str(),
         check_summary.targets.first().map_or("", |t| t.status.as_str())
     );
+    let patched = patch_tuesday(cloud, &runbooks, &members[0]).await?;
     println!("\nAct 2 wall time {:.1} s", wall.elapsed().as_secs_f64());
-    let ok = c.failed == 3
+    let ok = patched
+        && c.failed == 3
         && c.not_started > 0
         && c.succeeded + c.failed + c.not_started == count
         && runbooks.in_flight().max() <= 2
         && check.execution.status == opsflow_asl::Status::Succeeded
         && health.requests().len() == 2
         && !got.messages().is_empty();
+    Ok(ok)
+}
+
+/// Patch Tuesday: the patch procedure on two web servers, one at a time; the second one's patch
+/// breaks nginx, and it is rolled back to its pre-patch root volume.
+async fn patch_tuesday(cloud: &Arc<LocalCloud>, runbooks: &LocalRunbooks, member: &MemberAccount) -> anyhow::Result<bool> {
+    println!("\nPatch Tuesday: the patch procedure on the two web servers, one at a time. For each: a consistent");
+    println!("snapshot (nested: pre-snapshot hooks, freeze with an on-instance watchdog, CreateSnapshots, thaw),");
+    println!("AWS-RunPatchBaselineWithHooks with its reboot, the health check; on failure the root volume goes back to");
+    println!("the pre-patch snapshot (EC2 replace-root-volume task: no stop, same instance) and is checked again.");
+    let mut web = Vec::new();
+    for n in 1..=2 {
+        web.push(
+            member
+                .instance(REGIONS[0], &format!("web-{n}"), &[("Env", "web"), OPT_IN], false)
+                .await?,
+        );
+    }
+    cloud
+        .control(
+            "config",
+            json!({"snapshot_seconds": 60, "replace_root_seconds": 60, "reboot_seconds": 45}),
+        )
+        .await?;
+    let rules = json!([
+        {"document": "opsflow-Freeze", "duration_seconds": 1, "stdout": "pre-hook /etc/opsflow/pre-snapshot.d/10-flush-redis\nWATCHDOG armed: thaws in 30s\nFROZEN /data\n"},
+        {"document": "opsflow-Thaw", "duration_seconds": 1, "stdout": "THAWED /data\nfrozen for 2.3 s\n"},
+        {"document": "AWS-RunPatchBaselineWithHooks", "runs": [
+            {"exit_code": 194, "duration_seconds": 90, "stdout": "Installing 7 packages"},
+            {"exit_code": 0, "duration_seconds": 20, "stdout": "Installed 7 packages: kernel, openssl, nginx, ...\n"}]},
+        {"document": "opsflow-HealthCheck", "duration_seconds": 2, "stdout": "PASS unit:nginx: active\nPASS port:443: open\n0 check(s) failed\n"},
+        {"document": "opsflow-HealthCheck", "instance_id": web[1], "count": 1, "exit_code": 1, "duration_seconds": 2,
+         "stdout": "FAIL unit:nginx: failed (nginx: [emerg] unknown directive \"ssl_reject_handshake\")\nFAIL port:443: refused\n2 check(s) failed\n"}
+    ]);
+    cloud.control("commands", json!({ "rules": rules })).await?;
+    println!(
+        "  scenario: the new nginx of the patch does not start on {} (its config uses a removed directive)",
+        web[1]
+    );
+    let input = json!({"Procedure": "patch", "Targets": {"Tags": [{"Key": "Env", "Values": ["web"]}]},
+        "Accounts": [ACCOUNTS[0]], "Regions": [REGIONS[0]], "Parameters": {"FreezeMounts": "/data", "Units": "nginx", "Ports": "443"},
+        "MaxConcurrency": "1", "MaxErrors": "1", "StartedBy": "arn:aws:scheduler:us-east-1:123456789012:schedule/default/opsflow-patch-tuesday"});
+    let t0 = std::sync::Mutex::new(None::<i64>);
+    let out = runbooks
+        .run(input, "patch-tuesday-20261208T000000Z", move |p| {
+            let at = |ms: i64| {
+                let mut t = t0.lock().expect("t0");
+                (ms - *t.get_or_insert(ms)) as f64 / 1000.0
+            };
+            match p {
+                Progress::Started { at_ms, target } => println!("  {:>7.1}s  ▶ {target}", at(at_ms)),
+                Progress::NotStarted { at_ms, target } => println!("  {:>7.1}s  ⏹ not started: {target}", at(at_ms)),
+                Progress::Finished { at_ms, target, status } => println!(
+                    "  {:>7.1}s  {} {status}: {target}",
+                    at(at_ms),
+                    if status == "Succeeded" { "✓" } else { "✗" }
+                ),
+            }
+        })
+        .await?;
+    let summary = out.summary.clone().ok_or_else(|| anyhow!("the patch run wrote no summary"))?;
+    let frozen = cloud.get("frozen").await?;
+    for t in &summary.targets {
+        println!("  {} {}: {}", t.instance_id, t.status.as_str(), t.reason);
+        if let Some(e) = frozen["instances"][&t.instance_id].as_array().and_then(|e| e.first()) {
+            let ms = e["thawed_at"].as_i64().unwrap_or(0) - e["frozen_at"].as_i64().unwrap_or(0);
+            println!(
+                "      /data frozen {:.1} s (virtual), thawed by the {}; snapshots taken inside the window: {}",
+                ms as f64 / 1000.0,
+                e["thawed_by"].as_str().unwrap_or("?"),
+                e["snapshots"].as_array().map_or(0, |s| s.len())
+            );
+        }
+    }
+    println!(
+        "  run: {}, engine time {:.0} s (virtual), {} child executions (per target: the Map's child, its patch, the nested snapshot)",
+        out.execution.status.as_str(),
+        out.execution.engine_ms as f64 / 1000.0,
+        count_children(&out.execution)
+    );
+    let ok = summary.counts.succeeded == 1
+        && summary
+            .targets
+            .iter()
+            .any(|t| t.instance_id == web[1] && t.reason.contains("healthy again"));
     Ok(ok)
 }
 
