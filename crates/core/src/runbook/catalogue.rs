@@ -148,25 +148,27 @@ const fn fixed(
 use ParameterType::{Boolean, Integer, String as Text};
 use ParameterUse::{Command as Cmd, Procedure as Proc};
 
-const FREEZE_FAILURE: &[&str] = &["fail", "crash-consistent"];
+// The freeze's parameters, shared by consistent-snapshot and patch (its nested snapshot).
+const WATCHDOG: FixedParameter = fixed(
+    "WatchdogSeconds",
+    Integer,
+    Cmd,
+    &[],
+    true,
+    "WatchdogSeconds (Integer): when the on-instance watchdog thaws",
+);
+const ON_FREEZE_FAILURE_PARAMETER: FixedParameter = fixed(
+    ON_FREEZE_FAILURE,
+    Text,
+    Proc,
+    &["fail", "crash-consistent"],
+    true,
+    "OnFreezeFailure: a String with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
+);
 const CONSISTENT_SNAPSHOT: &[FixedParameter] = &[
     fixed("Mounts", Text, Cmd, &[], true, "Mounts (String): the data file systems to freeze"),
-    fixed(
-        "WatchdogSeconds",
-        Integer,
-        Cmd,
-        &[],
-        true,
-        "WatchdogSeconds (Integer): when the on-instance watchdog thaws",
-    ),
-    fixed(
-        ON_FREEZE_FAILURE,
-        Text,
-        Proc,
-        FREEZE_FAILURE,
-        true,
-        "OnFreezeFailure: a String with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
-    ),
+    WATCHDOG,
+    ON_FREEZE_FAILURE_PARAMETER,
     fixed(
         "WaitForCompletion",
         Boolean,
@@ -193,22 +195,8 @@ const PATCH: &[FixedParameter] = &[
         true,
         "FreezeMounts (String): the data file systems the pre-patch snapshot freezes",
     ),
-    fixed(
-        "WatchdogSeconds",
-        Integer,
-        Cmd,
-        &[],
-        true,
-        "WatchdogSeconds (Integer): when the on-instance watchdog thaws",
-    ),
-    fixed(
-        ON_FREEZE_FAILURE,
-        Text,
-        Proc,
-        FREEZE_FAILURE,
-        true,
-        "OnFreezeFailure: a String with \"Use\": \"Procedure\" and AllowedValues among fail, crash-consistent",
-    ),
+    WATCHDOG,
+    ON_FREEZE_FAILURE_PARAMETER,
     fixed(
         "RebootOption",
         Text,
@@ -921,6 +909,43 @@ mod tests {
             "stop"
         );
         assert!(p.parameters(Some(&json!({"OnPreStopFailure": "later"}))).is_err());
+    }
+
+    #[test]
+    fn fixed_document_kinds_take_only_their_own_parameters() {
+        let repo: serde_json::Value = serde_json::from_str(
+            BUILTIN
+                .iter()
+                .find(|(f, _)| *f == "consistent-snapshot.json")
+                .map(|(_, t)| *t)
+                .unwrap(),
+        )
+        .unwrap();
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = repo.clone();
+            edit(&mut v);
+            proc(v).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert_eq!(with(&|_| {}), Ok(()));
+        let e = with(&|v| {
+            v["Parameters"].as_object_mut().unwrap().remove("OnFreezeFailure");
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("Parameters.OnFreezeFailure: a consistent-snapshot procedure needs it"),
+            "{e}"
+        );
+        let e = with(&|v| v["Parameters"]["OnFreezeFailure"]["AllowedValues"] = json!(["fail", "ignore"])).unwrap_err();
+        assert!(e.contains("AllowedValues among fail, crash-consistent"), "{e}");
+        let e = with(&|v| v["Parameters"]["Script"] = json!({"Type": "String"})).unwrap_err();
+        assert!(
+            e.contains("Parameters.Script: a consistent-snapshot procedure takes only Mounts"),
+            "{e}"
+        );
+        let e = with(&|v| v["Document"] = json!({"Name": "opsflow-Anything"})).unwrap_err();
+        assert!(e.contains("give no Document, Commands or Http"), "{e}");
+        let e = with(&|v| v["Targets"]["Platforms"] = json!(["Linux", "Windows"])).unwrap_err();
+        assert!(e.contains("runs on Linux only"), "{e}");
     }
 
     #[test]
