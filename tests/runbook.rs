@@ -1565,3 +1565,62 @@ fn a_run_aborted_while_the_file_systems_are_frozen_is_thawed_by_the_watchdog() {
         assert_eq!(rules.alarm_mute_rule_summaries().len(), 1, "left to expire by itself");
     });
 }
+
+#[test]
+fn a_rollback_whose_task_fails_and_a_restore_that_fails_are_reported_and_bounded() {
+    block_on(async {
+        let w = world().await;
+        w.cloud
+            .control("config", json!({"snapshot_seconds": 10, "replace_root_seconds": 30}))
+            .await
+            .unwrap();
+        let ids = maintenance_fleet(&w, 1, "patch").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high", &ids[0]).await;
+        let root = root_volume(&w, &ids[0]).await;
+        let broken = json!({"document": "opsflow-HealthCheck", "exit_code": 1, "duration_seconds": 2,
+                            "stdout": "FAIL unit:app: inactive\n1 check(s) failed\n"});
+        patch_rules(&w, patched_with_reboot(), Some(broken)).await;
+        // EC2 fails the replacement (AWS documents `failed`: the instance keeps its root volume),
+        // and DeleteAlarmMuteRule fails every time.
+        w.cloud
+            .control("replace_root_failures", json!({"instance_id": ids[0], "fail_after_seconds": 20}))
+            .await
+            .unwrap();
+        w.cloud
+            .control(
+                "faults",
+                json!({"operation": "cloudwatch:DeleteAlarmMuteRule", "count": 100, "code": "InternalServiceError",
+                                       "message": "Internal error", "http_status": 500}),
+            )
+            .await
+            .unwrap();
+        let out = w
+            .runbooks
+            .run(maintenance_input("patch", json!({"Units": "app"})), "patch-rollback-fails", |_| {})
+            .await
+            .unwrap();
+        w.cloud.delete("faults").await.unwrap();
+        failed_with(&out, "TargetsFailed");
+        assert!(child_errors(&out.execution).contains(&"RollbackFailed".to_string()));
+        let t = &out.summary.unwrap().targets[0];
+        assert!(t.reason.contains("patched, but the health check failed"), "{t:?}");
+        assert!(
+            t.reason.contains("the rollback failed") && t.reason.contains("ended failed"),
+            "{t:?}"
+        );
+        assert_eq!(
+            root_volume(&w, &ids[0]).await,
+            root,
+            "a failed task leaves the root volume as it was"
+        );
+        // The restores failed: the run still ended with its result, and the mute rules (the
+        // patch's and its nested snapshot's) end by themselves, bounded by the longest hold.
+        let rules = cw.list_alarm_mute_rules().send().await.unwrap();
+        assert_eq!(rules.alarm_mute_rule_summaries().len(), 2, "left to end by themselves");
+        assert!(
+            all_history(&out.execution).contains("RestoreError"),
+            "the failed restore is on record"
+        );
+    });
+}

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::{
-    CopyTagsFromSource, Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, InstanceSpecification,
-    ResourceType, Tag, TagSpecification, VolumeModification,
+    Filter, IamInstanceProfileAssociation, IamInstanceProfileSpecification, Instance, InstanceSpecification, ResourceType, Tag,
+    TagSpecification, VolumeModification,
 };
 use opsflow_core::facts::{
     Association, AssociationState, BlockDevice, CheckStatus, InstanceFacts, InstanceState, Modification, ModificationState, Platform,
@@ -48,8 +48,8 @@ impl Ec2Adapter {
         Ok(())
     }
     /// CreateSnapshots of every EBS volume of the instance (boot volume included), tagged at
-    /// creation with the request's tags (TagSpecifications), plus the volume's own tags
-    /// (CopyTagsFromSource).
+    /// creation with the request's tags (TagSpecifications) only: a volume's own tags could
+    /// carry opsflow:* keys that the idempotency lookup, retention and IAM rely on.
     pub async fn create_snapshots(&self, request: &SnapshotRequest) -> Result<Vec<SnapshotFacts>, CoreError> {
         const OP: &str = "CreateSnapshots";
         let tags = TagSpecification::builder()
@@ -69,7 +69,6 @@ impl Ec2Adapter {
             )
             .description(&request.description)
             .tag_specifications(tags)
-            .copy_tags_from_source(CopyTagsFromSource::Volume)
             .send()
             .await
             .map_err(|e| from_sdk_error(OP, &e))?;

@@ -736,6 +736,12 @@ impl Procedure {
                 Some(_) => return Err(CoreError::invalid(field, format!("must be a {:?}", spec.kind))),
             };
             check_value(&field, spec, &value)?;
+            // A whole number in its plain form ("030" → "30", "+5" → "5"): what the documents
+            // and the state machines (States.StringToJson) read.
+            let value = match spec.kind {
+                ParameterType::Integer => value.parse::<i64>().map(|n| n.to_string()).unwrap_or(value),
+                _ => value,
+            };
             out.insert(name.clone(), value);
         }
         Ok(out)
@@ -909,6 +915,14 @@ mod tests {
             "stop"
         );
         assert!(p.parameters(Some(&json!({"OnPreStopFailure": "later"}))).is_err());
+    }
+
+    #[test]
+    fn whole_numbers_are_kept_in_their_plain_form() {
+        let c = Catalogue::builtin();
+        let p = c.get("consistent-snapshot").unwrap();
+        let got = p.parameters(Some(&json!({"WatchdogSeconds": "030"}))).unwrap();
+        assert_eq!(got["WatchdogSeconds"], "30");
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::facts::{InstanceState, SnapshotFacts};
 use crate::ports::{Clock, Fleet, Member, SnapshotRequest};
 use crate::wait::{watch, Check, Poll, Watched};
 
+/// How long a snapshot CreateSnapshots returned may be missing from DescribeSnapshots.
+pub const LISTING_GRACE_S: i64 = 60;
+
 /// The member stack's documents (`infra/member-account.yaml`).
 pub const FREEZE_DOCUMENT: &str = "opsflow-Freeze";
 pub const THAW_DOCUMENT: &str = "opsflow-Thaw";
@@ -75,6 +78,8 @@ pub struct SnapshotSet {
     pub volume_ids: Vec<String>,
     pub consistency: Consistency,
     pub started_at: String,
+    /// When CreateSnapshots answered (epoch seconds).
+    pub taken_at_epoch_s: i64,
     /// Whether every snapshot is `completed`.
     pub done: bool,
     pub poll: PollState,
@@ -82,13 +87,34 @@ pub struct SnapshotSet {
     pub waiting_for: String,
 }
 
-/// What the freeze's result allows: an application-consistent snapshot, a crash-consistent one
-/// (the freeze itself failed and `OnFreezeFailure` is `crash-consistent`), or none.
-pub fn consistency(run: &Run, freeze: &ProcedureResult) -> Result<Consistency, CoreError> {
-    if freeze.status == TargetStatus::Succeeded {
-        return Ok(Consistency::ApplicationConsistent);
-    }
+/// A freeze is trusted to hold until this many seconds before its watchdog's time.
+pub const WATCHDOG_MARGIN_S: i64 = 2;
+
+/// When the freeze armed its watchdog (its `ARMED <epoch seconds>` line), if it says.
+fn armed_at(freeze: &ProcedureResult) -> Option<i64> {
+    freeze
+        .output_tail
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ARMED ")?.split(':').next()?.trim().parse().ok())
+}
+
+/// What the freeze's result allows at `now_s`: an application-consistent snapshot, a
+/// crash-consistent one (the freeze itself failed, or its watchdog has thawed or is about to,
+/// and `OnFreezeFailure` is `crash-consistent`), or none.
+pub fn consistency(run: &Run, freeze: &ProcedureResult, now_s: i64) -> Result<Consistency, CoreError> {
     let fallback = run.parameters.get(ON_FREEZE_FAILURE).map(String::as_str) == Some("crash-consistent");
+    if freeze.status == TargetStatus::Succeeded {
+        let watchdog_s: i64 = run.parameters.get("WatchdogSeconds").and_then(|w| w.parse().ok()).unwrap_or(0);
+        let expired = armed_at(freeze).is_some_and(|armed| now_s >= armed + watchdog_s - WATCHDOG_MARGIN_S);
+        return match (expired, fallback) {
+            (false, _) => Ok(Consistency::ApplicationConsistent),
+            (true, true) => Ok(Consistency::CrashConsistent),
+            (true, false) => Err(CoreError::conflict(
+                "the freeze",
+                format!("its watchdog ({watchdog_s} s) thawed before CreateSnapshots could be called: raise WatchdogSeconds, or allow OnFreezeFailure=crash-consistent"),
+            )),
+        };
+    }
     if freeze.exit_code == Some(EXIT_FREEZE) && fallback {
         return Ok(Consistency::CrashConsistent);
     }
@@ -115,7 +141,7 @@ pub async fn take<F: Fleet>(
     now_s: i64,
 ) -> Result<SnapshotSet, CoreError> {
     let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
-    let consistency = consistency(run, freeze)?;
+    let consistency = consistency(run, freeze, now_s)?;
     let member = fleet.member(&target.account, &target.region).await?;
     let id = &target.instance_id;
     let mut snapshots = member.find_snapshots(&[(TAG_EXECUTION.to_string(), execution.to_string())]).await?;
@@ -163,6 +189,7 @@ pub async fn take<F: Fleet>(
         started_at: crate::time::format_utc(snapshots.iter().map(|s| s.start_time_epoch_s).min().unwrap_or(now_s)),
         done: false,
         poll: Poll::start(now_s, i64::from(procedure.timeouts.snapshot_seconds), settings.poll).into(),
+        taken_at_epoch_s: now_s,
         waiting_for: String::new(),
     })
 }
@@ -194,6 +221,12 @@ pub async fn check<F: Fleet>(
             let mut pending = Vec::new();
             for id in &set.snapshot_ids {
                 let Some(s) = found.get(id) else {
+                    // DescribeSnapshots is eventually consistent: a new snapshot may not be
+                    // listed at once.
+                    if clock.now_ms().div_euclid(1000) - set.taken_at_epoch_s < LISTING_GRACE_S {
+                        pending.push(format!("{id} not listed yet"));
+                        continue;
+                    }
                     return Err(CoreError::conflict(
                         format!("snapshot {id}"),
                         "is gone: it was deleted before it completed",
@@ -326,6 +359,9 @@ pub struct Conclusion {
     pub thaw: Option<CommandProgress>,
     #[serde(default)]
     pub thaw_error: Option<StepError>,
+    /// The wait for the snapshots to complete (after the thaw).
+    #[serde(default)]
+    pub completion_error: Option<StepError>,
     #[serde(default)]
     pub pruned: Option<Pruned>,
     #[serde(default)]
@@ -386,6 +422,12 @@ pub fn conclude(c: &Conclusion) -> End {
         )),
         (Some(r), None) => failures.push(("ThawFailed", format!("the thaw did not succeed ({}); {by_watchdog}", r.reason))),
         (None, None) => failures.push(("ThawFailed", format!("no thaw ran; {by_watchdog}"))),
+    }
+    if let Some(e) = &c.completion_error {
+        failures.push((
+            "SnapshotFailed",
+            format!("the snapshots did not complete: {}: {}", e.error, e.cause),
+        ));
     }
     if let Some(e) = &c.prune_error {
         failures.push(("PruneFailed", format!("deleting older snapshots failed: {}: {}", e.error, e.cause)));
@@ -505,6 +547,7 @@ mod tests {
             volume_ids: vec!["vol-1".into(), "vol-2".into()],
             consistency,
             started_at: "2026-12-06T10:00:05Z".into(),
+            taken_at_epoch_s: 0,
             done: true,
             poll: PollState {
                 attempt: 0,
@@ -524,6 +567,7 @@ mod tests {
             snapshot_error: None,
             thaw: Some(command(TargetStatus::Succeeded, 0, "THAWED /data after 1.2 s")),
             thaw_error: None,
+            completion_error: None,
             pruned: None,
             prune_error: None,
         }
@@ -537,17 +581,27 @@ mod tests {
     fn only_a_failed_freeze_itself_with_the_fallback_allows_a_crash_consistent_snapshot() {
         let freeze = |code| command(TargetStatus::Failed, code, "").result.unwrap();
         assert_eq!(
-            consistency(&run("fail"), &command(TargetStatus::Succeeded, 0, "").result.unwrap()).unwrap(),
+            consistency(&run("fail"), &command(TargetStatus::Succeeded, 0, "").result.unwrap(), 0).unwrap(),
             Consistency::ApplicationConsistent
         );
         assert_eq!(
-            consistency(&run("crash-consistent"), &freeze(EXIT_FREEZE)).unwrap(),
+            consistency(&run("crash-consistent"), &freeze(EXIT_FREEZE), 0).unwrap(),
             Consistency::CrashConsistent
         );
-        assert!(consistency(&run("fail"), &freeze(EXIT_FREEZE)).is_err());
+        assert!(consistency(&run("fail"), &freeze(EXIT_FREEZE), 0).is_err());
         // A failed pre-hook quiesced nothing: no fallback.
-        assert!(consistency(&run("crash-consistent"), &freeze(EXIT_PRE_HOOK)).is_err());
-        assert!(consistency(&run("crash-consistent"), &freeze(-1)).is_err());
+        assert!(consistency(&run("crash-consistent"), &freeze(EXIT_PRE_HOOK), 0).is_err());
+        assert!(consistency(&run("crash-consistent"), &freeze(-1), 0).is_err());
+        // A freeze whose watchdog (30 s) has thawed, or is about to, by the time of the call.
+        let mut held = command(TargetStatus::Succeeded, 0, "").result.unwrap();
+        held.output_tail = "ARMED 1000: the watchdog thaws in 30s\nFROZEN /data".into();
+        assert_eq!(consistency(&run("fail"), &held, 1_027).unwrap(), Consistency::ApplicationConsistent);
+        let late = consistency(&run("fail"), &held, 1_028).unwrap_err().to_string();
+        assert!(late.contains("raise WatchdogSeconds"), "{late}");
+        assert_eq!(
+            consistency(&run("crash-consistent"), &held, 1_030).unwrap(),
+            Consistency::CrashConsistent
+        );
     }
 
     #[test]
