@@ -1818,9 +1818,11 @@ def _patch_ssm(rt: Any) -> None:
 
 # --------------------------------------------------------------------------- SSM: fsfreeze seen from the invocations
 
-#: opsflow's command documents. Freeze (Mounts, WatchdogSeconds) arms an on-instance watchdog that
-#: thaws the mounts WatchdogSeconds after the script starts, then freezes them; Thaw (Mounts)
-#: thaws them and disarms the watchdog.
+#: opsflow's command documents. Freeze (Mounts, WatchdogSeconds) runs the pre-snapshot hooks, arms
+#: an on-instance watchdog that thaws the mounts WatchdogSeconds later, then freezes them; Thaw
+#: (Mounts) thaws them (its watchdog, left armed, then changes nothing; the next Freeze re-arms
+#: it). The watchdog is modelled from the script's start: the hooks' time makes the real one a
+#: little later, never earlier.
 FREEZE_DOCUMENT, THAW_DOCUMENT = "opsflow-Freeze", "opsflow-Thaw"
 
 
