@@ -140,6 +140,9 @@ struct SnapshotInput {
     /// Check, Prune: the snapshots taken.
     #[serde(default)]
     snapshots: Option<SnapshotSet>,
+    /// Take: which attempt this is (`$$.State.RetryCount`; 0 the first).
+    #[serde(default)]
+    attempt: u32,
     /// Rollback: the nested consistent-snapshot's outcome.
     #[serde(default)]
     snapshot: Option<Value>,
@@ -284,7 +287,7 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                 "Take" => {
                     let execution = i.execution.as_deref().ok_or_else(|| need("Execution"))?;
                     let freeze = i.freeze.as_ref().ok_or_else(|| need("Freeze"))?;
-                    to_value(&snapshot::take(run, target, execution, freeze, &ports.fleet, settings, catalogue, now_s).await?)
+                    to_value(&snapshot::take(run, target, execution, freeze, i.attempt, &ports.fleet, settings, catalogue, clock).await?)
                 }
                 "Check" => to_value(&snapshot::check(target, set()?, &ports.fleet, settings, clock).await?),
                 "Prune" => to_value(&snapshot::prune(run, target, set()?, &ports.fleet, catalogue, now_s).await?),

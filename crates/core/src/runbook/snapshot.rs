@@ -28,6 +28,8 @@ use crate::wait::{watch, Check, Poll, Watched};
 
 /// How long a snapshot CreateSnapshots returned may be missing from DescribeSnapshots.
 pub const LISTING_GRACE_S: i64 = 60;
+/// How many more times (a second apart) a retried Take looks for its snapshots.
+const RETRY_LOOKS: u32 = 3;
 
 /// The member stack's documents (`infra/member-account.yaml`).
 pub const FREEZE_DOCUMENT: &str = "opsflow-Freeze";
@@ -135,16 +137,29 @@ pub async fn take<F: Fleet>(
     target: &Target,
     execution: &str,
     freeze: &ProcedureResult,
+    attempt: u32,
     fleet: &F,
     settings: &Settings,
     catalogue: &Catalogue,
-    now_s: i64,
+    clock: &impl Clock,
 ) -> Result<SnapshotSet, CoreError> {
+    let now_s = clock.now_ms().div_euclid(1000);
     let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
     let consistency = consistency(run, freeze, now_s)?;
     let member = fleet.member(&target.account, &target.region).await?;
     let id = &target.instance_id;
-    let mut snapshots = member.find_snapshots(&[(TAG_EXECUTION.to_string(), execution.to_string())]).await?;
+    let mine = [(TAG_EXECUTION.to_string(), execution.to_string())];
+    let mut snapshots = member.find_snapshots(&mine).await?;
+    // A retry: the attempt before may have taken them without answering, and DescribeSnapshots
+    // may not list them yet (it is eventually consistent; CreateSnapshots takes no client
+    // token). Look a few more times before taking a second set.
+    for _ in 0..RETRY_LOOKS {
+        if attempt == 0 || !snapshots.is_empty() {
+            break;
+        }
+        clock.sleep(1_000).await?;
+        snapshots = member.find_snapshots(&mine).await?;
+    }
     if snapshots.is_empty() {
         let facts = member.describe_instance(id).await?;
         check_opt_in(id, &facts.tags, procedure)?;

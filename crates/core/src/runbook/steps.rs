@@ -881,11 +881,17 @@ pub async fn check_command<F: Fleet>(
                 ..progress.clone()
             });
         }
-        let stopped = match member.describe_instance(&target.instance_id).await {
-            Ok(i) if i.state.is_going_down() => Some(format!("the instance is {}", i.state)),
-            Ok(_) => None,
-            Err(CoreError::NotFound { .. }) => Some("the instance is gone".to_string()),
-            Err(e) => return Err(e),
+        // Watched every second (a freeze, a thaw), the instance is looked at every 5th check:
+        // at fleet scale, one DescribeInstances per target per second would throttle EC2.
+        let look = policy != PollPolicy::EVERY_SECOND || poll.attempt.is_multiple_of(5);
+        let stopped = match look {
+            false => None,
+            true => match member.describe_instance(&target.instance_id).await {
+                Ok(i) if i.state.is_going_down() => Some(format!("the instance is {}", i.state)),
+                Ok(_) => None,
+                Err(CoreError::NotFound { .. }) => Some("the instance is gone".to_string()),
+                Err(e) => return Err(e),
+            },
         };
         let next = poll.next(now_s, policy, "the command", "it is still running");
         let end = match (stopped, next) {
