@@ -1624,3 +1624,58 @@ fn a_rollback_whose_task_fails_and_a_restore_that_fails_are_reported_and_bounded
         );
     });
 }
+
+#[test]
+fn a_rollback_that_does_not_heal_and_a_mute_that_fails_are_said_as_such() {
+    block_on(async {
+        let w = world().await;
+        w.cloud
+            .control("config", json!({"snapshot_seconds": 10, "replace_root_seconds": 30}))
+            .await
+            .unwrap();
+        let ids = maintenance_fleet(&w, 1, "patch").await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        alarm(&cw, "cpu-high", &ids[0]).await;
+        // The health check fails before and after the rollback: the fault is not the patch's.
+        let broken = json!({"document": "opsflow-HealthCheck", "exit_code": 1, "duration_seconds": 2,
+                            "stdout": "FAIL disk:/: 3% free (minimum 10%)\n1 check(s) failed\n"});
+        patch_rules(&w, patched_with_reboot(), Some(broken)).await;
+        let out = w
+            .runbooks
+            .run(maintenance_input("patch", json!({"Units": "app"})), "patch-no-heal", |_| {})
+            .await
+            .unwrap();
+        failed_with(&out, "TargetsFailed");
+        assert!(child_errors(&out.execution).contains(&"UnhealthyAfterRollback".to_string()));
+        let t = &out.summary.unwrap().targets[0];
+        assert!(
+            t.reason
+                .contains("but the health check after it failed: health check failed: disk:/: 3% free"),
+            "{t:?}"
+        );
+        assert_eq!(invocations_of(&w, "opsflow-HealthCheck").await.len(), 2);
+        assert_eq!(mute_rules(&cw).await, Vec::<String>::new(), "alarms restored");
+
+        // CloudWatch refuses the mute rule: nothing is frozen, snapshotted or patched.
+        w.cloud.delete("invocations").await.unwrap();
+        w.cloud
+            .control(
+                "faults",
+                json!({"operation": "cloudwatch:PutAlarmMuteRule", "count": 100, "code": "LimitExceeded",
+                                       "message": "The maximum number of alarm mute rules has been reached", "http_status": 400}),
+            )
+            .await
+            .unwrap();
+        let out = w
+            .runbooks
+            .run(maintenance_input("patch", json!({"Units": "app"})), "patch-no-mute", |_| {})
+            .await
+            .unwrap();
+        w.cloud.delete("faults").await.unwrap();
+        failed_with(&out, "TargetsFailed");
+        let t = &out.summary.unwrap().targets[0];
+        assert!(t.reason.contains("maximum number of alarm mute rules"), "{t:?}");
+        assert_eq!(invocation_count(&w).await, 0, "no command was sent");
+        assert!(snapshots_tagged(&w, "opsflow:run", "patch-no-mute").await.is_empty());
+    });
+}
