@@ -40,6 +40,11 @@ pub fn state_machine_arn(name: &str) -> String {
     format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
 }
 
+/// The ARN of a procedure kind's local state machine (`opsflow-<kind>`).
+fn procedure_machine_arn(kind: Kind) -> String {
+    state_machine_arn(&format!("opsflow-{}", kind.as_str()))
+}
+
 /// An EventBridge connection for the HTTP Task: its ARN and its definition with the secret, as
 /// CreateConnection takes it.
 #[derive(Clone, Debug)]
@@ -185,7 +190,7 @@ impl LocalRunbooks {
         let mut settings = Settings::new(RUNS_BUCKET);
         settings.procedure_arns = Kind::ALL
             .iter()
-            .map(|kind| (kind.as_str().to_string(), state_machine_arn(&format!("opsflow-{}", kind.as_str()))))
+            .map(|kind| (kind.as_str().to_string(), procedure_machine_arn(*kind)))
             .collect();
         settings.connections = options.connections.iter().map(|c| (c.name.clone(), c.arn.clone())).collect();
         settings.endpoint_overrides = options.endpoints.clone();
@@ -271,12 +276,12 @@ impl LocalRunbooks {
             .iter()
             .map(|f| (placeholder(f), function_arn(&function_name(f))))
             .chain([("${RunsTableName}".to_string(), RUNS_TABLE.to_string())])
-            .chain(Kind::ALL.map(|k| (k.arn_placeholder(), state_machine_arn(&format!("opsflow-{}", k.as_str())))))
+            .chain(Kind::ALL.map(|k| (k.arn_placeholder(), procedure_machine_arn(k))))
             .collect();
-        for kind in Kind::ALL.map(Kind::as_str) {
+        for kind in Kind::ALL {
             builder = builder.state_machine(
-                state_machine_arn(&format!("opsflow-{kind}")),
-                load_machine(&format!("statemachines/procedures/{kind}.asl.json"), &subs)?,
+                procedure_machine_arn(kind),
+                load_machine(&format!("statemachines/procedures/{}.asl.json", kind.as_str()), &subs)?,
             );
         }
         let runner = load_machine("statemachines/run-runbook.asl.json", &subs)?;

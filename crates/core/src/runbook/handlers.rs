@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use super::catalogue::{Catalogue, Kind};
 use super::instance::{self, Change, InstanceProgress, Quiet};
 use super::patch::{self, PatchConclusion, RollbackProgress};
-use super::results::TargetStatus;
 use super::snapshot::{self, Conclusion, SnapshotSet};
 use super::steps::{self, CommandProgress, CommandStep, ProcedureResult, Resolved, Run, Scope, Settings, SummaryRef};
 use super::targets::Target;
@@ -217,9 +216,7 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
             let i: CheckInput = parse(function, payload)?;
             let mut p = steps::check_command(&i.target, &i.command, &ports.fleet, &ports.objects, settings, clock).await?;
             if let (Some(r), Some(Kind::StartAndCheck)) = (p.result.as_mut(), i.run.map(|r| r.kind)) {
-                if r.status != TargetStatus::Succeeded {
-                    r.reason = instance::health_reason(r);
-                }
+                instance::name_failed_checks(r);
             }
             to_value(&p)
         }

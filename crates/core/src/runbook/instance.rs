@@ -379,6 +379,13 @@ pub fn failed_checks(output: &str) -> Vec<String> {
         .collect()
 }
 
+/// A health check's result, its reason naming the checks that failed when it did not succeed.
+pub fn name_failed_checks(result: &mut ProcedureResult) {
+    if result.status != TargetStatus::Succeeded {
+        result.reason = health_reason(result);
+    }
+}
+
 /// A failed health check's reason: which checks failed, else the command's own reason.
 pub fn health_reason(result: &ProcedureResult) -> String {
     let failed = failed_checks(&result.output_tail);

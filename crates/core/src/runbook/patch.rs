@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalogue::{Catalogue, Kind};
-use super::instance::{health_reason, procedure_of, readiness_of};
+use super::instance::{name_failed_checks, procedure_of, readiness_of};
 use super::results::TargetStatus;
 use super::snapshot::{End, StepError, TAG_INSTANCE, TAG_PROCEDURE};
 use super::steps::{procedure_result, CommandProgress, PollState, ProcedureResult, Run, Settings};
@@ -231,18 +231,13 @@ fn ok(r: &ProcedureResult) -> bool {
 pub fn conclude(c: &PatchConclusion) -> End {
     let snapshot = c.snapshot.as_ref().map(|s| procedure_result(s).0);
     let patch = outcome(&c.patch, &c.patch_error);
-    let health = outcome(&c.health, &c.health_error).map(|mut r| {
-        if !ok(&r) {
-            r.reason = health_reason(&r);
-        }
-        r
-    });
-    let recheck = outcome(&c.recheck, &c.recheck_error).map(|mut r| {
-        if !ok(&r) {
-            r.reason = health_reason(&r);
-        }
-        r
-    });
+    let checked = |p, e| {
+        outcome(p, e).map(|mut r| {
+            name_failed_checks(&mut r);
+            r
+        })
+    };
+    let (health, recheck) = (checked(&c.health, &c.health_error), checked(&c.recheck, &c.recheck_error));
     let mut r = ProcedureResult::new(TargetStatus::Succeeded, "");
     r.snapshots = snapshot.as_ref().map(|s| s.snapshots.clone()).unwrap_or_default();
     if let Some(p) = &patch {

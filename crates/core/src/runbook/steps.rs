@@ -576,8 +576,9 @@ pub async fn record(
 #[serde(rename_all = "PascalCase")]
 pub struct CommandProgress {
     pub command_id: String,
-    /// consistent-snapshot's command (Freeze or Thaw): watched every second, since the file
-    /// systems stay frozen until the procedure sees the freeze end and thaws.
+    /// Which of the procedure's commands (consistent-snapshot's, patch's); a Freeze or Thaw is
+    /// watched every second, since the file systems stay frozen until the procedure sees the
+    /// freeze end and thaws.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<CommandStep>,
     pub sent_at_epoch_s: i64,
@@ -690,11 +691,6 @@ impl CommandStep {
             Kind::Patch => &[Freeze, Thaw, Patch, HealthCheck, Recheck],
             _ => &[],
         }
-    }
-
-    /// Whether the step is one of the health checks.
-    pub fn is_health_check(self) -> bool {
-        matches!(self, CommandStep::HealthCheck | CommandStep::Recheck)
     }
 }
 
