@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::{Catalogue, Kind, ON_FREEZE_FAILURE};
+use super::catalogue::{Catalogue, Kind, Procedure, ON_FREEZE_FAILURE};
 use super::instance::procedure_of;
 use super::results::TargetStatus;
 use super::steps::{CommandProgress, PollState, ProcedureResult, Run, Settings};
@@ -146,6 +146,57 @@ pub async fn take<F: Fleet>(
     let now_s = clock.now_ms().div_euclid(1000);
     let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
     let consistency = consistency(run, freeze, now_s)?;
+    let id = &target.instance_id;
+    let tags = [
+        (TAG_KIND, Kind::ConsistentSnapshot.as_str()),
+        (TAG_PROCEDURE, procedure.name.as_str()),
+        (TAG_INSTANCE, id.as_str()),
+        (TAG_RUN, run.name.as_str()),
+        (TAG_EXECUTION, execution),
+        (TAG_CONSISTENCY, consistency.as_str()),
+    ];
+    let request = SnapshotRequest {
+        instance_id: id.clone(),
+        description: clip_chars(
+            &format!(
+                "opsflow {} ({}) of {id}: run {} started {} by {}",
+                procedure.name,
+                consistency.as_str(),
+                run.name,
+                run.started_at,
+                run.started_by
+            ),
+            255,
+        ),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let mut snapshots = create_once(target, execution, procedure, &request, attempt, fleet, clock).await?;
+    snapshots.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
+    Ok(SnapshotSet {
+        execution: execution.to_string(),
+        snapshot_ids: snapshots.iter().map(|s| s.snapshot_id.clone()).collect(),
+        volume_ids: snapshots.iter().map(|s| s.volume_id.clone()).collect(),
+        consistency,
+        started_at: crate::time::format_utc(snapshots.iter().map(|s| s.start_time_epoch_s).min().unwrap_or(now_s)),
+        done: false,
+        poll: Poll::start(now_s, i64::from(procedure.timeouts.snapshot_seconds), settings.poll).into(),
+        taken_at_epoch_s: now_s,
+        waiting_for: String::new(),
+    })
+}
+
+/// CreateSnapshots of every volume of the instance, once per execution: the snapshots this
+/// execution took (its `opsflow:execution` tag, which `request` must carry) if there are any,
+/// else new ones, after the opt-in is checked again on fresh facts.
+pub(crate) async fn create_once<F: Fleet>(
+    target: &Target,
+    execution: &str,
+    procedure: &Procedure,
+    request: &SnapshotRequest,
+    attempt: u32,
+    fleet: &F,
+    clock: &impl Clock,
+) -> Result<Vec<SnapshotFacts>, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
     let id = &target.instance_id;
     let mine = [(TAG_EXECUTION.to_string(), execution.to_string())];
@@ -166,47 +217,13 @@ pub async fn take<F: Fleet>(
         if matches!(facts.state, InstanceState::ShuttingDown | InstanceState::Terminated) {
             return Err(CoreError::conflict(format!("instance {id}"), format!("is {}", facts.state)));
         }
-        let tags = [
-            (TAG_KIND, Kind::ConsistentSnapshot.as_str()),
-            (TAG_PROCEDURE, procedure.name.as_str()),
-            (TAG_INSTANCE, id.as_str()),
-            (TAG_RUN, run.name.as_str()),
-            (TAG_EXECUTION, execution),
-            (TAG_CONSISTENCY, consistency.as_str()),
-        ];
-        let request = SnapshotRequest {
-            instance_id: id.clone(),
-            description: clip_chars(
-                &format!(
-                    "opsflow {} ({}) of {id}: run {} started {} by {}",
-                    procedure.name,
-                    consistency.as_str(),
-                    run.name,
-                    run.started_at,
-                    run.started_by
-                ),
-                255,
-            ),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
-        tracing::info!(run = %run.id, instance = %id, consistency = consistency.as_str(), "CreateSnapshots");
-        snapshots = member.create_snapshots(&request).await?;
+        tracing::info!(instance = %id, execution, "CreateSnapshots");
+        snapshots = member.create_snapshots(request).await?;
         if snapshots.is_empty() {
             return Err(CoreError::conflict(format!("instance {id}"), "has no EBS volume to snapshot"));
         }
     }
-    snapshots.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
-    Ok(SnapshotSet {
-        execution: execution.to_string(),
-        snapshot_ids: snapshots.iter().map(|s| s.snapshot_id.clone()).collect(),
-        volume_ids: snapshots.iter().map(|s| s.volume_id.clone()).collect(),
-        consistency,
-        started_at: crate::time::format_utc(snapshots.iter().map(|s| s.start_time_epoch_s).min().unwrap_or(now_s)),
-        done: false,
-        poll: Poll::start(now_s, i64::from(procedure.timeouts.snapshot_seconds), settings.poll).into(),
-        taken_at_epoch_s: now_s,
-        waiting_for: String::new(),
-    })
+    Ok(snapshots)
 }
 
 /// CheckSnapshots: waits until every snapshot of the set is `completed`; one in `error`, or
