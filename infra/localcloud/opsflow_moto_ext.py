@@ -37,6 +37,9 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   ``seed_account`` gives an administrator key in any account.
 * CloudFormation custom resources that wait for an answer to their ResponseURL
   (``opsflow_moto_cfn.py``).
+* The forensic collection (opsflow-ForensicCollect / opsflow-ForensicCollectWindows): a successful
+  invocation uploads a gzip'd tar of the evidence and its manifest to S3 at its end, as
+  ``put-object --if-none-match '*' --checksum-algorithm SHA256`` does (rule field ``forensics``).
 
 All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
 holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
@@ -48,9 +51,14 @@ import base64
 import copy
 import datetime as _dt
 import fnmatch
+import gzip
+import hashlib
+import io
 import itertools
 import json
 import re
+import sys
+import tarfile
 import threading
 import uuid
 import zoneinfo
@@ -1224,6 +1232,10 @@ class InvocationRun:
     output. If the instance stops or terminates before the invocation ends, its agent never
     reports again: the invocation stays where it was (Pending or InProgress) until the command
     expires, then ends TimedOut/DeliveryTimedOut (see `_plan`).
+
+    An invocation of a forensic collection document (`FORENSIC_DOCUMENTS`) that would end Success
+    does its uploads when first seen ended (`state`, at the latest at the first request after its end:
+    `CommandRegistry.flush`); an upload that fails turns it Failed with exit code 8.
     """
 
     def __init__(self, rt: Any, cmd: CommandRun, instance_id: str, rule: dict[str, Any]):
@@ -1281,6 +1293,12 @@ class InvocationRun:
                 status = "Success" if code == 0 else "Failed"
                 self.final = (status, status, code)
                 break
+        self.order = cmd.order
+        self.forensics = (ForensicCollection(cmd, instance_id, rule, self.stdout, self.stderr)
+                          if cmd.command.document_name in FORENSIC_DOCUMENTS else None)
+        if self.forensics is not None and self.final[0] == "Success":
+            with FORENSIC_LOCK:
+                FORENSIC_PENDING.append(self)
 
     def _plan(self) -> tuple[int | None, int, tuple[str, str, int]]:
         """(execution start, end, final status) as things stand, the instance's fate included."""
@@ -1344,15 +1362,45 @@ class InvocationRun:
             return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
                     "start": exec_start, "end": None, "stdout": "", "stderr": ""}
         status, details, code = final
+        if status == "Success" and self.forensics is not None and not self.forensics.settled:
+            self._settle_forensics()  # the script's uploads, at its end: they may still fail it
+            return self.state(now)
         ran = details not in ("DeliveryTimedOut", "Undeliverable")
         return {"Status": status, "StatusDetails": details, "ResponseCode": code,
                 "start": exec_start, "end": final_at,
                 "stdout": self.stdout if ran else "",
                 "stderr": self.stderr if ran else ""}
 
+    def _settle_forensics(self) -> None:
+        """Run the forensic script's uploads (once) and take its exit code and output. Collections
+        that ended before this one upload first, in the order they ended: the first to end wins a key."""
+        with FORENSIC_LOCK:
+            mine = (self.final_at, self.order)
+            due = sorted((inv for inv in FORENSIC_PENDING if (inv.final_at, inv.order) <= mine),
+                         key=lambda inv: (inv.final_at, inv.order))
+            for inv in due:
+                FORENSIC_PENDING.remove(inv)
+                inv._settle_one()
+            self._settle_one()  # (already done if it was pending)
+
+    def _settle_one(self) -> None:
+        forensics = self.forensics
+        if forensics is None or forensics.settled:
+            return
+        forensics.settled = True
+        ended_ok = self.cancelled_at is None and self._plan()[2][0] == "Success"
+        if not ended_ok or self.exec_start is None:
+            return  # cancelled, or its instance went down: the script never finished
+        code, self.stdout, self.stderr = forensics.upload(self.exec_start)
+        if code:
+            self.exit_code = code
+            self.final = ("Failed", "Failed", code)
+
 
 def _plugin_name(document_name: str | None) -> str:
-    return "aws:runPowerShellScript" if "PowerShell" in (document_name or "") else "aws:runShellScript"
+    name = document_name or ""
+    windows = "PowerShell" in name or FORENSIC_DOCUMENTS.get(name) == "Windows"
+    return "aws:runPowerShellScript" if windows else "aws:runShellScript"
 
 
 class CommandRun:
@@ -1541,8 +1589,8 @@ class CommandRegistry:
     def add(self, run: CommandRun) -> None:
         with self.lock:
             self.log.append(run)
-            if run.command.output_s3_bucket_name:
-                self.unwritten.append(run)
+            if run.command.output_s3_bucket_name or run.command.document_name in FORENSIC_DOCUMENTS:
+                self.unwritten.append(run)  # forensic collections upload at their end, as output does
 
     def track_output(self, run: CommandRun) -> None:
         """Make sure a command whose output goes somewhere (S3, CloudWatch Logs) gets written."""
@@ -1578,7 +1626,8 @@ class CommandRegistry:
 
     def flush(self, rt: Any) -> None:
         """Write stdout/stderr of invocations that reached a final state to the command's
-        S3 bucket and CloudWatch Logs group (only non-empty streams)."""
+        S3 bucket and CloudWatch Logs group (only non-empty streams). A forensic collection's
+        uploads happen here too, at the latest (`inv.state` runs them)."""
         if not self.unwritten:
             return
         from moto.utilities.utils import get_partition
@@ -1642,6 +1691,365 @@ def _bucket_backend(account_id: str, partition: str, bucket: str) -> Any:
         if other != account_id and partition in partitions and bucket in partitions[partition].buckets:
             return partitions[partition]
     return None
+
+
+# --------------------------------------------------------------------------- SSM: the forensic collection's upload
+
+#: opsflow's forensic-capture documents and the platform each runs on. Parameters (each a list of one
+#: string, as SendCommand gives them): Bucket, KeyPrefix (ends with "/"), CaseId, BucketRegion, MaxLogMiB.
+FORENSIC_DOCUMENTS = {"opsflow-ForensicCollect": "Linux", "opsflow-ForensicCollectWindows": "Windows"}
+FORENSIC_ARCHIVE, FORENSIC_MANIFEST = "collection.tar.gz", "manifest.json"
+#: The parts of the archive, in archive (and manifest) order.
+FORENSIC_PARTS = {
+    "Linux": ("system.txt", "journal.txt", "var-log/messages", "var-log/secure", "processes.txt",
+              "sockets.txt", "memory.txt", "disks.txt"),
+    "Windows": ("system.txt", "eventlogs/System.evtx", "eventlogs/Application.evtx", "eventlogs/Security.evtx",
+                "processes.txt", "sockets.txt", "memory.txt", "disks.txt"),
+}
+FORENSIC_SKIPPED = {
+    "Linux": [{"Name": "core-dumps", "Reason": "none found in /var/lib/systemd/coredump or /var/crash"}],
+    "Windows": [],
+}
+FORENSIC_RULE_KEYS = {"tamper", "no_manifest"}
+#: The script's exit code when an upload fails; stderr is then the AWS CLI's error line.
+FORENSIC_UPLOAD_FAILED = 8
+#: ... and when a required parameter is missing (a local choice: the document requires them).
+FORENSIC_USAGE = 2
+PUT_PRECONDITION_FAILED = ("An error occurred (PreconditionFailed) when calling the PutObject operation: "
+                           "At least one of the pre-conditions you specified did not hold")
+PUT_NO_SUCH_BUCKET = ("An error occurred (NoSuchBucket) when calling the PutObject operation: "
+                      "The specified bucket does not exist")
+FORENSIC_DIED = "forensic-collect: terminated after the archive upload, before the manifest upload"
+FORENSIC_LOCK = threading.Lock()
+#: Collections planned to end Success whose uploads have not run yet (settled in end-time order).
+FORENSIC_PENDING: list[Any] = []
+
+
+def check_forensics_rule(value: Any) -> dict[str, Any]:
+    """A command rule's `forensics` field, checked (ValueError if malformed)."""
+    if not isinstance(value, dict) or set(value) - FORENSIC_RULE_KEYS:
+        raise ValueError(f"forensics must be an object with keys among {sorted(FORENSIC_RULE_KEYS)}")
+    out: dict[str, Any] = {}
+    if value.get("tamper") is not None:
+        names = sorted({n for parts in FORENSIC_PARTS.values() for n in parts})
+        if value["tamper"] not in names:
+            raise ValueError(f"forensics.tamper must name a part: one of {names}")
+        out["tamper"] = value["tamper"]
+    no_manifest = value.get("no_manifest", False)
+    if not isinstance(no_manifest, bool):
+        raise ValueError("forensics.no_manifest must be a boolean")
+    out["no_manifest"] = no_manifest
+    return out
+
+
+def _patch_command_rules(rt: Any) -> None:
+    """Let command rules carry `forensics` (the launcher's rule check does not know it)."""
+    original = getattr(rt, "add_rule", None)
+    if original is None:
+        return
+    bad_request = getattr(sys.modules.get(type(rt).__module__), "BadRequest", ValueError)
+
+    def add_rule(body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body, dict) or "forensics" not in body:
+            return original(body)
+        body = dict(body)
+        try:
+            spec = check_forensics_rule(body.pop("forensics"))
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+        with rt.lock:  # the rule is never seen without its field
+            rule = original(body)
+            rule["forensics"] = spec
+        return rule
+
+    rt.add_rule = add_rule
+
+
+def _utc_stamp(t_ms: int) -> str:
+    d = to_dt(t_ms)
+    assert d is not None
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def forensic_parts(platform: str, instance_id: str, case_id: str, started_ms: int,
+                   max_log_mib: int = 50) -> list[tuple[str, bytes]]:
+    """The evidence the script collects, as (archive path, bytes) in archive order: made-up but
+    plausible command output, a function of the instance id, the case id and the start time only.
+    Every part mentions the instance id. Logs are cut to MaxLogMiB, as the script cuts them."""
+    seed = f"{instance_id}|{case_id}|{started_ms}".encode()
+
+    def n(label: str, modulo: int) -> int:
+        return int.from_bytes(hashlib.sha256(seed + b"|" + label.encode()).digest()[:8], "big") % modulo
+
+    now = to_dt(started_ms)
+    assert now is not None
+    stamp = _utc_stamp(started_ms)
+    up = _dt.timedelta(days=n("up-d", 90), hours=n("up-h", 24), minutes=n("up-m", 60))
+    boot = now - up
+    pid = {name: 300 + n(f"pid-{name}", 30000) for name in ("agent", "worker", "doc", "script", "sshd")}
+    ip = f"10.0.{n('ip3', 256)}.{1 + n('ip4', 254)}"
+    mem_total = (4, 8, 16, 32)[n("mem", 4)] * 1024
+    mem_used = mem_total * (20 + n("mem-used", 50)) // 100
+    disk_size, disk_used = (20, 50, 100)[n("disk", 3)], 3 + n("disk-used", 15)
+
+    def header(command: str) -> str:
+        return f"# {command}  (instance {instance_id}, case {case_id}, collected {stamp})"
+
+    def log_cut(text: str) -> bytes:
+        return text.encode()[: max(max_log_mib, 0) * 1024 * 1024]
+
+    if platform == "Windows":
+        host = f"EC2AMAZ-{hashlib.sha256(instance_id.encode()).hexdigest()[:7].upper()}"
+        docdir = rf"C:\ProgramData\Amazon\SSM\InstanceData\{instance_id}\document\orchestration"
+        ssm_dir = r"C:\Program Files\Amazon\SSM"
+
+        def text(*lines: str) -> bytes:
+            return ("\r\n".join(lines) + "\r\n").encode()
+
+        def evtx(log: str) -> bytes:
+            body = (f"opsflow local cloud stand-in for the {log} event log of {host} ({instance_id}), "
+                    f"exported {stamp} for case {case_id}\r\n")
+            return b"ElfFile\x00" + hashlib.sha256(seed + log.encode()).digest() * 4 + body.encode()
+
+        return [
+            ("system.txt", text(
+                header("systeminfo"),
+                f"Host Name:                 {host}",
+                "OS Name:                   Microsoft Windows Server 2022 Datacenter",
+                "OS Version:                10.0.20348 N/A Build 20348",
+                f"System Boot Time:          {boot:%m/%d/%Y, %I:%M:%S %p}",
+                f"Total Physical Memory:     {mem_total:,} MB",
+                f"Instance ID:               {instance_id}",
+                f"Case ID:                   {case_id}",
+                f"Collected At:              {stamp}")),
+            ("eventlogs/System.evtx", evtx("System")),
+            ("eventlogs/Application.evtx", evtx("Application")),
+            ("eventlogs/Security.evtx", evtx("Security")),
+            ("processes.txt", text(
+                header("Get-Process | Format-Table Id, ProcessName, CPU, WS, Path"),
+                "   Id ProcessName          CPU         WS Path",
+                "   -- -----------          ---         -- ----",
+                "    4 System          1021.4       20480",
+                f"{pid['agent']:5d} amazon-ssm-agent   88.02   35123200 {ssm_dir}\\amazon-ssm-agent.exe",
+                f"{pid['worker']:5d} ssm-agent-worker   41.50   48758784 {ssm_dir}\\ssm-agent-worker.exe",
+                f"{pid['doc']:5d} ssm-document-worker 2.11  30117888 {ssm_dir}\\ssm-document-worker.exe",
+                f"{pid['script']:5d} powershell          6.75  90431488 "
+                f"C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe -File {docdir}\\_script.ps1")),
+            ("sockets.txt", text(
+                header("netstat -ano"),
+                "  Proto  Local Address          Foreign Address        State           PID",
+                "  TCP    0.0.0.0:3389           0.0.0.0:0              LISTENING       1012",
+                "  TCP    0.0.0.0:5985           0.0.0.0:0              LISTENING       4",
+                f"  TCP    {ip}:{49152 + n('port', 16000)}     52.94.{n('ssm3', 256)}.{n('ssm4', 256)}:443"
+                f"       ESTABLISHED     {pid['worker']}")),
+            ("memory.txt", text(
+                header("Get-CimInstance Win32_OperatingSystem | Format-List *Memory*"),
+                f"TotalVisibleMemorySize : {mem_total * 1024}",
+                f"FreePhysicalMemory     : {(mem_total - mem_used) * 1024}",
+                f"TotalVirtualMemorySize : {mem_total * 1024 + 1966080}",
+                f"FreeVirtualMemory      : {(mem_total - mem_used) * 1024 + 1048576}")),
+            ("disks.txt", text(
+                header("Get-Volume; Get-Disk"),
+                "DriveLetter FileSystemLabel FileSystem DriveType HealthStatus SizeRemaining      Size",
+                f"C                           NTFS       Fixed     Healthy       {disk_size - disk_used:6d} GB "
+                f"{disk_size:6d} GB",
+                "",
+                "Number Friendly Name              Serial Number                    HealthStatus OperationalStatus "
+                "Total Size",
+                f"0      NVMe Amazon Elastic B     vol{n('vol', 16 ** 17):017x}_00000001. Healthy      Online"
+                f"            {disk_size} GB")),
+        ]
+
+    host = f"ip-{ip.replace('.', '-')}.ec2.internal"
+    kernel = "6.1.115-126.197.amzn2023.x86_64"
+    docdir = f"/var/lib/amazon/ssm/{instance_id}/document/orchestration"
+
+    def ts(seconds_before: int) -> str:
+        return f"{now - _dt.timedelta(seconds=seconds_before):%b %d %H:%M:%S}"
+
+    def text(*lines: str) -> bytes:
+        return ("\n".join(lines) + "\n").encode()
+
+    journal = "\n".join([
+        f"{ts(3600)} {host} systemd[1]: Starting dnf-makecache.service - dnf makecache...",
+        f"{ts(3590)} {host} systemd[1]: Finished dnf-makecache.service - dnf makecache.",
+        f"{ts(900)} {host} amazon-ssm-agent[{pid['agent']}]: INFO [ssm-agent-worker] Entering SSM Agent hibernate "
+        f"- instance {instance_id}",
+        f"{ts(2)} {host} amazon-ssm-agent[{pid['agent']}]: INFO [ssm-agent-worker] [MessageService] "
+        f"SendCommand received for {instance_id}",
+        f"{ts(1)} {host} sudo[{pid['script']}]:     root : PWD={docdir} ; USER=root ; "
+        f"COMMAND=/usr/bin/journalctl --no-pager --since -24h",
+    ]) + "\n"
+    messages = "\n".join([
+        f"{boot:%b %d %H:%M:%S} {host} kernel: Linux version {kernel} (mockbuild@ip-10-0-1-1) #1 SMP",
+        f"{boot + _dt.timedelta(seconds=9):%b %d %H:%M:%S} {host} cloud-init[1702]: Instance ID: {instance_id}",
+        f"{ts(1800)} {host} chronyd[{pid['sshd'] - 10}]: Selected source 169.254.169.123",
+        f"{ts(2)} {host} amazon-ssm-agent[{pid['agent']}]: INFO [ssm-document-worker] [{instance_id}] "
+        "document execution started",
+    ]) + "\n"
+    secure = "\n".join([
+        f"{ts(7200)} {host} sshd[{pid['sshd']}]: Server listening on 0.0.0.0 port 22.",
+        f"{ts(5400)} {host} sshd[{pid['sshd'] + 1}]: Invalid user admin from 203.0.113.{n('attacker', 250) + 1} "
+        "port 51234",
+        f"{ts(1)} {host} sudo[{pid['script']}]:     root : PWD={docdir} ; USER=root ; "
+        f"COMMAND=/usr/bin/tar -czf /var/tmp/forensics-{case_id}/collection.tar.gz -C /var/tmp/forensics-{case_id} .",
+    ]) + "\n"
+    return [
+        ("system.txt", text(
+            f"hostname: {host}",
+            f"uname: Linux {host} {kernel} #1 SMP PREEMPT_DYNAMIC Mon Nov  4 18:22:55 UTC 2024 "
+            "x86_64 x86_64 x86_64 GNU/Linux",
+            f"uptime: {now:%H:%M:%S} up {up.days} days, {up.seconds // 3600:2d}:{up.seconds // 60 % 60:02d},  "
+            f"0 users,  load average: 0.{n('l1', 100):02d}, 0.{n('l5', 100):02d}, 0.{n('l15', 100):02d}",
+            f"instance-id: {instance_id}",
+            f"case-id: {case_id}",
+            f"collected-at: {stamp}")),
+        ("journal.txt", log_cut(header("journalctl --no-pager --since -24h") + "\n" + journal)),
+        ("var-log/messages", log_cut(messages)),
+        ("var-log/secure", log_cut(secure)),
+        ("processes.txt", text(
+            header("ps auxww"),
+            "USER         PID %CPU %MEM    VSZ   RSS TTY      STAT START   TIME COMMAND",
+            f"root           1  0.0  0.1 105828 16232 ?        Ss   {boot:%b%d}   0:04 /usr/lib/systemd/systemd",
+            f"root       {pid['agent']:5d}  0.0  0.3 1245900 29876 ?       Ssl  {boot:%b%d}   0:31 "
+            "/usr/bin/amazon-ssm-agent",
+            f"root       {pid['worker']:5d}  0.1  0.6 1330136 52416 ?       Sl   {boot:%b%d}   1:02 "
+            "/usr/bin/ssm-agent-worker",
+            f"root       {pid['doc']:5d}  0.0  0.3 1250884 28112 ?       Sl   {now:%H:%M}   0:00 "
+            "/usr/bin/ssm-document-worker",
+            f"root       {pid['script']:5d}  0.0  0.0 222316  3548 ?        S    {now:%H:%M}   0:00 "
+            f"/bin/bash {docdir}/awsrunShellScript/_script.sh",
+            f"root       {pid['script'] + 7:5d}  0.0  0.0 224504  3320 ?        R    {now:%H:%M}   0:00 ps auxww")),
+        ("sockets.txt", text(
+            header("ss -tanup"),
+            "Netid State  Recv-Q Send-Q  Local Address:Port   Peer Address:Port Process",
+            "tcp   LISTEN 0      128            0.0.0.0:22          0.0.0.0:*     "
+            f"users:((\"sshd\",pid={pid['sshd']},fd=3))",
+            f"tcp   ESTAB  0      0           {ip}:{32768 + n('port', 28000)}  "
+            f"52.94.{n('ssm3', 256)}.{n('ssm4', 256)}:443"
+            f"   users:((\"ssm-agent-worke\",pid={pid['worker']},fd=12))",
+            "udp   UNCONN 0      0          127.0.0.1:323         0.0.0.0:*     users:((\"chronyd\",pid=1210,fd=5))")),
+        ("memory.txt", text(
+            header("free -m; head -5 /proc/meminfo"),
+            "               total        used        free      shared  buff/cache   available",
+            f"Mem:           {mem_total:5d}       {mem_used:5d}       {mem_total - mem_used - 300:5d}"
+            f"           2         300       {mem_total - mem_used:5d}",
+            "Swap:              0           0           0",
+            f"MemTotal:       {mem_total * 1024:8d} kB",
+            f"MemFree:        {(mem_total - mem_used - 300) * 1024:8d} kB",
+            f"MemAvailable:   {(mem_total - mem_used) * 1024:8d} kB",
+            "Buffers:            2048 kB",
+            "Cached:           305152 kB")),
+        ("disks.txt", text(
+            header("df -h; df -i; lsblk"),
+            "Filesystem      Size  Used Avail Use% Mounted on",
+            f"/dev/nvme0n1p1   {disk_size}G  {disk_used}G  {disk_size - disk_used}G  "
+            f"{100 * disk_used // disk_size}% /",
+            "tmpfs           475M     0  475M   0% /dev/shm",
+            "Filesystem      Inodes IUsed   IFree IUse% Mounted on",
+            f"/dev/nvme0n1p1 {disk_size * 524288:7d} {40000 + n('inodes', 90000):5d} "
+            f"{disk_size * 524288 - 40000 - n('inodes', 90000):7d}    1% /",
+            "NAME          MAJ:MIN RM SIZE RO TYPE MOUNTPOINTS",
+            f"nvme0n1       259:0    0  {disk_size}G  0 disk",
+            f"└─nvme0n1p1   259:1    0  {disk_size}G  0 part /")),
+    ]
+
+
+def forensic_archive(parts: list[tuple[str, bytes]], started_ms: int) -> bytes:
+    """A gzip-compressed tar of the parts (regular files, in order), byte-for-byte reproducible:
+    what tarfile's ``w:gz`` writes, with the gzip header's and the members' time set to the start."""
+    mtime = started_ms // 1000
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=mtime) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in parts:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), mtime, 0o600
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def put_object_if_none_match(backend: Any, bucket: str, key: str, data: bytes) -> bool:
+    """`aws s3api put-object --if-none-match '*' --checksum-algorithm SHA256` into moto's backend:
+    False (nothing written) if the key exists, as moto's own PutObject checks If-None-Match: *;
+    else the object is stored with its SHA-256 checksum as moto's PutObject stores a request's
+    x-amz-checksum-sha256 (FakeKey.checksum_value, base64 of the digest; checksum_algorithm)."""
+    if backend.get_object(bucket, key) is not None:
+        return False
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    stored = backend.put_object(bucket, key, data, checksum_value=checksum)
+    stored.checksum_algorithm = "SHA256"
+    return True
+
+
+class ForensicCollection:
+    """What an invocation of a forensic collection document does at its end, if it succeeds:
+    collect the parts, pack them (`forensic_archive`), hash them, upload the archive then the
+    manifest, each with If-None-Match: * and a SHA-256 checksum. The rule's `forensics` injects
+    faults: `tamper` (the manifest's digest of that part is wrong), `no_manifest` (the script dies
+    between the two uploads)."""
+
+    def __init__(self, cmd: Any, instance_id: str, rule: dict[str, Any], stdout: str, stderr: str):
+        params = cmd.command.parameters or {}
+
+        def param(name: str) -> str:
+            value = params.get(name) or [""]
+            return str((value if isinstance(value, list) else [value])[0] or "").strip()
+
+        self.platform = FORENSIC_DOCUMENTS[cmd.command.document_name]
+        self.account = cmd.command.account_id
+        self.instance_id = instance_id
+        self.bucket, self.prefix, self.case_id = param("Bucket"), param("KeyPrefix"), param("CaseId")
+        self.region = param("BucketRegion") or cmd.command.backend_region
+        max_log = param("MaxLogMiB")
+        self.max_log_mib = int(max_log) if max_log.isdigit() else 50
+        self.fault = rule.get("forensics") or {}
+        self.rule_stdout, self.rule_stderr = stdout, stderr  # the rule's own output wins when given
+        self.settled = False
+
+    def upload(self, started_ms: int) -> tuple[int, str, str]:
+        """Collect and upload now: (exit code, stdout, stderr)."""
+        missing = [name for name, v in (("Bucket", self.bucket), ("KeyPrefix", self.prefix),
+                                        ("CaseId", self.case_id)) if not v]
+        if missing:
+            return FORENSIC_USAGE, self.rule_stdout, f"forensic-collect: missing parameter(s): {', '.join(missing)}"
+        parts = forensic_parts(self.platform, self.instance_id, self.case_id, started_ms, self.max_log_mib)
+        archive = forensic_archive(parts, started_ms)
+        listed = []
+        for name, data in parts:
+            digest = hashlib.sha256(data).hexdigest()
+            if self.fault.get("tamper") == name:  # hashed, then the part was altered in the archive
+                digest = hashlib.sha256(b"before tampering:" + data).hexdigest()
+            listed.append({"Name": name, "Bytes": len(data), "Sha256": digest})
+        archive_key, manifest_key = self.prefix + FORENSIC_ARCHIVE, self.prefix + FORENSIC_MANIFEST
+        manifest = {
+            "Version": 1, "CaseId": self.case_id, "InstanceId": self.instance_id, "Platform": self.platform,
+            "CollectedAt": _utc_stamp(started_ms),
+            "Archive": {"Key": FORENSIC_ARCHIVE, "Bytes": len(archive), "Sha256": hashlib.sha256(archive).hexdigest()},
+            "Parts": listed,
+            "Skipped": FORENSIC_SKIPPED[self.platform],
+        }
+        lines = [f"PART {p['Name']} {p['Bytes']} {p['Sha256']}" for p in listed]
+
+        def result(code: int, error: str = "") -> tuple[int, str, str]:
+            # The rule's stdout replaces the script's; an upload's error line follows the rule's stderr.
+            stdout = self.rule_stdout or "".join(f"{line}\n" for line in lines)
+            return code, stdout, "\n".join(e for e in (self.rule_stderr.rstrip("\n"), error) if e)
+
+        backend = _bucket_backend(self.account, get_partition(self.region), self.bucket)
+        if backend is None:
+            return result(FORENSIC_UPLOAD_FAILED, PUT_NO_SUCH_BUCKET)
+        if not put_object_if_none_match(backend, self.bucket, archive_key, archive):
+            return result(FORENSIC_UPLOAD_FAILED, PUT_PRECONDITION_FAILED)
+        lines.append(f"ARCHIVE s3://{self.bucket}/{archive_key} {len(archive)} {manifest['Archive']['Sha256']}")
+        if self.fault.get("no_manifest"):  # the script died: what it says is the rule's stderr, if any
+            return result(FORENSIC_UPLOAD_FAILED, "" if self.rule_stderr else FORENSIC_DIED)
+        body = (json.dumps(manifest, indent=2) + "\n").encode()
+        if not put_object_if_none_match(backend, self.bucket, manifest_key, body):
+            return result(FORENSIC_UPLOAD_FAILED, PUT_PRECONDITION_FAILED)
+        lines.append(f"MANIFEST s3://{self.bucket}/{manifest_key}")
+        return result(0)
 
 
 def _patch_ssm(rt: Any) -> None:
@@ -1923,6 +2331,7 @@ def install(rt: Any) -> None:
     _patch_events(rt)
     _patch_autoscaling(rt)
     _patch_ssm(rt)
+    _patch_command_rules(rt)
     _patch_sts()
     _patch_cloudwatch_mute_rules(rt)
     _prepare_cloudformation(rt)

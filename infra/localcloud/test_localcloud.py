@@ -9,10 +9,14 @@ Run: infra/localcloud/localcloud.sh test   (installs requirements-dev.txt into t
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import io
 import json
 import os
 import subprocess
+import tarfile
 import urllib.error
 import urllib.request
 import uuid
@@ -2404,3 +2408,234 @@ def test_abandon_ends_the_other_hooks_actions_and_deleting_a_hook_continues(aws:
     assert (deleted["result"], deleted["completed_by"]) == ("CONTINUE", "DeleteLifecycleHook")
     ctl.post("/_opsflow/reset", {})
     assert [a for a in ctl.get("/_opsflow/lifecycle_actions")["lifecycle_actions"] if a["group"] == group] == []
+
+
+# --------------------------------------------------------------------------- forensic collection
+
+LINUX_FORENSIC_PARTS = ["system.txt", "journal.txt", "var-log/messages", "var-log/secure", "processes.txt",
+                        "sockets.txt", "memory.txt", "disks.txt"]
+WINDOWS_FORENSIC_PARTS = ["system.txt", "eventlogs/System.evtx", "eventlogs/Application.evtx",
+                          "eventlogs/Security.evtx", "processes.txt", "sockets.txt", "memory.txt", "disks.txt"]
+PRECONDITION_FAILED = ("An error occurred (PreconditionFailed) when calling the PutObject operation: "
+                       "At least one of the pre-conditions you specified did not hold")
+
+
+def _collect(ssm: Any, iid: str, bucket: str, prefix: str, windows: bool = False, case: str = "case-123") -> str:
+    params = {"Bucket": [bucket], "KeyPrefix": [prefix], "CaseId": [case], "BucketRegion": ["us-east-1"],
+              "MaxLogMiB": ["16"]}
+    document = "opsflow-ForensicCollectWindows" if windows else "opsflow-ForensicCollect"
+    return ssm.send_command(InstanceIds=[iid], DocumentName=document, Parameters=params)["Command"]["CommandId"]
+
+
+def _evidence_bucket(s3: Any) -> str:
+    bucket = f"evidence-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    return bucket
+
+
+def _keys(s3: Any, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def _untar(blob: bytes) -> list[tuple[str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        members = tar.getmembers()
+        assert all(m.isfile() for m in members), "regular files only"
+        return [(m.name, tar.extractfile(m).read()) for m in members]  # type: ignore[union-attr]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stamp(t_ms: int) -> str:
+    return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _evidence(s3: Any, bucket: str, prefix: str) -> tuple[bytes, dict[str, Any]]:
+    archive = s3.get_object(Bucket=bucket, Key=prefix + "collection.tar.gz")["Body"].read()
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read().decode("utf-8"))
+    return archive, manifest
+
+
+def test_forensic_collection_uploads_a_checksummed_archive_and_its_manifest_at_its_end(
+        aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (iid,) = _managed(aws, ctl)
+    bucket = _evidence_bucket(s3)
+    prefix = f"forensics/case-123/{iid}/"
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "pending_seconds": 1,
+                                    "duration_seconds": 30})
+    t0 = ctl.now_ms()
+    cid = _collect(ssm, iid, bucket, prefix)
+    ctl.advance(29)
+    assert _inv(ssm, cid, iid)["Status"] == "InProgress"
+    assert _keys(s3, bucket) == [], "nothing is uploaded before the script ends"
+    ctl.advance(2)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Success", 0)
+    assert _keys(s3, bucket) == [prefix + "collection.tar.gz", prefix + "manifest.json"]
+    archive, manifest = _evidence(s3, bucket, prefix)
+    parts = _untar(archive)
+    assert [name for name, _ in parts] == LINUX_FORENSIC_PARTS
+    assert list(manifest) == ["Version", "CaseId", "InstanceId", "Platform", "CollectedAt", "Archive", "Parts",
+                              "Skipped"]
+    assert (manifest["Version"], manifest["CaseId"], manifest["InstanceId"], manifest["Platform"]) == (
+        1, "case-123", iid, "Linux")
+    assert manifest["CollectedAt"] == _stamp(t0 + 1000) == _stamp(_iso(inv["ExecutionStartDateTime"]).timestamp()
+                                                                   * 1000)
+    assert manifest["Archive"] == {"Key": "collection.tar.gz", "Bytes": len(archive), "Sha256": _sha256(archive)}
+    assert manifest["Parts"] == [{"Name": n, "Bytes": len(d), "Sha256": _sha256(d)} for n, d in parts]
+    assert manifest["Skipped"] == [{"Name": "core-dumps",
+                                    "Reason": "none found in /var/lib/systemd/coredump or /var/crash"}]
+    for name, data in parts:
+        assert iid.encode() in data, f"{name} mentions the instance"
+    assert b"case-123" in dict(parts)["system.txt"]
+    # Stored as put-object --checksum-algorithm SHA256 stores it, like boto3's own upload through moto.
+    head = s3.head_object(Bucket=bucket, Key=prefix + "collection.tar.gz", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(archive).digest()).decode()
+    assert base64.b64decode(head["ChecksumSHA256"]).hex() == manifest["Archive"]["Sha256"]
+    got = s3.get_object(Bucket=bucket, Key=prefix + "collection.tar.gz", ChecksumMode="ENABLED")
+    assert got["ChecksumSHA256"] == head["ChecksumSHA256"]
+    s3.put_object(Bucket=bucket, Key="reference", Body=archive, ChecksumAlgorithm="SHA256")
+    ref = s3.head_object(Bucket=bucket, Key="reference", ChecksumMode="ENABLED")
+    checksum_fields = {k for k in (*head, *ref) if k.startswith("Checksum")}
+    assert {k: head.get(k) for k in checksum_fields} == {k: ref.get(k) for k in checksum_fields}
+    manifest_bytes = s3.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read()
+    mhead = s3.head_object(Bucket=bucket, Key=prefix + "manifest.json", ChecksumMode="ENABLED")
+    assert mhead["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(manifest_bytes).digest()).decode()
+    # stdout: what the script prints last
+    assert inv["StandardOutputContent"].splitlines() == [
+        *(f"PART {p['Name']} {p['Bytes']} {p['Sha256']}" for p in manifest["Parts"]),
+        f"ARCHIVE s3://{bucket}/{prefix}collection.tar.gz {len(archive)} {_sha256(archive)}",
+        f"MANIFEST s3://{bucket}/{prefix}manifest.json",
+    ]
+    # Deterministic: the same instance, case and start give the same bytes (the clock stands still).
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect"})
+    _collect(ssm, iid, bucket, "again/")
+    _collect(ssm, iid, bucket, "once-more/")
+    assert (s3.get_object(Bucket=bucket, Key="again/collection.tar.gz")["Body"].read()
+            == s3.get_object(Bucket=bucket, Key="once-more/collection.tar.gz")["Body"].read())
+
+
+def test_forensic_collection_on_windows_packs_its_event_logs(aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (win,) = _managed(aws, ctl, windows=True)
+    bucket = _evidence_bucket(s3)
+    prefix = f"forensics/case-9/{win}/"
+    cid = _collect(ssm, win, bucket, prefix, windows=True, case="case-9")  # no rule: succeeds at once
+    inv = _inv(ssm, cid, win)
+    assert (inv["Status"], inv["ResponseCode"], inv["PluginName"]) == ("Success", 0, "aws:runPowerShellScript")
+    archive, manifest = _evidence(s3, bucket, prefix)
+    parts = _untar(archive)
+    assert [name for name, _ in parts] == WINDOWS_FORENSIC_PARTS
+    assert (manifest["Platform"], manifest["CaseId"], manifest["Skipped"]) == ("Windows", "case-9", [])
+    assert manifest["Parts"] == [{"Name": n, "Bytes": len(d), "Sha256": _sha256(d)} for n, d in parts]
+    assert manifest["Archive"]["Sha256"] == _sha256(archive)
+    for name, data in parts:
+        assert win.encode() in data, f"{name} mentions the instance"
+        if name.endswith(".evtx"):
+            assert data.startswith(b"ElfFile\x00")
+    assert inv["StandardOutputContent"].splitlines()[-1] == f"MANIFEST s3://{bucket}/{prefix}manifest.json"
+
+
+def test_forensic_tamper_makes_the_manifest_disagree_with_that_part_only(aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (iid,) = _managed(aws, ctl)
+    bucket = _evidence_bucket(s3)
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 5,
+                                    "forensics": {"tamper": "processes.txt"}})
+    assert ctl.get("/_opsflow/commands")["rules"][-1]["forensics"] == {"tamper": "processes.txt",
+                                                                      "no_manifest": False}
+    cid = _collect(ssm, iid, bucket, "t/")
+    ctl.advance(5)
+    assert (_inv(ssm, cid, iid)["Status"], _inv(ssm, cid, iid)["ResponseCode"]) == ("Success", 0)
+    archive, manifest = _evidence(s3, bucket, "t/")
+    actual = {n: (len(d), _sha256(d)) for n, d in _untar(archive)}
+    wrong = [p["Name"] for p in manifest["Parts"] if (p["Bytes"], p["Sha256"]) != actual[p["Name"]]]
+    assert wrong == ["processes.txt"]
+    (listed,) = [p for p in manifest["Parts"] if p["Name"] == "processes.txt"]
+    assert listed["Bytes"] == actual["processes.txt"][0] and len(listed["Sha256"]) == 64
+    assert manifest["Archive"]["Sha256"] == _sha256(archive)
+    # Bad forensics fields are refused.
+    for bad in ({"tamper": "nope.txt"}, {"no_manifest": "yes"}, {"other": 1}, "tamper"):
+        status, out = ctl.call("POST", "/_opsflow/commands", {"document": "opsflow-ForensicCollect",
+                                                              "forensics": bad})
+        assert status == 400, out
+
+
+def test_forensic_no_manifest_uploads_the_archive_only_and_fails(aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (iid,) = _managed(aws, ctl)
+    bucket = _evidence_bucket(s3)
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 5,
+                                    "forensics": {"no_manifest": True}})
+    cid = _collect(ssm, iid, bucket, "n/")
+    ctl.advance(5)
+    (row,) = [r for r in ctl.get("/_opsflow/invocations")["invocations"] if r["command_id"] == cid]
+    assert (row["status"], row["exit_code"]) == ("Failed", 8)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Failed", "Failed", 8)
+    assert _keys(s3, bucket) == ["n/collection.tar.gz"]
+    archive = s3.get_object(Bucket=bucket, Key="n/collection.tar.gz")["Body"].read()
+    lines = inv["StandardOutputContent"].splitlines()
+    assert lines[-1] == f"ARCHIVE s3://{bucket}/n/collection.tar.gz {len(archive)} {_sha256(archive)}"
+    assert not any(line.startswith("MANIFEST") for line in lines)
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Failed"
+
+
+def test_forensic_upload_refuses_to_overwrite_and_needs_the_bucket(aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (iid,) = _managed(aws, ctl)
+    bucket = _evidence_bucket(s3)
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 10})
+    first = _collect(ssm, iid, bucket, "p/")
+    ctl.advance(10)
+    assert _inv(ssm, first, iid)["Status"] == "Success"
+    before = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)}
+    second = _collect(ssm, iid, bucket, "p/")  # a later start: other bytes, were they written
+    ctl.advance(10)
+    inv = _inv(ssm, second, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Failed", 8)
+    assert inv["StandardErrorContent"] == PRECONDITION_FAILED
+    assert not any(line.startswith(("ARCHIVE", "MANIFEST")) for line in inv["StandardOutputContent"].splitlines())
+    assert {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)} == before
+    # Two collections running at once into one prefix: the first to end wins, the other fails, even
+    # when both ends are first seen by the same request.
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 2})
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 10, "count": 1})
+    slow = _collect(ssm, iid, bucket, "q/")
+    fast = _collect(ssm, iid, bucket, "q/")
+    ctl.advance(15)
+    assert [(_inv(ssm, c, iid)["Status"], _inv(ssm, c, iid)["ResponseCode"]) for c in (slow, fast)] == [
+        ("Failed", 8), ("Success", 0)]
+    assert json.loads(s3.get_object(Bucket=bucket, Key="q/manifest.json")["Body"].read())["CollectedAt"] == _stamp(
+        _iso(_inv(ssm, fast, iid)["ExecutionStartDateTime"]).timestamp() * 1000)
+    # No such bucket: nothing written anywhere, Failed 8 with the CLI's error.
+    missing = _collect(ssm, iid, f"no-such-{uuid.uuid4().hex[:8]}", "p/")
+    ctl.advance(10)
+    inv = _inv(ssm, missing, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Failed", 8)
+    assert inv["StandardErrorContent"] == ("An error occurred (NoSuchBucket) when calling the PutObject operation: "
+                                           "The specified bucket does not exist")
+
+
+def test_forensic_collection_that_exits_non_zero_uploads_nothing(aws: Any, ctl: Control) -> None:
+    ssm, s3 = aws("ssm"), aws("s3")
+    (iid,) = _managed(aws, ctl)
+    bucket = _evidence_bucket(s3)
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 3, "exit_code": 3,
+                                    "stdout": "collecting", "stderr": "tar: /var/log: Cannot open"})
+    cid = _collect(ssm, iid, bucket, "x/")
+    ctl.advance(3)
+    inv = _inv(ssm, cid, iid)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Failed", 3)
+    assert (inv["StandardOutputContent"], inv["StandardErrorContent"]) == ("collecting", "tar: /var/log: Cannot open")
+    # Nor does one cancelled before its end.
+    ctl.post("/_opsflow/commands", {"document": "opsflow-ForensicCollect", "duration_seconds": 3})
+    cancelled = _collect(ssm, iid, bucket, "y/")
+    ctl.advance(1)
+    ssm.cancel_command(CommandId=cancelled)
+    ctl.advance(5)
+    assert _inv(ssm, cancelled, iid)["Status"] == "Cancelled"
+    assert _keys(s3, bucket) == []
