@@ -262,6 +262,32 @@ impl Member for AwsMember {
         Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
     }
 
+    async fn tag_instance(&self, id: &str, _: &[(String, String)]) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn lifecycle_state(&self, id: &str) -> Result<Option<(String, String)>, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn lifecycle_hook(&self, _: &str, hook: &str) -> Result<opsflow_core::ports::LifecycleHook, CoreError> {
+        Err(CoreError::unsupported(hook, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn lifecycle_heartbeat(&self, a: &opsflow_core::runbook::input::LifecycleAction) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(
+            &a.instance_id,
+            "the fleet model runs run-command procedures only",
+        ))
+    }
+
+    async fn complete_lifecycle_action(&self, a: &opsflow_core::runbook::input::LifecycleAction, _: &str) -> Result<bool, CoreError> {
+        Err(CoreError::unsupported(
+            &a.instance_id,
+            "the fleet model runs run-command procedures only",
+        ))
+    }
+
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
         Err(CoreError::not_found(
             format!("resource group {group}"),
@@ -365,6 +391,16 @@ impl Objects for Aws {
         let text = self.get(bucket, key).await?;
         let start = text.len().saturating_sub(bytes);
         Ok(text[text.ceil_char_boundary(start)..].to_string())
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        bucket: &str,
+        key: &str,
+        f: impl FnOnce(&mut dyn std::io::Read) -> R + Send + 'static,
+    ) -> Result<(R, Option<String>), CoreError> {
+        let text = self.get(bucket, key).await?;
+        Ok((f(&mut text.as_bytes()), None))
     }
 }
 

@@ -1415,13 +1415,19 @@ fn a_patch_that_breaks_the_health_check_is_rolled_back_to_the_pre_patch_root_vol
 /// pattern matching and input transformer: the runner input EventBridge would start the runner
 /// with, or None when the rule does not match.
 fn on_start_input(event: &Value) -> Option<Value> {
+    rule_input("RunbookOnStartRule", event)
+}
+
+/// What the template's rule `rule` makes of `event`: its pattern (moto's matcher) and its
+/// input transformer (moto's EventTemplateParser), or None when the pattern does not match.
+fn rule_input(rule: &str, event: &Value) -> Option<Value> {
     use std::io::Write;
     const SCRIPT: &str = r#"
 import json, sys, yaml
 from moto.events.models import EventPattern, EventTemplateParser
 class Loader(yaml.SafeLoader): pass
 Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-rule = yaml.load(open(sys.argv[1]), Loader=Loader)["Resources"]["RunbookOnStartRule"]["Properties"]
+rule = yaml.load(open(sys.argv[1]), Loader=Loader)["Resources"][sys.argv[2]]["Properties"]
 event = json.loads(sys.stdin.read())
 if not EventPattern.load(json.dumps(rule["EventPattern"])).matches_event(event):
     print("null")
@@ -1431,7 +1437,7 @@ else:
 "#;
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
-        .args(["-c", SCRIPT, &format!("{root}/infra/template.yaml")])
+        .args(["-c", SCRIPT, &format!("{root}/infra/template.yaml"), rule])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -1677,5 +1683,256 @@ fn a_rollback_that_does_not_heal_and_a_mute_that_fails_are_said_as_such() {
         assert!(t.reason.contains("maximum number of alarm mute rules"), "{t:?}");
         assert_eq!(invocation_count(&w).await, 0, "no command was sent");
         assert!(snapshots_tagged(&w, "opsflow:run", "patch-no-mute").await.is_empty());
+    });
+}
+
+// ----------------------------------------------------------------------------------------------
+// forensic-capture
+// ----------------------------------------------------------------------------------------------
+
+/// Checks the evidence under `prefix` the way an investigator would, with other tools than the
+/// procedure's (Python's tarfile and hashlib): every part of the manifest is in the archive with
+/// its size and SHA-256, nothing else is, and the archive's digest is the manifest's and S3's.
+async fn investigate(w: &World, prefix: &str) -> Value {
+    use std::io::Write;
+    const SCRIPT: &str = r#"
+import base64, hashlib, io, json, sys, tarfile
+archive, manifest, stored = sys.stdin.buffer.read().split(b"\n--\n", 2)
+m = json.loads(manifest)
+digest = hashlib.sha256(archive).hexdigest()
+found = {}
+with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as t:
+    for e in t.getmembers():
+        if e.isfile():
+            b = t.extractfile(e).read()
+            found[e.name.removeprefix("./")] = (len(b), hashlib.sha256(b).hexdigest())
+listed = {p["Name"]: (p["Bytes"], p["Sha256"]) for p in m["Parts"]}
+print(json.dumps({"parts_match": found == listed, "parts": sorted(found),
+                  "archive_matches": (m["Archive"]["Bytes"], m["Archive"]["Sha256"]) == (len(archive), digest),
+                  "s3_checksum_matches": base64.b64decode(stored).hex() == digest, "manifest": m}))
+"#;
+    let s3 = &w.runbooks.clients.s3;
+    let get = |key: String| async move {
+        s3.get_object()
+            .bucket(opsflow::local::runbook::FORENSICS_BUCKET)
+            .key(&key)
+            .checksum_mode(opsflow_aws::aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"))
+    };
+    let archive = get(format!("{prefix}collection.tar.gz")).await;
+    let stored = archive.checksum_sha256().unwrap_or_default().to_string();
+    let archive = archive.body.collect().await.unwrap().into_bytes();
+    let manifest = get(format!("{prefix}manifest.json"))
+        .await
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the local cloud's venv python");
+    let mut input = archive.to_vec();
+    for part in [&b"\n--\n"[..], &manifest, b"\n--\n", stored.as_bytes()] {
+        input.extend_from_slice(part);
+    }
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn lifecycle_actions(w: &World, group: &str) -> Vec<Value> {
+    let all = w.cloud.get("lifecycle_actions").await.unwrap();
+    all["lifecycle_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["group"] == group)
+        .cloned()
+        .collect()
+}
+
+async fn instance_tags(w: &World, id: &str) -> std::collections::BTreeMap<String, String> {
+    let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations()[0].instances()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect()
+}
+
+/// Scales `group` in by one; returns the runner input the template's rule makes of the
+/// lifecycle action's event, and the instance it holds.
+async fn scale_in(w: &World, group: &str, left: i32) -> (Value, String) {
+    let c = w.a.clients(REGIONS[0]).await.unwrap();
+    let asg = opsflow_aws::aws_sdk_autoscaling::Client::new(&c.sdk_config);
+    w.cloud.delete("events").await.unwrap();
+    asg.set_desired_capacity()
+        .auto_scaling_group_name(group)
+        .desired_capacity(left)
+        .send()
+        .await
+        .unwrap();
+    let events = w.cloud.get("events").await.unwrap()["events"].as_array().cloned().unwrap();
+    let event = events
+        .iter()
+        .find(|e| e["detail-type"] == "EC2 Instance-terminate Lifecycle Action" && e["detail"]["AutoScalingGroupName"] == group)
+        .unwrap_or_else(|| panic!("no lifecycle action event: {events:?}"))
+        .clone();
+    let instance = event["detail"]["EC2InstanceId"].as_str().unwrap().to_string();
+    (
+        rule_input("RunbookForensicCaptureRule", &event).expect("the rule takes opsflow-forensics* hooks"),
+        instance,
+    )
+}
+
+#[test]
+fn a_scale_in_is_held_while_the_instance_is_captured_verified_snapshotted_and_tagged_then_released_once() {
+    block_on(async {
+        let w = world().await;
+        let tags = [(OPT_IN.0, "forensic-capture"), ("Env", "web")];
+        let group = "web-asg";
+        w.a.scaling_group(REGIONS[0], group, 2, &tags, "opsflow-forensics", 300)
+            .await
+            .unwrap();
+        // The collection takes 250 s: longer than a third of the hook's heartbeat timeout.
+        commands(&w, json!([{"document": "opsflow-ForensicCollect", "duration_seconds": 250}])).await;
+        let (input, id) = scale_in(&w, group, 1).await;
+        assert_eq!(input["LifecycleAction"]["EC2InstanceId"], json!(id));
+        let out = w.runbooks.run(input, "forensics-scale-in", |_| {}).await.unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let s = out.summary.unwrap();
+        let t = &s.targets[0];
+        assert_eq!((s.counts.succeeded, t.instance_id.as_str()), (1, id.as_str()), "{s:?}");
+        let case = "forensics-scale-in";
+        assert!(
+            t.reason.contains(&format!(
+                "s3://{}/forensics/{case}/{id}/collection.tar.gz",
+                opsflow::local::runbook::FORENSICS_BUCKET
+            )),
+            "{}",
+            t.reason
+        );
+        assert!(t.reason.contains("completed with CONTINUE"), "{}", t.reason);
+
+        // The evidence, checked with other tools than the procedure's.
+        let found = investigate(&w, &format!("forensics/{case}/{id}/")).await;
+        assert_eq!(
+            (&found["parts_match"], &found["archive_matches"], &found["s3_checksum_matches"]),
+            (&json!(true), &json!(true), &json!(true)),
+            "{found}"
+        );
+        assert!(found["parts"].as_array().unwrap().contains(&json!("journal.txt")), "{found}");
+        assert_eq!(found["manifest"]["CaseId"], json!(case));
+
+        // A snapshot of every volume, tagged with the case; the instance tagged too.
+        let snaps = snapshots_tagged(&w, "opsflow:case", case).await;
+        assert!(!snaps.is_empty());
+        assert!(snaps
+            .iter()
+            .all(|s| tag(s, "opsflow:kind") == Some("forensic-capture") && tag(s, "opsflow:instance") == Some(id.as_str())));
+        assert!(snaps.iter().all(|sn| t.reason.contains(sn.snapshot_id().unwrap())), "{}", t.reason);
+        assert_eq!(instance_tags(&w, &id).await.get("opsflow:case").map(String::as_str), Some(case));
+
+        // Kept alive while it was captured, then completed with CONTINUE exactly once.
+        let (action,) = <[Value; 1]>::try_from(lifecycle_actions(&w, group).await).unwrap().into();
+        assert_eq!(
+            (&action["result"], &action["complete_calls"]),
+            (&json!("CONTINUE"), &json!(1)),
+            "{action}"
+        );
+        assert_eq!(action["completed_by"], json!("CompleteLifecycleAction"), "{action}");
+        assert!(
+            action["heartbeats"].as_array().unwrap().len() >= 2,
+            "a heartbeat at the start and during the collection: {action}"
+        );
+    });
+}
+
+#[test]
+fn a_capture_that_fails_still_snapshots_and_releases_the_scale_in_and_says_what_failed() {
+    block_on(async {
+        let w = world().await;
+        let tags = [(OPT_IN.0, "forensic-capture")];
+        w.a.scaling_group(REGIONS[0], "api-asg", 3, &tags, "opsflow-forensics-api", 300)
+            .await
+            .unwrap();
+        for (n, (rule, error)) in [
+            (json!({"forensics": {"tamper": "processes.txt"}}), "EvidenceMismatch"),
+            (json!({"exit_code": 1, "stderr": "tar: /var/log: Cannot open"}), "CollectionFailed"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut rule = rule;
+            rule["document"] = json!("opsflow-ForensicCollect");
+            rule["duration_seconds"] = json!(20);
+            commands(&w, json!([rule])).await;
+            let (input, id) = scale_in(&w, "api-asg", 2 - n as i32).await;
+            let name = format!("forensics-failing-{n}");
+            let out = w.runbooks.run(input, &name, |_| {}).await.unwrap();
+            let t = out.summary.unwrap().targets.remove(0);
+            assert_eq!(t.status, opsflow_core::runbook::TargetStatus::Failed, "{t:?}");
+            assert_eq!(
+                child_errors(&out.execution).first().map(String::as_str),
+                Some(error),
+                "{}",
+                t.reason
+            );
+            if error == "EvidenceMismatch" {
+                assert!(t.reason.contains("part processes.txt"), "names the part: {}", t.reason);
+            }
+            assert!(
+                !snapshots_tagged(&w, "opsflow:case", &name).await.is_empty(),
+                "the disks are kept: {}",
+                t.reason
+            );
+            let action = lifecycle_actions(&w, "api-asg")
+                .await
+                .into_iter()
+                .find(|a| a["instance_id"] == json!(id))
+                .unwrap();
+            assert_eq!(
+                (&action["result"], &action["complete_calls"]),
+                (&json!("CONTINUE"), &json!(1)),
+                "{action}"
+            );
+        }
+    });
+}
+
+#[test]
+fn forensic_capture_on_demand_captures_each_instance_of_a_small_fleet_under_one_case() {
+    block_on(async {
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 2, "forensic-capture").await;
+        let _other = maintenance_fleet(&w, 1, "patch").await;
+        commands(&w, json!([{"document": "opsflow-ForensicCollect", "duration_seconds": 15}])).await;
+        let input = maintenance_input("forensic-capture", json!({"CaseId": "IR-2026-0042"}));
+        let out = w.runbooks.run(input, "forensics-on-demand", |_| {}).await.unwrap();
+        let s = out.summary.unwrap();
+        assert_eq!(
+            (s.counts.succeeded, s.targets.len()),
+            (2, 2),
+            "only the instances that opted in to it: {s:?}"
+        );
+        for id in &ids {
+            let t = s.targets.iter().find(|t| &t.instance_id == id).unwrap();
+            assert!(t.reason.contains("no lifecycle action to complete"), "{}", t.reason);
+            let found = investigate(&w, &format!("forensics/IR-2026-0042/{id}/")).await;
+            assert_eq!(found["parts_match"], json!(true), "{found}");
+            assert_eq!(
+                instance_tags(&w, id).await.get("opsflow:case").map(String::as_str),
+                Some("IR-2026-0042")
+            );
+        }
     });
 }

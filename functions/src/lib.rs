@@ -97,7 +97,8 @@ pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
 /// `<KIND>_STATE_MACHINE_ARN` per procedure kind ([`Kind::arn_variable`]; Validate),
 /// `CONNECTIONS` (Validate: a JSON object of the catalogue's connection names to EventBridge
 /// connection ARNs), `OUTPUT_LOG_GROUP` (commands' CloudWatch output, optional),
-/// `WATCH_SECONDS` (60: how long one CheckCommand watches; keep the Lambda timeout longer).
+/// `WATCH_SECONDS` (60: how long one CheckCommand watches; keep the Lambda timeout longer),
+/// `FORENSICS_BUCKET` (forensic-capture's evidence; optional).
 pub fn runbook_settings_from_env() -> Result<opsflow_core::runbook::steps::Settings, CoreError> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let bucket =
@@ -114,6 +115,7 @@ pub fn runbook_settings_from_env() -> Result<opsflow_core::runbook::steps::Setti
             .map_err(|e| CoreError::invalid("CONNECTIONS", format!("must be a JSON object of names to connection ARNs: {e}")))?;
     }
     s.output_log_group = var("OUTPUT_LOG_GROUP");
+    s.forensics_bucket = var("FORENSICS_BUCKET");
     s.watch_s = env_i64("WATCH_SECONDS", s.watch_s)?;
     if !(0..=600).contains(&s.watch_s) {
         return Err(CoreError::invalid("WATCH_SECONDS", format!("must be 0..=600, not {}", s.watch_s)));

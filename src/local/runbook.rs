@@ -28,6 +28,8 @@ use super::{function_arn, load_machine, LocalClock, LocalCloud, ACCOUNT, REGION}
 pub const RUNS_TABLE: &str = "opsflow-runs";
 /// The local runs bucket (the template's RunsBucket).
 pub const RUNS_BUCKET: &str = "opsflow-runs-local";
+/// forensic-capture's evidence.
+pub const FORENSICS_BUCKET: &str = "opsflow-forensics-local";
 /// The local results topic's name (the template's RunbookResultsTopic).
 pub const RESULTS_TOPIC: &str = "opsflow-runbook-results";
 /// The member role's name, as `infra/member-account.yaml` creates it.
@@ -174,10 +176,12 @@ impl LocalRunbooks {
         let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
         let log = DynamoRunLog::new(clients.dynamodb.clone(), RUNS_TABLE);
         log.create_table().await.map_err(|e| anyhow!("creating the runs table: {e}"))?;
-        match clients.s3.create_bucket().bucket(RUNS_BUCKET).send().await {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-            Err(e) => return Err(anyhow!("creating the runs bucket: {e:?}")),
+        for bucket in [RUNS_BUCKET, FORENSICS_BUCKET] {
+            match clients.s3.create_bucket().bucket(bucket).send().await {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+                Err(e) => return Err(anyhow!("creating bucket {bucket}: {e:?}")),
+            }
         }
         let topic_arn = crate::fixtures::topic(&clients, RESULTS_TOPIC).await?;
         let base = AwsConfig::for_endpoint(&cloud.endpoint).await;
@@ -194,6 +198,7 @@ impl LocalRunbooks {
             .collect();
         settings.connections = options.connections.iter().map(|c| (c.name.clone(), c.arn.clone())).collect();
         settings.endpoint_overrides = options.endpoints.clone();
+        settings.forensics_bucket = Some(FORENSICS_BUCKET.to_string());
         let (settings, catalogue) = (Arc::new(settings), Arc::new(Catalogue::builtin()));
         let in_flight = Arc::new(InFlight::default());
         let listener: Listener = Arc::default();
@@ -419,6 +424,73 @@ impl MemberAccount {
 
     /// A managed instance (its SSM agent Online) in `region` with `tags` (and Name), Linux or
     /// Windows; returns its id.
+    /// An Auto Scaling group of `n` Linux instances whose `tags` propagate to them (each with
+    /// the fleet's SSM profile), and a termination lifecycle hook `hook` (DefaultResult
+    /// CONTINUE, `heartbeat_s`); returns the instance ids.
+    pub async fn scaling_group(
+        &self,
+        region: &str,
+        name: &str,
+        n: i32,
+        tags: &[(&str, &str)],
+        hook: &str,
+        heartbeat_s: i32,
+    ) -> anyhow::Result<Vec<String>> {
+        use aws_sdk_ec2::types::{IamInstanceProfileSpecification, RequestLaunchTemplateData};
+        use opsflow_aws::aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+        let c = self.clients(region).await?;
+        c.ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(RequestLaunchTemplateData::builder().image_id(crate::fixtures::LINUX_AMI).build())
+            .send()
+            .await
+            .context("CreateLaunchTemplate")?;
+        let asg = opsflow_aws::aws_sdk_autoscaling::Client::new(&c.sdk_config);
+        let mut create = asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_template(LaunchTemplateSpecification::builder().launch_template_name(name).build())
+            .min_size(0)
+            .max_size(n)
+            .desired_capacity(n)
+            .availability_zones(format!("{region}a"));
+        for (k, v) in tags {
+            create = create.tags(Tag::builder().key(*k).value(*v).propagate_at_launch(true).build());
+        }
+        create.send().await.context("CreateAutoScalingGroup")?;
+        asg.put_lifecycle_hook()
+            .auto_scaling_group_name(name)
+            .lifecycle_hook_name(hook)
+            .lifecycle_transition("autoscaling:EC2_INSTANCE_TERMINATING")
+            .heartbeat_timeout(heartbeat_s)
+            .default_result("CONTINUE")
+            .send()
+            .await
+            .context("PutLifecycleHook")?;
+        let out = asg
+            .describe_auto_scaling_instances()
+            .send()
+            .await
+            .context("DescribeAutoScalingInstances")?;
+        let ids: Vec<String> = out
+            .auto_scaling_instances()
+            .iter()
+            .filter(|i| i.auto_scaling_group_name() == Some(name))
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        for id in &ids {
+            c.ec2
+                .associate_iam_instance_profile()
+                .instance_id(id)
+                .iam_instance_profile(IamInstanceProfileSpecification::builder().name("fleet-ssm").build())
+                .send()
+                .await
+                .context("AssociateIamInstanceProfile")?;
+        }
+        Ok(ids)
+    }
+
     pub async fn instance(&self, region: &str, name: &str, tags: &[(&str, &str)], windows: bool) -> anyhow::Result<String> {
         use aws_sdk_ec2::types::{IamInstanceProfileSpecification, ResourceType, Tag, TagSpecification};
         let c = self.clients(region).await?;

@@ -154,6 +154,18 @@ impl Ec2Adapter {
     }
 
     /// DescribeReplaceRootVolumeTasks of one task: its state.
+    /// CreateTags on one resource.
+    pub async fn tag(&self, resource: &str, tags: &[(String, String)]) -> Result<(), CoreError> {
+        self.client
+            .create_tags()
+            .resources(resource)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("CreateTags", &e))?;
+        Ok(())
+    }
+
     pub async fn replace_root_task(&self, task_id: &str) -> Result<String, CoreError> {
         const OP: &str = "DescribeReplaceRootVolumeTasks";
         let out = self

@@ -9,12 +9,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::command::CommandSpec;
 use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus, SnapshotFacts, StatusChecks};
-use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, Member, MuteRule, Objects, RunLog, SnapshotRequest, Ssm};
+use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, LifecycleHook, Member, MuteRule, Objects, RunLog, SnapshotRequest, Ssm};
+use opsflow_core::runbook::input::LifecycleAction;
 use opsflow_core::runbook::log::TargetRow;
 use opsflow_core::runbook::TargetStatus;
 use opsflow_core::CoreError;
@@ -94,6 +96,7 @@ impl Fleet for MemberFleet {
             ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(&config)),
             groups: aws_sdk_resourcegroups::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
         };
         self.members.lock().expect("members").insert(key, member.clone());
         Ok(member)
@@ -107,6 +110,7 @@ pub struct MemberAdapter {
     ssm: SsmAdapter,
     groups: aws_sdk_resourcegroups::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
 }
 
 impl Member for MemberAdapter {
@@ -302,6 +306,91 @@ impl Member for MemberAdapter {
     async fn replace_root_task(&self, task_id: &str) -> Result<String, CoreError> {
         self.ec2.replace_root_task(task_id).await
     }
+
+    async fn tag_instance(&self, instance_id: &str, tags: &[(String, String)]) -> Result<(), CoreError> {
+        self.ec2.tag(instance_id, tags).await
+    }
+
+    async fn lifecycle_state(&self, instance_id: &str) -> Result<Option<(String, String)>, CoreError> {
+        const OP: &str = "DescribeAutoScalingInstances";
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(out
+            .auto_scaling_instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance_id))
+            .map(|i| {
+                (
+                    i.auto_scaling_group_name().unwrap_or_default().to_string(),
+                    i.lifecycle_state().unwrap_or_default().to_string(),
+                )
+            }))
+    }
+
+    async fn lifecycle_hook(&self, group: &str, hook: &str) -> Result<LifecycleHook, CoreError> {
+        const OP: &str = "DescribeLifecycleHooks";
+        let out = self
+            .autoscaling
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(group)
+            .lifecycle_hook_names(hook)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        let h = out
+            .lifecycle_hooks()
+            .iter()
+            .find(|h| h.lifecycle_hook_name() == Some(hook))
+            .ok_or_else(|| CoreError::not_found(format!("lifecycle hook {hook}"), format!("group {group} has no such hook")))?;
+        Ok(LifecycleHook {
+            heartbeat_timeout_s: i64::from(h.heartbeat_timeout().unwrap_or(3_600)),
+            default_result: h.default_result().unwrap_or("ABANDON").to_string(),
+        })
+    }
+
+    async fn lifecycle_heartbeat(&self, action: &LifecycleAction) -> Result<(), CoreError> {
+        self.autoscaling
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&action.auto_scaling_group_name)
+            .lifecycle_hook_name(&action.lifecycle_hook_name)
+            .lifecycle_action_token(&action.lifecycle_action_token)
+            .instance_id(&action.instance_id)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("RecordLifecycleActionHeartbeat", &e))?;
+        Ok(())
+    }
+
+    async fn complete_lifecycle_action(&self, action: &LifecycleAction, result: &str) -> Result<bool, CoreError> {
+        let sent = self
+            .autoscaling
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&action.auto_scaling_group_name)
+            .lifecycle_hook_name(&action.lifecycle_hook_name)
+            .lifecycle_action_token(&action.lifecycle_action_token)
+            .instance_id(&action.instance_id)
+            .lifecycle_action_result(result)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            // Auto Scaling answers ValidationError "No active Lifecycle Action found with
+            // instance ID …" once the action has ended (completed, or its timeout passed).
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.message())
+                    .is_some_and(|m| m.contains("No active Lifecycle Action")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(from_sdk_error("CompleteLifecycleAction", &e)),
+        }
+    }
 }
 
 /// [`Objects`] on S3.
@@ -331,29 +420,91 @@ impl Objects for S3Objects {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<String, CoreError> {
-        self.read(bucket, key, None).await
+        self.text(bucket, key, None).await
     }
 
     /// A ranged GET of the last `bytes` bytes (`Range: bytes=-N`), cut to whole characters.
     async fn tail(&self, bucket: &str, key: &str, bytes: usize) -> Result<String, CoreError> {
-        self.read(bucket, key, Some(format!("bytes=-{bytes}"))).await
+        self.text(bucket, key, Some(format!("bytes=-{bytes}"))).await
+    }
+
+    /// GetObject with ChecksumMode=ENABLED; the body goes chunk by chunk through a bounded
+    /// channel to `f` on a blocking thread.
+    async fn read<R: Send + 'static>(
+        &self,
+        bucket: &str,
+        key: &str,
+        f: impl FnOnce(&mut dyn std::io::Read) -> R + Send + 'static,
+    ) -> Result<(R, Option<String>), CoreError> {
+        let mut out = self.get_object(bucket, key, None, true).await?;
+        let checksum = out.checksum_sha256().map(str::to_string);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(8);
+        let reader = tokio::task::spawn_blocking(move || {
+            f(&mut ChunkReader {
+                rx,
+                chunk: bytes::Bytes::new(),
+            })
+        });
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| std::io::Error::other(format!("GetObject body: {e}")));
+            let failed = chunk.is_err();
+            // The reader may stop early (a damaged archive): then the rest is not needed.
+            if tx.send(chunk).is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        let r = reader
+            .await
+            .map_err(|e| CoreError::transient("GetObject", format!("the reader failed: {e}")))?;
+        Ok((r, checksum))
+    }
+}
+
+/// The chunks of a body as a [`std::io::Read`].
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(chunk) => self.chunk = chunk?,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 
 impl S3Objects {
-    async fn read(&self, bucket: &str, key: &str, range: Option<String>) -> Result<String, CoreError> {
-        let out = self
-            .client
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<String>,
+        checksum: bool,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, CoreError> {
+        self.client
             .get_object()
             .bucket(bucket)
             .key(key)
             .set_range(range)
+            .set_checksum_mode(checksum.then_some(aws_sdk_s3::types::ChecksumMode::Enabled))
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
                 Some(s) if s.is_no_such_key() => CoreError::not_found(format!("s3://{bucket}/{key}"), "no such object"),
                 _ => from_sdk_error("GetObject", &e),
-            })?;
+            })
+    }
+
+    async fn text(&self, bucket: &str, key: &str, range: Option<String>) -> Result<String, CoreError> {
+        let out = self.get_object(bucket, key, range, false).await?;
         let body = out
             .body
             .collect()

@@ -12,6 +12,7 @@ use crate::error::CoreError;
 use crate::facts::{
     Association, InstanceFacts, Invocation, Modification, PingStatus, ProfileRef, SnapshotFacts, StackResource, StatusChecks, VolumeFacts,
 };
+use crate::runbook::input::LifecycleAction;
 use crate::runbook::log::TargetRow;
 
 /// EC2: instances, volumes and instance profile associations.
@@ -178,6 +179,31 @@ pub trait Member: Send + Sync {
     /// DescribeReplaceRootVolumeTasks: the task's state (`pending`, `in-progress`, `failing`,
     /// `succeeded`, `failed`, `failed-detached`).
     fn replace_root_task(&self, task_id: &str) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// CreateTags on the instance (the member role may set only opsflow's case tags).
+    fn tag_instance(&self, instance_id: &str, tags: &[(String, String)]) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// DescribeAutoScalingInstances: the instance's group and lifecycle state
+    /// (`Terminating:Wait`, …); `None` when no group holds it.
+    fn lifecycle_state(&self, instance_id: &str) -> impl Future<Output = Result<Option<(String, String)>, CoreError>> + Send;
+
+    /// DescribeLifecycleHooks for one hook; `NotFound` when the group has no such hook.
+    fn lifecycle_hook(&self, group: &str, hook: &str) -> impl Future<Output = Result<LifecycleHook, CoreError>> + Send;
+
+    /// RecordLifecycleActionHeartbeat: restarts the hook's heartbeat timeout.
+    fn lifecycle_heartbeat(&self, action: &LifecycleAction) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// CompleteLifecycleAction with `result` (CONTINUE or ABANDON); false when the action had
+    /// ended already (Auto Scaling's "No active Lifecycle Action found").
+    fn complete_lifecycle_action(&self, action: &LifecycleAction, result: &str) -> impl Future<Output = Result<bool, CoreError>> + Send;
+}
+
+/// An Auto Scaling lifecycle hook's timeout and what happens when it runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleHook {
+    pub heartbeat_timeout_s: i64,
+    /// CONTINUE or ABANDON.
+    pub default_result: String,
 }
 
 /// CreateSnapshots of one instance's volumes.
@@ -225,6 +251,16 @@ pub trait Objects: Send + Sync {
 
     /// The last `bytes` bytes of the object (a ranged GET); `NotFound` when it does not exist.
     fn tail(&self, bucket: &str, key: &str, bytes: usize) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// Streams the object through `f` on a blocking thread (never all of it in memory), with
+    /// the SHA-256 checksum S3 stored for it (base64), if it has one; `NotFound` when it does
+    /// not exist.
+    fn read<R: Send + 'static>(
+        &self,
+        bucket: &str,
+        key: &str,
+        f: impl FnOnce(&mut dyn std::io::Read) -> R + Send + 'static,
+    ) -> impl Future<Output = Result<(R, Option<String>), CoreError>> + Send;
 }
 
 /// The runbook audit trail (a DynamoDB table on AWS): one row per target of each run, plus the
@@ -728,6 +764,21 @@ impl Member for Unused {
     async fn replace_root_task(&self, _: &str) -> Result<String, CoreError> {
         Unused::fail("EC2")
     }
+    async fn tag_instance(&self, _: &str, _: &[(String, String)]) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn lifecycle_state(&self, _: &str) -> Result<Option<(String, String)>, CoreError> {
+        Unused::fail("Auto Scaling")
+    }
+    async fn lifecycle_hook(&self, _: &str, _: &str) -> Result<LifecycleHook, CoreError> {
+        Unused::fail("Auto Scaling")
+    }
+    async fn lifecycle_heartbeat(&self, _: &LifecycleAction) -> Result<(), CoreError> {
+        Unused::fail("Auto Scaling")
+    }
+    async fn complete_lifecycle_action(&self, _: &LifecycleAction, _: &str) -> Result<bool, CoreError> {
+        Unused::fail("Auto Scaling")
+    }
 }
 
 impl Objects for Unused {
@@ -738,6 +789,14 @@ impl Objects for Unused {
         Unused::fail("S3")
     }
     async fn tail(&self, _: &str, _: &str, _: usize) -> Result<String, CoreError> {
+        Unused::fail("S3")
+    }
+    async fn read<R: Send + 'static>(
+        &self,
+        _: &str,
+        _: &str,
+        _: impl FnOnce(&mut dyn std::io::Read) -> R + Send + 'static,
+    ) -> Result<(R, Option<String>), CoreError> {
         Unused::fail("S3")
     }
 }

@@ -61,17 +61,24 @@ pub enum Kind {
     /// root volume replaced from the pre-patch snapshot and the health check again.
     #[serde(rename = "patch")]
     Patch,
+    /// Evidence before an instance goes (an Auto Scaling termination lifecycle hook) or on
+    /// demand: the member stack's collection document uploads an archive and its manifest,
+    /// which are verified; CreateSnapshots of every volume and tags, all under a case id; the
+    /// lifecycle action completed once.
+    #[serde(rename = "forensic-capture")]
+    ForensicCapture,
 }
 
 impl Kind {
     /// Every kind: one state machine each, `statemachines/procedures/<kind>.asl.json`.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::RunCommand,
         Kind::HttpCheck,
         Kind::StartAndCheck,
         Kind::CleanStop,
         Kind::ConsistentSnapshot,
         Kind::Patch,
+        Kind::ForensicCapture,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +89,7 @@ impl Kind {
             Kind::CleanStop => "clean-stop",
             Kind::ConsistentSnapshot => "consistent-snapshot",
             Kind::Patch => "patch",
+            Kind::ForensicCapture => "forensic-capture",
         }
     }
 
@@ -115,6 +123,9 @@ pub const ON_PRE_STOP_FAILURE: &str = "OnPreStopFailure";
 /// The consistent-snapshot parameter that decides what a failed freeze does: `fail`, or
 /// `crash-consistent` (snapshot anyway, and say so).
 pub const ON_FREEZE_FAILURE: &str = "OnFreezeFailure";
+
+/// The forensic-capture parameter that names the case (empty: the run's name).
+pub const CASE_ID: &str = "CaseId";
 
 /// A parameter a kind with fixed documents knows: its type, who reads it, the values it may
 /// allow, and whether the catalogue must declare it.
@@ -259,11 +270,31 @@ const PATCH: &[FixedParameter] = &[
     ),
 ];
 
+const FORENSIC_CAPTURE: &[FixedParameter] = &[
+    fixed(
+        CASE_ID,
+        Text,
+        Proc,
+        &[],
+        true,
+        "CaseId (String, \"Use\": \"Procedure\"): the case the evidence is filed under; empty: the run's name",
+    ),
+    fixed(
+        "MaxLogMiB",
+        Integer,
+        Cmd,
+        &[],
+        true,
+        "MaxLogMiB (Integer): the most log data the collection copies",
+    ),
+];
+
 /// The parameters of a kind whose documents are fixed.
 fn fixed_parameters(kind: Kind) -> &'static [FixedParameter] {
     match kind {
         Kind::ConsistentSnapshot => CONSISTENT_SNAPSHOT,
         Kind::Patch => PATCH,
+        Kind::ForensicCapture => FORENSIC_CAPTURE,
         _ => &[],
     }
 }
@@ -563,12 +594,12 @@ impl Procedure {
                     }
                 }
             }
-            Kind::ConsistentSnapshot | Kind::Patch => {
+            Kind::ConsistentSnapshot | Kind::Patch | Kind::ForensicCapture => {
                 let kind = self.kind.as_str();
                 if self.document.is_some() || !self.commands.is_empty() || self.http.is_some() {
                     return bad(
                         "Document",
-                        &format!("a {kind} procedure runs fixed documents (the member stack's opsflow-Freeze and opsflow-Thaw, AWS's patch and opsflow-HealthCheck): give no Document, Commands or Http"),
+                        &format!("a {kind} procedure runs fixed documents (the member stack's opsflow-Freeze, opsflow-Thaw, opsflow-ForensicCollect, AWS's patch and opsflow-HealthCheck): give no Document, Commands or Http"),
                     );
                 }
                 let table = fixed_parameters(self.kind);
@@ -594,7 +625,7 @@ impl Procedure {
                         return bad(&format!("Parameters.{name}"), p.rule);
                     }
                 }
-                if self.targets.platforms != [Os::Linux] {
+                if self.kind != Kind::ForensicCapture && self.targets.platforms != [Os::Linux] {
                     return bad(
                         "Targets.Platforms",
                         &format!("a {kind} procedure runs on Linux only (fsfreeze); Windows needs VSS, which it does not drive yet"),

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::catalogue::{Catalogue, Kind};
+use super::forensics::{self, Hold};
 use super::instance::{self, Change, InstanceProgress, Quiet};
 use super::patch::{self, PatchConclusion, RollbackProgress};
 use super::snapshot::{self, Conclusion, SnapshotSet};
@@ -15,7 +16,7 @@ use crate::error::CoreError;
 use crate::ports::{Clock, Fleet, Objects, RunLog};
 
 /// The task functions of the runner and the procedures (their `${Runbook<Name>FunctionArn}`).
-pub const TASK_FUNCTIONS: [&str; 10] = [
+pub const TASK_FUNCTIONS: [&str; 11] = [
     "Validate",
     "Resolve",
     "Admit",
@@ -26,6 +27,7 @@ pub const TASK_FUNCTIONS: [&str; 10] = [
     "CheckCommand",
     "Instance",
     "Snapshot",
+    "Forensics",
 ];
 
 /// The placeholder of a function's ARN in the state machine files.
@@ -149,6 +151,28 @@ struct SnapshotInput {
     #[serde(default)]
     rollback: Option<RollbackProgress>,
     /// Conclude, ConcludePatch: the procedure's whole state.
+    #[serde(default)]
+    state: Option<Value>,
+}
+
+/// forensic-capture's steps, one function: `Action` says which.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ForensicsInput {
+    action: String,
+    #[serde(default)]
+    run: Option<Run>,
+    #[serde(default)]
+    target: Option<Target>,
+    /// Preserve: the execution (tags the snapshots) and which attempt this is.
+    #[serde(default)]
+    execution: Option<String>,
+    #[serde(default)]
+    attempt: u32,
+    /// Heartbeat: the lifecycle action held so far.
+    #[serde(default)]
+    hold: Option<Hold>,
+    /// Conclude: the procedure's whole state.
     #[serde(default)]
     state: Option<Value>,
 }
@@ -300,6 +324,33 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                 other => Err(CoreError::invalid(
                     "Action",
                     format!("{other:?} is not a snapshot step (Take, Check, Prune, Conclude, Rollback, CheckRollback, ConcludePatch)"),
+                )),
+            }
+        }
+        "Forensics" => {
+            let i: ForensicsInput = parse(function, payload)?;
+            let need = |field: &str| CoreError::invalid(field, format!("{} needs it", i.action));
+            if i.action == "Conclude" {
+                let c: forensics::Conclusion = parse(function, i.state.ok_or_else(|| need("State"))?)?;
+                return to_value(&forensics::conclude(&c));
+            }
+            let run = i.run.as_ref().ok_or_else(|| need("Run"))?;
+            let target = i.target.as_ref().ok_or_else(|| need("Target"))?;
+            match i.action.as_str() {
+                "Begin" => to_value(&forensics::begin(run, target, &ports.fleet, now_s).await?),
+                "Heartbeat" => {
+                    let hold = i.hold.as_ref().ok_or_else(|| need("Hold"))?;
+                    to_value(&forensics::heartbeat(run, target, hold, &ports.fleet, now_s).await?)
+                }
+                "Verify" => to_value(&forensics::verify(run, target, settings, &ports.objects).await?),
+                "Preserve" => {
+                    let execution = i.execution.as_deref().ok_or_else(|| need("Execution"))?;
+                    to_value(&forensics::preserve(run, target, execution, i.attempt, &ports.fleet, catalogue, clock).await?)
+                }
+                "Complete" => to_value(&forensics::complete(run, target, &ports.fleet).await?),
+                other => Err(CoreError::invalid(
+                    "Action",
+                    format!("{other:?} is not a forensics step (Begin, Heartbeat, Verify, Preserve, Complete, Conclude)"),
                 )),
             }
         }

@@ -22,7 +22,7 @@ use super::catalogue::{Catalogue, Kind, Procedure};
 use super::rate::Rate;
 use crate::error::CoreError;
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "Procedure",
     "Parameters",
     "Targets",
@@ -34,6 +34,7 @@ const FIELDS: [&str; 11] = [
     "DryRun",
     "StartedBy",
     "IfTagged",
+    "LifecycleAction",
 ];
 /// At most this many tag filters, values per filter, instance ids, accounts and regions.
 pub const MAX_TAG_FILTERS: usize = 5;
@@ -86,6 +87,23 @@ pub struct RunRequest {
     /// Only the instances with this tag are targets; the others are skipped without a report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub if_tagged: Option<TagFilter>,
+    /// The Auto Scaling lifecycle action that holds the one target (forensic-capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_action: Option<LifecycleAction>,
+}
+
+/// An Auto Scaling termination lifecycle action waiting on an instance: what
+/// RecordLifecycleActionHeartbeat and CompleteLifecycleAction name (the EventBridge event's
+/// `detail` fields). The token is an identifier, not a credential: completing needs the
+/// member role's autoscaling permission on the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LifecycleAction {
+    pub auto_scaling_group_name: String,
+    pub lifecycle_hook_name: String,
+    pub lifecycle_action_token: String,
+    #[serde(rename = "EC2InstanceId")]
+    pub instance_id: String,
 }
 
 /// Where the runner itself runs: the defaults of `Accounts` and `Regions`.
@@ -186,6 +204,10 @@ pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunReq
         }
         Some(f) => Some(tag_filter(f, "IfTagged")?),
     };
+    let lifecycle_action = match obj.get("LifecycleAction") {
+        None | Some(Value::Null) => None,
+        Some(a) => Some(lifecycle_action(a, procedure, &targets)?),
+    };
     Ok(RunRequest {
         procedure: procedure.name.clone(),
         kind: procedure.kind,
@@ -199,7 +221,79 @@ pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunReq
         dry_run,
         started_by,
         if_tagged,
+        lifecycle_action,
     })
+}
+
+/// `LifecycleAction`: the termination lifecycle action that holds the run's one instance, as
+/// the `EC2 Instance-terminate Lifecycle Action` event's detail names it.
+fn lifecycle_action(a: &Value, procedure: &Procedure, targets: &TargetSelector) -> Result<LifecycleAction, CoreError> {
+    const FIELD: &str = "LifecycleAction";
+    if procedure.kind != Kind::ForensicCapture {
+        return Err(CoreError::invalid(
+            FIELD,
+            format!(
+                "only a forensic-capture procedure holds a lifecycle action, and {} is a {}",
+                procedure.name,
+                procedure.kind.as_str()
+            ),
+        ));
+    }
+    let obj = a.as_object().ok_or_else(|| CoreError::invalid(FIELD, "must be a JSON object"))?;
+    const KNOWN: [&str; 5] = [
+        "AutoScalingGroupName",
+        "LifecycleHookName",
+        "LifecycleActionToken",
+        "EC2InstanceId",
+        "LifecycleTransition",
+    ];
+    if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(CoreError::invalid(
+            format!("{FIELD}.{k}"),
+            format!("is not a lifecycle action field ({})", KNOWN.join(", ")),
+        ));
+    }
+    let text = |name: &str, max: usize| -> Result<String, CoreError> {
+        match obj.get(name) {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) => Ok(s.clone()),
+            _ => Err(CoreError::invalid(
+                format!("{FIELD}.{name}"),
+                format!("must be a string of 1 to {max} characters"),
+            )),
+        }
+    };
+    match obj.get("LifecycleTransition") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "autoscaling:EC2_INSTANCE_TERMINATING" => {}
+        Some(_) => {
+            return Err(CoreError::invalid(
+                format!("{FIELD}.LifecycleTransition"),
+                "must be autoscaling:EC2_INSTANCE_TERMINATING: evidence is taken before an instance goes",
+            ))
+        }
+    }
+    let action = LifecycleAction {
+        auto_scaling_group_name: text("AutoScalingGroupName", 255)?,
+        lifecycle_hook_name: text("LifecycleHookName", 255)?,
+        lifecycle_action_token: text("LifecycleActionToken", 36)?,
+        instance_id: text("EC2InstanceId", 19)?,
+    };
+    if !valid_instance_id(&action.instance_id) {
+        return Err(CoreError::invalid(
+            format!("{FIELD}.EC2InstanceId"),
+            "must be an instance id (i- and 8 or 17 hex digits)",
+        ));
+    }
+    match targets {
+        TargetSelector::InstanceIds(ids) if ids.len() == 1 && ids[0] == action.instance_id => Ok(action),
+        _ => Err(CoreError::invalid(
+            "Targets",
+            format!(
+                "must be {{\"InstanceIds\": [\"{}\"]}}: the instance the lifecycle action holds, and only it",
+                action.instance_id
+            ),
+        )),
+    }
 }
 
 /// One tag filter `{"Key", "Values"}`; `field` names it in errors.
@@ -501,6 +595,28 @@ mod tests {
         let tags = |v: &str| BTreeMap::from([("opsflow:on-start".to_string(), v.to_string())]);
         assert!(f.matches(&tags("start-and-check")));
         assert!(!f.matches(&tags("other")) && !f.matches(&BTreeMap::new()));
+    }
+
+    #[test]
+    fn a_lifecycle_action_holds_the_one_target_of_a_forensic_capture() {
+        let id = "i-0123456789abcdef0";
+        let action = json!({"AutoScalingGroupName": "web", "LifecycleHookName": "opsflow-forensics",
+                            "LifecycleActionToken": "3a4c0a5e-3e2b-4bb8-9a8e-0c8a3b4c5d6e", "EC2InstanceId": id,
+                            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"});
+        let input = |procedure: &str, ids: Value, action: Value| json!({"Procedure": procedure, "Targets": {"InstanceIds": ids}, "LifecycleAction": action});
+        let r = check(&input("forensic-capture", json!([id]), action.clone()), &cat(), &home()).unwrap();
+        assert_eq!(r.lifecycle_action.unwrap().lifecycle_hook_name, "opsflow-forensics");
+        let refused = |v: Value| check(&v, &cat(), &home()).unwrap_err().to_string();
+        assert!(refused(input("disk-cleanup", json!([id]), action.clone())).contains("only a forensic-capture procedure"));
+        assert!(
+            refused(input("forensic-capture", json!([id, "i-0123456789abcdef1"]), action.clone())).starts_with("InvalidInput: Targets:")
+        );
+        let mut launching = action.clone();
+        launching["LifecycleTransition"] = json!("autoscaling:EC2_INSTANCE_LAUNCHING");
+        assert!(refused(input("forensic-capture", json!([id]), launching)).contains("LifecycleAction.LifecycleTransition"));
+        let mut odd = action;
+        odd["Extra"] = json!(1);
+        assert!(refused(input("forensic-capture", json!([id]), odd)).contains("LifecycleAction.Extra"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Command's meaning, and summarizes and publishes the results ([`results`]).
 
 pub mod catalogue;
+pub mod forensics;
 pub mod handlers;
 pub mod input;
 pub mod instance;

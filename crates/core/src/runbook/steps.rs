@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalogue::{Catalogue, Kind, Os, ParameterUse, Procedure};
-use super::input::{self, Home, Notify, TagFilter, TargetSelector};
+use super::input::{self, Home, LifecycleAction, Notify, TagFilter, TargetSelector};
 use super::log::{target_key, TargetRow};
 use super::rate::{may_start, Rate};
 use super::results::{Counts, Summary, TargetStatus};
 use super::targets::{check_count, check_opt_in, controls, select, Candidate, Excluded, Target};
-use super::{patch, snapshot};
+use super::{forensics, patch, snapshot};
 use crate::alert::render::clip_chars;
 use crate::alert::AlertPublisher;
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, CommandSpec, InvocationLookup, INVOCATION_GRACE_S};
@@ -64,6 +64,9 @@ pub struct Settings {
     pub watch_s: i64,
     /// Bytes of output kept in a result (the end of it).
     pub tail_bytes: usize,
+    /// The bucket forensic-capture's evidence goes to (`FORENSICS_BUCKET`; none: the
+    /// deployment takes no evidence).
+    pub forensics_bucket: Option<String>,
 }
 
 impl Settings {
@@ -82,6 +85,7 @@ impl Settings {
             },
             watch_s: 60,
             tail_bytes: 2_048,
+            forensics_bucket: None,
         }
     }
 
@@ -112,6 +116,9 @@ pub struct Run {
     /// The call of an http-check procedure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpCall>,
+    /// The lifecycle action that holds the run's one instance (forensic-capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_action: Option<LifecycleAction>,
 }
 
 /// The HTTP Task's arguments (the secret stays in the connection).
@@ -211,6 +218,7 @@ pub fn validate(
             started_by: req.started_by,
             procedure_arn,
             http,
+            lifecycle_action: req.lifecycle_action,
         },
         scope: Scope {
             targets: req.targets,
@@ -631,7 +639,7 @@ pub fn command_spec(
     let t = procedure.timeouts;
     let (document_name, params) = match (step, &procedure.document) {
         (Some(step), _) => {
-            let (document, params) = step_command(procedure.kind, step, parameters);
+            let (document, params) = step_command(procedure.kind, step, os, parameters);
             (document.to_string(), params)
         }
         (None, Some(doc)) => (
@@ -680,6 +688,9 @@ pub enum CommandStep {
     HealthCheck,
     /// The health check after a rollback.
     Recheck,
+    /// forensic-capture's collection and upload (`opsflow-ForensicCollect`, or
+    /// `opsflow-ForensicCollectWindows`).
+    Collect,
 }
 
 impl CommandStep {
@@ -689,6 +700,7 @@ impl CommandStep {
         match kind {
             Kind::ConsistentSnapshot => &[Freeze, Thaw],
             Kind::Patch => &[Freeze, Thaw, Patch, HealthCheck, Recheck],
+            Kind::ForensicCapture => &[Collect],
             _ => &[],
         }
     }
@@ -696,7 +708,12 @@ impl CommandStep {
 
 /// A step's document and its SSM parameters: the procedure's parameters it takes (under the
 /// document's names) and the fixed ones.
-fn step_command(kind: Kind, step: CommandStep, parameters: &BTreeMap<String, String>) -> (&'static str, BTreeMap<String, Vec<String>>) {
+fn step_command(
+    kind: Kind,
+    step: CommandStep,
+    os: Os,
+    parameters: &BTreeMap<String, String>,
+) -> (&'static str, BTreeMap<String, Vec<String>>) {
     use CommandStep::*;
     let freeze_mounts = if kind == Kind::Patch { "FreezeMounts" } else { "Mounts" };
     /// (procedure parameter, document parameter) pairs.
@@ -723,6 +740,14 @@ fn step_command(kind: Kind, step: CommandStep, parameters: &BTreeMap<String, Str
         HealthCheck | Recheck => (
             patch::HEALTH_CHECK_DOCUMENT,
             ["Mounts", "MinFreePercent", "Units", "Ports", "Urls", "Processes"]
+                .map(|n| (n, n))
+                .to_vec(),
+            &[],
+        ),
+        // Bucket, KeyPrefix, CaseId and BucketRegion are set by send_command (forensics::upload).
+        Collect => (
+            forensics::collect_document(os),
+            ["Bucket", "KeyPrefix", "CaseId", "BucketRegion", "MaxLogMiB"]
                 .map(|n| (n, n))
                 .to_vec(),
             &[],
@@ -773,7 +798,10 @@ pub async fn send_command<F: Fleet>(
         ));
     }
     let given = serde_json::to_value(&run.parameters).expect("parameters serialize");
-    let parameters = procedure.parameters(Some(&given))?;
+    let mut parameters = procedure.parameters(Some(&given))?;
+    if step == Some(CommandStep::Collect) {
+        parameters.extend(forensics::upload(run, target, settings)?);
+    }
     let deadline_s = i64::from(procedure.timeouts.delivery_seconds) + i64::from(procedure.timeouts.execution_seconds) + 120;
     let progress = |command_id: String| CommandProgress {
         command_id,
