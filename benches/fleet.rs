@@ -288,6 +288,34 @@ impl Member for AwsMember {
         ))
     }
 
+    async fn network_interfaces(&self, id: &str) -> Result<Vec<opsflow_core::ports::NetworkInterface>, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn quarantine_group(&self, vpc: &str, _: &str, _: &[(String, String)]) -> Result<String, CoreError> {
+        Err(CoreError::unsupported(vpc, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn set_interface_groups(&self, eni: &str, _: &[String]) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(eni, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn target_groups_of(&self, id: &str) -> Result<Vec<(String, Option<i32>)>, CoreError> {
+        Err(CoreError::unsupported(id, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn deregister_target(&self, arn: &str, _: &str, _: Option<i32>) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(arn, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn profile_role(&self, arn: &str) -> Result<Option<opsflow_core::ports::TaggedRole>, CoreError> {
+        Err(CoreError::unsupported(arn, "the fleet model runs run-command procedures only"))
+    }
+
+    async fn put_role_policy(&self, role: &str, _: &str, _: &str) -> Result<(), CoreError> {
+        Err(CoreError::unsupported(role, "the fleet model runs run-command procedures only"))
+    }
+
     async fn group_query(&self, group: &str) -> Result<(String, String), CoreError> {
         Err(CoreError::not_found(
             format!("resource group {group}"),

@@ -1936,3 +1936,147 @@ fn forensic_capture_on_demand_captures_each_instance_of_a_small_fleet_under_one_
         }
     });
 }
+
+#[test]
+fn isolation_quarantines_the_network_detaches_target_groups_and_revokes_role_sessions_each_on_its_own_record() {
+    block_on(async {
+        use opsflow_aws::aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 1, "forensic-capture").await;
+        let id = &ids[0];
+        let c = w.a.clients(REGIONS[0]).await.unwrap();
+        let elb = opsflow_aws::aws_sdk_elasticloadbalancingv2::Client::new(&c.sdk_config);
+        let enis = c.ec2.describe_network_interfaces().send().await.unwrap();
+        let eni = enis
+            .network_interfaces()
+            .iter()
+            .find(|n| n.attachment().and_then(|a| a.instance_id()) == Some(id.as_str()))
+            .expect("the instance's interface")
+            .clone();
+        let tg = elb
+            .create_target_group()
+            .name("web")
+            .protocol(opsflow_aws::aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(eni.vpc_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let tg_arn = tg.target_groups()[0].target_group_arn().unwrap().to_string();
+        elb.register_targets()
+            .target_group_arn(&tg_arn)
+            .targets(TargetDescription::builder().id(id).port(8080).build())
+            .send()
+            .await
+            .unwrap();
+        c.iam
+            .tag_role()
+            .role_name("fleet-ssm")
+            .tags(
+                opsflow_aws::aws_sdk_iam::types::Tag::builder()
+                    .key("opsflow:quarantine")
+                    .value("allowed")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        commands(&w, json!([{"document": "opsflow-ForensicCollect", "duration_seconds": 10}])).await;
+        let all = json!({"CaseId": "IR-9", "IsolateNetwork": "true", "DetachFromTargetGroups": "true", "RevokeRoleSessions": "true"});
+        let out = w
+            .runbooks
+            .run(maintenance_input("forensic-capture", all.clone()), "isolate-all", |_| {})
+            .await
+            .unwrap();
+        let t = out.summary.unwrap().targets.remove(0);
+        assert_eq!(t.status, opsflow_core::runbook::TargetStatus::Succeeded, "{}", t.reason);
+        for step in [
+            "IsolateNetwork:",
+            "DetachFromTargetGroups: deregistered from 1 target group",
+            "RevokeRoleSessions: role fleet-ssm",
+        ] {
+            assert!(t.reason.contains(step), "{step} in {}", t.reason);
+        }
+        // The interface is in the quarantine group only, which lets nothing in or out.
+        let after = c
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni.network_interface_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let groups: Vec<&str> = after.network_interfaces()[0].groups().iter().filter_map(|g| g.group_id()).collect();
+        let sg = c.ec2.describe_security_groups().group_ids(groups[0]).send().await.unwrap();
+        let sg = &sg.security_groups()[0];
+        assert_eq!((groups.len(), sg.group_name()), (1, Some("opsflow-quarantine")));
+        assert!(sg.ip_permissions().is_empty() && sg.ip_permissions_egress().is_empty(), "{sg:?}");
+        let health = elb.describe_target_health().target_group_arn(&tg_arn).send().await.unwrap();
+        assert!(
+            health
+                .target_health_descriptions()
+                .iter()
+                .all(|d| d.target().and_then(|t| t.id()) != Some(id.as_str())),
+            "{health:?}"
+        );
+        let policy = c
+            .iam
+            .get_role_policy()
+            .role_name("fleet-ssm")
+            .policy_name(format!("opsflow-quarantine-{id}"))
+            .send()
+            .await
+            .unwrap();
+        let doc = percent_decode(policy.policy_document());
+        assert!(
+            doc.contains("\"Deny\"") && doc.contains(&format!("arn:aws:ec2:{}:{A}:instance/{id}", REGIONS[0])),
+            "{doc}"
+        );
+
+        // A role its owner did not opt in is left alone and said so; the other steps still run.
+        c.iam
+            .untag_role()
+            .role_name("fleet-ssm")
+            .tag_keys("opsflow:quarantine")
+            .send()
+            .await
+            .unwrap();
+        // (A second capture under the same case would find the evidence there: the upload
+        // refuses to overwrite it, and the collection fails.)
+        let mut again = all;
+        again["CaseId"] = json!("IR-10");
+        let out = w
+            .runbooks
+            .run(maintenance_input("forensic-capture", again), "isolate-refused", |_| {})
+            .await
+            .unwrap();
+        let t = out.summary.unwrap().targets.remove(0);
+        assert_eq!(
+            child_errors(&out.execution).first().map(String::as_str),
+            Some("IsolationFailed"),
+            "{}",
+            t.reason
+        );
+        assert!(t.reason.contains("is not tagged opsflow:quarantine=allowed"), "{}", t.reason);
+        assert!(t.reason.contains("IsolateNetwork: network interfaces moved"), "{}", t.reason);
+    });
+}
+
+/// IAM returns policy documents URL-encoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

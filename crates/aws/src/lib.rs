@@ -43,6 +43,7 @@ pub use stacks::StackAdapter;
 
 /// The SDK crates, for callers that need their types (e.g. a custom `SdkConfig`).
 pub use {
-    aws_config, aws_sdk_autoscaling, aws_sdk_cloudformation, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_ec2, aws_sdk_iam,
-    aws_sdk_resourcegroups, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns, aws_sdk_sqs, aws_sdk_ssm, aws_sdk_sts,
+    aws_config, aws_sdk_autoscaling, aws_sdk_cloudformation, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_ec2,
+    aws_sdk_elasticloadbalancingv2, aws_sdk_iam, aws_sdk_resourcegroups, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns, aws_sdk_sqs, aws_sdk_ssm,
+    aws_sdk_sts,
 };

@@ -15,7 +15,9 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::command::CommandSpec;
 use opsflow_core::facts::{InstanceFacts, Invocation, PingStatus, SnapshotFacts, StatusChecks};
-use opsflow_core::ports::{Ec2, Fleet, InstanceQuery, LifecycleHook, Member, MuteRule, Objects, RunLog, SnapshotRequest, Ssm};
+use opsflow_core::ports::{
+    Ec2, Fleet, InstanceQuery, LifecycleHook, Member, MuteRule, NetworkInterface, Objects, RunLog, SnapshotRequest, Ssm,
+};
 use opsflow_core::runbook::input::LifecycleAction;
 use opsflow_core::runbook::log::TargetRow;
 use opsflow_core::runbook::TargetStatus;
@@ -97,6 +99,8 @@ impl Fleet for MemberFleet {
             groups: aws_sdk_resourcegroups::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
         };
         self.members.lock().expect("members").insert(key, member.clone());
         Ok(member)
@@ -111,6 +115,8 @@ pub struct MemberAdapter {
     groups: aws_sdk_resourcegroups::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     autoscaling: aws_sdk_autoscaling::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    iam: aws_sdk_iam::Client,
 }
 
 impl Member for MemberAdapter {
@@ -390,6 +396,175 @@ impl Member for MemberAdapter {
             }
             Err(e) => Err(from_sdk_error("CompleteLifecycleAction", &e)),
         }
+    }
+
+    async fn network_interfaces(&self, instance_id: &str) -> Result<Vec<NetworkInterface>, CoreError> {
+        let out = self
+            .ec2
+            .client()
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("attachment.instance-id").values(instance_id).build())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("DescribeNetworkInterfaces", &e))?;
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .map(|n| NetworkInterface {
+                interface_id: n.network_interface_id().unwrap_or_default().to_string(),
+                vpc_id: n.vpc_id().unwrap_or_default().to_string(),
+                groups: n.groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+            })
+            .collect())
+    }
+
+    async fn quarantine_group(&self, vpc_id: &str, name: &str, tags: &[(String, String)]) -> Result<String, CoreError> {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let ec2 = self.ec2.client();
+        let find = || async {
+            let out = ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+                .filters(Filter::builder().name("group-name").values(name).build())
+                .send()
+                .await
+                .map_err(|e| from_sdk_error("DescribeSecurityGroups", &e))?;
+            Ok::<_, CoreError>(out.security_groups().first().and_then(|g| g.group_id()).map(str::to_string))
+        };
+        if let Some(id) = find().await? {
+            return Ok(id);
+        }
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::SecurityGroup);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+        let created = ec2
+            .create_security_group()
+            .group_name(name)
+            .vpc_id(vpc_id)
+            .description("opsflow forensic-capture quarantine: no inbound or outbound rule")
+            .tag_specifications(spec.build())
+            .send()
+            .await;
+        let id = match created {
+            Ok(out) => out.group_id().unwrap_or_default().to_string(),
+            // Made meanwhile by another capture in the same VPC.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("InvalidGroup.Duplicate") => {
+                return find()
+                    .await?
+                    .ok_or_else(|| CoreError::transient("CreateSecurityGroup", "the group exists but is not listed yet"));
+            }
+            Err(e) => return Err(from_sdk_error("CreateSecurityGroup", &e)),
+        };
+        // A new group allows all outbound traffic: revoke that rule.
+        ec2.revoke_security_group_egress()
+            .group_id(&id)
+            .ip_permissions(
+                aws_sdk_ec2::types::IpPermission::builder()
+                    .ip_protocol("-1")
+                    .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("RevokeSecurityGroupEgress", &e))?;
+        Ok(id)
+    }
+
+    async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> Result<(), CoreError> {
+        self.ec2
+            .client()
+            .modify_network_interface_attribute()
+            .network_interface_id(interface_id)
+            .set_groups(Some(groups.to_vec()))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("ModifyNetworkInterfaceAttribute", &e))?;
+        Ok(())
+    }
+
+    async fn target_groups_of(&self, instance_id: &str) -> Result<Vec<(String, Option<i32>)>, CoreError> {
+        let mut found = Vec::new();
+        let mut pages = self.elb.describe_target_groups().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error("DescribeTargetGroups", &e))?;
+            for group in page.target_groups() {
+                let Some(arn) = group.target_group_arn() else { continue };
+                if group.target_type().is_some_and(|t| t.as_str() != "instance") {
+                    continue;
+                }
+                let health = self
+                    .elb
+                    .describe_target_health()
+                    .target_group_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk_error("DescribeTargetHealth", &e))?;
+                for d in health.target_health_descriptions() {
+                    if let Some(t) = d.target().filter(|t| t.id() == Some(instance_id)) {
+                        found.push((arn.to_string(), t.port()));
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn deregister_target(&self, target_group_arn: &str, instance_id: &str, port: Option<i32>) -> Result<(), CoreError> {
+        self.elb
+            .deregister_targets()
+            .target_group_arn(target_group_arn)
+            .targets(
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(instance_id)
+                    .set_port(port)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("DeregisterTargets", &e))?;
+        Ok(())
+    }
+
+    async fn profile_role(&self, profile_arn: &str) -> Result<Option<opsflow_core::ports::TaggedRole>, CoreError> {
+        let name = profile_arn.rsplit('/').next().unwrap_or(profile_arn);
+        let out = self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("GetInstanceProfile", &e))?;
+        let Some(role) = out
+            .instance_profile()
+            .and_then(|p| p.roles().first())
+            .map(|r| r.role_name().to_string())
+        else {
+            return Ok(None);
+        };
+        let tags = self
+            .iam
+            .list_role_tags()
+            .role_name(&role)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("ListRoleTags", &e))?;
+        Ok(Some((
+            role,
+            tags.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+        )))
+    }
+
+    async fn put_role_policy(&self, role: &str, name: &str, document: &str) -> Result<(), CoreError> {
+        self.iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("PutRolePolicy", &e))?;
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 //! runtime; implementations may simply write `async fn`. Errors are [`CoreError`]s, classified
 //! by the adapter (see [`CoreError::from_aws_error`]).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::command::CommandSpec;
@@ -196,6 +197,50 @@ pub trait Member: Send + Sync {
     /// CompleteLifecycleAction with `result` (CONTINUE or ABANDON); false when the action had
     /// ended already (Auto Scaling's "No active Lifecycle Action found").
     fn complete_lifecycle_action(&self, action: &LifecycleAction, result: &str) -> impl Future<Output = Result<bool, CoreError>> + Send;
+
+    /// DescribeNetworkInterfaces attached to the instance: each one's VPC and security groups.
+    fn network_interfaces(&self, instance_id: &str) -> impl Future<Output = Result<Vec<NetworkInterface>, CoreError>> + Send;
+
+    /// The security group `name` of the VPC, made if it is not there: no inbound rule, its
+    /// default outbound rule revoked, tagged `tags`. Returns its id.
+    fn quarantine_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<String, CoreError>> + Send;
+
+    /// ModifyNetworkInterfaceAttribute: the interface's security groups become `groups`.
+    fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// The target groups (ARN and port) the instance is registered in (DescribeTargetGroups,
+    /// DescribeTargetHealth).
+    fn target_groups_of(&self, instance_id: &str) -> impl Future<Output = Result<Vec<(String, Option<i32>)>, CoreError>> + Send;
+
+    /// DeregisterTargets of the instance (on that port) from the target group.
+    fn deregister_target(
+        &self,
+        target_group_arn: &str,
+        instance_id: &str,
+        port: Option<i32>,
+    ) -> impl Future<Output = Result<(), CoreError>> + Send;
+
+    /// GetInstanceProfile: the profile's role and its tags; `None` when it has no role.
+    fn profile_role(&self, profile_arn: &str) -> impl Future<Output = Result<Option<TaggedRole>, CoreError>> + Send;
+
+    /// PutRolePolicy: an inline policy on the role (create or replace).
+    fn put_role_policy(&self, role: &str, name: &str, document: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+}
+
+/// A role's name and its tags.
+pub type TaggedRole = (String, BTreeMap<String, String>);
+
+/// An elastic network interface attached to an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInterface {
+    pub interface_id: String,
+    pub vpc_id: String,
+    pub groups: Vec<String>,
 }
 
 /// An Auto Scaling lifecycle hook's timeout and what happens when it runs out.
@@ -778,6 +823,27 @@ impl Member for Unused {
     }
     async fn complete_lifecycle_action(&self, _: &LifecycleAction, _: &str) -> Result<bool, CoreError> {
         Unused::fail("Auto Scaling")
+    }
+    async fn network_interfaces(&self, _: &str) -> Result<Vec<NetworkInterface>, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn quarantine_group(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<String, CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn set_interface_groups(&self, _: &str, _: &[String]) -> Result<(), CoreError> {
+        Unused::fail("EC2")
+    }
+    async fn target_groups_of(&self, _: &str) -> Result<Vec<(String, Option<i32>)>, CoreError> {
+        Unused::fail("Elastic Load Balancing")
+    }
+    async fn deregister_target(&self, _: &str, _: &str, _: Option<i32>) -> Result<(), CoreError> {
+        Unused::fail("Elastic Load Balancing")
+    }
+    async fn profile_role(&self, _: &str) -> Result<Option<TaggedRole>, CoreError> {
+        Unused::fail("IAM")
+    }
+    async fn put_role_policy(&self, _: &str, _: &str, _: &str) -> Result<(), CoreError> {
+        Unused::fail("IAM")
     }
 }
 

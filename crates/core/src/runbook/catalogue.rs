@@ -287,6 +287,30 @@ const FORENSIC_CAPTURE: &[FixedParameter] = &[
         true,
         "MaxLogMiB (Integer): the most log data the collection copies",
     ),
+    fixed(
+        "IsolateNetwork",
+        Boolean,
+        Proc,
+        &[],
+        true,
+        "IsolateNetwork (Boolean, \"Use\": \"Procedure\"): move the network interfaces to a quarantine security group",
+    ),
+    fixed(
+        "DetachFromTargetGroups",
+        Boolean,
+        Proc,
+        &[],
+        true,
+        "DetachFromTargetGroups (Boolean, \"Use\": \"Procedure\"): deregister the instance from its target groups",
+    ),
+    fixed(
+        "RevokeRoleSessions",
+        Boolean,
+        Proc,
+        &[],
+        true,
+        "RevokeRoleSessions (Boolean, \"Use\": \"Procedure\"): deny everything to the instance's role sessions",
+    ),
 ];
 
 /// The parameters of a kind whose documents are fixed.

@@ -374,6 +374,149 @@ pub async fn preserve<F: Fleet>(
     })
 }
 
+/// The isolation parameters, each its own step and record (all off by default).
+pub const ISOLATE_NETWORK: &str = "IsolateNetwork";
+pub const DETACH_FROM_TARGET_GROUPS: &str = "DetachFromTargetGroups";
+pub const REVOKE_ROLE_SESSIONS: &str = "RevokeRoleSessions";
+/// The security group isolation moves the instance's interfaces to, one per VPC.
+pub const QUARANTINE_GROUP: &str = "opsflow-quarantine";
+/// A role whose sessions opsflow may revoke carries this tag with the value `allowed`.
+pub const TAG_QUARANTINE: &str = "opsflow:quarantine";
+
+/// One isolation step: done, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Isolated {
+    pub step: String,
+    pub done: bool,
+    pub detail: String,
+}
+
+/// The inline policy that makes the instance's role sessions useless: every action denied to
+/// credentials the instance got from its profile (`ec2:SourceInstanceARN`, which EC2 sets on
+/// them), and to no other holder of the role.
+pub fn deny_sessions_policy(instance_arn: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "OpsflowForensicQuarantine",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"ArnEquals": {"ec2:SourceInstanceARN": instance_arn}}
+        }]
+    })
+    .to_string()
+}
+
+fn partition(region: &str) -> &'static str {
+    match region {
+        r if r.starts_with("cn-") => "aws-cn",
+        r if r.starts_with("us-gov-") => "aws-us-gov",
+        _ => "aws",
+    }
+}
+
+/// Isolate: the steps the run's parameters ask for, each on its own: the instance's network
+/// interfaces moved to the VPC's quarantine group (no rule in or out), the instance taken out
+/// of every target group, its role's sessions from this instance denied everything. A step that
+/// AWS refuses is recorded and the others still run; throttling and transient errors retry the
+/// whole (every step is idempotent).
+pub async fn isolate<F: Fleet>(run: &Run, target: &Target, fleet: &F, catalogue: &Catalogue) -> Result<Vec<Isolated>, CoreError> {
+    let procedure = procedure_of(run, &[Kind::ForensicCapture], catalogue)?;
+    let asked = |p: &str| run.parameters.get(p).map(String::as_str) == Some("true");
+    let id = &target.instance_id;
+    let member = fleet.member(&target.account, &target.region).await?;
+    let facts = member.describe_instance(id).await?;
+    super::targets::check_opt_in(id, &facts.tags, procedure)?;
+    let mut steps = Vec::new();
+    let mut record = |step: &str, outcome: Result<String, CoreError>| -> Result<(), CoreError> {
+        match outcome {
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => steps.push(Isolated {
+                step: step.to_string(),
+                done: false,
+                detail: e.to_string(),
+            }),
+            Ok(detail) => steps.push(Isolated {
+                step: step.to_string(),
+                done: true,
+                detail,
+            }),
+        }
+        Ok(())
+    };
+    if asked(ISOLATE_NETWORK) {
+        let outcome = async {
+            let interfaces = member.network_interfaces(id).await?;
+            if interfaces.is_empty() {
+                return Err(CoreError::conflict(format!("instance {id}"), "has no network interface"));
+            }
+            let tags = [(TAG_KIND.to_string(), Kind::ForensicCapture.as_str().to_string())];
+            let mut moved = Vec::new();
+            for eni in &interfaces {
+                let group = member.quarantine_group(&eni.vpc_id, QUARANTINE_GROUP, &tags).await?;
+                if eni.groups == [group.clone()] {
+                    moved.push(format!("{}: already in {group}", eni.interface_id));
+                    continue;
+                }
+                member.set_interface_groups(&eni.interface_id, std::slice::from_ref(&group)).await?;
+                moved.push(format!("{}: {} -> {group}", eni.interface_id, eni.groups.join(" ")));
+            }
+            Ok(format!(
+                "network interfaces moved to {QUARANTINE_GROUP} (nothing in or out; connections already open stay tracked until they end): {}",
+                moved.join("; ")
+            ))
+        }
+        .await;
+        record(ISOLATE_NETWORK, outcome)?;
+    }
+    if asked(DETACH_FROM_TARGET_GROUPS) {
+        let outcome = async {
+            let groups = member.target_groups_of(id).await?;
+            for (arn, port) in &groups {
+                member.deregister_target(arn, id, *port).await?;
+            }
+            Ok(match groups.is_empty() {
+                true => "registered in no target group".to_string(),
+                false => format!(
+                    "deregistered from {} target group{} (connections drain for each group's deregistration delay): {}",
+                    groups.len(),
+                    if groups.len() == 1 { "" } else { "s" },
+                    groups.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+        }
+        .await;
+        record(DETACH_FROM_TARGET_GROUPS, outcome)?;
+    }
+    if asked(REVOKE_ROLE_SESSIONS) {
+        let outcome = async {
+            let Some(association) = &facts.iam_association else {
+                return Ok("no instance profile: no role sessions to revoke".to_string());
+            };
+            let Some((role, tags)) = member.profile_role(&association.profile_arn).await? else {
+                return Ok(format!("profile {} has no role: no sessions to revoke", association.profile_arn));
+            };
+            if tags.get(TAG_QUARANTINE).map(String::as_str) != Some("allowed") {
+                return Err(CoreError::forbidden(
+                    format!("role {role}"),
+                    format!("is not tagged {TAG_QUARANTINE}=allowed, so its sessions were left alone (its owner opts in with that tag)"),
+                ));
+            }
+            let arn = format!("arn:{}:ec2:{}:{}:instance/{id}", partition(&target.region), target.region, target.account);
+            let name = format!("opsflow-quarantine-{id}");
+            member.put_role_policy(&role, &name, &deny_sessions_policy(&arn)).await?;
+            Ok(format!(
+                "role {role}: inline policy {name} denies everything to the sessions of {id} (ec2:SourceInstanceARN); other holders of the role are unaffected"
+            ))
+        }
+        .await;
+        record(REVOKE_ROLE_SESSIONS, outcome)?;
+    }
+    Ok(steps)
+}
+
 /// The lifecycle action a capture keeps alive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -545,13 +688,17 @@ pub struct Conclusion {
     #[serde(default)]
     pub preserve_error: Option<StepError>,
     #[serde(default)]
+    pub isolation: Option<Vec<Isolated>>,
+    #[serde(default)]
+    pub isolation_error: Option<StepError>,
+    #[serde(default)]
     pub completed: Option<Completed>,
     #[serde(default)]
     pub complete_error: Option<StepError>,
 }
 
 /// Conclude: the first failure in the order things happen (collection, verification,
-/// snapshots and tags, the lifecycle action) names the error; everything done is in the reason
+/// snapshots and tags, isolation, the lifecycle action) names the error; everything done is in the reason
 /// on every path, so a failed capture still says which evidence exists.
 pub fn conclude(c: &Conclusion) -> snapshot::End {
     let collect = c.collect.as_ref().and_then(|p| p.result.clone());
@@ -598,6 +745,18 @@ pub fn conclude(c: &Conclusion) -> snapshot::End {
         )),
         (None, Some(e)) => failures.push(("SnapshotFailed", format!("the snapshots or tags failed: {}: {}", e.error, e.cause))),
         (None, None) => failures.push(("SnapshotFailed", "no snapshot was taken".to_string())),
+    }
+    for step in c.isolation.iter().flatten() {
+        match step.done {
+            true => done.push(format!("{}: {}", step.step, step.detail)),
+            false => failures.push(("IsolationFailed", format!("{} failed: {}", step.step, step.detail))),
+        }
+    }
+    if let Some(e) = &c.isolation_error {
+        failures.push((
+            "IsolationFailed",
+            format!("isolating the instance failed: {}: {}", e.error, e.cause),
+        ));
     }
     if let Some(e) = &c.hold_error {
         failures.push((

@@ -347,10 +347,11 @@ pub async fn invoke<F: Fleet, O: Objects, L: RunLog, P: AlertPublisher>(
                     let execution = i.execution.as_deref().ok_or_else(|| need("Execution"))?;
                     to_value(&forensics::preserve(run, target, execution, i.attempt, &ports.fleet, catalogue, clock).await?)
                 }
+                "Isolate" => to_value(&forensics::isolate(run, target, &ports.fleet, catalogue).await?),
                 "Complete" => to_value(&forensics::complete(run, target, &ports.fleet).await?),
                 other => Err(CoreError::invalid(
                     "Action",
-                    format!("{other:?} is not a forensics step (Begin, Heartbeat, Verify, Preserve, Complete, Conclude)"),
+                    format!("{other:?} is not a forensics step (Begin, Heartbeat, Verify, Preserve, Isolate, Complete, Conclude)"),
                 )),
             }
         }
