@@ -3,7 +3,9 @@
 //! `infra/examples/runbook-schedules.yaml` fires (its Input read from that file); a bad image
 //! makes some targets fail, MaxErrors stops new starts; the results as a subscribed queue gets
 //! them; the audit rows; then the 15-minute HTTP check against a local endpoint that answers 500
-//! once; then Patch Tuesday: the patch procedure on two web servers, one of which is rolled back.
+//! once; then Patch Tuesday: the patch procedure on two web servers, one of which is rolled back;
+//! then a scale-in held by a lifecycle hook while forensic-capture takes the leaving instance's
+//! evidence.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -249,8 +251,10 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
         check_summary.targets.first().map_or("", |t| t.status.as_str())
     );
     let patched = patch_tuesday(cloud, &runbooks, &members[0]).await?;
+    let captured = scale_in_forensics(cloud, &runbooks, &members[0]).await?;
     println!("\nAct 2 wall time {:.1} s", wall.elapsed().as_secs_f64());
     let ok = patched
+        && captured
         && c.failed == 3
         && c.not_started > 0
         && c.succeeded + c.failed + c.not_started == count
@@ -344,6 +348,78 @@ async fn patch_tuesday(cloud: &Arc<LocalCloud>, runbooks: &LocalRunbooks, member
             .iter()
             .any(|t| t.instance_id == web[1] && t.reason.contains("healthy again"));
     Ok(ok)
+}
+
+/// A scale-in of the api group, whose termination hook `opsflow-forensics` holds the leaving
+/// instance while forensic-capture takes its evidence, then lets it go.
+async fn scale_in_forensics(cloud: &Arc<LocalCloud>, runbooks: &LocalRunbooks, member: &MemberAccount) -> anyhow::Result<bool> {
+    println!("\nScale-in forensics: the api group (2 instances) has a termination hook opsflow-forensics (heartbeat");
+    println!("timeout 300 s, default CONTINUE). Scaled in to 1, the leaving instance waits in Terminating:Wait while");
+    println!("forensic-capture collects its logs, processes, sockets and disks into an archive with a manifest, verifies");
+    println!("the upload part by part, snapshots its volumes and tags them with the case, then completes the hook.");
+    let group = "api";
+    member
+        .scaling_group(REGIONS[0], group, 2, &[(OPT_IN.0, "forensic-capture")], "opsflow-forensics", 300)
+        .await?;
+    cloud
+        .control(
+            "commands",
+            json!({"rules": [{"document": "opsflow-ForensicCollect", "duration_seconds": 140}]}),
+        )
+        .await?;
+    cloud.delete("events").await?;
+    let c = member.clients(REGIONS[0]).await?;
+    opsflow_aws::aws_sdk_autoscaling::Client::new(&c.sdk_config)
+        .set_desired_capacity()
+        .auto_scaling_group_name(group)
+        .desired_capacity(1)
+        .send()
+        .await
+        .context("SetDesiredCapacity")?;
+    let events = cloud.get("events").await?;
+    let event = events["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["detail-type"] == "EC2 Instance-terminate Lifecycle Action"))
+        .cloned()
+        .ok_or_else(|| anyhow!("no lifecycle action event"))?;
+    let d = &event["detail"];
+    let id = d["EC2InstanceId"].as_str().unwrap_or_default().to_string();
+    println!(
+        "  event: EC2 Instance-terminate Lifecycle Action for {id} (group {group}, hook {})",
+        d["LifecycleHookName"]
+    );
+    // What RunbookForensicCaptureRule's input transformer makes of it (tests/runbook.rs runs the
+    // template's own pattern and transformer).
+    let input = json!({"Procedure": "forensic-capture", "Targets": {"InstanceIds": [id]},
+        "Accounts": [event["account"]], "Regions": [event["region"]],
+        "LifecycleAction": {"AutoScalingGroupName": d["AutoScalingGroupName"], "LifecycleHookName": d["LifecycleHookName"],
+            "LifecycleActionToken": d["LifecycleActionToken"], "EC2InstanceId": id},
+        "MaxConcurrency": "1", "Notify": "Always",
+        "StartedBy": format!("EventBridge: Auto Scaling group {group} is terminating {id}")});
+    let case = "scale-in-api-20261208T0412Z";
+    let out = runbooks.run(input, case, |_| {}).await?;
+    let summary = out.summary.clone().ok_or_else(|| anyhow!("the capture wrote no summary"))?;
+    let t = summary.targets.first().ok_or_else(|| anyhow!("no target"))?;
+    println!("  {} {}: {}", t.instance_id, t.status.as_str(), t.reason);
+    let actions = cloud.get("lifecycle_actions").await?;
+    let action = actions["lifecycle_actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["instance_id"] == json!(id)))
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "  lifecycle action: {} heartbeats, completed {} by {} ({} CompleteLifecycleAction call); the instance then goes",
+        action["heartbeats"].as_array().map_or(0, |h| h.len()),
+        action["result"].as_str().unwrap_or("?"),
+        action["completed_by"].as_str().unwrap_or("?"),
+        action["complete_calls"]
+    );
+    println!(
+        "  run: {}, engine time {:.0} s (virtual)",
+        out.execution.status.as_str(),
+        out.execution.engine_ms as f64 / 1000.0
+    );
+    Ok(t.status == TargetStatus::Succeeded && action["complete_calls"] == json!(1) && action["result"] == "CONTINUE")
 }
 
 fn count_children(r: &opsflow_asl::ExecutionResult) -> usize {
