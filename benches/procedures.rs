@@ -27,7 +27,7 @@ const CONFIG: &str = r#"{"instance_pending_seconds": 15, "status_checks_seconds"
     "replace_root_seconds": 90, "command_pending_seconds": 1}"#;
 
 /// The scripts' runs: health check 3 s, pre-stop 20 s, freeze and thaw 1 s each, a patch that
-/// installs for 2 minutes, reboots, and finishes in 30 s.
+/// installs for 2 minutes, reboots, and finishes in 30 s, a forensic collection and upload 90 s.
 const RULES: &str = r#"[
     {"document": "opsflow-HealthCheck", "duration_seconds": 3, "stdout": "PASS unit:app: active\n0 check(s) failed\n"},
     {"document": "opsflow-PreStop", "duration_seconds": 20, "stdout": "stopping app\npre-stop done\n"},
@@ -35,7 +35,8 @@ const RULES: &str = r#"[
     {"document": "opsflow-Thaw", "duration_seconds": 1, "stdout": "THAWED /data\n"},
     {"document": "AWS-RunPatchBaselineWithHooks", "runs": [
         {"exit_code": 194, "duration_seconds": 120, "stdout": "Installing 12 packages"},
-        {"exit_code": 0, "duration_seconds": 30, "stdout": "Installed 12 packages"}]}
+        {"exit_code": 0, "duration_seconds": 30, "stdout": "Installed 12 packages"}]},
+    {"document": "opsflow-ForensicCollect", "duration_seconds": 90}
 ]"#;
 
 struct Case {
@@ -75,6 +76,20 @@ fn cases() -> Vec<Case> {
             label: "patch (healthy)",
             procedure: "patch",
             parameters: json!({"FreezeMounts": "/data", "Units": "app"}),
+            stopped: false,
+            health: None,
+        },
+        Case {
+            label: "forensic-capture",
+            procedure: "forensic-capture",
+            parameters: json!({"CaseId": "IR-1"}),
+            stopped: false,
+            health: None,
+        },
+        Case {
+            label: "forensic-capture (isolated)",
+            procedure: "forensic-capture",
+            parameters: json!({"CaseId": "IR-2", "IsolateNetwork": true, "DetachFromTargetGroups": true}),
             stopped: false,
             health: None,
         },

@@ -386,7 +386,7 @@ async fn scale_in_forensics(cloud: &Arc<LocalCloud>, runbooks: &LocalRunbooks, m
     let id = d["EC2InstanceId"].as_str().unwrap_or_default().to_string();
     println!(
         "  event: EC2 Instance-terminate Lifecycle Action for {id} (group {group}, hook {})",
-        d["LifecycleHookName"]
+        d["LifecycleHookName"].as_str().unwrap_or("?")
     );
     // What RunbookForensicCaptureRule's input transformer makes of it (tests/runbook.rs runs the
     // template's own pattern and transformer).
