@@ -40,6 +40,9 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
 * The forensic collection (opsflow-ForensicCollect / opsflow-ForensicCollectWindows): a successful
   invocation uploads a gzip'd tar of the evidence and its manifest to S3 at its end, as
   ``put-object --if-none-match '*' --checksum-algorithm SHA256`` does (rule field ``forensics``).
+* AWS's AWSEC2-CreateVssSnapshot: a successful invocation makes a multi-volume snapshot set of the
+  instance's EBS volumes at its end, tagged as the document tags them (Device, AppConsistent,
+  AwsVssConfig, Name, the ``tags`` parameter's pairs).
 
 All time comes from ``rt.clock`` (see ``Clock`` in opsflow_localcloud.py); ``rt.cfg``
 holds the live configuration, ``rt.pick_command_rule`` the command behaviour rules.
@@ -962,10 +965,13 @@ def _snapshot_state(snap: Any, now: int) -> tuple[str, str, str | None]:
     return "pending", f"{min(99, 100 * (now - start) // (end - start))}%", None
 
 
-def _start_snapshots(rt: Any, snapshots: list[Any], instance: Instance | None) -> None:
+def _start_snapshots(rt: Any, snapshots: list[Any], instance: Instance | None, at: int | None = None,
+                     order: int | None = None) -> None:
     """Time the snapshots of one CreateSnapshot(s) request: pending for snapshot_seconds, then
-    completed; or, by a snapshot failure rule, error (all of a multi-volume set, as AWS fails it)."""
-    now = rt.clock.now_ms()
+    completed; or, by a snapshot failure rule, error (all of a multi-volume set, as AWS fails it).
+    `at` (default: now) is when the request was made, `order` its rank among requests of that
+    millisecond (default: a fresh one); a VSS snapshot set is made as of its invocation's end."""
+    now = rt.clock.now_ms() if at is None else at
     failure = rt.take_failure("snapshot_failures", instance.id if instance is not None else None)
     seconds = rt.cfg("snapshot_seconds")
     if failure is not None and failure["fail_after_seconds"] is not None:
@@ -975,7 +981,7 @@ def _start_snapshots(rt: Any, snapshots: list[Any], instance: Instance | None) -
         snap.opsflow_error = failure["state_message"] if failure is not None else None
         snap.start_time = to_dt(now)
     if instance is not None:  # for GET /_opsflow/frozen: was the instance frozen when they started?
-        started = [(now, next(REQUEST_ORDER), s.id) for s in snapshots]
+        started = [(now, next(REQUEST_ORDER) if order is None else order, s.id) for s in snapshots]
         instance.opsflow_snapshots = [*getattr(instance, "opsflow_snapshots", []), *started]
 
 
@@ -1233,9 +1239,12 @@ class InvocationRun:
     reports again: the invocation stays where it was (Pending or InProgress) until the command
     expires, then ends TimedOut/DeliveryTimedOut (see `_plan`).
 
-    An invocation of a forensic collection document (`FORENSIC_DOCUMENTS`) that would end Success
-    does its uploads when first seen ended (`state`, at the latest at the first request after its end:
-    `CommandRegistry.flush`); an upload that fails turns it Failed with exit code 8.
+    An invocation of a document with an end effect (`END_EFFECT_DOCUMENTS`: the forensic collection's
+    uploads, `ForensicCollection`; the VSS snapshot set of AWSEC2-CreateVssSnapshot, `VssSnapshotSet`)
+    that would end Success does what its script does last when first seen ended (`state`, at the
+    latest at the first request after its end: `CommandRegistry.flush`), in end-time order among
+    them; an effect that fails turns it Failed with the effect's exit code (8 for an upload, 1 for
+    VSS).
     """
 
     def __init__(self, rt: Any, cmd: CommandRun, instance_id: str, rule: dict[str, Any]):
@@ -1294,11 +1303,10 @@ class InvocationRun:
                 self.final = (status, status, code)
                 break
         self.order = cmd.order
-        self.forensics = (ForensicCollection(cmd, instance_id, rule, self.stdout, self.stderr)
-                          if cmd.command.document_name in FORENSIC_DOCUMENTS else None)
-        if self.forensics is not None and self.final[0] == "Success":
-            with FORENSIC_LOCK:
-                FORENSIC_PENDING.append(self)
+        self.effect = end_effect(rt, cmd, instance_id, rule, self.stdout, self.stderr)
+        if self.effect is not None and self.final[0] == "Success":
+            with END_EFFECT_LOCK:
+                END_EFFECTS_PENDING.append(self)
 
     def _plan(self) -> tuple[int | None, int, tuple[str, str, int]]:
         """(execution start, end, final status) as things stand, the instance's fate included."""
@@ -1362,8 +1370,8 @@ class InvocationRun:
             return {"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
                     "start": exec_start, "end": None, "stdout": "", "stderr": ""}
         status, details, code = final
-        if status == "Success" and self.forensics is not None and not self.forensics.settled:
-            self._settle_forensics()  # the script's uploads, at its end: they may still fail it
+        if status == "Success" and self.effect is not None and not self.effect.settled:
+            self._settle_effects()  # what the script does last (uploads, snapshots): it may still fail it
             return self.state(now)
         ran = details not in ("DeliveryTimedOut", "Undeliverable")
         return {"Status": status, "StatusDetails": details, "ResponseCode": code,
@@ -1371,27 +1379,28 @@ class InvocationRun:
                 "stdout": self.stdout if ran else "",
                 "stderr": self.stderr if ran else ""}
 
-    def _settle_forensics(self) -> None:
-        """Run the forensic script's uploads (once) and take its exit code and output. Collections
-        that ended before this one upload first, in the order they ended: the first to end wins a key."""
-        with FORENSIC_LOCK:
+    def _settle_effects(self) -> None:
+        """Run the script's end effect (once) and take its exit code and output. Effects of invocations
+        that ended before this one run first, in the order they ended: of two forensic collections
+        into one prefix the first to end wins a key; snapshot sets are made in end order."""
+        with END_EFFECT_LOCK:
             mine = (self.final_at, self.order)
-            due = sorted((inv for inv in FORENSIC_PENDING if (inv.final_at, inv.order) <= mine),
+            due = sorted((inv for inv in END_EFFECTS_PENDING if (inv.final_at, inv.order) <= mine),
                          key=lambda inv: (inv.final_at, inv.order))
             for inv in due:
-                FORENSIC_PENDING.remove(inv)
+                END_EFFECTS_PENDING.remove(inv)
                 inv._settle_one()
             self._settle_one()  # (already done if it was pending)
 
     def _settle_one(self) -> None:
-        forensics = self.forensics
-        if forensics is None or forensics.settled:
+        effect = self.effect
+        if effect is None or effect.settled:
             return
-        forensics.settled = True
+        effect.settled = True
         ended_ok = self.cancelled_at is None and self._plan()[2][0] == "Success"
         if not ended_ok or self.exec_start is None:
             return  # cancelled, or its instance went down: the script never finished
-        code, self.stdout, self.stderr = forensics.upload(self.exec_start)
+        code, self.stdout, self.stderr = effect.settle(self)
         if code:
             self.exit_code = code
             self.final = ("Failed", "Failed", code)
@@ -1399,7 +1408,7 @@ class InvocationRun:
 
 def _plugin_name(document_name: str | None) -> str:
     name = document_name or ""
-    windows = "PowerShell" in name or FORENSIC_DOCUMENTS.get(name) == "Windows"
+    windows = "PowerShell" in name or FORENSIC_DOCUMENTS.get(name) == "Windows" or name == VSS_DOCUMENT
     return "aws:runPowerShellScript" if windows else "aws:runShellScript"
 
 
@@ -1589,8 +1598,8 @@ class CommandRegistry:
     def add(self, run: CommandRun) -> None:
         with self.lock:
             self.log.append(run)
-            if run.command.output_s3_bucket_name or run.command.document_name in FORENSIC_DOCUMENTS:
-                self.unwritten.append(run)  # forensic collections upload at their end, as output does
+            if run.command.output_s3_bucket_name or run.command.document_name in END_EFFECT_DOCUMENTS:
+                self.unwritten.append(run)  # end effects (uploads, snapshots) happen at the end, as output does
 
     def track_output(self, run: CommandRun) -> None:
         """Make sure a command whose output goes somewhere (S3, CloudWatch Logs) gets written."""
@@ -1626,8 +1635,8 @@ class CommandRegistry:
 
     def flush(self, rt: Any) -> None:
         """Write stdout/stderr of invocations that reached a final state to the command's
-        S3 bucket and CloudWatch Logs group (only non-empty streams). A forensic collection's
-        uploads happen here too, at the latest (`inv.state` runs them)."""
+        S3 bucket and CloudWatch Logs group (only non-empty streams). End effects (a forensic
+        collection's uploads, a VSS snapshot set) happen here too, at the latest (`inv.state` runs them)."""
         if not self.unwritten:
             return
         from moto.utilities.utils import get_partition
@@ -1720,9 +1729,10 @@ PUT_PRECONDITION_FAILED = ("An error occurred (PreconditionFailed) when calling 
 PUT_NO_SUCH_BUCKET = ("An error occurred (NoSuchBucket) when calling the PutObject operation: "
                       "The specified bucket does not exist")
 FORENSIC_DIED = "forensic-collect: terminated after the archive upload, before the manifest upload"
-FORENSIC_LOCK = threading.Lock()
-#: Collections planned to end Success whose uploads have not run yet (settled in end-time order).
-FORENSIC_PENDING: list[Any] = []
+#: Guards the end effects (forensic uploads, VSS snapshot sets) and the list of those still to run.
+END_EFFECT_LOCK = threading.Lock()
+#: Invocations planned to end Success whose end effect has not run yet (settled in end-time order).
+END_EFFECTS_PENDING: list[Any] = []
 
 
 def check_forensics_rule(value: Any) -> dict[str, Any]:
@@ -2008,6 +2018,10 @@ class ForensicCollection:
         self.rule_stdout, self.rule_stderr = stdout, stderr  # the rule's own output wins when given
         self.settled = False
 
+    def settle(self, inv: Any) -> tuple[int, str, str]:
+        """The end effect of `inv` (an InvocationRun that ended Success): the uploads."""
+        return self.upload(inv.exec_start)
+
     def upload(self, started_ms: int) -> tuple[int, str, str]:
         """Collect and upload now: (exit code, stdout, stderr)."""
         missing = [name for name, v in (("Bucket", self.bucket), ("KeyPrefix", self.prefix),
@@ -2050,6 +2064,123 @@ class ForensicCollection:
             return result(FORENSIC_UPLOAD_FAILED, PUT_PRECONDITION_FAILED)
         lines.append(f"MANIFEST s3://{self.bucket}/{manifest_key}")
         return result(0)
+
+
+# --------------------------------------------------------------------------- SSM: AWSEC2-CreateVssSnapshot
+
+#: AWS's own document for VSS based snapshots of a Windows instance (EC2 user guide, "Create VSS based
+#: snapshots using Systems Manager command documents"). Its parameters are strings, all optional:
+#: ExcludeBootVolume, NoWriters, CopyOnly, CreateAmi, AmiName, description, tags, executionTimeout,
+#: CollectDiagnosticLogs, SaveVssMetadata. Modelled: ExcludeBootVolume, CreateAmi (refused),
+#: description, tags (and executionTimeout, as for any document); the others change nothing here.
+VSS_DOCUMENT = "AWSEC2-CreateVssSnapshot"
+#: The tags the document adds to every snapshot; giving one of them in `tags` is an error.
+VSS_RESERVED_TAGS = ("Device", "AppConsistent", "AwsVssConfig")
+#: AwsVssConfig's value: "meta info, such as the AwsVssComponents version" (the exact text is
+#: not documented: a local stand-in).
+VSS_CONFIG_TAG = "AwsVssComponentsVersion:2.5.0"
+#: The exit code of the local failures (bad tags, CreateAmi, nothing to snapshot): a local choice.
+VSS_FAILED = 1
+VSS_NO_AMI = "CreateAmi is not modelled by the local cloud"
+VSS_DONE = "VSS snapshot set created"
+_VSS_TAG = re.compile(r"^\s*Key=([^,]*),\s*Value=(.*?)\s*$", re.DOTALL)
+
+
+def parse_vss_tags(text: str) -> dict[str, str]:
+    """The document's `tags` parameter, `Key=Environment,Value=Test;Key=User,Value=TestUser1`, as a
+    dict in the given order (ValueError naming the problem). Empty segments (a trailing `;`) are
+    skipped; a value runs to the next `;` (it may hold commas). A key is required, once; a reserved
+    key (`VSS_RESERVED_TAGS`, compared case-insensitively) is refused."""
+    tags: dict[str, str] = {}
+    for segment in text.split(";"):
+        if not segment.strip():
+            continue
+        m = _VSS_TAG.match(segment)
+        if m is None or not m.group(1).strip():
+            raise ValueError(f"Invalid tags parameter: {segment.strip()!r} is not Key=<key>,Value=<value>")
+        key, value = m.group(1).strip(), m.group(2)
+        reserved = [r for r in VSS_RESERVED_TAGS if r.lower() == key.lower()]
+        if reserved:
+            raise ValueError(f"Invalid tags parameter: {reserved[0]} is a reserved tag key "
+                             f"({', '.join(VSS_RESERVED_TAGS)}) and cannot be specified")
+        if key in tags:
+            raise ValueError(f"Invalid tags parameter: the key {key!r} is given more than once")
+        tags[key] = value
+    return tags
+
+
+class VssSnapshotSet:
+    """What an invocation of AWSEC2-CreateVssSnapshot does, if its run ends Success: VSS holds the
+    writes while CreateSnapshots makes one multi-volume snapshot set of the instance's EBS volumes
+    (the root one unless ExcludeBootVolume is "True"), then tags each snapshot — the `tags` pairs,
+    Device (the volume's device name), AppConsistent "true", AwsVssConfig, and Name ("" unless
+    given). The set is made as of the invocation's end, by `_start_snapshots`, so `snapshot_seconds`,
+    snapshot failure rules and the freeze episodes apply to it as to a CreateSnapshots call. Bad
+    `tags`, CreateAmi "True", or no volume to snapshot end the invocation Failed, exit 1, no snapshot.
+    A rule's non-zero exit (VSS failed) never gets here."""
+
+    def __init__(self, rt: Any, cmd: Any, instance_id: str, rule: dict[str, Any], stdout: str, stderr: str):
+        params = cmd.command.parameters or {}
+
+        def param(name: str) -> str:
+            value = params.get(name) or [""]
+            return str((value if isinstance(value, list) else [value])[0] or "")
+
+        self.rt = rt
+        self.instance_id = instance_id
+        self.exclude_boot = param("ExcludeBootVolume").strip().lower() == "true"
+        self.create_ami = param("CreateAmi").strip().lower() == "true"
+        self.description = param("description")
+        self.tags_text = param("tags")
+        self.rule_stdout, self.rule_stderr = stdout, stderr  # the rule's own output wins when given
+        self.settled = False
+        self.snapshot_ids: list[str] = []
+
+    def settle(self, inv: Any) -> tuple[int, str, str]:
+        """The end effect of `inv` (an InvocationRun that ended Success): the snapshot set, made as
+        of its end. (exit code, stdout, stderr)"""
+        def failed(error: str) -> tuple[int, str, str]:
+            return VSS_FAILED, self.rule_stdout, "\n".join(e for e in (self.rule_stderr.rstrip("\n"), error) if e)
+
+        if self.create_ami:
+            return failed(VSS_NO_AMI)
+        try:
+            given = parse_vss_tags(self.tags_text)
+        except ValueError as exc:
+            return failed(str(exc))
+        instance = inv.instance
+        if instance is None:
+            return failed(f"Instance {self.instance_id} is not an EC2 instance: no EBS volume to snapshot")
+        devices = [(device, mapping.volume_id) for device, mapping in instance.get_block_device_mapping
+                   if not (self.exclude_boot and device == instance.root_device_name)]
+        if not devices:
+            return failed("No EBS volume to snapshot" + (" (ExcludeBootVolume is True)" if self.exclude_boot else ""))
+        backend = instance.ec2_backend
+        common = {"Name": "", **given, "AppConsistent": "true", "AwsVssConfig": VSS_CONFIG_TAG}
+        snaps = backend.create_snapshots({"InstanceId": instance.id, "ExcludeBootVolume": self.exclude_boot},
+                                         self.description, {})
+        device_of = {volume_id: device for device, volume_id in devices}
+        for snap in snaps:
+            snap.add_tags({**common, "Device": device_of.get(snap.volume.id, "")})
+        _start_snapshots(self.rt, snaps, instance, at=inv.final_at, order=inv.order)
+        self.snapshot_ids = [snap.id for snap in snaps]
+        lines = [f"Snapshot {snap.id} of {snap.volume.id} ({device_of.get(snap.volume.id, '')})" for snap in snaps]
+        stdout = self.rule_stdout or "".join(f"{line}\n" for line in [*lines, VSS_DONE])
+        return 0, stdout, self.rule_stderr
+
+
+#: Documents whose successful end does something more (`InvocationRun.effect`).
+END_EFFECT_DOCUMENTS = (*FORENSIC_DOCUMENTS, VSS_DOCUMENT)
+
+
+def end_effect(rt: Any, cmd: Any, instance_id: str, rule: dict[str, Any], stdout: str, stderr: str) -> Any:
+    """The end effect of one invocation of `cmd` (its document's), or None. `stdout` / `stderr` are the rule's."""
+    document = cmd.command.document_name
+    if document in FORENSIC_DOCUMENTS:
+        return ForensicCollection(cmd, instance_id, rule, stdout, stderr)
+    if document == VSS_DOCUMENT:
+        return VssSnapshotSet(rt, cmd, instance_id, rule, stdout, stderr)
+    return None
 
 
 def _patch_ssm(rt: Any) -> None:
@@ -2298,6 +2429,10 @@ def freeze_episodes(runs: list[tuple[CommandRun, InvocationRun]], instance: Inst
 def frozen_view(registry: CommandRegistry, now: int) -> dict[str, Any]:
     """GET /_opsflow/frozen: every instance sent opsflow-Freeze or opsflow-Thaw since start / reset /
     DELETE invocations, with its freeze episodes in order, and those frozen now."""
+    with END_EFFECT_LOCK:
+        pending = list(END_EFFECTS_PENDING)
+    for inv in pending:
+        inv.state(now)  # VSS snapshot sets the clock has reached are made first: they count in the episodes
     with registry.lock:
         log = list(registry.log)
     per_instance: dict[str, tuple[Instance | None, list[Any]]] = {}

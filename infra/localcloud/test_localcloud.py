@@ -2639,3 +2639,143 @@ def test_forensic_collection_that_exits_non_zero_uploads_nothing(aws: Any, ctl: 
     ctl.advance(5)
     assert _inv(ssm, cancelled, iid)["Status"] == "Cancelled"
     assert _keys(s3, bucket) == []
+
+
+# --------------------------------------------------------------------------- AWSEC2-CreateVssSnapshot
+
+VSS_DOCUMENT = "AWSEC2-CreateVssSnapshot"
+
+
+def _vss(ssm: Any, iid: str, **params: str) -> str:
+    """Send AWS's VSS snapshot document; its parameters are strings, each given as a list of one."""
+    return ssm.send_command(InstanceIds=[iid], DocumentName=VSS_DOCUMENT,
+                            Parameters={k: [v] for k, v in params.items()})["Command"]["CommandId"]
+
+
+def _volume_snapshots(ec2: Any, volumes: list[str]) -> list[dict[str, Any]]:
+    return ec2.describe_snapshots(Filters=[{"Name": "volume-id", "Values": volumes}])["Snapshots"]
+
+
+def _windows_with_data_volume(aws: Any, ctl: Control) -> tuple[str, str, str, str]:
+    """A managed Windows instance with a data volume at /dev/sdf: (instance, root device, root volume, data volume)."""
+    ec2 = aws("ec2")
+    (win,) = _managed(aws, ctl, windows=True)
+    data = _data_volume(ec2, win)
+    inst = ec2.describe_instances(InstanceIds=[win])["Reservations"][0]["Instances"][0]
+    return win, inst["RootDeviceName"], _root(ec2, win)["VolumeId"], data
+
+
+def test_vss_snapshot_document_snapshots_every_volume_at_its_end_with_its_tags(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    ctl.post("/_opsflow/config", {"snapshot_seconds": 30})
+    win, root_device, root, data = _windows_with_data_volume(aws, ctl)
+    ctl.post("/_opsflow/commands", {"document": VSS_DOCUMENT, "pending_seconds": 1, "duration_seconds": 8})
+    t0 = ctl.now_ms()
+    cid = _vss(ssm, win, description="nightly consistent", tags="Key=Environment,Value=Test;Key=User,Value=TestUser1",
+               ExcludeBootVolume="False", executionTimeout="800")
+    ctl.advance(8)
+    assert _inv(ssm, cid, win)["Status"] == "InProgress"
+    assert _volume_snapshots(ec2, [root, data]) == [], "VSS has not snapshotted anything before the end"
+    ctl.advance(5)  # the end (t0 + 9 s) passed between requests: the set is made as of the end
+    inv = _inv(ssm, cid, win)
+    assert (inv["Status"], inv["ResponseCode"], inv["PluginName"]) == ("Success", 0, "aws:runPowerShellScript")
+    snaps = {s["VolumeId"]: s for s in _volume_snapshots(ec2, [root, data])}
+    assert sorted(snaps) == sorted([root, data]), "one snapshot per EBS volume"
+    end = t0 + 9000
+    for volume, device in ((root, root_device), (data, "/dev/sdf")):
+        snap = snaps[volume]
+        assert {t["Key"]: t["Value"] for t in snap["Tags"]} == {
+            "Environment": "Test", "User": "TestUser1", "Name": "", "Device": device, "AppConsistent": "true",
+            "AwsVssConfig": "AwsVssComponentsVersion:2.5.0"}
+        assert snap["Description"] == "nightly consistent"
+        assert int(snap["StartTime"].timestamp()) == end // 1000, "started as of the end (EC2 shows seconds)"
+        assert (snap["State"], snap["Progress"]) == ("pending", "13%"), "4 s of 30 s since the end"
+    assert inv["StandardOutputContent"].splitlines() == [
+        *(f"Snapshot {snaps[v]['SnapshotId']} of {v} ({d})" for v, d in ((root, root_device), (data, "/dev/sdf"))),
+        "VSS snapshot set created"]
+    ctl.advance(26)
+    assert {_snapshot(ec2, s["SnapshotId"])["State"] for s in snaps.values()} == {"completed"}
+
+    # ExcludeBootVolume=True leaves the root out; a Name in tags replaces the empty one; no rule: at once.
+    ctl.post("/_opsflow/commands", {"document": VSS_DOCUMENT})
+    cid = _vss(ssm, win, ExcludeBootVolume="True", tags="Key=Name,Value=db data")
+    assert _inv(ssm, cid, win)["Status"] == "Success"
+    later = [s for s in _volume_snapshots(ec2, [root, data]) if s["SnapshotId"] not in
+             {x["SnapshotId"] for x in snaps.values()}]
+    assert [s["VolumeId"] for s in later] == [data]
+    assert {t["Key"]: t["Value"] for t in later[0]["Tags"]} == {
+        "Name": "db data", "Device": "/dev/sdf", "AppConsistent": "true",
+        "AwsVssConfig": "AwsVssComponentsVersion:2.5.0"}
+    assert later[0].get("Description", "") == ""
+    assert ctl.get("/_opsflow/calls")["calls"].get("ec2:CreateSnapshots") is None, "the instance's call, not ours"
+
+
+def test_vss_snapshot_document_refuses_reserved_or_malformed_tags_and_create_ami(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    win, _, root, data = _windows_with_data_volume(aws, ctl)
+    ctl.post("/_opsflow/commands", {"document": VSS_DOCUMENT, "duration_seconds": 3, "stderr": "warning: slow writer"})
+    reserved = _vss(ssm, win, tags="Key=Environment,Value=Test;Key=AppConsistent,Value=false")
+    ctl.advance(2)
+    assert _inv(ssm, reserved, win)["Status"] == "InProgress", "decided at the end"
+    ctl.advance(1)
+    inv = _inv(ssm, reserved, win)
+    assert (inv["Status"], inv["StatusDetails"], inv["ResponseCode"]) == ("Failed", "Failed", 1)
+    (first, reason) = inv["StandardErrorContent"].splitlines()
+    assert first == "warning: slow writer" and "AppConsistent" in reason and "reserved" in reason
+    (row,) = [r for r in ctl.get("/_opsflow/invocations")["invocations"] if r["command_id"] == reserved]
+    assert (row["status"], row["exit_code"]) == ("Failed", 1)
+    ctl.post("/_opsflow/commands", {"document": VSS_DOCUMENT})
+    malformed = _vss(ssm, win, tags="Environment=Test")
+    inv = _inv(ssm, malformed, win)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Failed", 1) and "Environment=Test" in inv["StandardErrorContent"]
+    ami = _vss(ssm, win, CreateAmi="True", AmiName="backup")
+    inv = _inv(ssm, ami, win)
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardErrorContent"]) == (
+        "Failed", 1, "CreateAmi is not modelled by the local cloud")
+    assert _volume_snapshots(ec2, [root, data]) == []
+
+
+def test_vss_snapshot_document_that_fails_makes_no_snapshot(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    win, _, root, data = _windows_with_data_volume(aws, ctl)
+    ctl.post("/_opsflow/commands", {"document": VSS_DOCUMENT, "duration_seconds": 10, "exit_code": 1,
+                                    "stderr": "VSS_E_WRITERERROR_TIMEOUT"})
+    cid = _vss(ssm, win, tags="Key=Environment,Value=Test")
+    ctl.advance(10)
+    inv = _inv(ssm, cid, win)
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardErrorContent"]) == (
+        "Failed", 1, "VSS_E_WRITERERROR_TIMEOUT")
+    assert _volume_snapshots(ec2, [root, data]) == []
+    # Nor does one cancelled before its end.
+    ctl.post("/_opsflow/commands", {"document": VSS_DOCUMENT, "duration_seconds": 10})
+    cancelled = _vss(ssm, win)
+    ctl.advance(5)
+    ssm.cancel_command(CommandId=cancelled)
+    ctl.advance(10)
+    assert _inv(ssm, cancelled, win)["Status"] == "Cancelled"
+    assert _volume_snapshots(ec2, [root, data]) == []
+
+
+def test_a_snapshot_failure_rule_fails_the_vss_snapshot_set(aws: Any, ctl: Control) -> None:
+    ec2, ssm = aws("ec2"), aws("ssm")
+    ctl.post("/_opsflow/config", {"snapshot_seconds": 20})
+    win, _, root, data = _windows_with_data_volume(aws, ctl)
+    ctl.post("/_opsflow/snapshot_failures", {"instance_id": win, "fail_after_seconds": 5,
+                                             "state_message": "internal error"})
+    ctl.post("/_opsflow/commands", {"rules": [{"document": "opsflow-Freeze", "duration_seconds": 1},
+                                              {"document": VSS_DOCUMENT, "duration_seconds": 2}]})
+    freeze = _fs(ssm, win, "opsflow-Freeze", mounts="D:", watchdog=600)
+    ctl.advance(1)
+    cid = _vss(ssm, win)
+    ctl.advance(2)
+    inv = _inv(ssm, cid, win)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Success", 0), "the document ends before EBS fails the set"
+    ids = sorted(s["SnapshotId"] for s in _volume_snapshots(ec2, [root, data]))
+    assert len(ids) == 2 and ctl.get("/_opsflow/snapshot_failures")["snapshot_failures"] == []
+    (episode,) = _episodes(ctl, win)
+    assert (episode["freeze_command_id"], sorted(episode["snapshots"])) == (freeze, ids), "taken while frozen"
+    ctl.advance(4)
+    assert {_snapshot(ec2, s)["State"] for s in ids} == {"pending"}
+    ctl.advance(1)
+    assert [(_snapshot(ec2, s)["State"], _snapshot(ec2, s)["StateMessage"]) for s in ids] == [
+        ("error", "internal error")] * 2, "the whole set fails together"
