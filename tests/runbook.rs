@@ -2080,3 +2080,56 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[test]
+fn consistent_snapshot_on_windows_lets_vss_take_the_snapshots_and_falls_back_only_when_allowed() {
+    block_on(async {
+        let w = world().await;
+        let tags = [("Env", "maint"), (OPT_IN.0, "consistent-snapshot")];
+        w.a.instance(REGIONS[0], "win-sql", &tags, true).await.unwrap();
+        commands(&w, json!([{"document": "AWSEC2-CreateVssSnapshot", "duration_seconds": 8}])).await;
+        let (t, error, _) = snapshot_run(&w, "vss-ok", json!({"WaitForCompletion": true})).await;
+        assert_eq!(
+            (t.status, error),
+            (opsflow_core::runbook::TargetStatus::Succeeded, None),
+            "{}",
+            t.reason
+        );
+        assert!(t.reason.contains("application-consistent, completed"), "{}", t.reason);
+        let snaps = snapshots_tagged(&w, "opsflow:run", "vss-ok").await;
+        assert!(!snaps.is_empty());
+        assert!(
+            snaps
+                .iter()
+                .all(|s| tag(s, "AppConsistent") == Some("true") && tag(s, "opsflow:kind") == Some("consistent-snapshot")),
+            "taken by the VSS document, tagged as this execution's: {snaps:?}"
+        );
+        assert!(invocations_of(&w, "opsflow-Freeze").await.is_empty() && invocations_of(&w, "opsflow-Thaw").await.is_empty());
+
+        // VSS fails (a writer times out): no snapshot unless the fallback is allowed.
+        commands(
+            &w,
+            json!([{"document": "AWSEC2-CreateVssSnapshot", "duration_seconds": 12, "exit_code": 1,
+                    "stderr": "VSS_E_WRITERERROR_TIMEOUT: the SQL Server writer did not freeze in time"}]),
+        )
+        .await;
+        let (t, error, _) = snapshot_run(&w, "vss-fail", json!({"OnFreezeFailure": "fail"})).await;
+        assert_eq!(error.as_deref(), Some("FreezeFailed"), "{}", t.reason);
+        assert!(snapshots_tagged(&w, "opsflow:run", "vss-fail").await.is_empty());
+        let (t, error, _) = snapshot_run(&w, "vss-fallback", json!({"OnFreezeFailure": "crash-consistent"})).await;
+        assert_eq!(
+            (t.status, error),
+            (opsflow_core::runbook::TargetStatus::Succeeded, None),
+            "{}",
+            t.reason
+        );
+        let snaps = snapshots_tagged(&w, "opsflow:run", "vss-fallback").await;
+        assert!(
+            !snaps.is_empty()
+                && snaps
+                    .iter()
+                    .all(|s| tag(s, "opsflow:consistency") == Some("crash-consistent") && tag(s, "AppConsistent").is_none()),
+            "{snaps:?}"
+        );
+    });
+}

@@ -649,10 +649,10 @@ impl Procedure {
                         return bad(&format!("Parameters.{name}"), p.rule);
                     }
                 }
-                if self.kind != Kind::ForensicCapture && self.targets.platforms != [Os::Linux] {
+                if self.kind == Kind::Patch && self.targets.platforms != [Os::Linux] {
                     return bad(
                         "Targets.Platforms",
-                        &format!("a {kind} procedure runs on Linux only (fsfreeze); Windows needs VSS, which it does not drive yet"),
+                        &format!("a {kind} procedure runs on Linux only (its snapshot's fsfreeze and rollback's health check)"),
                     );
                 }
             }
@@ -1013,8 +1013,8 @@ mod tests {
         );
         let e = with(&|v| v["Document"] = json!({"Name": "opsflow-Anything"})).unwrap_err();
         assert!(e.contains("give no Document, Commands or Http"), "{e}");
-        let e = with(&|v| v["Targets"]["Platforms"] = json!(["Linux", "Windows"])).unwrap_err();
-        assert!(e.contains("runs on Linux only"), "{e}");
+        // Windows through AWS's VSS document.
+        assert_eq!(with(&|v| v["Targets"]["Platforms"] = json!(["Linux", "Windows"])), Ok(()));
     }
 
     #[test]

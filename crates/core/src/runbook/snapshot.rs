@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::{Catalogue, Kind, Procedure, ON_FREEZE_FAILURE};
+use super::catalogue::{Catalogue, Kind, Os, Procedure, ON_FREEZE_FAILURE};
 use super::instance::procedure_of;
 use super::results::TargetStatus;
 use super::steps::{CommandProgress, PollState, ProcedureResult, Run, Settings};
@@ -34,6 +34,8 @@ const RETRY_LOOKS: u32 = 3;
 /// The member stack's documents (`infra/member-account.yaml`).
 pub const FREEZE_DOCUMENT: &str = "opsflow-Freeze";
 pub const THAW_DOCUMENT: &str = "opsflow-Thaw";
+/// AWS's VSS snapshot document (Windows): it takes and tags the snapshots itself.
+pub const VSS_DOCUMENT: &str = "AWSEC2-CreateVssSnapshot";
 
 /// `opsflow-Freeze` exits 3 when a pre-snapshot hook failed (nothing was frozen), 4 when the
 /// freeze failed (it thawed what it had frozen); `opsflow-Thaw` exits 5 when a file system
@@ -103,7 +105,7 @@ fn armed_at(freeze: &ProcedureResult) -> Option<i64> {
 /// What the freeze's result allows at `now_s`: an application-consistent snapshot, a
 /// crash-consistent one (the freeze itself failed, or its watchdog has thawed or is about to,
 /// and `OnFreezeFailure` is `crash-consistent`), or none.
-pub fn consistency(run: &Run, freeze: &ProcedureResult, now_s: i64) -> Result<Consistency, CoreError> {
+pub fn consistency(run: &Run, freeze: &ProcedureResult, windows: bool, now_s: i64) -> Result<Consistency, CoreError> {
     let fallback = run.parameters.get(ON_FREEZE_FAILURE).map(String::as_str) == Some("crash-consistent");
     if freeze.status == TargetStatus::Succeeded {
         let watchdog_s: i64 = run.parameters.get("WatchdogSeconds").and_then(|w| w.parse().ok()).unwrap_or(0);
@@ -117,7 +119,7 @@ pub fn consistency(run: &Run, freeze: &ProcedureResult, now_s: i64) -> Result<Co
             )),
         };
     }
-    if freeze.exit_code == Some(EXIT_FREEZE) && fallback {
+    if (freeze.exit_code == Some(EXIT_FREEZE) || windows) && fallback {
         return Ok(Consistency::CrashConsistent);
     }
     Err(CoreError::conflict(
@@ -127,6 +129,51 @@ pub fn consistency(run: &Run, freeze: &ProcedureResult, now_s: i64) -> Result<Co
             freeze.reason
         ),
     ))
+}
+
+/// The tags and description of this execution's snapshots of the instance.
+fn snapshot_tags(run: &Run, target: &Target, execution: &str, procedure: &Procedure, consistency: Consistency) -> SnapshotRequest {
+    let id = &target.instance_id;
+    let tags = [
+        (TAG_KIND, Kind::ConsistentSnapshot.as_str()),
+        (TAG_PROCEDURE, procedure.name.as_str()),
+        (TAG_INSTANCE, id.as_str()),
+        (TAG_RUN, run.name.as_str()),
+        (TAG_EXECUTION, execution),
+        (TAG_CONSISTENCY, consistency.as_str()),
+    ];
+    SnapshotRequest {
+        instance_id: id.clone(),
+        description: clip_chars(
+            &format!(
+                "opsflow {} ({}) of {id}: run {} started {} by {}",
+                procedure.name,
+                consistency.as_str(),
+                run.name,
+                run.started_at,
+                run.started_by
+            ),
+            255,
+        ),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+/// `AWSEC2-CreateVssSnapshot`'s `description` and `tags` (`Key=…,Value=…;…`): the instance tags
+/// the snapshots as this execution's, so Take finds them and Prune may delete them later.
+pub fn vss_parameters(run: &Run, target: &Target, execution: &str, procedure: &Procedure) -> BTreeMap<String, String> {
+    let request = snapshot_tags(run, target, execution, procedure, Consistency::ApplicationConsistent);
+    // The document splits on ';' and ',' and '=': keep them out of the values.
+    let clean = |v: &str| v.replace([';', ',', '='], "_");
+    let tags: Vec<String> = request
+        .tags
+        .iter()
+        .map(|(k, v)| format!("Key={},Value={}", clean(k), clean(v)))
+        .collect();
+    BTreeMap::from([
+        ("description".to_string(), clean(&request.description)),
+        ("tags".to_string(), tags.join(";")),
+    ])
 }
 
 /// Take: CreateSnapshots of every volume of the instance, tagged at creation; a retry finds the
@@ -145,32 +192,15 @@ pub async fn take<F: Fleet>(
 ) -> Result<SnapshotSet, CoreError> {
     let now_s = clock.now_ms().div_euclid(1000);
     let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
-    let consistency = consistency(run, freeze, now_s)?;
-    let id = &target.instance_id;
-    let tags = [
-        (TAG_KIND, Kind::ConsistentSnapshot.as_str()),
-        (TAG_PROCEDURE, procedure.name.as_str()),
-        (TAG_INSTANCE, id.as_str()),
-        (TAG_RUN, run.name.as_str()),
-        (TAG_EXECUTION, execution),
-        (TAG_CONSISTENCY, consistency.as_str()),
-    ];
-    let request = SnapshotRequest {
-        instance_id: id.clone(),
-        description: clip_chars(
-            &format!(
-                "opsflow {} ({}) of {id}: run {} started {} by {}",
-                procedure.name,
-                consistency.as_str(),
-                run.name,
-                run.started_at,
-                run.started_by
-            ),
-            255,
-        ),
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    let consistency = consistency(run, freeze, target.platform == Os::Windows, now_s)?;
+    let request = snapshot_tags(run, target, execution, procedure, consistency);
+    let vss = target.platform == Os::Windows && freeze.status == TargetStatus::Succeeded;
+    let mut snapshots = match vss {
+        // The VSS document took them: find them (DescribeSnapshots may lag), never take a
+        // crash-consistent set in their place.
+        true => find_vss_snapshots(target, execution, fleet, clock).await?,
+        false => create_once(target, execution, procedure, &request, attempt, fleet, clock).await?,
     };
-    let mut snapshots = create_once(target, execution, procedure, &request, attempt, fleet, clock).await?;
     snapshots.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
     Ok(SnapshotSet {
         execution: execution.to_string(),
@@ -183,6 +213,30 @@ pub async fn take<F: Fleet>(
         taken_at_epoch_s: now_s,
         waiting_for: String::new(),
     })
+}
+
+/// The snapshots `AWSEC2-CreateVssSnapshot` took and tagged as this execution's.
+async fn find_vss_snapshots<F: Fleet>(
+    target: &Target,
+    execution: &str,
+    fleet: &F,
+    clock: &impl Clock,
+) -> Result<Vec<SnapshotFacts>, CoreError> {
+    let member = fleet.member(&target.account, &target.region).await?;
+    let mine = [(TAG_EXECUTION.to_string(), execution.to_string())];
+    for look in 0..=RETRY_LOOKS {
+        let found = member.find_snapshots(&mine).await?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        if look < RETRY_LOOKS {
+            clock.sleep(1_000).await?;
+        }
+    }
+    Err(CoreError::conflict(
+        format!("instance {}", target.instance_id),
+        format!("{VSS_DOCUMENT} succeeded but no snapshot tagged {TAG_EXECUTION}={execution} is listed"),
+    ))
 }
 
 /// CreateSnapshots of every volume of the instance, once per execution: the snapshots this
@@ -613,27 +667,36 @@ mod tests {
     fn only_a_failed_freeze_itself_with_the_fallback_allows_a_crash_consistent_snapshot() {
         let freeze = |code| command(TargetStatus::Failed, code, "").result.unwrap();
         assert_eq!(
-            consistency(&run("fail"), &command(TargetStatus::Succeeded, 0, "").result.unwrap(), 0).unwrap(),
+            consistency(&run("fail"), &command(TargetStatus::Succeeded, 0, "").result.unwrap(), false, 0).unwrap(),
             Consistency::ApplicationConsistent
         );
         assert_eq!(
-            consistency(&run("crash-consistent"), &freeze(EXIT_FREEZE), 0).unwrap(),
+            consistency(&run("crash-consistent"), &freeze(EXIT_FREEZE), false, 0).unwrap(),
             Consistency::CrashConsistent
         );
-        assert!(consistency(&run("fail"), &freeze(EXIT_FREEZE), 0).is_err());
+        assert!(consistency(&run("fail"), &freeze(EXIT_FREEZE), false, 0).is_err());
         // A failed pre-hook quiesced nothing: no fallback.
-        assert!(consistency(&run("crash-consistent"), &freeze(EXIT_PRE_HOOK), 0).is_err());
-        assert!(consistency(&run("crash-consistent"), &freeze(-1), 0).is_err());
+        assert!(consistency(&run("crash-consistent"), &freeze(EXIT_PRE_HOOK), false, 0).is_err());
+        assert!(consistency(&run("crash-consistent"), &freeze(-1), false, 0).is_err());
         // A freeze whose watchdog (30 s) has thawed, or is about to, by the time of the call.
         let mut held = command(TargetStatus::Succeeded, 0, "").result.unwrap();
         held.output_tail = "ARMED 1000: the watchdog thaws in 30s\nFROZEN /data".into();
-        assert_eq!(consistency(&run("fail"), &held, 1_027).unwrap(), Consistency::ApplicationConsistent);
-        let late = consistency(&run("fail"), &held, 1_028).unwrap_err().to_string();
+        assert_eq!(
+            consistency(&run("fail"), &held, false, 1_027).unwrap(),
+            Consistency::ApplicationConsistent
+        );
+        let late = consistency(&run("fail"), &held, false, 1_028).unwrap_err().to_string();
         assert!(late.contains("raise WatchdogSeconds"), "{late}");
         assert_eq!(
-            consistency(&run("crash-consistent"), &held, 1_030).unwrap(),
+            consistency(&run("crash-consistent"), &held, false, 1_030).unwrap(),
             Consistency::CrashConsistent
         );
+        // Windows: VSS fails in its own ways (no exit 4); the fallback applies to any of them.
+        assert_eq!(
+            consistency(&run("crash-consistent"), &freeze(1), true, 0).unwrap(),
+            Consistency::CrashConsistent
+        );
+        assert!(consistency(&run("fail"), &freeze(1), true, 0).is_err());
     }
 
     #[test]

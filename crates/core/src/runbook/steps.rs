@@ -691,6 +691,9 @@ pub enum CommandStep {
     /// forensic-capture's collection and upload (`opsflow-ForensicCollect`, or
     /// `opsflow-ForensicCollectWindows`).
     Collect,
+    /// consistent-snapshot on Windows: AWS's `AWSEC2-CreateVssSnapshot` (VSS freezes and
+    /// releases the writes itself; the instance takes the snapshots, tagged as ours).
+    Vss,
 }
 
 impl CommandStep {
@@ -698,7 +701,7 @@ impl CommandStep {
     fn of(kind: Kind) -> &'static [CommandStep] {
         use CommandStep::*;
         match kind {
-            Kind::ConsistentSnapshot => &[Freeze, Thaw],
+            Kind::ConsistentSnapshot => &[Freeze, Thaw, Vss],
             Kind::Patch => &[Freeze, Thaw, Patch, HealthCheck, Recheck],
             Kind::ForensicCapture => &[Collect],
             _ => &[],
@@ -743,6 +746,17 @@ fn step_command(
                 .map(|n| (n, n))
                 .to_vec(),
             &[],
+        ),
+        // description and tags are set by send_command (snapshot::vss_parameters).
+        Vss => (
+            snapshot::VSS_DOCUMENT,
+            [("description", "description"), ("tags", "tags")].to_vec(),
+            &[
+                ("ExcludeBootVolume", "False"),
+                ("NoWriters", "False"),
+                ("CopyOnly", "False"),
+                ("CreateAmi", "False"),
+            ],
         ),
         // Bucket, KeyPrefix, CaseId and BucketRegion are set by send_command (forensics::upload).
         Collect => (
@@ -799,8 +813,10 @@ pub async fn send_command<F: Fleet>(
     }
     let given = serde_json::to_value(&run.parameters).expect("parameters serialize");
     let mut parameters = procedure.parameters(Some(&given))?;
-    if step == Some(CommandStep::Collect) {
-        parameters.extend(forensics::upload(run, target, settings)?);
+    match step {
+        Some(CommandStep::Collect) => parameters.extend(forensics::upload(run, target, settings)?),
+        Some(CommandStep::Vss) => parameters.extend(snapshot::vss_parameters(run, target, execution, procedure)),
+        _ => {}
     }
     let deadline_s = i64::from(procedure.timeouts.delivery_seconds) + i64::from(procedure.timeouts.execution_seconds) + 120;
     let progress = |command_id: String| CommandProgress {
@@ -876,7 +892,7 @@ pub async fn check_command<F: Fleet>(
     let watch = Watch::start(clock, settings.watch_s);
     let mut poll: Poll = (&progress.poll).into();
     let policy = match progress.step {
-        Some(CommandStep::Freeze | CommandStep::Thaw) => PollPolicy::EVERY_SECOND,
+        Some(CommandStep::Freeze | CommandStep::Thaw | CommandStep::Vss) => PollPolicy::EVERY_SECOND,
         _ => settings.poll,
     };
     loop {
