@@ -1421,6 +1421,11 @@ fn on_start_input(event: &Value) -> Option<Value> {
 /// What the template's rule `rule` makes of `event`: its pattern (moto's matcher) and its
 /// input transformer (moto's EventTemplateParser), or None when the pattern does not match.
 fn rule_input(rule: &str, event: &Value) -> Option<Value> {
+    rule_input_in("infra/template.yaml", rule, event)
+}
+
+/// The same for a rule of `template`; a target without an input transformer gets the event.
+fn rule_input_in(template: &str, rule: &str, event: &Value) -> Option<Value> {
     use std::io::Write;
     const SCRIPT: &str = r#"
 import json, sys, yaml
@@ -1431,13 +1436,15 @@ rule = yaml.load(open(sys.argv[1]), Loader=Loader)["Resources"][sys.argv[2]]["Pr
 event = json.loads(sys.stdin.read())
 if not EventPattern.load(json.dumps(rule["EventPattern"])).matches_event(event):
     print("null")
+elif "InputTransformer" not in rule["Targets"][0]:
+    print(json.dumps(event))
 else:
     t = rule["Targets"][0]["InputTransformer"]
     print(json.dumps(EventTemplateParser.parse(input_template=t["InputTemplate"], input_paths_map=t["InputPathsMap"], event=event)))
 "#;
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
-        .args(["-c", SCRIPT, &format!("{root}/infra/template.yaml"), rule])
+        .args(["-c", SCRIPT, &format!("{root}/{template}"), rule])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -2131,5 +2138,92 @@ fn consistent_snapshot_on_windows_lets_vss_take_the_snapshots_and_falls_back_onl
                     .all(|s| tag(s, "opsflow:consistency") == Some("crash-consistent") && tag(s, "AppConsistent").is_none()),
             "{snaps:?}"
         );
+    });
+}
+
+#[test]
+fn the_member_stacks_forward_the_events_the_central_rules_take() {
+    block_on(async {
+        // The local cloud's venv has moto's event pattern matcher.
+        let _w = world().await;
+        let member = |rule: &str, event: &Value| rule_input_in("infra/member-account.yaml", rule, event);
+        let state = |s: &str| {
+            json!({"version": "0", "id": "e-1", "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+                   "account": A, "time": "2026-12-06T17:00:00Z", "region": REGIONS[0],
+                   "resources": [format!("arn:aws:ec2:{}:{A}:instance/i-0123456789abcdef0", REGIONS[0])],
+                   "detail": {"instance-id": "i-0123456789abcdef0", "state": s}})
+        };
+        assert!(member("InstanceStartForwardRule", &state("running")).is_some());
+        assert!(member("InstanceStartForwardRule", &state("stopped")).is_none());
+        let lifecycle = |hook: &str| {
+            json!({"version": "0", "id": "e-2", "detail-type": "EC2 Instance-terminate Lifecycle Action", "source": "aws.autoscaling",
+                   "account": A, "time": "2026-12-06T17:00:00Z", "region": REGIONS[0],
+                   "resources": [format!("arn:aws:autoscaling:{}:{A}:autoScalingGroup:1:autoScalingGroupName/web", REGIONS[0])],
+                   "detail": {"LifecycleActionToken": "3a4c0a5e-3e2b-4bb8-9a8e-0c8a3b4c5d6e", "AutoScalingGroupName": "web",
+                              "LifecycleHookName": hook, "EC2InstanceId": "i-0123456789abcdef0",
+                              "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "Origin": "AutoScalingGroup", "Destination": "EC2"}})
+        };
+        // Forwarded as it is, then taken by the central rule into a runner input.
+        let forwarded = member("ForensicLifecycleForwardRule", &lifecycle("opsflow-forensics-web")).expect("forwarded");
+        let input = rule_input("RunbookForensicCaptureRule", &forwarded).expect("taken");
+        assert_eq!(input["LifecycleAction"]["LifecycleHookName"], json!("opsflow-forensics-web"));
+        assert_eq!((&input["Accounts"], &input["Regions"]), (&json!([A]), &json!([REGIONS[0]])));
+        // Any other hook (a drain, say) is neither forwarded nor taken.
+        assert!(member("ForensicLifecycleForwardRule", &lifecycle("drain-connections")).is_none());
+        assert!(rule_input("RunbookForensicCaptureRule", &lifecycle("drain-connections")).is_none());
+    });
+}
+
+#[test]
+fn a_prune_that_aws_refuses_fails_as_prune_failed_and_keeps_every_snapshot() {
+    block_on(async {
+        let w = world().await;
+        let ids = maintenance_fleet(&w, 1, "consistent-snapshot").await;
+        let data = data_volume(&w, &ids[0]).await;
+        let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+        use opsflow_aws::aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .tags(Tag::builder().key("opsflow:kind").value("consistent-snapshot").build())
+            .tags(Tag::builder().key("opsflow:procedure").value("consistent-snapshot").build())
+            .tags(Tag::builder().key("opsflow:instance").value(&ids[0]).build())
+            .build();
+        let old = ec2
+            .create_snapshot()
+            .volume_id(&data)
+            .tag_specifications(spec)
+            .send()
+            .await
+            .unwrap();
+        let old = old.snapshot_id().unwrap().to_string();
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 8 * 86_400_000})).await.unwrap();
+        commands(
+            &w,
+            json!([{"document": "opsflow-Freeze", "duration_seconds": 1, "stdout": FROZEN},
+                   {"document": "opsflow-Thaw", "duration_seconds": 1, "stdout": THAWED}]),
+        )
+        .await;
+        w.cloud
+            .control(
+                "faults",
+                json!({"operation": "ec2:DeleteSnapshot", "count": 5, "code": "UnauthorizedOperation",
+                       "message": "You are not authorized to perform this operation.", "http_status": 403}),
+            )
+            .await
+            .unwrap();
+        let parameters = json!({"Mounts": "/data", "WaitForCompletion": true, "RetentionDays": 7});
+        let (t, error, episodes) = snapshot_run(&w, "prune-refused", parameters).await;
+        assert_eq!(error.as_deref(), Some("PruneFailed"), "{}", t.reason);
+        assert!(t.reason.contains("deleting older snapshots failed"), "{}", t.reason);
+        assert_eq!(episodes[0]["thawed_by"], "thaw", "thawed before the prune: {episodes:?}");
+        let new = snapshots_tagged(&w, "opsflow:run", "prune-refused").await;
+        assert!(
+            !new.is_empty() && new.iter().all(|s| t.reason.contains(s.snapshot_id().unwrap())),
+            "{}",
+            t.reason
+        );
+        let still = ec2.describe_snapshots().snapshot_ids(&old).send().await.unwrap();
+        assert_eq!(still.snapshots().len(), 1, "the old snapshot is still there");
     });
 }
