@@ -2227,3 +2227,68 @@ fn a_prune_that_aws_refuses_fails_as_prune_failed_and_keeps_every_snapshot() {
         assert_eq!(still.snapshots().len(), 1, "the old snapshot is still there");
     });
 }
+
+#[test]
+fn a_start_that_never_gets_ready_and_a_stop_that_never_ends_fail_at_their_deadlines_with_the_alarms_restored() {
+    block_on(async {
+        let w = world().await;
+        let cw = w.a.clients(REGIONS[0]).await.unwrap().cloudwatch;
+        // start-and-check: the agent never comes online within ReadySeconds (900 s).
+        w.cloud
+            .control("config", json!({"instance_pending_seconds": 10, "online_delay_seconds": 5_000}))
+            .await
+            .unwrap();
+        let ids = maintenance_fleet(&w, 1, "start-and-check").await;
+        let ec2 = w.a.clients(REGIONS[0]).await.unwrap().ec2;
+        ec2.stop_instances().instance_ids(&ids[0]).send().await.unwrap();
+        let started = w.cloud.now_ms().await.unwrap();
+        let out = w
+            .runbooks
+            .run(maintenance_input("start-and-check", json!({})), "never-ready", |_| {})
+            .await
+            .unwrap();
+        let t = out.summary.unwrap().targets.remove(0);
+        assert_eq!(
+            child_errors(&out.execution).first().map(String::as_str),
+            Some("DeadlineExceeded"),
+            "{}",
+            t.reason
+        );
+        let waited_s = (w.cloud.now_ms().await.unwrap() - started) / 1000;
+        assert!(
+            (900..1_200).contains(&waited_s),
+            "bounded by ReadySeconds: {waited_s} s; {}",
+            t.reason
+        );
+        assert!(
+            invocations_of(&w, "opsflow-HealthCheck").await.is_empty(),
+            "no health check on an unready instance"
+        );
+
+        // clean-stop: the OS shutdown outlasts StopSeconds (900 s).
+        w.cloud
+            .control("config", json!({"online_delay_seconds": 0, "instance_stopping_seconds": 2_000}))
+            .await
+            .unwrap();
+        let ids = maintenance_fleet(&w, 1, "clean-stop").await;
+        alarm(&cw, "cpu-high-stop", &ids[0]).await;
+        commands(&w, json!([{"document": "opsflow-PreStop", "duration_seconds": 5}])).await;
+        let out = w
+            .runbooks
+            .run(maintenance_input("clean-stop", json!({})), "never-stopped", |_| {})
+            .await
+            .unwrap();
+        let t = out.summary.unwrap().targets.into_iter().find(|t| t.instance_id == ids[0]).unwrap();
+        assert_eq!(
+            child_errors(&out.execution).first().map(String::as_str),
+            Some("DeadlineExceeded"),
+            "{}",
+            t.reason
+        );
+        assert_eq!(state_of(&w, &ids[0]).await, "stopping");
+        assert!(
+            mute_rules(&cw).await.is_empty(),
+            "the alarms are restored on the deadline's path too"
+        );
+    });
+}
