@@ -26,16 +26,7 @@ use opsflow_core::CoreError;
 use crate::error::{from_sdk_error, unexpected};
 use crate::{Ec2Adapter, SsmAdapter};
 
-/// The partition of a region (`cn-…` → `aws-cn`, `us-gov-…` → `aws-us-gov`).
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
+pub use opsflow_core::facts::partition;
 
 /// The member accounts.
 #[derive(Clone)]

@@ -9,6 +9,17 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The partition of a region (`cn-…` → `aws-cn`, `us-gov-…` → `aws-us-gov`, else `aws`).
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// A string enumeration of an AWS API: serde, `as_str`, `parse` and `Display` use the AWS spelling.
 macro_rules! aws_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {

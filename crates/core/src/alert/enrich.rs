@@ -381,12 +381,10 @@ fn assessment(views: &[InstanceView]) -> Option<String> {
 /// partition, `console.amazonaws.cn` in China (`cn-…`), `console.amazonaws-us-gov.com` in
 /// GovCloud (`us-gov-…`); each link also names the region in its query.
 pub fn console(region: &str) -> String {
-    if region.starts_with("cn-") {
-        "https://console.amazonaws.cn".to_string()
-    } else if region.starts_with("us-gov-") {
-        "https://console.amazonaws-us-gov.com".to_string()
-    } else {
-        format!("https://{region}.console.aws.amazon.com")
+    match crate::facts::partition(region) {
+        "aws-cn" => "https://console.amazonaws.cn".to_string(),
+        "aws-us-gov" => "https://console.amazonaws-us-gov.com".to_string(),
+        _ => format!("https://{region}.console.aws.amazon.com"),
     }
 }
 

@@ -409,14 +409,6 @@ pub fn deny_sessions_policy(instance_arn: &str) -> String {
     .to_string()
 }
 
-fn partition(region: &str) -> &'static str {
-    match region {
-        r if r.starts_with("cn-") => "aws-cn",
-        r if r.starts_with("us-gov-") => "aws-us-gov",
-        _ => "aws",
-    }
-}
-
 /// Isolate: the steps the run's parameters ask for, each on its own: the instance's network
 /// interfaces moved to the VPC's quarantine group (no rule in or out), the instance taken out
 /// of every target group, its role's sessions from this instance denied everything. A step that
@@ -504,7 +496,12 @@ pub async fn isolate<F: Fleet>(run: &Run, target: &Target, fleet: &F, catalogue:
                     format!("is not tagged {TAG_QUARANTINE}=allowed, so its sessions were left alone (its owner opts in with that tag)"),
                 ));
             }
-            let arn = format!("arn:{}:ec2:{}:{}:instance/{id}", partition(&target.region), target.region, target.account);
+            let arn = format!(
+                "arn:{}:ec2:{}:{}:instance/{id}",
+                crate::facts::partition(&target.region),
+                target.region,
+                target.account
+            );
             let name = format!("opsflow-quarantine-{id}");
             member.put_role_policy(&role, &name, &deny_sessions_policy(&arn)).await?;
             Ok(format!(
