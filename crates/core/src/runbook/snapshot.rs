@@ -193,13 +193,15 @@ pub async fn take<F: Fleet>(
     let now_s = clock.now_ms().div_euclid(1000);
     let procedure = procedure_of(run, &[Kind::ConsistentSnapshot, Kind::Patch], catalogue)?;
     let consistency = consistency(run, freeze, target.platform == Os::Windows, now_s)?;
-    let request = snapshot_tags(run, target, execution, procedure, consistency);
     let vss = target.platform == Os::Windows && freeze.status == TargetStatus::Succeeded;
     let mut snapshots = match vss {
         // The VSS document took them: find them (DescribeSnapshots may lag), never take a
         // crash-consistent set in their place.
         true => find_vss_snapshots(target, execution, fleet, clock).await?,
-        false => create_once(target, execution, procedure, &request, attempt, fleet, clock).await?,
+        false => {
+            let request = snapshot_tags(run, target, execution, procedure, consistency);
+            create_once(target, execution, procedure, &request, attempt, fleet, clock).await?
+        }
     };
     snapshots.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
     Ok(SnapshotSet {
@@ -215,6 +217,21 @@ pub async fn take<F: Fleet>(
     })
 }
 
+/// The snapshots tagged as this execution's; while there are none, up to `more_looks` more
+/// looks a second apart (DescribeSnapshots lists new snapshots late).
+async fn find_mine(member: &impl Member, execution: &str, more_looks: u32, clock: &impl Clock) -> Result<Vec<SnapshotFacts>, CoreError> {
+    let mine = [(TAG_EXECUTION.to_string(), execution.to_string())];
+    let mut found = member.find_snapshots(&mine).await?;
+    for _ in 0..more_looks {
+        if !found.is_empty() {
+            break;
+        }
+        clock.sleep(1_000).await?;
+        found = member.find_snapshots(&mine).await?;
+    }
+    Ok(found)
+}
+
 /// The snapshots `AWSEC2-CreateVssSnapshot` took and tagged as this execution's.
 async fn find_vss_snapshots<F: Fleet>(
     target: &Target,
@@ -223,15 +240,9 @@ async fn find_vss_snapshots<F: Fleet>(
     clock: &impl Clock,
 ) -> Result<Vec<SnapshotFacts>, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
-    let mine = [(TAG_EXECUTION.to_string(), execution.to_string())];
-    for look in 0..=RETRY_LOOKS {
-        let found = member.find_snapshots(&mine).await?;
-        if !found.is_empty() {
-            return Ok(found);
-        }
-        if look < RETRY_LOOKS {
-            clock.sleep(1_000).await?;
-        }
+    let found = find_mine(&member, execution, RETRY_LOOKS, clock).await?;
+    if !found.is_empty() {
+        return Ok(found);
     }
     Err(CoreError::conflict(
         format!("instance {}", target.instance_id),
@@ -253,18 +264,11 @@ pub(crate) async fn create_once<F: Fleet>(
 ) -> Result<Vec<SnapshotFacts>, CoreError> {
     let member = fleet.member(&target.account, &target.region).await?;
     let id = &target.instance_id;
-    let mine = [(TAG_EXECUTION.to_string(), execution.to_string())];
-    let mut snapshots = member.find_snapshots(&mine).await?;
     // A retry: the attempt before may have taken them without answering, and DescribeSnapshots
     // may not list them yet (it is eventually consistent; CreateSnapshots takes no client
     // token). Look a few more times before taking a second set.
-    for _ in 0..RETRY_LOOKS {
-        if attempt == 0 || !snapshots.is_empty() {
-            break;
-        }
-        clock.sleep(1_000).await?;
-        snapshots = member.find_snapshots(&mine).await?;
-    }
+    let more_looks = if attempt == 0 { 0 } else { RETRY_LOOKS };
+    let mut snapshots = find_mine(&member, execution, more_looks, clock).await?;
     if snapshots.is_empty() {
         let facts = member.describe_instance(id).await?;
         check_opt_in(id, &facts.tags, procedure)?;
