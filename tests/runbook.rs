@@ -2034,7 +2034,8 @@ fn isolation_quarantines_the_network_detaches_target_groups_and_revokes_role_ses
             .send()
             .await
             .unwrap();
-        let doc = percent_decode(policy.policy_document());
+        // IAM answers policy documents URL-encoded.
+        let doc = percent_encoding::percent_decode_str(policy.policy_document()).decode_utf8_lossy();
         assert!(
             doc.contains("\"Deny\"") && doc.contains(&format!("arn:aws:ec2:{}:{A}:instance/{id}", REGIONS[0])),
             "{doc}"
@@ -2067,25 +2068,6 @@ fn isolation_quarantines_the_network_detaches_target_groups_and_revokes_role_ses
         assert!(t.reason.contains("is not tagged opsflow:quarantine=allowed"), "{}", t.reason);
         assert!(t.reason.contains("IsolateNetwork: network interfaces moved"), "{}", t.reason);
     });
-}
-
-/// IAM returns policy documents URL-encoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]

@@ -518,7 +518,7 @@ impl Member for MemberAdapter {
     }
 
     async fn profile_role(&self, profile_arn: &str) -> Result<Option<opsflow_core::ports::TaggedRole>, CoreError> {
-        let name = profile_arn.rsplit('/').next().unwrap_or(profile_arn);
+        let name = opsflow_core::provision::plan::profile_name(profile_arn);
         let out = self
             .iam
             .get_instance_profile()

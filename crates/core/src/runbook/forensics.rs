@@ -15,10 +15,12 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::catalogue::{Catalogue, Os, CASE_ID};
+use super::catalogue::{Catalogue, Kind, Os, CASE_ID};
 use super::input::LifecycleAction;
 use super::instance::procedure_of;
 use super::results::TargetStatus;
@@ -29,8 +31,6 @@ use crate::alert::render::clip_chars;
 use crate::error::CoreError;
 use crate::ports::{Clock, Fleet, Member, Objects, SnapshotRequest};
 use crate::time::format_utc;
-
-use super::catalogue::Kind;
 
 /// The member stack's collection documents (`infra/member-account.yaml`).
 pub const COLLECT_DOCUMENT: &str = "opsflow-ForensicCollect";
@@ -198,7 +198,8 @@ pub fn compare(manifest: &Manifest, found: &Inspection, stored_sha256: Option<&s
             found.bytes, found.sha256, manifest.archive.bytes, manifest.archive.sha256
         ));
     }
-    match stored_sha256.map(base64_to_hex) {
+    let stored = stored_sha256.map(|b64| BASE64.decode(b64).ok().map(|digest| hex(&digest)));
+    match stored {
         None => problems.push("S3 holds no SHA-256 checksum of the archive (it was not uploaded by the collection document)".to_string()),
         Some(Some(stored)) if stored == found.sha256 => {}
         Some(stored) => problems.push(format!(
@@ -223,25 +224,6 @@ pub fn compare(manifest: &Manifest, found: &Inspection, stored_sha256: Option<&s
         problems.push(format!("{name} is in the archive but not in the manifest"));
     }
     problems
-}
-
-/// Standard base64 (with padding) to lowercase hex; `None` if it is not base64.
-fn base64_to_hex(b64: &str) -> Option<String> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in b64.trim_end_matches('=').bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        bits = bits << 6 | v;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    Some(hex(&out))
 }
 
 /// The evidence verified: where it is and what it holds.
@@ -859,22 +841,11 @@ mod tests {
 
     /// S3's ChecksumSHA256: base64 of the digest.
     fn b64(hex_digest: &str) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let bytes: Vec<u8> = (0..hex_digest.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex_digest[i..i + 2], 16).unwrap())
             .collect();
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-            for i in 0..=chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        while !out.len().is_multiple_of(4) {
-            out.push('=');
-        }
-        out
+        BASE64.encode(bytes)
     }
 
     const FILES: &[(&str, &[u8])] = &[
@@ -934,9 +905,16 @@ mod tests {
     }
 
     #[test]
-    fn base64_checksums_read_as_hex() {
-        assert_eq!(base64_to_hex("AAEC/w=="), Some("000102ff".into()));
-        assert_eq!(base64_to_hex("not base64!"), None);
+    fn an_unreadable_stored_checksum_is_named() {
+        let bytes = archive(FILES);
+        let found = inspect(&mut bytes.as_slice()).unwrap();
+        let problems = compare(&manifest_of(&bytes, FILES), &found, Some("not base64!"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("S3's stored checksum (unreadable) is not the archive's SHA-256"),
+            "{problems:?}"
+        );
+        assert_eq!(b64("000102ff"), "AAEC/w==");
     }
 
     fn run(lifecycle: Option<serde_json::Value>) -> Run {
