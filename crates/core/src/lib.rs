@@ -32,6 +32,7 @@
 //! - [`provision`]: the custom resource, one capability in one folder: the CloudFormation
 //!   protocol, property validation, plans, scripts, the steps and their JSON entry points.
 //! - [`alert`]: CloudWatch alarms in, enriched alerts out.
+//! - [`audit`]: scheduled audits of the fleet (instance roles) and their reports.
 //! - [`runbook`]: the catalogue of pre-approved procedures, the runner's input, targets, rate
 //!   controls and results.
 //!
@@ -44,6 +45,7 @@
 //! - [`wait`]: the one way to wait, a poll loop with backoff and a deadline.
 
 pub mod alert;
+pub mod audit;
 pub mod command;
 pub mod error;
 pub mod facts;

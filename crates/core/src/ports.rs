@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::audit::roles::{AuditInstance, IamFacts};
 use crate::command::CommandSpec;
 use crate::error::CoreError;
 use crate::facts::{
@@ -285,6 +286,23 @@ pub trait Fleet: Send + Sync {
     type Member: Member;
 
     fn member(&self, account: &str, region: &str) -> impl Future<Output = Result<Self::Member, CoreError>> + Send;
+}
+
+/// What the audits read in one account and region, through its member audit role (read only).
+pub trait AuditReader: Send + Sync {
+    /// Every instance not terminated (DescribeInstances, all pages).
+    fn instances(&self) -> impl Future<Output = Result<Vec<AuditInstance>, CoreError>> + Send;
+
+    /// The account's roles and the default documents of the managed policies they reference.
+    fn iam(&self) -> impl Future<Output = Result<IamFacts, CoreError>> + Send;
+}
+
+/// The audits' readers, one per account and region (the adapter assumes the member audit role
+/// with the ExternalId and caches the session).
+pub trait Auditors: Send + Sync {
+    type Reader: AuditReader;
+
+    fn reader(&self, account: &str, region: &str) -> impl Future<Output = Result<Self::Reader, CoreError>> + Send;
 }
 
 /// S3 objects opsflow writes and reads (targets, summaries, command output).

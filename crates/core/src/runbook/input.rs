@@ -389,7 +389,7 @@ fn strings(v: &Value, field: &str, max: usize) -> Result<Vec<String>, CoreError>
     Ok(out)
 }
 
-fn list(
+pub(crate) fn list(
     obj: &Map<String, Value>,
     field: &str,
     default: &str,

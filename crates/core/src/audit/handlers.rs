@@ -1,0 +1,369 @@
+//! The audit functions as one JSON-in, JSON-out entry point, `Step` naming the step: the
+//! deployed Lambda (a thin main) and the local engine call the same [`invoke`].
+//!
+//! `statemachines/fleet-audit.asl.json` runs them: **Plan** checks the schedule's input and
+//! lists the scopes (account × region), **Scan** reads one scope through its member audit role
+//! and writes its findings to S3 (the state keeps only counts and the object's key), **Report**
+//! joins the scans, compares with the previous report, writes the report (JSON and text) and
+//! publishes the summary.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::report::{FailedScope, Part, Report};
+use super::roles;
+use crate::alert::AlertPublisher;
+use crate::error::CoreError;
+use crate::ports::{AuditReader, Auditors, Clock, Objects};
+use crate::runbook::input::{list, valid_account, valid_region, MAX_ACCOUNTS, MAX_REGIONS};
+use crate::runbook::steps::home_of;
+use crate::time::format_utc;
+
+/// The function's placeholder in the state machine file.
+pub const FUNCTION_PLACEHOLDER: &str = "${AuditFunctionArn}";
+
+/// The checks a schedule can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Check {
+    #[serde(rename = "roles")]
+    Roles,
+}
+
+impl Check {
+    pub const ALL: [Check; 1] = [Check::Roles];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Roles => "roles",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Check::Roles => "Instance-role audit",
+        }
+    }
+
+    fn parse(v: Option<&Value>) -> Result<Check, CoreError> {
+        let names = || Check::ALL.map(Check::as_str).join(", ");
+        match v {
+            Some(Value::String(s)) => Check::ALL
+                .into_iter()
+                .find(|c| c.as_str() == s)
+                .ok_or_else(|| CoreError::invalid("Check", format!("{s:?} is not a check ({})", names()))),
+            _ => Err(CoreError::invalid("Check", format!("is required: one of {}", names()))),
+        }
+    }
+}
+
+/// Where reports go.
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// `AUDIT_BUCKET`.
+    pub bucket: String,
+}
+
+/// The ports the audit function uses.
+pub struct AuditPorts<A, O, P> {
+    pub auditors: A,
+    pub objects: O,
+    pub publisher: P,
+}
+
+/// The S3 prefix of a check's reports.
+pub fn prefix(check: Check) -> String {
+    format!("audit/{}", check.as_str())
+}
+
+/// The key of the latest report (JSON; the text is beside it as `latest.txt`).
+pub fn latest_key(check: Check) -> String {
+    format!("{}/latest.json", prefix(check))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PlanInput {
+    input: Value,
+    execution: String,
+}
+
+/// One scope of one run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanRequest {
+    pub check: Check,
+    pub run: String,
+    pub account: String,
+    pub region: String,
+}
+
+/// A scan's result as the Map collects it: the part's key, or the error the Catch caught.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScanResult {
+    account: String,
+    region: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReportInput {
+    check: Check,
+    run: String,
+    scans: Vec<ScanResult>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(step: &str, payload: Value) -> Result<T, CoreError> {
+    serde_json::from_value(payload).map_err(|e| CoreError::invalid(format!("{step} input"), e.to_string()))
+}
+
+const PLAN_FIELDS: [&str; 3] = ["Check", "Accounts", "Regions"];
+
+/// Plan: the schedule's input (`Check`, `Accounts`, `Regions`; the last two default to the
+/// state machine's own account and region) → the run and its scopes.
+pub fn plan(input: &Value, execution: &str) -> Result<Value, CoreError> {
+    let obj = input
+        .as_object()
+        .ok_or_else(|| CoreError::invalid("Input", "must be a JSON object"))?;
+    if let Some(unknown) = obj.keys().find(|k| !PLAN_FIELDS.contains(&k.as_str())) {
+        return Err(CoreError::invalid(
+            if unknown.is_empty() { "\"\"" } else { unknown },
+            format!("is not an audit input field ({})", PLAN_FIELDS.join(", ")),
+        ));
+    }
+    let check = Check::parse(obj.get("Check"))?;
+    let home = home_of(execution)?;
+    let accounts = list(
+        obj,
+        "Accounts",
+        &home.account,
+        MAX_ACCOUNTS,
+        valid_account,
+        "a 12-digit AWS account id",
+    )?;
+    let regions = list(
+        obj,
+        "Regions",
+        &home.region,
+        MAX_REGIONS,
+        valid_region,
+        "an AWS Region code such as eu-west-1",
+    )?;
+    let run = execution.rsplit(':').next().unwrap_or(execution).to_string();
+    let scopes: Vec<Value> = accounts
+        .iter()
+        .flat_map(|a| regions.iter().map(move |r| json!({"Account": a, "Region": r})))
+        .collect();
+    Ok(json!({"Check": check, "Run": run, "Scopes": scopes}))
+}
+
+/// Scan: one scope's findings, written to S3.
+pub async fn scan<A: Auditors, O: Objects>(
+    auditors: &A,
+    objects: &O,
+    settings: &AuditSettings,
+    request: &ScanRequest,
+    now_ms: i64,
+) -> Result<Value, CoreError> {
+    let ScanRequest {
+        check,
+        run,
+        account,
+        region,
+    } = request;
+    let check = *check;
+    let reader = auditors.reader(account, region).await?;
+    let part = match check {
+        Check::Roles => {
+            let instances = reader.instances().await?;
+            let iam = reader.iam().await?;
+            let findings = roles::findings(account, region, &instances, &iam);
+            let roles_on_instances = {
+                let mut r: Vec<&str> = instances
+                    .iter()
+                    .filter_map(|i| i.profile_arn.as_deref())
+                    .filter_map(|p| iam.role_of_profile(p).map(|r| r.arn.as_str()))
+                    .collect();
+                r.sort();
+                r.dedup();
+                r.len()
+            };
+            Part {
+                account: account.into(),
+                region: region.into(),
+                scanned_at: format_utc(now_ms / 1000),
+                counted: BTreeMap::from([("instances".into(), instances.len()), ("roles".into(), roles_on_instances)]),
+                findings,
+            }
+        }
+    };
+    let key = format!("{}/runs/{run}/scopes/{account}-{region}.json", prefix(check));
+    let body = serde_json::to_string(&part).map_err(|e| CoreError::transient("serialize", e.to_string()))?;
+    objects.put(&settings.bucket, &key, &body).await?;
+    Ok(json!({
+        "Account": account,
+        "Region": region,
+        "Key": key,
+        "Findings": part.findings.len(),
+        "Counted": part.counted,
+    }))
+}
+
+/// Report: the scans joined, compared with the previous report, written and published.
+pub async fn report<O: Objects, P: AlertPublisher>(
+    objects: &O,
+    publisher: &P,
+    settings: &AuditSettings,
+    check: Check,
+    run: &str,
+    scans: Vec<(String, String, Result<String, String>)>,
+    now_ms: i64,
+) -> Result<Value, CoreError> {
+    let mut parts = Vec::new();
+    let mut failed = Vec::new();
+    for (account, region, outcome) in scans {
+        match outcome {
+            Ok(key) => {
+                let text = objects.get(&settings.bucket, &key).await?;
+                let part: Part = serde_json::from_str(&text).map_err(|e| CoreError::invalid(key.clone(), e.to_string()))?;
+                parts.push(part);
+            }
+            Err(error) => failed.push(FailedScope { account, region, error }),
+        }
+    }
+    let previous = match objects.get(&settings.bucket, &latest_key(check)).await {
+        Ok(text) => serde_json::from_str::<Report>(&text).ok().filter(|p| p.run != run),
+        Err(CoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let report = Report::new(
+        check.as_str(),
+        check.title(),
+        run,
+        &format_utc(now_ms / 1000),
+        parts,
+        failed,
+        previous.as_ref(),
+    );
+    let json_text = serde_json::to_string_pretty(&report).map_err(|e| CoreError::transient("serialize", e.to_string()))?;
+    let text = report.text();
+    let dir = format!("{}/runs/{run}", prefix(check));
+    objects.put(&settings.bucket, &format!("{dir}/report.json"), &json_text).await?;
+    objects.put(&settings.bucket, &format!("{dir}/report.txt"), &text).await?;
+    // The latest copy last: a retry after a failure here compares with the same previous report.
+    objects
+        .put(&settings.bucket, &format!("{}/latest.txt", prefix(check)), &text)
+        .await?;
+    objects.put(&settings.bucket, &latest_key(check), &json_text).await?;
+    let url = format!("s3://{}/{dir}/report.txt", settings.bucket);
+    let message_id = publisher.publish(&report.publication(&url)).await?;
+    Ok(json!({
+        "Report": format!("s3://{}/{dir}/report.json", settings.bucket),
+        "Text": url,
+        "Counts": report.counts,
+        "New": report.changes.new.len(),
+        "Resolved": report.changes.resolved.len(),
+        "Changed": report.changes.changed.len(),
+        "FailedScopes": report.scopes.iter().filter(|s| s.status == "failed").count(),
+        "MessageId": message_id,
+    }))
+}
+
+/// The entry point: `Step` is `Plan`, `Scan` or `Report`.
+pub async fn invoke<A: Auditors, O: Objects, P: AlertPublisher, C: Clock>(
+    ports: &AuditPorts<A, O, P>,
+    settings: &AuditSettings,
+    payload: Value,
+    clock: &C,
+) -> Result<Value, CoreError> {
+    let step = payload.get("Step").and_then(Value::as_str).unwrap_or_default().to_string();
+    match step.as_str() {
+        "Plan" => {
+            let i: PlanInput = parse("Plan", payload)?;
+            plan(&i.input, &i.execution)
+        }
+        "Scan" => {
+            let request: ScanRequest = parse("Scan", payload)?;
+            scan(&ports.auditors, &ports.objects, settings, &request, clock.now_ms()).await
+        }
+        "Report" => {
+            let i: ReportInput = parse("Report", payload)?;
+            let scans = i
+                .scans
+                .into_iter()
+                .map(|s| {
+                    let outcome = match (s.key, s.error) {
+                        (Some(key), None) => Ok(key),
+                        (_, Some(e)) => Err(format!(
+                            "{}: {}",
+                            e.get("Error").and_then(Value::as_str).unwrap_or("Error"),
+                            e.get("Cause").and_then(Value::as_str).unwrap_or_default()
+                        )),
+                        (None, None) => Err("the scan returned nothing".into()),
+                    };
+                    (s.account, s.region, outcome)
+                })
+                .collect();
+            report(&ports.objects, &ports.publisher, settings, i.check, &i.run, scans, clock.now_ms()).await
+        }
+        other => Err(CoreError::invalid(
+            "Step",
+            format!("{other:?} is not an audit step (Plan, Scan, Report)"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXECUTION: &str = "arn:aws:states:eu-west-1:111111111111:execution:opsflow-fleet-audit:daily-2026-12-06";
+
+    #[test]
+    fn plan_lists_every_account_and_region_and_defaults_to_its_own() {
+        let p = plan(&json!({"Check": "roles"}), EXECUTION).unwrap();
+        assert_eq!(
+            p,
+            json!({"Check": "roles", "Run": "daily-2026-12-06", "Scopes": [{"Account": "111111111111", "Region": "eu-west-1"}]})
+        );
+        let p = plan(
+            &json!({"Check": "roles", "Accounts": ["111111111111", "222222222222"], "Regions": ["eu-west-1", "us-east-1"]}),
+            EXECUTION,
+        )
+        .unwrap();
+        assert_eq!(p["Scopes"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn bad_input_names_the_field_and_the_rule() {
+        for (input, field, rule) in [
+            (json!({}), "Check", "is required: one of roles"),
+            (json!({"Check": "everything"}), "Check", "\"everything\" is not a check (roles)"),
+            (
+                json!({"Check": "roles", "Accounts": ["12"]}),
+                "Accounts[0]",
+                "\"12\" is not a 12-digit AWS account id",
+            ),
+            (json!({"Check": "roles", "Regions": "eu-west-1"}), "Regions", ""),
+            (
+                json!({"Check": "roles", "Procedure": "x"}),
+                "Procedure",
+                "is not an audit input field",
+            ),
+        ] {
+            match plan(&input, EXECUTION) {
+                Err(CoreError::InvalidInput { field: f, rule: r }) => {
+                    assert_eq!(f, field, "{input}");
+                    assert!(r.contains(rule), "{r} for {input}");
+                }
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Watching the fleet: scheduled audits of every account and region, with a report whose top
+//! says what changed since the previous one.
+//!
+//! - [`roles`]: the instance-role audit (instance → profile → role → policies → findings), on
+//!   [`policy`] (what a role's policies allow) and [`escalation`] (the published
+//!   privilege-escalation paths, kept as data with their sources).
+//! - [`report`]: findings, the report (JSON and text), the difference from the previous one,
+//!   the SNS summary.
+//! - [`handlers`]: the audit function's steps (Plan, Scan, Report).
+
+pub mod escalation;
+pub mod handlers;
+pub mod policy;
+pub mod report;
+pub mod roles;
+
+pub use handlers::{AuditPorts, AuditSettings, Check};
+pub use report::{Finding, Report, Severity};
+pub use roles::{AuditInstance, IamFacts, RoleFacts};
