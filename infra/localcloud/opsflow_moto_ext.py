@@ -35,6 +35,10 @@ Installed by ``opsflow_localcloud.py`` before the server starts:
   ``at(…)`` and recurring ``cron(…)`` schedules.
 * STS: AssumeRole evaluates the role's trust policy (principal, ExternalId conditions, Deny);
   ``seed_account`` gives an administrator key in any account.
+* CloudTrail management events ("AWS API Call via CloudTrail") to EventBridge for the IAM calls that
+  change what a role may do (to us-east-1, IAM being global) and the EC2 instance-profile association
+  calls (to their region), with the caller's userIdentity; IAM's GetAccountAuthorizationDetails and
+  GetPolicyVersion with URL-encoded documents and complete managed-policy details.
 * CloudFormation custom resources that wait for an answer to their ResponseURL
   (``opsflow_moto_cfn.py``).
 * The forensic collection (opsflow-ForensicCollect / opsflow-ForensicCollectWindows): a successful
@@ -65,7 +69,8 @@ import tarfile
 import threading
 import uuid
 import zoneinfo
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from moto.autoscaling.exceptions import ValidationError as AutoScalingValidationError
 from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, TerminateInstanceActivity
@@ -319,11 +324,21 @@ def describe_instance_information(rt: Any, account_id: str, region: str, params:
     return out
 
 
+def _show_profile(assoc: Any) -> None:
+    """DescribeInstances' IamInstanceProfile follows the association: {Arn, Id} of the profile (the
+    API reference's IamInstanceProfile: "The ID of the instance profile"). moto put the association's
+    id there and kept the first profile after a ReplaceIamInstanceProfileAssociation."""
+    if assoc.instance is not None:
+        profile = assoc.iam_instance_profile
+        assoc.instance.iam_instance_profile = {"Arn": profile.arn, "Id": profile.id}
+
+
 def _patch_ec2_instances(rt: Any) -> None:
     def assoc_init(orig: Any) -> Any:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             orig(self, *args, **kwargs)
             self.opsflow_since = rt.clock.now_ms()
+            _show_profile(self)
 
         return __init__
 
@@ -333,6 +348,7 @@ def _patch_ec2_instances(rt: Any) -> None:
         def replace_iam_instance_profile_association(self: Any, *args: Any, **kwargs: Any) -> Any:
             assoc = orig(self, *args, **kwargs)
             assoc.opsflow_since = rt.clock.now_ms()  # the agent re-registers with new credentials
+            _show_profile(assoc)
             return assoc
 
         return replace_iam_instance_profile_association
@@ -2468,6 +2484,8 @@ def install(rt: Any) -> None:
     _patch_ssm(rt)
     _patch_command_rules(rt)
     _patch_sts()
+    _patch_cloudtrail(rt)
+    _patch_iam_reads()
     _patch_cloudwatch_mute_rules(rt)
     _prepare_cloudformation(rt)
 
@@ -2672,9 +2690,10 @@ def default_account() -> str:
     return os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
 
 
-def caller_identity(access_key: str) -> dict[str, Any]:
-    """Who signs with this access key, as moto maps keys to accounts (iam_backends' access_keys):
-    {"account", "arn", "role_arn" (assumed-role sessions only)}."""
+def key_owner(access_key: str) -> tuple[str, Any, Any] | None:
+    """(account, assumed-role session or None, IAM user or None) of an access key moto issued, as
+    moto maps keys to accounts (iam_backends' access_keys; an AssumeRole's key lives in the role's
+    account, its session in that account's STS backend); None for a key moto does not know."""
     from moto.iam.models import iam_backends
     from moto.sts.models import sts_backends
 
@@ -2684,14 +2703,25 @@ def caller_identity(access_key: str) -> dict[str, Any]:
             continue
         for assumed in list(sts_backends[account_id][PARTITION].assumed_roles):
             if assumed.access_key_id == access_key:
-                return {"account": account_id, "arn": assumed.arn, "role_arn": assumed.role_arn}
-        user = iam.get_user_from_access_key_id(access_key)
-        if user is not None:
-            return {"account": account_id, "arn": user.arn, "role_arn": None}
-        return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:root", "role_arn": None}
-    account_id = default_account()
-    # moto's GetCallerIdentity calls such a caller the IAM user "moto"
-    return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:user/moto", "role_arn": None}
+                return account_id, assumed, None
+        return account_id, None, iam.get_user_from_access_key_id(access_key)
+    return None
+
+
+def caller_identity(access_key: str) -> dict[str, Any]:
+    """Who signs with this access key, as moto maps keys to accounts (see key_owner):
+    {"account", "arn", "role_arn" (assumed-role sessions only)}."""
+    owner = key_owner(access_key)
+    if owner is None:
+        account_id = default_account()
+        # moto's GetCallerIdentity calls such a caller the IAM user "moto"
+        return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:user/moto", "role_arn": None}
+    account_id, assumed, user = owner
+    if assumed is not None:
+        return {"account": account_id, "arn": assumed.arn, "role_arn": assumed.role_arn}
+    if user is not None:
+        return {"account": account_id, "arn": user.arn, "role_arn": None}
+    return {"account": account_id, "arn": f"arn:aws:iam::{account_id}:root", "role_arn": None}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -2838,3 +2868,257 @@ def seed_account(account_id: str, known: dict[str, Any] | None) -> dict[str, Any
     key = iam.create_access_key(SEED_USER)
     return {"account_id": account_id, "user_arn": iam.users[SEED_USER].arn,
             "access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}
+
+
+# --------------------------------------------------------------------------- EventBridge: CloudTrail management events
+
+#: "All events that are delivered by CloudTrail have AWS API Call via CloudTrail as the value for
+#: detail-type" (EventBridge user guide, "Events from AWS services").
+CLOUDTRAIL_API_CALL = "AWS API Call via CloudTrail"
+#: The record version of the CloudTrail user guide's examples ("CloudTrail record contents").
+CLOUDTRAIL_EVENT_VERSION = "1.08"
+#: IAM is a global service: "events created by ... AWS Identity and Access Management ... are recorded
+#: in the Region in which they were created, the US East (N. Virginia) Region, us-east-1" (CloudTrail
+#: user guide, "Using the update-trail command"); "the EventBridge rule must be in the US East
+#: (N. Virginia) Region" (AWS re:Post knowledge center, iam-eventbridge-sns-rule).
+GLOBAL_SERVICE_REGION = "us-east-1"
+#: The namespace EC2's newer API calls carry in their CloudTrail responseElements (the CloudTrail
+#: examples of CreateTransitGateway / DeleteFlowLogs: {"<Action>Response": {"xmlns": …, "requestId": …}}).
+EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+#: The UserId moto's GetCallerIdentity gives a key it does not know (STSBackend.get_caller_identity).
+MOTO_DEFAULT_USER_ID = "AKIAIOSFODNN7EXAMPLE"
+#: The IAM calls that change what a role, and so the instances of its instance profiles, may do, with
+#: the request parameters CloudTrail records for each (the API's names in lowerCamelCase: AttachRolePolicy
+#: records {"roleName", "policyArn"}, CreatePolicyVersion {"policyArn", "policyDocument", "setAsDefault"}).
+IAM_TRAILED_CALLS: dict[str, tuple[str, ...]] = {
+    "AttachRolePolicy": ("RoleName", "PolicyArn"),
+    "DetachRolePolicy": ("RoleName", "PolicyArn"),
+    "PutRolePolicy": ("RoleName", "PolicyName", "PolicyDocument"),
+    "DeleteRolePolicy": ("RoleName", "PolicyName"),
+    "CreatePolicyVersion": ("PolicyArn", "PolicyDocument", "SetAsDefault"),
+    "SetDefaultPolicyVersion": ("PolicyArn", "VersionId"),
+    "UpdateAssumeRolePolicy": ("RoleName", "PolicyDocument"),
+    "AddRoleToInstanceProfile": ("InstanceProfileName", "RoleName"),
+    "RemoveRoleFromInstanceProfile": ("InstanceProfileName", "RoleName"),
+    "PutRolePermissionsBoundary": ("RoleName", "PermissionsBoundary"),
+    "DeleteRolePermissionsBoundary": ("RoleName",),
+}
+#: The EC2 calls that change which profile an instance has: the parameter naming what they act on,
+#: whether they name a profile, and the association state their answer (so the record) carries
+#: (API reference examples: Associate and Replace answer `associating`, Disassociate `disassociating`).
+EC2_TRAILED_CALLS: dict[str, tuple[str, bool, str]] = {
+    "AssociateIamInstanceProfile": ("InstanceId", True, "associating"),
+    "ReplaceIamInstanceProfileAssociation": ("AssociationId", True, "associating"),
+    "DisassociateIamInstanceProfile": ("AssociationId", False, "disassociating"),
+}
+
+
+class TrailedCall(NamedTuple):
+    """What a successful call leaves for its CloudTrail record, kept on moto's response object until
+    the answer (and so the request id) is made."""
+
+    source: str  # EventBridge source, e.g. aws.iam
+    region: str  # where CloudTrail records it (and EventBridge receives it)
+    request_parameters: dict[str, Any]
+    response_elements: Callable[[str], Any]  # request id -> responseElements
+
+
+def _lower_camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def trail_user_identity(access_key: str, account: str) -> dict[str, Any]:
+    """CloudTrail's userIdentity of whoever signed with `access_key`, as the CloudTrail user guide's
+    "CloudTrail userIdentity element" shows each type: an assumed-role session (AssumedRole, with the
+    role as sessionIssuer), an IAM user (IAMUser), a key of the account itself (Root). A key moto does
+    not know (the `testing` keys) is the IAM user GetCallerIdentity reports for it: `moto`."""
+    owner = key_owner(access_key)
+    if owner is None:
+        return {"type": "IAMUser", "principalId": MOTO_DEFAULT_USER_ID, "arn": f"arn:aws:iam::{account}:user/moto",
+                "accountId": account, "accessKeyId": access_key, "userName": "moto"}
+    account_id, assumed, user = owner
+    if assumed is not None:
+        role = find_role(assumed.role_arn)
+        role_id = role.id if role is not None else assumed.user_id.split(":", 1)[0]
+        issuer = {"type": "Role", "principalId": role_id, "arn": assumed.role_arn, "accountId": account_id,
+                  "userName": assumed.role_arn.rsplit("/", 1)[-1]}
+        created = assumed.access_key.create_date.strftime("%Y-%m-%dT%H:%M:%SZ")  # moto's real time
+        return {"type": "AssumedRole", "principalId": f"{role_id}:{assumed.session_name}", "arn": assumed.arn,
+                "accountId": account_id, "accessKeyId": access_key,
+                "sessionContext": {"sessionIssuer": issuer, "webIdFederationData": {},
+                                   "attributes": {"creationDate": created, "mfaAuthenticated": "false"}}}
+    if user is not None:
+        return {"type": "IAMUser", "principalId": user.id, "arn": user.arn, "accountId": account_id,
+                "accessKeyId": access_key, "userName": user.name}
+    return {"type": "Root", "principalId": account_id, "arn": f"arn:aws:iam::{account_id}:root",
+            "accountId": account_id, "accessKeyId": access_key}
+
+
+def _signing_key(response: Any) -> str:
+    """The access key id that signed the request (SigV4 header or presigned query). moto's own
+    get_access_key only knows 20-character keys and calls the rest (the `testing` keys) AKIAEXAMPLE."""
+    auth = response.headers.get("Authorization", "")
+    if "Credential=" in auth:
+        return auth.split("Credential=", 1)[1].split("/", 1)[0].strip()
+    credential = response.querystring.get("X-Amz-Credential") or ""
+    if isinstance(credential, list):  # parse_qs's lists
+        credential = credential[0] if credential else ""
+    return credential.split("/", 1)[0] or response.get_access_key()
+
+
+def _request_id(body: Any) -> str:
+    """The request id the answer carries (IAM's query XML: <RequestId>, which moto makes unique), else a
+    new UUID (moto's EC2 answers all carry the constant `request-id`)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    m = re.search(r"<RequestId>([^<]+)</RequestId>", text)
+    return m.group(1) if m else str(uuid.uuid4())
+
+
+def trail_event(rt: Any, response: Any, call: TrailedCall, request_id: str) -> None:
+    """Queue the CloudTrail record of a successful call as EventBridge receives it (the "AWS API Call via
+    CloudTrail" event, its detail the record: CloudTrail user guide, "CloudTrail record contents for
+    management, data, and network activity events"), for the default bus of the caller's account in
+    `call.region`, at the clock's now."""
+    account, now = response.current_account, rt.clock.now_ms()
+    detail = {
+        "eventVersion": CLOUDTRAIL_EVENT_VERSION,
+        "userIdentity": trail_user_identity(_signing_key(response), account),
+        "eventTime": _ec2_time(now),
+        "eventSource": f"{call.source.split('.', 1)[1]}.amazonaws.com",
+        "eventName": response._get_action(),
+        "awsRegion": call.region,
+        "sourceIPAddress": "127.0.0.1",  # every caller of the local cloud is on this machine
+        "userAgent": response.headers.get("User-Agent", ""),
+        "requestParameters": call.request_parameters,
+        "responseElements": call.response_elements(request_id),
+        "requestID": request_id,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    rt.events.add(now, account, call.region, call.source, CLOUDTRAIL_API_CALL, [], detail)
+
+
+def _iam_trailed(names: tuple[str, ...]) -> Callable[[Any, Any], TrailedCall]:
+    """The TrailedCall of one IAM call, from its parameters (and for CreatePolicyVersion its answer)."""
+
+    def make(response: Any, result: Any) -> TrailedCall:
+        params: dict[str, Any] = {}
+        for name in names:
+            value = response._get_param(name)
+            if name == "SetAsDefault":  # recorded as a boolean, sent or not
+                value = value in (True, "true", "True")
+            if value is not None:
+                params[_lower_camel(name)] = value
+        elements: Any = None  # IAM records null for these calls, but for the version a create made
+        payload = getattr(result, "result", None)
+        version = payload.get("PolicyVersion") if isinstance(payload, dict) else None
+        if version is not None:
+            elements = {"policyVersion": {"versionId": version.version_id, "isDefaultVersion": version.is_default,
+                                          "createDate": version.create_date.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        return TrailedCall("aws.iam", GLOBAL_SERVICE_REGION, params, lambda _request_id: elements)
+
+    return make
+
+
+def _ec2_trailed(action: str) -> Callable[[Any, Any], TrailedCall]:
+    """The TrailedCall of one EC2 instance-profile call: requestParameters {"<Action>Request": {…}} and
+    responseElements {"<Action>Response": {"xmlns", "requestId", "iamInstanceProfileAssociation"}}, as
+    CloudTrail records EC2's newer calls: AWS's own sample Lambda for these events ("Amazon EC2 IAM Role
+    Security Certification") reads detail.requestParameters.AssociateIamInstanceProfileRequest
+    .IamInstanceProfile.Name and detail.responseElements.ReplaceIamInstanceProfileAssociationResponse
+    .iamInstanceProfileAssociation.instanceId; the association's fields are the API's
+    (IamInstanceProfileAssociation: associationId, instanceId, iamInstanceProfile {arn, id}, state)."""
+    target, names_profile, state = EC2_TRAILED_CALLS[action]
+
+    def make(response: Any, result: Any) -> TrailedCall:
+        request: dict[str, Any] = {target: response._get_param(target)}
+        if names_profile:  # as sent: by Name or by Arn
+            spec = {key: response._get_param(f"IamInstanceProfile.{key}") for key in ("Arn", "Name")}
+            request["IamInstanceProfile"] = {key: value for key, value in spec.items() if value}
+        assoc = result.result["IamInstanceProfileAssociation"]
+        profile = assoc.iam_instance_profile
+        association = {"associationId": assoc.association_id, "instanceId": assoc.instance_id,
+                       "iamInstanceProfile": {"arn": profile.arn, "id": profile.id}, "state": state}
+        return TrailedCall("aws.ec2", response.region, {f"{action}Request": request},
+                           lambda request_id: {f"{action}Response": {
+                               "xmlns": EC2_XMLNS, "requestId": request_id,
+                               "iamInstanceProfileAssociation": association}})
+
+    return make
+
+
+def _patch_cloudtrail(rt: Any) -> None:
+    """CloudTrail management events to EventBridge for the IAM and EC2 calls that change what an
+    instance's role may do or which profile an instance has (moto sends none). Each successful call
+    makes one event, delivered through moto's PutEvents like the EC2 and Auto Scaling events (EventFeed)
+    to the caller account's default bus: IAM's in us-east-1, EC2's in the region of the call. A call that
+    fails (moto raised, or a fault answered it) makes none."""
+    from moto.core.utils import camelcase_to_underscores
+    from moto.iam.responses import IamResponse
+
+    def stash(make: Callable[[Any, Any], TrailedCall]) -> Callable[[Any], Any]:
+        def wrapper(orig: Any) -> Any:
+            def method(self: Any) -> Any:
+                result = orig(self)  # raises on failure: nothing is recorded
+                self.opsflow_trailed = make(self, result)
+                return result
+
+            return method
+
+        return wrapper
+
+    for name, params in IAM_TRAILED_CALLS.items():
+        wrap(IamResponse, camelcase_to_underscores(name), stash(_iam_trailed(params)))
+    for name in EC2_TRAILED_CALLS:
+        wrap(EC2Response, camelcase_to_underscores(name), stash(_ec2_trailed(name)))
+
+    def call_action(orig: Any) -> Any:
+        def method(self: Any) -> Any:
+            self.opsflow_trailed = None
+            status, headers, body = orig(self)
+            if self.opsflow_trailed is not None and int(status) < 400:
+                trail_event(rt, self, self.opsflow_trailed, _request_id(body))
+            return status, headers, body
+
+        return method
+
+    wrap(IamResponse, "call_action", call_action)
+    wrap(EC2Response, "call_action", call_action)
+
+
+# --------------------------------------------------------------------------- IAM: reads as IAM answers them
+
+
+def _permissions_boundary_usage_count(policy: Any) -> int:
+    """How many roles (and users) of the policy's account have it as permissions boundary."""
+    backend = policy.backend
+    entities = [*backend.roles.values(), *backend.users.values()]
+    return sum(1 for e in entities if getattr(e, "permissions_boundary_arn", None) == policy.arn)
+
+
+def _patch_iam_reads() -> None:
+    """GetAccountAuthorizationDetails and GetPolicyVersion as the IAM API reference describes them:
+    policy documents URL-encoded ("The policy document returned in this structure is URL-encoded
+    compliant with RFC 3986", RoleDetail.AssumeRolePolicyDocument, PolicyVersion.Document; moto encoded
+    only the inline and version documents of GetAccountAuthorizationDetails), and ManagedPolicyDetail
+    with its PolicyName, PolicyId and PermissionsBoundaryUsageCount (moto left them out)."""
+    from moto.core.serialize import return_if_not_empty, url_encode
+    from moto.iam.models import ManagedPolicy
+    from moto.iam.responses import IamResponse
+
+    details = "GetAccountAuthorizationDetailsResponse"
+    IamResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER.update({
+        f"{details}.RoleDetailList.RoleDetail.AssumeRolePolicyDocument": url_encode,
+        f"{details}.RoleDetailList.RoleDetail.InstanceProfileList.InstanceProfile.Roles.Role.AssumeRolePolicyDocument":
+            url_encode,
+        f"{details}.Policies.ManagedPolicyDetail.Description": return_if_not_empty,
+        "GetPolicyVersionResponse.PolicyVersion.Document": url_encode,
+    })
+    ManagedPolicy.policy_name = property(lambda self: self.name)  # type: ignore[attr-defined]
+    ManagedPolicy.policy_id = property(lambda self: self.id)  # type: ignore[attr-defined]
+    ManagedPolicy.permissions_boundary_usage_count = property(  # type: ignore[attr-defined]
+        _permissions_boundary_usage_count)

@@ -15,12 +15,14 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 import boto3
@@ -2779,3 +2781,319 @@ def test_a_snapshot_failure_rule_fails_the_vss_snapshot_set(aws: Any, ctl: Contr
     ctl.advance(1)
     assert [(_snapshot(ec2, s)["State"], _snapshot(ec2, s)["StateMessage"]) for s in ids] == [
         ("error", "internal error")] * 2, "the whole set fails together"
+
+
+# --------------------------------------------------------------------------- CloudTrail events, IAM reads
+
+CLOUDTRAIL = "AWS API Call via CloudTrail"
+TESTING = {"AccessKeyId": "testing", "SecretAccessKey": "testing"}
+MEMBER_C = "222222222222"
+ADMIN_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
+SSM_CORE_ARN = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+IAM_TRAILED = ["AttachRolePolicy", "DetachRolePolicy", "PutRolePolicy", "DeleteRolePolicy", "CreatePolicyVersion",
+               "SetDefaultPolicyVersion", "UpdateAssumeRolePolicy", "AddRoleToInstanceProfile",
+               "RemoveRoleFromInstanceProfile", "PutRolePermissionsBoundary", "DeleteRolePermissionsBoundary"]
+EC2_TRAILED = ["AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation", "DisassociateIamInstanceProfile"]
+ISO_SECOND = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def _trail_pattern(source: str, names: list[str]) -> dict[str, Any]:
+    return {"source": [source], "detail-type": [CLOUDTRAIL],
+            "detail": {"eventSource": [f"{source.split('.')[1]}.amazonaws.com"], "eventName": names}}
+
+
+def _drain(client: Any, queue: str) -> list[dict[str, Any]]:
+    """Every event in the queue: receive until an empty answer."""
+    sqs, found = client("sqs"), []
+    for _ in range(20):
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        found += [json.loads(m["Body"]) for m in messages]
+    return found
+
+
+def _trail_log(ctl: Control, source: str) -> list[dict[str, Any]]:
+    return ctl.get(f"/_opsflow/events?source={source}&detail_type={quote(CLOUDTRAIL)}")["events"]
+
+
+def _doc(*actions: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
+
+
+EC2_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+def _raw_bodies(client: Any) -> dict[str, str]:
+    """The raw answers of the client's calls, by operation (boto3 decodes policy documents itself)."""
+    raw: dict[str, str] = {}
+
+    def keep(http_response: Any, model: Any, **_: Any) -> None:
+        raw[model.name] = http_response.content.decode()
+
+    client.meta.events.register("after-call.*.*", keep)
+    return raw
+
+
+def test_iam_role_changes_send_one_cloudtrail_event_each_to_us_east_1_whatever_the_client_region(
+        aws: Any, ctl: Control, endpoint: str) -> None:
+    queue = _rule_to_queue(aws, _trail_pattern("aws.iam", IAM_TRAILED))
+    in_eu = lambda name: _client_for(endpoint, name, TESTING, "eu-west-1")  # noqa: E731
+    eu_queue = _rule_to_queue(in_eu, _trail_pattern("aws.iam", IAM_TRAILED))
+    iam = in_eu("iam")
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    iam.create_instance_profile(InstanceProfileName=name)
+    policy = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(_doc("ec2:Describe*")))["Policy"]["Arn"]
+    ctl.call("DELETE", "/_opsflow/events")
+    t = ctl.now_ms()
+    # calls that fail send nothing: moto's own error, and a fault the local cloud answers with
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        iam.attach_role_policy(RoleName=f"missing-{name}", PolicyArn=ADMIN_ARN)
+    ctl.post("/_opsflow/faults", {"operation": "iam:PutRolePolicy", "count": 1, "code": "Throttling",
+                                  "message": "Rate exceeded", "http_status": 400})
+    with pytest.raises(ClientError, match="Throttling"):
+        iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=json.dumps(_doc("s3:GetObject")))
+    inline, trust = json.dumps(_doc("s3:GetObject")), json.dumps({**EC2_TRUST, "Statement": [
+        {**EC2_TRUST["Statement"][0], "Principal": {"Service": ["ec2.amazonaws.com", "ssm.amazonaws.com"]}}]})
+    v2, v3 = json.dumps(_doc("ec2:*")), json.dumps(_doc("ec2:*", "iam:PassRole"))
+    calls: list[tuple[str, Any, dict[str, Any]]] = [
+        ("AttachRolePolicy", lambda: iam.attach_role_policy(RoleName=name, PolicyArn=ADMIN_ARN),
+         {"roleName": name, "policyArn": ADMIN_ARN}),
+        ("PutRolePolicy", lambda: iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=inline),
+         {"roleName": name, "policyName": "inline", "policyDocument": inline}),
+        ("CreatePolicyVersion", lambda: iam.create_policy_version(PolicyArn=policy, PolicyDocument=v2),
+         {"policyArn": policy, "policyDocument": v2, "setAsDefault": False}),
+        ("CreatePolicyVersion", lambda: iam.create_policy_version(PolicyArn=policy, PolicyDocument=v3,
+                                                                  SetAsDefault=True),
+         {"policyArn": policy, "policyDocument": v3, "setAsDefault": True}),
+        ("SetDefaultPolicyVersion", lambda: iam.set_default_policy_version(PolicyArn=policy, VersionId="v1"),
+         {"policyArn": policy, "versionId": "v1"}),
+        ("UpdateAssumeRolePolicy", lambda: iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust),
+         {"roleName": name, "policyDocument": trust}),
+        ("AddRoleToInstanceProfile",
+         lambda: iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name),
+         {"instanceProfileName": name, "roleName": name}),
+        ("PutRolePermissionsBoundary",
+         lambda: iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=policy),
+         {"roleName": name, "permissionsBoundary": policy}),
+        ("DeleteRolePermissionsBoundary", lambda: iam.delete_role_permissions_boundary(RoleName=name),
+         {"roleName": name}),
+        ("RemoveRoleFromInstanceProfile",
+         lambda: iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=name),
+         {"instanceProfileName": name, "roleName": name}),
+        ("DeleteRolePolicy", lambda: iam.delete_role_policy(RoleName=name, PolicyName="inline"),
+         {"roleName": name, "policyName": "inline"}),
+        ("DetachRolePolicy", lambda: iam.detach_role_policy(RoleName=name, PolicyArn=ADMIN_ARN),
+         {"roleName": name, "policyArn": ADMIN_ARN}),
+    ]
+    answers = [call() for _, call, _ in calls]
+    assert {c[0] for c in calls} == set(IAM_TRAILED)
+    log = _trail_log(ctl, "aws.iam")
+    assert [e["detail"]["eventName"] for e in log] == [c[0] for c in calls], "one event per successful call"
+    assert [e["detail"]["requestParameters"] for e in log] == [c[2] for c in calls]
+    assert [e["detail"]["requestID"] for e in log] == [a["ResponseMetadata"]["RequestId"] for a in answers]
+    assert {(e["region"], e["detail"]["awsRegion"], e["account"]) for e in log} == {
+        ("us-east-1", "us-east-1", MEMBER_A)}, "IAM is global: its records are us-east-1's"
+    versions = [e["detail"]["responseElements"] for e in log if e["detail"]["eventName"] == "CreatePolicyVersion"]
+    assert [(v["policyVersion"]["versionId"], v["policyVersion"]["isDefaultVersion"]) for v in versions] == [
+        ("v2", False), ("v3", True)]
+    assert all(re.fullmatch(ISO_SECOND, v["policyVersion"]["createDate"]) for v in versions)
+    assert [e["detail"]["responseElements"] for e in log if e["detail"]["eventName"] != "CreatePolicyVersion"] == [
+        None] * (len(log) - 2)
+    attach = log[0]
+    caller = aws("sts").get_caller_identity()
+    assert attach == {
+        "version": "0", "id": attach["id"], "detail-type": CLOUDTRAIL, "source": "aws.iam", "account": MEMBER_A,
+        "time": _event_time(t), "region": "us-east-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {"type": "IAMUser", "principalId": caller["UserId"], "arn": caller["Arn"],
+                             "accountId": MEMBER_A, "accessKeyId": "testing", "userName": "moto"},
+            "eventTime": _event_time(t), "eventSource": "iam.amazonaws.com", "eventName": "AttachRolePolicy",
+            "awsRegion": "us-east-1", "sourceIPAddress": "127.0.0.1", "userAgent": attach["detail"]["userAgent"],
+            "requestParameters": {"roleName": name, "policyArn": ADMIN_ARN}, "responseElements": None,
+            "requestID": answers[0]["ResponseMetadata"]["RequestId"], "eventID": attach["detail"]["eventID"],
+            "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": MEMBER_A,
+            "eventCategory": "Management"}}
+    assert attach["detail"]["userAgent"].startswith("Boto3/"), "the request's User-Agent"
+    uuid.UUID(attach["id"])
+    uuid.UUID(attach["detail"]["eventID"])
+    # the rule on us-east-1's default bus got each of them once; the one in the client's region none
+    received = _drain(aws, queue)
+    assert sorted(e["id"] for e in received) == sorted(e["id"] for e in log)
+    assert next(e for e in received if e["id"] == attach["id"]) == attach
+    assert _drain(in_eu, eu_queue) == []
+
+
+def test_instance_profile_association_calls_send_cloudtrail_events_in_their_region(
+        aws: Any, ctl: Control, endpoint: str) -> None:
+    region = "eu-west-1"
+    here = lambda name: _client_for(endpoint, name, TESTING, region)  # noqa: E731
+    queue = _rule_to_queue(here, _trail_pattern("aws.ec2", EC2_TRAILED))
+    use1_queue = _rule_to_queue(aws, _trail_pattern("aws.ec2", EC2_TRAILED))
+    ec2, iam = here("ec2"), here("iam")
+    first, second = _profile(iam), _profile(iam)
+    p1, p2 = (iam.get_instance_profile(InstanceProfileName=p)["InstanceProfile"] for p in (first, second))
+    (iid,) = [i["InstanceId"] for i in ec2.run_instances(ImageId=LINUX_AMI, MinCount=1, MaxCount=1)["Instances"]]
+
+    def profile_of_instance() -> Any:
+        return ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0].get("IamInstanceProfile")
+
+    def associations() -> list[dict[str, Any]]:
+        return ec2.describe_iam_instance_profile_associations(
+            Filters=[{"Name": "instance-id", "Values": [iid]}])["IamInstanceProfileAssociations"]
+
+    t = ctl.now_ms()
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        ec2.associate_iam_instance_profile(InstanceId=iid, IamInstanceProfile={"Name": f"missing-{first}"})
+    assoc = ec2.associate_iam_instance_profile(InstanceId=iid, IamInstanceProfile={"Name": first})[
+        "IamInstanceProfileAssociation"]
+    aid = assoc["AssociationId"]
+    assert assoc == {"AssociationId": aid, "InstanceId": iid, "State": "associating",
+                     "IamInstanceProfile": {"Arn": p1["Arn"], "Id": p1["InstanceProfileId"]}}
+    assert associations() == [{**assoc, "State": "associated"}]
+    assert profile_of_instance() == {"Arn": p1["Arn"], "Id": p1["InstanceProfileId"]}
+    with pytest.raises(ClientError, match="IncorrectState"):
+        ec2.associate_iam_instance_profile(InstanceId=iid, IamInstanceProfile={"Name": second})
+    replaced = ec2.replace_iam_instance_profile_association(AssociationId=aid, IamInstanceProfile={"Arn": p2["Arn"]})
+    assert replaced["IamInstanceProfileAssociation"]["IamInstanceProfile"]["Arn"] == p2["Arn"]
+    assert [a["IamInstanceProfile"]["Arn"] for a in associations()] == [p2["Arn"]]
+    assert profile_of_instance() == {"Arn": p2["Arn"], "Id": p2["InstanceProfileId"]}, "DescribeInstances follows"
+    gone = ec2.disassociate_iam_instance_profile(AssociationId=aid)["IamInstanceProfileAssociation"]
+    assert gone["State"] == "disassociating"
+    assert associations() == [] and profile_of_instance() is None
+    with pytest.raises(ClientError, match="InvalidAssociationID.NotFound"):
+        ec2.disassociate_iam_instance_profile(AssociationId=aid)
+
+    log = _trail_log(ctl, "aws.ec2")  # since the fixture's reset: the state-change events are not CloudTrail's
+    assert [e["detail"]["eventName"] for e in log] == EC2_TRAILED, "one event per successful call"
+    assert {(e["source"], e["region"], e["account"], e["time"]) for e in log} == {
+        ("aws.ec2", region, MEMBER_A, _event_time(t))}
+    profile = {"Arn": p2["Arn"]}
+    assert [e["detail"]["requestParameters"] for e in log] == [
+        {"AssociateIamInstanceProfileRequest": {"InstanceId": iid, "IamInstanceProfile": {"Name": first}}},
+        {"ReplaceIamInstanceProfileAssociationRequest": {"AssociationId": aid, "IamInstanceProfile": profile}},
+        {"DisassociateIamInstanceProfileRequest": {"AssociationId": aid}}]
+    for event, (action, profile_view, state) in zip(log, [
+            ("AssociateIamInstanceProfile", p1, "associating"),
+            ("ReplaceIamInstanceProfileAssociation", p2, "associating"),
+            ("DisassociateIamInstanceProfile", p2, "disassociating")]):
+        detail = event["detail"]
+        assert detail["responseElements"] == {f"{action}Response": {
+            "xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/", "requestId": detail["requestID"],
+            "iamInstanceProfileAssociation": {
+                "associationId": aid, "instanceId": iid, "state": state,
+                "iamInstanceProfile": {"arn": profile_view["Arn"], "id": profile_view["InstanceProfileId"]}}}}
+        uuid.UUID(detail["requestID"])
+        assert (detail["eventSource"], detail["awsRegion"], detail["recipientAccountId"], detail["readOnly"]) == (
+            "ec2.amazonaws.com", region, MEMBER_A, False)
+        assert detail["userIdentity"]["arn"] == f"arn:aws:iam::{MEMBER_A}:user/moto"
+    received = _drain(here, queue)
+    assert sorted(e["id"] for e in received) == sorted(e["id"] for e in log)
+    assert _drain(aws, use1_queue) == [], "EC2 records go to the region of the call"
+
+
+def test_cloudtrail_user_identity_of_an_assumed_role_session_and_of_a_seeded_user(
+        aws: Any, ctl: Control, endpoint: str) -> None:
+    admin = _seed(ctl, MEMBER_C)
+    admin_iam = _client_for(endpoint, "iam", admin)
+    operator_name = f"operator-{uuid.uuid4().hex[:6]}"
+    operator = admin_iam.create_role(RoleName=operator_name,
+                                     AssumeRolePolicyDocument=_trust(f"arn:aws:iam::{MEMBER_A}:root"))["Role"]
+    creds = aws("sts").assume_role(RoleArn=operator["Arn"], RoleSessionName="runbook")["Credentials"]
+    session = lambda name: _client_for(endpoint, name, creds)  # noqa: E731
+    queue = _rule_to_queue(session, _trail_pattern("aws.iam", IAM_TRAILED))
+    a_queue = _rule_to_queue(aws, _trail_pattern("aws.iam", IAM_TRAILED))
+    iam = _client_for(endpoint, "iam", creds, "ap-southeast-2")
+    web = f"web-{uuid.uuid4().hex[:6]}"
+    iam.create_role(RoleName=web, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    iam.attach_role_policy(RoleName=web, PolicyArn=ADMIN_ARN)
+    admin_iam.put_role_policy(RoleName=web, PolicyName="inline", PolicyDocument=json.dumps(_doc("s3:*")))
+    events = {e["detail"]["eventName"]: e for e in _drain(session, queue)}
+    assert sorted(events) == ["AttachRolePolicy", "PutRolePolicy"]
+    assert {(e["account"], e["region"], e["detail"]["recipientAccountId"]) for e in events.values()} == {
+        (MEMBER_C, "us-east-1", MEMBER_C)}, "moto keeps the session's resources in the role's account"
+    session_caller = session("sts").get_caller_identity()
+    identity = events["AttachRolePolicy"]["detail"]["userIdentity"]
+    assert identity == {
+        "type": "AssumedRole", "principalId": f"{operator['RoleId']}:runbook",
+        "arn": f"arn:aws:sts::{MEMBER_C}:assumed-role/{operator_name}/runbook", "accountId": MEMBER_C,
+        "accessKeyId": creds["AccessKeyId"],
+        "sessionContext": {
+            "sessionIssuer": {"type": "Role", "principalId": operator["RoleId"], "arn": operator["Arn"],
+                              "accountId": MEMBER_C, "userName": operator_name},
+            "webIdFederationData": {},
+            "attributes": {"creationDate": identity["sessionContext"]["attributes"]["creationDate"],
+                           "mfaAuthenticated": "false"}}}
+    assert re.fullmatch(ISO_SECOND, identity["sessionContext"]["attributes"]["creationDate"])
+    assert (identity["arn"], identity["principalId"]) == (session_caller["Arn"], session_caller["UserId"])
+    admin_caller = _client_for(endpoint, "sts", admin).get_caller_identity()
+    assert events["PutRolePolicy"]["detail"]["userIdentity"] == {
+        "type": "IAMUser", "principalId": admin_caller["UserId"], "arn": f"arn:aws:iam::{MEMBER_C}:user/opsflow-admin",
+        "accountId": MEMBER_C, "accessKeyId": admin["AccessKeyId"], "userName": "opsflow-admin"}
+    assert _drain(aws, a_queue) == [], "account A's bus gets none of account C's calls"
+
+
+def test_account_authorization_details_give_each_role_its_profiles_policies_and_boundary(
+        aws: Any, ctl: Control) -> None:
+    iam = aws("iam")
+    raw = _raw_bodies(iam)
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+                    Tags=[{"Key": "team", "Value": "ops"}])
+    plain = _profile(iam)  # a role with no boundary, policy or tag
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    iam.attach_role_policy(RoleName=name, PolicyArn=SSM_CORE_ARN)
+    iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=json.dumps(_doc("s3:GetObject")))
+    boundary = iam.create_policy(PolicyName=f"{name}-boundary", PolicyDocument=json.dumps(_doc("ec2:*", "s3:*")))[
+        "Policy"]
+    iam.create_policy_version(PolicyArn=boundary["Arn"], PolicyDocument=json.dumps(_doc("ec2:*")))
+    iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary["Arn"])
+    details = iam.get_account_authorization_details(Filter=["Role", "LocalManagedPolicy"])
+    roles = {r["RoleName"]: r for r in details["RoleDetailList"]}
+    role = roles[name]
+    assert role["AssumeRolePolicyDocument"] == EC2_TRUST
+    assert [(p["InstanceProfileName"], [r["RoleName"] for r in p["Roles"]]) for p in role["InstanceProfileList"]] == [
+        (name, [name])]
+    assert role["AttachedManagedPolicies"] == [
+        {"PolicyName": "AmazonSSMManagedInstanceCore", "PolicyArn": SSM_CORE_ARN}]
+    assert role["RolePolicyList"] == [{"PolicyName": "inline", "PolicyDocument": _doc("s3:GetObject")}]
+    assert role["PermissionsBoundary"] == {"PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+                                           "PermissionsBoundaryArn": boundary["Arn"]}
+    assert role["Tags"] == [{"Key": "team", "Value": "ops"}]
+    assert "PermissionsBoundary" not in roles[plain] and roles[plain]["AttachedManagedPolicies"] == []
+    assert not [p for p in details["Policies"] if p["Arn"].startswith("arn:aws:iam::aws:")], "local policies only"
+    (policy,) = [p for p in details["Policies"] if p["Arn"] == boundary["Arn"]]
+    assert {k: policy[k] for k in ("PolicyName", "PolicyId", "DefaultVersionId", "AttachmentCount",
+                                   "PermissionsBoundaryUsageCount", "IsAttachable")} == {
+        "PolicyName": f"{name}-boundary", "PolicyId": boundary["PolicyId"], "DefaultVersionId": "v1",
+        "AttachmentCount": 0, "PermissionsBoundaryUsageCount": 1, "IsAttachable": True}
+    assert [(v["VersionId"], v["IsDefaultVersion"], v["Document"]) for v in policy["PolicyVersionList"]] == [
+        ("v1", True, _doc("ec2:*", "s3:*")), ("v2", False, _doc("ec2:*"))]
+    # on the wire every policy document is URL-encoded, as IAM sends them
+    documents = re.findall(r"<(AssumeRolePolicyDocument|PolicyDocument|Document)>([^<]*)<",
+                           raw["GetAccountAuthorizationDetails"])
+    assert documents and all(text.startswith("%7B") for _, text in documents), documents[:3]
+    assert {tag for tag, _ in documents} == {"AssumeRolePolicyDocument", "PolicyDocument", "Document"}
+
+
+@pytest.mark.parametrize("name", ["AmazonSSMManagedInstanceCore", "AdministratorAccess"])
+def test_aws_managed_policies_and_their_default_version_can_be_read(aws: Any, ctl: Control, name: str) -> None:
+    iam = aws("iam")
+    raw = _raw_bodies(iam)
+    arn = f"arn:aws:iam::aws:policy/{name}"
+    policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    assert (policy["PolicyName"], policy["Arn"], policy["Path"], policy["IsAttachable"]) == (name, arn, "/", True)
+    version = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    assert (version["VersionId"], version["IsDefaultVersion"]) == (policy["DefaultVersionId"], True)
+    statements = version["Document"]["Statement"]
+    if name == "AdministratorAccess":
+        assert statements == [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
+    else:
+        actions = {a for st in statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+        assert {"ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
+                "ec2messages:GetMessages"} <= actions
+    assert re.search(r"<Document>%7B", raw["GetPolicyVersion"]), "URL-encoded on the wire"
