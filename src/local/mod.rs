@@ -5,9 +5,11 @@
 //! - [`cloud`]: starting, stopping and steering the local cloud.
 //! - [`provision`]: the custom resource's pipeline.
 //! - [`alerts`]: alarms through the enrich handler to a subscribed queue.
+//! - [`audit`]: the scheduled fleet audits across the local cloud's accounts.
 //! - [`runbook`]: fleet runbooks across the local cloud's accounts and regions.
 
 pub mod alerts;
+pub mod audit;
 pub mod cloud;
 pub mod provision;
 pub mod runbook;

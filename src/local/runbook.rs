@@ -34,6 +34,8 @@ pub const FORENSICS_BUCKET: &str = "opsflow-forensics-local";
 pub const RESULTS_TOPIC: &str = "opsflow-runbook-results";
 /// The member role's name, as `infra/member-account.yaml` creates it.
 pub const MEMBER_ROLE: &str = "opsflow-member";
+/// The member audit role's name (read only), as `infra/member-account.yaml` creates it.
+pub const AUDIT_ROLE: &str = "opsflow-member-audit";
 /// The runner's state machine name.
 pub const RUNNER: &str = "opsflow-run-runbook";
 
@@ -368,9 +370,9 @@ fn target_label(t: &Value) -> String {
     )
 }
 
-/// A member account of the local cloud, seeded: its administrator's clients and the member role
-/// (trusting the central account, with the ExternalId condition), as `infra/member-account.yaml`
-/// would create it.
+/// A member account of the local cloud, seeded: its administrator's clients and the member roles
+/// (runbooks' and audits', trusting the central account, with the ExternalId condition), as
+/// `infra/member-account.yaml` would create them.
 pub struct MemberAccount {
     pub account: String,
     access_key: String,
@@ -396,16 +398,18 @@ impl MemberAccount {
         let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]});
-        match iam
-            .create_role()
-            .role_name(MEMBER_ROLE)
-            .assume_role_policy_document(trust.to_string())
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => {}
-            Err(e) => return Err(anyhow!("CreateRole {MEMBER_ROLE} in {account}: {e:?}")),
+        for role in [MEMBER_ROLE, AUDIT_ROLE] {
+            match iam
+                .create_role()
+                .role_name(role)
+                .assume_role_policy_document(trust.to_string())
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => {}
+                Err(e) => return Err(anyhow!("CreateRole {role} in {account}: {e:?}")),
+            }
         }
         match crate::fixtures::instance_profile(&m.clients(REGION).await?, "fleet-ssm", "/").await {
             Ok(_) => {}

@@ -30,6 +30,7 @@ use opsflow_core::alert::{
 use opsflow_core::CoreError;
 use serde_json::Value;
 
+use crate::audit::policy_document;
 use crate::error::{from_sdk_error, unexpected};
 
 /// The tag EC2 Auto Scaling puts on the instances it launches.
@@ -193,13 +194,6 @@ fn ec2_filter(name: &str, value: &str) -> Filter {
 }
 
 /// A policy document as IAM returns it: URL-encoded JSON (moto returns it plain).
-fn policy_document(text: &str) -> Option<Value> {
-    serde_json::from_str(text).ok().or_else(|| {
-        let decoded = percent_encoding::percent_decode_str(text).decode_utf8().ok()?;
-        serde_json::from_str(&decoded).ok()
-    })
-}
-
 impl AlertLookups for AlertAdapter {
     async fn reach(&self, at: &Place) -> Result<Reach, CoreError> {
         Ok(match self.clients(at).await? {

@@ -169,6 +169,11 @@ impl AwsConfig {
         crate::MemberFleet::from_env(&self.0)
     }
 
+    /// The member accounts' audit roles (`AUDIT_ROLE_NAME`, `MEMBER_EXTERNAL_ID`).
+    pub fn audit_fleet(&self) -> Result<crate::AuditFleet, CoreError> {
+        crate::AuditFleet::from_env(&self.0)
+    }
+
     /// S3 objects (runs, command output).
     pub fn s3_objects(&self) -> crate::S3Objects {
         crate::S3Objects::new(aws_sdk_s3::Client::new(&self.0))

@@ -13,6 +13,7 @@
 //! AWS error code kept in its detail; [`aws_error_parts`] reads it back.
 
 pub mod alerts;
+pub mod audit;
 pub mod clients;
 pub mod clock;
 pub mod dynamodb;
@@ -28,6 +29,7 @@ pub mod ssm;
 pub mod stacks;
 
 pub use alerts::{AlertAdapter, DynamoAlertLedger, MemberAccess, SnsPublisher};
+pub use audit::{AuditAdapter, AuditFleet};
 pub use clients::{AwsConfig, Clients, DEFAULT_REGION};
 pub use clock::SystemClock;
 pub use dynamodb::DynamoStore;

@@ -99,16 +99,20 @@ pub struct ScanRequest {
     pub region: String,
 }
 
-/// A scan's result as the Map collects it: the part's key, or the error the Catch caught.
+/// A scan's result as the Map collects it (in the order of the scopes): its count of findings,
+/// or the error name the Catch kept (only the name: a thousand causes would not fit the state).
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ScanResult {
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScopeRef {
     account: String,
     region: String,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    error: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +120,7 @@ struct ScanResult {
 struct ReportInput {
     check: Check,
     run: String,
+    scopes: Vec<ScopeRef>,
     scans: Vec<ScanResult>,
 }
 
@@ -124,6 +129,10 @@ fn parse<T: for<'de> Deserialize<'de>>(step: &str, payload: Value) -> Result<T, 
 }
 
 const PLAN_FIELDS: [&str; 3] = ["Check", "Accounts", "Regions"];
+
+/// Scopes (account × region) per audit: each is an item of the state (with its scan's result),
+/// which must stay under Step Functions' 256 KiB.
+pub const MAX_SCOPES: usize = 1000;
 
 /// Plan: the schedule's input (`Check`, `Accounts`, `Regions`; the last two default to the
 /// state machine's own account and region) → the run and its scopes.
@@ -155,6 +164,16 @@ pub fn plan(input: &Value, execution: &str) -> Result<Value, CoreError> {
         valid_region,
         "an AWS Region code such as eu-west-1",
     )?;
+    if accounts.len() * regions.len() > MAX_SCOPES {
+        return Err(CoreError::invalid(
+            "Accounts",
+            format!(
+                "{} accounts × {} regions is above {MAX_SCOPES} scopes per audit: split the accounts over several schedules",
+                accounts.len(),
+                regions.len()
+            ),
+        ));
+    }
     let run = execution.rsplit(':').next().unwrap_or(execution).to_string();
     let scopes: Vec<Value> = accounts
         .iter()
@@ -178,11 +197,25 @@ pub async fn scan<A: Auditors, O: Objects>(
         region,
     } = request;
     let check = *check;
-    let reader = auditors.reader(account, region).await?;
-    let part = match check {
-        Check::Roles => {
-            let instances = reader.instances().await?;
-            let iam = reader.iam().await?;
+    let read = async {
+        let reader = auditors.reader(account, region).await?;
+        match check {
+            Check::Roles => Ok::<_, CoreError>((reader.instances().await?, reader.iam().await?)),
+        }
+    };
+    let part = match read.await {
+        // Throttling and the like: the state machine retries the scan.
+        Err(e) if e.is_retryable() => return Err(e),
+        // What a retry cannot fix (no audit role, access denied): the scope's result.
+        Err(e) => Part {
+            account: account.into(),
+            region: region.into(),
+            scanned_at: format_utc(now_ms / 1000),
+            counted: BTreeMap::new(),
+            findings: Vec::new(),
+            error: Some(format!("{}: {e}", e.name())),
+        },
+        Ok((instances, iam)) => {
             let findings = roles::findings(account, region, &instances, &iam);
             let roles_on_instances = {
                 let mut r: Vec<&str> = instances
@@ -200,19 +233,19 @@ pub async fn scan<A: Auditors, O: Objects>(
                 scanned_at: format_utc(now_ms / 1000),
                 counted: BTreeMap::from([("instances".into(), instances.len()), ("roles".into(), roles_on_instances)]),
                 findings,
+                error: None,
             }
         }
     };
-    let key = format!("{}/runs/{run}/scopes/{account}-{region}.json", prefix(check));
+    let key = part_key(check, run, account, region);
     let body = serde_json::to_string(&part).map_err(|e| CoreError::transient("serialize", e.to_string()))?;
     objects.put(&settings.bucket, &key, &body).await?;
-    Ok(json!({
-        "Account": account,
-        "Region": region,
-        "Key": key,
-        "Findings": part.findings.len(),
-        "Counted": part.counted,
-    }))
+    Ok(json!({"Findings": part.findings.len()}))
+}
+
+/// Where a scope's scan goes.
+pub fn part_key(check: Check, run: &str, account: &str, region: &str) -> String {
+    format!("{}/runs/{run}/scopes/{account}-{region}.json", prefix(check))
 }
 
 /// Report: the scans joined, compared with the previous report, written and published.
@@ -222,19 +255,24 @@ pub async fn report<O: Objects, P: AlertPublisher>(
     settings: &AuditSettings,
     check: Check,
     run: &str,
-    scans: Vec<(String, String, Result<String, String>)>,
+    scans: Vec<(String, String, Option<String>)>,
     now_ms: i64,
 ) -> Result<Value, CoreError> {
     let mut parts = Vec::new();
     let mut failed = Vec::new();
-    for (account, region, outcome) in scans {
-        match outcome {
-            Ok(key) => {
+    for (account, region, error) in scans {
+        match error {
+            None => {
+                let key = part_key(check, run, &account, &region);
                 let text = objects.get(&settings.bucket, &key).await?;
                 let part: Part = serde_json::from_str(&text).map_err(|e| CoreError::invalid(key.clone(), e.to_string()))?;
                 parts.push(part);
             }
-            Err(error) => failed.push(FailedScope { account, region, error }),
+            Some(name) => failed.push(FailedScope {
+                account,
+                region,
+                error: format!("{name}: the scan failed after its retries (the execution's history has the cause)"),
+            }),
         }
     }
     let previous = match objects.get(&settings.bucket, &latest_key(check)).await {
@@ -264,6 +302,8 @@ pub async fn report<O: Objects, P: AlertPublisher>(
     let url = format!("s3://{}/{dir}/report.txt", settings.bucket);
     let message_id = publisher.publish(&report.publication(&url)).await?;
     Ok(json!({
+        "Check": check,
+        "Run": run,
         "Report": format!("s3://{}/{dir}/report.json", settings.bucket),
         "Text": url,
         "Counts": report.counts,
@@ -294,21 +334,17 @@ pub async fn invoke<A: Auditors, O: Objects, P: AlertPublisher, C: Clock>(
         }
         "Report" => {
             let i: ReportInput = parse("Report", payload)?;
+            if i.scopes.len() != i.scans.len() {
+                return Err(CoreError::invalid(
+                    "Scans",
+                    format!("has {} results for {} scopes", i.scans.len(), i.scopes.len()),
+                ));
+            }
             let scans = i
-                .scans
+                .scopes
                 .into_iter()
-                .map(|s| {
-                    let outcome = match (s.key, s.error) {
-                        (Some(key), None) => Ok(key),
-                        (_, Some(e)) => Err(format!(
-                            "{}: {}",
-                            e.get("Error").and_then(Value::as_str).unwrap_or("Error"),
-                            e.get("Cause").and_then(Value::as_str).unwrap_or_default()
-                        )),
-                        (None, None) => Err("the scan returned nothing".into()),
-                    };
-                    (s.account, s.region, outcome)
-                })
+                .zip(i.scans)
+                .map(|(s, r)| (s.account, s.region, r.error))
                 .collect();
             report(&ports.objects, &ports.publisher, settings, i.check, &i.run, scans, clock.now_ms()).await
         }

@@ -96,6 +96,9 @@ pub struct Part {
     /// What was looked at, e.g. `{"instances": 12, "roles": 4}`.
     pub counted: BTreeMap<String, usize>,
     pub findings: Vec<Finding>,
+    /// Why the scope could not be read (then no findings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How a scope went.
@@ -170,9 +173,15 @@ impl Report {
         run: &str,
         generated_at: &str,
         parts: Vec<Part>,
-        failed: Vec<FailedScope>,
+        mut failed: Vec<FailedScope>,
         previous: Option<&Report>,
     ) -> Report {
+        let (parts, unread): (Vec<Part>, Vec<Part>) = parts.into_iter().partition(|p| p.error.is_none());
+        failed.extend(unread.into_iter().map(|p| FailedScope {
+            account: p.account,
+            region: p.region,
+            error: p.error.unwrap_or_default(),
+        }));
         let mut scopes: Vec<Scope> = parts
             .iter()
             .map(|p| Scope {
@@ -458,6 +467,7 @@ mod tests {
             scanned_at: "2026-12-06T00:00:00Z".into(),
             counted: BTreeMap::from([("instances".to_string(), 3)]),
             findings,
+            error: None,
         }
     }
 

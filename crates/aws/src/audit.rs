@@ -1,0 +1,241 @@
+//! The audits' readers ([`AuditFleet`], [`AuditAdapter`]): EC2 DescribeInstances and IAM
+//! GetAccountAuthorizationDetails (roles and customer managed policies, every page), then
+//! GetPolicy + GetPolicyVersion for the AWS managed policies and boundaries the roles reference
+//! (the listing of every AWS managed policy would be a thousand documents for a handful used).
+//!
+//! Every account, the central one too, is read through its member audit role
+//! (`opsflow-member-audit` of infra/member-account.yaml: read only, trusted only from the
+//! central audit function's role path, with the ExternalId), assumed by the function itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_iam::types::EntityType;
+use opsflow_core::audit::{AuditInstance, IamFacts, RoleFacts};
+use opsflow_core::ports::{AuditReader, Auditors};
+use opsflow_core::CoreError;
+use serde_json::Value;
+
+use crate::error::{from_sdk_error, unexpected};
+use crate::runbook::partition;
+
+/// The session name the member accounts' CloudTrail shows for the audits.
+pub const AUDIT_SESSION: &str = "opsflow-audit";
+
+/// The member accounts, read only.
+#[derive(Clone)]
+pub struct AuditFleet {
+    base: aws_config::SdkConfig,
+    role_name: String,
+    external_id: String,
+    readers: Arc<Mutex<HashMap<(String, String), AuditAdapter>>>,
+}
+
+impl std::fmt::Debug for AuditFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditFleet")
+            .field("role_name", &self.role_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditFleet {
+    pub fn new(base: &aws_config::SdkConfig, role_name: &str, external_id: &str) -> AuditFleet {
+        AuditFleet {
+            base: base.clone(),
+            role_name: role_name.to_string(),
+            external_id: external_id.to_string(),
+            readers: Arc::default(),
+        }
+    }
+
+    /// From `AUDIT_ROLE_NAME` (default `opsflow-member-audit`) and `MEMBER_EXTERNAL_ID` (required).
+    pub fn from_env(base: &aws_config::SdkConfig) -> Result<AuditFleet, CoreError> {
+        let role = std::env::var("AUDIT_ROLE_NAME")
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "opsflow-member-audit".to_string());
+        let external_id = std::env::var("MEMBER_EXTERNAL_ID")
+            .ok()
+            .filter(|x| !x.is_empty())
+            .ok_or_else(|| CoreError::invalid("MEMBER_EXTERNAL_ID", "is required: the ExternalId of the member roles"))?;
+        Ok(AuditFleet::new(base, &role, &external_id))
+    }
+
+    pub fn role_arn(&self, account: &str, region: &str) -> String {
+        format!("arn:{}:iam::{account}:role/{}", partition(region), self.role_name)
+    }
+}
+
+impl Auditors for AuditFleet {
+    type Reader = AuditAdapter;
+
+    async fn reader(&self, account: &str, region: &str) -> Result<AuditAdapter, CoreError> {
+        let key = (account.to_string(), region.to_string());
+        if let Some(r) = self.readers.lock().expect("readers").get(&key) {
+            return Ok(r.clone());
+        }
+        let role_arn = self.role_arn(account, region);
+        let config = crate::member::assumed_config(&self.base, &role_arn, &self.external_id, AUDIT_SESSION, region).await?;
+        let reader = AuditAdapter::new(&config);
+        self.readers.lock().expect("readers").insert(key, reader.clone());
+        Ok(reader)
+    }
+}
+
+/// One account and region.
+#[derive(Clone, Debug)]
+pub struct AuditAdapter {
+    ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
+}
+
+impl AuditAdapter {
+    pub fn new(config: &aws_config::SdkConfig) -> AuditAdapter {
+        AuditAdapter {
+            ec2: aws_sdk_ec2::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+        }
+    }
+
+    /// The default version's document of a managed policy; None when IAM refuses or lacks it.
+    async fn managed_document(&self, arn: &str) -> Result<Option<Value>, CoreError> {
+        let policy = match self.iam.get_policy().policy_arn(arn).send().await {
+            Ok(out) => out.policy,
+            Err(e) => return absent_or(e, "GetPolicy"),
+        };
+        let Some(version) = policy.and_then(|p| p.default_version_id) else {
+            return Ok(None);
+        };
+        match self.iam.get_policy_version().policy_arn(arn).version_id(version).send().await {
+            Ok(out) => Ok(out.policy_version.and_then(|v| v.document).and_then(|d| policy_document(&d))),
+            Err(e) => absent_or(e, "GetPolicyVersion"),
+        }
+    }
+}
+
+/// NoSuchEntity or AccessDenied: the document is unknown (the audit says so); anything else
+/// fails the scan (a retry may do better).
+fn absent_or<E>(e: aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>, op: &str) -> Result<Option<Value>, CoreError>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match from_sdk_error(op, &e) {
+        CoreError::NotFound { .. } | CoreError::AccessDenied { .. } | CoreError::Forbidden { .. } => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// IAM answers policy documents URL-encoded (RFC 3986); some SDKs decode them, ours does not.
+pub fn policy_document(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok().or_else(|| {
+        let decoded = percent_encoding::percent_decode_str(text).decode_utf8().ok()?;
+        serde_json::from_str(&decoded).ok()
+    })
+}
+
+impl AuditReader for AuditAdapter {
+    async fn instances(&self) -> Result<Vec<AuditInstance>, CoreError> {
+        const OP: &str = "DescribeInstances";
+        let filter = Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .build();
+        let mut pages = self.ec2.describe_instances().filters(filter).into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error(OP, &e))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = i.instance_id() else { continue };
+                found.push(AuditInstance {
+                    id: id.to_string(),
+                    name: i
+                        .tags()
+                        .iter()
+                        .find(|t| t.key() == Some("Name"))
+                        .and_then(|t| t.value())
+                        .map(str::to_string),
+                    state: i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str()).to_string(),
+                    profile_arn: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
+                    platform: if i.platform().is_some_and(|p| p.as_str().eq_ignore_ascii_case("windows")) {
+                        "windows".into()
+                    } else {
+                        "linux".into()
+                    },
+                    launched_at: i.launch_time().map(|t| opsflow_core::time::format_utc(t.secs())),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn iam(&self) -> Result<IamFacts, CoreError> {
+        const OP: &str = "GetAccountAuthorizationDetails";
+        let mut facts = IamFacts::default();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .iam
+                .get_account_authorization_details()
+                .filter(EntityType::Role)
+                .filter(EntityType::LocalManagedPolicy)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk_error(OP, &e))?;
+            for policy in out.policies() {
+                let default = policy.policy_version_list().iter().find(|v| v.is_default_version());
+                if let Some(arn) = policy.arn() {
+                    facts
+                        .managed
+                        .insert(arn.to_string(), default.and_then(|v| v.document()).and_then(policy_document));
+                }
+            }
+            for role in out.role_detail_list() {
+                let (Some(name), Some(arn)) = (role.role_name(), role.arn()) else {
+                    continue;
+                };
+                facts.roles.push(RoleFacts {
+                    name: name.to_string(),
+                    arn: arn.to_string(),
+                    boundary: role
+                        .permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn())
+                        .map(str::to_string),
+                    attached: role
+                        .attached_managed_policies()
+                        .iter()
+                        .filter_map(|p| p.policy_arn())
+                        .map(str::to_string)
+                        .collect(),
+                    inline: role
+                        .role_policy_list()
+                        .iter()
+                        .filter_map(|p| Some((p.policy_name()?.to_string(), policy_document(p.policy_document()?)?)))
+                        .collect::<BTreeMap<_, _>>(),
+                    profiles: role.instance_profile_list().iter().map(|p| p.arn().to_string()).collect(),
+                });
+            }
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(next)) => marker = Some(next.to_string()),
+                (true, None) => return Err(unexpected(OP, "truncated without a Marker")),
+                _ => break,
+            }
+        }
+        let mut referenced: Vec<String> = facts
+            .roles
+            .iter()
+            .flat_map(|r| r.attached.iter().chain(r.boundary.iter()))
+            .filter(|arn| !facts.managed.contains_key(*arn))
+            .cloned()
+            .collect();
+        referenced.sort();
+        referenced.dedup();
+        for arn in referenced {
+            let doc = self.managed_document(&arn).await?;
+            facts.managed.insert(arn, doc);
+        }
+        Ok(facts)
+    }
+}

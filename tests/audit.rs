@@ -1,0 +1,307 @@
+//! End to end: the fleet audit (the real `statemachines/fleet-audit.asl.json`) on the local
+//! engine, the real audit function, two member accounts of the local cloud read through their
+//! member audit role with the ExternalId.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use opsflow::local::audit::LocalAudits;
+use opsflow::local::runbook::MemberAccount;
+use opsflow::local::LocalCloud;
+use opsflow_asl::Status;
+use opsflow_core::audit::{Report, Severity};
+use serde_json::{json, Value};
+
+/// Scenarios share the machine's two cores: one local cloud at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const EXTERNAL_ID: &str = "opsflow-test-5f2c";
+const A: &str = "111111111111";
+const B: &str = "222222222222";
+const REGION: &str = "eu-west-1";
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+struct World {
+    _serial: MutexGuard<'static, ()>,
+    cloud: Arc<LocalCloud>,
+    audits: LocalAudits,
+    a: MemberAccount,
+    b: MemberAccount,
+}
+
+async fn world() -> World {
+    let serial = SERIAL.lock().await;
+    let cloud = Arc::new(tokio::task::spawn_blocking(LocalCloud::start).await.unwrap().expect("local cloud"));
+    let a = MemberAccount::seed(&cloud, A, EXTERNAL_ID).await.unwrap();
+    let b = MemberAccount::seed(&cloud, B, EXTERNAL_ID).await.unwrap();
+    let audits = LocalAudits::new(cloud.clone(), EXTERNAL_ID).await.unwrap();
+    World {
+        _serial: serial,
+        cloud,
+        audits,
+        a,
+        b,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(300), f)
+                .await
+                .expect("test within 300 s")
+        })
+}
+
+/// An instance with no profile at all.
+async fn bare_instance(m: &MemberAccount, name: &str) -> String {
+    opsflow::fixtures::instance_tagged(&m.clients(REGION).await.unwrap(), name, &[])
+        .await
+        .unwrap()
+}
+
+/// An inline policy on `role`.
+async fn put_policy(m: &MemberAccount, role: &str, name: &str, doc: Value) {
+    m.clients(REGION)
+        .await
+        .unwrap()
+        .iam
+        .put_role_policy()
+        .role_name(role)
+        .policy_name(name)
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+fn keys(r: &Report) -> Vec<String> {
+    r.findings.iter().map(|f| f.key.clone()).collect()
+}
+
+/// The audit topic's messages, as a subscribed queue receives them (the JSON body of each).
+async fn summaries(w: &World, queue: &str) -> Vec<Value> {
+    let got = w
+        .audits
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    got.messages()
+        .iter()
+        .map(|m| {
+            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let mut body: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+            body["subject"] = envelope["Subject"].clone();
+            body
+        })
+        .collect()
+}
+
+#[test]
+fn two_accounts_admin_escalation_missing_profile_and_ssm_are_found_then_the_changes_lead_the_next_report() {
+    block_on(async {
+        let w = world().await;
+        let (queue, queue_arn) = opsflow::fixtures::queue(&w.audits.clients, "audit-summaries").await.unwrap();
+        opsflow::fixtures::subscribe(&w.audits.clients, &w.audits.topic_arn, &queue_arn)
+            .await
+            .unwrap();
+        let (ca, cb) = (w.a.clients(REGION).await.unwrap(), w.b.clients(REGION).await.unwrap());
+        // A: a clean SSM role, an admin role, an instance without a profile.
+        let clean = opsflow::fixtures::managed_instance(&ca, "web-1", "web", false).await.unwrap();
+        let admin = opsflow::fixtures::managed_instance(&ca, "ops-box", "ops-admin", true)
+            .await
+            .unwrap();
+        let bare = bare_instance(&w.a, "forgotten").await;
+        // B: a build role that can pass any role to an instance it launches; a role without SSM.
+        let builder = opsflow::fixtures::managed_instance(&cb, "ci-runner", "builder", false)
+            .await
+            .unwrap();
+        put_policy(
+            &w.b,
+            "builder",
+            "launch",
+            json!({"Version": "2012-10-17", "Statement": [{"Sid": "Launch", "Effect": "Allow", "Action": ["ec2:RunInstances", "iam:PassRole"], "Resource": "*"}]}),
+        )
+        .await;
+        let quiet = opsflow::fixtures::managed_instance(&cb, "batch-1", "batch", false).await.unwrap();
+        cb.iam
+            .detach_role_policy()
+            .role_name("batch")
+            .policy_arn("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+            .send()
+            .await
+            .unwrap();
+
+        let input = json!({"Check": "roles", "Accounts": [A, B], "Regions": [REGION]});
+        let first = w.audits.run(input.clone(), "daily-1").await.unwrap();
+        assert_eq!(first.execution.status, Status::Succeeded, "{:?}", first.execution.cause);
+        let r1 = first.report.unwrap();
+        let k = keys(&r1);
+        for expected in [
+            format!("{A}/{REGION}/admin/ops-admin"),
+            format!("{A}/{REGION}/no-profile/{bare}"),
+            format!("{B}/{REGION}/escalation/builder/iam-pass-role-any"),
+            format!("{B}/{REGION}/escalation/builder/iam-pass-role-ec2-run-instances"),
+            format!("{B}/{REGION}/no-ssm/batch"),
+        ] {
+            assert!(k.contains(&expected), "{expected} in {k:#?}");
+        }
+        assert_eq!(k.len(), 5, "nothing else, the clean role nothing: {k:#?}");
+        let admin_finding = r1.findings.iter().find(|f| f.kind == "admin").unwrap();
+        assert_eq!(admin_finding.severity, Severity::Critical);
+        assert_eq!(admin_finding.instances[0].id, admin);
+        assert_eq!(admin_finding.instances[0].name.as_deref(), Some("ops-box"));
+        assert!(admin_finding.evidence[0].contains("AdministratorAccess is attached"));
+        let pass = r1.findings.iter().find(|f| f.key.ends_with("/iam-pass-role-any")).unwrap();
+        assert_eq!(pass.instances[0].id, builder);
+        assert!(
+            pass.evidence.iter().any(|e| e == "inline launch (Sid Launch) on *"),
+            "{:?}",
+            pass.evidence
+        );
+        assert!(pass.source.as_deref().unwrap().contains("https://"));
+        let no_ssm = r1.findings.iter().find(|f| f.kind == "no-ssm").unwrap();
+        assert_eq!(no_ssm.instances[0].id, quiet);
+        assert!(
+            r1.findings.iter().all(|f| f.instances.iter().all(|i| i.id != clean)),
+            "web-1 is clean"
+        );
+        assert_eq!(r1.scopes.len(), 2);
+        assert!(r1.scopes.iter().all(|s| s.status == "scanned"));
+        assert_eq!(r1.changes.previous_run, None);
+        let text = first.text.unwrap();
+        assert!(text.starts_with("Instance-role audit — run daily-1"), "{text}");
+        assert!(text.contains("First report"));
+
+        // A day later: the admin grant is gone, web's role can now write its own policies, and
+        // another instance took the builder profile.
+        ca.iam
+            .detach_role_policy()
+            .role_name("ops-admin")
+            .policy_arn(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        put_policy(
+            &w.a,
+            "web",
+            "self-service",
+            json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iam:PutRolePolicy", "Resource": "arn:aws:iam::111111111111:role/web"}}),
+        )
+        .await;
+        let second_builder = opsflow::fixtures::instance(&cb, "ci-runner-2").await.unwrap();
+        cb.ec2
+            .associate_iam_instance_profile()
+            .instance_id(&second_builder)
+            .iam_instance_profile(
+                opsflow_aws::aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                    .name("builder")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let second = w.audits.run(input, "daily-2").await.unwrap();
+        assert_eq!(second.execution.status, Status::Succeeded, "{:?}", second.execution.cause);
+        let r2 = second.report.unwrap();
+        let c = &r2.changes;
+        assert_eq!(c.previous_run.as_deref(), Some("daily-1"));
+        assert_eq!(c.new, [format!("{A}/{REGION}/escalation/web/iam-put-role-policy")]);
+        assert_eq!(c.resolved.len(), 1);
+        assert_eq!(c.resolved[0].key, format!("{A}/{REGION}/admin/ops-admin"));
+        let changed: Vec<&str> = c.changed.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(
+            changed,
+            [
+                format!("{B}/{REGION}/escalation/builder/iam-pass-role-any"),
+                format!("{B}/{REGION}/escalation/builder/iam-pass-role-ec2-run-instances")
+            ]
+        );
+        assert!(c.changed.iter().all(|x| x.added.len() == 1 && x.added[0].id == second_builder));
+        let text = second.text.unwrap();
+        let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s:?} in\n{text}"));
+        assert!(at("1 new, 1 resolved, 2 changed") < at("\nFindings:"), "the changes lead:\n{text}");
+        assert!(at("RESOLVED  critical") < at("\n[high]"));
+        assert!(text.contains("now also on"));
+
+        let got = summaries(&w, &queue).await;
+        assert_eq!(got.len(), 2, "one summary per report");
+        let last = got.iter().find(|b| b["run"] == "daily-2").unwrap();
+        assert_eq!(last["new"], json!([format!("{A}/{REGION}/escalation/web/iam-put-role-policy")]));
+        assert!(last["report"].as_str().unwrap().ends_with("audit/roles/runs/daily-2/report.txt"));
+        assert!(
+            last["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("opsflow roles: 1 new, 1 resolved, 2 changed"),
+            "{last}"
+        );
+    });
+}
+
+#[test]
+fn an_account_that_cannot_be_read_is_named_and_resolves_nothing_while_the_others_are_audited() {
+    block_on(async {
+        let w = world().await;
+        let ca = w.a.clients(REGION).await.unwrap();
+        opsflow::fixtures::managed_instance(&ca, "ops-box", "ops-admin", true)
+            .await
+            .unwrap();
+        let cb = w.b.clients(REGION).await.unwrap();
+        opsflow::fixtures::managed_instance(&cb, "db-1", "db-admin", true).await.unwrap();
+        let input = json!({"Check": "roles", "Accounts": [A, B], "Regions": [REGION]});
+        let first = w.audits.run(input.clone(), "before").await.unwrap();
+        assert_eq!(first.report.unwrap().findings.len(), 2);
+
+        // B's audit role is gone (its stack was deleted, or never deployed there).
+        // (The next day's function starts without yesterday's session.)
+        cb.iam.delete_role().role_name("opsflow-member-audit").send().await.unwrap();
+        let audits = LocalAudits::new(w.cloud.clone(), EXTERNAL_ID).await.unwrap();
+        let out = audits.run(input, "after").await.unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "one scope does not stop the audit");
+        let r = out.report.unwrap();
+        let failed: Vec<_> = r.scopes.iter().filter(|s| s.status == "failed").collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].account, B);
+        let error = failed[0].error.as_deref().unwrap();
+        assert!(
+            error.starts_with("AccessDenied:") && error.contains(&format!("arn:aws:iam::{B}:role/opsflow-member-audit")),
+            "{error}"
+        );
+        assert_eq!(r.findings.len(), 1, "A's finding");
+        assert!(r.changes.resolved.is_empty(), "B's admin finding is not resolved: B was not read");
+        assert_eq!(r.changes.not_rechecked, 1);
+        assert!(out.text.unwrap().contains(&format!("{B} {REGION}: FAILED: AccessDenied")));
+    });
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_field_before_any_account_is_read() {
+    block_on(async {
+        let w = world().await;
+        for (input, needle) in [
+            (json!({}), "Check: is required"),
+            (json!({"Check": "roles", "Accounts": ["1234"]}), "is not a 12-digit AWS account id"),
+        ] {
+            let out = w.audits.run(input.clone(), "refused").await.unwrap();
+            assert_eq!(out.execution.status, Status::Failed, "{input}");
+            assert_eq!(out.execution.error.as_deref(), Some("InvalidInput"));
+            assert!(
+                out.execution.cause.as_deref().unwrap().contains(needle),
+                "{:?}",
+                out.execution.cause
+            );
+            assert!(out.report.is_none());
+        }
+    });
+}
