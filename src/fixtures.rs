@@ -236,3 +236,40 @@ pub async fn subscribe(clients: &Clients, topic: &str, queue_arn: &str) -> anyho
         .context("Subscribe")?;
     Ok(out.subscription_arn().context("no SubscriptionArn")?.to_string())
 }
+
+/// Whether the EventBridge pattern at `path` of `template` (e.g. `["Resources", "RoleDriftForwardRule",
+/// "Properties", "EventPattern"]`) matches `event`, by moto's own matcher (the local cloud's
+/// venv): the deployed rule, not a copy of it.
+pub fn pattern_matches(template: &str, path: &[&str], event: &serde_json::Value) -> bool {
+    use std::io::Write;
+    const SCRIPT: &str = r#"
+import json, sys, yaml
+from moto.events.models import EventPattern
+class Loader(yaml.SafeLoader): pass
+Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+node = yaml.load(open(sys.argv[1]), Loader=Loader)
+for key in sys.argv[2:]:
+    node = node[key]
+event = json.loads(sys.stdin.read())
+print(json.dumps(EventPattern.load(json.dumps(node)).matches_event(event)))
+"#;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .args(["-c", SCRIPT, &format!("{root}/{template}")])
+        .args(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the local cloud's venv python");
+    let mut moto_event = event.clone();
+    moto_event["ingestion-time"] = serde_json::json!(0);
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(moto_event.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("true or false")
+}

@@ -84,7 +84,8 @@ fn keys(r: &Report) -> Vec<String> {
     r.findings.iter().map(|f| f.key.clone()).collect()
 }
 
-/// The audit topic's messages, as a subscribed queue receives them (the JSON body of each).
+/// The audit topic's messages since the last call, as a subscribed queue receives them (the
+/// JSON body of each, with the subject).
 async fn summaries(w: &World, queue: &str) -> Vec<Value> {
     let got = w
         .audits
@@ -96,6 +97,18 @@ async fn summaries(w: &World, queue: &str) -> Vec<Value> {
         .send()
         .await
         .unwrap();
+    for m in got.messages() {
+        // Taken: a later call sees only what came since.
+        w.audits
+            .clients
+            .sqs
+            .delete_message()
+            .queue_url(queue)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
     got.messages()
         .iter()
         .map(|m| {
@@ -303,5 +316,165 @@ fn bad_input_is_refused_naming_the_field_before_any_account_is_read() {
             );
             assert!(out.report.is_none());
         }
+    });
+}
+
+/// The CloudTrail events the local cloud sent since its event list was cleared, each checked against
+/// the member stack's forwarding rule and the central drift rule (the deployed patterns).
+async fn trail_events(w: &World) -> Vec<Value> {
+    let events = w.cloud.get("events").await.unwrap()["events"].as_array().cloned().unwrap();
+    let trail: Vec<Value> = events
+        .into_iter()
+        .filter(|e| e["detail-type"] == "AWS API Call via CloudTrail")
+        .collect();
+    for e in &trail {
+        assert!(
+            opsflow::fixtures::pattern_matches(
+                "infra/member-account.yaml",
+                &["Resources", "RoleDriftForwardRule", "Properties", "EventPattern"],
+                e
+            ),
+            "the member stack forwards {e}"
+        );
+        assert!(
+            opsflow::fixtures::pattern_matches(
+                "infra/template.yaml",
+                &[
+                    "Resources",
+                    "AuditDriftFunction",
+                    "Properties",
+                    "Events",
+                    "Drift",
+                    "Properties",
+                    "Pattern"
+                ],
+                e
+            ),
+            "the central rule takes {e}"
+        );
+    }
+    trail
+}
+
+fn drift_alerts(got: &[Value]) -> Vec<&Value> {
+    got.iter().filter(|b| b["schema"] == "opsflow.role-drift/1").collect()
+}
+
+#[test]
+fn admin_attached_to_an_instance_role_is_one_drift_alert_naming_who_before_and_after_and_a_swapped_profile_another() {
+    block_on(async {
+        let w = world().await;
+        let (queue, queue_arn) = opsflow::fixtures::queue(&w.audits.clients, "drift-alerts").await.unwrap();
+        opsflow::fixtures::subscribe(&w.audits.clients, &w.audits.topic_arn, &queue_arn)
+            .await
+            .unwrap();
+        let cb = w.b.clients(REGION).await.unwrap();
+        let web = opsflow::fixtures::managed_instance(&cb, "web-1", "web", false).await.unwrap();
+        opsflow::fixtures::instance_profile(&cb, "lonely", "/").await.unwrap();
+        opsflow::fixtures::instance_profile(&cb, "plain", "/").await.unwrap();
+        // Yesterday's audit: what drift compares with.
+        let audit = w
+            .audits
+            .run(json!({"Check": "roles", "Accounts": [A, B], "Regions": [REGION]}), "daily")
+            .await
+            .unwrap();
+        assert!(audit.report.unwrap().findings.is_empty());
+        summaries(&w, &queue).await;
+        w.cloud.delete("events").await.unwrap();
+
+        // Someone in B makes the web role admin, and also an unrelated role no instance carries.
+        cb.iam.attach_role_policy().role_name("web").policy_arn(ADMIN).send().await.unwrap();
+        cb.iam
+            .attach_role_policy()
+            .role_name("lonely")
+            .policy_arn(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        let events = trail_events(&w).await;
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert!(
+            events.iter().all(|e| e["region"] == "us-east-1" && e["account"] == B),
+            "IAM's events are in us-east-1"
+        );
+        let on = |role: &str| {
+            events
+                .iter()
+                .find(|e| e["detail"]["requestParameters"]["roleName"] == role)
+                .unwrap()
+        };
+        let out = w.audits.drift(on("web"), &[REGION]).await.unwrap();
+        assert_eq!(out["Instances"], 1, "{out}");
+        let message_id = out["Alerted"].as_str().unwrap().to_string();
+        let unrelated = w.audits.drift(on("lonely"), &[REGION]).await.unwrap();
+        assert_eq!(unrelated["Alerted"], Value::Null, "{unrelated}");
+        // EventBridge delivers at least once: the same event again publishes nothing.
+        let again = w.audits.drift(on("web"), &[REGION]).await.unwrap();
+        assert_eq!(again["Alerted"], json!(message_id), "{again}");
+
+        let got = summaries(&w, &queue).await;
+        let alerts = drift_alerts(&got);
+        assert_eq!(alerts.len(), 1, "{got:#?}");
+        let a = alerts[0];
+        assert_eq!(a["account"], B);
+        assert_eq!(a["severity"], "critical");
+        assert_eq!(a["event"], "AttachRolePolicy");
+        assert_eq!(a["who"]["arn"], format!("arn:aws:iam::{B}:user/opsflow-admin"));
+        assert_eq!(a["who"]["identityType"], "IAMUser");
+        assert_eq!(a["at"], events[0]["detail"]["eventTime"]);
+        assert_eq!(a["instances"][0]["instanceId"], web.as_str());
+        assert_eq!(a["instances"][0]["before"]["admin"], Value::Null);
+        assert_eq!(
+            a["instances"][0]["after"]["admin"],
+            "arn:aws:iam::aws:policy/AdministratorAccess is attached"
+        );
+        assert!(
+            a["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("opsflow drift [critical]: 1 instance now ADMIN (AttachRolePolicy by opsflow-admin)"),
+            "{a}"
+        );
+
+        // Then the profile of web-1 is swapped for a plain one: another alert, risk lowered.
+        w.cloud.delete("events").await.unwrap();
+        let assoc = cb
+            .ec2
+            .describe_iam_instance_profile_associations()
+            .filters(
+                opsflow_aws::aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-id")
+                    .values(&web)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let id = assoc.iam_instance_profile_associations()[0].association_id().unwrap().to_string();
+        cb.ec2
+            .replace_iam_instance_profile_association()
+            .association_id(id)
+            .iam_instance_profile(
+                opsflow_aws::aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                    .name("plain")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let events = trail_events(&w).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["region"], REGION, "EC2's events are in their region");
+        let out = w.audits.drift(&events[0], &[REGION]).await.unwrap();
+        assert_eq!(out["Instances"], 1, "{out}");
+        let got = summaries(&w, &queue).await;
+        let alerts = drift_alerts(&got);
+        assert_eq!(alerts.len(), 1);
+        let a = alerts[0];
+        assert_eq!(a["event"], "ReplaceIamInstanceProfileAssociation");
+        assert_eq!(a["severity"], "low", "less power than before");
+        assert_eq!(a["instances"][0]["before"]["role"], format!("arn:aws:iam::{B}:role/web"));
+        assert_eq!(a["instances"][0]["after"]["role"], format!("arn:aws:iam::{B}:role/plain"));
+        assert_eq!(a["instances"][0]["after"]["admin"], Value::Null);
     });
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use opsflow_asl::{Clock as EngineClock, Engine, ExecutionResult, StartOptions, StateMachine, StatesError, TaskRequest};
-use opsflow_aws::{AuditFleet, AwsConfig, Clients, S3Objects, SnsPublisher, SystemClock};
-use opsflow_core::audit::handlers::{invoke, FUNCTION_PLACEHOLDER};
-use opsflow_core::audit::{AuditPorts, AuditSettings, Check, Report};
+use opsflow_aws::{AuditFleet, AwsConfig, Clients, DynamoAlertLedger, S3Objects, SnsPublisher, SystemClock};
+use opsflow_core::audit::handlers::{drift, invoke, FUNCTION_PLACEHOLDER};
+use opsflow_core::audit::{AuditPorts, AuditSettings, Check, DriftSettings, Report};
 use opsflow_core::ports::Clock;
 use serde_json::{json, Value};
 
@@ -32,6 +32,8 @@ pub struct LocalAudits {
     pub topic_arn: String,
     engine: Engine,
     machine: Arc<StateMachine>,
+    ports: Arc<Ports>,
+    ledger: DynamoAlertLedger,
 }
 
 /// An audit's end: the execution and the report it wrote.
@@ -61,14 +63,16 @@ impl LocalAudits {
         let settings = Arc::new(AuditSettings {
             bucket: AUDIT_BUCKET.to_string(),
         });
+        let ledger = clients.alert_ledger(super::alerts::LEDGER_TABLE);
+        ledger.create_table().await.context("the alert ledger table")?;
         let function = "opsflow-audit";
-        let c = cloud.clone();
+        let (c, p) = (cloud.clone(), ports.clone());
         let engine = Engine::builder()
             .clock(EngineClock::Virtual)
             .region(REGION)
             .account(ACCOUNT)
             .lambda(function, move |req: TaskRequest| {
-                let (ports, settings, cloud) = (ports.clone(), settings.clone(), c.clone());
+                let (ports, settings, cloud) = (p.clone(), settings.clone(), c.clone());
                 async move {
                     cloud
                         .control("clock", json!({"now_ms": req.now_ms}))
@@ -91,7 +95,22 @@ impl LocalAudits {
             topic_arn,
             engine,
             machine,
+            ports,
+            ledger,
         })
+    }
+
+    /// The drift function on one EventBridge event (as the template's RoleDriftRule delivers
+    /// it), re-evaluating `regions` for IAM changes.
+    pub async fn drift(&self, event: &Value, regions: &[&str]) -> anyhow::Result<Value> {
+        let settings = DriftSettings {
+            bucket: AUDIT_BUCKET.to_string(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+        };
+        let now = SystemClock.now_ms().max(self.cloud.now_ms().await?);
+        drift(&self.ports, &self.ledger, &settings, event, now)
+            .await
+            .map_err(|e| anyhow!("{}: {e}", e.name()))
     }
 
     /// Runs the audit on `input` (as its schedule would start it) under the execution `name`,

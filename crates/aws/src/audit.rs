@@ -215,6 +215,7 @@ impl AuditReader for AuditAdapter {
                         .filter_map(|p| Some((p.policy_name()?.to_string(), policy_document(p.policy_document()?)?)))
                         .collect::<BTreeMap<_, _>>(),
                     profiles: role.instance_profile_list().iter().map(|p| p.arn().to_string()).collect(),
+                    trust: role.assume_role_policy_document().and_then(policy_document),
                 });
             }
             match (out.is_truncated(), out.marker()) {

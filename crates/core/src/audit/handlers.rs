@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::drift::{drift_in_scope, outcome, state_key, Change, DriftAlert, ScopeState, TrailEvent};
 use super::report::{FailedScope, Part, Report};
 use super::roles;
-use crate::alert::AlertPublisher;
+use crate::alert::{AlertLedger, AlertPublisher, Claim};
 use crate::error::CoreError;
 use crate::ports::{AuditReader, Auditors, Clock, Objects};
 use crate::runbook::input::{list, valid_account, valid_region, MAX_ACCOUNTS, MAX_REGIONS};
@@ -124,6 +125,10 @@ struct ReportInput {
     scans: Vec<ScanResult>,
 }
 
+fn to_string<T: Serialize>(v: &T) -> Result<String, CoreError> {
+    serde_json::to_string(v).map_err(|e| CoreError::transient("serialize", e.to_string()))
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(step: &str, payload: Value) -> Result<T, CoreError> {
     serde_json::from_value(payload).map_err(|e| CoreError::invalid(format!("{step} input"), e.to_string()))
 }
@@ -217,6 +222,11 @@ pub async fn scan<A: Auditors, O: Objects>(
         },
         Ok((instances, iam)) => {
             let findings = roles::findings(account, region, &instances, &iam);
+            // The drift alerts' "before" (drift.rs).
+            let state = ScopeState::of(account, region, &format_utc(now_ms / 1000), &instances, &iam);
+            objects
+                .put(&settings.bucket, &state_key(account, region), &to_string(&state)?)
+                .await?;
             let roles_on_instances = {
                 let mut r: Vec<&str> = instances
                     .iter()
@@ -313,6 +323,99 @@ pub async fn report<O: Objects, P: AlertPublisher>(
         "FailedScopes": report.scopes.iter().filter(|s| s.status == "failed").count(),
         "MessageId": message_id,
     }))
+}
+
+/// Where drift looks: the regions of every account (`AUDIT_REGIONS`) for IAM changes; an EC2
+/// change only in its own region.
+#[derive(Clone, Debug)]
+pub struct DriftSettings {
+    pub bucket: String,
+    pub regions: Vec<String>,
+}
+
+/// How long a drift claim holds, and how long its record is kept.
+const DRIFT_LEASE_S: i64 = 120;
+const DRIFT_KEEP_S: i64 = 7 * 86_400;
+
+/// A CloudTrail event (as EventBridge delivers it) → at most one drift alert, exactly once per
+/// event (the ledger, keyed by CloudTrail's eventID), with every touched scope's state
+/// rewritten from fresh reads.
+pub async fn drift<A: Auditors, O: Objects, P: AlertPublisher, L: AlertLedger>(
+    ports: &AuditPorts<A, O, P>,
+    ledger: &L,
+    settings: &DriftSettings,
+    event: &Value,
+    now_ms: i64,
+) -> Result<Value, CoreError> {
+    let e = TrailEvent::parse(event)?;
+    if let Some(code) = &e.error_code {
+        return Ok(outcome(&e, None, 0, &format!("the call failed ({code}): nothing changed")));
+    }
+    let change = e.change();
+    if let Change::Ignored(why) = &change {
+        return Ok(outcome(&e, None, 0, why));
+    }
+    let now_s = now_ms / 1000;
+    let key = format!("drift#{}", e.event_id);
+    match ledger.claim(&key, now_s, DRIFT_LEASE_S, now_s + DRIFT_KEEP_S).await? {
+        Claim::Won => {}
+        Claim::Published(id) => return Ok(outcome(&e, Some(&id), 0, "already handled (a repeated delivery)")),
+        Claim::Busy { lease_until_s } => {
+            return Err(CoreError::conflict(
+                key,
+                format!("another delivery evaluates it until {}", format_utc(lease_until_s)),
+            ))
+        }
+    }
+    let result = evaluate_and_publish(ports, settings, &e, &change, now_ms).await;
+    match result {
+        Ok((Some(id), n)) => {
+            ledger.published(&key, &id, now_s + DRIFT_KEEP_S).await?;
+            Ok(outcome(&e, Some(&id), n, "published"))
+        }
+        Ok((None, _)) => {
+            ledger.published(&key, "", now_s + DRIFT_KEEP_S).await?;
+            Ok(outcome(&e, None, 0, "no running instance's verdict changed"))
+        }
+        Err(err) => {
+            ledger.release(&key).await?;
+            Err(err)
+        }
+    }
+}
+
+async fn evaluate_and_publish<A: Auditors, O: Objects, P: AlertPublisher>(
+    ports: &AuditPorts<A, O, P>,
+    settings: &DriftSettings,
+    e: &TrailEvent,
+    change: &Change,
+    now_ms: i64,
+) -> Result<(Option<String>, usize), CoreError> {
+    let regions: Vec<String> = match change {
+        Change::Instance(_) => vec![e.region.clone()],
+        _ => settings.regions.clone(),
+    };
+    let mut drifts = Vec::new();
+    for region in &regions {
+        let reader = ports.auditors.reader(&e.account, region).await?;
+        let (instances, iam) = (reader.instances().await?, reader.iam().await?);
+        let key = state_key(&e.account, region);
+        let before = match ports.objects.get(&settings.bucket, &key).await {
+            Ok(text) => serde_json::from_str::<ScopeState>(&text).ok(),
+            Err(CoreError::NotFound { .. }) => None,
+            Err(err) => return Err(err),
+        };
+        drifts.extend(drift_in_scope(region, change, before.as_ref(), &instances, &iam));
+        let now = ScopeState::of(&e.account, region, &format_utc(now_ms / 1000), &instances, &iam);
+        ports.objects.put(&settings.bucket, &key, &to_string(&now)?).await?;
+    }
+    if drifts.is_empty() {
+        return Ok((None, 0));
+    }
+    let n = drifts.len();
+    let alert = DriftAlert::new(e, drifts);
+    let id = ports.publisher.publish(&alert.publication()).await?;
+    Ok((Some(id), n))
 }
 
 /// The entry point: `Step` is `Plan`, `Scan` or `Report`.

@@ -6,14 +6,16 @@
 //!   privilege-escalation paths, kept as data with their sources).
 //! - [`report`]: findings, the report (JSON and text), the difference from the previous one,
 //!   the SNS summary.
-//! - [`handlers`]: the audit function's steps (Plan, Scan, Report).
+//! - [`drift`]: drift alerts, from the CloudTrail events that change an instance's role.
+//! - [`handlers`]: the audit function's steps (Plan, Scan, Report) and the drift handler.
 
+pub mod drift;
 pub mod escalation;
 pub mod handlers;
 pub mod policy;
 pub mod report;
 pub mod roles;
 
-pub use handlers::{AuditPorts, AuditSettings, Check};
+pub use handlers::{AuditPorts, AuditSettings, Check, DriftSettings};
 pub use report::{Finding, Report, Severity};
 pub use roles::{AuditInstance, IamFacts, RoleFacts};

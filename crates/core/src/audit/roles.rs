@@ -71,6 +71,59 @@ pub struct RoleFacts {
     /// The instance profiles the role is in (ARNs).
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// The trust policy (who may assume the role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<Value>,
+}
+
+impl RoleFacts {
+    /// Who besides EC2 may assume the role: each principal of an `Allow` of `sts:AssumeRole*`
+    /// in its trust policy, as `<kind> <value>` (`AWS arn:aws:iam::999999999999:root`,
+    /// `Service lambda.amazonaws.com`, `*`), without `Service ec2.amazonaws.com`.
+    pub fn trusted_beyond_ec2(&self) -> Vec<String> {
+        let Some(doc) = &self.trust else { return Vec::new() };
+        let statements: Vec<&Value> = match doc.get("Statement") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(one @ Value::Object(_)) => vec![one],
+            _ => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for s in statements {
+            let assumes = match s.get("Action") {
+                Some(Value::String(a)) => a.to_ascii_lowercase().starts_with("sts:assumerole") || a == "*",
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| a.to_ascii_lowercase().starts_with("sts:assumerole") || a == "*"),
+                _ => false,
+            };
+            if s.get("Effect").and_then(Value::as_str) != Some("Allow") || !assumes {
+                continue;
+            }
+            match s.get("Principal") {
+                Some(Value::String(p)) => out.push(p.clone()),
+                Some(Value::Object(kinds)) => {
+                    for (kind, v) in kinds {
+                        let values: Vec<String> = match v {
+                            Value::String(x) => vec![x.clone()],
+                            Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+                            _ => Vec::new(),
+                        };
+                        out.extend(
+                            values
+                                .into_iter()
+                                .filter(|x| !(kind == "Service" && x == "ec2.amazonaws.com"))
+                                .map(|x| format!("{kind} {x}")),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// An account's IAM as the audit needs it: the roles, and the default document of every managed
@@ -396,6 +449,7 @@ mod tests {
             attached: attached.iter().map(|s| s.to_string()).collect(),
             inline: inline.into_iter().map(|(n, d)| (n.to_string(), d)).collect(),
             profiles: vec![format!("arn:aws:iam::111111111111:instance-profile/{name}")],
+            trust: None,
         }
     }
 
@@ -523,5 +577,20 @@ mod tests {
         assert!(risk.ssm_missing.is_empty());
         assert_eq!(risk.unreadable, ["arn:aws:iam::111111111111:policy/gone"]);
         assert_eq!(risk.headline(), "no admin or escalation path");
+    }
+
+    #[test]
+    fn who_else_may_assume_the_role() {
+        let mut r = role("web", &[], vec![]);
+        assert!(r.trusted_beyond_ec2().is_empty());
+        r.trust = Some(json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com", "ssm.amazonaws.com"]}, "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": ["sts:AssumeRole", "sts:TagSession"]},
+            {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::888888888888:root"}, "Action": "s3:GetObject"}]}));
+        assert_eq!(
+            r.trusted_beyond_ec2(),
+            ["AWS arn:aws:iam::999999999999:root", "Service ssm.amazonaws.com"]
+        );
     }
 }
