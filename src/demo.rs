@@ -124,7 +124,8 @@ pub async fn run(bootstrap_exit: i32) -> anyhow::Result<ExitCode> {
 
     let alert_ok = alert(&cloud, &pipeline.clients, &instance_id).await?;
     let runbooks_ok = crate::demo_runbook::run(&cloud).await?;
-    Ok(if alert_ok && runbooks_ok && refused && (ok || bootstrap_exit != 0) {
+    let audit_ok = crate::demo_audit::run(&cloud).await?;
+    Ok(if alert_ok && runbooks_ok && audit_ok && refused && (ok || bootstrap_exit != 0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

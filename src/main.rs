@@ -187,6 +187,7 @@ fn json_arg(text: &str, what: &str) -> anyhow::Result<Value> {
 }
 
 mod demo;
+mod demo_audit;
 mod demo_runbook;
 mod runbook_cli;
 

@@ -253,7 +253,7 @@ impl Report {
             if failed > 0 { format!(", {failed} FAILED") } else { String::new() }
         );
         for s in &self.scopes {
-            let what = s.counted.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ");
+            let what = s.counted.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ");
             match &s.error {
                 Some(e) => t += &format!("  {} {}: FAILED: {e}\n", s.account, s.region),
                 None => t += &format!("  {} {}: {what}\n", s.account, s.region),

@@ -271,7 +271,11 @@ fn open_path(permissions: &Permissions, path: &EscalationPath) -> Option<Vec<Gra
         if path.any_resource && !access.any_resource {
             return None;
         }
-        grants.extend(access.grants);
+        for g in access.grants {
+            if !grants.contains(&g) {
+                grants.push(g);
+            }
+        }
     }
     Some(grants)
 }
