@@ -1,17 +1,20 @@
 //! The audits' readers ([`AuditFleet`], [`AuditAdapter`]): EC2 DescribeInstances and IAM
 //! GetAccountAuthorizationDetails (roles and customer managed policies, every page), then
 //! GetPolicy + GetPolicyVersion for the AWS managed policies and boundaries the roles reference
-//! (the listing of every AWS managed policy would be a thousand documents for a handful used).
+//! (the listing of every AWS managed policy would be a thousand documents for a handful used);
+//! for SSM fleet health, DescribeInstanceInformation, GetServiceSetting (Default Host
+//! Management Configuration) and the instances' route tables, VPC endpoints and security groups.
 //!
 //! Every account, the central one too, is read through its member audit role
 //! (`opsflow-member-audit` of infra/member-account.yaml: read only, trusted only from the
 //! central audit function's role path, with the ExternalId), assumed by the function itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_iam::types::EntityType;
+use opsflow_core::audit::ssm::{ManagedNode, NetworkFacts};
 use opsflow_core::audit::{AuditInstance, IamFacts, RoleFacts};
 use opsflow_core::ports::{AuditReader, Auditors};
 use opsflow_core::CoreError;
@@ -89,6 +92,7 @@ impl Auditors for AuditFleet {
 pub struct AuditAdapter {
     ec2: aws_sdk_ec2::Client,
     iam: aws_sdk_iam::Client,
+    ssm: aws_sdk_ssm::Client,
 }
 
 impl AuditAdapter {
@@ -96,6 +100,7 @@ impl AuditAdapter {
         AuditAdapter {
             ec2: aws_sdk_ec2::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
         }
     }
 
@@ -135,7 +140,148 @@ pub fn policy_document(text: &str) -> Option<Value> {
     })
 }
 
+/// Default Host Management Configuration's setting (SSM user guide, "Managing EC2 instances
+/// with Default Host Management Configuration").
+pub const DHMC_SETTING: &str = "/ssm/managed-instance/default-ec2-instance-management-role";
+
 impl AuditReader for AuditAdapter {
+    async fn managed_nodes(&self) -> Result<Vec<ManagedNode>, CoreError> {
+        const OP: &str = "DescribeInstanceInformation";
+        let mut pages = self.ssm.describe_instance_information().max_results(50).into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error(OP, &e))?;
+            for n in page.instance_information_list() {
+                let Some(id) = n.instance_id() else { continue };
+                found.push(ManagedNode {
+                    id: id.to_string(),
+                    ping_status: n.ping_status().map_or("Unknown", |p| p.as_str()).to_string(),
+                    last_ping_s: n.last_ping_date_time().map(|t| t.secs()),
+                    agent_version: n.agent_version().map(str::to_string),
+                    is_latest: n.is_latest_version(),
+                    resource_type: n.resource_type().map_or("", |r| r.as_str()).to_string(),
+                    ip_address: n.ip_address().map(str::to_string),
+                    computer_name: n.computer_name().map(str::to_string),
+                    registered_s: n.registration_date().map(|t| t.secs()),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// GetServiceSetting; a value that is not a role name (`$None`, empty) is off.
+    async fn dhmc_role(&self) -> Result<Option<String>, CoreError> {
+        const OP: &str = "GetServiceSetting";
+        let out = self
+            .ssm
+            .get_service_setting()
+            .setting_id(DHMC_SETTING)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        Ok(out
+            .service_setting()
+            .and_then(|s| s.setting_value())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && !v.starts_with('$'))
+            .map(str::to_string))
+    }
+
+    async fn network(&self, instances: &[AuditInstance]) -> Result<NetworkFacts, CoreError> {
+        let mut net = NetworkFacts::default();
+        let vpcs: BTreeSet<&str> = instances.iter().filter_map(|i| i.vpc_id.as_deref()).collect();
+        let subnets: BTreeSet<&str> = instances.iter().filter_map(|i| i.subnet_id.as_deref()).collect();
+        let groups: BTreeSet<&str> = instances
+            .iter()
+            .flat_map(|i| i.security_groups.iter().map(String::as_str))
+            .collect();
+        if vpcs.is_empty() {
+            return Ok(net);
+        }
+        let vpc_filter = || {
+            Filter::builder()
+                .name("vpc-id")
+                .set_values(Some(vpcs.iter().map(|v| v.to_string()).collect()))
+                .build()
+        };
+        // Route tables: a subnet's own, else its VPC's main table.
+        let mut own: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut main: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut pages = self.ec2.describe_route_tables().filters(vpc_filter()).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error("DescribeRouteTables", &e))?;
+            for t in page.route_tables() {
+                let default = t
+                    .routes()
+                    .iter()
+                    .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.state().is_none_or(|s| s.as_str() == "active"))
+                    .and_then(|r| {
+                        r.nat_gateway_id()
+                            .or(r.gateway_id())
+                            .or(r.transit_gateway_id())
+                            .or(r.network_interface_id())
+                    })
+                    .map(str::to_string);
+                for a in t.associations() {
+                    if a.main() == Some(true) {
+                        if let Some(v) = t.vpc_id() {
+                            main.insert(v.to_string(), default.clone());
+                        }
+                    } else if let Some(sub) = a.subnet_id() {
+                        own.insert(sub.to_string(), default.clone());
+                    }
+                }
+            }
+        }
+        for i in instances {
+            if let (Some(sub), Some(vpc)) = (&i.subnet_id, &i.vpc_id) {
+                if subnets.contains(sub.as_str()) {
+                    let route = own.get(sub).cloned().or_else(|| main.get(vpc).cloned());
+                    if let Some(route) = route {
+                        net.default_route.insert(sub.clone(), route);
+                    }
+                }
+            }
+        }
+        let mut pages = self.ec2.describe_vpc_endpoints().filters(vpc_filter()).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk_error("DescribeVpcEndpoints", &e))?;
+            for e in page.vpc_endpoints() {
+                let available = e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("available"));
+                if let (true, Some(vpc), Some(service)) = (available, e.vpc_id(), e.service_name()) {
+                    // com.amazonaws.<region>.ssm → ssm
+                    let short = service.rsplit('.').next().unwrap_or(service).to_string();
+                    net.endpoints.entry(vpc.to_string()).or_default().push(short);
+                }
+            }
+        }
+        if !groups.is_empty() {
+            let ids: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            let out = self
+                .ec2
+                .describe_security_groups()
+                .set_group_ids(Some(ids))
+                .send()
+                .await
+                .map_err(|e| from_sdk_error("DescribeSecurityGroups", &e))?;
+            for g in out.security_groups() {
+                let open = g.ip_permissions_egress().iter().any(|p| {
+                    let proto = p.ip_protocol().unwrap_or_default();
+                    let port =
+                        proto == "-1" || (proto == "tcp" && p.from_port().unwrap_or(0) <= 443 && p.to_port().unwrap_or(65535) >= 443);
+                    let anywhere = p.ip_ranges().iter().any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+                        || !p.user_id_group_pairs().is_empty()
+                        || !p.prefix_list_ids().is_empty();
+                    port && anywhere
+                });
+                if let Some(id) = g.group_id() {
+                    net.egress_443.insert(id.to_string(), open);
+                }
+            }
+        }
+        Ok(net)
+    }
+
     async fn instances(&self) -> Result<Vec<AuditInstance>, CoreError> {
         const OP: &str = "DescribeInstances";
         let filter = Filter::builder()
@@ -163,7 +309,22 @@ impl AuditReader for AuditAdapter {
                     } else {
                         "linux".into()
                     },
-                    launched_at: i.launch_time().map(|t| opsflow_core::time::format_utc(t.secs())),
+                    launched_s: i.launch_time().map(|t| t.secs()),
+                    vpc_id: i.vpc_id().map(str::to_string),
+                    subnet_id: i.subnet_id().map(str::to_string),
+                    private_ip: i.private_ip_address().map(str::to_string),
+                    private_dns: i.private_dns_name().filter(|d| !d.is_empty()).map(str::to_string),
+                    public_ip: i.public_ip_address().is_some_and(|p| !p.is_empty()),
+                    security_groups: i
+                        .security_groups()
+                        .iter()
+                        .filter_map(|g| g.group_id())
+                        .map(str::to_string)
+                        .collect(),
+                    imds_v2: i
+                        .metadata_options()
+                        .and_then(|m| m.http_tokens())
+                        .is_some_and(|t| t.as_str() == "required"),
                 });
             }
         }

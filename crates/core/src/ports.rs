@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::audit::roles::{AuditInstance, IamFacts};
+use crate::audit::ssm::{ManagedNode, NetworkFacts};
 use crate::command::CommandSpec;
 use crate::error::CoreError;
 use crate::facts::{
@@ -295,6 +296,17 @@ pub trait AuditReader: Send + Sync {
 
     /// The account's roles and the default documents of the managed policies they reference.
     fn iam(&self) -> impl Future<Output = Result<IamFacts, CoreError>> + Send;
+
+    /// Every node SSM lists (DescribeInstanceInformation, all pages: EC2 and hybrid).
+    fn managed_nodes(&self) -> impl Future<Output = Result<Vec<ManagedNode>, CoreError>> + Send;
+
+    /// The role Default Host Management Configuration gives instances without a profile, None
+    /// when it is off.
+    fn dhmc_role(&self) -> impl Future<Output = Result<Option<String>, CoreError>> + Send;
+
+    /// The network between these instances and SSM: their security groups' egress, their
+    /// subnets' default routes, their VPCs' SSM endpoints.
+    fn network(&self, instances: &[AuditInstance]) -> impl Future<Output = Result<NetworkFacts, CoreError>> + Send;
 }
 
 /// The audits' readers, one per account and region (the adapter assumes the member audit role

@@ -554,7 +554,7 @@ mod tests {
                 state: if *id == "i-2" { "stopped".into() } else { "running".into() },
                 profile_arn: Some(format!("arn:aws:iam::{ACCOUNT}:instance-profile/web")),
                 platform: "linux".into(),
-                launched_at: None,
+                ..AuditInstance::default()
             })
             .collect()
     }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::drift::{drift_in_scope, outcome, state_key, Change, DriftAlert, ScopeState, TrailEvent};
 use super::report::{FailedScope, Part, Report};
 use super::roles;
+use super::ssm::{self, HealthFacts, HealthRules};
 use crate::alert::{AlertLedger, AlertPublisher, Claim};
 use crate::error::CoreError;
 use crate::ports::{AuditReader, Auditors, Clock, Objects};
@@ -30,20 +31,24 @@ pub const FUNCTION_PLACEHOLDER: &str = "${AuditFunctionArn}";
 pub enum Check {
     #[serde(rename = "roles")]
     Roles,
+    #[serde(rename = "ssm-health")]
+    SsmHealth,
 }
 
 impl Check {
-    pub const ALL: [Check; 1] = [Check::Roles];
+    pub const ALL: [Check; 2] = [Check::Roles, Check::SsmHealth];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Check::Roles => "roles",
+            Check::SsmHealth => "ssm-health",
         }
     }
 
     pub fn title(self) -> &'static str {
         match self {
             Check::Roles => "Instance-role audit",
+            Check::SsmHealth => "SSM fleet health",
         }
     }
 
@@ -98,6 +103,13 @@ pub struct ScanRequest {
     pub run: String,
     pub account: String,
     pub region: String,
+    /// ssm-health: a hybrid node not seen for this many days is stale.
+    #[serde(default = "default_stale_days")]
+    pub stale_days: i64,
+}
+
+fn default_stale_days() -> i64 {
+    14
 }
 
 /// A scan's result as the Map collects it (in the order of the scopes): its count of findings,
@@ -133,7 +145,7 @@ fn parse<T: for<'de> Deserialize<'de>>(step: &str, payload: Value) -> Result<T, 
     serde_json::from_value(payload).map_err(|e| CoreError::invalid(format!("{step} input"), e.to_string()))
 }
 
-const PLAN_FIELDS: [&str; 3] = ["Check", "Accounts", "Regions"];
+const PLAN_FIELDS: [&str; 4] = ["Check", "Accounts", "Regions", "StaleDays"];
 
 /// Scopes (account × region) per audit: each is an item of the state (with its scan's result),
 /// which must stay under Step Functions' 256 KiB.
@@ -184,7 +196,14 @@ pub fn plan(input: &Value, execution: &str) -> Result<Value, CoreError> {
         .iter()
         .flat_map(|a| regions.iter().map(move |r| json!({"Account": a, "Region": r})))
         .collect();
-    Ok(json!({"Check": check, "Run": run, "Scopes": scopes}))
+    let stale_days = match obj.get("StaleDays") {
+        None | Some(Value::Null) => default_stale_days(),
+        Some(v) => v
+            .as_i64()
+            .filter(|d| (1..=365).contains(d))
+            .ok_or_else(|| CoreError::invalid("StaleDays", format!("{v} is not a whole number of days from 1 to 365")))?,
+    };
+    Ok(json!({"Check": check, "Run": run, "StaleDays": stale_days, "Scopes": scopes}))
 }
 
 /// Scan: one scope's findings, written to S3.
@@ -200,56 +219,61 @@ pub async fn scan<A: Auditors, O: Objects>(
         run,
         account,
         region,
+        stale_days,
     } = request;
-    let check = *check;
+    let at = format_utc(now_ms / 1000);
     let read = async {
         let reader = auditors.reader(account, region).await?;
+        let (instances, iam) = (reader.instances().await?, reader.iam().await?);
         match check {
-            Check::Roles => Ok::<_, CoreError>((reader.instances().await?, reader.iam().await?)),
-        }
-    };
-    let part = match read.await {
-        // Throttling and the like: the state machine retries the scan.
-        Err(e) if e.is_retryable() => return Err(e),
-        // What a retry cannot fix (no audit role, access denied): the scope's result.
-        Err(e) => Part {
-            account: account.into(),
-            region: region.into(),
-            scanned_at: format_utc(now_ms / 1000),
-            counted: BTreeMap::new(),
-            findings: Vec::new(),
-            error: Some(format!("{}: {e}", e.name())),
-        },
-        Ok((instances, iam)) => {
-            let findings = roles::findings(account, region, &instances, &iam);
-            // The drift alerts' "before" (drift.rs).
-            let state = ScopeState::of(account, region, &format_utc(now_ms / 1000), &instances, &iam);
-            objects
-                .put(&settings.bucket, &state_key(account, region), &to_string(&state)?)
-                .await?;
-            let roles_on_instances = {
-                let mut r: Vec<&str> = instances
+            Check::Roles => {
+                // The drift alerts' "before" (drift.rs).
+                let state = ScopeState::of(account, region, &at, &instances, &iam);
+                objects
+                    .put(&settings.bucket, &state_key(account, region), &to_string(&state)?)
+                    .await?;
+                let mut roles_on_instances: Vec<&str> = instances
                     .iter()
                     .filter_map(|i| i.profile_arn.as_deref())
                     .filter_map(|p| iam.role_of_profile(p).map(|r| r.arn.as_str()))
                     .collect();
-                r.sort();
-                r.dedup();
-                r.len()
-            };
-            Part {
-                account: account.into(),
-                region: region.into(),
-                scanned_at: format_utc(now_ms / 1000),
-                counted: BTreeMap::from([("instances".into(), instances.len()), ("roles".into(), roles_on_instances)]),
-                findings,
-                error: None,
+                roles_on_instances.sort();
+                roles_on_instances.dedup();
+                let counted = BTreeMap::from([("instances".into(), instances.len()), ("roles".into(), roles_on_instances.len())]);
+                Ok::<_, CoreError>((roles::findings(account, region, &instances, &iam), counted))
+            }
+            Check::SsmHealth => {
+                let facts = HealthFacts {
+                    nodes: reader.managed_nodes().await?,
+                    dhmc_role: reader.dhmc_role().await?,
+                    net: reader.network(&instances).await?,
+                    instances,
+                    iam,
+                };
+                let mut rules = HealthRules::new(now_ms / 1000);
+                rules.stale_days = *stale_days;
+                Ok(ssm::findings(account, region, &facts, rules))
             }
         }
     };
-    let key = part_key(check, run, account, region);
-    let body = serde_json::to_string(&part).map_err(|e| CoreError::transient("serialize", e.to_string()))?;
-    objects.put(&settings.bucket, &key, &body).await?;
+    let (findings, counted, error) = match read.await {
+        // Throttling and the like: the state machine retries the scan.
+        Err(e) if e.is_retryable() => return Err(e),
+        // What a retry cannot fix (no audit role, access denied): the scope's result.
+        Err(e) => (Vec::new(), BTreeMap::new(), Some(format!("{}: {e}", e.name()))),
+        Ok((findings, counted)) => (findings, counted, None),
+    };
+    let part = Part {
+        account: account.clone(),
+        region: region.clone(),
+        scanned_at: at.clone(),
+        counted,
+        findings,
+        error,
+    };
+    objects
+        .put(&settings.bucket, &part_key(*check, run, account, region), &to_string(&part)?)
+        .await?;
     Ok(json!({"Findings": part.findings.len()}))
 }
 
@@ -469,7 +493,7 @@ mod tests {
         let p = plan(&json!({"Check": "roles"}), EXECUTION).unwrap();
         assert_eq!(
             p,
-            json!({"Check": "roles", "Run": "daily-2026-12-06", "Scopes": [{"Account": "111111111111", "Region": "eu-west-1"}]})
+            json!({"Check": "roles", "Run": "daily-2026-12-06", "StaleDays": 14, "Scopes": [{"Account": "111111111111", "Region": "eu-west-1"}]})
         );
         let p = plan(
             &json!({"Check": "roles", "Accounts": ["111111111111", "222222222222"], "Regions": ["eu-west-1", "us-east-1"]}),
@@ -482,8 +506,17 @@ mod tests {
     #[test]
     fn bad_input_names_the_field_and_the_rule() {
         for (input, field, rule) in [
-            (json!({}), "Check", "is required: one of roles"),
-            (json!({"Check": "everything"}), "Check", "\"everything\" is not a check (roles)"),
+            (json!({}), "Check", "is required: one of roles, ssm-health"),
+            (
+                json!({"Check": "ssm-health", "StaleDays": 0}),
+                "StaleDays",
+                "0 is not a whole number of days from 1 to 365",
+            ),
+            (
+                json!({"Check": "everything"}),
+                "Check",
+                "\"everything\" is not a check (roles, ssm-health)",
+            ),
             (
                 json!({"Check": "roles", "Accounts": ["12"]}),
                 "Accounts[0]",

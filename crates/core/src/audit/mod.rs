@@ -4,6 +4,7 @@
 //! - [`roles`]: the instance-role audit (instance → profile → role → policies → findings), on
 //!   [`policy`] (what a role's policies allow) and [`escalation`] (the published
 //!   privilege-escalation paths, kept as data with their sources).
+//! - [`ssm`]: SSM fleet health (which running instances SSM can manage, and why not).
 //! - [`report`]: findings, the report (JSON and text), the difference from the previous one,
 //!   the SNS summary.
 //! - [`drift`]: drift alerts, from the CloudTrail events that change an instance's role.
@@ -15,6 +16,7 @@ pub mod handlers;
 pub mod policy;
 pub mod report;
 pub mod roles;
+pub mod ssm;
 
 pub use handlers::{AuditPorts, AuditSettings, Check, DriftSettings};
 pub use report::{Finding, Report, Severity};

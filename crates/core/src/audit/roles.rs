@@ -25,7 +25,7 @@ use super::policy::{Grant, Permissions, PolicyDoc};
 use super::report::{Finding, InstanceRef, Severity};
 
 /// An EC2 instance as the audits see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditInstance {
     pub id: String,
@@ -39,9 +39,25 @@ pub struct AuditInstance {
     /// `linux` or `windows`.
     #[serde(default)]
     pub platform: String,
-    /// When it was launched (ISO 8601).
+    /// When it was launched (epoch seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launched_at: Option<String>,
+    pub launched_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns: Option<String>,
+    /// It has a public IPv4 address.
+    #[serde(default)]
+    pub public_ip: bool,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Its metadata service requires IMDSv2 (`HttpTokens` `required`).
+    #[serde(default)]
+    pub imds_v2: bool,
 }
 
 impl AuditInstance {
@@ -477,7 +493,7 @@ mod tests {
             state: "running".into(),
             profile_arn: profile.map(|p| format!("arn:aws:iam::111111111111:instance-profile/{p}")),
             platform: "linux".into(),
-            launched_at: None,
+            ..AuditInstance::default()
         }
     }
 
