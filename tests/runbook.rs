@@ -2041,6 +2041,15 @@ fn isolation_quarantines_the_network_detaches_target_groups_and_revokes_role_ses
             "{doc}"
         );
 
+        // The responder lifts the credentials' quarantine (the deny also kept the instance's SSM
+        // agent from registering: the local cloud, like SSM, then no longer lists it).
+        c.iam
+            .delete_role_policy()
+            .role_name("fleet-ssm")
+            .policy_name(format!("opsflow-quarantine-{id}"))
+            .send()
+            .await
+            .unwrap();
         // A role its owner did not opt in is left alone and said so; the other steps still run.
         c.iam
             .untag_role()

@@ -25,6 +25,7 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -53,6 +54,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "online_delay_seconds": 0.0,
     "ping_status": {},  # instance id -> "Online" | "ConnectionLost" | "Inactive"
     "agent_version": "3.3.987.0",
+    # SSM fleet health (see the "SSM fleet health" row of README.md)
+    "agent_versions": {},  # node id (i- or mi-) -> SSM Agent version; null removes
+    "latest_agent_version": "3.3.987.0",  # IsLatestVersion = (AgentVersion == this)
+    "ssm_role_check": True,  # an instance profile's role must allow ssm:UpdateInstanceInformation
+    "registered_as": {},  # EC2 instance id -> the mi- id its image's hybrid registration gives it; null removes
+    "network_checks": False,  # list only agents whose instance can reach SSM (SG egress 443, route or endpoints)
     "send_command_requires_online": False,
     # The agent started without credentials and gave up: a profile associated after launch only
     # reaches it at the next (re)boot (what opsflow's RebootFallback recovers from).
@@ -240,6 +247,8 @@ class Runtime:
                         else:
                             merged[iid] = status
                     self.config["ping_status"] = merged
+                elif key in ("agent_versions", "registered_as"):
+                    self.config[key] = _merge_id_map(key, self.config[key], value)
                 elif key == "latency_ms":
                     if not isinstance(value, dict) or not all(
                             isinstance(k, str) and ":" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -452,6 +461,30 @@ class Runtime:
         self.commands.flush(self)
         self.lifecycle.apply_due(self, self.clock.now_ms())
         self.events.deliver_due(self.clock.now_ms())
+
+
+AGENT_VERSION_RE = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){2,3}$")  # InstanceInformation.AgentVersion's pattern
+MI_ID_RE = re.compile(r"^mi-[0-9a-f]{17}$")
+
+
+def _merge_id_map(key: str, current: dict[str, str], value: Any) -> dict[str, str]:
+    """Merge {id: value|null} into an id-keyed config map (null removes): `agent_versions` takes SSM Agent
+    versions by node id, `registered_as` mi- ids by EC2 instance id."""
+    if not isinstance(value, dict):
+        raise BadRequest(f"{key} must be an object {{id: value|null}}")
+    merged = dict(current)
+    for node_id, item in value.items():
+        if item is None:
+            merged.pop(node_id, None)
+        elif key == "agent_versions":
+            if not isinstance(item, str) or not AGENT_VERSION_RE.fullmatch(item):
+                raise BadRequest(f"agent_versions[{node_id!r}]: {item!r} is not a version like 3.3.987.0")
+            merged[node_id] = item
+        else:
+            if not str(node_id).startswith("i-") or not isinstance(item, str) or not MI_ID_RE.fullmatch(item):
+                raise BadRequest(f"registered_as takes {{\"i-…\": \"mi-<17 hex>\"}}, not {node_id!r}: {item!r}")
+            merged[node_id] = item
+    return merged
 
 
 def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -888,6 +921,18 @@ class LocalCloudApp:
 
     def api_get_lifecycle_actions(self, _: Any) -> dict[str, Any]:
         return {"lifecycle_actions": self.rt.lifecycle.view()}
+
+    def api_post_managed_nodes(self, body: Any) -> dict[str, Any]:
+        try:
+            return ext.register_managed_nodes(self.rt, self._object(body))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+
+    def api_get_managed_nodes(self, query: Any) -> dict[str, Any]:
+        unknown = sorted(set(query) - {"account_id", "region"})
+        if unknown:
+            raise BadRequest(f"unknown managed_nodes filters: {unknown}; known: ['account_id', 'region']")
+        return ext.registered_managed_nodes(query.get("account_id"), query.get("region"))
 
     def api_post_reset(self, _: Any) -> dict[str, Any]:
         self.rt.reset()

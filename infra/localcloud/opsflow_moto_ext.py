@@ -3,9 +3,15 @@
 Installed by ``opsflow_localcloud.py`` before the server starts:
 
 * SSM DescribeInstanceInformation: EC2 instances with an ``associated`` IAM instance
-  profile are managed instances, ``Online`` once ``online_delay_seconds`` passed since
-  the association (or the last start/reboot; with ``agent_needs_reboot`` only after a
-  (re)boot that follows the association).
+  profile whose role may call ssm:UpdateInstanceInformation are managed instances, ``Online``
+  once ``online_delay_seconds`` passed since the association (or the last start/reboot; with
+  ``agent_needs_reboot`` only after a (re)boot that follows the association).
+* SSM fleet health: per-node agent versions and IsLatestVersion, Default Host Management
+  Configuration (Get/Update/ResetServiceSetting; IMDSv2 instances without a profile), hybrid
+  (mi-) nodes (POST /_opsflow/managed_nodes, DeregisterManagedInstance), instances cloned from a
+  hybrid machine's image listed as its mi- node (``registered_as``), and, with ``network_checks``,
+  only agents whose instance can reach SSM; plus the EC2 answers that check reads (SecurityGroups
+  of DescribeInstances, the default VPC's internet gateway, ModifyInstanceMetadataOptions).
 * SSM command progression: every invocation goes Pending -> InProgress -> final status
   on the localcloud clock, with exit code / output from the command rules (or Failed /
   Undeliverable); plus ListCommandInvocations, CancelCommand, the InvocationDoesNotExist
@@ -179,21 +185,301 @@ class InvalidCommandId(SSMException):
     message = ""
 
 
-# --------------------------------------------------------------------------- EC2: managed-instance view
+# --------------------------------------------------------------------------- SSM: the managed-node view (fleet health)
+#
+# Who SSM lists, and as what, per account and region (DescribeInstanceInformation):
+#
+# * an EC2 instance whose agent holds credentials SSM accepts, under its i- id: through an instance
+#   profile whose role may call ssm:UpdateInstanceInformation (the call the agent registers and pings
+#   with; AmazonSSMManagedInstanceCore allows it: SSM user guide, "Configure instance permissions for
+#   Systems Manager"), or, without a profile, through Default Host Management Configuration;
+# * a hybrid-activated node (POST /_opsflow/managed_nodes), under its mi- id;
+# * an EC2 instance launched from an image of a hybrid-registered machine (config `registered_as`,
+#   or a node's `source_instance`), under that mi- id instead of its i- id;
+# * with `network_checks`, only agents whose instance can reach SSM (security group egress to TCP 443,
+#   and a default route to an internet gateway with a public IP or to a NAT gateway, or the VPC's
+#   interface endpoints for ssm, ssmmessages and ec2messages), as AWSSupport-TroubleshootManagedInstance
+#   checks them (Automation runbook reference: it "reviews the VPC configuration for the instance including
+#   security group rules, VPC endpoints, network access control list (ACL) rules, and route tables";
+#   "Checks whether the route table allows traffic to the VPC endpoint or public Systems Manager
+#   endpoints"; "Checks whether outbound traffic to the VPC endpoint or public Systems Manager endpoints
+#   is allowed by the security group associated with the instance"). Network ACLs are not evaluated.
+
+#: The agent registers and reports its health with ssm:UpdateInstanceInformation (the action
+#: AmazonSSMManagedInstanceCore grants for it); a role that may not call it never gets its node listed.
+SSM_REGISTER_ACTION = "ssm:UpdateInstanceInformation"
+#: Default Host Management Configuration (SSM user guide, "Managing EC2 instances automatically with
+#: Default Host Management Configuration"): the setting names the role, "$None" when never set (what
+#: GetServiceSetting answers in every Region where it was not turned on: turbot/steampipe-plugin-aws#2611).
+DHMC_SETTING_ID = "/ssm/managed-instance/default-ec2-instance-management-role"
+DHMC_NONE = "$None"
+#: "all instances using Instance Metadata Service Version 2 (IMDSv2) ... with SSM Agent version 3.2.582.0
+#: or later installed automatically become managed instances. Default Host Management Configuration
+#: doesn't support Instance Metadata Service Version 1." (SSM user guide, same page)
+DHMC_MIN_AGENT = (3, 2, 582, 0)
+#: GetServiceSetting defaults of the settings served here (the others answer ServiceSettingNotFound):
+#: DHMC's "$None" (above), and the two the AWS CLI's examples show with Status Default
+#: (aws-cli awscli/examples/ssm/get-service-setting.rst).
+SERVICE_SETTING_DEFAULTS = {
+    DHMC_SETTING_ID: DHMC_NONE,
+    "/ssm/managed-instance/activation-tier": "standard",
+    "/ssm/parameter-store/high-throughput-enabled": "false",
+}
+#: The interface endpoints a private subnet needs for the agent: com.amazonaws.<region>.ssm, .ssmmessages and
+#: .ec2messages (SSM user guide, setup-create-vpc, "(Optional) Create a VPC endpoint"; nodes "must also allow
+#: HTTPS (port 443) outbound traffic" to ec2messages., ssm. and ssmmessages.<region>.amazonaws.com). Agents from
+#: 3.3.40.0 fall back to ec2messages only when ssmmessages is not reachable ("Reference: ec2messages,
+#: ssmmessages, and other API operations"); all three are required here all the same.
+SSM_AGENT_ENDPOINT_SERVICES = ("ssm", "ssmmessages", "ec2messages")
+#: A hybrid node's role when its registration does not name one: the example service role name of the
+#: SSM user guide ("Create the IAM service role required for Systems Manager in hybrid and multicloud
+#: environments"). IamRole of a hybrid node is the role's name, not its ARN, as AWS answers.
+HYBRID_DEFAULT_ROLE = "SSMServiceRole"
+MI_ID = re.compile(r"^mi-[0-9a-f]{17}$")
+AGENT_VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){2,3}$")  # InstanceInformation.AgentVersion's pattern
 
 
-def _instance_online_since(rt: Any, instance: Instance) -> int | None:
-    """When the SSM agent on this instance could first be online, or None if it never can."""
-    backend = instance.ec2_backend
-    assoc = backend.iam_instance_profile_associations.get(instance.id)
-    if assoc is None or getattr(assoc, "state", "associated") != "associated":
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in str(version or "").split("."))
+    except ValueError:
+        return ()
+
+
+def agent_version(rt: Any, node_id: str, default: str | None = None) -> str:
+    """The SSM Agent version a node runs: config `agent_versions` for that id, else the node's own
+    (a registered hybrid node's), else config `agent_version`."""
+    return (rt.cfg("agent_versions") or {}).get(node_id) or default or rt.cfg("agent_version")
+
+
+def _policy_documents(role: Any) -> list[Any]:
+    """The identity policies of a role: the default version of each attached managed policy, then each
+    inline policy (moto keeps them as sent: JSON text, maybe URL-encoded)."""
+    docs: list[Any] = []
+    for policy in list(role.managed_policies.values()):
+        for version in getattr(policy, "versions", []):
+            if version.version_id == policy.default_version_id:
+                docs.append(version.document)
+    docs.extend(list(role.policies.values()))
+    out = []
+    for doc in docs:
+        if isinstance(doc, str):
+            text = doc.strip()
+            if text.startswith("%7B") or text.startswith("%7b"):
+                from urllib.parse import unquote
+
+                text = unquote(text)
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                continue
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out
+
+
+def _action_like(pattern: Any, action: str) -> bool:
+    return isinstance(pattern, str) and _string_like(pattern.lower(), action.lower())
+
+
+def policies_allow(documents: list[Any], action: str) -> bool:
+    """A simple identity-policy evaluation (IAM user guide, "Policy evaluation logic"): an explicit Deny
+    wins, else an Allow is needed. A statement applies when its Action (or NotAction) matches, with
+    `*` / `?` wildcards; Resource and Condition are not evaluated."""
+    allowed = False
+    for doc in documents:
+        for st in _as_list(doc.get("Statement")):
+            if not isinstance(st, dict):
+                continue
+            if "Action" in st:
+                hit = any(_action_like(p, action) for p in _as_list(st["Action"]))
+            elif "NotAction" in st:
+                hit = not any(_action_like(p, action) for p in _as_list(st["NotAction"]))
+            else:
+                continue
+            if not hit:
+                continue
+            if st.get("Effect") == "Deny":
+                return False
+            if st.get("Effect") == "Allow":
+                allowed = True
+    return allowed
+
+
+def _setting_state(backend: Any) -> dict[str, Any]:
+    """Service settings customized in this account and Region (kept on moto's SSM backend, so moto's
+    reset clears them): setting id -> {"value", "modified_ms", "user"}."""
+    if not hasattr(backend, "opsflow_settings"):
+        backend.opsflow_settings = {}
+    return backend.opsflow_settings
+
+
+def _node_state(backend: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    """Registered hybrid nodes of this account and Region (mi- id -> record) and the deregistered ids (mi- id
+    -> the instance that carried the registration, if any: it stays that mi- node, now hibernating)."""
+    if not hasattr(backend, "opsflow_nodes"):
+        backend.opsflow_nodes = {}
+        backend.opsflow_deregistered = {}
+    return backend.opsflow_nodes, backend.opsflow_deregistered
+
+
+def _ssm_backend(account_id: str, region: str) -> Any:
+    from moto.ssm.models import ssm_backends
+
+    return ssm_backends[account_id][region]
+
+
+def instance_security_groups(instance: Instance) -> list[Any]:
+    """The instance's security groups: those it was launched with (or given by ModifyInstanceAttribute),
+    else its primary network interface's, which is the VPC's default group when the launch named none
+    (RunInstances API reference: "If you don't specify a security group ID, we use the default security
+    group for the VPC")."""
+    if instance.security_groups:
+        return list(instance.security_groups)
+    nic = (getattr(instance, "nics", None) or {}).get(0)
+    return list(nic.group_set) if nic is not None else []
+
+
+class FleetView:
+    """One DescribeInstanceInformation's look at an account and Region, with what it caches: role
+    decisions by role ARN, the DHMC role, routes by subnet, endpoints by VPC."""
+
+    def __init__(self, rt: Any, account_id: str, region: str):
+        self.rt, self.account_id, self.region = rt, account_id, region
+        self.now = rt.clock.now_ms()
+        self._roles: dict[str, bool] = {}
+        self._routes: dict[str, str | None] = {}
+        self._endpoints: dict[str, bool] = {}
+        self._dhmc_looked_up = False
+        self._dhmc: int | None = None
+
+    def profile_allows(self, profile: Any) -> bool:
+        """Whether the instance profile's role may register the agent (AmazonSSMManagedInstanceCore does)."""
+        if not self.rt.cfg("ssm_role_check"):
+            return True
+        roles = list(getattr(profile, "roles", None) or [])
+        if not roles:
+            return False  # a profile without a role hands the instance no credentials
+        for role in roles:
+            if role.arn not in self._roles:
+                self._roles[role.arn] = policies_allow(_policy_documents(role), SSM_REGISTER_ACTION)
+            if self._roles[role.arn]:
+                return True
+        return False
+
+    def dhmc_since(self) -> int | None:
+        """When DHMC last named a role that exists in the account (epoch ms), else None."""
+        if not self._dhmc_looked_up:
+            self._dhmc_looked_up = True
+            setting = _setting_state(_ssm_backend(self.account_id, self.region)).get(DHMC_SETTING_ID)
+            if setting and setting["value"] != DHMC_NONE and find_role_by_name(self.account_id, setting["value"]):
+                self._dhmc = setting["modified_ms"]
+        return self._dhmc
+
+    def reachable(self, instance: Instance) -> bool:
+        """Whether the agent on this instance can reach SSM's endpoints (see the section comment)."""
+        if not self.rt.cfg("network_checks"):
+            return True
+        if not any(_egress_443(group) for group in instance_security_groups(instance)):
+            return False
+        backend = instance.ec2_backend
+        try:
+            subnet = backend.get_subnet(instance.subnet_id)
+        except Exception:  # noqa: BLE001 - no subnet: nothing to check
+            return True
+        if self._has_agent_endpoints(backend, subnet.vpc_id):
+            return True
+        route = self._default_route(backend, subnet.id, subnet.vpc_id)
+        return route == "nat" or (route == "igw" and bool(instance.public_ip))
+
+    def _has_agent_endpoints(self, backend: Any, vpc_id: str) -> bool:
+        if vpc_id not in self._endpoints:
+            names = {ep.service_name for ep in list(backend.vpc_end_points.values())
+                     if ep.vpc_id == vpc_id and (ep.vpc_endpoint_type or "").lower() == "interface"
+                     and ep.state == "available"}
+            self._endpoints[vpc_id] = all(f"com.amazonaws.{self.region}.{s}" in names
+                                          for s in SSM_AGENT_ENDPOINT_SERVICES)
+        return self._endpoints[vpc_id]
+
+    def _default_route(self, backend: Any, subnet_id: str, vpc_id: str) -> str | None:
+        """Where the subnet's route table (the one associated with it, else the VPC's main one) sends
+        0.0.0.0/0: "igw", "nat" or None."""
+        if subnet_id not in self._routes:
+            tables = [t for t in list(backend.route_tables.values()) if t.vpc_id == vpc_id]
+            table = next((t for t in tables if subnet_id in t._associations.values()), None) or next(
+                (t for t in tables if t.main_association_id is not None), None)
+            target = None
+            for route in (table.routes if table is not None else []):
+                if route.destination_cidr_block != "0.0.0.0/0":
+                    continue
+                if route.nat_gateway is not None:
+                    target = "nat"
+                elif (route.gateway_id or "").startswith("igw-"):
+                    target = "igw"
+            self._routes[subnet_id] = target
+        return self._routes[subnet_id]
+
+
+def _egress_443(group: Any) -> bool:
+    """A security group egress rule that lets TCP 443 out to SSM: all traffic or TCP with 443 in its port
+    range, to 0.0.0.0/0 (the public endpoints; the runbook reports "allows outbound traffic on port '443' to
+    '0.0.0.0/0'") or to a security group or prefix list (an endpoint's)."""
+    for rule in list(getattr(group, "egress_rules", [])):
+        port = rule.ip_protocol == "-1" or (
+            rule.ip_protocol == "tcp" and rule.from_port is not None and rule.from_port <= 443 <= rule.to_port)
+        anywhere = (rule.ip_range or {}).get("CidrIp") == "0.0.0.0/0" or bool(rule.source_group) or bool(
+            rule.prefix_list_id)
+        if port and anywhere:
+            return True
+    return False
+
+
+def find_role_by_name(account_id: str, name: str) -> Any:
+    """The role a DHMC setting names: "Name" or "path/Name" (the guide's own value is
+    "service-role/AWSSystemsManagerDefaultEC2InstanceManagementRole"), in this account, else None."""
+    from moto.iam.models import iam_backends
+
+    path, _, role_name = str(name).strip("/").rpartition("/")
+    for role in list(iam_backends[account_id][PARTITION].roles.values()):
+        if role.name == role_name and (not path or role.path.strip("/") == path):
+            return role
+    return None
+
+
+def _imdsv2_required(instance: Instance) -> bool:
+    options = getattr(instance, "metadata_options", None)
+    return (options is not None and getattr(options, "http_tokens", None) == "required"
+            and getattr(options, "http_endpoint", "enabled") != "disabled")
+
+
+def _agent_registration(view: FleetView, instance: Instance) -> tuple[int, str] | None:
+    """When the agent on this EC2 instance got credentials SSM accepts (epoch ms), and how: "profile"
+    (an associated instance profile whose role may register) or "dhmc"; None if it has none."""
+    rt = view.rt
+    assoc = instance.ec2_backend.iam_instance_profile_associations.get(instance.id)
+    if assoc is not None and getattr(assoc, "state", "associated") == "associated":
+        if not view.profile_allows(assoc.iam_instance_profile):
+            return None
+        since = getattr(assoc, "opsflow_since", None)
+        if since is None:  # created before the patches (cannot happen in server mode)
+            since = assoc.opsflow_since = rt.clock.now_ms()
+        return since, "profile"
+    dhmc = view.dhmc_since()
+    if dhmc is None or not _imdsv2_required(instance):
         return None
-    since = getattr(assoc, "opsflow_since", None)
-    if since is None:  # created before the patches (cannot happen in server mode)
-        since = rt.clock.now_ms()
-        assoc.opsflow_since = since
+    if version_tuple(agent_version(rt, instance.id)) < DHMC_MIN_AGENT:
+        return None
+    # The agent picks DHMC up by itself ("automatically become managed instances"): from its launch,
+    # or from when DHMC was turned on, whichever is later.
+    launched = getattr(instance, "opsflow_launched", None)
+    return (max(dhmc, launched) if launched is not None else dhmc), "dhmc"
+
+
+def _instance_online_since(rt: Any, instance: Instance, registered: tuple[int, str]) -> int | None:
+    """When the SSM agent on this instance could first be online, or None if it never can."""
+    since, via = registered
     booted = _last_boot(instance, rt.clock.now_ms())
-    if rt.cfg("agent_needs_reboot") and (booted is None or booted < since):
+    if via == "profile" and rt.cfg("agent_needs_reboot") and (booted is None or booted < since):
         return None
     return max(since, booted) if booted is not None else since
 
@@ -203,61 +489,6 @@ def _last_boot(instance: Instance, now: int) -> int | None:
     boots = [task.end for task in getattr(instance, "opsflow_root_tasks", ()) if task.end <= now]
     booted = getattr(instance, "opsflow_booted", None)
     return max([*boots, booted] if booted is not None else boots, default=None)
-
-
-def managed_instance_info(rt: Any, instance: Instance) -> dict[str, Any] | None:
-    """The DescribeInstanceInformation entry for one EC2 instance, or None if not listed."""
-    if instance.state == "terminated":
-        return None
-    since = _instance_online_since(rt, instance)
-    if since is None:
-        return None
-    now = rt.clock.now_ms()
-    delay = ms(rt.cfg("online_delay_seconds"))
-    online_at = since + delay
-    # Registered before the latest StartInstances: SSM keeps listing it (ConnectionLost) while
-    # it is down and until its agent pings again after the boot.
-    starts = getattr(instance, "opsflow_starts", [])
-    assoc = instance.ec2_backend.iam_instance_profile_associations[instance.id]
-    known_since = starts[-1] if starts and assoc.opsflow_since + delay <= starts[-1] else None
-    override = (rt.cfg("ping_status") or {}).get(instance.id)
-    if override:
-        status, last_ping = override, min(now, online_at)
-    elif instance.state != "running":
-        if known_since is not None:
-            status, last_ping = "ConnectionLost", known_since
-        elif now < online_at:
-            return None
-        else:
-            status, last_ping = "ConnectionLost", online_at
-    elif (reboot_start := _rebooting_since(instance, now, delay)) is not None:
-        # A script asked for a reboot (exit 194 / 3010), or the root volume is being replaced:
-        # the agent is gone until the node is back.
-        status, last_ping = "ConnectionLost", reboot_start
-    elif now >= online_at:
-        status, last_ping = "Online", now
-    elif known_since is not None:
-        status, last_ping = "ConnectionLost", known_since
-    else:
-        return None
-    windows = (instance.platform or "").lower() == "windows"
-    agent_version = rt.cfg("agent_version")
-    return {
-        "InstanceId": instance.id,
-        "PingStatus": status,
-        "LastPingDateTime": to_dt(last_ping),
-        "AgentVersion": agent_version,
-        "IsLatestVersion": True,
-        "PlatformType": "Windows" if windows else "Linux",
-        "PlatformName": "Microsoft Windows Server 2022 Datacenter" if windows else "Amazon Linux",
-        "PlatformVersion": "10.0.20348" if windows else "2023",
-        "ResourceType": "EC2Instance",
-        "IPAddress": instance.private_ip,
-        "ComputerName": instance.private_dns_name,
-        "SourceId": instance.id,
-        "SourceType": "AWS::EC2::Instance",
-        "_tags": {t.get("key", t.get("Key")): t.get("value", t.get("Value")) for t in instance.get_tags()},
-    }
 
 
 def _rebooting_since(instance: Instance, now: int, online_delay: int) -> int | None:
@@ -272,16 +503,305 @@ def _rebooting_since(instance: Instance, now: int, online_delay: int) -> int | N
     return None
 
 
+def _platform(instance: Instance) -> tuple[str, str, str]:
+    windows = (instance.platform or "").lower() == "windows"
+    if windows:
+        return "Windows", "Microsoft Windows Server 2022 Datacenter", "10.0.20348"
+    return "Linux", "Amazon Linux", "2023"
+
+
+def _agent_fields(rt: Any, node_id: str, default_version: str | None = None) -> dict[str, Any]:
+    """AgentVersion and IsLatestVersion: true when the node runs `latest_agent_version` (the API
+    reference: "Indicates whether the latest version of SSM Agent is running on your Linux managed node")."""
+    version = agent_version(rt, node_id, default_version)
+    return {"AgentVersion": version, "IsLatestVersion": version == rt.cfg("latest_agent_version")}
+
+
+def _ping(rt: Any, instance: Instance, online_at: int, known_since: int | None, now: int,
+          override: str | None) -> tuple[str, int] | None:
+    """(PingStatus, LastPingDateTime) of the agent on an EC2 instance, or None if SSM does not list it yet."""
+    if override:
+        return override, min(now, online_at)
+    if instance.state != "running":
+        if known_since is not None:
+            return "ConnectionLost", known_since
+        if now < online_at:
+            return None
+        return "ConnectionLost", online_at
+    delay = ms(rt.cfg("online_delay_seconds"))
+    if (reboot_start := _rebooting_since(instance, now, delay)) is not None:
+        # A script asked for a reboot (exit 194 / 3010), or the root volume is being replaced:
+        # the agent is gone until the node is back.
+        return "ConnectionLost", reboot_start
+    if now >= online_at:
+        return "Online", now
+    if known_since is not None:
+        return "ConnectionLost", known_since
+    return None
+
+
+def managed_instance_info(rt: Any, instance: Instance, view: FleetView | None = None) -> dict[str, Any] | None:
+    """The DescribeInstanceInformation entry for one EC2 instance under its i- id, or None if not listed."""
+    if instance.state == "terminated":
+        return None
+    view = view or FleetView(rt, instance.ec2_backend.account_id, instance.ec2_backend.region_name)
+    registered = _agent_registration(view, instance)
+    if registered is None:
+        return None
+    since = _instance_online_since(rt, instance, registered)
+    if since is None:
+        return None
+    if not view.reachable(instance):
+        return None  # the agent cannot reach SSM: it never registers (kept simple: not listed)
+    now = rt.clock.now_ms()
+    delay = ms(rt.cfg("online_delay_seconds"))
+    online_at = since + delay
+    # Registered before the latest StartInstances: SSM keeps listing it (ConnectionLost) while
+    # it is down and until its agent pings again after the boot.
+    starts = getattr(instance, "opsflow_starts", [])
+    known_since = starts[-1] if starts and registered[0] + delay <= starts[-1] else None
+    ping = _ping(rt, instance, online_at, known_since, now, (rt.cfg("ping_status") or {}).get(instance.id))
+    if ping is None:
+        return None
+    status, last_ping = ping
+    platform_type, platform_name, platform_version = _platform(instance)
+    return {
+        "InstanceId": instance.id,
+        "PingStatus": status,
+        "LastPingDateTime": to_dt(last_ping),
+        **_agent_fields(rt, instance.id),
+        "PlatformType": platform_type,
+        "PlatformName": platform_name,
+        "PlatformVersion": platform_version,
+        "ResourceType": "EC2Instance",
+        "IPAddress": instance.private_ip,
+        "ComputerName": instance.private_dns_name,
+        "SourceId": instance.id,
+        "SourceType": "AWS::EC2::Instance",
+        "_tags": {t.get("key", t.get("Key")): t.get("value", t.get("Value")) for t in instance.get_tags()},
+    }
+
+
+def _hybrid_info(rt: Any, node: dict[str, Any], status: str, last_ping: int, ip: str | None,
+                 computer_name: str | None, platform: tuple[str, str, str]) -> dict[str, Any]:
+    """A hybrid-activated node's entry: the fields AWS returns for one (API reference, InstanceInformation;
+    captured answers: InstanceId mi-…, ActivationId, IamRole as the role's name, RegistrationDate,
+    ResourceType ManagedInstance, Name when the activation had a default instance name, SourceId the mi- id,
+    SourceType AWS::SSM::ManagedInstance)."""
+    mi = node["instance_id"]
+    override = (rt.cfg("ping_status") or {}).get(mi)
+    if override:
+        status, last_ping = override, min(last_ping, rt.clock.now_ms())
+    info: dict[str, Any] = {
+        "InstanceId": mi,
+        "PingStatus": status,
+        "LastPingDateTime": to_dt(last_ping),
+        **_agent_fields(rt, mi, node.get("agent_version")),
+        "PlatformType": platform[0],
+        "PlatformName": platform[1],
+        "PlatformVersion": platform[2],
+        "ActivationId": node["activation_id"],
+        "IamRole": node["iam_role"],
+        "RegistrationDate": to_dt(node["registration_date_ms"]),
+        "ResourceType": "ManagedInstance",
+    }
+    if node.get("name"):
+        info["Name"] = node["name"]
+    info.update({"IPAddress": ip, "ComputerName": computer_name, "SourceId": mi,
+                 "SourceType": "AWS::SSM::ManagedInstance", "_tags": dict(node.get("tags") or {})})
+    return info
+
+
+def _clone_node(rt: Any, mi: str, instance: Instance, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The registration an instance launched from a hybrid machine's image carries: the registered node's,
+    else one made up for it (the original machine's activation is not known here)."""
+    node = nodes.get(mi)
+    if node is not None:
+        return node
+    return {"instance_id": mi, "activation_id": str(uuid.uuid5(uuid.NAMESPACE_URL, mi)),
+            "iam_role": HYBRID_DEFAULT_ROLE, "name": None, "tags": {}, "agent_version": None,
+            "registration_date_ms": getattr(instance, "opsflow_launched", None) or rt.clock.now_ms()}
+
+
+def clone_info(view: FleetView, instance: Instance, node: dict[str, Any]) -> dict[str, Any]:
+    """An EC2 instance whose agent runs with a hybrid registration copied in its image lists as that mi-
+    node: IPAddress / ComputerName its private IP and DNS name, Online while it runs (after the usual online
+    delay from its launch or start), ConnectionLost while stopped or unable to reach SSM; a terminated one
+    stays ConnectionLost ("Every on-premises server and VM you previously registered remains registered
+    ... until you explicitly deregister it", SSM user guide, hybrid activations)."""
+    rt, now = view.rt, view.now
+    delay = ms(rt.cfg("online_delay_seconds"))
+    launched = getattr(instance, "opsflow_launched", None) or node["registration_date_ms"]
+    booted = _last_boot(instance, now)
+    online_at = (max(launched, booted) if booted is not None else launched) + delay
+    down = getattr(instance, "opsflow_downs", None) or []
+    if instance.state == "running" and now >= online_at and view.reachable(instance):
+        status, last_ping = "Online", now
+    else:
+        last_ping = max([t for t in down if t <= now], default=node["registration_date_ms"])
+        status = "ConnectionLost"
+    return _hybrid_info(rt, node, status, last_ping, instance.private_ip, instance.private_dns_name,
+                        _platform(instance))
+
+
 def all_managed_instances(rt: Any, account_id: str, region: str) -> list[dict[str, Any]]:
+    """Every node DescribeInstanceInformation lists in this account and Region, sorted by id."""
+    view = FleetView(rt, account_id, region)
     backend = ec2_backends[account_id][region]
-    infos = []
+    nodes, deregistered = _node_state(_ssm_backend(account_id, region))
+    nodes = dict(nodes)
+    clones = {iid: mi for iid, mi in (rt.cfg("registered_as") or {}).items()}
+    clones.update({n["source_instance"]: mi for mi, n in nodes.items() if n.get("source_instance")})
+    clones.update({iid: mi for mi, iid in deregistered.items() if iid})
+    infos: list[dict[str, Any]] = []
+    cloned: set[str] = set()
     for reservation in backend.all_reservations():
         for instance in reservation.instances:
-            info = managed_instance_info(rt, instance)
+            mi = clones.get(instance.id)
+            if mi is not None:
+                # The agent found a hybrid registration on disk: it is that mi- node, never its i- id.
+                if mi not in deregistered and mi not in cloned:
+                    cloned.add(mi)
+                    infos.append(clone_info(view, instance, _clone_node(rt, mi, instance, nodes)))
+                continue
+            info = managed_instance_info(rt, instance, view)
             if info is not None:
                 infos.append(info)
+    for mi, node in nodes.items():
+        if mi in cloned or node.get("source_instance"):
+            continue  # a node whose machine is an instance elsewhere, or already listed
+        infos.append(_hybrid_info(rt, node, node["ping_status"], node["last_ping_ms"], node["ip_address"],
+                                  node["computer_name"], (node["platform_type"], node["platform_name"],
+                                                          node["platform_version"])))
     infos.sort(key=lambda i: i["InstanceId"])
     return infos
+
+
+def known_managed_node_ids(rt: Any, account_id: str, region: str) -> set[str]:
+    """The mi- ids DeregisterManagedInstance can remove here: registered nodes, and the registrations
+    instances of this Region carry (`registered_as`), not yet deregistered."""
+    nodes, deregistered = _node_state(_ssm_backend(account_id, region))
+    ids = set(nodes)
+    backend = ec2_backends[account_id][region]
+    mapped = rt.cfg("registered_as") or {}
+    if mapped:
+        for reservation in backend.all_reservations():
+            for instance in reservation.instances:
+                if instance.id in mapped:
+                    ids.add(mapped[instance.id])
+    return ids - set(deregistered)
+
+
+def deregister_managed_instance(rt: Any, account_id: str, region: str, instance_id: str | None) -> None:
+    """DeregisterManagedInstance: the node leaves the list; an instance carrying that registration is not
+    listed under either id any more (the agent "won't be able to refresh its authorization token because
+    it's no longer registered. SSM Agent hibernates": SSM user guide, "Deregistering managed nodes in a
+    hybrid and multicloud environment"). Unknown ids answer InvalidInstanceId."""
+    with NODE_LOCK:
+        if not instance_id or instance_id not in known_managed_node_ids(rt, account_id, region):
+            # the wording SSM gives for an mi- id it does not have (aws/amazon-ssm-agent#381)
+            raise InvalidInstanceId(f"Not existing InstanceId {instance_id}")
+        nodes, deregistered = _node_state(_ssm_backend(account_id, region))
+        node = nodes.pop(instance_id, None)
+        deregistered[instance_id] = (node or {}).get("source_instance")
+
+
+NODE_LOCK = threading.Lock()
+NODE_FIELDS = {"instance_id", "computer_name", "ip_address", "ping_status", "last_ping_ms", "agent_version",
+               "platform_type", "platform_name", "platform_version", "registration_date_ms", "activation_id",
+               "iam_role", "name", "source_instance", "tags"}
+PING_STATUSES = ("Online", "ConnectionLost", "Inactive")
+
+
+def register_managed_nodes(rt: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /_opsflow/managed_nodes: register hybrid-activated nodes in one account and Region.
+    Raises ValueError (HTTP 400) for a bad body."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be an object {account_id, region, nodes:[…]}")
+    unknown = sorted(set(body) - {"account_id", "region", "nodes"})
+    if unknown:
+        raise ValueError(f"unknown keys: {unknown}")
+    account_id = str(body.get("account_id") or default_account())
+    region = str(body.get("region") or "us-east-1")
+    if not re.fullmatch(r"\d{12}", account_id):
+        raise ValueError("account_id must be 12 digits")
+    if not isinstance(body.get("nodes"), list) or not body["nodes"]:
+        raise ValueError("nodes must be a non-empty list")
+    now = rt.clock.now_ms()
+    records = []
+    for raw in body["nodes"]:
+        if not isinstance(raw, dict):
+            raise ValueError("each node must be an object")
+        bad = sorted(set(raw) - NODE_FIELDS)
+        if bad:
+            raise ValueError(f"unknown node keys: {bad}; known: {sorted(NODE_FIELDS)}")
+        mi = raw.get("instance_id") or "mi-" + uuid.uuid4().hex[:17]
+        if not MI_ID.fullmatch(mi):
+            raise ValueError(f"instance_id {mi!r} is not mi- and 17 hex digits")
+        source = raw.get("source_instance")
+        if source is not None:
+            try:
+                ec2_backends[account_id][region].get_instance(source)
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(f"source_instance {source!r}: no such instance in {account_id}/{region}") from exc
+        elif not raw.get("computer_name") or not raw.get("ip_address"):
+            raise ValueError("computer_name and ip_address are required (unless source_instance is given)")
+        ping = raw.get("ping_status", "Online")
+        if ping not in PING_STATUSES:
+            raise ValueError(f"ping_status {ping!r} not one of {PING_STATUSES}")
+        version = raw.get("agent_version")
+        if version is not None and not AGENT_VERSION.fullmatch(str(version)):
+            raise ValueError(f"agent_version {version!r} is not a version like 3.3.987.0")
+        platform_type = raw.get("platform_type", "Linux")
+        if platform_type not in ("Linux", "Windows", "MacOS"):
+            raise ValueError("platform_type must be Linux, Windows or MacOS")
+        activation = raw.get("activation_id") or str(uuid.uuid4())
+        if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", activation):
+            raise ValueError("activation_id must be a lower-case UUID (the API's pattern)")
+        tags = raw.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise ValueError("tags must be an object {key: value}")
+        records.append({
+            "instance_id": mi,
+            "computer_name": raw.get("computer_name"),
+            "ip_address": raw.get("ip_address"),
+            "ping_status": ping,
+            "last_ping_ms": int(raw.get("last_ping_ms", now)),
+            "agent_version": version,
+            "platform_type": platform_type,
+            "platform_name": raw.get("platform_name") or ("Microsoft Windows Server 2022 Datacenter"
+                                                          if platform_type == "Windows" else "Amazon Linux"),
+            "platform_version": raw.get("platform_version") or ("10.0.20348" if platform_type == "Windows"
+                                                                else "2023"),
+            "registration_date_ms": int(raw.get("registration_date_ms", now)),
+            "activation_id": activation,
+            "iam_role": raw.get("iam_role") or HYBRID_DEFAULT_ROLE,
+            "name": raw.get("name"),
+            "source_instance": source,
+            "tags": {str(k): str(v) for k, v in tags.items()},
+        })
+    with NODE_LOCK:
+        nodes, deregistered = _node_state(_ssm_backend(account_id, region))
+        for record in records:
+            nodes[record["instance_id"]] = record
+            deregistered.pop(record["instance_id"], None)  # registered again (a new activation)
+    return {"account_id": account_id, "region": region, "nodes": records}
+
+
+def registered_managed_nodes(account_id: str | None, region: str | None) -> dict[str, Any]:
+    """GET /_opsflow/managed_nodes: the registered hybrid nodes (optionally of one account / Region)."""
+    from moto.ssm.models import ssm_backends
+
+    out = []
+    for acct, regions in list(ssm_backends.items()):
+        if account_id and acct != account_id:
+            continue
+        for reg, backend in list(regions.items()):
+            if region and reg != region:
+                continue
+            for node in list(getattr(backend, "opsflow_nodes", {}).values()):
+                out.append({"account_id": acct, "region": reg, **node})
+    return {"nodes": out}
 
 
 def _filter_matches(info: dict[str, Any], key: str, values: list[str]) -> bool:
@@ -296,10 +816,12 @@ def _filter_matches(info: dict[str, Any], key: str, values: list[str]) -> bool:
         "platformtypes": "PlatformType",
         "resourcetype": "ResourceType",
         "agentversion": "AgentVersion",
+        "activationids": "ActivationId",
+        "iamrole": "IamRole",
     }.get(k)
     if field is None:
         raise SSMException("InvalidFilterKey", f"The filter key {key} is not valid.")
-    return str(info[field]) in values
+    return field in info and str(info[field]) in values
 
 
 def describe_instance_information(rt: Any, account_id: str, region: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -322,6 +844,120 @@ def describe_instance_information(rt: Any, account_id: str, region: str, params:
     if token:
         out["NextToken"] = token
     return out
+
+
+# --------------------------------------------------------------------------- SSM: service settings (DHMC)
+
+
+class ServiceSettingNotFound(SSMException):
+    code = "ServiceSettingNotFound"
+
+
+def _setting_id(raw: Any, account_id: str, region: str) -> str:
+    """A SettingId as given: the ID ("/ssm/…") or its ARN, "arn:aws:ssm:<region>:<account>:servicesetting/ssm/…"
+    (UpdateServiceSetting's API reference: "The Amazon Resource Name (ARN) of the service setting to update.
+    For example, arn:aws:ssm:us-east-1:111122223333:servicesetting/ssm/parameter-store/high-throughput-enabled";
+    the CLI's get-service-setting examples pass the ARN too). An ARN of another account or Region, or an ID
+    not served here, is ServiceSettingNotFound."""
+    text = str(raw or "")
+    m = re.fullmatch(r"arn:aws[\w-]*:ssm:([\w-]+):(\d{12}):servicesetting(/.+)", text)
+    if m:
+        if (m.group(1), m.group(2)) != (region, account_id):
+            raise ServiceSettingNotFound(f"ServiceSetting {text} is not found.")
+        text = m.group(3)
+    if text not in SERVICE_SETTING_DEFAULTS:
+        raise ServiceSettingNotFound(f"ServiceSetting {raw} is not found.")
+    return text
+
+
+def service_setting_view(rt: Any, backend: Any, setting_id: str) -> dict[str, Any]:
+    """The ServiceSetting structure: SettingId (the ID form, whichever form was asked), SettingValue,
+    LastModifiedDate, LastModifiedUser, ARN, Status ("Default" until updated, "Customized" after; the API
+    reference's ServiceSetting.Status), as the CLI's get-service-setting examples show a default one
+    (LastModifiedUser "System", Status "Default")."""
+    state = _setting_state(backend)
+    if not hasattr(backend, "opsflow_settings_born"):
+        backend.opsflow_settings_born = rt.clock.now_ms()
+    custom = state.get(setting_id)
+    arn = f"arn:{get_partition(backend.region_name)}:ssm:{backend.region_name}:{backend.account_id}:servicesetting{setting_id}"
+    if custom is None:
+        value, modified, user, status = (SERVICE_SETTING_DEFAULTS[setting_id], backend.opsflow_settings_born,
+                                         "System", "Default")
+    else:
+        value, modified, user, status = custom["value"], custom["modified_ms"], custom["user"], "Customized"
+    return {"SettingId": setting_id, "SettingValue": value, "LastModifiedDate": to_dt(modified),
+            "LastModifiedUser": user, "ARN": arn, "Status": status}
+
+
+def _patch_fleet(rt: Any) -> None:
+    """EC2 pieces the managed-node view reads, where moto differs from EC2."""
+    from moto.ec2.models.vpcs import VPCBackend
+
+    def instance_init(orig: Any) -> Any:
+        def __init__(self: Instance, *args: Any, **kwargs: Any) -> None:
+            orig(self, *args, **kwargs)
+            self.opsflow_launched = rt.clock.now_ms()  # the agent starts with the OS at launch
+
+        return __init__
+
+    wrap(Instance, "__init__", instance_init)
+
+    # DescribeInstances' SecurityGroups: moto leaves it empty when the launch named no group, though the
+    # instance is in the VPC's default group (RunInstances API reference: "If you don't specify a security
+    # group ID, we use the default security group for the VPC"); its network interface already says so.
+    # moto's serializer reads an attribute named like the API member first.
+    Instance.SecurityGroups = property(instance_security_groups)  # type: ignore[attr-defined]
+
+    def modify_metadata(orig: Any) -> Any:
+        def method(self: Any, instance_id: str, http_tokens: str | None = None, hop_limit: int | None = None,
+                   http_endpoint: str | None = None, dry_run: bool | None = False, http_protocol: str | None = None,
+                   metadata_tags: str | None = None) -> Any:
+            # ModifyInstanceMetadataOptions keeps what the request leaves out (API reference: "If this
+            # parameter is not specified, the existing state is maintained"); moto reset those to null.
+            cur = self.get_instance(instance_id).metadata_options
+            return orig(self, instance_id, http_tokens=http_tokens or cur.http_tokens,
+                        hop_limit=hop_limit if hop_limit is not None else cur.http_put_response_hop_limit,
+                        http_endpoint=http_endpoint or cur.http_endpoint, dry_run=dry_run,
+                        http_protocol=http_protocol or cur.http_protocol_ipv6,
+                        metadata_tags=metadata_tags or cur.instance_metadata_tags)
+
+        return method
+
+    wrap(InstanceBackend, "modify_instance_metadata_options", modify_metadata)
+
+    def create_default_vpc(orig: Any) -> Any:
+        def method(self: Any) -> Any:
+            vpc = orig(self)
+            # The default VPC has an internet gateway and its main route table sends 0.0.0.0/0 to it (Amazon
+            # VPC user guide, "Default VPC components": "Create an internet gateway and connect it to your
+            # default VPC" / "Add a route to the main route table that points all traffic (0.0.0.0/0) to the
+            # internet gateway"); moto made neither.
+            igw = self.create_internet_gateway()
+            self.attach_internet_gateway(igw.id, vpc.id)
+            for table in list(self.route_tables.values()):
+                if table.vpc_id == vpc.id and table.main_association_id is not None:
+                    self.create_route(table.id, "0.0.0.0/0", gateway_id=igw.id)
+            return vpc
+
+        return method
+
+    wrap(VPCBackend, "create_default_vpc", create_default_vpc)
+
+    def create_vpc_endpoint(orig: Any) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            endpoint = orig(self, *args, **kwargs)
+            # An interface endpoint created without security groups gets the VPC's default group
+            # (CreateVpcEndpoint API reference, SecurityGroupIds: "If this parameter is not specified, we use
+            # the default security group for the VPC"); moto listed none.
+            if (endpoint.vpc_endpoint_type or "").lower() == "interface" and not endpoint.security_group_ids:
+                group = self.get_default_security_group(endpoint.vpc_id)
+                if group is not None:
+                    endpoint.security_group_ids = [group.id]
+            return endpoint
+
+        return method
+
+    wrap(VPCBackend, "create_vpc_endpoint", create_vpc_endpoint)
 
 
 def _show_profile(assoc: Any) -> None:
@@ -2366,9 +3002,45 @@ def _patch_ssm(rt: Any) -> None:
         self.ssm_backend.cancel_command(p.get("CommandId"), p.get("InstanceIds"))
         return EmptyResult()
 
+    # Service settings (moto 5.2.6 has none): GetServiceSetting / UpdateServiceSetting / ResetServiceSetting.
+    def r_get_service_setting(self: SimpleSystemManagerResponse) -> ActionResult:
+        backend = self.ssm_backend
+        setting_id = _setting_id(_params(self).get("SettingId"), backend.account_id, backend.region_name)
+        return ActionResult({"ServiceSetting": service_setting_view(rt, backend, setting_id)})
+
+    def r_update_service_setting(self: SimpleSystemManagerResponse) -> ActionResult:
+        backend, p = self.ssm_backend, _params(self)
+        setting_id = _setting_id(p.get("SettingId"), backend.account_id, backend.region_name)
+        value = p.get("SettingValue")
+        if not isinstance(value, str) or not 1 <= len(value) <= 4096:
+            raise ValidationException("1 validation error detected: Value at 'settingValue' failed to satisfy "
+                                      "constraint: Member must have length between 1 and 4096")
+        _setting_state(backend)[setting_id] = {
+            "value": value, "modified_ms": rt.clock.now_ms(),
+            "user": caller_identity(_signing_key(self))["arn"]}  # "The ARN of the last modified user"
+        return EmptyResult()  # "There is no output if the command succeeds." (CLI example)
+
+    def r_reset_service_setting(self: SimpleSystemManagerResponse) -> ActionResult:
+        # Back to the value the service team defined; the answer is the setting as it now is (Status
+        # Default, LastModifiedUser System: the CLI's reset-service-setting example).
+        backend = self.ssm_backend
+        setting_id = _setting_id(_params(self).get("SettingId"), backend.account_id, backend.region_name)
+        _setting_state(backend).pop(setting_id, None)
+        backend.opsflow_settings_born = rt.clock.now_ms()
+        return ActionResult({"ServiceSetting": service_setting_view(rt, backend, setting_id)})
+
+    def r_deregister_managed_instance(self: SimpleSystemManagerResponse) -> ActionResult:
+        backend = self.ssm_backend
+        deregister_managed_instance(rt, backend.account_id, backend.region_name, _params(self).get("InstanceId"))
+        return EmptyResult()
+
     SimpleSystemManagerResponse.describe_instance_information = r_describe_instance_information  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.list_command_invocations = r_list_command_invocations  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.cancel_command = r_cancel_command  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.get_service_setting = r_get_service_setting  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.update_service_setting = r_update_service_setting  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.reset_service_setting = r_reset_service_setting  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.deregister_managed_instance = r_deregister_managed_instance  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- SSM: fsfreeze seen from the invocations
@@ -2475,6 +3147,7 @@ def rule_matches(rule: dict[str, Any], document: str | None, text: str, instance
 def install(rt: Any) -> None:
     """Patch moto's classes; call once, before the server handles requests."""
     _patch_ec2_instances(rt)
+    _patch_fleet(rt)
     _patch_ec2_transitions(rt)
     _patch_ec2_volumes(rt)
     _patch_ec2_snapshots(rt)

@@ -122,9 +122,13 @@ def _ami(ec2: Any, windows: bool) -> str:
     return ami
 
 
-def _profile(iam: Any) -> str:
+def _profile(iam: Any, ssm: bool = True) -> str:
+    """An instance profile and its role, both named p-…; with `ssm`, the role has AmazonSSMManagedInstanceCore
+    (the local cloud lists an instance only when its profile's role may call ssm:UpdateInstanceInformation)."""
     name = f"p-{uuid.uuid4().hex[:8]}"
     iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
+    if ssm:
+        iam.attach_role_policy(RoleName=name, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
     iam.create_instance_profile(InstanceProfileName=name)
     iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
     return name
@@ -300,6 +304,313 @@ def test_instance_information_filter_list_and_pagination(aws: Any, ctl: Control)
     with pytest.raises(ClientError) as err:
         unchecked.describe_instance_information(MaxResults=1)  # SSM's range is 5..50
     assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+# --------------------------------------------------------------------------- SSM fleet health
+
+ACCOUNT = "123456789012"  # the `testing` keys' account
+DHMC = "/ssm/managed-instance/default-ec2-instance-management-role"
+MI = re.compile(r"^mi-[0-9a-f]{17}$")
+
+
+def _regional(endpoint: str, region: str) -> Any:
+    """Clients of another Region: these tests keep their hybrid nodes, DHMC setting and VPCs out of the
+    Region the other tests list (moto's state outlives each test)."""
+    def client(name: str) -> Any:
+        return boto3.client(name, endpoint_url=endpoint, region_name=region, config=NO_RETRY,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    return client
+
+
+def _listed(ssm: Any) -> dict[str, dict[str, Any]]:
+    pages = ssm.get_paginator("describe_instance_information").paginate()
+    return {i["InstanceId"]: i for p in pages for i in p["InstanceInformationList"]}
+
+
+def _launch(ec2: Any, **kwargs: Any) -> str:
+    return ec2.run_instances(ImageId=LINUX_AMI, MinCount=1, MaxCount=1, **kwargs)["Instances"][0]["InstanceId"]
+
+
+def test_agent_versions_and_is_latest_version(aws: Any, ctl: Control) -> None:
+    ssm = aws("ssm")
+    old, new = _managed(aws, ctl, n=2)
+    ctl.post("/_opsflow/config", {"latest_agent_version": "3.3.1142.0", "agent_versions": {new: "3.3.1142.0"}})
+    by_id = {i["InstanceId"]: i for i in _info(ssm, [old, new])}
+    assert (by_id[new]["AgentVersion"], by_id[new]["IsLatestVersion"]) == ("3.3.1142.0", True)
+    assert (by_id[old]["AgentVersion"], by_id[old]["IsLatestVersion"]) == ("3.3.987.0", False), "agent_version"
+    latest = ssm.describe_instance_information(Filters=[{"Key": "AgentVersion", "Values": ["3.3.1142.0"]},
+                                                        {"Key": "InstanceIds", "Values": [old, new]}])
+    assert [i["InstanceId"] for i in latest["InstanceInformationList"]] == [new]
+    ctl.post("/_opsflow/config", {"agent_versions": {new: None}, "latest_agent_version": "3.3.987.0"})
+    assert all(i["AgentVersion"] == "3.3.987.0" and i["IsLatestVersion"] for i in _info(ssm, [old, new]))
+    status, out = ctl.call("POST", "/_opsflow/config", {"agent_versions": {new: "latest"}})
+    assert status == 400 and "version" in out["error"]
+
+
+def test_a_profile_whose_role_may_not_register_the_agent_is_not_listed(aws: Any, ctl: Control) -> None:
+    ssm, ec2, iam = aws("ssm"), aws("ec2"), aws("iam")
+    bare = _profile(iam, ssm=False)
+    inline = _profile(iam, ssm=False)
+    iam.put_role_policy(RoleName=inline, PolicyName="agent", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ssm:Update*", "ec2messages:*"],
+                                                "Resource": "*"}]}))
+    denied = _profile(iam)  # AmazonSSMManagedInstanceCore, and an explicit Deny that wins
+    iam.put_role_policy(RoleName=denied, PolicyName="no-ssm", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "ssm:UpdateInstanceInformation",
+                                                "Resource": "*"}]}))
+    admin = _profile(iam, ssm=False)
+    iam.attach_role_policy(RoleName=admin, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    core = _profile(iam)
+    profiles = [bare, inline, denied, admin, core]
+    ids = _instances(aws, len(profiles))
+    for iid, profile in zip(ids, profiles):
+        ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": profile}, InstanceId=iid)
+    listed = [i["InstanceId"] for i in _info(ssm, ids)]
+    assert sorted(listed) == sorted([ids[1], ids[3], ids[4]]), "inline Allow, AdministratorAccess, Core"
+    iam.attach_role_policy(RoleName=bare, PolicyArn=SSM_CORE_ARN)
+    assert ids[0] in [i["InstanceId"] for i in _info(ssm, ids)], "the role may register now"
+    iam.detach_role_policy(RoleName=core, PolicyArn=SSM_CORE_ARN)
+    assert ids[4] not in [i["InstanceId"] for i in _info(ssm, ids)]
+    ctl.post("/_opsflow/config", {"ssm_role_check": False})
+    assert sorted(i["InstanceId"] for i in _info(ssm, ids)) == sorted(ids), "ssm_role_check off: any profile"
+
+
+def test_default_host_management_configuration(endpoint: str, aws: Any, ctl: Control) -> None:
+    region = "ca-central-1"
+    c = _regional(endpoint, region)
+    ssm, ec2, iam = c("ssm"), c("ec2"), aws("iam")
+    arn = f"arn:aws:ssm:{region}:{ACCOUNT}:servicesetting{DHMC}"
+    setting = ssm.get_service_setting(SettingId=DHMC)["ServiceSetting"]
+    assert {k: setting[k] for k in ("SettingId", "SettingValue", "LastModifiedUser", "ARN", "Status")} == {
+        "SettingId": DHMC, "SettingValue": "$None", "LastModifiedUser": "System", "ARN": arn, "Status": "Default"}
+    assert setting["LastModifiedDate"].tzinfo is not None
+    assert ssm.get_service_setting(SettingId=arn)["ServiceSetting"]["SettingId"] == DHMC, "the ARN form too"
+    with pytest.raises(ClientError) as err:
+        ssm.get_service_setting(SettingId="/ssm/no-such-setting")
+    assert err.value.response["Error"]["Code"] == "ServiceSettingNotFound"
+
+    ctl.post("/_opsflow/config", {"online_delay_seconds": 30})
+    v2 = _launch(ec2, MetadataOptions={"HttpTokens": "required"})
+    v1 = _launch(ec2)  # IMDSv1 allowed: HttpTokens optional
+    ctl.advance(60)
+    assert _info(ssm, [v2, v1]) == [], "no profile and no DHMC: not managed"
+
+    role = f"dhmc-{uuid.uuid4().hex[:6]}"
+    assert ssm.update_service_setting(SettingId=arn, SettingValue=f"service-role/{role}")[
+        "ResponseMetadata"]["HTTPStatusCode"] == 200
+    setting = ssm.get_service_setting(SettingId=DHMC)["ServiceSetting"]
+    assert (setting["SettingValue"], setting["Status"], setting["LastModifiedUser"]) == (
+        f"service-role/{role}", "Customized", f"arn:aws:iam::{ACCOUNT}:user/moto")
+    ctl.advance(60)
+    assert _info(ssm, [v2, v1]) == [], "the role DHMC names does not exist"
+    iam.create_role(RoleName=role, Path="/service-role/", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ssm.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))
+    (info,) = _info(ssm, [v2, v1])
+    assert (info["InstanceId"], info["PingStatus"], info["ResourceType"]) == (v2, "Online", "EC2Instance")
+
+    # requiring IMDSv2 on the other one brings it in; the options the call leaves out are kept
+    ec2.modify_instance_metadata_options(InstanceId=v1, HttpTokens="required")
+    options = ec2.describe_instances(InstanceIds=[v1])["Reservations"][0]["Instances"][0]["MetadataOptions"]
+    assert (options["HttpTokens"], options["HttpEndpoint"], options["HttpPutResponseHopLimit"]) == (
+        "required", "enabled", 1)
+    assert sorted(i["InstanceId"] for i in _info(ssm, [v2, v1])) == sorted([v2, v1])
+    ctl.post("/_opsflow/config", {"agent_versions": {v1: "3.2.300.0"}})
+    assert [i["InstanceId"] for i in _info(ssm, [v2, v1])] == [v2], "DHMC needs SSM Agent 3.2.582.0 or later"
+
+    # a new instance registers the online delay after its launch
+    v3 = _launch(ec2, MetadataOptions={"HttpTokens": "required"})
+    ctl.advance(29)
+    assert _info(ssm, [v3]) == []
+    ctl.advance(1)
+    assert _info(ssm, [v3])[0]["PingStatus"] == "Online"
+
+    reset = ssm.reset_service_setting(SettingId=DHMC)["ServiceSetting"]
+    assert (reset["SettingValue"], reset["Status"], reset["LastModifiedUser"]) == ("$None", "Default", "System")
+    assert _info(ssm, [v2, v1, v3]) == [], "DHMC off: instances without a profile leave the list"
+
+
+def test_hybrid_nodes_are_listed_paged_filtered_and_deregistered(endpoint: str, aws: Any, ctl: Control) -> None:
+    region = "ap-southeast-2"
+    c = _regional(endpoint, region)
+    ssm, ec2 = c("ssm"), c("ec2")
+    ec2_node = _launch(ec2, IamInstanceProfile={"Name": _profile(aws("iam"))})
+    t0 = ctl.now_ms()
+    activation = str(uuid.uuid4())
+    nodes = [{"computer_name": f"host-{n}.corp.example", "ip_address": f"192.168.0.{n}",
+              "ping_status": "Online" if n % 2 else "ConnectionLost", "last_ping_ms": t0 - n * 60_000,
+              "agent_version": "3.3.40.0", "platform_type": "Linux", "platform_name": "Ubuntu",
+              "registration_date_ms": t0 - 86_400_000} for n in range(1, 7)]
+    nodes[0].update(instance_id="mi-0123456789abcdef0", iam_role="HybridRole", activation_id=activation,
+                    name="edge-1", platform_version="24.04", tags={"Team": "edge"})
+    out = ctl.post("/_opsflow/managed_nodes", {"account_id": ACCOUNT, "region": region, "nodes": nodes})
+    ids = [n["instance_id"] for n in out["nodes"]]
+    assert ids[0] == "mi-0123456789abcdef0" and all(MI.fullmatch(i) for i in ids)
+
+    first = ssm.describe_instance_information(MaxResults=5)
+    assert len(first["InstanceInformationList"]) == 5 and first["NextToken"]
+    listed = _listed(ssm)
+    assert sorted(listed) == sorted([*ids, ec2_node]), "i- and mi- nodes, all pages"
+    edge = listed[ids[0]]
+    assert set(edge) == {"InstanceId", "PingStatus", "LastPingDateTime", "AgentVersion", "IsLatestVersion",
+                         "PlatformType", "PlatformName", "PlatformVersion", "ActivationId", "IamRole",
+                         "RegistrationDate", "ResourceType", "Name", "IPAddress", "ComputerName", "SourceId",
+                         "SourceType"}
+    assert {k: v for k, v in edge.items() if not k.endswith(("Date", "DateTime"))} == {
+        "InstanceId": ids[0], "PingStatus": "Online", "AgentVersion": "3.3.40.0", "IsLatestVersion": False,
+        "PlatformType": "Linux", "PlatformName": "Ubuntu", "PlatformVersion": "24.04", "ActivationId": activation,
+        "IamRole": "HybridRole", "ResourceType": "ManagedInstance", "Name": "edge-1", "IPAddress": "192.168.0.1",
+        "ComputerName": "host-1.corp.example", "SourceId": ids[0], "SourceType": "AWS::SSM::ManagedInstance"}
+    assert edge["RegistrationDate"].timestamp() * 1000 == pytest.approx(t0 - 86_400_000, abs=1)
+    assert edge["LastPingDateTime"].timestamp() * 1000 == pytest.approx(t0 - 60_000, abs=1)
+    assert listed[ids[1]]["IamRole"] == "SSMServiceRole" and "Name" not in listed[ids[1]]
+
+    def ids_for(**kwargs: Any) -> list[str]:
+        pages = ssm.get_paginator("describe_instance_information").paginate(**kwargs)
+        return sorted(i["InstanceId"] for p in pages for i in p["InstanceInformationList"])
+
+    assert ids_for(Filters=[{"Key": "ResourceType", "Values": ["ManagedInstance"]}]) == sorted(ids)
+    assert ids_for(Filters=[{"Key": "ResourceType", "Values": ["EC2Instance"]}]) == [ec2_node]
+    assert ids_for(Filters=[{"Key": "PingStatus", "Values": ["ConnectionLost"]}]) == sorted(ids[1::2])
+    assert ids_for(InstanceInformationFilterList=[{"key": "ActivationIds", "valueSet": [activation]}]) == [ids[0]]
+    assert ids_for(Filters=[{"Key": "tag:Team", "Values": ["edge"]}]) == [ids[0]]
+
+    ssm.deregister_managed_instance(InstanceId=ids[1])
+    assert ids[1] not in _listed(ssm)
+    for gone in (ids[1], "mi-00000000000000000"):
+        with pytest.raises(ClientError) as err:
+            ssm.deregister_managed_instance(InstanceId=gone)
+        assert err.value.response["Error"]["Code"] == "InvalidInstanceId"
+    registered = ctl.get(f"/_opsflow/managed_nodes?account_id={ACCOUNT}&region={region}")["nodes"]
+    assert sorted(n["instance_id"] for n in registered) == sorted(i for i in ids if i != ids[1])
+    for bad in ({"computer_name": "x", "ip_address": "10.0.0.1", "ping_status": "Up"},
+                {"computer_name": "no-ip"}, {"instance_id": "mi-123", "computer_name": "x", "ip_address": "1.2.3.4"}):
+        status, _ = ctl.call("POST", "/_opsflow/managed_nodes", {"account_id": ACCOUNT, "region": region,
+                                                                 "nodes": [bad]})
+        assert status == 400, bad
+    for mi in ids:
+        if mi != ids[1]:
+            ssm.deregister_managed_instance(InstanceId=mi)
+    assert list(_listed(ssm)) == [ec2_node]
+
+
+def test_an_instance_launched_from_a_hybrid_machines_image_lists_as_its_mi_node(
+        endpoint: str, aws: Any, ctl: Control) -> None:
+    region = "eu-west-2"
+    c = _regional(endpoint, region)
+    ssm, ec2 = c("ssm"), c("ec2")
+    ctl.post("/_opsflow/config", {"online_delay_seconds": 20})
+    profile = _profile(aws("iam"))
+    clone, copied, plain = (_launch(ec2, IamInstanceProfile={"Name": profile}) for _ in range(3))
+    mi, mi2 = "mi-0a1b2c3d4e5f60718", "mi-0fedcba9876543210"
+    ctl.post("/_opsflow/managed_nodes", {"account_id": ACCOUNT, "region": region, "nodes": [
+        {"instance_id": mi, "source_instance": clone, "iam_role": "OnPremRole", "name": "golden-image",
+         "registration_date_ms": ctl.now_ms() - 7 * 86_400_000}]})
+    ctl.post("/_opsflow/config", {"registered_as": {copied: mi2}})
+    ctl.advance(20)
+    listed = _listed(ssm)
+    assert sorted(listed) == sorted([mi, mi2, plain]), "the clones list as mi- nodes, never as their i- ids"
+    inst = ec2.describe_instances(InstanceIds=[clone])["Reservations"][0]["Instances"][0]
+    node = listed[mi]
+    assert (node["ResourceType"], node["PingStatus"], node["IPAddress"], node["ComputerName"], node["IamRole"],
+            node["Name"], node["SourceId"], node["SourceType"]) == (
+        "ManagedInstance", "Online", inst["PrivateIpAddress"], inst["PrivateDnsName"], "OnPremRole",
+        "golden-image", mi, "AWS::SSM::ManagedInstance")
+    assert abs(node["LastPingDateTime"].timestamp() * 1000 - ctl.now_ms()) < 1000
+    other = listed[mi2]  # registered_as alone: the original activation is not known, defaults stand for it
+    assert (other["IamRole"], other["ResourceType"]) == ("SSMServiceRole", "ManagedInstance")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", other["ActivationId"])
+    assert _info(ssm, [clone, copied]) == []
+
+    ec2.stop_instances(InstanceIds=[clone])
+    ctl.advance(5)
+    assert _info(ssm, [mi])[0]["PingStatus"] == "ConnectionLost"
+    ec2.start_instances(InstanceIds=[clone])
+    assert _info(ssm, [mi])[0]["PingStatus"] == "ConnectionLost", "until the agent is up again"
+    ctl.advance(20)
+    assert _info(ssm, [mi])[0]["PingStatus"] == "Online"
+
+    ssm.deregister_managed_instance(InstanceId=mi)
+    listed = _listed(ssm)
+    assert mi not in listed and clone not in listed, "deregistered: its agent hibernates"
+    ssm.deregister_managed_instance(InstanceId=mi2)
+    assert sorted(_listed(ssm)) == [plain]
+
+
+def test_network_checks_list_only_instances_that_can_reach_ssm(endpoint: str, aws: Any, ctl: Control) -> None:
+    region = "sa-east-1"
+    c = _regional(endpoint, region)
+    ssm, ec2 = c("ssm"), c("ec2")
+    profile = {"Name": _profile(aws("iam"))}
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    inside = _launch(ec2, SubnetId=private, IamInstanceProfile=profile)
+    public = _launch(ec2, IamInstanceProfile=profile)  # the default VPC: a public IP, a route to its gateway
+    assert sorted(_listed(ssm)) == sorted([inside, public]), "network_checks is off by default"
+    ctl.post("/_opsflow/config", {"network_checks": True})
+    assert sorted(_listed(ssm)) == [public], "a private subnet with no route out and no endpoints"
+
+    # what the check reads, as EC2 answers it
+    (subnet,) = ec2.describe_subnets(SubnetIds=[private])["Subnets"]
+    assert (subnet["VpcId"], subnet["MapPublicIpOnLaunch"], subnet["State"]) == (vpc, False, "available")
+    (sg,) = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+    inst = ec2.describe_instances(InstanceIds=[inside])["Reservations"][0]["Instances"][0]
+    assert inst["SecurityGroups"] == [{"GroupId": sg["GroupId"], "GroupName": "default"}], "the VPC's default group"
+    assert sg["IpPermissionsEgress"] == [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                                          "Ipv6Ranges": [], "PrefixListIds": [], "UserIdGroupPairs": []}]
+    (main,) = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+    assert [a["Main"] for a in main["Associations"]] == [True]
+    assert [r["GatewayId"] for r in main["Routes"]] == ["local"]
+    default_vpc = ec2.describe_instances(InstanceIds=[public])["Reservations"][0]["Instances"][0]["VpcId"]
+    (default_main,) = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [default_vpc]},
+                                                         {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    igw = [r["GatewayId"] for r in default_main["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+    assert len(igw) == 1 and igw[0].startswith("igw-"), "the default VPC routes 0.0.0.0/0 to its gateway"
+    (gateway,) = ec2.describe_internet_gateways(InternetGatewayIds=igw)["InternetGateways"]
+    assert gateway["Attachments"] == [{"State": "available", "VpcId": default_vpc}]
+
+    for service in ("ssm", "ssmmessages"):
+        ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{region}.{service}",
+                                VpcEndpointType="Interface", SubnetIds=[private])
+    assert inside not in _listed(ssm), "ec2messages is missing"
+    ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{region}.ec2messages",
+                            VpcEndpointType="Interface", SubnetIds=[private])
+    assert inside in _listed(ssm), "the three interface endpoints"
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
+    assert sorted((e["ServiceName"], e["VpcEndpointType"], e["State"], e["VpcId"]) for e in endpoints) == [
+        (f"com.amazonaws.{region}.{s}", "Interface", "available", vpc) for s in ("ec2messages", "ssm", "ssmmessages")]
+    assert all(e["Groups"] == [{"GroupId": sg["GroupId"], "GroupName": "default"}] for e in endpoints)
+
+    ec2.revoke_security_group_egress(GroupId=sg["GroupId"], IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert inside not in _listed(ssm), "no egress to TCP 443"
+    ec2.authorize_security_group_egress(GroupId=sg["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "192.0.2.0/24"}]}])
+    assert inside not in _listed(ssm), "443 only to an unrelated range"
+    ec2.authorize_security_group_egress(GroupId=sg["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert inside in _listed(ssm)
+
+    # another VPC: a route to an internet gateway needs a public IP; a NAT gateway does not
+    vpc2 = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    sub2 = ec2.create_subnet(VpcId=vpc2, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
+    igw2 = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw2, VpcId=vpc2)
+    table = ec2.create_route_table(VpcId=vpc2)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw2)
+    ec2.associate_route_table(RouteTableId=table, SubnetId=sub2)
+    no_ip = _launch(ec2, SubnetId=sub2, IamInstanceProfile=profile)
+    with_ip = _launch(ec2, IamInstanceProfile=profile, NetworkInterfaces=[
+        {"DeviceIndex": 0, "SubnetId": sub2, "AssociatePublicIpAddress": True}])
+    listed = _listed(ssm)
+    assert with_ip in listed and no_ip not in listed
+    nat = ec2.create_nat_gateway(SubnetId=sub2, AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"])[
+        "NatGateway"]["NatGatewayId"]
+    ec2.replace_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    assert no_ip in _listed(ssm), "through the NAT gateway"
+    ctl.post("/_opsflow/config", {"network_checks": False})
+    assert {inside, public, no_ip, with_ip} <= set(_listed(ssm))
 
 
 # --------------------------------------------------------------------------- SSM commands
@@ -3043,7 +3354,7 @@ def test_account_authorization_details_give_each_role_its_profiles_policies_and_
     name = f"web-{uuid.uuid4().hex[:6]}"
     iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
                     Tags=[{"Key": "team", "Value": "ops"}])
-    plain = _profile(iam)  # a role with no boundary, policy or tag
+    plain = _profile(iam, ssm=False)  # a role with no boundary, policy or tag
     iam.create_instance_profile(InstanceProfileName=name)
     iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
     iam.attach_role_policy(RoleName=name, PolicyArn=SSM_CORE_ARN)

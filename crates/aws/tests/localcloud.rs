@@ -55,7 +55,9 @@ async fn launch(clients: &Clients, ami: &str, name: &str) -> Launched {
     }
 }
 
-/// A role and an instance profile holding it, both named `name`, under `path`.
+/// A role with what the SSM agent needs (AmazonSSMManagedInstanceCore: the local cloud, like
+/// SSM, lists no instance whose role cannot register) and an instance profile holding it, both
+/// named `name`, under `path`.
 async fn profile(clients: &Clients, name: &str, path: &str) -> String {
     clients
         .iam
@@ -66,6 +68,14 @@ async fn profile(clients: &Clients, name: &str, path: &str) -> String {
         .send()
         .await
         .expect("CreateRole");
+    clients
+        .iam
+        .attach_role_policy()
+        .role_name(name)
+        .policy_arn("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+        .send()
+        .await
+        .expect("AttachRolePolicy");
     let created = clients
         .iam
         .create_instance_profile()
