@@ -2,7 +2,8 @@
 //! input, as the template's RolesAuditSchedule builds it) over act 2's two member accounts and
 //! two regions, its report as the ops team reads it; then someone attaches AdministratorAccess
 //! to a web server's role, CloudTrail's event reaches the drift function, and the alert says
-//! who, when, before and after.
+//! who, when, before and after; an hour later SSM fleet health says which instances SSM cannot
+//! manage, why, and what to do.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -156,6 +157,18 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
         "  the same event delivered again: {} (no second alert)",
         again["Note"].as_str().unwrap_or("?")
     );
+    // The next morning's audit starts with what changed.
+    let next = audits
+        .run(
+            json!({"Check": "roles", "Accounts": ACCOUNTS, "Regions": REGIONS}),
+            "roles-20261208T060000Z",
+        )
+        .await?;
+    let next_report = next.report.ok_or_else(|| anyhow!("no second report: {:?}", next.execution.cause))?;
+    println!("\nThe next day's audit report starts with the changes:");
+    println!("{}", indent(next.text.as_deref().unwrap_or_default(), 12));
+    next_message(&audits, &queue).await?;
+    let health_ok = fleet_health(cloud, &audits, &queue, &web).await?;
     println!("\nAct 3 wall time {:.1} s", wall.elapsed().as_secs_f64());
     let kinds: Vec<&str> = report.findings.iter().map(|f| f.kind.as_str()).collect();
     Ok(out.execution.status == opsflow_asl::Status::Succeeded
@@ -163,5 +176,27 @@ pub async fn run(cloud: &Arc<LocalCloud>) -> anyhow::Result<bool> {
         && kinds.contains(&"escalation")
         && kinds.contains(&"no-profile")
         && alerted
-        && again["Alerted"] == drift["Alerted"])
+        && again["Alerted"] == drift["Alerted"]
+        && next_report.changes.new.len() == 1
+        && health_ok)
+}
+
+/// The daily SSM fleet health: web-1's agent has crashed (ConnectionLost), the forgotten
+/// instance has no profile; each says why and what to do.
+async fn fleet_health(cloud: &Arc<LocalCloud>, audits: &LocalAudits, queue: &str, crashed: &str) -> anyhow::Result<bool> {
+    cloud.control("config", json!({"ping_status": {crashed: "ConnectionLost"}})).await?;
+    let now = cloud.now_ms().await?;
+    cloud.control("clock", json!({"now_ms": now + 3_600_000})).await?;
+    let input = json!({"Check": "ssm-health", "Accounts": ACCOUNTS, "Regions": REGIONS, "StaleDays": 14});
+    println!("\n07:00 UTC, the next day: SsmHealthSchedule fires (web-1's agent has crashed); StartExecution with {input}");
+    let out = audits.run(input, "ssm-health-20261208T070000Z").await?;
+    let report = out
+        .report
+        .ok_or_else(|| anyhow!("no fleet health report: {:?}", out.execution.cause))?;
+    println!("{}", indent(out.text.as_deref().unwrap_or_default(), 30));
+    if let Some((subject, _)) = next_message(audits, queue).await? {
+        println!("  summary on the audit topic: {subject}");
+    }
+    let kinds: Vec<&str> = report.findings.iter().map(|f| f.kind.as_str()).collect();
+    Ok(kinds.contains(&"connection-lost") && kinds.contains(&"unmanaged"))
 }

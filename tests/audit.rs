@@ -478,3 +478,166 @@ fn admin_attached_to_an_instance_role_is_one_drift_alert_naming_who_before_and_a
         assert_eq!(a["instances"][0]["after"]["admin"], Value::Null);
     });
 }
+
+/// A Linux instance in `subnet` (None: the default subnet) with the instance profile `profile`.
+async fn instance_in(m: &MemberAccount, name: &str, subnet: Option<&str>, profile: Option<&str>) -> String {
+    use opsflow_aws::aws_sdk_ec2::types::{IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification};
+    let c = m.clients(REGION).await.unwrap();
+    let mut run = c
+        .ec2
+        .run_instances()
+        .image_id(opsflow::fixtures::LINUX_AMI)
+        .instance_type(InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key("Name").value(name).build())
+                .build(),
+        );
+    if let Some(s) = subnet {
+        run = run.subnet_id(s);
+    }
+    if let Some(p) = profile {
+        run = run.iam_instance_profile(IamInstanceProfileSpecification::builder().name(p).build());
+    }
+    let out = run.send().await.unwrap();
+    out.instances()[0].instance_id().unwrap().to_string()
+}
+
+#[test]
+fn ssm_fleet_health_names_each_unmanaged_state_with_its_cause_and_fix() {
+    block_on(async {
+        let w = world().await;
+        let cloud = &w.cloud;
+        let ca = w.a.clients(REGION).await.unwrap();
+        cloud
+            .control("config", json!({"online_delay_seconds": 0, "network_checks": true}))
+            .await
+            .unwrap();
+        opsflow::fixtures::instance_profile(&ca, "ssm", "/").await.unwrap();
+        // A role with no SSM permissions, in its own profile.
+        opsflow::fixtures::instance_profile(&ca, "bare", "/").await.unwrap();
+        ca.iam
+            .detach_role_policy()
+            .role_name("bare")
+            .policy_arn("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+            .send()
+            .await
+            .unwrap();
+        // A private subnet of the default VPC: its own route table, no route out, no endpoints.
+        let vpc = ca
+            .ec2
+            .describe_vpcs()
+            .filters(
+                opsflow_aws::aws_sdk_ec2::types::Filter::builder()
+                    .name("is-default")
+                    .values("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .vpcs()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string();
+        let subnet = ca
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("172.31.200.0/24")
+            .send()
+            .await
+            .unwrap();
+        let subnet = subnet.subnet().unwrap().subnet_id().unwrap().to_string();
+        let table = ca.ec2.create_route_table().vpc_id(&vpc).send().await.unwrap();
+        let table = table.route_table().unwrap().route_table_id().unwrap().to_string();
+        ca.ec2
+            .associate_route_table()
+            .route_table_id(table)
+            .subnet_id(&subnet)
+            .send()
+            .await
+            .unwrap();
+
+        let healthy = instance_in(&w.a, "web-1", None, Some("ssm")).await;
+        let old_agent = instance_in(&w.a, "web-2", None, Some("ssm")).await;
+        let no_profile = instance_in(&w.a, "forgotten", None, None).await;
+        let bare = instance_in(&w.a, "bare-1", None, Some("bare")).await;
+        let private = instance_in(&w.a, "db-1", Some(&subnet), Some("ssm")).await;
+        let lost = instance_in(&w.a, "batch-1", None, Some("ssm")).await;
+        let clone = instance_in(&w.a, "golden-copy", None, Some("ssm")).await;
+        cloud
+            .control(
+                "config",
+                json!({"agent_versions": {&old_agent: "3.2.582.0"}, "ping_status": {&lost: "ConnectionLost"},
+                       "registered_as": {&clone: "mi-0123456789abcdef0"}}),
+            )
+            .await
+            .unwrap();
+        let now = cloud.now_ms().await.unwrap();
+        cloud
+            .control(
+                "managed_nodes",
+                json!({"account_id": A, "region": REGION, "nodes": [{"computer_name": "old-laptop.corp", "ip_address": "192.168.1.20",
+                       "ping_status": "ConnectionLost", "last_ping_ms": now - 40 * 86_400_000, "registration_date_ms": now - 400 * 86_400_000,
+                       "instance_id": "mi-0fedcba98765432a0"}]}),
+            )
+            .await
+            .unwrap();
+        // Past the ten minutes a new instance gets to register.
+        cloud.control("clock", json!({"now_ms": now + 15 * 60_000})).await.unwrap();
+
+        let out = w
+            .audits
+            .run(
+                json!({"Check": "ssm-health", "Accounts": [A], "Regions": [REGION], "StaleDays": 30}),
+                "health-1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let r = out.report.unwrap();
+        let got: Vec<(String, String)> = r.findings.iter().map(|f| (f.kind.clone(), f.subject.clone())).collect();
+        let has = |kind: &str, subject: &str| {
+            r.findings
+                .iter()
+                .find(|f| f.kind == kind && f.subject == subject)
+                .unwrap_or_else(|| panic!("{kind} {subject} in {got:#?}"))
+        };
+        let cause = |kind: &str, subject: &str| has(kind, subject).cause.clone().unwrap_or_default();
+        assert!(cause("unmanaged", &no_profile).contains("no instance profile, and Default Host Management Configuration is off"));
+        assert!(cause("unmanaged", &bare).contains("role bare does not allow ssm:UpdateInstanceInformation"));
+        let p = cause("unmanaged", &private);
+        assert!(
+            p.contains(&format!("subnet {subnet} has no route out")) && p.contains("com.amazonaws.<region>.ssm,"),
+            "{p}"
+        );
+        assert!(has("unmanaged", &private)
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("create the interface endpoints ssm, ssmmessages, ec2messages"));
+        assert_eq!(has("connection-lost", &lost).severity, Severity::High);
+        let c = has("registered-as-mi", &clone);
+        assert!(c.title.contains("mi-0123456789abcdef0"), "{}", c.title);
+        assert!(c.fix.as_deref().unwrap().contains("/var/lib/amazon/ssm/registration"));
+        assert!(has("stale-registration", "mi-0fedcba98765432a0")
+            .title
+            .contains("not seen for 40 days"));
+        assert!(has("old-agent", &old_agent).title.contains("3.2.582.0"));
+        assert_eq!(has("dhmc-off", "default-host-management").instances[0].id, no_profile);
+        assert!(
+            r.findings.iter().all(|f| f.instances.iter().all(|i| i.id != healthy)),
+            "web-1 is healthy: {got:#?}"
+        );
+        assert_eq!(r.findings.len(), 8, "{got:#?}");
+        assert!(r.findings.iter().all(|f| f.fix.is_some()));
+        assert_eq!(r.scopes[0].counted["managed and online"], 2, "web-1 and web-2");
+        let text = out.text.unwrap();
+        assert!(text.starts_with("SSM fleet health — run health-1"), "{text}");
+        assert!(text.contains("likely cause: ") && text.contains("fix: "));
+    });
+}
