@@ -408,6 +408,9 @@ fn admin_attached_to_an_instance_role_is_one_drift_alert_naming_who_before_and_a
         let message_id = out["Alerted"].as_str().unwrap().to_string();
         let unrelated = w.audits.drift(on("lonely"), &[REGION]).await.unwrap();
         assert_eq!(unrelated["Alerted"], Value::Null, "{unrelated}");
+        let unrelated_again = w.audits.drift(on("lonely"), &[REGION]).await.unwrap();
+        assert_eq!(unrelated_again["Alerted"], Value::Null, "{unrelated_again}");
+        assert_eq!(unrelated_again["Note"], "already handled (a repeated delivery)");
         // EventBridge delivers at least once: the same event again publishes nothing.
         let again = w.audits.drift(on("web"), &[REGION]).await.unwrap();
         assert_eq!(again["Alerted"], json!(message_id), "{again}");

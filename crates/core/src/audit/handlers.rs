@@ -383,7 +383,11 @@ pub async fn drift<A: Auditors, O: Objects, P: AlertPublisher, L: AlertLedger>(
     let key = format!("drift#{}", e.event_id);
     match ledger.claim(&key, now_s, DRIFT_LEASE_S, now_s + DRIFT_KEEP_S).await? {
         Claim::Won => {}
-        Claim::Published(id) => return Ok(outcome(&e, Some(&id), 0, "already handled (a repeated delivery)")),
+        // (An evaluation that alerted nobody is recorded with an empty message id.)
+        Claim::Published(id) => {
+            let alerted = Some(id.as_str()).filter(|i| !i.is_empty());
+            return Ok(outcome(&e, alerted, 0, "already handled (a repeated delivery)"));
+        }
         Claim::Busy { lease_until_s } => {
             return Err(CoreError::conflict(
                 key,
