@@ -183,23 +183,6 @@ pub struct RoleRisk {
     pub unreadable: Vec<String>,
 }
 
-impl RoleRisk {
-    /// One line for alerts: `admin (…)`, `2 escalation paths (…)`, or `no admin or escalation path`.
-    pub fn headline(&self) -> String {
-        if let Some(why) = &self.admin {
-            return format!("admin: {why}");
-        }
-        match self.escalations.len() {
-            0 => "no admin or escalation path".into(),
-            n => format!(
-                "{n} privilege-escalation path{}: {}",
-                if n == 1 { "" } else { "s" },
-                self.escalations.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        }
-    }
-}
-
 fn is_admin_policy(arn: &str) -> bool {
     arn.ends_with(":iam::aws:policy/AdministratorAccess")
 }
@@ -596,7 +579,6 @@ mod tests {
         assert!(risk.escalations.is_empty(), "{:?}", risk.escalations);
         assert!(risk.ssm_missing.is_empty());
         assert_eq!(risk.unreadable, ["arn:aws:iam::111111111111:policy/gone"]);
-        assert_eq!(risk.headline(), "no admin or escalation path");
     }
 
     #[test]
