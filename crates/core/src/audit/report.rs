@@ -86,6 +86,26 @@ pub struct Finding {
     pub source: Option<String>,
 }
 
+impl Finding {
+    /// A finding with nothing but its identity: key `<account>/<region>/<kind>/<detail>`.
+    pub fn new(account: &str, region: &str, kind: &str, detail: &str, severity: Severity, subject: &str, title: String) -> Finding {
+        Finding {
+            key: format!("{account}/{region}/{kind}/{detail}"),
+            kind: kind.into(),
+            severity,
+            account: account.into(),
+            region: region.into(),
+            subject: subject.into(),
+            title,
+            evidence: Vec::new(),
+            instances: Vec::new(),
+            cause: None,
+            fix: None,
+            source: None,
+        }
+    }
+}
+
 /// One scope's scan, as the scan step writes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

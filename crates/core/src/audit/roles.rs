@@ -295,20 +295,8 @@ fn grant_line(g: &Grant) -> String {
 
 /// The audit's findings for one account and region.
 pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &IamFacts) -> Vec<Finding> {
-    let key = |rest: String| format!("{account}/{region}/{rest}");
-    let base = |kind: &str, k: String, severity: Severity, subject: &str, title: String| Finding {
-        key: key(k),
-        kind: kind.into(),
-        severity,
-        account: account.into(),
-        region: region.into(),
-        subject: subject.into(),
-        title,
-        evidence: Vec::new(),
-        instances: Vec::new(),
-        cause: None,
-        fix: None,
-        source: None,
+    let base = |kind: &str, detail: &str, severity: Severity, subject: &str, title: String| {
+        Finding::new(account, region, kind, detail, severity, subject, title)
     };
     let mut out = Vec::new();
     let mut by_role: BTreeMap<String, Vec<InstanceRef>> = BTreeMap::new();
@@ -318,7 +306,7 @@ pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &
             None => {
                 let mut f = base(
                     "no-profile",
-                    format!("no-profile/{}", i.id),
+                    &i.id,
                     Severity::Medium,
                     &i.id,
                     format!("{} has no instance profile", i.reference().label()),
@@ -338,7 +326,7 @@ pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &
         let name = profile.rsplit('/').next().unwrap_or(&profile).to_string();
         let mut f = base(
             "profile-without-role",
-            format!("profile-without-role/{name}"),
+            &name,
             Severity::Medium,
             &profile,
             format!("instance profile {name} has no role: its instances get no credentials"),
@@ -363,7 +351,7 @@ pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &
         if let Some(why) = &risk.admin {
             let mut f = base(
                 "admin",
-                format!("admin/{}", role.name),
+                &role.name,
                 Severity::Critical,
                 &role.arn,
                 format!("role {} is admin: anyone on its instances administers the account", role.name),
@@ -377,7 +365,7 @@ pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &
             let path = paths().iter().find(|p| &p.id == id).expect("an open path is in the list");
             let mut f = base(
                 "escalation",
-                format!("escalation/{}/{id}", role.name),
+                &format!("{}/{id}", role.name),
                 Severity::High,
                 &role.arn,
                 format!("role {} can escalate: {}", role.name, path.summary),
@@ -402,7 +390,7 @@ pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &
         if !risk.ssm_missing.is_empty() {
             let mut f = base(
                 "no-ssm",
-                format!("no-ssm/{}", role.name),
+                &role.name,
                 Severity::Medium,
                 &role.arn,
                 format!("role {} cannot talk to SSM: its instances cannot be managed", role.name),
@@ -416,7 +404,7 @@ pub fn findings(account: &str, region: &str, instances: &[AuditInstance], iam: &
         for arn in &risk.unreadable {
             let mut f = base(
                 "unreadable-policy",
-                format!("unreadable-policy/{}/{}", role.name, arn.rsplit('/').next().unwrap_or(arn)),
+                &format!("{}/{}", role.name, arn.rsplit('/').next().unwrap_or(arn)),
                 Severity::Low,
                 &role.arn,
                 format!("role {}: policy {arn} could not be read; its verdict may be incomplete", role.name),

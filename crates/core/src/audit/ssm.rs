@@ -181,18 +181,8 @@ pub fn findings(account: &str, region: &str, facts: &HealthFacts, rules: HealthR
     let dhmc_role = dhmc_role.as_deref();
     let finding = |kind: &str, subject: &str, severity: Severity, title: String| {
         Finding {
-        key: format!("{account}/{region}/{kind}/{subject}"),
-        kind: kind.into(),
-        severity,
-        account: account.into(),
-        region: region.into(),
-        subject: subject.into(),
-        title,
-        evidence: Vec::new(),
-        instances: Vec::new(),
-        cause: None,
-        fix: None,
         source: Some("AWSSupport-TroubleshootManagedInstance (https://docs.aws.amazon.com/systems-manager-automation-runbooks/latest/userguide/automation-awssupport-troubleshoot-managed-instance.html)".into()),
+        ..Finding::new(account, region, kind, subject, severity, subject, title)
     }
     };
     let with_causes = |mut f: Finding, i: &AuditInstance, fallback: (&str, &str)| {
