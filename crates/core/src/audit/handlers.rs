@@ -19,7 +19,7 @@ use super::ssm::{self, HealthFacts, HealthRules};
 use crate::alert::{AlertLedger, AlertPublisher, Claim};
 use crate::error::CoreError;
 use crate::ports::{AuditReader, Auditors, Clock, Objects};
-use crate::runbook::input::{list, valid_account, valid_region, MAX_ACCOUNTS, MAX_REGIONS};
+use crate::runbook::input::accounts_and_regions;
 use crate::runbook::steps::home_of;
 use crate::time::format_utc;
 
@@ -165,22 +165,7 @@ pub fn plan(input: &Value, execution: &str) -> Result<Value, CoreError> {
     }
     let check = Check::parse(obj.get("Check"))?;
     let home = home_of(execution)?;
-    let accounts = list(
-        obj,
-        "Accounts",
-        &home.account,
-        MAX_ACCOUNTS,
-        valid_account,
-        "a 12-digit AWS account id",
-    )?;
-    let regions = list(
-        obj,
-        "Regions",
-        &home.region,
-        MAX_REGIONS,
-        valid_region,
-        "an AWS Region code such as eu-west-1",
-    )?;
+    let (accounts, regions) = accounts_and_regions(obj, &home)?;
     if accounts.len() * regions.len() > MAX_SCOPES {
         return Err(CoreError::invalid(
             "Accounts",

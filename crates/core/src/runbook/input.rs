@@ -138,22 +138,7 @@ pub fn check(input: &Value, catalogue: &Catalogue, home: &Home) -> Result<RunReq
     let procedure = catalogue.get(name)?;
     let parameters = procedure.parameters(obj.get("Parameters"))?;
     let targets = targets(obj.get("Targets"), procedure)?;
-    let accounts = list(
-        obj,
-        "Accounts",
-        &home.account,
-        MAX_ACCOUNTS,
-        valid_account,
-        "a 12-digit AWS account id",
-    )?;
-    let regions = list(
-        obj,
-        "Regions",
-        &home.region,
-        MAX_REGIONS,
-        valid_region,
-        "an AWS Region code such as eu-west-1",
-    )?;
+    let (accounts, regions) = accounts_and_regions(obj, home)?;
     let max_concurrency = rate(
         obj,
         "MaxConcurrency",
@@ -389,7 +374,29 @@ fn strings(v: &Value, field: &str, max: usize) -> Result<Vec<String>, CoreError>
     Ok(out)
 }
 
-pub(crate) fn list(
+/// `Accounts` and `Regions` (each defaulting to `home`'s), checked: the runner's and the
+/// audits' scope.
+pub(crate) fn accounts_and_regions(obj: &Map<String, Value>, home: &Home) -> Result<(Vec<String>, Vec<String>), CoreError> {
+    let accounts = list(
+        obj,
+        "Accounts",
+        &home.account,
+        MAX_ACCOUNTS,
+        valid_account,
+        "a 12-digit AWS account id",
+    )?;
+    let regions = list(
+        obj,
+        "Regions",
+        &home.region,
+        MAX_REGIONS,
+        valid_region,
+        "an AWS Region code such as eu-west-1",
+    )?;
+    Ok((accounts, regions))
+}
+
+fn list(
     obj: &Map<String, Value>,
     field: &str,
     default: &str,
