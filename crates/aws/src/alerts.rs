@@ -20,7 +20,6 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::Filter;
-use aws_sdk_iam::types::EntityType;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
 use opsflow_core::alert::{
@@ -30,7 +29,6 @@ use opsflow_core::alert::{
 use opsflow_core::CoreError;
 use serde_json::Value;
 
-use crate::audit::policy_document;
 use crate::error::{from_sdk_error, unexpected};
 
 /// The tag EC2 Auto Scaling puts on the instances it launches.
@@ -290,50 +288,21 @@ impl AlertLookups for AlertAdapter {
             }
         }
         let iam = self.at(at).await?.iam;
-        let mut roles = Vec::new();
-        let mut managed: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = iam
-                .get_account_authorization_details()
-                .filter(EntityType::Role)
-                .filter(EntityType::LocalManagedPolicy)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk_error(OP, &e))?;
-            for policy in out.policies() {
-                let default = policy.policy_version_list().iter().find(|v| v.is_default_version());
-                if let (Some(arn), Some(doc)) = (policy.arn(), default.and_then(|v| v.document()).and_then(policy_document)) {
-                    managed.insert(arn.to_string(), doc);
-                }
-            }
-            roles.extend(out.role_detail_list().iter().cloned());
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(next)) => marker = Some(next.to_string()),
-                _ => break,
-            }
-        }
+        let facts = crate::audit::authorization_details(&iam).await?;
         let mut found = Vec::new();
-        for role in &roles {
-            let attached: Vec<String> = role
-                .attached_managed_policies()
-                .iter()
-                .filter_map(|p| p.policy_arn())
-                .map(String::from)
-                .collect();
-            let mut documents: Vec<(String, Value)> = role
-                .role_policy_list()
-                .iter()
-                .filter_map(|p| Some((p.policy_name()?.to_string(), policy_document(p.policy_document()?)?)))
-                .collect();
-            documents.extend(attached.iter().filter_map(|arn| Some((arn.clone(), managed.get(arn)?.clone()))));
-            for profile in role.instance_profile_list() {
+        for role in &facts.roles {
+            let mut documents: Vec<(String, Value)> = role.inline.iter().map(|(n, d)| (n.clone(), d.clone())).collect();
+            documents.extend(
+                role.attached
+                    .iter()
+                    .filter_map(|arn| Some((arn.clone(), facts.managed.get(arn)?.clone()?))),
+            );
+            for profile in &role.profiles {
                 found.push(ProfileRole {
-                    profile_arn: profile.arn().to_string(),
-                    role_name: role.role_name().unwrap_or_default().to_string(),
-                    role_arn: role.arn().unwrap_or_default().to_string(),
-                    attached_policy_arns: attached.clone(),
+                    profile_arn: profile.clone(),
+                    role_name: role.name.clone(),
+                    role_arn: role.arn.clone(),
+                    attached_policy_arns: role.attached.clone(),
                     policy_documents: documents.clone(),
                 });
             }

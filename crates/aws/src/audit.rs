@@ -132,6 +132,65 @@ where
     }
 }
 
+/// GetAccountAuthorizationDetails, every page: the account's roles (policies, boundary, trust,
+/// instance profiles) and its customer managed policies' default documents (None: unreadable).
+/// The audits and the alert lookups both read IAM here.
+pub async fn authorization_details(iam: &aws_sdk_iam::Client) -> Result<IamFacts, CoreError> {
+    const OP: &str = "GetAccountAuthorizationDetails";
+    let mut facts = IamFacts::default();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = iam
+            .get_account_authorization_details()
+            .filter(EntityType::Role)
+            .filter(EntityType::LocalManagedPolicy)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(OP, &e))?;
+        for policy in out.policies() {
+            let default = policy.policy_version_list().iter().find(|v| v.is_default_version());
+            if let Some(arn) = policy.arn() {
+                facts
+                    .managed
+                    .insert(arn.to_string(), default.and_then(|v| v.document()).and_then(policy_document));
+            }
+        }
+        for role in out.role_detail_list() {
+            let (Some(name), Some(arn)) = (role.role_name(), role.arn()) else {
+                continue;
+            };
+            facts.roles.push(RoleFacts {
+                name: name.to_string(),
+                arn: arn.to_string(),
+                boundary: role
+                    .permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_string),
+                attached: role
+                    .attached_managed_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn())
+                    .map(str::to_string)
+                    .collect(),
+                inline: role
+                    .role_policy_list()
+                    .iter()
+                    .filter_map(|p| Some((p.policy_name()?.to_string(), policy_document(p.policy_document()?)?)))
+                    .collect::<BTreeMap<_, _>>(),
+                profiles: role.instance_profile_list().iter().map(|p| p.arn().to_string()).collect(),
+                trust: role.assume_role_policy_document().and_then(policy_document),
+            });
+        }
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(next)) => marker = Some(next.to_string()),
+            (true, None) => return Err(unexpected(OP, "truncated without a Marker")),
+            _ => break,
+        }
+    }
+    Ok(facts)
+}
+
 /// IAM answers policy documents URL-encoded (RFC 3986); some SDKs decode them, ours does not.
 pub fn policy_document(text: &str) -> Option<Value> {
     serde_json::from_str(text).ok().or_else(|| {
@@ -332,59 +391,7 @@ impl AuditReader for AuditAdapter {
     }
 
     async fn iam(&self) -> Result<IamFacts, CoreError> {
-        const OP: &str = "GetAccountAuthorizationDetails";
-        let mut facts = IamFacts::default();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .iam
-                .get_account_authorization_details()
-                .filter(EntityType::Role)
-                .filter(EntityType::LocalManagedPolicy)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk_error(OP, &e))?;
-            for policy in out.policies() {
-                let default = policy.policy_version_list().iter().find(|v| v.is_default_version());
-                if let Some(arn) = policy.arn() {
-                    facts
-                        .managed
-                        .insert(arn.to_string(), default.and_then(|v| v.document()).and_then(policy_document));
-                }
-            }
-            for role in out.role_detail_list() {
-                let (Some(name), Some(arn)) = (role.role_name(), role.arn()) else {
-                    continue;
-                };
-                facts.roles.push(RoleFacts {
-                    name: name.to_string(),
-                    arn: arn.to_string(),
-                    boundary: role
-                        .permissions_boundary()
-                        .and_then(|b| b.permissions_boundary_arn())
-                        .map(str::to_string),
-                    attached: role
-                        .attached_managed_policies()
-                        .iter()
-                        .filter_map(|p| p.policy_arn())
-                        .map(str::to_string)
-                        .collect(),
-                    inline: role
-                        .role_policy_list()
-                        .iter()
-                        .filter_map(|p| Some((p.policy_name()?.to_string(), policy_document(p.policy_document()?)?)))
-                        .collect::<BTreeMap<_, _>>(),
-                    profiles: role.instance_profile_list().iter().map(|p| p.arn().to_string()).collect(),
-                    trust: role.assume_role_policy_document().and_then(policy_document),
-                });
-            }
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(next)) => marker = Some(next.to_string()),
-                (true, None) => return Err(unexpected(OP, "truncated without a Marker")),
-                _ => break,
-            }
-        }
+        let mut facts = authorization_details(&self.iam).await?;
         let mut referenced: Vec<String> = facts
             .roles
             .iter()
