@@ -26,11 +26,15 @@ struct World {
 const VALUES: [f64; 6] = [12.0, 15.0, 97.0, 98.0, 99.0, 99.0];
 
 async fn world() -> World {
+    world_with(AlertSettings::default()).await
+}
+
+async fn world_with(settings: AlertSettings) -> World {
     let serial = SERIAL.lock().await;
     let cloud = Arc::new(tokio::task::spawn_blocking(LocalCloud::start).await.unwrap().expect("local cloud"));
     let clients = Clients::for_endpoint(&cloud.endpoint).await.unwrap();
     let instance_id = fixtures::managed_instance(&clients, "web-7", "web-role", true).await.unwrap();
-    let alerts = LocalAlerts::setup(&clients, AlertSettings::default()).await.unwrap();
+    let alerts = LocalAlerts::setup(&clients, settings).await.unwrap();
     World {
         _serial: serial,
         cloud,
@@ -477,6 +481,25 @@ async fn the_ledger_claims_once_holds_a_lease_releases_and_remembers_the_message
         ledger.claim(key, now + 2_000, lease, expires).await.unwrap(),
         Claim::Published("msg-42".into())
     );
+
+    // A follow-up is taken over only when one was owed: claimed, and its lease ran out.
+    let follow = format!("{key}/diagnostics");
+    assert_eq!(ledger.reclaim(&follow, now, 50, expires).await.unwrap(), None);
+    assert_eq!(ledger.claim(&follow, now, 50, expires).await.unwrap(), Claim::Won);
+    assert_eq!(
+        ledger.reclaim(&follow, now + 10, 50, expires).await.unwrap(),
+        Some(Claim::Busy { lease_until_s: now + 50 })
+    );
+    assert_eq!(ledger.reclaim(&follow, now + 51, 50, expires).await.unwrap(), Some(Claim::Won));
+    assert_eq!(
+        ledger.reclaim(&follow, now + 60, 50, expires).await.unwrap(),
+        Some(Claim::Busy { lease_until_s: now + 101 })
+    );
+    ledger.published(&follow, "msg-43", expires).await.unwrap();
+    assert_eq!(
+        ledger.reclaim(&follow, now + 500, 50, expires).await.unwrap(),
+        Some(Claim::Published("msg-43".into()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,4 +545,146 @@ async fn an_alarm_muted_for_maintenance_arrives_low_saying_by_which_procedure_an
         b["maintenance"],
         json!([{"rule": "opsflow-maintenance-1", "description": description}])
     );
+}
+
+// --- Alerts that diagnose: opsflow-Diagnose on an opted-in instance, as the local cloud's
+// command rules make it end.
+
+/// What `opsflow-Diagnose` prints (its first sections), for the command rules.
+const DIAGNOSE_OUTPUT: &str = "opsflow-diagnose 2026-12-06T22:40:01Z host=ip-10-0-1-23
+== load
+ 22:40:01 up 3 days,  2:11,  0 users,  load average: 7.92, 6.10, 3.04
+cpus=2
+== top-cpu
+    PID USER     %CPU %MEM   RSS     ELAPSED COMMAND
+   4242 app      97.3 12.1 481224    01:02:11 java
+";
+
+impl World {
+    /// The instance opted in to diagnostics; the next `opsflow-Diagnose` ends as `rule` says.
+    async fn diagnose(&self, rule: Value) {
+        self.alerts
+            .clients
+            .ec2
+            .create_tags()
+            .resources(&self.instance_id)
+            .tags(
+                opsflow_aws::aws_sdk_ec2::types::Tag::builder()
+                    .key("opsflow:diagnose")
+                    .value("enabled")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut rule = rule;
+        rule["document"] = json!("opsflow-Diagnose");
+        rule["count"] = json!(1);
+        self.cloud.control("commands", json!({"rules": [rule]})).await.unwrap();
+    }
+
+    /// An alarm on the instance, delivered: what reached the inbox.
+    async fn alarm_delivered(&self) -> Vec<Value> {
+        self.alarm_on(&self.instance_id).await;
+        let deliveries = self.alerts.deliver().await.unwrap();
+        assert_eq!(deliveries.len(), 1);
+        assert!(deliveries[0].result.is_ok(), "{:?}", deliveries[0].result);
+        self.alerts.inbox().await.unwrap()
+    }
+}
+
+/// Alerts wait 3 s for diagnostics, follow-ups 8 s.
+fn diagnosing() -> AlertSettings {
+    AlertSettings {
+        diagnose_wait_s: 3,
+        diagnose_limit_s: 8,
+        ..AlertSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opted_in_instance_is_diagnosed_in_the_alert_when_the_command_succeeds_or_fails() {
+    let w = world_with(diagnosing()).await;
+    w.diagnose(json!({"duration_seconds": 1, "stdout": DIAGNOSE_OUTPUT})).await;
+    let inbox = w.alarm_delivered().await;
+    let d = &body(inbox_one(&inbox))["diagnostics"];
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(d["document"], "opsflow-Diagnose");
+    assert!(d["output"].as_str().unwrap().contains("4242 app      97.3"), "{d}");
+    let text = inbox[0]["Message"].as_str().unwrap();
+    let command = d["commandId"].as_str().unwrap();
+    // The command as SSM has it: the document alone, delivery timeout 30 s, the alarm named.
+    let listed = w.alerts.clients.ssm.list_commands().command_id(command).send().await.unwrap();
+    let c = &listed.commands()[0];
+    assert_eq!(
+        (c.document_name(), c.timeout_seconds(), c.parameters().map(|p| p.len())),
+        (Some("opsflow-Diagnose"), Some(30), Some(0))
+    );
+    assert_eq!(c.comment(), Some(format!("opsflow alert: cpu-high-{}", w.instance_id).as_str()));
+    assert!(!text.is_empty());
+
+    // The script fails: said, with its output; the alert goes out all the same.
+    w.diagnose(json!({"duration_seconds": 1, "exit_code": 2, "stdout": "== disk", "stderr": "df: /data: Stale file handle"}))
+        .await;
+    let inbox = w.alarm_delivered().await;
+    let d = &body(inbox_one(&inbox))["diagnostics"];
+    assert_eq!((d["status"].as_str(), d["exitCode"].as_i64()), (Some("failed"), Some(2)), "{d}");
+    assert_eq!(d["reason"], "the command exited with code 2");
+    assert!(
+        d["output"]
+            .as_str()
+            .unwrap()
+            .ends_with("--- stderr ---\ndf: /data: Stale file handle"),
+        "{d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_diagnostics_command_sends_the_alert_first_and_a_follow_up_once() {
+    let w = world_with(diagnosing()).await;
+    w.diagnose(json!({"duration_seconds": 5, "stdout": DIAGNOSE_OUTPUT})).await;
+    let started = std::time::Instant::now();
+    w.alarm_on(&w.instance_id).await;
+    let deliveries = w.alerts.deliver().await.unwrap();
+    assert!(
+        deliveries[0].result.as_ref().is_ok_and(|ids| ids.len() == 2),
+        "{:?}",
+        deliveries[0].result
+    );
+    let inbox = w.alerts.inbox().await.unwrap();
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    let (alert, follow_up) = (body(&inbox[0]), body(&inbox[1]));
+    assert_eq!(alert["diagnostics"]["status"], "running");
+    assert!(
+        alert["diagnostics"]["tookMs"].as_i64().unwrap() <= 3_500,
+        "{}",
+        alert["diagnostics"]
+    );
+    assert_eq!(follow_up["schema"], "opsflow.alert-diagnostics/1");
+    assert_eq!(follow_up["diagnostics"]["status"], "succeeded");
+    assert_eq!(follow_up["diagnostics"]["commandId"], alert["diagnostics"]["commandId"]);
+    assert!(inbox[1]["Subject"].as_str().unwrap().starts_with("Diagnostics: cpu-high-"));
+    assert_eq!(attribute(&inbox[1], "instanceId"), Some(w.instance_id.as_str()));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+
+    // Delivered again (here by CloudWatch's Lambda action): neither is repeated, no second command.
+    let sent_before = w.calls().await.get("ssm:SendCommand").copied();
+    let at = alert["alarm"]["changedAtMs"].as_i64().unwrap();
+    let name = format!("cpu-high-{}", w.instance_id);
+    let again = lambda_action_event(ACCOUNT, "us-east-1", &name, &w.instance_id, at);
+    assert_eq!(w.alerts.invoke(&again).await.unwrap(), Vec::<String>::new());
+    assert!(w.alerts.inbox().await.unwrap().is_empty());
+    assert_eq!(w.calls().await.get("ssm:SendCommand").copied(), sent_before);
+
+    // A command that never ends: the follow-up says so at the limit.
+    w.diagnose(json!({"duration_seconds": 60})).await;
+    let inbox = w.alarm_delivered().await;
+    assert_eq!(inbox.len(), 2);
+    let d = &body(&inbox[1])["diagnostics"];
+    assert_eq!(d["status"], "unfinished", "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().starts_with("still InProgress 8 s after it was sent"),
+        "{d}"
+    );
+    assert_eq!(w.calls().await.get("ssm:SendCommand").copied(), sent_before.map(|n| n + 1));
 }

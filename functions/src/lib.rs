@@ -71,7 +71,9 @@ pub fn settings_from_env() -> Result<Settings, CoreError> {
     Ok(s)
 }
 
-/// `ENRICHED_TOPIC_ARN` (required), `RECENTLY_STARTED_SECONDS` (900), `GROUP_INSTANCE_CAP` (5).
+/// `ENRICHED_TOPIC_ARN` (required), `RECENTLY_STARTED_SECONDS` (900), `GROUP_INSTANCE_CAP` (5),
+/// `ALERT_DIAGNOSE_LIMIT_SECONDS` (30; 0 turns diagnostics off, at most 40) and
+/// `ALERT_DIAGNOSE_WAIT_SECONDS` (8, at most the limit).
 /// The lookups' and the ledger's own settings are read by `AwsConfig::alert_adapter`
 /// (`ACCOUNT_ID`, `ALERT_MEMBER_LOOKUPS`, `ALERT_MEMBER_ROLE_NAME`, `MEMBER_EXTERNAL_ID`) and
 /// `AwsConfig::alert_ledger` (`ALERT_LEDGER_TABLE`).
@@ -90,6 +92,24 @@ pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
         .ok()
         .filter(|c| (1..=50).contains(c))
         .ok_or_else(|| CoreError::invalid("GROUP_INSTANCE_CAP", format!("must be 1..=50, not {cap}")))?;
+    s.diagnose_limit_s = env_i64("ALERT_DIAGNOSE_LIMIT_SECONDS", s.diagnose_limit_s)?;
+    s.diagnose_wait_s = env_i64("ALERT_DIAGNOSE_WAIT_SECONDS", s.diagnose_wait_s)?;
+    // Within the function's 60 s: lookups (8 s at most), the limit, two publications.
+    if !(0..=40).contains(&s.diagnose_limit_s) {
+        return Err(CoreError::invalid(
+            "ALERT_DIAGNOSE_LIMIT_SECONDS",
+            format!("must be 0 (off) to 40, not {}", s.diagnose_limit_s),
+        ));
+    }
+    if s.diagnose_limit_s > 0 && !(0..=s.diagnose_limit_s).contains(&s.diagnose_wait_s) {
+        return Err(CoreError::invalid(
+            "ALERT_DIAGNOSE_WAIT_SECONDS",
+            format!(
+                "must be 0 to ALERT_DIAGNOSE_LIMIT_SECONDS ({}), not {}",
+                s.diagnose_limit_s, s.diagnose_wait_s
+            ),
+        ));
+    }
     Ok((topic, s))
 }
 

@@ -22,10 +22,13 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_ssm::types::InstanceInformationStringFilter;
+use opsflow_core::alert::diagnose;
 use opsflow_core::alert::{
     ActiveMute, AgentInfo, AlertLedger, AlertLookups, AlertPublisher, Claim, Datapoint, InstanceDetails, MetricQuery, Place, ProfileRole,
     Publication, Reach, Target,
 };
+use opsflow_core::facts::Invocation;
+use opsflow_core::ports::Ssm;
 use opsflow_core::CoreError;
 use serde_json::Value;
 
@@ -343,6 +346,30 @@ impl AlertLookups for AlertAdapter {
         Ok(found)
     }
 
+    /// SendCommand through the SSM port's adapter: the document alone (no parameters, no
+    /// output bucket), delivery timeout [`diagnose::DELIVERY_TIMEOUT_S`].
+    async fn send_diagnostics(&self, at: &Place, instance_id: &str, document: &str, comment: &str) -> Result<String, CoreError> {
+        let ssm = self.at(at).await?.ssm;
+        let out = ssm
+            .send_command()
+            .document_name(document)
+            .instance_ids(instance_id)
+            .timeout_seconds(diagnose::DELIVERY_TIMEOUT_S as i32)
+            .comment(comment)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("SendCommand", &e))?;
+        out.command()
+            .and_then(|c| c.command_id())
+            .map(String::from)
+            .ok_or_else(|| unexpected("SendCommand", "no Command.CommandId"))
+    }
+
+    async fn diagnostics_result(&self, at: &Place, command_id: &str, instance_id: &str) -> Result<Invocation, CoreError> {
+        let ssm = self.at(at).await?.ssm;
+        crate::SsmAdapter::new(ssm).get_invocation(command_id, instance_id).await
+    }
+
     async fn datapoints(&self, at: &Place, queries: &[MetricQuery], start_ms: i64, end_ms: i64) -> Result<Vec<Datapoint>, CoreError> {
         const OP: &str = "GetMetricData";
         let mut request = self
@@ -560,5 +587,35 @@ impl AlertLedger for DynamoAlertLedger {
             Err(e) if conditional_failed(&e) => Ok(()),
             Err(e) => Err(from_sdk_error("DeleteItem", &e)),
         }
+    }
+
+    async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_string()))
+            .update_expression("SET leaseUntil = :until, expiresAt = :expires")
+            .condition_expression("#s = :claimed AND leaseUntil < :now")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_s.to_string()))
+            .expression_attribute_values(":until", AttributeValue::N((now_s + lease_s).to_string()))
+            .expression_attribute_values(":expires", AttributeValue::N(expires_at_s.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(Some(Claim::Won)),
+            Err(e) if conditional_failed(&e) => {}
+            Err(e) => return Err(from_sdk_error("UpdateItem", &e)),
+        }
+        let Some(row) = self.row(key).await? else { return Ok(None) };
+        let status = row.get("status").and_then(|s| s.as_s().ok()).map(String::as_str);
+        Ok(Some(match status {
+            Some(PUBLISHED) => Claim::Published(row.get("messageId").and_then(|m| m.as_s().ok()).cloned().unwrap_or_default()),
+            _ => Claim::Busy {
+                lease_until_s: number(&row, "leaseUntil").unwrap_or(now_s + lease_s),
+            },
+        }))
     }
 }

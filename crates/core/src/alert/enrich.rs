@@ -5,14 +5,16 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use crate::alert::diagnose;
 use crate::alert::event::{incoming, target_and_place, Incoming};
 use crate::alert::ledger::{self, AlertLedger, Claim};
 use crate::alert::model::{
-    ActiveMute, AgentInfo, Alarm, AlarmKind, Datapoint, Enriched, InstanceDetails, InstanceView, Link, MetricQuery, Place, ProfileRole,
-    Publication, Target,
+    ActiveMute, AgentInfo, Alarm, AlarmKind, Datapoint, Diagnostics, DiagnosticsStatus, Enriched, InstanceDetails, InstanceView, Link,
+    MetricQuery, Place, ProfileRole, Publication, Target,
 };
 use crate::alert::policy::{admin_grant, severity};
 use crate::alert::render;
+use crate::facts::Invocation;
 use crate::ports::Clock;
 use crate::CoreError;
 
@@ -26,11 +28,19 @@ pub struct AlertSettings {
     /// How many of the metric's most recent datapoints the alert shows.
     pub datapoints: usize,
     /// How long a delivery's claim of a state change holds before another delivery may take it
-    /// over (longer than one invocation: the function's timeout is 30 s).
+    /// over (longer than one invocation: the function's timeout is 60 s).
     pub claim_lease_s: i64,
     /// How long the ledger remembers a state change (its TTL): longer than any redelivery
     /// (Lambda's asynchronous queue keeps an event up to 6 hours).
     pub ledger_ttl_s: i64,
+    /// How long an alert waits for its diagnostics after SendCommand before it is published
+    /// without them ([`crate::alert::diagnose`]).
+    pub diagnose_wait_s: i64,
+    /// How long after SendCommand the follow-up waits for them at most; 0 turns diagnostics off.
+    /// The function's timeout must cover the lookups, this and two publications.
+    pub diagnose_limit_s: i64,
+    /// Bytes of the diagnostics output kept (its end).
+    pub diagnose_output_bytes: usize,
 }
 
 impl Default for AlertSettings {
@@ -41,6 +51,9 @@ impl Default for AlertSettings {
             datapoints: 6,
             claim_lease_s: 120,
             ledger_ttl_s: 7 * 86_400,
+            diagnose_wait_s: 8,
+            diagnose_limit_s: 30,
+            diagnose_output_bytes: 3000,
         }
     }
 }
@@ -77,6 +90,22 @@ pub trait AlertLookups: Sync {
     /// ListAlarmMuteRules (with GetAlarmMuteRule for each): the mute rules that target the
     /// alarm and are active now.
     fn active_mutes(&self, at: &Place, alarm_name: &str) -> impl Future<Output = Result<Vec<ActiveMute>, CoreError>> + Send;
+    /// SendCommand of the parameterless diagnostics `document` to the instance, with
+    /// `TimeoutSeconds` [`crate::alert::diagnose::DELIVERY_TIMEOUT_S`]: the command id.
+    fn send_diagnostics(
+        &self,
+        at: &Place,
+        instance_id: &str,
+        document: &str,
+        comment: &str,
+    ) -> impl Future<Output = Result<String, CoreError>> + Send;
+    /// GetCommandInvocation of that command on the instance.
+    fn diagnostics_result(
+        &self,
+        at: &Place,
+        command_id: &str,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Invocation, CoreError>> + Send;
 }
 
 /// Where enriched alerts go (the enriched-alerts SNS topic).
@@ -304,6 +333,7 @@ pub async fn enrich(lookups: &impl AlertLookups, settings: &AlertSettings, alarm
         notes,
         links,
         maintenance,
+        diagnostics: None,
     }
 }
 
@@ -399,8 +429,9 @@ fn url_encode(text: &str) -> String {
 }
 
 /// The Lambda: every message of `event` enriched (or passed on as unrecognized) and published,
-/// once per alarm state change ([`ledger`]). Every message is tried; the invocation fails when
-/// one could not be published (then SNS, Lambda or SQS delivers it again and, in the end, the
+/// once per alarm state change ([`ledger`]), with its diagnostics follow-up when the alert went
+/// out before they ended ([`diagnose`]). Every message is tried; the invocation fails when one
+/// could not be published (then SNS, Lambda or SQS delivers it again and, in the end, the
 /// dead-letter queue keeps it: an alert is never lost) or when another delivery holds its claim
 /// (`Conflict`: retried later). Returns the ids of the messages published by this delivery; a
 /// state change published before is skipped.
@@ -422,11 +453,10 @@ pub async fn handle(
             Incoming::Unrecognized { source, subject, raw, why } => publisher
                 .publish(&render::unrecognized_publication(&source, subject.as_deref(), &raw, &why))
                 .await
-                .map(Some),
+                .map(|id| vec![id]),
         };
         match outcome {
-            Ok(Some(id)) => ids.push(id),
-            Ok(None) => {}
+            Ok(published) => ids.extend(published),
             Err(e) => {
                 failed.get_or_insert(e);
             }
@@ -438,8 +468,19 @@ pub async fn handle(
     }
 }
 
-/// Claims the alarm's state change, enriches and publishes it, and records it published.
-/// `Ok(None)`: published before, skipped.
+fn busy(what: String, lease_until_s: i64) -> CoreError {
+    CoreError::conflict(
+        what,
+        format!(
+            "another delivery is publishing it (its claim holds until {}): retry later",
+            crate::time::format_utc(lease_until_s)
+        ),
+    )
+}
+
+/// Claims the alarm's state change, enriches and publishes it, and records it published; then,
+/// if its diagnostics were still running, waits for them and publishes the follow-up. Returns
+/// the ids published; none when the state change (and any follow-up) was published before.
 async fn publish_alarm(
     lookups: &impl AlertLookups,
     publisher: &impl AlertPublisher,
@@ -447,25 +488,37 @@ async fn publish_alarm(
     clock: &impl Clock,
     settings: &AlertSettings,
     alarm: Alarm,
-) -> Result<Option<String>, CoreError> {
+) -> Result<Vec<String>, CoreError> {
     let key = ledger::key(&alarm);
+    let follow_key = diagnose::follow_up_key(&key);
     let now_s = clock.now_ms().div_euclid(1000);
     let expires_at_s = now_s + settings.ledger_ttl_s;
+    let follow_lease_s = settings.diagnose_limit_s + diagnose::FOLLOW_UP_MARGIN_S;
     let claimed = match ledger.claim(&key, now_s, settings.claim_lease_s, expires_at_s).await {
         Ok(Claim::Won) => Ok(()),
         Ok(Claim::Published(message_id)) => {
-            tracing::info!(key, message_id, "alarm state change published before: skipped");
-            return Ok(None);
+            // Published before; its follow-up too, unless the delivery that owed it died.
+            return match ledger.reclaim(&follow_key, now_s, follow_lease_s, expires_at_s).await? {
+                None | Some(Claim::Published(_)) => {
+                    tracing::info!(key, message_id, "alarm state change published before: skipped");
+                    Ok(Vec::new())
+                }
+                Some(Claim::Busy { lease_until_s }) => Err(busy(format!("diagnostics of {key}"), lease_until_s)),
+                Some(Claim::Won) => Box::pin(rerun_follow_up(
+                    lookups,
+                    publisher,
+                    ledger,
+                    clock,
+                    settings,
+                    alarm,
+                    &follow_key,
+                    expires_at_s,
+                ))
+                .await
+                .map(|id| vec![id]),
+            };
         }
-        Ok(Claim::Busy { lease_until_s }) => {
-            return Err(CoreError::conflict(
-                format!("alarm state change {key}"),
-                format!(
-                    "another delivery is publishing it (its claim holds until {}): retry later",
-                    crate::time::format_utc(lease_until_s)
-                ),
-            ))
-        }
+        Ok(Claim::Busy { lease_until_s }) => return Err(busy(format!("alarm state change {key}"), lease_until_s)),
         Err(e) => Err(e),
     };
     let mut enriched = Box::pin(enrich(lookups, settings, alarm)).await;
@@ -474,26 +527,124 @@ async fn publish_alarm(
             .notes
             .push(format!("deduplication unavailable ({e}): this alert may repeat one already sent"));
     }
-    match publisher.publish(&render::publication(&enriched)).await {
-        Ok(message_id) => {
-            if claimed.is_ok() {
-                if let Err(e) = ledger.published(&key, &message_id, expires_at_s).await {
-                    // Published all the same; a redelivery after the lease would repeat it.
-                    tracing::warn!(key, error = %e, "could not record the state change as published");
-                }
-            }
-            Ok(Some(message_id))
-        }
+    diagnose::start(
+        lookups,
+        clock,
+        settings,
+        &mut enriched,
+        settings.diagnose_wait_s.min(settings.diagnose_limit_s),
+    )
+    .await;
+    let running = enriched
+        .diagnostics
+        .as_ref()
+        .is_some_and(|d| d.status == DiagnosticsStatus::Running);
+    // The follow-up is owed before the alert says so: claimed first, so that a delivery that
+    // dies after the alert leaves a claim the next delivery finds.
+    let follow_claimed = match running && claimed.is_ok() {
+        false => None,
+        true => Some(
+            ledger
+                .claim(&follow_key, clock.now_ms().div_euclid(1000), follow_lease_s, expires_at_s)
+                .await,
+        ),
+    };
+    let message_id = match publisher.publish(&render::publication(&enriched)).await {
+        Ok(message_id) => message_id,
         Err(e) => {
             if claimed.is_ok() {
-                if let Err(release) = ledger.release(&key).await {
-                    // The claim lapses with its lease; the retry after that publishes.
-                    tracing::warn!(key, error = %release, "could not release the claim of an unpublished state change");
+                for k in [&key, &follow_key] {
+                    if let Err(release) = ledger.release(k).await {
+                        // The claim lapses with its lease; the retry after that publishes.
+                        tracing::warn!(key = k, error = %release, "could not release the claim of an unpublished state change");
+                    }
                 }
             }
-            Err(e)
+            return Err(e);
+        }
+    };
+    if claimed.is_ok() {
+        if let Err(e) = ledger.published(&key, &message_id, expires_at_s).await {
+            // Published all the same; a redelivery after the lease would repeat it.
+            tracing::warn!(key, error = %e, "could not record the state change as published");
         }
     }
+    let mut ids = vec![message_id];
+    let (Some(mut d), Some(at)) = (enriched.diagnostics.take().filter(|_| running), enriched.target_place.clone()) else {
+        return Ok(ids);
+    };
+    let record = match follow_claimed {
+        Some(Ok(Claim::Won)) => true,
+        // Another delivery owes it, or published it: nothing more here.
+        Some(Ok(Claim::Published(_) | Claim::Busy { .. })) => return Ok(ids),
+        // No ledger to record it in: published all the same.
+        Some(Err(_)) | None => false,
+    };
+    diagnose::finish(lookups, clock, settings, &at, &mut d).await;
+    ids.push(
+        publish_follow_up(
+            publisher,
+            ledger,
+            &enriched,
+            &d,
+            false,
+            record.then_some((&follow_key, expires_at_s)),
+        )
+        .await?,
+    );
+    Ok(ids)
+}
+
+/// The follow-up of a state change whose alert was published by a delivery that died before
+/// publishing the follow-up it owed: the diagnostics again, waited for up to the limit.
+#[allow(clippy::too_many_arguments)]
+async fn rerun_follow_up(
+    lookups: &impl AlertLookups,
+    publisher: &impl AlertPublisher,
+    ledger: &impl AlertLedger,
+    clock: &impl Clock,
+    settings: &AlertSettings,
+    alarm: Alarm,
+    follow_key: &str,
+    expires_at_s: i64,
+) -> Result<String, CoreError> {
+    let mut enriched = Box::pin(enrich(lookups, settings, alarm)).await;
+    let notes_before = enriched.notes.len();
+    diagnose::start(lookups, clock, settings, &mut enriched, settings.diagnose_limit_s).await;
+    let mut d = match enriched.diagnostics.take() {
+        Some(d) => d,
+        None => {
+            // Not diagnosable any more (stopped, agent offline, tag removed): the follow-up says so.
+            let why = enriched.notes[notes_before..]
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "diagnostics no longer apply: the instance is gone or no longer opted in".to_string());
+            diagnose::not_run(&enriched, why)
+        }
+    };
+    if let (DiagnosticsStatus::Running, Some(at)) = (d.status, enriched.target_place.clone()) {
+        diagnose::finish(lookups, clock, settings, &at, &mut d).await;
+    }
+    publish_follow_up(publisher, ledger, &enriched, &d, true, Some((follow_key, expires_at_s))).await
+}
+
+/// Publishes the diagnostics follow-up and records it in the ledger under `record`'s key. A
+/// failed publish fails the invocation and leaves the claim to lapse: the redelivery publishes it.
+async fn publish_follow_up(
+    publisher: &impl AlertPublisher,
+    ledger: &impl AlertLedger,
+    enriched: &Enriched,
+    d: &Diagnostics,
+    rerun: bool,
+    record: Option<(&str, i64)>,
+) -> Result<String, CoreError> {
+    let message_id = publisher.publish(&render::diagnostics_publication(enriched, d, rerun)).await?;
+    if let Some((key, expires_at_s)) = record {
+        if let Err(e) = ledger.published(key, &message_id, expires_at_s).await {
+            tracing::warn!(key, error = %e, "could not record the diagnostics follow-up as published");
+        }
+    }
+    Ok(message_id)
 }
 
 #[cfg(test)]
@@ -582,6 +733,11 @@ mod tests {
         off: Vec<String>,
         refused: Vec<String>,
         mutes: Vec<ActiveMute>,
+        ping: String,
+        /// The diagnostics command: after how many reads it ends, and how (None: SendCommand fails).
+        command: Option<(usize, Invocation)>,
+        sent: Mutex<Vec<(Place, String, String, String)>>,
+        reads: Mutex<usize>,
     }
 
     impl Fake {
@@ -595,6 +751,10 @@ mod tests {
                 off: Vec::new(),
                 refused: Vec::new(),
                 mutes: Vec::new(),
+                ping: "Online".into(),
+                command: None,
+                sent: Mutex::new(Vec::new()),
+                reads: Mutex::new(0),
             }
         }
 
@@ -634,7 +794,7 @@ mod tests {
                 .iter()
                 .map(|i| AgentInfo {
                     instance_id: i.instance_id.clone(),
-                    ping_status: "Online".into(),
+                    ping_status: self.ping.clone(),
                     last_ping_epoch_s: Some(ALARM_AT_S - 60),
                     agent_version: Some("3.3.987.0".into()),
                 })
@@ -671,6 +831,35 @@ mod tests {
             self.asked("mutes", at);
             self.calls.lock().unwrap().push(format!("mutes {alarm_name}"));
             Ok(self.mutes.clone())
+        }
+        async fn send_diagnostics(&self, at: &Place, instance_id: &str, document: &str, comment: &str) -> Result<String, CoreError> {
+            let sent = (at.clone(), instance_id.to_string(), document.to_string(), comment.to_string());
+            self.sent.lock().unwrap().push(sent);
+            match self.command {
+                Some(_) => Ok("cmd-1".into()),
+                None => Err(CoreError::access_denied("ssm:SendCommand", "not authorized")),
+            }
+        }
+        async fn diagnostics_result(&self, _at: &Place, command_id: &str, _instance_id: &str) -> Result<Invocation, CoreError> {
+            assert_eq!(command_id, "cmd-1");
+            let Some((ends_after, end)) = &self.command else {
+                panic!("no command was sent")
+            };
+            let read = {
+                let mut reads = self.reads.lock().unwrap();
+                *reads += 1;
+                *reads
+            };
+            Ok(match read {
+                // Right after SendCommand, SSM may not know the invocation yet.
+                1 => return Err(CoreError::not_found("GetCommandInvocation", "InvocationDoesNotExist: ")),
+                r if r < *ends_after => Invocation {
+                    status: "InProgress".into(),
+                    response_code: -1,
+                    ..Invocation::default()
+                },
+                _ => end.clone(),
+            })
         }
     }
 
@@ -976,6 +1165,12 @@ mod tests {
             self.rows.lock().unwrap().remove(key);
             Ok(())
         }
+        async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+            if !self.broken && !self.rows.lock().unwrap().contains_key(key) {
+                return Ok(None);
+            }
+            self.claim(key, now_s, lease_s, expires_at_s).await.map(Some)
+        }
     }
 
     fn sns_event(alarm: &Alarm) -> Value {
@@ -1171,5 +1366,232 @@ mod tests {
             triggering_alarms: vec![],
         };
         assert_eq!(datapoint_queries(&a), None);
+    }
+
+    // --- Alerts that diagnose.
+
+    fn opted_in(id: &str) -> InstanceDetails {
+        let mut i = instance(id, 86_400, None);
+        i.tags.insert(diagnose::TAG.0.into(), diagnose::TAG.1.into());
+        i
+    }
+
+    fn ended(status: &str, code: i32, stdout: &str) -> Invocation {
+        Invocation {
+            status: status.into(),
+            status_details: status.into(),
+            response_code: code,
+            stdout: stdout.into(),
+            ..Invocation::default()
+        }
+    }
+
+    /// Handles the alarm on i-0abc with `fake`: what was published, as (subject, text, JSON body).
+    async fn diagnosed(fake: &Fake, ledger: &MemoryLedger) -> (Result<Vec<String>, CoreError>, Vec<(String, String, Value)>) {
+        let publisher = Published::default();
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        let result = handle(fake, &publisher, ledger, &clock, &AlertSettings::default(), &event).await;
+        let published = publisher
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let m: Value = serde_json::from_str(&p.message).unwrap();
+                let body = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
+                (p.subject.clone(), m["email"].as_str().unwrap().to_string(), body)
+            })
+            .collect();
+        (result, published)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_diagnostics_command_is_in_the_alert() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((3, ended("Success", 0, "== load\n 10:00:00 up 3 days, load average: 7.9\n")));
+        let (result, published) = diagnosed(&fake, &MemoryLedger::default()).await;
+        assert_eq!(result.unwrap(), ["msg-1"], "one message: no follow-up");
+        let (_, text, body) = &published[0];
+        assert_eq!(body["diagnostics"]["status"], "succeeded");
+        assert_eq!(body["diagnostics"]["exitCode"], 0);
+        assert_eq!(body["diagnostics"]["tookMs"], 3000, "read every second, the third read ended");
+        assert!(
+            text.contains("Diagnostics (opsflow-Diagnose on i-0abc, 3.0 s): succeeded"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    load average: 7.9") || text.contains("load average: 7.9"),
+            "{text}"
+        );
+        let sent = fake.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0].0.clone(), sent[0].1.as_str(), sent[0].2.as_str()),
+            (place("123456789012", "eu-west-1"), "i-0abc", "opsflow-Diagnose")
+        );
+        assert_eq!(sent[0].3, "opsflow alert: cpu-high web/7");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_diagnostics_command_is_said_and_the_alert_goes_out() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((
+            2,
+            Invocation {
+                stderr: "df: /mnt/nfs: Stale file handle".into(),
+                ..ended("Failed", 1, "== disk")
+            },
+        ));
+        let (result, published) = diagnosed(&fake, &MemoryLedger::default()).await;
+        assert_eq!(result.unwrap(), ["msg-1"]);
+        let (_, text, body) = &published[0];
+        assert_eq!(body["diagnostics"]["status"], "failed");
+        assert_eq!(body["diagnostics"]["reason"], "the command exited with code 1");
+        assert!(text.contains("): failed\n  the command exited with code 1"), "{text}");
+        assert!(text.contains("Stale file handle"), "{text}");
+
+        // SendCommand refused: a line in the alert, nothing else changes.
+        let fake = Fake::new(vec![opted_in("i-0abc")]);
+        let (result, published) = diagnosed(&fake, &MemoryLedger::default()).await;
+        assert_eq!(result.unwrap(), ["msg-1"]);
+        assert_eq!(published[0].2["diagnostics"]["status"], "not-started");
+        assert!(
+            published[0]
+                .1
+                .contains("SendCommand failed (AccessDenied: ssm:SendCommand: not authorized)"),
+            "{}",
+            published[0].1
+        );
+        assert_eq!(published[0].2["severity"], "high");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_command_sends_the_alert_first_and_its_output_in_a_follow_up() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((20, ended("Success", 0, "== top-cpu\n  4242 app 97.0")));
+        let ledger = MemoryLedger::default();
+        let (result, published) = diagnosed(&fake, &ledger).await;
+        assert_eq!(result.unwrap(), ["msg-1", "msg-2"]);
+        let (_, text, body) = &published[0];
+        assert_eq!(body["diagnostics"]["status"], "running");
+        assert_eq!(body["diagnostics"]["tookMs"], 8000, "the alert waited 8 s, not more");
+        assert!(
+            text.contains("still running\n  A follow-up message will carry the output."),
+            "{text}"
+        );
+        let (subject, text, body) = &published[1];
+        assert_eq!(subject, "Diagnostics: cpu-high web/7 on i-0abc");
+        assert_eq!(body["schema"], "opsflow.alert-diagnostics/1");
+        assert_eq!(
+            (body["diagnostics"]["status"].as_str(), body["diagnostics"]["tookMs"].as_i64()),
+            (Some("succeeded"), Some(20_000))
+        );
+        assert!(text.contains("Follow-up: the alert went out before they ended."), "{text}");
+        assert!(text.contains("4242 app 97.0"), "{text}");
+        // A redelivery publishes neither again.
+        let rows = ledger.rows.lock().unwrap().clone();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let (again, published) = diagnosed(&fake, &ledger).await;
+        assert_eq!((again.unwrap(), published.len()), (vec![], 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_that_never_ends_is_said_at_the_limit() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((usize::MAX, Invocation::default()));
+        let (result, published) = diagnosed(&fake, &MemoryLedger::default()).await;
+        assert_eq!(result.unwrap().len(), 2);
+        let d = &published[1].2["diagnostics"];
+        assert_eq!((d["status"].as_str(), d["tookMs"].as_i64()), (Some("unfinished"), Some(30_000)));
+        assert!(
+            d["reason"].as_str().unwrap().starts_with("still InProgress 30 s after it was sent"),
+            "{d}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_follow_up_is_published_by_the_next_delivery_and_the_alert_is_not_repeated() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((12, ended("Success", 0, "== memory\nMem: 3800 3700")));
+        let ledger = MemoryLedger::default();
+        let (publisher, clock) = (Published::default(), crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000));
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        let settings = AlertSettings::default();
+        // The alert goes out; the follow-up's publish fails: the invocation fails.
+        let publish_fails_second = async {
+            *publisher.1.lock().unwrap() = 0;
+            handle(&fake, &FailSecond(&publisher), &ledger, &clock, &settings, &event).await
+        };
+        assert_eq!(publish_fails_second.await.unwrap_err().name(), "Transient");
+        assert_eq!(publisher.0.lock().unwrap().len(), 1, "the alert itself went out");
+        // Lambda retries a minute later: the follow-up's claim lapsed (limit + margin), the
+        // diagnostics run again, only the follow-up is published.
+        clock.sleep(60_000).await.unwrap();
+        *fake.reads.lock().unwrap() = 0;
+        let ids = handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap();
+        assert_eq!(ids, ["msg-2"]);
+        let last = publisher.0.lock().unwrap()[1].clone();
+        assert!(last.subject.starts_with("Diagnostics:"), "{}", last.subject);
+        assert!(last.message.contains("Run again by a later delivery"), "{}", last.message);
+        assert_eq!(fake.sent.lock().unwrap().len(), 2);
+        // And never again.
+        assert_eq!(
+            handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    /// Publishes the first message through the inner publisher and fails the others.
+    struct FailSecond<'a>(&'a Published);
+
+    impl AlertPublisher for FailSecond<'_> {
+        async fn publish(&self, p: &Publication) -> Result<String, CoreError> {
+            if !self.0 .0.lock().unwrap().is_empty() {
+                return Err(CoreError::transient("Publish", "InternalError"));
+            }
+            self.0.publish(p).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn diagnostics_run_only_on_an_opted_in_online_instance_in_alarm() {
+        // Not opted in: nothing is sent, nothing is said.
+        let mut fake = Fake::new(vec![instance("i-0abc", 86_400, None)]);
+        fake.command = Some((2, ended("Success", 0, "")));
+        let (_, published) = diagnosed(&fake, &MemoryLedger::default()).await;
+        assert!(fake.sent.lock().unwrap().is_empty());
+        assert!(published[0].2.get("diagnostics").is_none());
+        // Opted in, agent not Online: said, not sent.
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((2, ended("Success", 0, "")));
+        fake.ping = "ConnectionLost".into();
+        let (_, published) = diagnosed(&fake, &MemoryLedger::default()).await;
+        assert!(fake.sent.lock().unwrap().is_empty());
+        assert!(
+            published[0]
+                .1
+                .contains("diagnostics not run on i-0abc: its SSM agent is ConnectionLost"),
+            "{}",
+            published[0].1
+        );
+        // Windows gets its document; OK and diagnostics off send nothing.
+        let mut windows = opted_in("i-0abc");
+        windows.platform = Some("windows".into());
+        let mut fake = Fake::new(vec![windows]);
+        fake.command = Some((2, ended("Success", 0, "")));
+        assert_eq!(diagnosed(&fake, &MemoryLedger::default()).await.0.unwrap().len(), 1);
+        assert_eq!(fake.sent.lock().unwrap()[0].2, "opsflow-DiagnoseWindows");
+        let mut ok = alarm(("InstanceId", "i-0abc"));
+        ok.state = "OK".into();
+        let e = enrich(&fake, &AlertSettings::default(), ok).await;
+        assert_eq!(diagnose::candidate(&e, &AlertSettings::default()), None);
+        let e = enrich(&fake, &AlertSettings::default(), alarm(("InstanceId", "i-0abc"))).await;
+        assert!(diagnose::candidate(&e, &AlertSettings::default()).is_some());
+        let off = AlertSettings {
+            diagnose_limit_s: 0,
+            ..AlertSettings::default()
+        };
+        assert_eq!(diagnose::candidate(&e, &off), None);
     }
 }

@@ -15,6 +15,11 @@
 //! - When the ledger itself fails, the alert is published anyway, with a note that it may be a
 //!   duplicate: a duplicate is better than a lost alert.
 //!
+//! A state change whose alert went out before its diagnostics ended owes a follow-up
+//! ([`crate::alert::diagnose`]): it is claimed under its own key before the alert is published,
+//! and a delivery that finds the alert published takes that claim over
+//! ([`AlertLedger::reclaim`]) only when it exists and its lease ran out.
+//!
 //! Unrecognized messages are not deduplicated (they have no state change to key on).
 
 use std::future::Future;
@@ -42,6 +47,15 @@ pub trait AlertLedger: Sync {
     fn published(&self, key: &str, message_id: &str, expires_at_s: i64) -> impl Future<Output = Result<(), CoreError>> + Send;
     /// Gives up this delivery's claim of `key` (its publish failed), so a retry can take it.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+    /// Claims `key` like [`AlertLedger::claim`], but only if it was claimed before: None when
+    /// there is no record of it (nothing is owed).
+    fn reclaim(
+        &self,
+        key: &str,
+        now_s: i64,
+        lease_s: i64,
+        expires_at_s: i64,
+    ) -> impl Future<Output = Result<Option<Claim>, CoreError>> + Send;
 }
 
 /// No ledger: every delivery is enriched and published (a deployment without the table).
@@ -57,6 +71,9 @@ impl AlertLedger for NoLedger {
     }
     async fn release(&self, _key: &str) -> Result<(), CoreError> {
         Ok(())
+    }
+    async fn reclaim(&self, _key: &str, _now_s: i64, _lease_s: i64, _expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+        Ok(None)
     }
 }
 
@@ -88,6 +105,12 @@ impl<L: AlertLedger> AlertLedger for Option<L> {
         match self {
             Some(l) => l.release(key).await,
             None => Ok(()),
+        }
+    }
+    async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+        match self {
+            Some(l) => l.reclaim(key, now_s, lease_s, expires_at_s).await,
+            None => Ok(None),
         }
     }
 }

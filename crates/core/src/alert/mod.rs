@@ -7,8 +7,10 @@
 //! [`enrich()`] runs the lookups (EC2, SSM, IAM, CloudWatch datapoints) concurrently through
 //! the [`AlertLookups`] port, in the alarm's account and region: a failed lookup becomes a
 //! note, never a lost alert. [`policy`] judges severity and admin roles. [`render`] turns the
-//! [`Enriched`] alert into the SNS message for the enriched-alerts topic.
+//! [`Enriched`] alert into the SNS message for the enriched-alerts topic. [`diagnose`] adds a
+//! read-only diagnostics command's output for instances that opted in.
 
+pub mod diagnose;
 pub mod enrich;
 pub mod event;
 pub mod ledger;
@@ -20,4 +22,4 @@ pub use enrich::{datapoint_queries, enrich, handle, AlertLookups, AlertPublisher
 pub use event::{incoming, target, target_and_place, Incoming};
 pub use ledger::{AlertLedger, Claim, NoLedger};
 pub use model::*;
-pub use render::{publication, sparkline, unrecognized_publication};
+pub use render::{diagnostics_publication, publication, sparkline, unrecognized_publication};

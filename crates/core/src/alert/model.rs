@@ -286,6 +286,50 @@ pub struct Enriched {
     /// The active alarm mute rules that target the alarm: it arrived during maintenance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maintenance: Vec<ActiveMute>,
+    /// The read-only diagnostics command run on the instance ([`crate::alert::diagnose`]), when
+    /// it opted in: its output, or that it still runs (a follow-up message carries the result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Diagnostics>,
+}
+
+/// Where a diagnostics command stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiagnosticsStatus {
+    /// Sent and not finished yet: the alert went out without it, a follow-up carries the result.
+    Running,
+    /// The script ran to its end (exit code 0).
+    Succeeded,
+    /// SSM ended it otherwise: exit code, delivery or execution timeout, undeliverable…
+    Failed,
+    /// SendCommand failed: nothing runs on the instance.
+    NotStarted,
+    /// Not finished within the limit: the result is in Run Command's history, not here.
+    Unfinished,
+}
+
+/// A diagnostics command on one instance, as the alert and its follow-up carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnostics {
+    pub instance_id: String,
+    /// `opsflow-Diagnose` or `opsflow-DiagnoseWindows`.
+    pub document: String,
+    /// None when SendCommand failed.
+    pub command_id: Option<String>,
+    pub status: DiagnosticsStatus,
+    /// SSM's last `Status` (`Pending`, `InProgress`, `Success`, `Failed`, `TimedOut`…).
+    pub ssm_status: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The end of the output (stdout, then stderr), cut on a character boundary with a leading `…`.
+    pub output: String,
+    /// Why it failed, did not start or did not finish.
+    pub reason: Option<String>,
+    /// When SendCommand was called (epoch ms), and how long until the result (or giving up).
+    pub sent_at_ms: i64,
+    pub took_ms: i64,
+    /// Run Command's page of the command, in the instance's console.
+    pub link: Option<String>,
 }
 
 /// The message published to the enriched-alerts topic.

@@ -21,7 +21,10 @@ use std::collections::BTreeMap;
 use chrono::DateTime;
 use serde_json::{json, Map, Value};
 
-use crate::alert::model::{Alarm, AlarmKind, Enriched, InstanceView, Metric, MetricQuery, MetricStat, Publication, Suppression, Target};
+use crate::alert::model::{
+    Alarm, AlarmKind, Diagnostics, DiagnosticsStatus, Enriched, InstanceView, Metric, MetricQuery, MetricStat, Publication, Suppression,
+    Target,
+};
 
 /// The `schema` of the JSON body.
 /// Version 2: `alarm.kind`'s fields are camelCase like the rest (1 had three snake_case ones).
@@ -32,7 +35,11 @@ use crate::alert::model::{Alarm, AlarmKind, Enriched, InstanceView, Metric, Metr
 /// `alarm.treatMissingData`, `alarm.tags`, `alarm.tagsStatus`, `alarm.kind.queries[].accountId`,
 /// `targetPlace`, `tagsNotAttributes` and `maintenance` (the active alarm mute rules that target
 /// the alarm; `severity` is then `low` at most).
+/// Also in version 3 (added, optional): `diagnostics`, the read-only diagnostics command's
+/// status and output when the instance opted in.
 pub const SCHEMA: &str = "opsflow.enriched-alert/3";
+/// The `schema` of a diagnostics follow-up's JSON body.
+pub const DIAGNOSTICS_SCHEMA: &str = "opsflow.alert-diagnostics/1";
 
 /// SNS's limit of message attributes per message.
 pub(crate) const ATTRIBUTES_MAX: usize = 10;
@@ -105,6 +112,82 @@ pub fn publication(e: &Enriched) -> Publication {
             subject,
         }
     })
+}
+
+/// The follow-up of an alert whose diagnostics had not ended when it was published: the
+/// diagnostics' result (or why there is none), with the alert's message attributes so that the
+/// same filter policies let it through. `rerun`: a later delivery ran them again, the first
+/// run's result was never sent.
+pub fn diagnostics_publication(e: &Enriched, d: &Diagnostics, rerun: bool) -> Publication {
+    let a = &e.alarm;
+    let subject = limit(&ascii_line(&format!("Diagnostics: {} on {}", a.name, d.instance_id)), SUBJECT_MAX);
+    let why = match rerun {
+        true => "Run again by a later delivery of the alarm: the first run's result was never sent.",
+        false => "Follow-up: the alert went out before they ended.",
+    };
+    let text = format!(
+        "Diagnostics for {}: {} at {}, {}, account {}\n{why}\n\n{}\n",
+        a.state,
+        a.name,
+        utc(a.changed_at_ms),
+        a.region,
+        a.account_id,
+        diagnostics_block(d)
+    );
+    let sms = limit(&ascii_line(&format!("{subject}: {}", status_word(d))), SMS_MAX);
+    let body = json!({
+        "schema": DIAGNOSTICS_SCHEMA,
+        "alarm": {"name": a.name, "accountId": a.account_id, "region": a.region, "state": a.state, "changedAtMs": a.changed_at_ms},
+        "severity": e.severity,
+        "rerun": rerun,
+        "diagnostics": d,
+    });
+    Publication {
+        message: message(&text, &sms, &body),
+        attributes: attributes(e).0,
+        subject,
+    }
+}
+
+/// `succeeded`, `failed`, `still running`…
+fn status_word(d: &Diagnostics) -> &'static str {
+    match d.status {
+        DiagnosticsStatus::Running => "still running",
+        DiagnosticsStatus::Succeeded => "succeeded",
+        DiagnosticsStatus::Failed => "failed",
+        DiagnosticsStatus::NotStarted => "not run",
+        DiagnosticsStatus::Unfinished => "did not finish",
+    }
+}
+
+/// `Diagnostics (opsflow-Diagnose on i-0abc, 1.2 s): succeeded`, the reason, the output
+/// indented, the command and its Run Command link.
+fn diagnostics_block(d: &Diagnostics) -> String {
+    let took = match d.status {
+        DiagnosticsStatus::NotStarted => String::new(),
+        _ => format!(", {:.1} s", d.took_ms as f64 / 1000.0),
+    };
+    let mut out = vec![format!(
+        "Diagnostics ({} on {}{took}): {}",
+        d.document,
+        d.instance_id,
+        status_word(d)
+    )];
+    if d.status == DiagnosticsStatus::Running {
+        out.push("  A follow-up message will carry the output.".to_string());
+    }
+    if let Some(reason) = &d.reason {
+        out.push(format!("  {reason}"));
+    }
+    if !d.output.is_empty() {
+        out.push("  Output (its end):".to_string());
+        out.extend(d.output.lines().map(|l| format!("    {l}")));
+    }
+    if let Some(id) = &d.command_id {
+        let link = d.link.as_deref().map(|l| format!(": {l}")).unwrap_or_default();
+        out.push(format!("  Command {id}{link}"));
+    }
+    out.join("\n")
 }
 
 /// The publication for a message that is not an alarm opsflow understands: passed on to
@@ -342,6 +425,9 @@ fn text(e: &Enriched, omitted: &Omitted) -> String {
     blocks.extend(e.instances.iter().map(|v| instance_block(v, at_s)));
     if omitted.instances > 0 {
         blocks.push(format!("({} more instances not shown)", omitted.instances));
+    }
+    if let Some(d) = &e.diagnostics {
+        blocks.push(diagnostics_block(d));
     }
 
     let several = e.instances.len() > 1;
@@ -866,6 +952,7 @@ mod tests {
                 "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#alarmsV2:alarm/cpu-high-web-7",
             )],
             maintenance: vec![],
+            diagnostics: None,
         }
     }
 
@@ -907,6 +994,7 @@ mod tests {
                 "https://eu-west-1.console.aws.amazon.com/cloudwatch/home#alarmsV2:alarm/orders-db",
             )],
             maintenance: vec![],
+            diagnostics: None,
         }
     }
 

@@ -1,0 +1,224 @@
+//! Alerts that diagnose: for an alarm on one instance that opted in, the output of a read-only
+//! diagnostics command in the alert, or in a follow-up when the command is slow.
+//!
+//! What runs: the account's `opsflow-Diagnose` (Linux) or `opsflow-DiagnoseWindows` document
+//! (infra/member-account.yaml): load, memory, the top processes by CPU and by memory, disk and
+//! inode usage, the last hour's OOM kills, failed units and restarts (Windows: the System log's
+//! service crashes, unexpected shutdowns and low-memory events), each probe bounded. The
+//! documents take no parameters, so nothing from an alarm reaches a command line.
+//!
+//! On what: an alarm in ALARM whose metric names one instance that is running, whose SSM agent
+//! is Online and that carries the tag [`TAG`] (`opsflow:diagnose` = `enabled`). IAM says the
+//! same: the alert roles may send only these two documents, only to instances with that tag.
+//!
+//! Bounded, never a late or lost alert:
+//! - the alert waits at most `diagnose_wait_s` after SendCommand; a command that finished by
+//!   then is in it (status, exit code, the end of its output);
+//! - otherwise the alert is published saying the diagnostics still run, and a follow-up message
+//!   carries the result when the command ends, or says at most `diagnose_limit_s` after
+//!   SendCommand that it did not end (the command's delivery timeout is SendCommand's minimum,
+//!   30 s: a command the agent has not picked up by then never runs);
+//! - a command that cannot be sent, fails or cannot be read is a line in the alert: the alert
+//!   goes out all the same.
+//!
+//! The follow-up is claimed in the ledger under [`follow_up_key`] before the alert is published,
+//! with a lease that ends [`FOLLOW_UP_MARGIN_S`] after the limit. A delivery that dies before
+//! publishing it leaves a lapsed claim; the next delivery of the same state change (whose alert
+//! is published, so it is not repeated) takes the claim over, runs the diagnostics again and
+//! publishes the follow-up.
+
+use crate::alert::enrich::{console, AlertLookups, AlertSettings};
+use crate::alert::model::{Diagnostics, DiagnosticsStatus, Enriched, Place, Target};
+use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, INVOCATION_GRACE_S};
+use crate::ports::Clock;
+use crate::CoreError;
+
+/// The tag that opts an instance in, and its value (the alert roles' IAM condition is the same).
+pub const TAG: (&str, &str) = ("opsflow:diagnose", "enabled");
+/// The diagnostics document of Linux instances.
+pub const LINUX_DOCUMENT: &str = "opsflow-Diagnose";
+/// The diagnostics document of Windows instances.
+pub const WINDOWS_DOCUMENT: &str = "opsflow-DiagnoseWindows";
+/// SendCommand's `TimeoutSeconds` (its minimum): a command not delivered by then never runs.
+pub const DELIVERY_TIMEOUT_S: u32 = 30;
+/// How often the invocation is read while waiting.
+const POLL_MS: u64 = 1000;
+/// How long past the limit a follow-up's claim holds: time to publish it.
+pub const FOLLOW_UP_MARGIN_S: i64 = 20;
+/// SSM's limit for a command's `Comment`.
+const COMMENT_MAX: usize = 100;
+
+/// The ledger key of a state change's diagnostics follow-up.
+pub fn follow_up_key(state_change_key: &str) -> String {
+    format!("{state_change_key}/diagnostics")
+}
+
+/// The instance to diagnose for this alert, with its place and document. None when diagnostics
+/// do not apply (off, not ALARM, not one instance, the instance did not opt in); `Err(why)` when
+/// it opted in and cannot be diagnosed now (stopped, its agent not Online).
+pub fn candidate(e: &Enriched, settings: &AlertSettings) -> Option<Result<(Place, String, &'static str), String>> {
+    if settings.diagnose_limit_s <= 0 || e.alarm.state != "ALARM" {
+        return None;
+    }
+    let (Some(Target::Instance(id)), Some(place)) = (&e.target, &e.target_place) else {
+        return None;
+    };
+    let view = e.instances.iter().find(|v| v.details.instance_id == *id)?;
+    if view.details.tags.get(TAG.0).map(String::as_str) != Some(TAG.1) {
+        return None;
+    }
+    if view.details.state != "running" {
+        return Some(Err(format!("diagnostics not run on {id}: the instance is {}", view.details.state)));
+    }
+    match view.agent.as_ref().map(|a| a.ping_status.as_str()) {
+        Some("Online") => {}
+        Some(other) => return Some(Err(format!("diagnostics not run on {id}: its SSM agent is {other}"))),
+        None => return Some(Err(format!("diagnostics not run on {id}: SSM does not list it as Online"))),
+    }
+    let windows = view.details.platform.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("windows"));
+    let document = if windows { WINDOWS_DOCUMENT } else { LINUX_DOCUMENT };
+    Some(Ok((place.clone(), id.clone(), document)))
+}
+
+/// Diagnostics that were owed and could not run, because `why` (for the follow-up).
+pub fn not_run(e: &Enriched, why: String) -> Diagnostics {
+    let instance_id = match &e.target {
+        Some(Target::Instance(id)) => id.clone(),
+        _ => String::new(),
+    };
+    let windows = e
+        .instances
+        .iter()
+        .find(|v| v.details.instance_id == instance_id)
+        .and_then(|v| v.details.platform.as_deref())
+        .is_some_and(|p| p.eq_ignore_ascii_case("windows"));
+    Diagnostics {
+        instance_id,
+        document: (if windows { WINDOWS_DOCUMENT } else { LINUX_DOCUMENT }).to_string(),
+        command_id: None,
+        status: DiagnosticsStatus::NotStarted,
+        ssm_status: None,
+        exit_code: None,
+        output: String::new(),
+        reason: Some(why),
+        sent_at_ms: 0,
+        took_ms: 0,
+        link: None,
+    }
+}
+
+/// Runs the diagnostics the alert calls for ([`candidate`]) and waits for them until `wait_s`
+/// after SendCommand: they land in `e.diagnostics` (still `Running` if slow), or a note says why
+/// they could not run.
+pub async fn start(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertSettings, e: &mut Enriched, wait_s: i64) {
+    let (place, instance_id, document) = match candidate(e, settings) {
+        None => return,
+        Some(Err(why)) => return e.notes.push(why),
+        Some(Ok(found)) => found,
+    };
+    let comment = crate::alert::render::limit(&format!("opsflow alert: {}", e.alarm.name), COMMENT_MAX);
+    let sent_at_ms = clock.now_ms();
+    let sent = lookups.send_diagnostics(&place, &instance_id, document, &comment).await;
+    let mut d = Diagnostics {
+        instance_id,
+        document: document.to_string(),
+        command_id: None,
+        status: DiagnosticsStatus::Running,
+        ssm_status: None,
+        exit_code: None,
+        output: String::new(),
+        reason: None,
+        sent_at_ms,
+        took_ms: 0,
+        link: None,
+    };
+    match sent {
+        Ok(command_id) => {
+            d.link = Some(format!(
+                "{}/systems-manager/run-command/{command_id}?region={}",
+                console(&place.region),
+                place.region
+            ));
+            d.command_id = Some(command_id);
+            wait(lookups, clock, settings, &place, &mut d, sent_at_ms + wait_s.max(0) * 1000).await;
+        }
+        Err(err) => {
+            d.status = DiagnosticsStatus::NotStarted;
+            d.reason = Some(format!("SendCommand failed ({err})"));
+        }
+    }
+    e.diagnostics = Some(d);
+}
+
+/// Waits for running diagnostics until the limit (`diagnose_limit_s` after SendCommand); marks
+/// them `Unfinished` when they did not end by then.
+pub async fn finish(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertSettings, at: &Place, d: &mut Diagnostics) {
+    wait(lookups, clock, settings, at, d, d.sent_at_ms + settings.diagnose_limit_s * 1000).await;
+    if d.status == DiagnosticsStatus::Running {
+        d.status = DiagnosticsStatus::Unfinished;
+        let ssm = d.ssm_status.as_deref().unwrap_or("not visible yet");
+        let why = format!(
+            "still {ssm} {} s after it was sent (the agent may be busy with another command, or the instance overloaded)",
+            settings.diagnose_limit_s
+        );
+        d.reason = Some(match d.reason.take() {
+            Some(read_error) => format!("{why}; {read_error}"),
+            None => why,
+        });
+    }
+}
+
+/// Reads the invocation every second until it ends or `until_ms`. A read that fails is retried;
+/// the last failure stays in `reason` while the command is not known to have ended.
+async fn wait(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertSettings, at: &Place, d: &mut Diagnostics, until_ms: i64) {
+    let Some(command_id) = d.command_id.clone() else { return };
+    while d.status == DiagnosticsStatus::Running {
+        let now = clock.now_ms();
+        if now >= until_ms {
+            break;
+        }
+        if clock.sleep(POLL_MS.min((until_ms - now) as u64)).await.is_err() {
+            break;
+        }
+        let read = lookups.diagnostics_result(at, &command_id, &d.instance_id).await;
+        d.took_ms = clock.now_ms() - d.sent_at_ms;
+        let inv = match read {
+            Ok(inv) => inv,
+            Err(err) => {
+                let elapsed_s = (d.took_ms / 1000).max(0) as u64;
+                let not_visible_yet = match &err {
+                    CoreError::NotFound { detail, .. } => {
+                        let code = detail.split(':').next().unwrap_or_default();
+                        matches!(
+                            invocation_lookup_error(code, detail, elapsed_s, INVOCATION_GRACE_S),
+                            InvocationLookup::Pending
+                        )
+                    }
+                    _ => false,
+                };
+                if !not_visible_yet {
+                    d.reason = Some(format!("GetCommandInvocation failed ({err})"));
+                }
+                continue;
+            }
+        };
+        d.ssm_status = Some(inv.status.clone());
+        match command_outcome(&inv, settings.diagnose_output_bytes) {
+            CommandOutcome::Running => {}
+            CommandOutcome::Succeeded { exit_code, tail } => {
+                d.status = DiagnosticsStatus::Succeeded;
+                d.exit_code = Some(exit_code);
+                d.output = tail;
+                d.reason = None;
+            }
+            CommandOutcome::Failed {
+                exit_code, tail, reason, ..
+            } => {
+                d.status = DiagnosticsStatus::Failed;
+                d.exit_code = exit_code;
+                d.output = tail;
+                d.reason = Some(reason);
+            }
+        }
+    }
+}
