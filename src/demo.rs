@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opsflow::fixtures;
-use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
+use opsflow::local::alerts::{cpu_alarm, LocalAlerts, SAMPLE_DIAGNOSE_OUTPUT};
 use opsflow::local::provision::{cfn_request, LocalPipeline, ResponseStore};
 use opsflow::local::LocalCloud;
 use opsflow_asl::HistoryEvent;
@@ -192,12 +192,46 @@ async fn alert(cloud: &LocalCloud, clients: &Clients, instance_id: &str) -> anyh
         .await?;
     println!("  role dev-ide-profile: AdministratorAccess attached (as dev IDE roles often are)");
     let alerts = LocalAlerts::setup(clients, AlertSettings::default()).await?;
-    // The local cloud's time (the provisioning moved it on), which its ping times follow.
+    // The local cloud's time (the provisioning moved it on), which its ping times follow. The
+    // provisioning engine drove that clock in virtual time; the alert handler waits for its
+    // diagnostics in real time, so the clock runs again from here.
     let at = cloud.now_ms().await?;
+    cloud
+        .control("clock", serde_json::json!({"advance_ms": 0, "running": true}))
+        .await?;
     let name = format!("cpu-high-{instance_id}");
     let values = [12.0, 15.0, 97.0, 98.0, 99.0, 99.0];
     cpu_alarm(clients, &name, instance_id, &alerts.alarms_topic, &values, at).await?;
     println!("  alarm {name}: AWS/EC2 CPUUtilization Average > 90 over 5 minutes; last datapoints {values:?}");
+    // The instance opts in to diagnostics; the local cloud runs no script, so a command rule
+    // plays the instance: opsflow-Diagnose takes 1.5 s and prints what a busy box would.
+    clients
+        .ec2
+        .create_tags()
+        .resources(instance_id)
+        .tags(
+            opsflow_aws::aws_sdk_ec2::types::Tag::builder()
+                .key(opsflow_core::alert::diagnose::TAG.0)
+                .value(opsflow_core::alert::diagnose::TAG.1)
+                .build(),
+        )
+        .send()
+        .await?;
+    cloud
+        .control(
+            "commands",
+            serde_json::json!({"rules": [{"document": opsflow_core::alert::diagnose::LINUX_DOCUMENT, "count": 1,
+                "duration_seconds": 1.5, "stdout": SAMPLE_DIAGNOSE_OUTPUT}]}),
+        )
+        .await?;
+    println!(
+        "  {instance_id} tagged {}={}: the alert runs the read-only {} on it (here the local cloud's \
+         command rule answers for the instance: 1.5 s, a sample of the script's output; the alert waits \
+         up to 8 s for it, a slower command's output would follow in a second message)",
+        opsflow_core::alert::diagnose::TAG.0,
+        opsflow_core::alert::diagnose::TAG.1,
+        opsflow_core::alert::diagnose::LINUX_DOCUMENT
+    );
     cloud.reset_calls().await?;
     alerts
         .raise(
@@ -254,6 +288,8 @@ async fn alert(cloud: &LocalCloud, clients: &Clients, instance_id: &str) -> anyh
         "ssm:DescribeInstanceInformation",
         "iam:GetAccountAuthorizationDetails",
         "cloudwatch:GetMetricData",
+        "ssm:SendCommand",
+        "ssm:GetCommandInvocation",
     ]
     .iter()
     .filter_map(|op| calls.get(*op).map(|n| format!("{op} {n}")))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use opsflow::fixtures;
-use opsflow::local::alerts::{cpu_alarm, lambda_action_event, LocalAlerts};
+use opsflow::local::alerts::{cpu_alarm, lambda_action_event, LocalAlerts, SAMPLE_DIAGNOSE_OUTPUT};
 use opsflow::local::runbook::{MemberAccount, MEMBER_ROLE};
 use opsflow::local::{LocalCloud, ACCOUNT};
 use opsflow_aws::{Clients, MemberAccess};
@@ -550,16 +550,6 @@ async fn an_alarm_muted_for_maintenance_arrives_low_saying_by_which_procedure_an
 // --- Alerts that diagnose: opsflow-Diagnose on an opted-in instance, as the local cloud's
 // command rules make it end.
 
-/// What `opsflow-Diagnose` prints (its first sections), for the command rules.
-const DIAGNOSE_OUTPUT: &str = "opsflow-diagnose 2026-12-06T22:40:01Z host=ip-10-0-1-23
-== load
- 22:40:01 up 3 days,  2:11,  0 users,  load average: 7.92, 6.10, 3.04
-cpus=2
-== top-cpu
-    PID USER     %CPU %MEM   RSS     ELAPSED COMMAND
-   4242 app      97.3 12.1 481224    01:02:11 java
-";
-
 impl World {
     /// The instance opted in to diagnostics; the next `opsflow-Diagnose` ends as `rule` says.
     async fn diagnose(&self, rule: Value) {
@@ -605,12 +595,12 @@ fn diagnosing() -> AlertSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opted_in_instance_is_diagnosed_in_the_alert_when_the_command_succeeds_or_fails() {
     let w = world_with(diagnosing()).await;
-    w.diagnose(json!({"duration_seconds": 1, "stdout": DIAGNOSE_OUTPUT})).await;
+    w.diagnose(json!({"duration_seconds": 1, "stdout": SAMPLE_DIAGNOSE_OUTPUT})).await;
     let inbox = w.alarm_delivered().await;
     let d = &body(inbox_one(&inbox))["diagnostics"];
     assert_eq!(d["status"], "succeeded", "{d}");
     assert_eq!(d["document"], "opsflow-Diagnose");
-    assert!(d["output"].as_str().unwrap().contains("4242 app      97.3"), "{d}");
+    assert!(d["output"].as_str().unwrap().contains("4242 app      97.3 81.2"), "{d}");
     let text = inbox[0]["Message"].as_str().unwrap();
     let command = d["commandId"].as_str().unwrap();
     // The command as SSM has it: the document alone, delivery timeout 30 s, the alarm named.
@@ -642,7 +632,7 @@ async fn an_opted_in_instance_is_diagnosed_in_the_alert_when_the_command_succeed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_diagnostics_command_sends_the_alert_first_and_a_follow_up_once() {
     let w = world_with(diagnosing()).await;
-    w.diagnose(json!({"duration_seconds": 5, "stdout": DIAGNOSE_OUTPUT})).await;
+    w.diagnose(json!({"duration_seconds": 5, "stdout": SAMPLE_DIAGNOSE_OUTPUT})).await;
     let started = std::time::Instant::now();
     w.alarm_on(&w.instance_id).await;
     let deliveries = w.alerts.deliver().await.unwrap();

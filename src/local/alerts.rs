@@ -37,6 +37,46 @@ pub struct LocalAlerts {
     pub settings: AlertSettings,
 }
 
+/// What `opsflow-Diagnose` prints on a busy Linux instance (its format, sections in the script's
+/// order): the local cloud runs no script, so its command rules answer with this.
+pub const SAMPLE_DIAGNOSE_OUTPUT: &str = "opsflow-diagnose 2026-12-06T22:40:01Z host=ip-10-0-1-23
+
+== load
+ 22:40:01 up 3 days,  2:11,  0 users,  load average: 7.92, 6.10, 3.04
+cpus=2
+
+== memory
+               total        used        free      shared  buff/cache   available
+Mem:            3851        3620          71           1         159          12
+Swap:              0           0           0
+
+== top-cpu
+    PID USER     %CPU %MEM   RSS     ELAPSED COMMAND
+   4242 app      97.3 81.2 3203112   01:02:11 java
+    812 root      1.1  0.9 36120  3-02:11:40 amazon-ssm-agent
+
+== top-mem
+    PID USER     %CPU %MEM   RSS     ELAPSED COMMAND
+   4242 app      97.3 81.2 3203112   01:02:11 java
+
+== disk
+Filesystem      Size  Used Avail Use% Mounted on
+/dev/nvme0n1p1   20G   19G  1.0G  95% /
+
+== inodes
+Filesystem      Inodes IUsed  IFree IUse% Mounted on
+/dev/nvme0n1p1   1.3M  212K   1.1M   17% /
+
+== oom-1h
+2026-12-06T22:31:07+0000 ip-10-0-1-23 kernel: Out of memory: Killed process 3977 (java) total-vm:5123456kB, anon-rss:3101232kB
+
+== failed-units
+
+== restarts-1h
+2026-12-06T22:31:09+0000 ip-10-0-1-23 systemd[1]: app.service: Main process exited, code=killed, status=9/KILL
+2026-12-06T22:31:14+0000 ip-10-0-1-23 systemd[1]: app.service: Scheduled restart job, restart counter is at 1.
+";
+
 /// The ledger table of the local alerts.
 pub const LEDGER_TABLE: &str = "opsflow-alert-ledger";
 

@@ -53,7 +53,7 @@ impl Default for AlertSettings {
             ledger_ttl_s: 7 * 86_400,
             diagnose_wait_s: 8,
             diagnose_limit_s: 30,
-            diagnose_output_bytes: 3000,
+            diagnose_output_bytes: 8000,
         }
     }
 }
