@@ -482,23 +482,28 @@ async fn the_ledger_claims_once_holds_a_lease_releases_and_remembers_the_message
         Claim::Published("msg-42".into())
     );
 
-    // A follow-up is taken over only when one was owed: claimed, and its lease ran out.
+    // A follow-up is taken over only when one was owed: claimed, and its lease ran out; the
+    // delivery that takes it over learns what it owes (the command it waits for).
     let follow = format!("{key}/diagnostics");
+    let owed = r#"{"commandId":"c-1"}"#;
     assert_eq!(ledger.reclaim(&follow, now, 50, expires).await.unwrap(), None);
-    assert_eq!(ledger.claim(&follow, now, 50, expires).await.unwrap(), Claim::Won);
+    assert_eq!(ledger.claim_owed(&follow, now, 50, expires, owed).await.unwrap(), Claim::Won);
     assert_eq!(
         ledger.reclaim(&follow, now + 10, 50, expires).await.unwrap(),
-        Some(Claim::Busy { lease_until_s: now + 50 })
+        Some((Claim::Busy { lease_until_s: now + 50 }, owed.to_string()))
     );
-    assert_eq!(ledger.reclaim(&follow, now + 51, 50, expires).await.unwrap(), Some(Claim::Won));
+    assert_eq!(
+        ledger.reclaim(&follow, now + 51, 50, expires).await.unwrap(),
+        Some((Claim::Won, owed.to_string()))
+    );
     assert_eq!(
         ledger.reclaim(&follow, now + 60, 50, expires).await.unwrap(),
-        Some(Claim::Busy { lease_until_s: now + 101 })
+        Some((Claim::Busy { lease_until_s: now + 101 }, owed.to_string()))
     );
     ledger.published(&follow, "msg-43", expires).await.unwrap();
     assert_eq!(
         ledger.reclaim(&follow, now + 500, 50, expires).await.unwrap(),
-        Some(Claim::Published("msg-43".into()))
+        Some((Claim::Published("msg-43".into()), String::new()))
     );
 }
 
@@ -583,11 +588,13 @@ impl World {
     }
 }
 
-/// Alerts wait 3 s for diagnostics, follow-ups 8 s.
+/// Alerts wait 3 s for diagnostics, follow-ups 8 s; no cooldown (each scenario diagnoses one
+/// instance several times).
 fn diagnosing() -> AlertSettings {
     AlertSettings {
         diagnose_wait_s: 3,
         diagnose_limit_s: 8,
+        diagnose_cooldown_s: 0,
         ..AlertSettings::default()
     }
 }
@@ -601,7 +608,10 @@ async fn an_opted_in_instance_is_diagnosed_in_the_alert_when_the_command_succeed
     assert_eq!(d["status"], "succeeded", "{d}");
     assert_eq!(d["document"], "opsflow-Diagnose");
     assert!(d["output"].as_str().unwrap().contains("4242 app      97.3 81.2"), "{d}");
-    let text = inbox[0]["Message"].as_str().unwrap();
+    // The text email subscribers get, rendered from the delivered body.
+    let enriched: opsflow_core::alert::Enriched = serde_json::from_value(body(&inbox[0])).unwrap();
+    let message: Value = serde_json::from_str(&opsflow_core::alert::publication(&enriched).message).unwrap();
+    let text = message["email"].as_str().unwrap();
     let command = d["commandId"].as_str().unwrap();
     // The command as SSM has it: the document alone, delivery timeout 30 s, the alarm named.
     let listed = w.alerts.clients.ssm.list_commands().command_id(command).send().await.unwrap();
@@ -611,14 +621,23 @@ async fn an_opted_in_instance_is_diagnosed_in_the_alert_when_the_command_succeed
         (Some("opsflow-Diagnose"), Some(30), Some(0))
     );
     assert_eq!(c.comment(), Some(format!("opsflow alert: cpu-high-{}", w.instance_id).as_str()));
-    assert!(!text.is_empty());
+    assert!(
+        text.contains(&format!("Diagnostics (opsflow-Diagnose on {}, ", w.instance_id)),
+        "{text}"
+    );
+    assert!(text.contains("): succeeded\n  Output (its end):\n    opsflow-diagnose "), "{text}");
 
     // The script fails: said, with its output; the alert goes out all the same.
     w.diagnose(json!({"duration_seconds": 1, "exit_code": 2, "stdout": "== disk", "stderr": "df: /data: Stale file handle"}))
         .await;
     let inbox = w.alarm_delivered().await;
     let d = &body(inbox_one(&inbox))["diagnostics"];
-    assert_eq!((d["status"].as_str(), d["exitCode"].as_i64()), (Some("failed"), Some(2)), "{d}");
+    assert_eq!(
+        (d["status"].as_str(), d["exitCode"].as_i64()),
+        (Some("failed"), Some(2)),
+        "{:?}",
+        notes(&body(&inbox[0]))
+    );
     assert_eq!(d["reason"], "the command exited with code 2");
     assert!(
         d["output"]

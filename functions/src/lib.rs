@@ -94,7 +94,8 @@ pub fn alert_settings_from_env() -> Result<(String, AlertSettings), CoreError> {
         .ok_or_else(|| CoreError::invalid("GROUP_INSTANCE_CAP", format!("must be 1..=50, not {cap}")))?;
     s.diagnose_limit_s = env_i64("ALERT_DIAGNOSE_LIMIT_SECONDS", s.diagnose_limit_s)?;
     s.diagnose_wait_s = env_i64("ALERT_DIAGNOSE_WAIT_SECONDS", s.diagnose_wait_s)?;
-    // Within the function's 60 s: lookups (8 s at most), the limit, two publications.
+    // Within the function's 60 s: the lookups, the limit, two publications (the handler also
+    // stops waiting 10 s before Lambda's deadline, whatever this says).
     if !(0..=40).contains(&s.diagnose_limit_s) {
         return Err(CoreError::invalid(
             "ALERT_DIAGNOSE_LIMIT_SECONDS",

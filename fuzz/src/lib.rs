@@ -205,6 +205,12 @@ impl AlertLookups for Lookups {
     async fn active_mutes(&self, _: &Place, _: &str) -> Result<Vec<ActiveMute>, CoreError> {
         self.get("mutes")
     }
+    async fn send_diagnostics(&self, _: &Place, _: &str, _: &str, _: &str) -> Result<String, CoreError> {
+        self.get("command_id")
+    }
+    async fn diagnostics_result(&self, _: &Place, _: &str, _: &str) -> Result<Invocation, CoreError> {
+        self.get("invocation")
+    }
 }
 
 fn assert_publishable(p: &alert::Publication) {

@@ -521,6 +521,10 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
 
 impl AlertLedger for DynamoAlertLedger {
     async fn claim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Claim, CoreError> {
+        self.claim_owed(key, now_s, lease_s, expires_at_s, "").await
+    }
+
+    async fn claim_owed(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64, owed: &str) -> Result<Claim, CoreError> {
         // Twice at most: a row released between the failed condition and the read is claimed again.
         for _ in 0..2 {
             let result = self
@@ -531,6 +535,7 @@ impl AlertLedger for DynamoAlertLedger {
                 .item("status", AttributeValue::S(CLAIMED.into()))
                 .item("leaseUntil", AttributeValue::N((now_s + lease_s).to_string()))
                 .item("expiresAt", AttributeValue::N(expires_at_s.to_string()))
+                .item("owed", AttributeValue::S(owed.to_string()))
                 .condition_expression("attribute_not_exists(pk) OR (#s = :claimed AND leaseUntil < :now)")
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":claimed", AttributeValue::S(CLAIMED.into()))
@@ -589,7 +594,7 @@ impl AlertLedger for DynamoAlertLedger {
         }
     }
 
-    async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+    async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<(Claim, String)>, CoreError> {
         let result = self
             .client
             .update_item()
@@ -602,20 +607,23 @@ impl AlertLedger for DynamoAlertLedger {
             .expression_attribute_values(":now", AttributeValue::N(now_s.to_string()))
             .expression_attribute_values(":until", AttributeValue::N((now_s + lease_s).to_string()))
             .expression_attribute_values(":expires", AttributeValue::N(expires_at_s.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
+        let owed = |row: &HashMap<String, AttributeValue>| row.get("owed").and_then(|o| o.as_s().ok()).cloned().unwrap_or_default();
         match result {
-            Ok(_) => return Ok(Some(Claim::Won)),
+            Ok(out) => return Ok(Some((Claim::Won, out.attributes.as_ref().map(owed).unwrap_or_default()))),
             Err(e) if conditional_failed(&e) => {}
             Err(e) => return Err(from_sdk_error("UpdateItem", &e)),
         }
         let Some(row) = self.row(key).await? else { return Ok(None) };
         let status = row.get("status").and_then(|s| s.as_s().ok()).map(String::as_str);
-        Ok(Some(match status {
+        let claim = match status {
             Some(PUBLISHED) => Claim::Published(row.get("messageId").and_then(|m| m.as_s().ok()).cloned().unwrap_or_default()),
             _ => Claim::Busy {
                 lease_until_s: number(&row, "leaseUntil").unwrap_or(now_s + lease_s),
             },
-        }))
+        };
+        Ok(Some((claim, owed(&row))))
     }
 }

@@ -8,12 +8,15 @@
 //! documents take no parameters, so nothing from an alarm reaches a command line.
 //!
 //! On what: an alarm in ALARM whose metric names one instance that is running, whose SSM agent
-//! is Online and that carries the tag [`TAG`] (`opsflow:diagnose` = `enabled`). IAM says the
-//! same: the alert roles may send only these two documents, only to instances with that tag.
+//! is Online and that carries the tag [`TAG`] (`opsflow:diagnose` = `enabled`); not while the
+//! alarm is muted for maintenance; at most once per instance per `diagnose_cooldown_s` (a ledger
+//! claim: a flapping alarm, or whoever can set an alarm's state, gets no command loop). IAM says
+//! the same: the alert roles may send only these two documents, only to instances with that tag.
 //!
 //! Bounded, never a late or lost alert:
-//! - the alert waits at most `diagnose_wait_s` after SendCommand; a command that finished by
-//!   then is in it (status, exit code, the end of its output);
+//! - the alert waits at most `diagnose_wait_s` after SendCommand, and never past the
+//!   invocation's deadline; a command that finished by then is in it (status, exit code, the
+//!   end of its output);
 //! - otherwise the alert is published saying the diagnostics still run, and a follow-up message
 //!   carries the result when the command ends, or says at most `diagnose_limit_s` after
 //!   SendCommand that it did not end (the command's delivery timeout is SendCommand's minimum,
@@ -21,13 +24,14 @@
 //! - a command that cannot be sent, fails or cannot be read is a line in the alert: the alert
 //!   goes out all the same.
 //!
-//! The follow-up is claimed in the ledger under [`follow_up_key`] before the alert is published,
-//! with a lease that ends [`FOLLOW_UP_MARGIN_S`] after the limit. A delivery that dies before
-//! publishing it leaves a lapsed claim; the next delivery of the same state change (whose alert
-//! is published, so it is not repeated) takes the claim over, runs the diagnostics again and
-//! publishes the follow-up.
+//! The follow-up is claimed in the ledger under [`follow_up_key`] right after the alert is
+//! published (before the alert is marked published), noting the command, with a lease that ends
+//! [`FOLLOW_UP_MARGIN_S`] after the limit. A delivery that stops before publishing it leaves a
+//! lapsed claim; the next delivery of the same state change (whose alert is published, so it is
+//! not repeated) takes the claim over, reads the same command and publishes the follow-up.
 
 use crate::alert::enrich::{console, AlertLookups, AlertSettings};
+use crate::alert::ledger::{AlertLedger, Claim};
 use crate::alert::model::{Diagnostics, DiagnosticsStatus, Enriched, Place, Target};
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, INVOCATION_GRACE_S};
 use crate::ports::Clock;
@@ -43,10 +47,19 @@ pub const WINDOWS_DOCUMENT: &str = "opsflow-DiagnoseWindows";
 pub const DELIVERY_TIMEOUT_S: u32 = 30;
 /// How often the invocation is read while waiting.
 const POLL_MS: u64 = 1000;
-/// How long past the limit a follow-up's claim holds: time to publish it.
-pub const FOLLOW_UP_MARGIN_S: i64 = 20;
+/// How long past the limit a follow-up's claim holds: time to publish it (a delivery that takes
+/// it over waits the limit again, from its own start).
+pub const FOLLOW_UP_MARGIN_S: i64 = 30;
+/// Diagnostics are not started with less time than this left in the invocation.
+const MIN_LEFT_MS: i64 = 5_000;
 /// SSM's limit for a command's `Comment`.
 const COMMENT_MAX: usize = 100;
+
+/// Whether EC2's platform (`Platform` `windows`, or PlatformDetails such as `Windows with SQL
+/// Server Standard`, `Windows BYOL`) is Windows.
+fn is_windows(platform: Option<&str>) -> bool {
+    platform.is_some_and(|p| p.to_ascii_lowercase().contains("windows"))
+}
 
 /// The ledger key of a state change's diagnostics follow-up.
 pub fn follow_up_key(state_change_key: &str) -> String {
@@ -67,6 +80,9 @@ pub fn candidate(e: &Enriched, settings: &AlertSettings) -> Option<Result<(Place
     if view.details.tags.get(TAG.0).map(String::as_str) != Some(TAG.1) {
         return None;
     }
+    if !e.maintenance.is_empty() {
+        return Some(Err(format!("diagnostics not run on {id}: the alarm is muted for maintenance")));
+    }
     if view.details.state != "running" {
         return Some(Err(format!("diagnostics not run on {id}: the instance is {}", view.details.state)));
     }
@@ -75,7 +91,7 @@ pub fn candidate(e: &Enriched, settings: &AlertSettings) -> Option<Result<(Place
         Some(other) => return Some(Err(format!("diagnostics not run on {id}: its SSM agent is {other}"))),
         None => return Some(Err(format!("diagnostics not run on {id}: SSM does not list it as Online"))),
     }
-    let windows = view.details.platform.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("windows"));
+    let windows = is_windows(view.details.platform.as_deref());
     let document = if windows { WINDOWS_DOCUMENT } else { LINUX_DOCUMENT };
     Some(Ok((place.clone(), id.clone(), document)))
 }
@@ -90,8 +106,7 @@ pub fn not_run(e: &Enriched, why: String) -> Diagnostics {
         .instances
         .iter()
         .find(|v| v.details.instance_id == instance_id)
-        .and_then(|v| v.details.platform.as_deref())
-        .is_some_and(|p| p.eq_ignore_ascii_case("windows"));
+        .is_some_and(|v| is_windows(v.details.platform.as_deref()));
     Diagnostics {
         instance_id,
         document: (if windows { WINDOWS_DOCUMENT } else { LINUX_DOCUMENT }).to_string(),
@@ -107,14 +122,62 @@ pub fn not_run(e: &Enriched, why: String) -> Diagnostics {
     }
 }
 
-/// Runs the diagnostics the alert calls for ([`candidate`]) and waits for them until `wait_s`
-/// after SendCommand: they land in `e.diagnostics` (still `Running` if slow), or a note says why
-/// they could not run.
-pub async fn start(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertSettings, e: &mut Enriched, wait_s: i64) {
+/// The ledger key that keeps an instance from being diagnosed more than once per cooldown.
+pub fn cooldown_key(at: &Place, instance_id: &str) -> String {
+    format!("diagnose#{}/{}/{instance_id}", at.account_id, at.region)
+}
+
+/// Runs the diagnostics the alert calls for ([`candidate`]) and waits for them until
+/// `diagnose_wait_s` after SendCommand (never past `deadline_ms`): they land in
+/// `e.diagnostics` (still `Running` if slow), or a note says why they did not run. Returns the
+/// cooldown key this delivery claimed (to release if the alert cannot be published).
+pub async fn start(
+    lookups: &impl AlertLookups,
+    ledger: &impl AlertLedger,
+    clock: &impl Clock,
+    settings: &AlertSettings,
+    e: &mut Enriched,
+    deadline_ms: i64,
+) -> Option<String> {
     let (place, instance_id, document) = match candidate(e, settings) {
-        None => return,
-        Some(Err(why)) => return e.notes.push(why),
+        None => return None,
+        Some(Err(why)) => {
+            e.notes.push(why);
+            return None;
+        }
         Some(Ok(found)) => found,
+    };
+    let now = clock.now_ms();
+    if deadline_ms - now < MIN_LEFT_MS {
+        e.notes.push(format!(
+            "diagnostics not run on {instance_id}: the invocation has {} s left",
+            (deadline_ms - now).max(0) / 1000
+        ));
+        return None;
+    }
+    let key = cooldown_key(&place, &instance_id);
+    let now_s = now.div_euclid(1000);
+    let cooldown_s = settings.diagnose_cooldown_s;
+    let claimed = match cooldown_s > 0 {
+        false => None,
+        true => match ledger.claim(&key, now_s, cooldown_s, now_s + cooldown_s).await {
+            Ok(Claim::Won) => Some(key),
+            Ok(Claim::Busy { lease_until_s }) => {
+                e.notes.push(format!(
+                    "diagnostics not run on {instance_id}: it was diagnosed less than {} ago (again from {})",
+                    crate::alert::render::human_duration(cooldown_s),
+                    crate::time::format_utc(lease_until_s)
+                ));
+                return None;
+            }
+            Ok(Claim::Published(_)) => {
+                e.notes
+                    .push(format!("diagnostics not run on {instance_id}: it was diagnosed recently"));
+                return None;
+            }
+            // No ledger to keep the cooldown: diagnosed all the same.
+            Err(_) => None,
+        },
     };
     let comment = crate::alert::render::limit(&format!("opsflow alert: {}", e.alarm.name), COMMENT_MAX);
     let sent_at_ms = clock.now_ms();
@@ -140,7 +203,16 @@ pub async fn start(lookups: &impl AlertLookups, clock: &impl Clock, settings: &A
                 place.region
             ));
             d.command_id = Some(command_id);
-            wait(lookups, clock, settings, &place, &mut d, sent_at_ms + wait_s.max(0) * 1000).await;
+            let wait_s = settings.diagnose_wait_s.clamp(0, settings.diagnose_limit_s);
+            wait(
+                lookups,
+                clock,
+                settings,
+                &place,
+                &mut d,
+                (sent_at_ms + wait_s * 1000).min(deadline_ms),
+            )
+            .await;
         }
         Err(err) => {
             d.status = DiagnosticsStatus::NotStarted;
@@ -148,18 +220,26 @@ pub async fn start(lookups: &impl AlertLookups, clock: &impl Clock, settings: &A
         }
     }
     e.diagnostics = Some(d);
+    claimed
 }
 
-/// Waits for running diagnostics until the limit (`diagnose_limit_s` after SendCommand); marks
-/// them `Unfinished` when they did not end by then.
-pub async fn finish(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertSettings, at: &Place, d: &mut Diagnostics) {
-    wait(lookups, clock, settings, at, d, d.sent_at_ms + settings.diagnose_limit_s * 1000).await;
+/// Waits for running diagnostics until `until_ms`; marks them `Unfinished` when they did not
+/// end by then.
+pub async fn finish(
+    lookups: &impl AlertLookups,
+    clock: &impl Clock,
+    at: &Place,
+    d: &mut Diagnostics,
+    until_ms: i64,
+    settings: &AlertSettings,
+) {
+    wait(lookups, clock, settings, at, d, until_ms).await;
     if d.status == DiagnosticsStatus::Running {
         d.status = DiagnosticsStatus::Unfinished;
         let ssm = d.ssm_status.as_deref().unwrap_or("not visible yet");
         let why = format!(
             "still {ssm} {} s after it was sent (the agent may be busy with another command, or the instance overloaded)",
-            settings.diagnose_limit_s
+            (clock.now_ms() - d.sent_at_ms).max(0) / 1000
         );
         d.reason = Some(match d.reason.take() {
             Some(read_error) => format!("{why}; {read_error}"),
@@ -203,6 +283,8 @@ async fn wait(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertS
             }
         };
         d.ssm_status = Some(inv.status.clone());
+        // A read went through: an earlier read's failure is no longer the news.
+        d.reason = None;
         match command_outcome(&inv, settings.diagnose_output_bytes) {
             CommandOutcome::Running => {}
             CommandOutcome::Succeeded { exit_code, tail } => {

@@ -16,9 +16,11 @@
 //!   duplicate: a duplicate is better than a lost alert.
 //!
 //! A state change whose alert went out before its diagnostics ended owes a follow-up
-//! ([`crate::alert::diagnose`]): it is claimed under its own key before the alert is published,
-//! and a delivery that finds the alert published takes that claim over
-//! ([`AlertLedger::reclaim`]) only when it exists and its lease ran out.
+//! ([`crate::alert::diagnose`]): right after the alert is published (before it is marked
+//! published) the follow-up is claimed under its own key, noting the command it waits for
+//! ([`AlertLedger::claim_owed`]). A delivery that finds the alert published takes that claim
+//! over only when it exists and its lease ran out ([`AlertLedger::reclaim`]), and reads the same
+//! command: a follow-up is never lost to a crash and never sends a second command.
 //!
 //! Unrecognized messages are not deduplicated (they have no state change to key on).
 
@@ -47,15 +49,25 @@ pub trait AlertLedger: Sync {
     fn published(&self, key: &str, message_id: &str, expires_at_s: i64) -> impl Future<Output = Result<(), CoreError>> + Send;
     /// Gives up this delivery's claim of `key` (its publish failed), so a retry can take it.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), CoreError>> + Send;
+    /// Claims `key` like [`AlertLedger::claim`], keeping `owed` on the record: what a delivery
+    /// that takes the claim over ([`AlertLedger::reclaim`]) needs to finish the work.
+    fn claim_owed(
+        &self,
+        key: &str,
+        now_s: i64,
+        lease_s: i64,
+        expires_at_s: i64,
+        owed: &str,
+    ) -> impl Future<Output = Result<Claim, CoreError>> + Send;
     /// Claims `key` like [`AlertLedger::claim`], but only if it was claimed before: None when
-    /// there is no record of it (nothing is owed).
+    /// there is no record of it (nothing is owed); else the claim and what the record owes.
     fn reclaim(
         &self,
         key: &str,
         now_s: i64,
         lease_s: i64,
         expires_at_s: i64,
-    ) -> impl Future<Output = Result<Option<Claim>, CoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(Claim, String)>, CoreError>> + Send;
 }
 
 /// No ledger: every delivery is enriched and published (a deployment without the table).
@@ -72,7 +84,10 @@ impl AlertLedger for NoLedger {
     async fn release(&self, _key: &str) -> Result<(), CoreError> {
         Ok(())
     }
-    async fn reclaim(&self, _key: &str, _now_s: i64, _lease_s: i64, _expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+    async fn claim_owed(&self, _key: &str, _now_s: i64, _lease_s: i64, _expires_at_s: i64, _owed: &str) -> Result<Claim, CoreError> {
+        Ok(Claim::Won)
+    }
+    async fn reclaim(&self, _key: &str, _now_s: i64, _lease_s: i64, _expires_at_s: i64) -> Result<Option<(Claim, String)>, CoreError> {
         Ok(None)
     }
 }
@@ -107,7 +122,13 @@ impl<L: AlertLedger> AlertLedger for Option<L> {
             None => Ok(()),
         }
     }
-    async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<Claim>, CoreError> {
+    async fn claim_owed(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64, owed: &str) -> Result<Claim, CoreError> {
+        match self {
+            Some(l) => l.claim_owed(key, now_s, lease_s, expires_at_s, owed).await,
+            None => Ok(Claim::Won),
+        }
+    }
+    async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, expires_at_s: i64) -> Result<Option<(Claim, String)>, CoreError> {
         match self {
             Some(l) => l.reclaim(key, now_s, lease_s, expires_at_s).await,
             None => Ok(None),

@@ -18,7 +18,7 @@ pub mod model;
 pub mod policy;
 pub mod render;
 
-pub use enrich::{datapoint_queries, enrich, handle, AlertLookups, AlertPublisher, AlertSettings, Reach};
+pub use enrich::{datapoint_queries, enrich, handle, handle_until, AlertLookups, AlertPublisher, AlertSettings, Reach};
 pub use event::{incoming, target, target_and_place, Incoming};
 pub use ledger::{AlertLedger, Claim, NoLedger};
 pub use model::*;

@@ -298,7 +298,7 @@ pub struct Enriched {
 pub enum DiagnosticsStatus {
     /// Sent and not finished yet: the alert went out without it, a follow-up carries the result.
     Running,
-    /// The script ran to its end (exit code 0).
+    /// SSM says Success: the script ran (a script that exits 0 whatever it finds).
     Succeeded,
     /// SSM ended it otherwise: exit code, delivery or execution timeout, undeliverable…
     Failed,

@@ -116,13 +116,13 @@ pub fn publication(e: &Enriched) -> Publication {
 
 /// The follow-up of an alert whose diagnostics had not ended when it was published: the
 /// diagnostics' result (or why there is none), with the alert's message attributes so that the
-/// same filter policies let it through. `rerun`: a later delivery ran them again, the first
-/// run's result was never sent.
-pub fn diagnostics_publication(e: &Enriched, d: &Diagnostics, rerun: bool) -> Publication {
+/// same filter policies let it through. `taken_over`: a later delivery of the alarm read the
+/// command, because the delivery that waited for it stopped before sending this.
+pub fn diagnostics_publication(e: &Enriched, d: &Diagnostics, taken_over: bool) -> Publication {
     let a = &e.alarm;
     let subject = limit(&ascii_line(&format!("Diagnostics: {} on {}", a.name, d.instance_id)), SUBJECT_MAX);
-    let why = match rerun {
-        true => "Run again by a later delivery of the alarm: the first run's result was never sent.",
+    let why = match taken_over {
+        true => "Follow-up, read by a later delivery of the alarm: the delivery that waited for it stopped before sending it.",
         false => "Follow-up: the alert went out before they ended.",
     };
     let text = format!(
@@ -139,7 +139,7 @@ pub fn diagnostics_publication(e: &Enriched, d: &Diagnostics, rerun: bool) -> Pu
         "schema": DIAGNOSTICS_SCHEMA,
         "alarm": {"name": a.name, "accountId": a.account_id, "region": a.region, "state": a.state, "changedAtMs": a.changed_at_ms},
         "severity": e.severity,
-        "rerun": rerun,
+        "takenOver": taken_over,
         "diagnostics": d,
     });
     Publication {
