@@ -638,9 +638,78 @@ fn ssm_fleet_health_names_each_unmanaged_state_with_its_cause_and_fix() {
         );
         assert_eq!(r.findings.len(), 8, "{got:#?}");
         assert!(r.findings.iter().all(|f| f.fix.is_some()));
+        assert!(r.findings.iter().all(|f| f.fixed.is_none()), "the automatic fix is off by default");
         assert_eq!(r.scopes[0].counted["managed and online"], 2, "web-1 and web-2");
         let text = out.text.unwrap();
         assert!(text.starts_with("SSM fleet health — run health-1"), "{text}");
         assert!(text.contains("likely cause: ") && text.contains("fix: "));
+    });
+}
+
+#[test]
+fn the_optional_fix_gives_an_instance_without_a_profile_the_default_ssm_profile_where_the_account_allows_it() {
+    use opsflow::local::runbook::SSM_DEFAULT_PROFILE;
+    block_on(async {
+        let w = world().await;
+        w.cloud.control("config", json!({"online_delay_seconds": 0})).await.unwrap();
+        // Account A's member stack has SsmProfileFix Enabled; B's does not.
+        w.a.allow_ssm_fix(EXTERNAL_ID).await.unwrap();
+        let (ca, cb) = (w.a.clients(REGION).await.unwrap(), w.b.clients(REGION).await.unwrap());
+        opsflow::fixtures::instance_profile(&ca, "web", "/").await.unwrap();
+        let forgotten = instance_in(&w.a, "forgotten", None, None).await;
+        let managed = instance_in(&w.a, "web-1", None, Some("web")).await;
+        let elsewhere = instance_in(&w.b, "forgotten-b", None, None).await;
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 15 * 60_000})).await.unwrap();
+        let audits = LocalAudits::fixing(w.cloud.clone(), EXTERNAL_ID, Some(SSM_DEFAULT_PROFILE))
+            .await
+            .unwrap();
+        let input = json!({"Check": "ssm-health", "Accounts": [A, B], "Regions": [REGION]});
+
+        let out = audits.run(input.clone(), "health-fix-1").await.unwrap();
+        assert_eq!(out.execution.status, Status::Succeeded, "{:?}", out.execution.cause);
+        let r = out.report.unwrap();
+        let fixed = |id: &str| {
+            r.findings
+                .iter()
+                .find(|f| f.kind == "unmanaged" && f.subject == id)
+                .and_then(|f| f.fixed.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            fixed(&forgotten).starts_with(&format!("associated instance profile {SSM_DEFAULT_PROFILE} (iip-assoc-")),
+            "{}",
+            fixed(&forgotten)
+        );
+        assert!(
+            fixed(&elsewhere).starts_with("not fixed: the member account's fix role could not be used"),
+            "{}",
+            fixed(&elsewhere)
+        );
+        assert!(r.findings.iter().all(|f| f.subject != managed), "web-1 is managed");
+        assert!(out.text.unwrap().contains("fixed by opsflow: associated instance profile"));
+        let profile_of = |c: &opsflow_aws::Clients, id: &str| {
+            let (c, id) = (c.clone(), id.to_string());
+            async move {
+                let out = c.ec2.describe_instances().instance_ids(id).send().await.unwrap();
+                out.reservations()[0].instances()[0]
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .map(String::from)
+            }
+        };
+        assert_eq!(
+            profile_of(&ca, &forgotten).await,
+            Some(format!("arn:aws:iam::{A}:instance-profile/{SSM_DEFAULT_PROFILE}"))
+        );
+        assert_eq!(profile_of(&cb, &elsewhere).await, None, "B did not allow the fix");
+
+        // The next run: SSM manages the fixed instance, its finding is resolved; B's remains.
+        let now = w.cloud.now_ms().await.unwrap();
+        w.cloud.control("clock", json!({"now_ms": now + 86_400_000})).await.unwrap();
+        let r = audits.run(input, "health-fix-2").await.unwrap().report.unwrap();
+        let key = |account: &str, id: &str| format!("{account}/{REGION}/unmanaged/{id}");
+        assert!(r.changes.resolved.iter().any(|f| f.key == key(A, &forgotten)), "{:?}", r.changes);
+        assert!(r.findings.iter().any(|f| f.key == key(B, &elsewhere)));
     });
 }

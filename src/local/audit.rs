@@ -12,7 +12,7 @@ use opsflow_core::audit::{AuditPorts, AuditSettings, Check, DriftSettings, Repor
 use opsflow_core::ports::Clock;
 use serde_json::{json, Value};
 
-use super::runbook::AUDIT_ROLE;
+use super::runbook::{AUDIT_ROLE, SSM_FIX_ROLE};
 use super::{function_arn, load_machine, LocalClock, LocalCloud, ACCOUNT, REGION};
 
 /// The local audit bucket (the template's AuditBucket).
@@ -47,6 +47,12 @@ pub struct AuditOutcome {
 
 impl LocalAudits {
     pub async fn new(cloud: Arc<LocalCloud>, external_id: &str) -> anyhow::Result<LocalAudits> {
+        LocalAudits::fixing(cloud, external_id, None).await
+    }
+
+    /// The audits with fleet health's automatic fix on (`fix_profile`: the member accounts'
+    /// default SSM profile, `SSM_FIX_PROFILE`), or off (None).
+    pub async fn fixing(cloud: Arc<LocalCloud>, external_id: &str, fix_profile: Option<&str>) -> anyhow::Result<LocalAudits> {
         let clients = Clients::for_endpoint(&cloud.endpoint).await.map_err(|e| anyhow!("{e}"))?;
         match clients.s3.create_bucket().bucket(AUDIT_BUCKET).send().await {
             Ok(_) => {}
@@ -56,12 +62,13 @@ impl LocalAudits {
         let topic_arn = crate::fixtures::topic(&clients, AUDIT_TOPIC).await?;
         let base = AwsConfig::for_endpoint(&cloud.endpoint).await;
         let ports = Arc::new(Ports {
-            auditors: AuditFleet::new(base.sdk_config(), AUDIT_ROLE, external_id),
+            auditors: AuditFleet::new(base.sdk_config(), AUDIT_ROLE, external_id).with_fix_role(SSM_FIX_ROLE),
             objects: S3Objects::new(clients.s3.clone()),
             publisher: clients.sns_publisher(&topic_arn),
         });
         let settings = Arc::new(AuditSettings {
             bucket: AUDIT_BUCKET.to_string(),
+            fix_profile: fix_profile.map(String::from),
         });
         let ledger = clients.alert_ledger(super::alerts::LEDGER_TABLE);
         ledger.create_table().await.context("the alert ledger table")?;

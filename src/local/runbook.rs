@@ -36,6 +36,11 @@ pub const RESULTS_TOPIC: &str = "opsflow-runbook-results";
 pub const MEMBER_ROLE: &str = "opsflow-member";
 /// The member audit role's name (read only), as `infra/member-account.yaml` creates it.
 pub const AUDIT_ROLE: &str = "opsflow-member-audit";
+/// The member fix role's name (fleet health's automatic fix), as `infra/member-account.yaml`
+/// creates it with SsmProfileFix Enabled.
+pub const SSM_FIX_ROLE: &str = "opsflow-member-ssmfix";
+/// The member accounts' default SSM instance profile (and its role), likewise.
+pub const SSM_DEFAULT_PROFILE: &str = "opsflow-member-ssm";
 /// The runner's state machine name.
 pub const RUNNER: &str = "opsflow-run-runbook";
 
@@ -417,6 +422,24 @@ impl MemberAccount {
             Err(e) => return Err(e),
         }
         Ok(m)
+    }
+
+    /// What the member stack with SsmProfileFix Enabled adds: the default SSM instance profile
+    /// (its role with AmazonSSMManagedInstanceCore) and the fix role, trusted like the others.
+    pub async fn allow_ssm_fix(&self, external_id: &str) -> anyhow::Result<()> {
+        let c = self.clients(REGION).await?;
+        crate::fixtures::instance_profile(&c, SSM_DEFAULT_PROFILE, "/").await?;
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]});
+        c.iam
+            .create_role()
+            .role_name(SSM_FIX_ROLE)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .map_err(|e| anyhow!("CreateRole {SSM_FIX_ROLE} in {}: {e:?}", self.account))?;
+        Ok(())
     }
 
     /// The account administrator's clients in `region`.

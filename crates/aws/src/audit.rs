@@ -25,12 +25,16 @@ use crate::runbook::partition;
 
 /// The session name the member accounts' CloudTrail shows for the audits.
 pub const AUDIT_SESSION: &str = "opsflow-audit";
+/// The session name of the fix role, as member accounts' CloudTrail shows it.
+pub const FIX_SESSION: &str = "opsflow-ssmfix";
 
 /// The member accounts, read only.
 #[derive(Clone)]
 pub struct AuditFleet {
     base: aws_config::SdkConfig,
     role_name: String,
+    /// The member accounts' fix role (fleet health's automatic fix).
+    fix_role_name: String,
     external_id: String,
     readers: Arc<Mutex<HashMap<(String, String), AuditAdapter>>>,
 }
@@ -48,9 +52,16 @@ impl AuditFleet {
         AuditFleet {
             base: base.clone(),
             role_name: role_name.to_string(),
+            fix_role_name: "opsflow-member-ssmfix".to_string(),
             external_id: external_id.to_string(),
             readers: Arc::default(),
         }
+    }
+
+    /// The member accounts' fix role is `role_name` (default `opsflow-member-ssmfix`).
+    pub fn with_fix_role(mut self, role_name: &str) -> AuditFleet {
+        self.fix_role_name = role_name.to_string();
+        self
     }
 
     /// From `AUDIT_ROLE_NAME` (default `opsflow-member-audit`) and `MEMBER_EXTERNAL_ID` (required).
@@ -63,7 +74,11 @@ impl AuditFleet {
             .ok()
             .filter(|x| !x.is_empty())
             .ok_or_else(|| CoreError::invalid("MEMBER_EXTERNAL_ID", "is required: the ExternalId of the member roles"))?;
-        Ok(AuditFleet::new(base, &role, &external_id))
+        let fleet = AuditFleet::new(base, &role, &external_id);
+        Ok(match std::env::var("SSM_FIX_ROLE_NAME").ok().filter(|r| !r.is_empty()) {
+            Some(fix_role) => fleet.with_fix_role(&fix_role),
+            None => fleet,
+        })
     }
 
     pub fn role_arn(&self, account: &str, region: &str) -> String {
@@ -73,6 +88,15 @@ impl AuditFleet {
 
 impl Auditors for AuditFleet {
     type Reader = AuditAdapter;
+    type Fixer = crate::Ec2Adapter;
+
+    /// A session of the fix role (not cached: the fix is rare, and the read role's cache stays
+    /// read-only).
+    async fn fixer(&self, account: &str, region: &str) -> Result<crate::Ec2Adapter, CoreError> {
+        let role_arn = format!("arn:{}:iam::{account}:role/{}", partition(region), self.fix_role_name);
+        let config = crate::member::assumed_config(&self.base, &role_arn, &self.external_id, FIX_SESSION, region).await?;
+        Ok(crate::Ec2Adapter::new(aws_sdk_ec2::Client::new(&config)))
+    }
 
     async fn reader(&self, account: &str, region: &str) -> Result<AuditAdapter, CoreError> {
         let key = (account.to_string(), region.to_string());

@@ -313,8 +313,14 @@ pub trait AuditReader: Send + Sync {
 /// with the ExternalId and caches the session).
 pub trait Auditors: Send + Sync {
     type Reader: AuditReader;
+    /// EC2 as fleet health's automatic fix may use it: only AssociateIamInstanceProfile of the
+    /// deployment's default SSM profile, which the member account's fix role allows and nothing
+    /// else.
+    type Fixer: Ec2;
 
     fn reader(&self, account: &str, region: &str) -> impl Future<Output = Result<Self::Reader, CoreError>> + Send;
+    /// The fix role's EC2 in the account and region.
+    fn fixer(&self, account: &str, region: &str) -> impl Future<Output = Result<Self::Fixer, CoreError>> + Send;
 }
 
 /// S3 objects opsflow writes and reads (targets, summaries, command output).

@@ -1,6 +1,8 @@
 //! The fleet audits' steps (`Step`): Plan (the schedule's input to scopes), Scan (one account
 //! and region read through its member audit role, findings to `AUDIT_BUCKET`) and Report (the
 //! report and its difference from the previous one, to S3 and the `AUDIT_TOPIC_ARN` topic).
+//! `SSM_FIX_PROFILE` (optional) turns on fleet health's automatic fix: that instance profile
+//! for running instances SSM does not manage because they have none (`SSM_FIX_ROLE_NAME`).
 use opsflow_aws::{AwsConfig, SystemClock};
 use opsflow_core::audit::{AuditPorts, AuditSettings};
 use opsflow_core::CoreError;
@@ -23,7 +25,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         objects: aws.s3_objects(),
         publisher: aws.sns_publisher(&topic),
     };
-    let settings = AuditSettings { bucket };
+    // Fleet health's automatic fix, off unless the deployment names the default SSM profile.
+    let settings = AuditSettings {
+        bucket,
+        fix_profile: var("SSM_FIX_PROFILE"),
+    };
     let (ports, settings) = (&ports, &settings);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {

@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::drift::{drift_in_scope, outcome, state_key, Change, DriftAlert, ScopeState, TrailEvent};
-use super::report::{FailedScope, Part, Report};
+use super::report::{FailedScope, Finding, Part, Report};
 use super::roles;
 use super::ssm::{self, HealthFacts, HealthRules};
 use crate::alert::{AlertLedger, AlertPublisher, Claim};
 use crate::error::CoreError;
 use crate::ports::{AuditReader, Auditors, Clock, Objects};
+use crate::provision::plan::ProfileAction;
+use crate::provision::steps::apply_profile;
 use crate::runbook::input::accounts_and_regions;
 use crate::runbook::steps::home_of;
 use crate::time::format_utc;
@@ -69,6 +71,10 @@ impl Check {
 pub struct AuditSettings {
     /// `AUDIT_BUCKET`.
     pub bucket: String,
+    /// `SSM_FIX_PROFILE`: fleet health's automatic fix, off when None. The member accounts'
+    /// default SSM instance profile, associated with each running instance SSM does not manage
+    /// because it has no profile.
+    pub fix_profile: Option<String>,
 }
 
 /// The ports the audit function uses.
@@ -191,6 +197,52 @@ pub fn plan(input: &Value, execution: &str) -> Result<Value, CoreError> {
     Ok(json!({"Check": check, "Run": run, "StaleDays": stale_days, "Scopes": scopes}))
 }
 
+/// Fleet health's automatic fix: the deployment's default SSM `profile` on each running instance
+/// SSM does not manage and that has no profile, with the provisioning steps' association
+/// (AssociateIamInstanceProfile, through the member account's fix role, which IAM lets associate
+/// only that profile and only with instances that have none). Each finding says what was done,
+/// or why it failed; a failure never fails the scan.
+async fn fix_profiles<A: Auditors>(
+    auditors: &A,
+    account: &str,
+    region: &str,
+    profile: &str,
+    facts: &HealthFacts,
+    findings: &mut [Finding],
+) {
+    let without_profile = |id: &str| facts.instances.iter().any(|i| i.id == id && i.profile_arn.is_none());
+    let mut targets: Vec<&mut Finding> = findings
+        .iter_mut()
+        .filter(|f| f.kind == "unmanaged" && without_profile(&f.subject))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let fixer = match auditors.fixer(account, region).await {
+        Ok(fixer) => fixer,
+        Err(e) => {
+            for f in targets {
+                f.fixed = Some(format!("not fixed: the member account's fix role could not be used ({e})"));
+            }
+            return;
+        }
+    };
+    for f in targets.iter_mut() {
+        let action = ProfileAction::Associate {
+            profile: profile.to_string(),
+        };
+        f.fixed = Some(match apply_profile(&fixer, &f.subject, &action).await {
+            Ok(Some(a)) => format!(
+                "associated instance profile {profile} ({} {}): SSM lists the instance once its agent retries with these \
+                 credentials (minutes; restarting amazon-ssm-agent makes it immediate)",
+                a.association_id, a.state
+            ),
+            Ok(None) => format!("instance profile {profile}: nothing to associate"),
+            Err(e) => format!("not fixed: AssociateIamInstanceProfile of {profile} failed ({e})"),
+        });
+    }
+}
+
 /// Scan: one scope's findings, written to S3.
 pub async fn scan<A: Auditors, O: Objects>(
     auditors: &A,
@@ -237,7 +289,11 @@ pub async fn scan<A: Auditors, O: Objects>(
                 };
                 let mut rules = HealthRules::new(now_ms / 1000);
                 rules.stale_days = *stale_days;
-                Ok(ssm::findings(account, region, &facts, rules))
+                let (mut findings, counted) = ssm::findings(account, region, &facts, rules);
+                if let Some(profile) = &settings.fix_profile {
+                    fix_profiles(auditors, account, region, profile, &facts, &mut findings).await;
+                }
+                Ok((findings, counted))
             }
         }
     };

@@ -84,6 +84,10 @@ pub struct Finding {
     /// Where the rule comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// What opsflow did about it: fleet health's automatic fix (an instance profile for an
+    /// instance without one), or why that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
 }
 
 impl Finding {
@@ -102,6 +106,7 @@ impl Finding {
             cause: None,
             fix: None,
             source: None,
+            fixed: None,
         }
     }
 }
@@ -332,6 +337,9 @@ impl Report {
             if let Some(fix) = &f.fix {
                 t += &format!("  fix: {fix}\n");
             }
+            if let Some(fixed) = &f.fixed {
+                t += &format!("  fixed by opsflow: {fixed}\n");
+            }
             if let Some(source) = &f.source {
                 t += &format!("  source: {source}\n");
             }
@@ -477,6 +485,7 @@ mod tests {
             cause: None,
             fix: Some("do this".into()),
             source: None,
+            fixed: None,
         }
     }
 
