@@ -25,10 +25,10 @@
 //!   goes out all the same.
 //!
 //! The follow-up is claimed in the ledger under [`follow_up_key`] right after the alert is
-//! published (before the alert is marked published), noting the command, with a lease that ends
-//! [`FOLLOW_UP_MARGIN_S`] after the limit. A delivery that stops before publishing it leaves a
-//! lapsed claim; the next delivery of the same state change (whose alert is published, so it is
-//! not repeated) takes the claim over, reads the same command and publishes the follow-up.
+//! published (before the alert is recorded published), noting the command, with a lease that
+//! ends [`FOLLOW_UP_MARGIN_S`] after the limit; an alert whose publish failed notes its command
+//! there too. A later delivery of the same state change that finds the claim lapsed takes it over
+//! and reads that command ([`resume`]) instead of sending another.
 
 use crate::alert::enrich::{console, AlertLookups, AlertSettings};
 use crate::alert::ledger::{AlertLedger, Claim};
@@ -127,10 +127,28 @@ pub fn cooldown_key(at: &Place, instance_id: &str) -> String {
     format!("diagnose#{}/{}/{instance_id}", at.account_id, at.region)
 }
 
+/// Waits, as [`start`] does, for the diagnostics an earlier delivery of the same state change
+/// sent (`e.diagnostics`, as the ledger noted them): no second command.
+pub async fn resume(lookups: &impl AlertLookups, clock: &impl Clock, settings: &AlertSettings, e: &mut Enriched, deadline_ms: i64) {
+    let (Some(mut d), Some(at)) = (e.diagnostics.take(), e.target_place.clone()) else {
+        return;
+    };
+    let wait_s = settings.diagnose_wait_s.clamp(0, settings.diagnose_limit_s);
+    wait(
+        lookups,
+        clock,
+        settings,
+        &at,
+        &mut d,
+        (clock.now_ms() + wait_s * 1000).min(deadline_ms),
+    )
+    .await;
+    e.diagnostics = Some(d);
+}
+
 /// Runs the diagnostics the alert calls for ([`candidate`]) and waits for them until
 /// `diagnose_wait_s` after SendCommand (never past `deadline_ms`): they land in
-/// `e.diagnostics` (still `Running` if slow), or a note says why they did not run. Returns the
-/// cooldown key this delivery claimed (to release if the alert cannot be published).
+/// `e.diagnostics` (still `Running` if slow), or a note says why they did not run.
 pub async fn start(
     lookups: &impl AlertLookups,
     ledger: &impl AlertLedger,
@@ -138,42 +156,37 @@ pub async fn start(
     settings: &AlertSettings,
     e: &mut Enriched,
     deadline_ms: i64,
-) -> Option<String> {
+) {
     let (place, instance_id, document) = match candidate(e, settings) {
-        None => return None,
-        Some(Err(why)) => {
-            e.notes.push(why);
-            return None;
-        }
+        None => return,
+        Some(Err(why)) => return e.notes.push(why),
         Some(Ok(found)) => found,
     };
     let now = clock.now_ms();
     if deadline_ms - now < MIN_LEFT_MS {
-        e.notes.push(format!(
+        return e.notes.push(format!(
             "diagnostics not run on {instance_id}: the invocation has {} s left",
             (deadline_ms - now).max(0) / 1000
         ));
-        return None;
     }
     let key = cooldown_key(&place, &instance_id);
     let now_s = now.div_euclid(1000);
     let cooldown_s = settings.diagnose_cooldown_s;
-    let claimed = match cooldown_s > 0 {
+    let cooldown = match cooldown_s > 0 {
         false => None,
         true => match ledger.claim(&key, now_s, cooldown_s, now_s + cooldown_s).await {
             Ok(Claim::Won) => Some(key),
             Ok(Claim::Busy { lease_until_s }) => {
-                e.notes.push(format!(
+                return e.notes.push(format!(
                     "diagnostics not run on {instance_id}: it was diagnosed less than {} ago (again from {})",
                     crate::alert::render::human_duration(cooldown_s),
                     crate::time::format_utc(lease_until_s)
                 ));
-                return None;
             }
             Ok(Claim::Published(_)) => {
-                e.notes
-                    .push(format!("diagnostics not run on {instance_id}: it was diagnosed recently"));
-                return None;
+                return e
+                    .notes
+                    .push(format!("diagnostics not run on {instance_id}: it was diagnosed recently"))
             }
             // No ledger to keep the cooldown: diagnosed all the same.
             Err(_) => None,
@@ -217,10 +230,15 @@ pub async fn start(
         Err(err) => {
             d.status = DiagnosticsStatus::NotStarted;
             d.reason = Some(format!("SendCommand failed ({err})"));
+            // Nothing reached the instance: the next alarm may try again.
+            if let Some(key) = &cooldown {
+                if let Err(e) = ledger.release(key).await {
+                    tracing::warn!(key, error = %e, "could not release the diagnostics cooldown");
+                }
+            }
         }
     }
     e.diagnostics = Some(d);
-    claimed
 }
 
 /// Waits for running diagnostics until `until_ms`; marks them `Unfinished` when they did not

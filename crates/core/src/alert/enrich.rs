@@ -583,28 +583,81 @@ async fn publish_alarm(
             .notes
             .push(format!("deduplication unavailable ({e}): this alert may repeat one already sent"));
     }
-    let cooldown = diagnose::start(lookups, ledger, clock, settings, &mut enriched, deadline_ms).await;
+    // An earlier delivery of this state change may have sent a command and stopped before the
+    // alert was recorded published: its follow-up claim notes the command, read instead of
+    // sending another (asked only when the instance is to be diagnosed).
+    let earlier = match claimed.is_ok() && matches!(diagnose::candidate(&enriched, settings), Some(Ok(_))) {
+        false => None,
+        true => ledger
+            .reclaim(&follow_key, now_s, follow_lease_s, expires_at_s)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(key = follow_key, error = %e, "could not look for an earlier delivery's command");
+                None
+            }),
+    };
+    let follow_held = matches!(earlier, Some((Claim::Won, _)));
+    match earlier {
+        None => diagnose::start(lookups, ledger, clock, settings, &mut enriched, deadline_ms).await,
+        Some((Claim::Published(follow_up_id), _)) => {
+            // The alert and its follow-up went out; only the alert's record was lost.
+            if let Err(e) = ledger.published(&key, &follow_up_id, expires_at_s).await {
+                tracing::warn!(key, error = %e, "could not record the state change as published");
+            }
+            return Ok((None, None));
+        }
+        Some((Claim::Busy { lease_until_s }, _)) => {
+            if let Err(e) = ledger.release(&key).await {
+                tracing::warn!(key, error = %e, "could not release the claim of an unpublished state change");
+            }
+            return Err(busy(format!("diagnostics of {key}"), lease_until_s));
+        }
+        Some((Claim::Won, owed)) => match serde_json::from_str::<Diagnostics>(&owed) {
+            Ok(d) => {
+                enriched.diagnostics = Some(d);
+                diagnose::resume(lookups, clock, settings, &mut enriched, deadline_ms).await;
+            }
+            Err(_) => diagnose::start(lookups, ledger, clock, settings, &mut enriched, deadline_ms).await,
+        },
+    }
     let message_id = match publisher.publish(&render::publication(&enriched)).await {
         Ok(message_id) => message_id,
         Err(e) => {
-            // The retry enriches (and diagnoses) again.
-            let claims = [claimed.is_ok().then_some(key.as_str()), cooldown.as_deref()];
-            for k in claims.into_iter().flatten() {
-                if let Err(release) = ledger.release(k).await {
+            if claimed.is_ok() {
+                // A command that was sent is noted for the retry (which reads it instead of
+                // sending another; the instance's cooldown stays), with a lease that has already
+                // run out.
+                let sent = enriched.diagnostics.as_ref().filter(|d| d.command_id.is_some());
+                if let (Some(d), false) = (sent, follow_held) {
+                    let owed = serde_json::to_string(d).unwrap_or_default();
+                    let now_s = clock.now_ms().div_euclid(1000);
+                    if let Err(e) = ledger.claim_owed(&follow_key, now_s, 0, expires_at_s, &owed).await {
+                        tracing::warn!(key = follow_key, error = %e, "could not note the command for the retry");
+                    }
+                }
+                if let Err(release) = ledger.release(&key).await {
                     // The claim lapses with its lease; the retry after that publishes.
-                    tracing::warn!(key = k, error = %release, "could not release a claim of an unpublished state change");
+                    tracing::warn!(key, error = %release, "could not release the claim of an unpublished state change");
                 }
             }
             return Err(e);
         }
     };
     let running = enriched.diagnostics.as_ref().filter(|d| d.status == DiagnosticsStatus::Running);
-    // Owed before the alert is marked published: a delivery that stops in between leaves the
-    // alert unmarked (a retry repeats it, as for any crash after a publish), never a follow-up
-    // that nobody owes.
+    // Owed before the alert is recorded published: a delivery that stops in between leaves the
+    // alert unrecorded, and the retry finds the follow-up's claim (above) and reads its command.
     let record = match (running, &claimed) {
-        (None, _) => None,
+        (None, _) => {
+            if follow_held {
+                // The earlier delivery's command ended in this alert: nothing is owed.
+                if let Err(e) = ledger.published(&follow_key, &message_id, expires_at_s).await {
+                    tracing::warn!(key = follow_key, error = %e, "could not record the diagnostics as published");
+                }
+            }
+            None
+        }
         (Some(_), Err(_)) => Some(None),
+        (Some(_), Ok(())) if follow_held => Some(Some((follow_key, expires_at_s))),
         (Some(d), Ok(())) => {
             let owed = serde_json::to_string(d).unwrap_or_default();
             match ledger
@@ -628,7 +681,7 @@ async fn publish_alarm(
     let follow_up = record.map(|record| FollowUp {
         enriched,
         record,
-        taken_over: false,
+        taken_over: follow_held,
     });
     Ok((Some(message_id), follow_up))
 }
@@ -1176,7 +1229,7 @@ mod tests {
             let mut rows = self.rows.lock().unwrap();
             match rows.get(key) {
                 Some((Some(id), _, _)) => Ok(Claim::Published(id.clone())),
-                Some((None, until, _)) if *until > now_s => Ok(Claim::Busy { lease_until_s: *until }),
+                Some((None, until, _)) if *until >= now_s => Ok(Claim::Busy { lease_until_s: *until }),
                 _ => {
                     rows.insert(key.into(), (None, now_s + lease_s, owed.into()));
                     Ok(Claim::Won)
@@ -1191,7 +1244,10 @@ mod tests {
             Ok(())
         }
         async fn release(&self, key: &str) -> Result<(), CoreError> {
-            self.rows.lock().unwrap().remove(key);
+            let mut rows = self.rows.lock().unwrap();
+            if rows.get(key).is_some_and(|r| r.0.is_none()) {
+                rows.remove(key);
+            }
             Ok(())
         }
         async fn reclaim(&self, key: &str, now_s: i64, lease_s: i64, _expires_at_s: i64) -> Result<Option<(Claim, String)>, CoreError> {
@@ -1202,7 +1258,7 @@ mod tests {
             Ok(match rows.get_mut(key) {
                 None => None,
                 Some((Some(id), _, owed)) => Some((Claim::Published(id.clone()), owed.clone())),
-                Some((None, until, owed)) if *until > now_s => Some((Claim::Busy { lease_until_s: *until }, owed.clone())),
+                Some((None, until, owed)) if *until >= now_s => Some((Claim::Busy { lease_until_s: *until }, owed.clone())),
                 Some((None, until, owed)) => {
                     *until = now_s + lease_s;
                     Some((Claim::Won, owed.clone()))
@@ -1287,7 +1343,7 @@ mod tests {
         assert_eq!(e.name(), "Conflict");
         assert!(e.to_string().contains("retry later"), "{e}");
         // Once its lease has run out, a retry takes the claim over and publishes.
-        clock.sleep(settings.claim_lease_s as u64 * 1000).await.unwrap();
+        clock.sleep((settings.claim_lease_s as u64 + 1) * 1000).await.unwrap();
         assert_eq!(
             handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap(),
             ["msg-1"]
@@ -1771,5 +1827,94 @@ mod tests {
             maintenance: vec![],
             diagnostics: None,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_a_failed_alert_reads_the_command_already_sent_never_a_second() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        // Ends at the 10th read: after the first delivery's 8 s wait.
+        fake.command = Some((10, ended("Success", 0, "== load\nload average: 7.9")));
+        let (publisher, ledger) = (Published::default(), MemoryLedger::default());
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let settings = AlertSettings::default();
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        // The alert's publish fails (all of the SDK's attempts): the invocation fails.
+        *publisher.1.lock().unwrap() = 1;
+        let e = handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap_err();
+        assert_eq!(e.name(), "Transient");
+        // Lambda retries a minute later: the same command is read, and by now it has ended.
+        clock.sleep(60_000).await.unwrap();
+        let ids = handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap();
+        assert_eq!(ids, ["msg-1"], "the alert, with the output: no follow-up owed");
+        assert_eq!(fake.sent.lock().unwrap().len(), 1, "no second command");
+        assert!(publisher.0.lock().unwrap()[0].message.contains("load average: 7.9"));
+        // Nothing owed any more: a redelivery publishes nothing.
+        assert_eq!(
+            handle(&fake, &publisher, &ledger, &clock, &settings, &event).await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_that_stopped_before_recording_its_alert_leaves_the_command_to_the_retry() {
+        let mut fake = Fake::new(vec![opted_in("i-0abc")]);
+        fake.command = Some((1, ended("Success", 0, "== memory\nMem: 3800 3700")));
+        let (publisher, ledger) = (Published::default(), MemoryLedger::default());
+        let clock = crate::ports::SteppedClock::starting_at((ALARM_AT_S + 200) * 1000);
+        let event = sns_event(&alarm(("InstanceId", "i-0abc")));
+        let Incoming::Alarm(parsed) = incoming(&event).remove(0) else {
+            panic!()
+        };
+        // It claimed the change, sent cmd-1, published the alert, owed the follow-up — and
+        // stopped before recording the alert; both leases have run out.
+        let key = ledger::key(&parsed);
+        let owed = Diagnostics {
+            instance_id: "i-0abc".into(),
+            document: diagnose::LINUX_DOCUMENT.into(),
+            command_id: Some("cmd-1".into()),
+            status: DiagnosticsStatus::Running,
+            ssm_status: Some("InProgress".into()),
+            exit_code: None,
+            output: String::new(),
+            reason: None,
+            sent_at_ms: ALARM_AT_S * 1000,
+            took_ms: 8000,
+            link: None,
+        };
+        ledger.claim(&key, ALARM_AT_S, 90, 0).await.unwrap();
+        let follow = diagnose::follow_up_key(&key);
+        ledger
+            .claim_owed(&follow, ALARM_AT_S + 8, 60, 0, &serde_json::to_string(&owed).unwrap())
+            .await
+            .unwrap();
+        let ids = handle(&fake, &publisher, &ledger, &clock, &AlertSettings::default(), &event)
+            .await
+            .unwrap();
+        // The alert again (it was not recorded), with the command's output: what was owed.
+        assert_eq!(ids.len(), 1);
+        assert!(fake.sent.lock().unwrap().is_empty(), "the command already sent is read");
+        assert!(publisher.0.lock().unwrap()[0].message.contains("Mem: 3800 3700"));
+        let rows = ledger.rows.lock().unwrap().clone();
+        assert!(rows[&follow].0.is_some() && rows[&key].0.is_some(), "{rows:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_that_could_not_be_sent_leaves_no_cooldown() {
+        let fake = Fake::new(vec![opted_in("i-0abc")]);
+        let (publisher, ledger) = (Published::default(), MemoryLedger::default());
+        let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
+        let settings = AlertSettings::default();
+        let at = |minutes: &str| {
+            let e = sns_event(&alarm(("InstanceId", "i-0abc"))).to_string();
+            serde_json::from_str::<Value>(&e.replace("20:26:40", &format!("20:{minutes}"))).unwrap()
+        };
+        handle(&fake, &publisher, &ledger, &clock, &settings, &at("26:40")).await.unwrap();
+        clock.sleep(60_000).await.unwrap();
+        handle(&fake, &publisher, &ledger, &clock, &settings, &at("27:40")).await.unwrap();
+        assert_eq!(
+            fake.sent.lock().unwrap().len(),
+            2,
+            "SendCommand refused: the next alarm tries again"
+        );
     }
 }

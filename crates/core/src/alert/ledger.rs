@@ -16,11 +16,12 @@
 //!   duplicate: a duplicate is better than a lost alert.
 //!
 //! A state change whose alert went out before its diagnostics ended owes a follow-up
-//! ([`crate::alert::diagnose`]): right after the alert is published (before it is marked
+//! ([`crate::alert::diagnose`]): right after the alert is published (before it is recorded
 //! published) the follow-up is claimed under its own key, noting the command it waits for
-//! ([`AlertLedger::claim_owed`]). A delivery that finds the alert published takes that claim
-//! over only when it exists and its lease ran out ([`AlertLedger::reclaim`]), and reads the same
-//! command: a follow-up is never lost to a crash and never sends a second command.
+//! ([`AlertLedger::claim_owed`]); an alert whose publish failed notes its command there too, with
+//! a lease already over. A later delivery of the same state change takes that claim over only
+//! when it exists and its lease ran out ([`AlertLedger::reclaim`]) and reads the noted command:
+//! one state change never sends two commands, and an owed follow-up is never lost to a crash.
 //!
 //! Unrecognized messages are not deduplicated (they have no state change to key on).
 
