@@ -659,6 +659,20 @@ fn the_optional_fix_gives_an_instance_without_a_profile_the_default_ssm_profile_
         let forgotten = instance_in(&w.a, "forgotten", None, None).await;
         let managed = instance_in(&w.a, "web-1", None, Some("web")).await;
         let elsewhere = instance_in(&w.b, "forgotten-b", None, None).await;
+        // Its owner keeps it out of the fix.
+        let kept_out = instance_in(&w.a, "no-ssm-please", None, None).await;
+        ca.ec2
+            .create_tags()
+            .resources(&kept_out)
+            .tags(
+                opsflow_aws::aws_sdk_ec2::types::Tag::builder()
+                    .key("opsflow:ssm-fix")
+                    .value("off")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
         let now = w.cloud.now_ms().await.unwrap();
         w.cloud.control("clock", json!({"now_ms": now + 15 * 60_000})).await.unwrap();
         let audits = LocalAudits::fixing(w.cloud.clone(), EXTERNAL_ID, Some(SSM_DEFAULT_PROFILE))
@@ -687,6 +701,7 @@ fn the_optional_fix_gives_an_instance_without_a_profile_the_default_ssm_profile_
             fixed(&elsewhere)
         );
         assert!(r.findings.iter().all(|f| f.subject != managed), "web-1 is managed");
+        assert_eq!(fixed(&kept_out), "", "opsflow:ssm-fix=off");
         assert!(out.text.unwrap().contains("fixed by opsflow: associated instance profile"));
         let profile_of = |c: &opsflow_aws::Clients, id: &str| {
             let (c, id) = (c.clone(), id.to_string());
@@ -703,6 +718,7 @@ fn the_optional_fix_gives_an_instance_without_a_profile_the_default_ssm_profile_
             Some(format!("arn:aws:iam::{A}:instance-profile/{SSM_DEFAULT_PROFILE}"))
         );
         assert_eq!(profile_of(&cb, &elsewhere).await, None, "B did not allow the fix");
+        assert_eq!(profile_of(&ca, &kept_out).await, None);
 
         // The next run: SSM manages the fixed instance, its finding is resolved; B's remains.
         let now = w.cloud.now_ms().await.unwrap();

@@ -425,10 +425,26 @@ impl MemberAccount {
     }
 
     /// What the member stack with SsmProfileFix Enabled adds: the default SSM instance profile
-    /// (its role with AmazonSSMManagedInstanceCore) and the fix role, trusted like the others.
+    /// (its role with AmazonSSMManagedEC2InstanceDefaultPolicy only) and the fix role, trusted
+    /// like the others.
     pub async fn allow_ssm_fix(&self, external_id: &str) -> anyhow::Result<()> {
         let c = self.clients(REGION).await?;
         crate::fixtures::instance_profile(&c, SSM_DEFAULT_PROFILE, "/").await?;
+        // The fixture's role has AmazonSSMManagedInstanceCore: swap it for DHMC's policy.
+        c.iam
+            .detach_role_policy()
+            .role_name(SSM_DEFAULT_PROFILE)
+            .policy_arn("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+            .send()
+            .await
+            .map_err(|e| anyhow!("DetachRolePolicy in {}: {e:?}", self.account))?;
+        c.iam
+            .attach_role_policy()
+            .role_name(SSM_DEFAULT_PROFILE)
+            .policy_arn("arn:aws:iam::aws:policy/AmazonSSMManagedEC2InstanceDefaultPolicy")
+            .send()
+            .await
+            .map_err(|e| anyhow!("AttachRolePolicy in {}: {e:?}", self.account))?;
         let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
             "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]});

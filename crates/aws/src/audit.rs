@@ -25,6 +25,9 @@ use crate::runbook::partition;
 
 /// The session name the member accounts' CloudTrail shows for the audits.
 pub const AUDIT_SESSION: &str = "opsflow-audit";
+/// The tag that keeps an instance out of fleet health's automatic fix (the fix role's IAM
+/// condition names it too).
+pub const SSM_FIX_OPT_OUT: (&str, &str) = ("opsflow:ssm-fix", "off");
 /// The session name of the fix role, as member accounts' CloudTrail shows it.
 pub const FIX_SESSION: &str = "opsflow-ssmfix";
 
@@ -408,6 +411,10 @@ impl AuditReader for AuditAdapter {
                         .metadata_options()
                         .and_then(|m| m.http_tokens())
                         .is_some_and(|t| t.as_str() == "required"),
+                    ssm_fix_off: i
+                        .tags()
+                        .iter()
+                        .any(|t| t.key() == Some(SSM_FIX_OPT_OUT.0) && t.value() == Some(SSM_FIX_OPT_OUT.1)),
                 });
             }
         }

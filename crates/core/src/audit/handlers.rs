@@ -18,9 +18,7 @@ use super::roles;
 use super::ssm::{self, HealthFacts, HealthRules};
 use crate::alert::{AlertLedger, AlertPublisher, Claim};
 use crate::error::CoreError;
-use crate::ports::{AuditReader, Auditors, Clock, Objects};
-use crate::provision::plan::ProfileAction;
-use crate::provision::steps::apply_profile;
+use crate::ports::{AuditReader, Auditors, Clock, Ec2, Objects};
 use crate::runbook::input::accounts_and_regions;
 use crate::runbook::steps::home_of;
 use crate::time::format_utc;
@@ -198,10 +196,12 @@ pub fn plan(input: &Value, execution: &str) -> Result<Value, CoreError> {
 }
 
 /// Fleet health's automatic fix: the deployment's default SSM `profile` on each running instance
-/// SSM does not manage and that has no profile, with the provisioning steps' association
-/// (AssociateIamInstanceProfile, through the member account's fix role, which IAM lets associate
-/// only that profile and only with instances that have none). Each finding says what was done,
-/// or why it failed; a failure never fails the scan.
+/// SSM does not manage because it has no credentials — no profile, and Default Host Management
+/// Configuration off (or on, but the instance allows IMDSv1, which DHMC cannot use) — unless it
+/// is tagged `opsflow:ssm-fix=off`. The provisioning steps' association (Ec2
+/// AssociateIamInstanceProfile), through the member account's fix role, which IAM lets associate
+/// only that profile, only with instances that have none and are not tagged off. Each finding
+/// says what was done, or why it failed; a failure never fails the scan.
 async fn fix_profiles<A: Auditors>(
     auditors: &A,
     account: &str,
@@ -210,10 +210,15 @@ async fn fix_profiles<A: Auditors>(
     facts: &HealthFacts,
     findings: &mut [Finding],
 ) {
-    let without_profile = |id: &str| facts.instances.iter().any(|i| i.id == id && i.profile_arn.is_none());
+    let lacks_credentials = |id: &str| {
+        facts
+            .instances
+            .iter()
+            .any(|i| i.id == id && i.profile_arn.is_none() && !i.ssm_fix_off && (facts.dhmc_role.is_none() || !i.imds_v2))
+    };
     let mut targets: Vec<&mut Finding> = findings
         .iter_mut()
-        .filter(|f| f.kind == "unmanaged" && without_profile(&f.subject))
+        .filter(|f| f.kind == "unmanaged" && lacks_credentials(&f.subject))
         .collect();
     if targets.is_empty() {
         return;
@@ -228,16 +233,15 @@ async fn fix_profiles<A: Auditors>(
         }
     };
     for f in targets.iter_mut() {
-        let action = ProfileAction::Associate {
-            profile: profile.to_string(),
-        };
-        f.fixed = Some(match apply_profile(&fixer, &f.subject, &action).await {
-            Ok(Some(a)) => format!(
-                "associated instance profile {profile} ({} {}): SSM lists the instance once its agent retries with these \
-                 credentials (minutes; restarting amazon-ssm-agent makes it immediate)",
-                a.association_id, a.state
-            ),
-            Ok(None) => format!("instance profile {profile}: nothing to associate"),
+        f.fixed = Some(match fixer.associate_profile(&f.subject, profile).await {
+            Ok(a) => {
+                tracing::info!(account, region, instance = %f.subject, profile, association = %a.association_id, "default SSM profile associated");
+                format!(
+                    "associated instance profile {profile} ({} {}): SSM lists the instance once its agent retries with these \
+                     credentials (minutes; restarting amazon-ssm-agent makes it immediate)",
+                    a.association_id, a.state
+                )
+            }
             Err(e) => format!("not fixed: AssociateIamInstanceProfile of {profile} failed ({e})"),
         });
     }

@@ -58,6 +58,9 @@ pub struct AuditInstance {
     /// Its metadata service requires IMDSv2 (`HttpTokens` `required`).
     #[serde(default)]
     pub imds_v2: bool,
+    /// Tagged `opsflow:ssm-fix` = `off`: fleet health's automatic fix leaves it alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssm_fix_off: bool,
 }
 
 impl AuditInstance {

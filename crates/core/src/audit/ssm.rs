@@ -393,6 +393,7 @@ mod tests {
             public_ip: true,
             security_groups: vec!["sg-open".into()],
             imds_v2: false,
+            ssm_fix_off: false,
         }
     }
 
