@@ -2,6 +2,9 @@
 //! of its slowest single lookup, and the AWS calls per alert, against the local cloud with
 //! modelled AWS latencies (the local cloud's `latency_ms`), plus a run without added latency.
 //!
+//! Then alerts that diagnose: when the alert and its follow-up go out for commands of three
+//! lengths.
+//!
 //! `cargo bench --bench alerts` (or `make bench`). Target: ≤ 1.3× the slowest lookup, ≤ 5 calls.
 
 use std::collections::HashMap;
@@ -11,7 +14,9 @@ use opsflow::fixtures;
 use opsflow::local::alerts::{cpu_alarm, LocalAlerts};
 use opsflow::local::LocalCloud;
 use opsflow_aws::{Clients, SystemClock};
-use opsflow_core::alert::{datapoint_queries, handle, incoming, AlertLookups, AlertSettings, Incoming, NoLedger, Place, Target};
+use opsflow_core::alert::{
+    datapoint_queries, handle, incoming, AlertLookups, AlertPublisher, AlertSettings, Incoming, NoLedger, Place, Publication, Target,
+};
 use serde_json::{json, Value};
 
 const ALERTS: usize = 30;
@@ -195,6 +200,78 @@ fn main() {
                     .join(", ")
             );
         }
+        diagnostics(&cloud, &alerts, &event, &instance_id).await;
         drop(cloud);
     });
+}
+
+/// A publisher that notes when each message went out.
+struct Timed<'a> {
+    inner: &'a opsflow_aws::SnsPublisher,
+    started: Instant,
+    at: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl AlertPublisher for Timed<'_> {
+    async fn publish(&self, p: &Publication) -> Result<String, opsflow_core::CoreError> {
+        let id = self.inner.publish(p).await?;
+        self.at.lock().unwrap().push(self.started.elapsed());
+        Ok(id)
+    }
+}
+
+/// Alerts that diagnose, with the modelled latencies: when the alert and its follow-up go out
+/// for a diagnostics command that takes 0.5, 3 and 12 s (the alert waits 8 s at most, the
+/// follow-up 30 s), and the SSM calls it costs. Once each: the times are the command's and the
+/// 1 s polling, not noise.
+async fn diagnostics(cloud: &LocalCloud, alerts: &LocalAlerts, event: &Value, instance_id: &str) {
+    use opsflow_core::alert::diagnose::{LINUX_DOCUMENT, TAG};
+    alerts
+        .clients
+        .ec2
+        .create_tags()
+        .resources(instance_id)
+        .tags(opsflow_aws::aws_sdk_ec2::types::Tag::builder().key(TAG.0).value(TAG.1).build())
+        .send()
+        .await
+        .unwrap();
+    let settings = AlertSettings::default();
+    println!();
+    println!(
+        "alerts that diagnose (modelled latency; the alert waits {} s for the command, the follow-up {} s after SendCommand):",
+        settings.diagnose_wait_s, settings.diagnose_limit_s
+    );
+    println!(
+        "{:>12} {:>14} {:>16} {:>12} {:>22}",
+        "command (s)", "alert at (s)", "follow-up at (s)", "SendCommand", "GetCommandInvocation"
+    );
+    for duration in [0.5, 3.0, 12.0] {
+        cloud
+            .control(
+                "commands",
+                json!({"rules": [{"document": LINUX_DOCUMENT, "count": 1, "duration_seconds": duration, "stdout": "== load"}]}),
+            )
+            .await
+            .unwrap();
+        cloud.reset_calls().await.unwrap();
+        let timed = Timed {
+            inner: &alerts.publisher,
+            started: Instant::now(),
+            at: std::sync::Mutex::new(Vec::new()),
+        };
+        handle(&alerts.lookups, &timed, &NoLedger, &SystemClock, &settings, event)
+            .await
+            .expect("alert");
+        let at = timed.at.lock().unwrap().clone();
+        let calls = cloud.calls().await.unwrap();
+        let count = |op: &str| calls.get(op).copied().unwrap_or(0);
+        println!(
+            "{:>12.1} {:>14.1} {:>16} {:>12} {:>22}",
+            duration,
+            at[0].as_secs_f64(),
+            at.get(1).map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64())),
+            count("ssm:SendCommand"),
+            count("ssm:GetCommandInvocation")
+        );
+    }
 }
