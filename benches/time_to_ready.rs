@@ -596,6 +596,7 @@ async fn fixed_step(model: &Model, function: &str) -> Result<Value, CoreError> {
                 output_s3_bucket: None,
                 output_s3_prefix: None,
                 cloudwatch_log_group: None,
+                comment: None,
             };
             let id = model.send_command(&spec, INSTANCE).await?;
             let mut w = model.world.lock().unwrap();

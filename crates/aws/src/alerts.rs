@@ -27,6 +27,7 @@ use opsflow_core::alert::{
     ActiveMute, AgentInfo, AlertLedger, AlertLookups, AlertPublisher, Claim, Datapoint, InstanceDetails, MetricQuery, Place, ProfileRole,
     Publication, Reach, Target,
 };
+use opsflow_core::command::CommandSpec;
 use opsflow_core::facts::Invocation;
 use opsflow_core::ports::Ssm;
 use opsflow_core::CoreError;
@@ -349,20 +350,18 @@ impl AlertLookups for AlertAdapter {
     /// SendCommand through the SSM port's adapter: the document alone (no parameters, no
     /// output bucket), delivery timeout [`diagnose::DELIVERY_TIMEOUT_S`].
     async fn send_diagnostics(&self, at: &Place, instance_id: &str, document: &str, comment: &str) -> Result<String, CoreError> {
-        let ssm = self.at(at).await?.ssm;
-        let out = ssm
-            .send_command()
-            .document_name(document)
-            .instance_ids(instance_id)
-            .timeout_seconds(diagnose::DELIVERY_TIMEOUT_S as i32)
-            .comment(comment)
-            .send()
+        let spec = CommandSpec {
+            document_name: document.to_string(),
+            parameters: Default::default(),
+            timeout_seconds: diagnose::DELIVERY_TIMEOUT_S,
+            output_s3_bucket: None,
+            output_s3_prefix: None,
+            cloudwatch_log_group: None,
+            comment: Some(comment.to_string()),
+        };
+        crate::SsmAdapter::new(self.at(at).await?.ssm)
+            .send_command(&spec, instance_id)
             .await
-            .map_err(|e| from_sdk_error("SendCommand", &e))?;
-        out.command()
-            .and_then(|c| c.command_id())
-            .map(String::from)
-            .ok_or_else(|| unexpected("SendCommand", "no Command.CommandId"))
     }
 
     async fn diagnostics_result(&self, at: &Place, command_id: &str, instance_id: &str) -> Result<Invocation, CoreError> {

@@ -58,7 +58,7 @@ impl Ssm for SsmAdapter {
 
     /// SendCommand for one instance: `DocumentName`, `Parameters` (each a list, as given),
     /// `TimeoutSeconds`, `OutputS3BucketName` / `OutputS3KeyPrefix` and, with a log group,
-    /// `CloudWatchOutputConfig` (enabled).
+    /// `CloudWatchOutputConfig` (enabled), and `Comment`.
     async fn send_command(&self, spec: &CommandSpec, instance_id: &str) -> Result<String, CoreError> {
         const OP: &str = "SendCommand";
         let timeout = i32::try_from(spec.timeout_seconds)
@@ -80,6 +80,7 @@ impl Ssm for SsmAdapter {
             .set_output_s3_bucket_name(spec.output_s3_bucket.clone())
             .set_output_s3_key_prefix(spec.output_s3_prefix.clone())
             .set_cloud_watch_output_config(cloudwatch)
+            .set_comment(spec.comment.clone())
             .send()
             .await
             .map_err(|e| from_sdk_error(OP, &e))?;

@@ -110,6 +110,7 @@ fn shell_spec(lines: &[&str]) -> CommandSpec {
         output_s3_bucket: None,
         output_s3_prefix: None,
         cloudwatch_log_group: None,
+        comment: None,
     }
 }
 

@@ -164,6 +164,7 @@ fn send_command_puts_every_spec_field_on_the_wire() {
             output_s3_bucket: Some("opsflow-output".into()),
             output_s3_prefix: Some("bootstrap/".into()),
             cloudwatch_log_group: Some("/opsflow/bootstrap".into()),
+            comment: Some("opsflow alert: cpu-high".into()),
         };
         assert_eq!(
             ssm.send_command(&full, "i-0123456789abcdef0").await.unwrap(),
@@ -176,6 +177,7 @@ fn send_command_puts_every_spec_field_on_the_wire() {
             output_s3_bucket: None,
             output_s3_prefix: None,
             cloudwatch_log_group: None,
+            comment: None,
         };
         ssm.send_command(&bare, "i-0123456789abcdef0").await.unwrap();
 
@@ -191,7 +193,8 @@ fn send_command_puts_every_spec_field_on_the_wire() {
                 "Parameters": {"commands": ["echo 'a; b'", "exit 0"], "executionTimeout": ["600"]},
                 "OutputS3BucketName": "opsflow-output",
                 "OutputS3KeyPrefix": "bootstrap/",
-                "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "/opsflow/bootstrap", "CloudWatchOutputEnabled": true}
+                "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "/opsflow/bootstrap", "CloudWatchOutputEnabled": true},
+                "Comment": "opsflow alert: cpu-high"
             })
         );
         assert_eq!(

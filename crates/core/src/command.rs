@@ -30,6 +30,9 @@ pub struct CommandSpec {
     pub output_s3_prefix: Option<String>,
     /// Enables `CloudWatchOutputConfig` with this log group.
     pub cloudwatch_log_group: Option<String>,
+    /// SendCommand's `Comment` (at most 100 characters): what sent it, for Run Command's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// The shell document of a platform.

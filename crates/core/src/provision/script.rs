@@ -50,6 +50,7 @@ pub fn bootstrap_command(bootstrap: &Bootstrap, platform: Platform) -> CommandSp
         output_s3_bucket: bootstrap.output_s3_bucket.clone(),
         output_s3_prefix: bootstrap.output_s3_prefix.clone(),
         cloudwatch_log_group: bootstrap.cloudwatch_log_group.clone(),
+        comment: None,
     }
 }
 
@@ -95,6 +96,7 @@ pub fn fs_grow_command(platform: Platform, target: &FsTarget) -> Result<CommandS
         output_s3_bucket: None,
         output_s3_prefix: None,
         cloudwatch_log_group: None,
+        comment: None,
     })
 }
 
@@ -632,6 +634,7 @@ mod tests {
                 output_s3_bucket: Some("bucket".into()),
                 output_s3_prefix: Some("prefix".into()),
                 cloudwatch_log_group: Some("/opsflow/x".into()),
+                comment: None,
             }
         );
         let win = bootstrap_command(&bootstrap(BootstrapAction::Commands { lines }), Platform::Windows);

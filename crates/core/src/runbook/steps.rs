@@ -671,6 +671,7 @@ pub fn command_spec(
         output_s3_bucket: Some(settings.runs_bucket.clone()),
         output_s3_prefix: Some(format!("output/{}/{}", run.procedure, run.name)),
         cloudwatch_log_group: settings.output_log_group.clone(),
+        comment: None,
     })
 }
 
