@@ -212,19 +212,6 @@ impl Ec2Adapter {
     }
 }
 
-/// `Platform` is `windows` for Windows instances and absent otherwise; `PlatformDetails`
-/// (`Windows`, `Windows with SQL Server Standard`, `Linux/UNIX`, `Red Hat Enterprise Linux`…)
-/// is the more recent field and decides when `Platform` is absent.
-pub fn platform_of(platform: Option<&str>, platform_details: Option<&str>) -> Platform {
-    match Platform::from_ec2(platform) {
-        Platform::Windows => Platform::Windows,
-        Platform::Linux if platform_details.is_some_and(|d| d.trim_start().to_ascii_lowercase().starts_with("windows")) => {
-            Platform::Windows
-        }
-        Platform::Linux => Platform::Linux,
-    }
-}
-
 fn to_u32(operation: &str, field: &str, value: Option<i32>) -> Result<u32, CoreError> {
     value
         .and_then(|v| u32::try_from(v).ok())
@@ -263,7 +250,7 @@ fn instance_facts(instance: &Instance, iam_association: Option<Association>) -> 
     Ok(InstanceFacts {
         instance_id: instance_id.to_string(),
         state,
-        platform: platform_of(instance.platform().map(|p| p.as_str()), instance.platform_details()),
+        platform: Platform::from_ec2_details(instance.platform().map(|p| p.as_str()), instance.platform_details()),
         root_device_name: instance.root_device_name().map(str::to_string),
         block_devices,
         iam_association,

@@ -96,6 +96,19 @@ impl Platform {
             _ => Platform::Linux,
         }
     }
+
+    /// From EC2's `Platform` and `PlatformDetails` (`Windows`, `Windows with SQL Server
+    /// Standard`, `Windows BYOL`, `Linux/UNIX`, `Red Hat Enterprise Linux`…): the details are the
+    /// more recent field and decide when `Platform` is absent.
+    pub fn from_ec2_details(platform: Option<&str>, platform_details: Option<&str>) -> Platform {
+        match Platform::from_ec2(platform) {
+            Platform::Windows => Platform::Windows,
+            Platform::Linux if platform_details.is_some_and(|d| d.trim_start().to_ascii_lowercase().starts_with("windows")) => {
+                Platform::Windows
+            }
+            Platform::Linux => Platform::Linux,
+        }
+    }
 }
 
 aws_enum! {
@@ -295,6 +308,14 @@ mod tests {
         assert_eq!(Platform::from_ec2(Some("Windows")), Platform::Windows);
         assert_eq!(Platform::from_ec2(None), Platform::Linux);
         assert_eq!(Platform::from_ec2(Some("")), Platform::Linux);
+        // PlatformDetails decides when Platform is absent.
+        for details in ["Windows", "Windows with SQL Server Standard", "Windows BYOL"] {
+            assert_eq!(Platform::from_ec2_details(None, Some(details)), Platform::Windows, "{details}");
+        }
+        for details in ["Linux/UNIX", "Red Hat Enterprise Linux"] {
+            assert_eq!(Platform::from_ec2_details(None, Some(details)), Platform::Linux, "{details}");
+        }
+        assert_eq!(Platform::from_ec2_details(Some("windows"), Some("Linux/UNIX")), Platform::Windows);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::alert::enrich::{console, AlertLookups, AlertSettings};
 use crate::alert::ledger::{AlertLedger, Claim};
 use crate::alert::model::{Diagnostics, DiagnosticsStatus, Enriched, Place, Target};
 use crate::command::{command_outcome, invocation_lookup_error, CommandOutcome, InvocationLookup, INVOCATION_GRACE_S};
+use crate::facts::Platform;
 use crate::ports::Clock;
 use crate::CoreError;
 
@@ -55,10 +56,30 @@ const MIN_LEFT_MS: i64 = 5_000;
 /// SSM's limit for a command's `Comment`.
 const COMMENT_MAX: usize = 100;
 
-/// Whether EC2's platform (`Platform` `windows`, or PlatformDetails such as `Windows with SQL
-/// Server Standard`, `Windows BYOL`) is Windows.
-fn is_windows(platform: Option<&str>) -> bool {
-    platform.is_some_and(|p| p.to_ascii_lowercase().contains("windows"))
+/// The diagnostics document of an instance whose EC2 PlatformDetails (the alert's
+/// `platform`) is `platform_details`.
+fn document_for(platform_details: Option<&str>) -> &'static str {
+    match Platform::from_ec2_details(None, platform_details) {
+        Platform::Windows => WINDOWS_DOCUMENT,
+        Platform::Linux => LINUX_DOCUMENT,
+    }
+}
+
+/// Diagnostics of `document` on the instance, `status` at `sent_at_ms`, nothing read yet.
+fn diagnostics(instance_id: String, document: &str, status: DiagnosticsStatus, sent_at_ms: i64) -> Diagnostics {
+    Diagnostics {
+        instance_id,
+        document: document.to_string(),
+        command_id: None,
+        status,
+        ssm_status: None,
+        exit_code: None,
+        output: String::new(),
+        reason: None,
+        sent_at_ms,
+        took_ms: 0,
+        link: None,
+    }
 }
 
 /// The ledger key of a state change's diagnostics follow-up.
@@ -91,9 +112,7 @@ pub fn candidate(e: &Enriched, settings: &AlertSettings) -> Option<Result<(Place
         Some(other) => return Some(Err(format!("diagnostics not run on {id}: its SSM agent is {other}"))),
         None => return Some(Err(format!("diagnostics not run on {id}: SSM does not list it as Online"))),
     }
-    let windows = is_windows(view.details.platform.as_deref());
-    let document = if windows { WINDOWS_DOCUMENT } else { LINUX_DOCUMENT };
-    Some(Ok((place.clone(), id.clone(), document)))
+    Some(Ok((place.clone(), id.clone(), document_for(view.details.platform.as_deref()))))
 }
 
 /// Diagnostics that were owed and could not run, because `why` (for the follow-up).
@@ -102,23 +121,15 @@ pub fn not_run(e: &Enriched, why: String) -> Diagnostics {
         Some(Target::Instance(id)) => id.clone(),
         _ => String::new(),
     };
-    let windows = e
+    let platform = e
         .instances
         .iter()
         .find(|v| v.details.instance_id == instance_id)
-        .is_some_and(|v| is_windows(v.details.platform.as_deref()));
+        .and_then(|v| v.details.platform.as_deref());
+    let document = document_for(platform);
     Diagnostics {
-        instance_id,
-        document: (if windows { WINDOWS_DOCUMENT } else { LINUX_DOCUMENT }).to_string(),
-        command_id: None,
-        status: DiagnosticsStatus::NotStarted,
-        ssm_status: None,
-        exit_code: None,
-        output: String::new(),
         reason: Some(why),
-        sent_at_ms: 0,
-        took_ms: 0,
-        link: None,
+        ..diagnostics(instance_id, document, DiagnosticsStatus::NotStarted, 0)
     }
 }
 
@@ -195,19 +206,7 @@ pub async fn start(
     let comment = crate::alert::render::limit(&format!("opsflow alert: {}", e.alarm.name), COMMENT_MAX);
     let sent_at_ms = clock.now_ms();
     let sent = lookups.send_diagnostics(&place, &instance_id, document, &comment).await;
-    let mut d = Diagnostics {
-        instance_id,
-        document: document.to_string(),
-        command_id: None,
-        status: DiagnosticsStatus::Running,
-        ssm_status: None,
-        exit_code: None,
-        output: String::new(),
-        reason: None,
-        sent_at_ms,
-        took_ms: 0,
-        link: None,
-    };
+    let mut d = diagnostics(instance_id, document, DiagnosticsStatus::Running, sent_at_ms);
     match sent {
         Ok(command_id) => {
             d.link = Some(format!(
