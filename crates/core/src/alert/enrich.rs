@@ -523,6 +523,7 @@ fn busy(what: String, lease_until_s: i64) -> CoreError {
 /// diagnostics) and the ledger key to record it under (None without a ledger).
 struct FollowUp {
     enriched: Enriched,
+    diagnostics: Diagnostics,
     record: Option<(String, i64)>,
     /// Taken over from a delivery that stopped before publishing it.
     taken_over: bool,
@@ -558,15 +559,15 @@ async fn publish_alarm(
                 None | Some((Claim::Published(_), _)) => Ok((None, None)),
                 Some((Claim::Busy { lease_until_s }, _)) => Err(busy(format!("diagnostics of {key}"), lease_until_s)),
                 Some((Claim::Won, owed)) => {
-                    let mut enriched = Box::pin(enrich(lookups, settings, alarm)).await;
-                    let d = serde_json::from_str::<Diagnostics>(&owed).unwrap_or_else(|_| {
+                    let enriched = Box::pin(enrich(lookups, settings, alarm)).await;
+                    let diagnostics = serde_json::from_str::<Diagnostics>(&owed).unwrap_or_else(|_| {
                         diagnose::not_run(&enriched, "the command this follow-up waited for was not recorded".to_string())
                     });
-                    enriched.diagnostics = Some(d);
                     Ok((
                         None,
                         Some(FollowUp {
                             enriched,
+                            diagnostics,
                             record: Some((follow_key, expires_at_s)),
                             taken_over: true,
                         }),
@@ -678,11 +679,15 @@ async fn publish_alarm(
             tracing::warn!(key, error = %e, "could not record the state change as published");
         }
     }
-    let follow_up = record.map(|record| FollowUp {
-        enriched,
-        record,
-        taken_over: follow_held,
-    });
+    let follow_up = match (record, enriched.diagnostics.take()) {
+        (Some(record), Some(diagnostics)) => Some(FollowUp {
+            enriched,
+            diagnostics,
+            record,
+            taken_over: follow_held,
+        }),
+        _ => None,
+    };
     Ok((Some(message_id), follow_up))
 }
 
@@ -699,17 +704,13 @@ async fn publish_follow_up(
     mut f: FollowUp,
     deadline_ms: i64,
 ) -> Result<String, CoreError> {
-    if let (Some(mut d), Some(at)) = (f.enriched.diagnostics.take(), f.enriched.target_place.clone()) {
-        let from = if f.taken_over { clock.now_ms() } else { d.sent_at_ms };
+    if let Some(at) = &f.enriched.target_place {
+        let from = if f.taken_over { clock.now_ms() } else { f.diagnostics.sent_at_ms };
         let until = (from + settings.diagnose_limit_s * 1000).min(deadline_ms);
-        diagnose::finish(lookups, clock, &at, &mut d, until, settings).await;
-        f.enriched.diagnostics = Some(d);
+        diagnose::finish(lookups, clock, at, &mut f.diagnostics, until, settings).await;
     }
-    let Some(d) = &f.enriched.diagnostics else {
-        return Err(CoreError::invalid("follow-up", "has no diagnostics"));
-    };
     let message_id = publisher
-        .publish(&render::diagnostics_publication(&f.enriched, d, f.taken_over))
+        .publish(&render::diagnostics_publication(&f.enriched, &f.diagnostics, f.taken_over))
         .await?;
     if let Some((key, expires_at_s)) = &f.record {
         if let Err(e) = ledger.published(key, &message_id, *expires_at_s).await {
@@ -1267,6 +1268,12 @@ mod tests {
         }
     }
 
+    /// The SNS event of the alarm on i-0abc changing state at `time` (HH:MM:SS) of its day.
+    fn sns_event_at(time: &str) -> Value {
+        let e = sns_event(&alarm(("InstanceId", "i-0abc"))).to_string();
+        serde_json::from_str(&e.replace("20:26:40", time)).unwrap()
+    }
+
     fn sns_event(alarm: &Alarm) -> Value {
         let message = serde_json::json!({
             "AlarmName": alarm.name, "AWSAccountId": alarm.account_id, "NewStateValue": alarm.state,
@@ -1291,16 +1298,13 @@ mod tests {
         assert_eq!(again.unwrap(), Vec::<String>::new());
         assert_eq!(publisher.0.lock().unwrap().len(), 1);
         // The next state change of the same alarm is another alert.
-        let later = sns_event(&alarm(("InstanceId", "i-0abc")))
-            .to_string()
-            .replace("2026-11-18T20:26:40.000", "2026-11-18T20:31:40.000");
         let next = handle(
             &fake,
             &publisher,
             &ledger,
             &clock,
             &AlertSettings::default(),
-            &serde_json::from_str(&later).unwrap(),
+            &sns_event_at("20:31:40"),
         )
         .await;
         assert_eq!(next.unwrap(), ["msg-2"]);
@@ -1696,14 +1700,14 @@ mod tests {
         let (publisher, ledger) = (Published::default(), MemoryLedger::default());
         let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
         let settings = AlertSettings::default();
-        let at = |minutes: &str| {
-            let e = sns_event(&alarm(("InstanceId", "i-0abc"))).to_string();
-            serde_json::from_str::<Value>(&e.replace("20:26:40", &format!("20:{minutes}"))).unwrap()
-        };
-        handle(&fake, &publisher, &ledger, &clock, &settings, &at("26:40")).await.unwrap();
+        handle(&fake, &publisher, &ledger, &clock, &settings, &sns_event_at("20:26:40"))
+            .await
+            .unwrap();
         // The alarm flaps (or someone sets its state): a minute later, no second command.
         clock.sleep(60_000).await.unwrap();
-        handle(&fake, &publisher, &ledger, &clock, &settings, &at("27:40")).await.unwrap();
+        handle(&fake, &publisher, &ledger, &clock, &settings, &sns_event_at("20:27:40"))
+            .await
+            .unwrap();
         assert_eq!(fake.sent.lock().unwrap().len(), 1);
         let second = publisher.0.lock().unwrap()[1].message.clone();
         assert!(
@@ -1712,7 +1716,9 @@ mod tests {
         );
         // After the cooldown, diagnosed again.
         clock.sleep(300_000).await.unwrap();
-        handle(&fake, &publisher, &ledger, &clock, &settings, &at("33:40")).await.unwrap();
+        handle(&fake, &publisher, &ledger, &clock, &settings, &sns_event_at("20:33:40"))
+            .await
+            .unwrap();
         assert_eq!(fake.sent.lock().unwrap().len(), 2);
 
         // Muted for maintenance: said, not run.
@@ -1904,13 +1910,13 @@ mod tests {
         let (publisher, ledger) = (Published::default(), MemoryLedger::default());
         let clock = crate::ports::SteppedClock::starting_at(ALARM_AT_S * 1000);
         let settings = AlertSettings::default();
-        let at = |minutes: &str| {
-            let e = sns_event(&alarm(("InstanceId", "i-0abc"))).to_string();
-            serde_json::from_str::<Value>(&e.replace("20:26:40", &format!("20:{minutes}"))).unwrap()
-        };
-        handle(&fake, &publisher, &ledger, &clock, &settings, &at("26:40")).await.unwrap();
+        handle(&fake, &publisher, &ledger, &clock, &settings, &sns_event_at("20:26:40"))
+            .await
+            .unwrap();
         clock.sleep(60_000).await.unwrap();
-        handle(&fake, &publisher, &ledger, &clock, &settings, &at("27:40")).await.unwrap();
+        handle(&fake, &publisher, &ledger, &clock, &settings, &sns_event_at("20:27:40"))
+            .await
+            .unwrap();
         assert_eq!(
             fake.sent.lock().unwrap().len(),
             2,

@@ -7,7 +7,7 @@
 //! joins the scans, compares with the previous report, writes the report (JSON and text) and
 //! publishes the summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -210,15 +210,15 @@ async fn fix_profiles<A: Auditors>(
     facts: &HealthFacts,
     findings: &mut [Finding],
 ) {
-    let lacks_credentials = |id: &str| {
-        facts
-            .instances
-            .iter()
-            .any(|i| i.id == id && i.profile_arn.is_none() && !i.ssm_fix_off && (facts.dhmc_role.is_none() || !i.imds_v2))
-    };
+    let lacks_credentials: BTreeSet<&str> = facts
+        .instances
+        .iter()
+        .filter(|i| i.profile_arn.is_none() && !i.ssm_fix_off && (facts.dhmc_role.is_none() || !i.imds_v2))
+        .map(|i| i.id.as_str())
+        .collect();
     let mut targets: Vec<&mut Finding> = findings
         .iter_mut()
-        .filter(|f| f.kind == "unmanaged" && lacks_credentials(&f.subject))
+        .filter(|f| f.kind == "unmanaged" && lacks_credentials.contains(f.subject.as_str()))
         .collect();
     if targets.is_empty() {
         return;
